@@ -1,0 +1,102 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { createOperatorService, type OperatorService } from './identity/index.ts';
+import type { Config } from './platform/config/index.ts';
+import { type Clock, systemClock } from './platform/context.ts';
+import { safeEqual } from './platform/crypto/tokens.ts';
+import type { Database } from './platform/db/index.ts';
+import { accessPlugin, bearerToken } from './platform/http/access.ts';
+import { errorHandlerPlugin } from './platform/http/error-handler.ts';
+import { healthRoutes } from './platform/http/health.ts';
+import { metricsPlugin } from './platform/http/metrics.ts';
+import { openApiPlugin, openApiRoute } from './platform/http/openapi.ts';
+import { requestIdFor } from './platform/http/request-id.ts';
+import { ProblemSchema } from './platform/http/schemas.ts';
+import { loggerOptions } from './platform/log.ts';
+import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  clock?: Clock;
+  /** Tests pass false to keep output quiet. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+export interface Services {
+  tenancy: TenancyService;
+  operators: OperatorService;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}
+
+const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+/** Builds the whole Rampart app from one plugin per capability. Never listens: see server.ts. */
+export async function buildApp({
+  config,
+  db,
+  clock = systemClock,
+  logger,
+}: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ?? loggerOptions(config.logLevel),
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    return503OnClosing: true,
+    // Header floods are cut at 16 KiB by Node; slow clients are cut here.
+    requestTimeout: 30_000,
+    ajv: {
+      customOptions: {
+        // Unknown fields are refused (additionalProperties: false), never silently stripped.
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        allErrors: false,
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const services: Services = {
+    tenancy: createTenancyService({ db, clock }),
+    operators: createOperatorService({ db, clock, tokenTtlDays: config.operatorTokenTtlDays }),
+  };
+  app.decorate('services', services);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addSchema(ProblemSchema);
+  await app.register(openApiPlugin);
+  await app.register(errorHandlerPlugin);
+  await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  await app.register(accessPlugin, {
+    authenticators: {
+      operator: async (request) => {
+        const token = bearerToken(request);
+        return token ? services.operators.authenticate(token) : null;
+      },
+      metrics: async (request) => {
+        const token = bearerToken(request);
+        if (config.metricsToken) {
+          return token && safeEqual(token, config.metricsToken) ? { type: 'system', id: 'metrics' } : null;
+        }
+        return loopback.has(request.ip) ? { type: 'system', id: 'metrics' } : null;
+      },
+    },
+  });
+
+  await app.register(healthRoutes, { db });
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
+    reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
+  );
+  await app.register(tenancyRoutes, { tenancy: services.tenancy });
+  await app.register(openApiRoute);
+  return app;
+}

@@ -1,0 +1,179 @@
+import { userInfo } from 'node:os';
+import { Command, CommanderError } from 'commander';
+import { createOperatorService } from '../identity/index.ts';
+import { allMigrations } from '../migrations.ts';
+import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
+import { type ActionContext, systemClock } from '../platform/context.ts';
+import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
+import { AppError } from '../platform/http/problem.ts';
+import { openConfiguredDatabase, openEngine } from '../runtime.ts';
+import { handleSignals, startServer } from '../server.ts';
+import { createTenancyService } from '../tenancy/index.ts';
+
+export interface CliIo {
+  out: NodeJS.WritableStream;
+  err: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+}
+
+const cliContext = (): ActionContext => ({
+  actor: { type: 'system', id: `cli:${userInfo().username}` },
+  ip: null,
+  userAgent: 'rampart-cli',
+  requestId: null,
+});
+
+async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await openConfiguredDatabase(config);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+function program(io: CliIo): Command {
+  const print = (line: string) => io.out.write(`${line}\n`);
+  const config = () => loadConfig(io.env);
+  const root = new Command('rampart')
+    .description('Rampart: the security core of a multi-tenant SaaS platform')
+    .configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) })
+    .exitOverride();
+
+  root
+    .command('start', { isDefault: true })
+    .description('start the server (migrates the embedded database first)')
+    .action(async () => {
+      const cfg = config();
+      const server = await startServer(cfg, io.out);
+      handleSignals(server, cfg.shutdownGraceMs);
+      server.app.log.info(
+        { url: server.url, engine: cfg.databaseUrl ? 'postgres' : 'pglite' },
+        'rampart ready',
+      );
+    });
+
+  root
+    .command('migrate')
+    .description('apply pending migrations as the schema owner (DATABASE_OWNER_URL on PostgreSQL)')
+    .action(async () => {
+      const cfg = config();
+      const engine = await openEngine(cfg);
+      try {
+        const report = await migrate(engine, allMigrations, (name) => print(`applied ${name}`));
+        print(`${report.applied.length} applied, ${report.alreadyApplied} already in place`);
+      } finally {
+        await engine.close();
+      }
+    });
+
+  const tenants = root.command('tenants').description('manage tenants');
+  tenants
+    .command('create')
+    .description('create a tenant')
+    .requiredOption('--slug <slug>', 'lowercase letters, digits, hyphens (3-40)')
+    .requiredOption('--name <name>', 'display name')
+    .requiredOption('--region <label>', 'residency label, e.g. eu-de')
+    .action(async (opts: { slug: string; name: string; region: string }) => {
+      await withDatabase(config(), async (db) => {
+        const tenant = await createTenancyService({ db, clock: systemClock }).create(cliContext(), {
+          slug: opts.slug,
+          displayName: opts.name,
+          region: opts.region,
+        });
+        print(`created ${tenant.slug} (${tenant.id}) in ${tenant.region}`);
+      });
+    });
+  tenants
+    .command('list')
+    .description('list tenants')
+    .action(async () => {
+      await withDatabase(config(), async (db) => {
+        const tenancy = createTenancyService({ db, clock: systemClock });
+        let after: string | null = null;
+        for (;;) {
+          const page = await tenancy.list(after, 200);
+          for (const t of page.items) print(`${t.slug}\t${t.status}\t${t.region}\t${t.displayName}`);
+          if (!page.more) break;
+          after = page.items.at(-1)?.slug ?? null;
+        }
+      });
+    });
+  tenants
+    .command('suspend <slug>')
+    .description('suspend a tenant')
+    .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
+    .action(async (slug: string, opts: { reason: string }) => {
+      await withDatabase(config(), async (db) => {
+        await createTenancyService({ db, clock: systemClock }).suspend(cliContext(), slug, opts.reason);
+        print(`suspended ${slug}`);
+      });
+    });
+  tenants
+    .command('resume <slug>')
+    .description('resume a suspended tenant')
+    .action(async (slug: string) => {
+      await withDatabase(config(), async (db) => {
+        await createTenancyService({ db, clock: systemClock }).resume(cliContext(), slug);
+        print(`resumed ${slug}`);
+      });
+    });
+
+  root
+    .command('operators')
+    .description('manage platform operators')
+    .command('create')
+    .description('create an operator and print its API token once')
+    .requiredOption('--email <email>', 'login email')
+    .option('--name <name>', 'display name', 'Operator')
+    .action(async (opts: { email: string; name: string }) => {
+      const cfg = config();
+      await withDatabase(cfg, async (db) => {
+        const issued = await createOperatorService({
+          db,
+          clock: systemClock,
+          tokenTtlDays: cfg.operatorTokenTtlDays,
+        }).create(cliContext(), opts.email, opts.name);
+        print(
+          `created operator ${issued.email}; API token (shown once, expires ${issued.expiresAt.toISOString()}):`,
+        );
+        print(issued.token);
+      });
+    });
+
+  root
+    .command('config')
+    .description('configuration')
+    .command('check')
+    .description('validate the configuration and print it with secrets masked')
+    .action(() => {
+      const cfg = config();
+      for (const [key, meta] of Object.entries(envNames)) {
+        const value = cfg[key as keyof Config];
+        const secret = /secret|token|url/i.test(key) && value !== undefined;
+        print(`${meta.env}=${secret ? '(set)' : JSON.stringify(value ?? null)}`);
+      }
+      print('configuration is valid');
+    });
+  return root;
+}
+
+/** Runs the CLI; resolves to the exit code (a long-running `start` resolves once it is listening). */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  try {
+    await program(io).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof ConfigError || error instanceof UnsafeRoleError) {
+      io.err.write(`${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof AppError) {
+      io.err.write(`error: ${error.detail}\n`);
+      return 1;
+    }
+    io.err.write(`error: ${(error as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,115 @@
+import { sql } from 'kysely';
+import { recordAuditEvent } from '../audit/index.ts';
+import { type ActionContext, type Actor, type Clock, systemContext } from '../platform/context.ts';
+import { hashToken, newToken } from '../platform/crypto/tokens.ts';
+import type { Database, SystemTx } from '../platform/db/index.ts';
+import { defineErrors } from '../platform/http/problem.ts';
+import { normaliseEmail } from './email.ts';
+import type { IdentityTables } from './tables.ts';
+
+export const operatorError = defineErrors({
+  invalid_email: { status: 400, title: 'Invalid email address' },
+  operator_exists: { status: 409, title: 'Operator already exists' },
+});
+
+const TOKEN_PREFIX = 'rmp_op';
+// Serialises first-run bootstrap across nodes starting together.
+const BOOTSTRAP_LOCK = 727_261_002;
+
+export interface OperatorDeps {
+  db: Database;
+  clock: Clock;
+  tokenTtlDays: number;
+}
+
+export interface IssuedOperator {
+  operatorId: string;
+  email: string;
+  /** Shown once to the person creating it; only its hash is stored. */
+  token: string;
+  expiresAt: Date;
+}
+
+export function createOperatorService({ db, clock, tokenTtlDays }: OperatorDeps) {
+  const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
+
+  async function insertWithToken(
+    tx: SystemTx<IdentityTables>,
+    ctx: ActionContext,
+    email: string,
+    displayName: string,
+  ): Promise<IssuedOperator> {
+    const operator = await tx
+      .insertInto('operators')
+      .values({ email, display_name: displayName })
+      .onConflict((oc) => oc.column('email').doNothing())
+      .returning(['id'])
+      .executeTakeFirst();
+    if (!operator)
+      throw operatorError('operator_exists', `An operator with the email ${email} exists already.`);
+    const { token, hash } = newToken(TOKEN_PREFIX);
+    const expiresAt = new Date(clock.now().getTime() + tokenTtlDays * 86_400_000);
+    await tx
+      .insertInto('operator_tokens')
+      .values({
+        operator_id: operator.id,
+        token_hash: hash,
+        label: 'initial',
+        expires_at: expiresAt,
+        last_used_at: null,
+        revoked_at: null,
+      })
+      .execute();
+    await recordAuditEvent(tx, clock, ctx, {
+      tenantId: null,
+      action: 'identity.operator.created',
+      outcome: 'success',
+      target: { type: 'operator', id: operator.id },
+      details: { email },
+    });
+    return { operatorId: operator.id, email, token, expiresAt };
+  }
+
+  return {
+    async create(ctx: ActionContext, rawEmail: string, displayName: string): Promise<IssuedOperator> {
+      const email = normaliseEmail(rawEmail);
+      if (!email) throw operatorError('invalid_email', `"${rawEmail}" is not an email address.`);
+      return system((tx) => insertWithToken(tx, ctx, email, displayName));
+    },
+
+    /** First run only: creates one operator when there is none. Returns null when operators exist. */
+    async bootstrap(rawEmail: string): Promise<IssuedOperator | null> {
+      const email = normaliseEmail(rawEmail);
+      if (!email)
+        throw operatorError('invalid_email', `BOOTSTRAP_OPERATOR_EMAIL "${rawEmail}" is not valid.`);
+      return system(async (tx) => {
+        await sql`SELECT pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(tx);
+        const existing = await tx.selectFrom('operators').select('id').limit(1).executeTakeFirst();
+        if (existing) return null;
+        return insertWithToken(tx, systemContext('bootstrap'), email, 'Initial operator');
+      });
+    },
+
+    /** The operator behind a bearer token, or null: unknown, expired, revoked and disabled look the same. */
+    async authenticate(token: string): Promise<Actor | null> {
+      if (!token.startsWith(`${TOKEN_PREFIX}_`)) return null;
+      const now = clock.now();
+      return system(async (tx) => {
+        // Lookup by the token's SHA-256: the index compares digests, which an attacker cannot steer.
+        const row = await tx
+          .selectFrom('operator_tokens as t')
+          .innerJoin('operators as o', 'o.id', 't.operator_id')
+          .select(['t.id as tokenId', 'o.id as operatorId'])
+          .where('t.token_hash', '=', hashToken(token))
+          .where('t.revoked_at', 'is', null)
+          .where('t.expires_at', '>', now)
+          .where('o.status', '=', 'active')
+          .executeTakeFirst();
+        if (!row) return null;
+        return { type: 'operator', id: row.operatorId } as const;
+      });
+    },
+  };
+}
+
+export type OperatorService = ReturnType<typeof createOperatorService>;

@@ -1,0 +1,12 @@
+import { auditMigrations } from './audit/index.ts';
+import { identityMigrations } from './identity/index.ts';
+import { orderMigrations, platformMigrations } from './platform/db/index.ts';
+import { tenancyMigrations } from './tenancy/index.ts';
+
+/** Every capability's migrations in one global order. */
+export const allMigrations = orderMigrations([
+  ...platformMigrations,
+  ...tenancyMigrations,
+  ...identityMigrations,
+  ...auditMigrations,
+]);

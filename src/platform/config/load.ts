@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { Value } from '@sinclair/typebox/value';
+import { type Config, configSchema, envNames } from './schema.ts';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const numberKeys = new Set<keyof Config>([
+  'port',
+  'databasePoolMax',
+  'operatorTokenTtlDays',
+  'bodyLimitBytes',
+  'shutdownGraceMs',
+]);
+const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction']);
+const listKeys = new Set<keyof Config>(['trustProxy']);
+
+const defaults = {
+  profile: 'development',
+  host: '127.0.0.1',
+  port: 3000,
+  dataDir: './data',
+  databasePoolMax: 10,
+  allowEmbeddedInProduction: false,
+  trustProxy: [],
+  bootstrapOperatorEmail: 'admin@localhost',
+  operatorTokenTtlDays: 30,
+  bodyLimitBytes: 1024 * 1024,
+  logLevel: 'info',
+  shutdownGraceMs: 10_000,
+} satisfies Partial<Config>;
+
+function coerce(key: keyof Config, raw: string): unknown {
+  if (numberKeys.has(key)) return /^\d+$/.test(raw.trim()) ? Number(raw) : raw;
+  if (booleanKeys.has(key)) {
+    if (/^(1|true|yes)$/i.test(raw)) return true;
+    if (/^(0|false|no)$/i.test(raw)) return false;
+    return raw;
+  }
+  if (listKeys.has(key))
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  return raw;
+}
+
+function readFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`RAMPART_CONFIG: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`]);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new Error('not an object');
+    return parsed as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError([`RAMPART_CONFIG: ${path} is not a JSON object (${(error as Error).message})`]);
+  }
+}
+
+/**
+ * Builds the configuration from defaults, then the optional JSON file named by RAMPART_CONFIG,
+ * then environment variables (which win). Throws ConfigError listing every problem at once.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const fromFile = env.RAMPART_CONFIG ? readFile(env.RAMPART_CONFIG) : {};
+  const merged: Record<string, unknown> = { ...defaults, ...fromFile };
+  for (const [key, meta] of Object.entries(envNames) as [keyof Config, { env: string }][]) {
+    const raw = env[meta.env];
+    if (raw !== undefined && raw !== '') merged[key] = coerce(key, raw);
+  }
+  merged.publicUrl ??= `http://${merged.host}:${merged.port}`;
+  const problems = [...Value.Errors(configSchema, merged)].map((e) => describe(e.path, e.message));
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = merged as Config;
+  const unsafe = productionProblems(config);
+  if (unsafe.length > 0) throw new ConfigError(unsafe);
+  return config;
+}
+
+function describe(path: string, message: string): string {
+  const key = path.split('/')[1] as keyof Config | undefined;
+  if (key && key in envNames) return `${envNames[key].env} (${key}): ${message}`;
+  if (key) return `unknown setting "${key}" in the config file: remove it`;
+  return message;
+}
+
+const weakSecret = /^(changeme|secret|password|default|x+|0+)$/i;
+
+/** The production profile refuses settings that would make the deployment insecure. */
+export function productionProblems(config: Config): string[] {
+  if (config.profile !== 'production') return [];
+  const problems: string[] = [];
+  if (!config.secretKey || weakSecret.test(config.secretKey) || new Set(config.secretKey).size < 16) {
+    problems.push(
+      'SECRET_KEY: production needs 32+ random bytes (try: openssl rand -base64 32 | tr "+/" "-_")',
+    );
+  }
+  const tls = Boolean(config.tlsCertFile && config.tlsKeyFile);
+  if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
+  }
+  if (!tls && config.trustProxy.length === 0) {
+    problems.push(
+      'production needs TLS (TLS_CERT_FILE + TLS_KEY_FILE) or a TLS-terminating proxy in TRUST_PROXY',
+    );
+  }
+  if (!config.publicUrl.startsWith('https://')) problems.push('PUBLIC_URL: production needs an https:// URL');
+  if (!config.databaseUrl && !config.allowEmbeddedInProduction) {
+    problems.push(
+      'DATABASE_URL: production runs on PostgreSQL; set ALLOW_EMBEDDED_IN_PRODUCTION=true to accept the embedded database',
+    );
+  }
+  return problems;
+}

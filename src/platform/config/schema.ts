@@ -1,0 +1,95 @@
+import { type Static, Type } from '@sinclair/typebox';
+
+/** Every setting Rampart reads, with the environment variable that sets it. */
+export const configSchema = Type.Object(
+  {
+    profile: Type.Union([Type.Literal('development'), Type.Literal('production')]),
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    publicUrl: Type.String({ pattern: '^https?://[^\\s/]+(/.*)?$' }),
+    dataDir: Type.String({ minLength: 1 }),
+    databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+    databaseOwnerUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+    databasePoolMax: Type.Integer({ minimum: 1, maximum: 500 }),
+    allowEmbeddedInProduction: Type.Boolean(),
+    trustProxy: Type.Array(Type.String({ minLength: 1 })),
+    tlsCertFile: Type.Optional(Type.String({ minLength: 1 })),
+    tlsKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+    secretKey: Type.Optional(Type.String({ minLength: 43 })),
+    metricsToken: Type.Optional(Type.String({ minLength: 32 })),
+    bootstrapOperatorEmail: Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }),
+    operatorTokenTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
+    bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 50 * 1024 * 1024 }),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    ),
+    shutdownGraceMs: Type.Integer({ minimum: 0, maximum: 120_000 }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof configSchema>;
+
+/** Environment variable for each setting: the README's configuration table is generated from this. */
+export const envNames: Record<keyof Config, { env: string; doc: string; default?: string }> = {
+  profile: {
+    env: 'RAMPART_PROFILE',
+    doc: '`development` or `production` (strict checks).',
+    default: 'development',
+  },
+  host: { env: 'HOST', doc: 'Address to listen on.', default: '127.0.0.1' },
+  port: { env: 'PORT', doc: 'Port to listen on (0 picks a free one).', default: '3000' },
+  publicUrl: {
+    env: 'PUBLIC_URL',
+    doc: 'External base URL, used in links.',
+    default: 'http://127.0.0.1:3000',
+  },
+  dataDir: {
+    env: 'DATA_DIR',
+    doc: 'Embedded database directory; `memory://` keeps it in memory.',
+    default: './data',
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'PostgreSQL URL of the application role; unset = embedded PGlite.',
+  },
+  databaseOwnerUrl: {
+    env: 'DATABASE_OWNER_URL',
+    doc: 'PostgreSQL URL of the schema owner; when set, migrations run at start.',
+  },
+  databasePoolMax: { env: 'DATABASE_POOL_MAX', doc: 'PostgreSQL connections per node.', default: '10' },
+  allowEmbeddedInProduction: {
+    env: 'ALLOW_EMBEDDED_IN_PRODUCTION',
+    doc: 'Let the production profile run on PGlite (single node only).',
+    default: 'false',
+  },
+  trustProxy: {
+    env: 'TRUST_PROXY',
+    doc: 'Comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For is believed.',
+    default: '(none)',
+  },
+  tlsCertFile: { env: 'TLS_CERT_FILE', doc: 'PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.' },
+  tlsKeyFile: { env: 'TLS_KEY_FILE', doc: 'PEM private key.' },
+  secretKey: {
+    env: 'SECRET_KEY',
+    doc: 'At least 32 random bytes, base64url (43+ chars). Required in production.',
+  },
+  metricsToken: { env: 'METRICS_TOKEN', doc: 'Bearer token for /metrics; unset = loopback callers only.' },
+  bootstrapOperatorEmail: {
+    env: 'BOOTSTRAP_OPERATOR_EMAIL',
+    doc: 'Email of the operator created on first run.',
+    default: 'admin@localhost',
+  },
+  operatorTokenTtlDays: {
+    env: 'OPERATOR_TOKEN_TTL_DAYS',
+    doc: 'Lifetime of operator API tokens.',
+    default: '30',
+  },
+  bodyLimitBytes: { env: 'BODY_LIMIT_BYTES', doc: 'Largest accepted request body.', default: '1048576' },
+  logLevel: { env: 'LOG_LEVEL', doc: 'pino log level.', default: 'info' },
+  shutdownGraceMs: {
+    env: 'SHUTDOWN_GRACE_MS',
+    doc: 'How long in-flight requests may run after SIGTERM.',
+    default: '10000',
+  },
+};

@@ -1,0 +1,62 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+
+declare const tenantScoped: unique symbol;
+declare const systemScoped: unique symbol;
+declare const tenantIdBrand: unique symbol;
+
+/** A tenant's id, checked to be a UUID. */
+export type TenantId = string & { readonly [tenantIdBrand]: true };
+
+/**
+ * A transaction in which `rampart.tenant_id` is set locally: row-level security shows and accepts only
+ * that tenant's rows. Repositories of tenant-owned tables accept nothing else, so unscoped access does
+ * not compile.
+ */
+export type TenantTx<DB> = Transaction<DB> & { readonly [tenantScoped]: TenantId };
+
+/**
+ * A transaction for platform-wide tables (tenants, operators, platform audit). No tenant is set, so
+ * tenant-owned tables read as empty through it: it is not a way around isolation.
+ */
+export type SystemTx<DB> = Transaction<DB> & { readonly [systemScoped]: true };
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isTenantId(value: string): value is TenantId {
+  return uuid.test(value);
+}
+
+export function asTenantId(value: string): TenantId {
+  if (!isTenantId(value)) throw new TypeError('tenant id must be a UUID');
+  return value;
+}
+
+export type Scoped = {
+  withTenant<DB, R>(tenantId: TenantId, fn: (tx: TenantTx<DB>) => Promise<R>): Promise<R>;
+  withSystem<DB, R>(fn: (tx: SystemTx<DB>) => Promise<R>): Promise<R>;
+};
+
+export function createScopes(db: Kysely<unknown>): Scoped {
+  return {
+    withTenant(tenantId, fn) {
+      // Re-check at the boundary: a non-UUID would fail the ::uuid cast inside a policy.
+      asTenantId(tenantId);
+      return db.transaction().execute(async (trx) => {
+        await sql`SELECT set_config('rampart.tenant_id', ${tenantId}, true)`.execute(trx);
+        return fn(trx as never);
+      });
+    },
+    withSystem(fn) {
+      return db.transaction().execute((trx) => fn(trx as never));
+    },
+  };
+}
+
+/**
+ * Narrows a system transaction to one tenant for the rest of the transaction, so a tenant's first rows
+ * can be written atomically with the tenant itself. Platform rows are no longer visible afterwards.
+ */
+export async function enterTenant<DB>(tx: SystemTx<DB>, tenantId: TenantId): Promise<TenantTx<DB>> {
+  await sql`SELECT set_config('rampart.tenant_id', ${asTenantId(tenantId)}, true)`.execute(tx);
+  return tx as unknown as TenantTx<DB>;
+}

@@ -1,0 +1,101 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { platformError } from './errors.ts';
+import { AppError, type FieldError, type Problem, problemType } from './problem.ts';
+
+const partNames: Record<string, string> = {
+  querystring: 'query',
+  body: 'body',
+  params: 'path',
+  headers: 'header',
+};
+
+function fieldErrors(error: FastifyError): FieldError[] {
+  const part = partNames[error.validationContext ?? 'body'] ?? 'body';
+  return (error.validation ?? []).map((issue) => {
+    const params = issue.params as Record<string, unknown>;
+    const extra = typeof params.additionalProperty === 'string' ? `/${params.additionalProperty}` : '';
+    const missing = typeof params.missingProperty === 'string' ? `/${params.missingProperty}` : '';
+    const pointer = `/${part}${issue.instancePath}${extra}${missing}`;
+    const message =
+      issue.keyword === 'additionalProperties'
+        ? 'unknown field: remove it'
+        : issue.keyword === 'required'
+          ? 'is required'
+          : (issue.message ?? 'is invalid');
+    return { pointer, message };
+  });
+}
+
+/** Maps anything thrown during a request to an AppError; unknown errors become a logged 500. */
+export function toAppError(error: FastifyError | AppError | Error): AppError {
+  if (error instanceof AppError) return error;
+  const fe = error as FastifyError;
+  if (fe.validation) {
+    const errors = fieldErrors(fe);
+    const first = errors[0];
+    const detail = first ? `${first.pointer} ${first.message}.` : 'The request does not match the schema.';
+    return platformError('validation_failed', detail, { errors });
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return platformError('malformed_json', 'Send a well-formed JSON document (RFC 8259) as the body.');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return platformError('body_too_large', 'Send a smaller body; the limit is set by BODY_LIMIT_BYTES.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return platformError('unsupported_media_type', 'Send the body as application/json.');
+  }
+  if (error instanceof SyntaxError && fe.statusCode === 400) {
+    return platformError('malformed_json', 'Send a well-formed JSON document (RFC 8259) as the body.');
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new AppError(
+      'bad_request',
+      { status: fe.statusCode, title: 'Bad request' },
+      'The request is malformed.',
+    );
+  }
+  return platformError('internal', 'Something failed on our side; the request id identifies it in the logs.');
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError) {
+  const problem: Problem = {
+    type: problemType(error.code),
+    title: error.spec.title,
+    status: error.spec.status,
+    detail: error.detail,
+    code: error.code,
+    instance: request.url.split('?')[0] ?? '/',
+    requestId: request.id,
+    ...(error.extra.errors ? { errors: error.extra.errors } : {}),
+    ...(error.extra.retryAfterSeconds !== undefined
+      ? { retryAfterSeconds: error.extra.retryAfterSeconds }
+      : {}),
+  };
+  if (error.extra.retryAfterSeconds !== undefined) {
+    reply.header('retry-after', String(error.extra.retryAfterSeconds));
+  }
+  for (const [name, value] of Object.entries(error.extra.headers ?? {})) reply.header(name, value);
+  return reply.status(problem.status).type('application/problem+json; charset=utf-8').send(problem);
+}
+
+export const errorHandlerPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.setErrorHandler((error: FastifyError, request, reply) => {
+      const appError = toAppError(error);
+      if (appError.spec.status >= 500) request.log.error({ err: error }, 'request failed');
+      else request.log.info({ code: appError.code }, 'request refused');
+      return sendProblem(request, reply, appError);
+    });
+    app.setNotFoundHandler({}, (request, reply) =>
+      sendProblem(
+        request,
+        reply,
+        platformError('not_found', `Nothing is served at ${request.method} ${request.url.split('?')[0]}.`),
+      ),
+    );
+  },
+  { name: 'rampart-errors' },
+);

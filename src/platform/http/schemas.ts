@@ -1,0 +1,32 @@
+import { type TSchema, Type } from '@sinclair/typebox';
+
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String(),
+    instance: Type.Optional(Type.String()),
+    requestId: Type.Optional(Type.String()),
+    errors: Type.Optional(Type.Array(Type.Object({ pointer: Type.String(), message: Type.String() }))),
+    retryAfterSeconds: Type.Optional(Type.Integer()),
+  },
+  { $id: 'Problem', title: 'RFC 9457 problem details' },
+);
+
+const problemRef = Type.Ref('Problem');
+
+/** Response map for a route: its success schemas plus the problem shape for every error status. */
+export function responses<S extends Record<number, TSchema>>(success: S) {
+  return { ...success, '4xx': problemRef, '5xx': problemRef } as S & { '4xx': TSchema; '5xx': TSchema };
+}
+
+/** Objects refuse unknown fields: a typo must be reported, never silently ignored. */
+export const strictObject: typeof Type.Object = ((
+  properties: Parameters<typeof Type.Object>[0],
+  options = {},
+) => Type.Object(properties, { additionalProperties: false, ...options })) as typeof Type.Object;
+
+export const Uuid = Type.String({ format: 'uuid' });
+export const Timestamp = Type.String({ format: 'date-time' });

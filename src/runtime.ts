@@ -1,0 +1,41 @@
+import { allMigrations } from './migrations.ts';
+import type { Config } from './platform/config/index.ts';
+import {
+  type Database,
+  type Engine,
+  openDatabase,
+  openPgliteEngine,
+  openPostgresEngine,
+} from './platform/db/index.ts';
+
+export async function openEngine(config: Config): Promise<Engine> {
+  if (config.databaseUrl) {
+    return openPostgresEngine({
+      url: config.databaseUrl,
+      ownerUrl: config.databaseOwnerUrl,
+      poolMax: config.databasePoolMax,
+    });
+  }
+  return openPgliteEngine({ dataDir: config.dataDir });
+}
+
+/**
+ * Opens the configured database. The embedded engine always migrates (it is its own owner); on
+ * PostgreSQL, migrations run at start only when DATABASE_OWNER_URL is given, else `rampart migrate` does it.
+ */
+export async function openConfiguredDatabase(
+  config: Config,
+  onMigrationApplied?: (name: string) => void,
+): Promise<Database> {
+  const engine = await openEngine(config);
+  try {
+    return await openDatabase(engine, {
+      migrations: allMigrations,
+      migrate: !config.databaseUrl || Boolean(config.databaseOwnerUrl),
+      ...(onMigrationApplied ? { onMigrationApplied } : {}),
+    });
+  } catch (error) {
+    await engine.close().catch(() => {});
+    throw error;
+  }
+}

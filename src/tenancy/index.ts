@@ -1,0 +1,8 @@
+import { readMigrations } from '../platform/db/index.ts';
+
+export { tenancyError } from './errors.ts';
+export { tenancyRoutes } from './routes.ts';
+export { createTenancyService, type TenancyService, type Tenant } from './service.ts';
+export type { TenancyTables } from './tables.ts';
+
+export const tenancyMigrations = readMigrations(new URL('./migrations/', import.meta.url));

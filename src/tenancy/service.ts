@@ -1,0 +1,119 @@
+import { recordAuditEvent } from '../audit/index.ts';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
+import { tenancyError } from './errors.ts';
+import { createTenantRepository, createTenantSettingsRepository, type TenantRow } from './repository.ts';
+import type { TenancyTables } from './tables.ts';
+
+export interface Tenant {
+  id: string;
+  slug: string;
+  displayName: string;
+  region: string;
+  status: 'active' | 'suspended';
+  suspendedReason: string | null;
+  suspendedAt: string | null;
+  createdAt: string;
+}
+
+export const toTenant = (row: TenantRow): Tenant => ({
+  id: row.id,
+  slug: row.slug,
+  displayName: row.display_name,
+  region: row.region,
+  status: row.status,
+  suspendedReason: row.suspended_reason,
+  suspendedAt: row.suspended_at?.toISOString() ?? null,
+  createdAt: row.created_at.toISOString(),
+});
+
+export interface TenancyDeps {
+  db: Database;
+  clock: Clock;
+}
+
+export function createTenancyService({ db, clock }: TenancyDeps) {
+  const system = <R>(fn: (tx: SystemTx<TenancyTables>) => Promise<R>) => db.withSystem(fn);
+
+  async function mustFind(tx: SystemTx<TenancyTables>, slug: string): Promise<TenantRow> {
+    const row = await createTenantRepository(tx).bySlug(slug);
+    if (!row) throw tenancyError('tenant_not_found', `No tenant has the slug "${slug}".`);
+    return row;
+  }
+
+  async function changeStatus(
+    ctx: ActionContext,
+    slug: string,
+    to: 'active' | 'suspended',
+    reason: string | null,
+  ) {
+    return system(async (tx) => {
+      const row = await mustFind(tx, slug);
+      if (row.status === to) {
+        throw tenancyError('tenant_state_conflict', `Tenant "${slug}" is already ${to}.`);
+      }
+      const now = clock.now();
+      const updated = await createTenantRepository(tx).setStatus(
+        row.id,
+        to,
+        to === 'suspended' ? reason : null,
+        to === 'suspended' ? now : null,
+      );
+      await recordAuditEvent(tx, clock, ctx, {
+        tenantId: null,
+        action: to === 'suspended' ? 'tenancy.tenant.suspended' : 'tenancy.tenant.resumed',
+        outcome: 'success',
+        target: { type: 'tenant', id: row.id },
+        details: { slug, reason },
+      });
+      return toTenant(updated);
+    });
+  }
+
+  return {
+    async create(ctx: ActionContext, input: { slug: string; displayName: string; region: string }) {
+      return system(async (tx) => {
+        const row = await createTenantRepository(tx).insert({
+          slug: input.slug,
+          display_name: input.displayName,
+          region: input.region,
+        });
+        if (!row) throw tenancyError('slug_taken', `The slug "${input.slug}" is taken; choose another.`);
+        await recordAuditEvent(tx, clock, ctx, {
+          tenantId: null,
+          action: 'tenancy.tenant.created',
+          outcome: 'success',
+          target: { type: 'tenant', id: row.id },
+          details: { slug: row.slug, region: row.region },
+        });
+        const scoped = await enterTenant(tx, asTenantId(row.id));
+        await createTenantSettingsRepository(scoped).create(row.id);
+        return toTenant(row);
+      });
+    },
+    get: (slug: string) => system(async (tx) => toTenant(await mustFind(tx, slug))),
+    async list(after: string | null, limit: number) {
+      const rows = await system((tx) => createTenantRepository(tx).page(after, limit + 1));
+      return { items: rows.slice(0, limit).map(toTenant), more: rows.length > limit };
+    },
+    suspend: (ctx: ActionContext, slug: string, reason: string) =>
+      changeStatus(ctx, slug, 'suspended', reason),
+    resume: (ctx: ActionContext, slug: string) => changeStatus(ctx, slug, 'active', null),
+    /**
+     * For every tenant-facing capability: the tenant behind a slug, refused when suspended. Suspension is
+     * checked at each request, so it takes effect on every node at once.
+     */
+    async requireActive(slug: string): Promise<Tenant> {
+      const tenant = await this.get(slug);
+      if (tenant.status === 'suspended') {
+        throw tenancyError(
+          'tenant_suspended',
+          `Tenant "${slug}" is suspended; contact the platform operator.`,
+        );
+      }
+      return tenant;
+    },
+  };
+}
+
+export type TenancyService = ReturnType<typeof createTenancyService>;
