@@ -1,0 +1,155 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { buildApp } from '../src/app.ts';
+import { createOperatorService } from '../src/identity/index.ts';
+import { allMigrations } from '../src/migrations.ts';
+import { type Config, loadConfig } from '../src/platform/config/index.ts';
+import { type Clock, systemClock } from '../src/platform/context.ts';
+import {
+  type Database,
+  type Engine,
+  openDatabase,
+  openPgliteEngine,
+  openPostgresEngine,
+} from '../src/platform/db/index.ts';
+
+export const engineUnderTest: 'postgres' | 'pglite' = process.env.DATABASE_URL ? 'postgres' : 'pglite';
+
+export interface TestDatabase {
+  db: Database;
+  engine: Engine;
+  /** Connection strings of this file's own PostgreSQL database (undefined on PGlite). */
+  urls?: { app: string; owner: string };
+  close(): Promise<void>;
+}
+
+function withDatabaseName(url: string, name: string, user?: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${name}`;
+  if (user) {
+    parsed.username = user;
+    parsed.password = '';
+  }
+  return parsed.toString();
+}
+
+/** Creates an empty PostgreSQL database for one test file; returns its owner and app URLs. */
+export async function createPostgresDatabase(): Promise<{
+  app: string;
+  owner: string;
+  drop(): Promise<void>;
+}> {
+  const adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) throw new Error('DATABASE_URL is not set');
+  const name = `rampart_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  return {
+    owner: withDatabaseName(adminUrl, name),
+    app: withDatabaseName(adminUrl, name, 'rampart_test_app'),
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/**
+ * A migrated database of this file's own: a clone of the migrated PGlite snapshot, or a fresh
+ * PostgreSQL database when DATABASE_URL is set.
+ */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  if (engineUnderTest === 'pglite') {
+    const snapshot = new Blob([readFileSync(inject('pgliteSnapshot'))]);
+    const engine = await openPgliteEngine({ dataDir: 'memory://', loadDataDir: snapshot });
+    const db = await openDatabase(engine, { migrations: allMigrations, migrate: false });
+    return { db, engine, close: () => db.close() };
+  }
+  const pgdb = await createPostgresDatabase();
+  const engine = await openPostgresEngine({ url: pgdb.app, ownerUrl: pgdb.owner, poolMax: 10 });
+  const db = await openDatabase(engine, { migrations: allMigrations, migrate: true });
+  return {
+    db,
+    engine,
+    urls: { app: pgdb.app, owner: pgdb.owner },
+    async close() {
+      await db.close();
+      await pgdb.drop();
+    },
+  };
+}
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ DATA_DIR: 'memory://', LOG_LEVEL: 'silent', ...env });
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  db: Database;
+  database: TestDatabase;
+  config: Config;
+  operatorToken: string;
+  /** Authorization header for the bootstrap operator. */
+  asOperator: { authorization: string };
+  close(): Promise<void>;
+}
+
+/** The whole app on a fresh database, with one operator; requests go through app.inject(). */
+export async function buildTestApp(
+  options: { env?: Record<string, string>; clock?: Clock } = {},
+): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const config = testConfig(options.env);
+  const clock = options.clock ?? systemClock;
+  const app = await buildApp({ config, db: database.db, clock, logger: false });
+  const issued = await createOperatorService({ db: database.db, clock, tokenTtlDays: 30 }).bootstrap(
+    'ops@example.test',
+  );
+  if (!issued) throw new Error('bootstrap operator was not created');
+  return {
+    app,
+    db: database.db,
+    database,
+    config,
+    operatorToken: issued.token,
+    asOperator: { authorization: `Bearer ${issued.token}` },
+    async close() {
+      await app.close();
+      await database.close();
+    },
+  };
+}
+
+/** Creates a tenant through the API, as an operator would. */
+export async function seedTenant(
+  t: TestApp,
+  slug: string,
+  region = 'eu-de',
+): Promise<{ id: string; slug: string }> {
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/tenants',
+    headers: t.asOperator,
+    payload: { slug, displayName: `Tenant ${slug}`, region },
+  });
+  if (res.statusCode !== 201) throw new Error(`seedTenant ${slug}: ${res.statusCode} ${res.body}`);
+  return res.json();
+}
+
+/** A fake clock for expiry and lockout tests. */
+export function fakeClock(start = new Date('2026-01-01T00:00:00Z')) {
+  let now = start.getTime();
+  return {
+    now: () => new Date(now),
+    advance(ms: number) {
+      now += ms;
+    },
+  };
+}
