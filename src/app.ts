@@ -6,12 +6,13 @@ import { type Clock, systemClock } from './platform/context.ts';
 import { safeEqual } from './platform/crypto/tokens.ts';
 import type { Database } from './platform/db/index.ts';
 import { accessPlugin, bearerToken } from './platform/http/access.ts';
-import { errorHandlerPlugin } from './platform/http/error-handler.ts';
+import { errorHandlerPlugin, frameworkErrors } from './platform/http/error-handler.ts';
 import { healthRoutes } from './platform/http/health.ts';
 import { metricsPlugin } from './platform/http/metrics.ts';
 import { openApiPlugin, openApiRoute } from './platform/http/openapi.ts';
 import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
+import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
@@ -52,6 +53,9 @@ export async function buildApp({
     return503OnClosing: true,
     // Header floods are cut at 16 KiB by Node; slow clients are cut here.
     requestTimeout: 30_000,
+    // Malformed URLs and over-long path parameters are refused before routing: answer them as problems too.
+    frameworkErrors,
+    schemaController: { compilersFactory: { buildValidator } },
     ajv: {
       customOptions: {
         // Unknown fields are refused (additionalProperties: false), never silently stripped.
@@ -68,6 +72,9 @@ export async function buildApp({
     operators: createOperatorService({ db, clock, tokenTtlDays: config.operatorTokenTtlDays }),
   };
   app.decorate('services', services);
+  // The API speaks JSON only: without this, Fastify parses text/plain and the client is told its body
+  // "must be object" instead of that the content type is wrong.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

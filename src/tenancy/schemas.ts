@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { strictObject, Timestamp, Uuid } from '../platform/http/schemas.ts';
+import { strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
 
 export const Slug = Type.String({
   pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$',
@@ -29,13 +29,13 @@ export const TenantSchema = strictObject(
 
 export const CreateTenantBody = strictObject({
   slug: Slug,
-  displayName: Type.String({ minLength: 1, maxLength: 200 }),
+  displayName: Text({ minLength: 1, maxLength: 200 }),
   region: Region,
 });
 
 export const SlugParams = strictObject({ slug: Slug });
 
-export const SuspendBody = strictObject({ reason: Type.String({ minLength: 1, maxLength: 500 }) });
+export const SuspendBody = strictObject({ reason: Text({ minLength: 1, maxLength: 500, multiline: true }) });
 
 export const ListQuery = strictObject({
   limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),

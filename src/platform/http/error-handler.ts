@@ -81,6 +81,17 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
   return reply.status(problem.status).type('application/problem+json; charset=utf-8').send(problem);
 }
 
+/** Errors Fastify raises before routing (bad percent-encoding, over-long parameters), as problems. */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const appError =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? platformError('uri_too_long', 'A path segment is too long; no resource has such a name.')
+      : platformError('malformed_url', 'The URL is not valid: check its percent-encoding.');
+  request.log.info({ code: appError.code }, 'request refused');
+  reply.header('x-request-id', request.id);
+  return sendProblem(request, reply, appError);
+}
+
 export const errorHandlerPlugin = fp(
   async (app: FastifyInstance) => {
     app.setErrorHandler((error: FastifyError, request, reply) => {

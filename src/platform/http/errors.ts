@@ -3,6 +3,8 @@ import { defineErrors } from './problem.ts';
 /** Errors raised by the platform itself, before a capability's handler runs. */
 export const platformError = defineErrors({
   validation_failed: { status: 400, title: 'The request is not valid' },
+  malformed_url: { status: 400, title: 'The URL is not valid' },
+  uri_too_long: { status: 414, title: 'The URL is too long' },
   malformed_json: { status: 400, title: 'The body is not valid JSON' },
   body_too_large: { status: 413, title: 'The body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },

@@ -28,5 +28,16 @@ export const strictObject: typeof Type.Object = ((
   options = {},
 ) => Type.Object(properties, { additionalProperties: false, ...options })) as typeof Type.Object;
 
+/**
+ * Free text a person typed. PostgreSQL text cannot hold NUL (the insert fails, which would surface as a
+ * 500), and a lone UTF-16 surrogate would be silently stored as U+FFFD: both are refused here, with the
+ * other control characters. `multiline` lets tab and line breaks through.
+ */
+export function Text(options: { minLength?: number; maxLength?: number; multiline?: boolean } = {}) {
+  const { multiline = false, ...limits } = options;
+  const controls = multiline ? '\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f' : '\\u0000-\\u001f';
+  return Type.String({ ...limits, pattern: `^[^${controls}\\u007f\\ud800-\\udfff]*$` });
+}
+
 export const Uuid = Type.String({ format: 'uuid' });
 export const Timestamp = Type.String({ format: 'date-time' });
