@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
 import { type Config, configSchema, envNames } from './schema.ts';
 
@@ -15,6 +16,9 @@ const numberKeys = new Set<keyof Config>([
   'operatorTokenTtlDays',
   'bodyLimitBytes',
   'shutdownGraceMs',
+  'argon2MemoryKiB',
+  'argon2Iterations',
+  'argon2Parallelism',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction']);
 const listKeys = new Set<keyof Config>(['trustProxy']);
@@ -32,6 +36,11 @@ const defaults = {
   bodyLimitBytes: 1024 * 1024,
   logLevel: 'info',
   shutdownGraceMs: 10_000,
+  argon2MemoryKiB: 19_456,
+  argon2Iterations: 2,
+  argon2Parallelism: 1,
+  breachedOnline: 'off',
+  breachedRangeUrl: 'https://api.pwnedpasswords.com/range/',
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {
@@ -79,11 +88,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   merged.publicUrl ??= `http://${merged.host}:${merged.port}`;
   const problems = [...Value.Errors(configSchema, merged)].map((e) => describe(e.path, e.message));
+  problems.push(...proxyProblems(merged.trustProxy));
   if (problems.length > 0) throw new ConfigError(problems);
   const config = merged as Config;
   const unsafe = productionProblems(config);
   if (unsafe.length > 0) throw new ConfigError(unsafe);
   return config;
+}
+
+const proxyPresets = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address, a CIDR or a preset name, as Fastify's trustProxy takes them. */
+function isProxyEntry(entry: string): boolean {
+  if (proxyPresets.has(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+// Checked here because Fastify would otherwise fail later with "invalid IP address: yes", naming no setting.
+function proxyProblems(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  const bad = value.filter((entry): entry is string => typeof entry === 'string' && !isProxyEntry(entry));
+  return bad.length === 0
+    ? []
+    : [
+        `TRUST_PROXY (trustProxy): ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an address, a CIDR ` +
+          'or one of loopback, linklocal, uniquelocal',
+      ];
 }
 
 function describe(path: string, message: string): string {

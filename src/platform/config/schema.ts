@@ -16,7 +16,11 @@ export const configSchema = Type.Object(
     tlsCertFile: Type.Optional(Type.String({ minLength: 1 })),
     tlsKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     secretKey: Type.Optional(Type.String({ minLength: 43 })),
-    metricsToken: Type.Optional(Type.String({ minLength: 32 })),
+    // The bearer syntax of RFC 6750 (what the Authorization parser accepts): any other character would
+    // make a token that can never authenticate.
+    metricsToken: Type.Optional(
+      Type.String({ minLength: 32, maxLength: 512, pattern: '^[A-Za-z0-9._~+/-]+=*$' }),
+    ),
     bootstrapOperatorEmail: Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }),
     operatorTokenTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 50 * 1024 * 1024 }),
@@ -24,6 +28,12 @@ export const configSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     ),
     shutdownGraceMs: Type.Integer({ minimum: 0, maximum: 120_000 }),
+    argon2MemoryKiB: Type.Integer({ minimum: 1024, maximum: 4 * 1024 * 1024 }),
+    argon2Iterations: Type.Integer({ minimum: 1, maximum: 64 }),
+    argon2Parallelism: Type.Integer({ minimum: 1, maximum: 16 }),
+    breachedFilterFile: Type.Optional(Type.String({ minLength: 1 })),
+    breachedOnline: Type.Union([Type.Literal('off'), Type.Literal('fail-open'), Type.Literal('fail-closed')]),
+    breachedRangeUrl: Type.String({ pattern: '^https?://' }),
   },
   { additionalProperties: false },
 );
@@ -87,6 +97,23 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   bodyLimitBytes: { env: 'BODY_LIMIT_BYTES', doc: 'Largest accepted request body.', default: '1048576' },
   logLevel: { env: 'LOG_LEVEL', doc: 'pino log level.', default: 'info' },
+  argon2MemoryKiB: { env: 'ARGON2_MEMORY_KIB', doc: 'argon2id memory per hash (KiB).', default: '19456' },
+  argon2Iterations: { env: 'ARGON2_ITERATIONS', doc: 'argon2id passes.', default: '2' },
+  argon2Parallelism: { env: 'ARGON2_PARALLELISM', doc: 'argon2id lanes.', default: '1' },
+  breachedFilterFile: {
+    env: 'BREACHED_FILTER_FILE',
+    doc: 'Filter built by `rampart breached import`; loaded at start.',
+  },
+  breachedOnline: {
+    env: 'BREACHED_ONLINE',
+    doc: 'Pwned Passwords range API: `off`, `fail-open` or `fail-closed`.',
+    default: 'off',
+  },
+  breachedRangeUrl: {
+    env: 'BREACHED_RANGE_URL',
+    doc: 'Range API base URL (k-anonymity).',
+    default: 'https://api.pwnedpasswords.com/range/',
+  },
   shutdownGraceMs: {
     env: 'SHUTDOWN_GRACE_MS',
     doc: 'How long in-flight requests may run after SIGTERM.',
