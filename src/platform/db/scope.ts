@@ -38,8 +38,9 @@ export type Scoped = {
 
 export function createScopes(db: Kysely<unknown>): Scoped {
   return {
-    withTenant(tenantId, fn) {
-      // Re-check at the boundary: a non-UUID would fail the ::uuid cast inside a policy.
+    async withTenant(tenantId, fn) {
+      // Re-check at the boundary: a non-UUID would fail the ::uuid cast inside a policy. (async, so a
+      // bad id rejects like every other failure instead of throwing at the call.)
       asTenantId(tenantId);
       return db.transaction().execute(async (trx) => {
         await sql`SELECT set_config('rampart.tenant_id', ${tenantId}, true)`.execute(trx);
