@@ -1,0 +1,12 @@
+export { type HashFormat, hashFormat, type Sha256Layout } from './formats.ts';
+export {
+  createPasswordHasher,
+  type PasswordHasher,
+  type PasswordHasherOptions,
+  type PasswordHasherStats,
+  UnsupportedHashFormatError,
+  type VerifyResult,
+} from './hasher.ts';
+export { HasherBusyError } from './limiter.ts';
+export { normalisePassword } from './normalise.ts';
+export { type Argon2Params, defaultArgon2Params, importLimits } from './params.ts';
