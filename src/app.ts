@@ -1,8 +1,24 @@
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { createOperatorService, type OperatorService } from './identity/index.ts';
+import {
+  type BreachedScreen,
+  createIdentityService,
+  createOperatorService,
+  createPasswordHasher,
+  type IdentityService,
+  identityApiRoutes,
+  identityOperatorRoutes,
+  identitySharedSchemas,
+  type OperatorService,
+  toTenantRef,
+  userAuthenticator,
+} from './identity/index.ts';
+import { createOutboxMailer, type Mailer } from './mail/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
+import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
 import { safeEqual } from './platform/crypto/tokens.ts';
 import type { Database } from './platform/db/index.ts';
 import { accessPlugin, bearerToken } from './platform/http/access.ts';
@@ -22,11 +38,16 @@ export interface AppDeps {
   clock?: Clock;
   /** Tests pass false to keep output quiet. */
   logger?: FastifyServerOptions['logger'];
+  /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
+  breached: BreachedScreen;
+  mailer?: Mailer;
 }
 
 export interface Services {
   tenancy: TenancyService;
   operators: OperatorService;
+  identity: IdentityService;
+  mailer: Mailer;
 }
 
 declare module 'fastify' {
@@ -43,6 +64,8 @@ export async function buildApp({
   db,
   clock = systemClock,
   logger,
+  breached,
+  mailer = createOutboxMailer(db),
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger ?? loggerOptions(config.logLevel),
@@ -67,10 +90,30 @@ export async function buildApp({
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  const tenancy = createTenancyService({ db, clock });
+  const identity = createIdentityService({
+    db,
+    clock,
+    hasher: createPasswordHasher({
+      params: {
+        memoryKiB: config.argon2MemoryKiB,
+        iterations: config.argon2Iterations,
+        parallelism: config.argon2Parallelism,
+      },
+    }),
+    breached,
+    mailer,
+    keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
+    publicUrl: config.publicUrl,
+  });
   const services: Services = {
-    tenancy: createTenancyService({ db, clock }),
+    tenancy,
     operators: createOperatorService({ db, clock, tokenTtlDays: config.operatorTokenTtlDays }),
+    identity,
+    mailer,
   };
+  const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
   // The API speaks JSON only: without this, Fastify parses text/plain and the client is told its body
   // "must be object" instead of that the content type is wrong.
@@ -80,8 +123,11 @@ export async function buildApp({
   });
 
   app.addSchema(ProblemSchema);
+  for (const schema of identitySharedSchemas) app.addSchema(schema);
   await app.register(openApiPlugin);
   await app.register(errorHandlerPlugin);
+  await app.register(cookie);
+  await app.register(formbody, { bodyLimit: 64 * 1024 });
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
   await app.register(accessPlugin, {
     authenticators: {
@@ -89,6 +135,8 @@ export async function buildApp({
         const token = bearerToken(request);
         return token ? services.operators.authenticate(token) : null;
       },
+      user: userAuthenticator(identity, resolveTenant, false),
+      'tenant-admin': userAuthenticator(identity, resolveTenant, true),
       metrics: async (request) => {
         const token = bearerToken(request);
         if (config.metricsToken) {
@@ -103,7 +151,9 @@ export async function buildApp({
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
-  await app.register(tenancyRoutes, { tenancy: services.tenancy });
+  await app.register(tenancyRoutes, { tenancy });
+  await app.register(identityApiRoutes, { identity, resolveTenant });
+  await app.register(identityOperatorRoutes, { identity, resolveTenant, mailer });
   await app.register(openApiRoute);
   return app;
 }

@@ -1,5 +1,6 @@
 import { auditMigrations } from './audit/index.ts';
 import { identityMigrations } from './identity/index.ts';
+import { mailMigrations } from './mail/index.ts';
 import { orderMigrations, platformMigrations } from './platform/db/index.ts';
 import { tenancyMigrations } from './tenancy/index.ts';
 
@@ -9,4 +10,5 @@ export const allMigrations = orderMigrations([
   ...tenancyMigrations,
   ...identityMigrations,
   ...auditMigrations,
+  ...mailMigrations,
 ]);

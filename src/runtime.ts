@@ -1,3 +1,4 @@
+import type { BreachedScreen } from './identity/index.ts';
 import { allMigrations } from './migrations.ts';
 import type { Config } from './platform/config/index.ts';
 import {
@@ -38,4 +39,10 @@ export async function openConfiguredDatabase(
     await engine.close().catch(() => {});
     throw error;
   }
+}
+
+/** Compromised-password screening from the configuration (common list, offline filter, online range API). */
+export async function openBreachedScreen(_config: Config): Promise<BreachedScreen> {
+  // Wired to src/identity/breached once it lands (common list + offline filter + range client).
+  return { check: async () => ({ breached: false, source: null }) };
 }

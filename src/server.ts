@@ -5,7 +5,7 @@ import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
 import type { Database } from './platform/db/index.ts';
-import { openConfiguredDatabase } from './runtime.ts';
+import { openBreachedScreen, openConfiguredDatabase } from './runtime.ts';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -20,7 +20,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const db = await openConfiguredDatabase(config);
   const issued = await buildFirstOperator(config, db);
-  const app = await buildApp({ config, db });
+  const app = await buildApp({ config, db, breached: await openBreachedScreen(config) });
   if (config.tlsCertFile && config.tlsKeyFile) {
     // TLS termination by the server itself is the Protect capability's; until then, read the files
     // early so a wrong path fails at start rather than at the first handshake.

@@ -15,6 +15,7 @@ import {
   openPgliteEngine,
   openPostgresEngine,
 } from '../src/platform/db/index.ts';
+import { openBreachedScreen } from '../src/runtime.ts';
 
 export const engineUnderTest: 'postgres' | 'pglite' = process.env.DATABASE_URL ? 'postgres' : 'pglite';
 
@@ -87,7 +88,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ DATA_DIR: 'memory://', LOG_LEVEL: 'silent', ...env });
+  // Small argon2 parameters keep the suites fast; the bench measures the real ones.
+  return loadConfig({
+    DATA_DIR: 'memory://',
+    LOG_LEVEL: 'silent',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_ITERATIONS: '1',
+    ...env,
+  });
 }
 
 export interface TestApp {
@@ -108,7 +116,13 @@ export async function buildTestApp(
   const database = await createTestDatabase();
   const config = testConfig(options.env);
   const clock = options.clock ?? systemClock;
-  const app = await buildApp({ config, db: database.db, clock, logger: false });
+  const app = await buildApp({
+    config,
+    db: database.db,
+    clock,
+    logger: false,
+    breached: await openBreachedScreen(config),
+  });
   const issued = await createOperatorService({ db: database.db, clock, tokenTtlDays: 30 }).bootstrap(
     'ops@example.test',
   );

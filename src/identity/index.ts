@@ -1,7 +1,18 @@
 import { readMigrations } from '../platform/db/index.ts';
 
+export type { BreachedScreen, TenantRef } from './deps.ts';
 export { normaliseEmail } from './email.ts';
+export { identityError } from './errors.ts';
+export { SESSION_COOKIE, setSessionCookie, toTenantRef, userAuthenticator } from './http-auth.ts';
+export { identityOperatorRoutes } from './operator-routes.ts';
 export { createOperatorService, type IssuedOperator, type OperatorService } from './operators.ts';
+export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts';
+export { identityApiRoutes } from './routes.ts';
+export { createIdentityService, type IdentityService } from './service.ts';
 export type { IdentityTables } from './tables.ts';
 
 export const identityMigrations = readMigrations(new URL('./migrations/', import.meta.url));
+
+import { PublicUser, Settings } from './schemas.ts';
+/** Schemas referenced by $id from more than one plugin: registered once at the root. */
+export const identitySharedSchemas = [PublicUser, Settings];

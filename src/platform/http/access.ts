@@ -7,11 +7,13 @@ import { platformError } from './errors.ts';
  * What a route requires, declared in its route config and read by one hook. `public` must be said
  * explicitly: a route that declares nothing fails at registration.
  */
-export type AccessRule = 'public' | 'operator' | 'metrics';
+export type AccessRule = 'public' | 'operator' | 'metrics' | 'user' | 'tenant-admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: AccessRule;
+    /** Sign-in stages a user session may be in for this route (default: only fully signed in). */
+    stages?: readonly string[];
   }
   interface FastifyRequest {
     actor: Actor;

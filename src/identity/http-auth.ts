@@ -1,0 +1,83 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Actor } from '../platform/context.ts';
+import { asTenantId } from '../platform/db/index.ts';
+import { bearerToken } from '../platform/http/access.ts';
+import type { TenantRef } from './deps.ts';
+import { identityError } from './errors.ts';
+import type { IdentityService } from './service.ts';
+import { csrfMatches, type ValidSession } from './sessions.ts';
+
+export const SESSION_COOKIE = 'rampart_session';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tenant: TenantRef | null;
+    session: ValidSession | null;
+  }
+}
+
+/** Resolves `:tenant` in the path to an active tenant (suspended tenants are refused here). */
+export type TenantResolver = (slug: string) => Promise<TenantRef>;
+
+const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function tenantSlugOf(request: FastifyRequest): string {
+  const slug = (request.params as { tenant?: unknown }).tenant;
+  if (typeof slug !== 'string') throw new Error(`route ${request.routeOptions.url} has no :tenant parameter`);
+  return slug;
+}
+
+/**
+ * The authenticator behind `access: 'user'` and `'tenant-admin'`: a session token from the cookie
+ * (browsers) or the Authorization header (API clients), valid in this tenant, in an allowed sign-in
+ * stage; cookie sessions must also carry the CSRF token on every state change.
+ */
+export function userAuthenticator(
+  identity: IdentityService,
+  resolveTenant: TenantResolver,
+  adminOnly: boolean,
+) {
+  return async (request: FastifyRequest): Promise<Actor | null> => {
+    const tenant = await resolveTenant(tenantSlugOf(request));
+    request.tenant = tenant;
+    const bearer = bearerToken(request);
+    const cookie = request.cookies?.[SESSION_COOKIE];
+    const token = bearer ?? cookie;
+    if (!token) return null;
+    const session = await identity.sessions.validate(tenant, token);
+    if (!session) return null;
+    // A token presented in the header must be a bearer session, a cookie a cookie session: a stolen
+    // cookie value replayed as a header would otherwise skip the CSRF check below.
+    if ((bearer && session.kind !== 'bearer') || (!bearer && session.kind !== 'cookie')) return null;
+    const stages = request.routeOptions.config.stages ?? ['active'];
+    if (!stages.includes(session.stage)) {
+      throw identityError(
+        'step_up_required',
+        session.stage === 'enrol'
+          ? 'Enrol a second factor first.'
+          : 'Enter the code from your authenticator first.',
+      );
+    }
+    if (session.kind === 'cookie' && !safeMethods.has(request.method)) {
+      const given =
+        request.headers['x-csrf-token'] ?? (request.body as { _csrf?: unknown } | undefined)?._csrf;
+      if (typeof given !== 'string' || !csrfMatches(identity.deps, session.id, given)) {
+        throw identityError('csrf_failed', 'Reload the page and submit the form again.');
+      }
+    }
+    if (adminOnly && session.role !== 'tenant-admin') {
+      throw identityError('admin_only', 'Only tenant administrators may do this.');
+    }
+    request.session = session;
+    return { type: 'user', id: session.userId };
+  };
+}
+
+export function setSessionCookie(reply: FastifyReply, token: string, secure: boolean, path: string) {
+  reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, secure, sameSite: 'lax', path });
+}
+
+export const toTenantRef = (t: { id: string; slug: string }): TenantRef => ({
+  id: asTenantId(t.id),
+  slug: t.slug,
+});

@@ -1,0 +1,270 @@
+import { sql } from 'kysely';
+import { Secret, TOTP } from 'otpauth';
+import QRCode from 'qrcode';
+import type { ActionContext } from '../platform/context.ts';
+import { hmac } from '../platform/crypto/keys.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { identityError } from './errors.ts';
+import { createSession, type ValidSession } from './sessions.ts';
+import { loadSettings } from './settings.ts';
+
+const RECOVERY_CODES = 10;
+const MFA_THRESHOLD = 5;
+const MFA_LOCK_MS = 15 * 60_000;
+
+const totpFor = (secret: Secret, label: string, issuer: string) =>
+  new TOTP({ issuer, label, algorithm: 'SHA1', digits: 6, period: 30, secret });
+
+// Recovery codes: 10 groups of 5 base32 chars = 50 bits, shown once, stored as HMAC so a copied table
+// alone cannot be brute-forced.
+const recoveryCode = () => {
+  const raw = new Secret({ size: 7 }).base32.slice(0, 10).toLowerCase();
+  return `${raw.slice(0, 5)}-${raw.slice(5)}`;
+};
+const recoveryHash = (deps: IdentityDeps, code: string) =>
+  hmac(
+    deps.keys.mac,
+    `recovery:${code
+      .trim()
+      .toLowerCase()
+      .replace(/[^a-z2-7]/g, '')}`,
+  );
+
+export function createMfaService(deps: IdentityDeps) {
+  const secretAad = (tenant: TenantRef, userId: string) => `totp:${tenant.id}:${userId}`;
+
+  async function issueRecoveryCodes(tx: Tx, tenant: TenantRef, userId: string): Promise<string[]> {
+    await tx.deleteFrom('recovery_codes').where('user_id', '=', userId).execute();
+    const codes = Array.from({ length: RECOVERY_CODES }, recoveryCode);
+    await tx
+      .insertInto('recovery_codes')
+      .values(
+        codes.map((c) => ({
+          tenant_id: tenant.id,
+          user_id: userId,
+          code_hash: recoveryHash(deps, c),
+          used_at: null,
+        })),
+      )
+      .execute();
+    return codes;
+  }
+
+  /** Checks a TOTP code (once per time step: replays are refused) or an unused recovery code. */
+  async function checkFactor(tx: Tx, tenant: TenantRef, userId: string, email: string, code: string) {
+    const totpRow = await tx
+      .selectFrom('user_totp')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    if (!totpRow?.confirmed_at) return null;
+    if (/^\d{6}$/.test(code)) {
+      const secret = Secret.fromBase32(
+        deps.keys.totp.open(totpRow.secret_ciphertext, secretAad(tenant, userId)),
+      );
+      const totp = totpFor(secret, email, tenant.slug);
+      const now = deps.clock.now().getTime();
+      const delta = totp.validate({ token: code, timestamp: now, window: 1 });
+      if (delta === null) return null;
+      const step = Math.floor(now / 30_000) + delta;
+      // Atomic: of two requests with one code, exactly one moves last_used_step forward.
+      const moved = await tx
+        .updateTable('user_totp')
+        .set({ last_used_step: step })
+        .where('user_id', '=', userId)
+        .where(sql<boolean>`last_used_step < ${step}`)
+        .executeTakeFirst();
+      return moved.numUpdatedRows > 0n ? 'totp' : null;
+    }
+    const used = await tx
+      .updateTable('recovery_codes')
+      .set({ used_at: deps.clock.now() })
+      .where('user_id', '=', userId)
+      .where('code_hash', '=', recoveryHash(deps, code))
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return used.numUpdatedRows > 0n ? 'recovery' : null;
+  }
+
+  return {
+    /** Starts (or restarts) enrolment: a fresh secret, its otpauth URI and a QR code as SVG. */
+    beginEnrol: (tenant: TenantRef, session: ValidSession, ctx: ActionContext) =>
+      inTenant(deps, tenant, async (tx) => {
+        const existing = await tx
+          .selectFrom('user_totp')
+          .select('confirmed_at')
+          .where('user_id', '=', session.userId)
+          .executeTakeFirst();
+        if (existing?.confirmed_at)
+          throw identityError('mfa_already_enrolled', 'An authenticator is already enrolled.');
+        const secret = new Secret({ size: 20 });
+        const sealed = deps.keys.totp.seal(secret.base32, secretAad(tenant, session.userId));
+        await tx.deleteFrom('user_totp').where('user_id', '=', session.userId).execute();
+        await tx
+          .insertInto('user_totp')
+          .values({
+            tenant_id: tenant.id,
+            user_id: session.userId,
+            secret_ciphertext: sealed,
+            confirmed_at: null,
+          })
+          .execute();
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.mfa.enrolment_started',
+          outcome: 'success',
+          target: { type: 'user', id: session.userId },
+        });
+        const uri = totpFor(secret, session.email, tenant.slug).toString();
+        const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 1 });
+        return { secret: secret.base32, uri, qrSvg };
+      }),
+
+    /** Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session. */
+    confirmEnrol: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>
+      inTenant(deps, tenant, async (tx) => {
+        const row = await tx
+          .selectFrom('user_totp')
+          .selectAll()
+          .where('user_id', '=', session.userId)
+          .executeTakeFirst();
+        if (!row || row.confirmed_at) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
+        const secret = Secret.fromBase32(
+          deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId)),
+        );
+        const now = deps.clock.now().getTime();
+        const delta = totpFor(secret, session.email, tenant.slug).validate({
+          token: code,
+          timestamp: now,
+          window: 1,
+        });
+        if (delta === null) {
+          await audit(deps, tx, tenant, ctx, {
+            action: 'identity.mfa.enrolment_failed',
+            outcome: 'failure',
+            target: { type: 'user', id: session.userId },
+          });
+          throw identityError(
+            'invalid_code',
+            'That code does not match; check the clock of your device and try the next code.',
+          );
+        }
+        await tx
+          .updateTable('user_totp')
+          .set({ confirmed_at: deps.clock.now(), last_used_step: Math.floor(now / 30_000) + delta })
+          .where('user_id', '=', session.userId)
+          .execute();
+        const recoveryCodes = await issueRecoveryCodes(tx, tenant, session.userId);
+        const rotated = await rotate(tx, tenant, session, ctx);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.mfa.enrolled',
+          outcome: 'success',
+          target: { type: 'user', id: session.userId },
+        });
+        return { recoveryCodes, ...rotated };
+      }),
+
+    /** The second step of sign-in (or step-up): a TOTP or recovery code. Separate lockout counter. */
+    verify: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>
+      inTenant(deps, tenant, async (tx) => {
+        const now = deps.clock.now();
+        const user = await tx
+          .updateTable('users')
+          .set({
+            mfa_failures: sql`CASE WHEN mfa_locked_until <= ${now} THEN 1 ELSE mfa_failures + 1 END`,
+            mfa_locked_until: sql`CASE WHEN mfa_locked_until <= ${now} THEN NULL ELSE mfa_locked_until END`,
+          })
+          .where('id', '=', session.userId)
+          .where((eb) =>
+            eb.or([
+              eb.and([eb('mfa_locked_until', 'is', null), eb('mfa_failures', '<', MFA_THRESHOLD)]),
+              eb('mfa_locked_until', '<=', now),
+            ]),
+          )
+          .returning(['mfa_failures'])
+          .executeTakeFirst();
+        const factor = user ? await checkFactor(tx, tenant, session.userId, session.email, code) : null;
+        if (!factor)
+          return { ok: false as const, lockNow: user !== undefined && user.mfa_failures >= MFA_THRESHOLD };
+        await tx.updateTable('users').set({ mfa_failures: 0 }).where('id', '=', session.userId).execute();
+        const rotated = await rotate(tx, tenant, session, ctx);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.signin.second_factor',
+          outcome: 'success',
+          target: { type: 'user', id: session.userId },
+          details: { factor },
+        });
+        return { ok: true as const, factor, ...rotated };
+      }).then(async (result) => {
+        if (result.ok) return result;
+        // The failure is recorded in its own transaction: the attempt above committed its counter.
+        await inTenant(deps, tenant, async (tx) => {
+          if (result.lockNow) {
+            await tx
+              .updateTable('users')
+              .set({ mfa_locked_until: new Date(deps.clock.now().getTime() + MFA_LOCK_MS) })
+              .where('id', '=', session.userId)
+              .where('mfa_locked_until', 'is', null)
+              .execute();
+          }
+          await audit(deps, tx, tenant, ctx, {
+            action: 'identity.signin.second_factor',
+            outcome: 'failure',
+            target: { type: 'user', id: session.userId },
+            details: { locked: result.lockNow },
+          });
+        });
+        throw identityError('invalid_code', 'That code is not valid (or was already used).');
+      }),
+
+    regenerateRecoveryCodes: (tenant: TenantRef, session: ValidSession, ctx: ActionContext) =>
+      inTenant(deps, tenant, async (tx) => {
+        const codes = await issueRecoveryCodes(tx, tenant, session.userId);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.mfa.recovery_regenerated',
+          outcome: 'success',
+          target: { type: 'user', id: session.userId },
+        });
+        return codes;
+      }),
+
+    status: (tenant: TenantRef, userId: string) =>
+      inTenant(deps, tenant, async (tx) => {
+        const row = await tx
+          .selectFrom('user_totp')
+          .select('confirmed_at')
+          .where('user_id', '=', userId)
+          .executeTakeFirst();
+        const left = await tx
+          .selectFrom('recovery_codes')
+          .select(sql<number>`count(*)::int`.as('n'))
+          .where('user_id', '=', userId)
+          .where('used_at', 'is', null)
+          .executeTakeFirstOrThrow();
+        return { totp: Boolean(row?.confirmed_at), recoveryCodesLeft: left.n };
+      }),
+  };
+
+  /** A second factor raises privilege: the old token is revoked and a new one issued. */
+  async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {
+    const settings = await loadSettings(tx, tenant.id);
+    await tx
+      .updateTable('sessions')
+      .set({ revoked_at: deps.clock.now() })
+      .where('id', '=', session.id)
+      .execute();
+    const next = await createSession(
+      deps,
+      tx,
+      settings,
+      {
+        tenantId: tenant.id,
+        userId: session.userId,
+        stage: 'active',
+        kind: session.kind,
+        mfaAt: deps.clock.now(),
+      },
+      ctx,
+    );
+    return { sessionId: next.id, token: next.token };
+  }
+}

@@ -1,0 +1,97 @@
+import type { ActionContext } from '../platform/context.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { type IdentitySettings, policyOf, weakens } from './policy.ts';
+
+export interface IdentitySettingsView {
+  passwordPolicy: {
+    minLength: number;
+    maxLength: number;
+    requireLower: boolean;
+    requireUpper: boolean;
+    requireDigit: boolean;
+    requireSpecial: boolean;
+    forbidPersonal: boolean;
+    historyCount: number;
+    maxAgeDays: number | null;
+  };
+  lockout: { threshold: number; mode: 'temporary' | 'admin'; baseSeconds: number };
+  selfSignup: boolean;
+  mfaRequired: 'off' | 'staff' | 'all';
+  session: { idleMinutes: number; absoluteHours: number };
+}
+
+export const toView = (s: IdentitySettings): IdentitySettingsView => ({
+  passwordPolicy: policyOf(s),
+  lockout: { threshold: s.lockout_threshold, mode: s.lockout_mode, baseSeconds: s.lockout_base_seconds },
+  selfSignup: s.self_signup,
+  mfaRequired: s.mfa_required,
+  session: { idleMinutes: s.session_idle_minutes, absoluteHours: s.session_absolute_hours },
+});
+
+/** The tenant's settings row, created with defaults on first use. */
+export async function loadSettings(tx: Tx, tenantId: string): Promise<IdentitySettings> {
+  const row = await tx.selectFrom('identity_settings').selectAll().executeTakeFirst();
+  if (row) return row;
+  return tx
+    .insertInto('identity_settings')
+    .values({ tenant_id: tenantId })
+    .onConflict((oc) => oc.column('tenant_id').doNothing())
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export function createSettingsService(deps: IdentityDeps) {
+  return {
+    get: (tenant: TenantRef) =>
+      inTenant(deps, tenant, async (tx) => toView(await loadSettings(tx, tenant.id))),
+
+    /** Admin-only (the route checks). Weakening the password policy is flagged for four-eyes approval. */
+    update: (tenant: TenantRef, ctx: ActionContext, next: IdentitySettingsView) =>
+      inTenant(deps, tenant, async (tx) => {
+        const current = await loadSettings(tx, tenant.id);
+        const p = next.passwordPolicy;
+        const updated = await tx
+          .updateTable('identity_settings')
+          .set({
+            min_length: p.minLength,
+            max_length: p.maxLength,
+            require_lower: p.requireLower,
+            require_upper: p.requireUpper,
+            require_digit: p.requireDigit,
+            require_special: p.requireSpecial,
+            forbid_personal: p.forbidPersonal,
+            history_count: p.historyCount,
+            max_age_days: p.maxAgeDays,
+            lockout_threshold: next.lockout.threshold,
+            lockout_mode: next.lockout.mode,
+            lockout_base_seconds: next.lockout.baseSeconds,
+            self_signup: next.selfSignup,
+            mfa_required: next.mfaRequired,
+            session_idle_minutes: next.session.idleMinutes,
+            session_absolute_hours: next.session.absoluteHours,
+            updated_at: deps.clock.now(),
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const weakened = weakens(policyOf(current), policyOf(updated));
+        const mfaWeakened = rank(updated.mfa_required) < rank(current.mfa_required);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.settings.updated',
+          outcome: 'success',
+          target: { type: 'tenant', id: tenant.id },
+          details: { policyWeakened: weakened, mfaEnforcementWeakened: mfaWeakened },
+        });
+        if (weakened) {
+          // The Access capability's four-eyes mechanism consumes this event to gate the change.
+          await audit(deps, tx, tenant, ctx, {
+            action: 'identity.policy.weakened',
+            outcome: 'success',
+            target: { type: 'tenant', id: tenant.id },
+          });
+        }
+        return toView(updated);
+      }),
+  };
+}
+
+const rank = (m: 'off' | 'staff' | 'all') => ({ off: 0, staff: 1, all: 2 })[m];

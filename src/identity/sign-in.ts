@@ -1,0 +1,250 @@
+import { sql } from 'kysely';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { ActionContext } from '../platform/context.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { normaliseEmail } from './email.ts';
+import { identityError } from './errors.ts';
+import { HasherBusyError, normalisePassword } from './passwords/index.ts';
+import { createSession, type SessionStage } from './sessions.ts';
+import { loadSettings } from './settings.ts';
+import { isPasswordLocked } from './users.ts';
+
+// "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
+const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
+const MAX_LOCK_SECONDS = 24 * 3600;
+
+export interface SignInResult {
+  stage: SessionStage;
+  sessionId: string;
+  token: string;
+  passwordExpired: boolean;
+}
+
+type Outcome =
+  | { kind: 'unknown' | 'locked' }
+  | { kind: 'verify'; userId: string; hash: string; failures: number };
+
+/**
+ * Password sign-in. Race-safe lockout: each attempt first reserves a slot by incrementing the failure
+ * counter in one UPDATE guarded by the threshold, so concurrent wrong guesses cannot get more than
+ * `threshold` verifications before the lock; success resets the counter. Unknown, disabled and locked
+ * accounts answer exactly like a wrong password, after a dummy verification of the same cost.
+ */
+export function createSignIn(deps: IdentityDeps) {
+  // Across accounts, per client address: credential stuffing spreads over many accounts.
+  // (Single-node store; the Protect capability moves it to Redis/PostgreSQL for clusters.)
+  const perIp = new RateLimiterMemory({ points: 50, duration: 300 });
+
+  async function reserve(tenant: TenantRef, email: string): Promise<Outcome> {
+    return inTenant(deps, tenant, async (tx) => {
+      const settings = await loadSettings(tx, tenant.id);
+      const now = deps.clock.now();
+      const row = await tx
+        .updateTable('users')
+        .set({
+          // An expired temporary lock starts a fresh count.
+          password_failures: sql`CASE WHEN password_locked_until <= ${now} THEN 1 ELSE password_failures + 1 END`,
+          password_locked_until: sql`CASE WHEN password_locked_until <= ${now} THEN NULL ELSE password_locked_until END`,
+        })
+        .where('email', '=', email)
+        .where('status', '=', 'active')
+        .where('password_hash', 'is not', null)
+        .where((eb) =>
+          eb.or([
+            eb.and([
+              eb('password_locked_until', 'is', null),
+              eb('password_failures', '<', settings.lockout_threshold),
+            ]),
+            eb('password_locked_until', '<=', now),
+          ]),
+        )
+        .returning(['id', 'password_hash', 'password_failures'])
+        .executeTakeFirst();
+      if (row?.password_hash)
+        return { kind: 'verify', userId: row.id, hash: row.password_hash, failures: row.password_failures };
+      const exists = await tx
+        .selectFrom('users')
+        .select('id')
+        .where('email', '=', email)
+        .where('status', '=', 'active')
+        .executeTakeFirst();
+      return { kind: exists ? 'locked' : 'unknown' };
+    });
+  }
+
+  async function fail(
+    tenant: TenantRef,
+    ctx: ActionContext,
+    email: string,
+    reason: string,
+    userId: string | null,
+  ): Promise<never> {
+    await inTenant(deps, tenant, async (tx) => {
+      let locked = false;
+      if (userId && reason === 'wrong_password') {
+        const settings = await loadSettings(tx, tenant.id);
+        const user = await tx
+          .selectFrom('users')
+          .selectAll()
+          .where('id', '=', userId)
+          .executeTakeFirstOrThrow();
+        if (
+          user.password_failures >= settings.lockout_threshold &&
+          !isPasswordLocked(user, deps.clock.now())
+        ) {
+          const seconds = Math.min(
+            settings.lockout_base_seconds * 2 ** user.password_lockouts,
+            MAX_LOCK_SECONDS,
+          );
+          const until =
+            settings.lockout_mode === 'admin'
+              ? ADMIN_LOCK
+              : new Date(deps.clock.now().getTime() + seconds * 1000);
+          await tx
+            .updateTable('users')
+            .set({ password_locked_until: until, password_lockouts: user.password_lockouts + 1 })
+            .where('id', '=', userId)
+            .execute();
+          locked = true;
+        }
+      }
+      await audit(deps, tx, tenant, ctx, {
+        action: 'identity.signin.password',
+        outcome: 'failure',
+        ...(userId ? { target: { type: 'user', id: userId } } : {}),
+        details: { email, reason },
+      });
+      if (locked && userId) {
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.user.locked',
+          outcome: 'success',
+          target: { type: 'user', id: userId },
+          details: { reason: 'password_failures' },
+        });
+      }
+    });
+    throw identityError('invalid_credentials', 'The email or password is not correct.');
+  }
+
+  async function throttle(ctx: ActionContext) {
+    const used = ctx.ip ? await perIp.get(ctx.ip) : null;
+    if (used && used.remainingPoints <= 0) {
+      throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
+        retryAfterSeconds: Math.ceil(used.msBeforeNext / 1000),
+      });
+    }
+  }
+
+  return async function signIn(
+    tenant: TenantRef,
+    rawEmail: string,
+    rawPassword: string,
+    kind: 'cookie' | 'bearer',
+    ctx: ActionContext,
+  ): Promise<SignInResult> {
+    await throttle(ctx);
+    const password = normalisePassword(rawPassword);
+    const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
+    const outcome = await reserve(tenant, email);
+    if (outcome.kind !== 'verify') {
+      await runDummy(deps, password);
+      if (ctx.ip) await perIp.penalty(ctx.ip, 1);
+      return fail(tenant, ctx, email, outcome.kind === 'locked' ? 'locked' : 'unknown_user', null);
+    }
+    let verdict: Awaited<ReturnType<IdentityDeps['hasher']['verify']>>;
+    try {
+      verdict = await deps.hasher.verify(outcome.hash, password);
+    } catch (error) {
+      await giveBackSlot(deps, tenant, outcome.userId);
+      if (error instanceof HasherBusyError) {
+        throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
+          retryAfterSeconds: error.retryAfterSeconds,
+        });
+      }
+      throw error;
+    }
+    if (!verdict.ok) {
+      if (ctx.ip) await perIp.penalty(ctx.ip, 1);
+      return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
+    }
+    const rehash = verdict.needsRehash ? await deps.hasher.hash(password) : null;
+    return succeed(deps, tenant, outcome.userId, rehash, kind, ctx);
+  };
+}
+
+async function runDummy(deps: IdentityDeps, password: string) {
+  try {
+    await deps.hasher.verifyDummy(password);
+  } catch (error) {
+    if (error instanceof HasherBusyError) {
+      throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
+        retryAfterSeconds: error.retryAfterSeconds,
+      });
+    }
+    throw error;
+  }
+}
+
+/** An attempt the server could not evaluate (overload) must not count against the user. */
+async function giveBackSlot(deps: IdentityDeps, tenant: TenantRef, userId: string) {
+  await inTenant(deps, tenant, (tx) =>
+    tx
+      .updateTable('users')
+      .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
+      .where('id', '=', userId)
+      .execute(),
+  );
+}
+
+async function succeed(
+  deps: IdentityDeps,
+  tenant: TenantRef,
+  userId: string,
+  rehash: string | null,
+  kind: 'cookie' | 'bearer',
+  ctx: ActionContext,
+): Promise<SignInResult> {
+  return inTenant(deps, tenant, async (tx) => {
+    const settings = await loadSettings(tx, tenant.id);
+    const user = await tx
+      .updateTable('users')
+      .set({ password_failures: 0, password_lockouts: 0, ...(rehash ? { password_hash: rehash } : {}) })
+      .where('id', '=', userId)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const totp = await tx
+      .selectFrom('user_totp')
+      .select('confirmed_at')
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    const enrolled = Boolean(totp?.confirmed_at);
+    const required =
+      settings.mfa_required === 'all' || (settings.mfa_required === 'staff' && user.role !== 'member');
+    const stage: SessionStage = enrolled ? 'mfa' : required ? 'enrol' : 'active';
+    const session = await createSession(
+      deps,
+      tx,
+      settings,
+      { tenantId: tenant.id, userId, stage, kind, mfaAt: null },
+      ctx,
+    );
+    const now = deps.clock.now();
+    const passwordExpired =
+      settings.max_age_days !== null &&
+      user.password_changed_at !== null &&
+      now.getTime() - user.password_changed_at.getTime() > settings.max_age_days * 86_400_000;
+    await audit(
+      deps,
+      tx,
+      tenant,
+      { ...ctx, actor: { type: 'user', id: userId } },
+      {
+        action: 'identity.signin.password',
+        outcome: 'success',
+        target: { type: 'user', id: userId },
+        details: { email: user.email, next: stage, upgraded: rehash !== null, sessionId: session.id },
+      },
+    );
+    return { stage, sessionId: session.id, token: session.token, passwordExpired };
+  });
+}

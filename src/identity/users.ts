@@ -1,0 +1,68 @@
+import type { Selectable } from 'kysely';
+import type { TenantTx } from '../platform/db/index.ts';
+import type { TenantIdentityTables, UserRole, UsersTable } from './tables.ts';
+
+export type UserRow = Selectable<UsersTable>;
+type Tx = TenantTx<TenantIdentityTables>;
+
+export interface PublicUser {
+  id: string;
+  email: string;
+  displayName: string;
+  role: UserRole;
+  status: 'invited' | 'active' | 'disabled';
+  emailVerified: boolean;
+  locked: boolean;
+  createdAt: string;
+}
+
+export const toPublicUser = (u: UserRow, now: Date): PublicUser => ({
+  id: u.id,
+  email: u.email,
+  displayName: u.display_name,
+  role: u.role,
+  status: u.status,
+  emailVerified: u.email_verified_at !== null,
+  locked: isPasswordLocked(u, now),
+  createdAt: u.created_at.toISOString(),
+});
+
+/** Locked when a lock time lies ahead, or (admin mode) the threshold was reached and no admin unlocked. */
+export function isPasswordLocked(u: UserRow, now: Date): boolean {
+  return u.password_locked_until !== null && u.password_locked_until > now;
+}
+
+export function createUserRepository(tx: Tx) {
+  return {
+    byEmail: (email: string) =>
+      tx.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst(),
+    byId: (id: string) => tx.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst(),
+    insert: (values: {
+      tenant_id: string;
+      email: string;
+      display_name: string;
+      role: UserRole;
+      status: 'invited' | 'active';
+    }) =>
+      tx
+        .insertInto('users')
+        .values({
+          ...values,
+          password_hash: null,
+          password_changed_at: null,
+          email_verified_at: null,
+          password_locked_until: null,
+          mfa_locked_until: null,
+        })
+        .onConflict((oc) => oc.columns(['tenant_id', 'email']).doNothing())
+        .returningAll()
+        .executeTakeFirst(),
+    list: (after: string | null, limit: number) => {
+      let q = tx.selectFrom('users').selectAll().orderBy('email').limit(limit);
+      if (after) q = q.where('email', '>', after);
+      return q.execute();
+    },
+    update: (id: string, values: Partial<Omit<UserRow, 'id' | 'tenant_id'>>) =>
+      tx.updateTable('users').set(values).where('id', '=', id).returningAll().executeTakeFirstOrThrow(),
+  };
+}

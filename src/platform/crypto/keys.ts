@@ -1,0 +1,56 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The server's root secret. Production requires SECRET_KEY (config refuses otherwise). In development
+ * without it, a random key is kept in the data directory (or in memory for memory://) so sessions and
+ * encrypted TOTP seeds survive a restart of the same node.
+ */
+export function resolveRootKey(secretKey: string | undefined, dataDir: string): Buffer {
+  if (secretKey) return Buffer.from(secretKey, 'utf8');
+  if (dataDir === 'memory://') return randomBytes(32);
+  const path = join(dataDir, '.secret-key');
+  if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64url');
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(path, key.toString('base64url'), { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return key;
+}
+
+/** Purpose-bound subkeys (HKDF-SHA256), so one use of the root key never doubles as another. */
+export function deriveKey(root: Buffer, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', root, Buffer.alloc(0), `rampart:${purpose}`, 32));
+}
+
+/** AES-256-GCM with a random 96-bit nonce; the output is `v1.<nonce>.<tag>.<ciphertext>` in base64url. */
+export function createSecretBox(key: Buffer) {
+  return {
+    seal(plaintext: string, associated: string): string {
+      const nonce = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', key, nonce);
+      cipher.setAAD(Buffer.from(associated));
+      const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+      return ['v1', nonce, cipher.getAuthTag(), body]
+        .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
+        .join('.');
+    },
+    open(sealed: string, associated: string): string {
+      const [version, nonce, tag, body] = sealed.split('.');
+      if (version !== 'v1' || !nonce || !tag || body === undefined) throw new Error('unknown sealed format');
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(nonce, 'base64url'));
+      decipher.setAAD(Buffer.from(associated));
+      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+      return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
+        'utf8',
+      );
+    },
+  };
+}
+
+export type SecretBox = ReturnType<typeof createSecretBox>;
+
+export function hmac(key: Buffer, value: string): Buffer {
+  return createHmac('sha256', key).update(value).digest();
+}

@@ -1,0 +1,189 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { adminSession, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';
+
+let t: TestApp;
+const slug = 'flow-co';
+beforeAll(async () => {
+  t = await buildTestApp();
+  await seedTenant(t, slug);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+
+async function inviteMember(admin: { headers: Record<string, string> }, email: string) {
+  const res = await t.app.inject({
+    method: 'POST',
+    url: api('/users'),
+    headers: admin.headers,
+    payload: { email, role: 'member', displayName: 'Mo Member' },
+  });
+  expect(res.statusCode).toBe(201);
+  const { token } = await linkFromOutbox(t, email);
+  const accept = await t.app.inject({
+    method: 'POST',
+    url: api('/invitations/accept'),
+    payload: { token, password: strongPassword },
+  });
+  expect(accept.statusCode).toBe(200);
+  return res.json() as { id: string };
+}
+
+const signIn = (email: string, password: string) =>
+  t.app.inject({ method: 'POST', url: api('/auth/signin'), payload: { email, password } });
+
+describe('identity: invitation, 2FA, lockout, reset, sessions', () => {
+  it('takes a tenant admin from invitation through TOTP enrolment to a full session', async () => {
+    const admin = await adminSession(t, slug);
+    // Staff and admins must enrol by default (mfa_required = staff).
+    expect(admin.firstStage).toBe('enrol');
+    expect(admin.recoveryCodes).toHaveLength(10);
+    const me = await t.app.inject({ url: api('/me'), headers: admin.headers });
+    expect(me.statusCode).toBe(200);
+    expect(me.json()).toMatchObject({
+      user: { role: 'tenant-admin', emailVerified: true },
+      mfa: { totp: true, recoveryCodesLeft: 10 },
+    });
+    expect(me.body).not.toMatch(/password|hash|secret/i);
+
+    // Sign in again: now a code is required, and a used code cannot be replayed.
+    const again = await signIn(admin.email, strongPassword);
+    expect(again.json().stage).toBe('mfa');
+    const pending = { authorization: `Bearer ${again.json().token}` };
+    const blocked = await t.app.inject({ url: api('/me'), headers: pending });
+    expect(blocked.statusCode).toBe(403);
+    const code = totpCode(admin.secret, Date.now() + 30_000);
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: api('/auth/second-factor'),
+      headers: pending,
+      payload: { code },
+    });
+    expect(ok.statusCode).toBe(200);
+    // The pre-2FA token was rotated away.
+    expect((await t.app.inject({ url: api('/me'), headers: pending })).statusCode).toBe(401);
+    const third = await signIn(admin.email, strongPassword);
+    const replay = await t.app.inject({
+      method: 'POST',
+      url: api('/auth/second-factor'),
+      headers: { authorization: `Bearer ${third.json().token}` },
+      payload: { code },
+    });
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json().code).toBe('invalid_code');
+    // A recovery code works once.
+    const rc = admin.recoveryCodes[0] ?? '';
+    const viaRecovery = await t.app.inject({
+      method: 'POST',
+      url: api('/auth/second-factor'),
+      headers: { authorization: `Bearer ${third.json().token}` },
+      payload: { code: rc },
+    });
+    expect(viaRecovery.statusCode).toBe(200);
+  });
+
+  it('locks after five wrong passwords with the same answer as a wrong password, until an admin unlocks', async () => {
+    const admin = await adminSession(t, slug, 'admin2@flow-co.test');
+    const member = await inviteMember(admin, 'lock.me@flow-co.test');
+    const wrong = await signIn('lock.me@flow-co.test', 'not-the-password');
+    for (let i = 0; i < 4; i++) await signIn('lock.me@flow-co.test', 'not-the-password');
+    const locked = await signIn('lock.me@flow-co.test', strongPassword);
+    const unknown = await signIn('nobody@flow-co.test', strongPassword);
+    for (const res of [locked, unknown]) {
+      expect(res.statusCode).toBe(wrong.statusCode);
+      expect(res.json().detail).toBe(wrong.json().detail);
+      expect(res.json().code).toBe('invalid_credentials');
+    }
+    const unlock = await t.app.inject({
+      method: 'POST',
+      url: api(`/users/${member.id}/unlock`),
+      headers: admin.headers,
+    });
+    expect(unlock.statusCode).toBe(200);
+    expect(unlock.json().locked).toBe(false);
+    expect((await signIn('lock.me@flow-co.test', strongPassword)).json().stage).toBe('active');
+  });
+
+  it('resets a forgotten password from the mailed link, once, and unlocks the account', async () => {
+    const admin = await adminSession(t, slug, 'admin3@flow-co.test');
+    await inviteMember(admin, 'forgot@flow-co.test');
+    for (let i = 0; i < 5; i++) await signIn('forgot@flow-co.test', 'wrong-password-1');
+    const forgot = await t.app.inject({
+      method: 'POST',
+      url: api('/password/forgot'),
+      payload: { email: 'forgot@flow-co.test' },
+    });
+    expect(forgot.statusCode).toBe(202);
+    const { token } = await linkFromOutbox(t, 'forgot@flow-co.test');
+    const next = 'Brand-New-Secret-77';
+    const reset = await t.app.inject({
+      method: 'POST',
+      url: api('/password/reset'),
+      payload: { token, password: next },
+    });
+    expect(reset.statusCode).toBe(200);
+    const reuse = await t.app.inject({
+      method: 'POST',
+      url: api('/password/reset'),
+      payload: { token, password: 'Another-Secret-88' },
+    });
+    expect(reuse.json().code).toBe('token_invalid');
+    expect((await signIn('forgot@flow-co.test', next)).statusCode).toBe(200);
+    // The answer for unknown addresses is the same.
+    const unknown = await t.app.inject({
+      method: 'POST',
+      url: api('/password/forgot'),
+      payload: { email: 'ghost@flow-co.test' },
+    });
+    expect(unknown.statusCode).toBe(202);
+  });
+
+  it('lists and revokes sessions; admins revoke all of a user’s sessions', async () => {
+    const admin = await adminSession(t, slug, 'admin4@flow-co.test');
+    const member = await inviteMember(admin, 'sessions@flow-co.test');
+    const a = (await signIn('sessions@flow-co.test', strongPassword)).json().token as string;
+    const b = (await signIn('sessions@flow-co.test', strongPassword)).json().token as string;
+    const list = await t.app.inject({ url: api('/me/sessions'), headers: { authorization: `Bearer ${a}` } });
+    expect(list.json()).toHaveLength(2);
+    const other = (list.json() as { id: string; current: boolean }[]).find((s) => !s.current);
+    const revoke = await t.app.inject({
+      method: 'DELETE',
+      url: api(`/me/sessions/${other?.id}`),
+      headers: { authorization: `Bearer ${a}` },
+    });
+    expect(revoke.statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: api('/me'), headers: { authorization: `Bearer ${b}` } })).statusCode,
+    ).toBe(401);
+    const all = await t.app.inject({
+      method: 'DELETE',
+      url: api(`/users/${member.id}/sessions`),
+      headers: admin.headers,
+    });
+    expect(all.json().revoked).toBe(1);
+    expect(
+      (await t.app.inject({ url: api('/me'), headers: { authorization: `Bearer ${a}` } })).statusCode,
+    ).toBe(401);
+  });
+
+  it('refuses password changes over API tokens (web only) and admin routes to members', async () => {
+    const admin = await adminSession(t, slug, 'admin5@flow-co.test');
+    await inviteMember(admin, 'plain@flow-co.test');
+    const token = (await signIn('plain@flow-co.test', strongPassword)).json().token as string;
+    const headers = { authorization: `Bearer ${token}` };
+    const change = await t.app.inject({
+      method: 'POST',
+      url: api('/me/password'),
+      headers,
+      payload: { currentPassword: strongPassword, newPassword: 'Whatever-Else-99' },
+    });
+    expect(change.json().code).toBe('web_only');
+    const policy = await t.app.inject({ url: api('/settings') });
+    const put = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: policy.json() });
+    expect(put.statusCode).toBe(403);
+    expect(put.json().code).toBe('admin_only');
+  });
+});

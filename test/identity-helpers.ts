@@ -1,0 +1,59 @@
+import { TOTP } from 'otpauth';
+import type { TestApp } from './helpers.ts';
+
+/** The newest outbox link for a recipient, as a person would click it. */
+export async function linkFromOutbox(t: TestApp, to: string): Promise<{ url: URL; token: string }> {
+  const mails = await t.app.services.mailer.outbox(50);
+  const mail = mails.find((m) => m.to === to);
+  const match = mail && /https?:\/\/\S+/.exec(mail.text);
+  if (!match) throw new Error(`no mail with a link for ${to}`);
+  const url = new URL(match[0]);
+  return { url, token: url.searchParams.get('token') ?? '' };
+}
+
+export const totpCode = (secret: string, at = Date.now()) =>
+  new TOTP({ secret, digits: 6, period: 30, algorithm: 'SHA1' }).generate({ timestamp: at });
+
+export const strongPassword = 'Correct-Horse-Battery-42';
+
+/** Creates a tenant admin through the real invitation flow and signs them in (enrolling TOTP). */
+export async function adminSession(t: TestApp, slug: string, email = `admin@${slug}.test`) {
+  const invite = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/tenants/${slug}/admins`,
+    headers: t.asOperator,
+    payload: { email, displayName: 'Ada Admin' },
+  });
+  if (invite.statusCode !== 201) throw new Error(`invite: ${invite.body}`);
+  const { token } = await linkFromOutbox(t, email);
+  const accept = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/invitations/accept`,
+    payload: { token, password: strongPassword },
+  });
+  if (accept.statusCode !== 200) throw new Error(`accept: ${accept.body}`);
+  const signIn = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/auth/signin`,
+    payload: { email, password: strongPassword },
+  });
+  const first = signIn.json() as { stage: string; token: string };
+  const auth = { authorization: `Bearer ${first.token}` };
+  const enrol = await t.app.inject({ method: 'POST', url: `/api/v1/t/${slug}/me/mfa/totp`, headers: auth });
+  const { secret } = enrol.json() as { secret: string };
+  const confirm = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/me/mfa/totp/confirm`,
+    headers: auth,
+    payload: { code: totpCode(secret) },
+  });
+  const done = confirm.json() as { token: string; recoveryCodes: string[] };
+  return {
+    userId: '',
+    email,
+    secret,
+    recoveryCodes: done.recoveryCodes,
+    firstStage: first.stage,
+    headers: { authorization: `Bearer ${done.token}` },
+  };
+}
