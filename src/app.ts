@@ -1,5 +1,4 @@
 import cookie from '@fastify/cookie';
-import formbody from '@fastify/formbody';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import {
@@ -127,7 +126,9 @@ export async function buildApp({
   await app.register(openApiPlugin);
   await app.register(errorHandlerPlugin);
   await app.register(cookie);
-  await app.register(formbody, { bodyLimit: 64 * 1024 });
+  // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
+  // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
+  // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
   await app.register(accessPlugin, {
     authenticators: {
