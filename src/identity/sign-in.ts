@@ -7,7 +7,6 @@ import { identityError } from './errors.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import { createSession, type SessionStage } from './sessions.ts';
 import { loadSettings } from './settings.ts';
-import { isPasswordLocked } from './users.ts';
 
 // "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
 const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
@@ -83,30 +82,24 @@ export function createSignIn(deps: IdentityDeps) {
       let locked = false;
       if (userId && reason === 'wrong_password') {
         const settings = await loadSettings(tx, tenant.id);
-        const user = await tx
-          .selectFrom('users')
-          .selectAll()
+        const now = deps.clock.now();
+        // One conditional UPDATE: of several failures finishing together, exactly one sets the lock
+        // (the row lock serialises them; the others then see it set). The wait doubles per lockout.
+        const until =
+          settings.lockout_mode === 'admin'
+            ? sql<Date>`${ADMIN_LOCK}::timestamptz`
+            : sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${settings.lockout_base_seconds} * power(2, password_lockouts), ${MAX_LOCK_SECONDS}))`;
+        const lockedRow = await tx
+          .updateTable('users')
+          .set({ password_locked_until: until, password_lockouts: sql`password_lockouts + 1` })
           .where('id', '=', userId)
-          .executeTakeFirstOrThrow();
-        if (
-          user.password_failures >= settings.lockout_threshold &&
-          !isPasswordLocked(user, deps.clock.now())
-        ) {
-          const seconds = Math.min(
-            settings.lockout_base_seconds * 2 ** user.password_lockouts,
-            MAX_LOCK_SECONDS,
-          );
-          const until =
-            settings.lockout_mode === 'admin'
-              ? ADMIN_LOCK
-              : new Date(deps.clock.now().getTime() + seconds * 1000);
-          await tx
-            .updateTable('users')
-            .set({ password_locked_until: until, password_lockouts: user.password_lockouts + 1 })
-            .where('id', '=', userId)
-            .execute();
-          locked = true;
-        }
+          .where('password_failures', '>=', settings.lockout_threshold)
+          .where((eb) =>
+            eb.or([eb('password_locked_until', 'is', null), eb('password_locked_until', '<=', now)]),
+          )
+          .returning('id')
+          .executeTakeFirst();
+        locked = lockedRow !== undefined;
       }
       await audit(deps, tx, tenant, ctx, {
         action: 'identity.signin.password',
