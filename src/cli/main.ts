@@ -1,4 +1,6 @@
 import { userInfo } from 'node:os';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
 import { createOperatorService } from '../identity/index.ts';
 import { allMigrations } from '../migrations.ts';
@@ -8,7 +10,7 @@ import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts
 import { AppError } from '../platform/http/problem.ts';
 import { openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
-import { createTenancyService } from '../tenancy/index.ts';
+import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
 
 export interface CliIo {
   out: NodeJS.WritableStream;
@@ -30,6 +32,18 @@ async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>)
   } finally {
     await db.close();
   }
+}
+
+/**
+ * Checks command-line input against the same schema the API uses, so a bad value is reported by option
+ * name instead of surfacing as a database constraint error.
+ */
+function checkInput(schema: TSchema, value: Record<string, string>, options: Record<string, string>): void {
+  const problems = [...Value.Errors(schema, value)].map((e) => {
+    const field = e.path.slice(1);
+    return `${options[field] ?? field}: ${e.message}`;
+  });
+  if (problems.length > 0) throw new Error(`invalid input\n${problems.map((p) => `  - ${p}`).join('\n')}`);
 }
 
 function program(io: CliIo): Command {
@@ -75,12 +89,10 @@ function program(io: CliIo): Command {
     .requiredOption('--name <name>', 'display name')
     .requiredOption('--region <label>', 'residency label, e.g. eu-de')
     .action(async (opts: { slug: string; name: string; region: string }) => {
+      const input = { slug: opts.slug, displayName: opts.name, region: opts.region };
+      checkInput(CreateTenantBody, input, { slug: '--slug', displayName: '--name', region: '--region' });
       await withDatabase(config(), async (db) => {
-        const tenant = await createTenancyService({ db, clock: systemClock }).create(cliContext(), {
-          slug: opts.slug,
-          displayName: opts.name,
-          region: opts.region,
-        });
+        const tenant = await createTenancyService({ db, clock: systemClock }).create(cliContext(), input);
         print(`created ${tenant.slug} (${tenant.id}) in ${tenant.region}`);
       });
     });
@@ -104,6 +116,7 @@ function program(io: CliIo): Command {
     .description('suspend a tenant')
     .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
     .action(async (slug: string, opts: { reason: string }) => {
+      checkInput(SuspendBody, { reason: opts.reason }, { reason: '--reason' });
       await withDatabase(config(), async (db) => {
         await createTenancyService({ db, clock: systemClock }).suspend(cliContext(), slug, opts.reason);
         print(`suspended ${slug}`);

@@ -1,0 +1,199 @@
+/**
+ * The `rampart` command, run in-process with captured output, against an embedded database in a
+ * temporary DATA_DIR (or this file's own PostgreSQL database when DATABASE_URL is set).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/main.ts';
+import { allMigrations } from '../src/migrations.ts';
+import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
+
+let env: Record<string, string>;
+let cleanup: () => Promise<void>;
+
+beforeAll(async () => {
+  if (engineUnderTest === 'postgres') {
+    const pg = await createPostgresDatabase();
+    env = { DATABASE_URL: pg.app, DATABASE_OWNER_URL: pg.owner };
+    cleanup = pg.drop;
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-cli-'));
+    env = { DATA_DIR: join(dir, 'data') };
+    cleanup = async () => rmSync(dir, { recursive: true, force: true });
+  }
+  env.LOG_LEVEL = 'silent';
+});
+afterAll(async () => {
+  await cleanup?.();
+});
+
+/** Runs one command line; returns its exit code and what it wrote. */
+async function rampart(line: string[], extraEnv: Record<string, string> = {}) {
+  let out = '';
+  let err = '';
+  const sink = (append: (s: string) => void) =>
+    new Writable({
+      write(chunk, _encoding, done) {
+        append(String(chunk));
+        done();
+      },
+    });
+  const code = await runCli(line, {
+    out: sink((s) => {
+      out += s;
+    }),
+    err: sink((s) => {
+      err += s;
+    }),
+    env: { ...env, ...extraEnv },
+  });
+  return { code, out, err };
+}
+
+describe('--help', () => {
+  it.each([
+    [[], /Usage: rampart/],
+    [['start'], /start the server/],
+    [['migrate'], /apply pending migrations/],
+    [['tenants'], /create.*\n.*list/s],
+    [['tenants', 'create'], /--slug <slug>.*--name <name>.*--region <label>/s],
+    [['tenants', 'list'], /list tenants/],
+    [['tenants', 'suspend'], /--reason <text>/],
+    [['tenants', 'resume'], /resume a suspended tenant/],
+    [['operators', 'create'], /--email <email>/],
+    [['config', 'check'], /validate the configuration/],
+  ])('rampart %s --help', async (command, expected) => {
+    const { code, out } = await rampart([...command, '--help']);
+    expect(code).toBe(0);
+    expect(out).toMatch(expected);
+  });
+
+  it('exits non-zero on an unknown command, saying so', async () => {
+    const { code, err } = await rampart(['frobnicate']);
+    expect(code).not.toBe(0);
+    // `start` is the default command, so a stray word reaches it as an extra argument.
+    expect(err).toMatch(/unknown command 'frobnicate'|too many arguments/);
+  });
+});
+
+describe('config check', () => {
+  it('prints the configuration with secrets masked', async () => {
+    const secret = 'Zq3xV8pL2mN7rT4wY9bC1dF6gH0jK5sA3eU8iO2uQ7v';
+    const { code, out } = await rampart(['config', 'check'], { SECRET_KEY: secret, PORT: '4321' });
+    expect(code).toBe(0);
+    expect(out).toContain('PORT=4321');
+    expect(out).toContain('SECRET_KEY=(set)');
+    expect(out).toContain('configuration is valid');
+    expect(out).not.toContain(secret);
+    for (const url of [env.DATABASE_URL, env.DATABASE_OWNER_URL]) if (url) expect(out).not.toContain(url);
+  });
+
+  it('exits 2 on invalid configuration, naming the variable', async () => {
+    const { code, err } = await rampart(['config', 'check'], { PORT: 'eighty' });
+    expect(code).toBe(2);
+    expect(err).toMatch(/PORT/);
+  });
+
+  it('exits 2 from any command that needs configuration', async () => {
+    const { code, err } = await rampart(['tenants', 'list'], { RAMPART_PROFILE: 'production' });
+    expect(code).toBe(2);
+    expect(err).toMatch(/SECRET_KEY/);
+  });
+});
+
+describe('migrate, tenants, operators', () => {
+  it('migrate applies every migration once, then reports them in place', async () => {
+    const first = await rampart(['migrate']);
+    expect(first.code, first.err).toBe(0);
+    expect(first.out).toContain(`${allMigrations.length} applied, 0 already in place`);
+    const again = await rampart(['migrate']);
+    expect(again.out).toContain(`0 applied, ${allMigrations.length} already in place`);
+  });
+
+  it('tenants create | list | suspend | resume', async () => {
+    const created = await rampart([
+      'tenants',
+      'create',
+      '--slug',
+      'cli-bank',
+      '--name',
+      'CLI Bank',
+      '--region',
+      'eu-de',
+    ]);
+    expect(created.code, created.err).toBe(0);
+    expect(created.out).toMatch(/created cli-bank \([0-9a-f-]{36}\) in eu-de/);
+
+    expect((await rampart(['tenants', 'list'])).out).toMatch(/^cli-bank\tactive\teu-de\tCLI Bank$/m);
+
+    const suspended = await rampart(['tenants', 'suspend', 'cli-bank', '--reason', 'contract ended']);
+    expect(suspended.code, suspended.err).toBe(0);
+    expect((await rampart(['tenants', 'list'])).out).toMatch(/^cli-bank\tsuspended\t/m);
+
+    const twice = await rampart(['tenants', 'suspend', 'cli-bank', '--reason', 'again']);
+    expect(twice.code).toBe(1);
+    expect(twice.err).toMatch(/already suspended/);
+
+    expect((await rampart(['tenants', 'resume', 'cli-bank'])).code).toBe(0);
+    expect((await rampart(['tenants', 'list'])).out).toMatch(/^cli-bank\tactive\t/m);
+  });
+
+  it('tenants: refuses bad input with a message, not a database error', async () => {
+    const badSlug = await rampart([
+      'tenants',
+      'create',
+      '--slug',
+      'Bad Slug',
+      '--name',
+      'X',
+      '--region',
+      'eu-de',
+    ]);
+    expect(badSlug.code).toBe(1);
+    expect(badSlug.err).toMatch(/--slug/);
+    expect(badSlug.err).not.toMatch(/violates|constraint/);
+    const badRegion = await rampart([
+      'tenants',
+      'create',
+      '--slug',
+      'ok-slug',
+      '--name',
+      'X',
+      '--region',
+      'Europe',
+    ]);
+    expect(badRegion.code).toBe(1);
+    expect(badRegion.err).toMatch(/--region/);
+    expect(badRegion.err).not.toMatch(/violates|constraint/);
+    const unknown = await rampart(['tenants', 'resume', 'no-such-co']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/no-such-co/);
+    const missing = await rampart(['tenants', 'create', '--slug', 'x-co']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/--name/);
+    expect((await rampart(['tenants', 'list'])).out).not.toMatch(/ok-slug|x-co/);
+  });
+
+  it('operators create prints a one-time token once', async () => {
+    const res = await rampart(['operators', 'create', '--email', 'Ops@Example.com', '--name', 'Ops']);
+    expect(res.code, res.err).toBe(0);
+    const tokens = res.out.split('\n').filter((line) => /^rmp_op_/.test(line));
+    expect(tokens).toHaveLength(1);
+    expect(tokens[0]).toMatch(/^rmp_op_[A-Za-z0-9_-]{43}$/);
+    expect(res.out).toContain('created operator ops@example.com');
+
+    const again = await rampart(['operators', 'create', '--email', 'ops@example.com']);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/exists already/);
+    expect(again.out).not.toMatch(/rmp_op_/);
+  });
+
+  it('operators create refuses an invalid email', async () => {
+    const res = await rampart(['operators', 'create', '--email', 'not-an-email']);
+    expect(res.code).toBe(1);
+    expect(res.err).toMatch(/not-an-email/);
+  });
+});
