@@ -1,6 +1,7 @@
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { denialAuditor } from './audit/index.ts';
 import {
   type BreachedScreen,
   createIdentityService,
@@ -124,7 +125,7 @@ export async function buildApp({
   app.addSchema(ProblemSchema);
   for (const schema of identitySharedSchemas) app.addSchema(schema);
   await app.register(openApiPlugin);
-  await app.register(errorHandlerPlugin);
+  await app.register(errorHandlerPlugin, { onDenied: denialAuditor(db, clock) });
   await app.register(cookie);
   // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their

@@ -1,5 +1,6 @@
 import { readMigrations } from '../platform/db/index.ts';
 
+export { denialAuditor } from './denials.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent } from './record.ts';
 export type { AuditTables } from './tables.ts';
 

@@ -65,10 +65,12 @@ export function userAuthenticator(
         throw identityError('csrf_failed', 'Reload the page and submit the form again.');
       }
     }
+    request.session = session;
     if (adminOnly && session.role !== 'tenant-admin') {
+      // Identified but not allowed: the refusal is audited against this user.
+      request.actor = { type: 'user', id: session.userId };
       throw identityError('admin_only', 'Only tenant administrators may do this.');
     }
-    request.session = session;
     return { type: 'user', id: session.userId };
   };
 }

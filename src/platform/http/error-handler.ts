@@ -92,12 +92,18 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
   return sendProblem(request, reply, appError);
 }
 
-export const errorHandlerPlugin = fp(
-  async (app: FastifyInstance) => {
-    app.setErrorHandler((error: FastifyError, request, reply) => {
+export interface ErrorHandlerOptions {
+  /** Called for every 403 before it is sent (the audit capability records denials). */
+  onDenied?: (request: FastifyRequest, error: AppError) => Promise<void>;
+}
+
+export const errorHandlerPlugin = fp<ErrorHandlerOptions>(
+  async (app: FastifyInstance, { onDenied }) => {
+    app.setErrorHandler(async (error: FastifyError, request, reply) => {
       const appError = toAppError(error);
       if (appError.spec.status >= 500) request.log.error({ err: error }, 'request failed');
       else request.log.info({ code: appError.code }, 'request refused');
+      if (appError.spec.status === 403 && onDenied) await onDenied(request, appError);
       return sendProblem(request, reply, appError);
     });
     app.setNotFoundHandler({}, (request, reply) =>

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditTables } from '../src/audit/index.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { adminSession, linkFromOutbox, totpCode } from './identity-helpers.ts';
+
+let t: TestApp;
+let admin: Awaited<ReturnType<typeof adminSession>>;
+const slug = 'policy-co';
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+
+beforeAll(async () => {
+  t = await buildTestApp();
+  await seedTenant(t, slug);
+  admin = await adminSession(t, slug);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function settings() {
+  return (await t.app.inject({ url: api('/settings') })).json();
+}
+
+async function acceptWith(email: string, password: string) {
+  await t.app.inject({ method: 'POST', url: api('/users'), headers: admin.headers, payload: { email, role: 'member', displayName: 'Pat Person' } });
+  const { token } = await linkFromOutbox(t, email);
+  return t.app.inject({ method: 'POST', url: api('/invitations/accept'), payload: { token, password } });
+}
+
+describe('password policy', () => {
+  it('names every rule a password breaks', async () => {
+    const current = await settings();
+    current.passwordPolicy.requireSpecial = true;
+    current.passwordPolicy.minLength = 12;
+    // Step up first: the admin's second factor must be recent for a settings change.
+    const put = await t.app.inject({ method: 'PUT', url: api('/settings'), headers: admin.headers, payload: current });
+    expect(put.statusCode).toBe(200);
+    const cases: [string, string][] = [
+      ['Short1!a', 'min_length'],
+      ['alllowercase-letters-1', 'require_upper'],
+      ['ALLUPPERCASE-LETTERS-1', 'require_lower'],
+      ['No-Digits-Here-At-All', 'require_digit'],
+      ['NoSpecials1234567', 'require_special'],
+      ['Pat-Person-Secret-1', 'forbid_personal'],
+      [`A1-${'x'.repeat(80)}`, 'max_length'],
+    ];
+    for (const [index, [password, rule]] of cases.entries()) {
+      const res = await acceptWith(`rule${index}@policy-co.test`, password);
+      expect(res.statusCode, `${rule}: ${res.body}`).toBe(422);
+      const pointers = (res.json().errors as { pointer: string }[]).map((e) => e.pointer);
+      expect(pointers).toContain(`/policy/${rule}`);
+    }
+  });
+
+  it('refuses a common password and reuse of a recent one', async () => {
+    const common = await acceptWith('common@policy-co.test', 'Password123!');
+    expect(common.statusCode).toBe(422);
+    expect((common.json().errors as { pointer: string }[]).map((e) => e.pointer)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/\/policy\/(common|breached)/)]),
+    );
+  });
+
+  it('answers a non-admin policy change with 403 and records the refusal', async () => {
+    const ok = await acceptWith('member@policy-co.test', 'Plenty-Strong-Words-42');
+    expect(ok.statusCode).toBe(200);
+    const signIn = await t.app.inject({ method: 'POST', url: api('/auth/signin'), payload: { email: 'member@policy-co.test', password: 'Plenty-Strong-Words-42' } });
+    const headers = { authorization: `Bearer ${signIn.json().token}` };
+    const before = await settings();
+    const weaker = structuredClone(before);
+    weaker.passwordPolicy.minLength = 8;
+    const res = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: weaker });
+    expect(res.statusCode).toBe(403);
+    expect(await settings()).toEqual(before);
+    const tenantId = asTenantId((await t.app.services.tenancy.get(slug)).id);
+    const denied = await t.db.withTenant<AuditTables, { action: string }[]>(tenantId, (tx) =>
+      tx.selectFrom('audit_events').select('action').where('outcome', '=', 'denied').execute(),
+    );
+    expect(denied.map((d) => d.action)).toContain('access.request.denied');
+  });
+
+  it('flags a weakening change for four-eyes review and audits every change', async () => {
+    const fresh = await t.app.inject({ method: 'POST', url: api('/auth/signin'), payload: { email: admin.email, password: 'Correct-Horse-Battery-42' } });
+    const code = totpCode(admin.secret, Date.now() + 30_000);
+    const stepped = await t.app.inject({ method: 'POST', url: api('/auth/second-factor'), headers: { authorization: `Bearer ${fresh.json().token}` }, payload: { code } });
+    const headers = { authorization: `Bearer ${stepped.json().token}` };
+    const current = await settings();
+    current.passwordPolicy.minLength = 8;
+    const res = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: current });
+    expect(res.statusCode).toBe(200);
+    const tenantId = asTenantId((await t.app.services.tenancy.get(slug)).id);
+    const actions = await t.db.withTenant<AuditTables, { action: string }[]>(tenantId, (tx) =>
+      tx.selectFrom('audit_events').select('action').execute(),
+    );
+    expect(actions.map((a) => a.action)).toEqual(expect.arrayContaining(['identity.settings.updated', 'identity.policy.weakened']));
+  });
+});
