@@ -1,3 +1,8 @@
+import {
+  createBreachedPasswordChecker,
+  createPwnedRangeClient,
+  loadBreachedFilter,
+} from './identity/breached/index.ts';
 import type { BreachedScreen } from './identity/index.ts';
 import { allMigrations } from './migrations.ts';
 import type { Config } from './platform/config/index.ts';
@@ -41,8 +46,22 @@ export async function openConfiguredDatabase(
   }
 }
 
-/** Compromised-password screening from the configuration (common list, offline filter, online range API). */
-export async function openBreachedScreen(_config: Config): Promise<BreachedScreen> {
-  // Wired to src/identity/breached once it lands (common list + offline filter + range client).
-  return { check: async () => ({ breached: false, source: null }) };
+/**
+ * Compromised-password screening from the configuration: the built-in common list always, the offline
+ * Pwned Passwords filter when BREACHED_FILTER_FILE is set (loaded once, here, at start), and the
+ * online range API when BREACHED_ONLINE is not `off`.
+ */
+export async function openBreachedScreen(config: Config): Promise<BreachedScreen> {
+  const filter = config.breachedFilterFile ? loadBreachedFilter(config.breachedFilterFile) : null;
+  // Until the Protect capability's guarded outbound client lands, the range client uses the global fetch
+  // with its own timeout; the host is fixed by BREACHED_RANGE_URL and only a 5-hex prefix is sent.
+  const rangeClient =
+    config.breachedOnline === 'off'
+      ? null
+      : createPwnedRangeClient({
+          fetch: (url, init) => fetch(url, init),
+          baseUrl: config.breachedRangeUrl,
+          failMode: config.breachedOnline === 'fail-open' ? 'open' : 'closed',
+        });
+  return createBreachedPasswordChecker({ filter, rangeClient, commonList: true });
 }

@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
+import { registerBreachedCommands } from '../identity/breached/index.ts';
 import { createOperatorService } from '../identity/index.ts';
 import { allMigrations } from '../migrations.ts';
 import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
@@ -168,6 +169,7 @@ function program(io: CliIo): Command {
       }
       print('configuration is valid');
     });
+  registerBreachedCommands(root, io);
   return root;
 }
 
