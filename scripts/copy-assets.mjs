@@ -1,12 +1,15 @@
-// Copies SQL migrations next to the compiled modules that read them.
+// Copies the non-TypeScript files the compiled modules read at run time: SQL migrations, and static
+// assets (stylesheets, templates) of the hosted pages.
 import { cpSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+
+const copied = new Set(['migrations', 'assets']);
 
 function walk(dir) {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     if (!statSync(path).isDirectory()) continue;
-    if (name === 'migrations') cpSync(path, path.replace(/^src/, 'dist'), { recursive: true });
+    if (copied.has(name)) cpSync(path, path.replace(/^src/, 'dist'), { recursive: true });
     else walk(path);
   }
 }

@@ -23,6 +23,7 @@ import { safeEqual } from './platform/crypto/tokens.ts';
 import type { Database } from './platform/db/index.ts';
 import { accessPlugin, bearerToken } from './platform/http/access.ts';
 import { errorHandlerPlugin, frameworkErrors } from './platform/http/error-handler.ts';
+import { platformError } from './platform/http/errors.ts';
 import { healthRoutes } from './platform/http/health.ts';
 import { metricsPlugin } from './platform/http/metrics.ts';
 import { openApiPlugin, openApiRoute } from './platform/http/openapi.ts';
@@ -73,7 +74,8 @@ export async function buildApp({
     requestIdHeader: false,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
-    return503OnClosing: true,
+    // Requests that arrive while closing are refused by the hook below, as problem+json like any error.
+    return503OnClosing: false,
     // Header floods are cut at 16 KiB by Node; slow clients are cut here.
     requestTimeout: 30_000,
     // Malformed URLs and over-long path parameters are refused before routing: answer them as problems too.
@@ -118,6 +120,19 @@ export async function buildApp({
   // The API speaks JSON only: without this, Fastify parses text/plain and the client is told its body
   // "must be object" instead of that the content type is wrong.
   app.removeContentTypeParser('text/plain');
+  // Once close() starts, in-flight requests finish but new ones on kept-alive connections are told to go
+  // elsewhere, and the connection is closed after the answer so the client reconnects to another node.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw platformError('unavailable', 'This node is shutting down; retry the request.', {
+      retryAfterSeconds: 1,
+    });
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

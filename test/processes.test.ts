@@ -1,0 +1,234 @@
+/**
+ * Real server processes (`node bin/rampart.js start` from a fresh build): two nodes starting together
+ * against one PostgreSQL database, and a graceful SIGTERM in the middle of a stream of requests.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allMigrations } from '../src/migrations.ts';
+import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const scratch = mkdtempSync(join(tmpdir(), 'rampart-proc-'));
+const running = new Set<ChildProcess>();
+
+beforeAll(() => {
+  // The processes run the compiled build, so build it from the sources under test.
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+      stdio: 'pipe',
+    },
+  );
+  execFileSync(process.execPath, ['scripts/copy-assets.mjs'], { cwd: root, stdio: 'pipe' });
+}, 120_000);
+
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL');
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Node {
+  child: ChildProcess;
+  /** Every stdout line so far (JSON log lines and the first-run banner). */
+  lines: string[];
+  ready: Promise<string>;
+  exited: Promise<number | null>;
+}
+
+function startNode(env: Record<string, string>): Node {
+  const child = spawn(process.execPath, ['bin/rampart.js', 'start'], {
+    cwd: root,
+    // A clean environment: nothing of the test runner's own DATABASE_URL (the admin) leaks in.
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      BREACHED_ONLINE: 'off',
+      SHUTDOWN_GRACE_MS: '20000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr += String(chunk);
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    });
+  });
+  const ready = new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      lines.push(line);
+      const entry = parseJson(line);
+      // PORT=0: the only way to learn the address is the ready line.
+      if (entry?.msg === 'rampart ready' && typeof entry.url === 'string') resolve(entry.url);
+    });
+    void exited.then((code) => reject(new Error(`server exited with ${code} before ready:\n${stderr}`)));
+  });
+  return { child, lines, ready, exited };
+}
+
+function parseJson(line: string): Record<string, unknown> | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+const bootstrapToken = (node: Node) => node.lines.map((l) => l.trim()).find((l) => /^rmp_op_\S+$/.test(l));
+
+interface Answer {
+  id: string;
+  status?: number;
+  body?: string;
+  error?: string;
+}
+
+/** One GET on a given agent; settles with the complete answer or the error, never rejects. */
+function get(agent: http.Agent, url: string, id: string, headers: Record<string, string>): Promise<Answer> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent, headers: { ...headers, 'x-request-id': id } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ id, status: res.statusCode ?? 0, body }));
+      res.on('error', (error) => resolve({ id, error: `${error.message} (mid-response)` }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ id, error: error.code ?? error.message }));
+  });
+}
+
+describe.skipIf(engineUnderTest !== 'postgres')(
+  'two nodes starting together on one PostgreSQL database',
+  () => {
+    it('both become ready; each migration ran once; one operator was bootstrapped', async () => {
+      const database = await createPostgresDatabase();
+      try {
+        const env = (n: number) => ({
+          DATABASE_URL: database.app,
+          DATABASE_OWNER_URL: database.owner,
+          DATA_DIR: join(scratch, `node-${n}`),
+          SECRET_KEY: 'c2VjcmV0LWtleS1mb3ItdGhlLXByb2Nlc3MtdGVzdHMtMDEyMzQ1Njc4OQ',
+        });
+        const nodes = [startNode(env(1)), startNode(env(2))];
+        const urls = await Promise.all(nodes.map((n) => n.ready));
+        for (const url of urls) {
+          const res = await fetch(`${url}/readyz`);
+          expect(res.status).toBe(200);
+          expect(await res.json()).toEqual({ status: 'ready', engine: 'postgres' });
+        }
+
+        const owner = new pg.Client({ connectionString: database.owner });
+        await owner.connect();
+        try {
+          const { rows } = await owner.query<{ name: string; n: number }>(
+            'SELECT name, count(*)::int AS n FROM schema_migrations GROUP BY name ORDER BY name',
+          );
+          expect(rows).toEqual(allMigrations.map((m) => ({ name: m.name, n: 1 })));
+          const operators = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM operators');
+          expect(operators.rows).toEqual([{ n: 1 }]);
+        } finally {
+          await owner.end();
+        }
+        // Exactly one node printed the one-time credential, and it works on the other node too.
+        const tokens = nodes.map(bootstrapToken).filter((t): t is string => t !== undefined);
+        expect(tokens).toHaveLength(1);
+        for (const url of urls) {
+          const res = await fetch(`${url}/api/v1/tenants`, {
+            headers: { authorization: `Bearer ${tokens[0]}` },
+          });
+          expect(res.status).toBe(200);
+        }
+
+        for (const node of nodes) node.child.kill('SIGTERM');
+        expect(await Promise.all(nodes.map((n) => n.exited))).toEqual([0, 0]);
+      } finally {
+        await database.drop();
+      }
+    });
+  },
+);
+
+describe('SIGTERM under load', () => {
+  let database: Awaited<ReturnType<typeof createPostgresDatabase>> | undefined;
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it('answers every request it accepted (200 or 503), then exits 0', async () => {
+    const env: Record<string, string> = { DATA_DIR: join(scratch, 'sigterm') };
+    if (engineUnderTest === 'postgres') {
+      database = await createPostgresDatabase();
+      Object.assign(env, { DATABASE_URL: database.app, DATABASE_OWNER_URL: database.owner });
+    }
+    const node = startNode(env);
+    const url = await node.ready;
+    const token = bootstrapToken(node);
+    expect(token).toMatch(/^rmp_op_/);
+
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const total = 200;
+    let answered = 0;
+    let signalled = false;
+    const answers = await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        get(agent, `${url}/api/v1/tenants`, `load-${String(i).padStart(6, '0')}`, {
+          authorization: `Bearer ${token}`,
+        }).then((answer) => {
+          answered += 1;
+          // Mid-load: a quarter answered, the rest queued or in flight.
+          if (answered === total / 4 && !signalled) {
+            signalled = true;
+            node.child.kill('SIGTERM');
+          }
+          return answer;
+        }),
+      ),
+    );
+    agent.destroy();
+    const exitCode = await node.exited;
+
+    // The server's own log says which requests it accepted: "incoming request" carries our request id.
+    const accepted = new Set(
+      node.lines
+        .map(parseJson)
+        .filter((e) => e?.msg === 'incoming request')
+        .map((e) => String(e?.reqId)),
+    );
+    expect(signalled).toBe(true);
+    expect(accepted.size).toBeGreaterThan(total / 4);
+    for (const answer of answers) {
+      if (accepted.has(answer.id)) {
+        expect(answer.error, `${answer.id} was accepted but not answered`).toBeUndefined();
+        expect([200, 503], `${answer.id}: ${answer.status}`).toContain(answer.status);
+        const body = JSON.parse(answer.body ?? '');
+        // Regression: Fastify's built-in closing answer was plain JSON and skipped the request log.
+        if (answer.status === 503) expect(body).toMatchObject({ code: 'unavailable', status: 503 });
+      } else {
+        // Never reached the app (refused or reset while closing): a client may retry it elsewhere.
+        expect(answer.status, `${answer.id} answered without being logged`).toBeUndefined();
+      }
+    }
+    expect(answers.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(total / 4);
+    expect(exitCode).toBe(0);
+  });
+});
