@@ -3,7 +3,8 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
-import { createOperatorService } from '../identity/index.ts';
+import { createOperatorService, toTenantRef } from '../identity/index.ts';
+import { registerUserCommands } from '../identity/users-cli.ts';
 import { allMigrations } from '../migrations.ts';
 import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
 import { type ActionContext, systemClock } from '../platform/context.ts';
@@ -170,6 +171,17 @@ function program(io: CliIo): Command {
       print('configuration is valid');
     });
   registerBreachedCommands(root, io);
+  registerUserCommands(root, {
+    out: io.out,
+    err: io.err,
+    clock: systemClock,
+    context: cliContext,
+    withTenantDb: (slug, fn) =>
+      withDatabase(config(), async (db) => {
+        const tenant = await createTenancyService({ db, clock: systemClock }).requireActive(slug);
+        return fn(db, toTenantRef(tenant));
+      }),
+  });
   return root;
 }
 

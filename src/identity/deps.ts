@@ -35,9 +35,14 @@ export interface TenantRef {
 
 export type Tx = TenantTx<TenantIdentityTables>;
 
-export const inTenant = <R>(deps: IdentityDeps, tenant: TenantRef, fn: (tx: Tx) => Promise<R>) =>
+export const inTenant = <R>(deps: Pick<IdentityDeps, 'db'>, tenant: TenantRef, fn: (tx: Tx) => Promise<R>) =>
   deps.db.withTenant<TenantIdentityTables, R>(tenant.id, fn);
 
 /** Audits a tenant event in the caller's transaction. */
-export const audit = (deps: IdentityDeps, tx: Tx, tenant: TenantRef, ctx: ActionContext, event: AuditInput) =>
-  recordAuditEvent<TenantIdentityTables>(tx, deps.clock, ctx, { ...event, tenantId: tenant.id });
+export const audit = (
+  deps: Pick<IdentityDeps, 'clock'>,
+  tx: Tx,
+  tenant: TenantRef,
+  ctx: ActionContext,
+  event: AuditInput,
+) => recordAuditEvent<TenantIdentityTables>(tx, deps.clock, ctx, { ...event, tenantId: tenant.id });
