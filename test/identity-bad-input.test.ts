@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditTables } from '../src/audit/index.ts';
+import type { TenantIdentityTables } from '../src/identity/tables.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { adminSession, linkFromOutbox } from './identity-helpers.ts';
+
+let t: TestApp;
+let admin: Awaited<ReturnType<typeof adminSession>>;
+const slug = 'input-co';
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+
+beforeAll(async () => {
+  t = await buildTestApp({ env: { BODY_LIMIT_BYTES: String(2 * 1024 * 1024) } });
+  await seedTenant(t, slug);
+  admin = await adminSession(t, slug);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function counts() {
+  const id = asTenantId((await t.app.services.tenancy.get(slug)).id);
+  return t.db.withTenant<TenantIdentityTables & AuditTables, { users: number; sessions: number }>(
+    id,
+    async (tx) => ({
+      users: (await tx.selectFrom('users').select('id').execute()).length,
+      sessions: (await tx.selectFrom('sessions').select('id').execute()).length,
+    }),
+  );
+}
+
+describe('identity bad input', () => {
+  it('answers malformed sign-in, invitation and reset bodies with a named 4xx and changes nothing', async () => {
+    const before = await counts();
+    const cases: { url: string; payload: unknown; headers?: Record<string, string>; code: string }[] = [
+      {
+        url: api('/auth/signin'),
+        payload: { email: 'a@b.test', password: 'x'.repeat(1024 * 1024) },
+        code: 'validation_failed',
+      },
+      { url: api('/auth/signin'), payload: { email: 'a@b.test' }, code: 'validation_failed' },
+      { url: api('/auth/signin'), payload: { email: 12, password: 'x' }, code: 'validation_failed' },
+      {
+        url: api('/auth/signin'),
+        payload: { email: 'a@b.test', password: 'x', remember: true },
+        code: 'validation_failed',
+      },
+      { url: api('/password/forgot'), payload: { email: '' }, code: 'validation_failed' },
+      {
+        url: api('/invitations/accept'),
+        payload: { token: 'rmp_l_not-a-real-token', password: 'Some-Password-1' },
+        code: 'token_invalid',
+      },
+      {
+        url: api('/password/reset'),
+        payload: { token: 'short', password: 'Some-Password-1' },
+        code: 'validation_failed',
+      },
+      {
+        url: api('/users'),
+        headers: admin.headers,
+        payload: { email: 'not an email', role: 'member' },
+        code: 'invalid_email',
+      },
+      {
+        url: api('/users'),
+        headers: admin.headers,
+        payload: { email: 'x@y.test', role: 'root' },
+        code: 'validation_failed',
+      },
+      {
+        url: '/api/v1/t/NO_SUCH/auth/signin',
+        payload: { email: 'a@b.test', password: 'x' },
+        code: 'validation_failed',
+      },
+      {
+        url: '/api/v1/t/no-such-tenant/auth/signin',
+        payload: { email: 'a@b.test', password: 'x' },
+        code: 'tenant_not_found',
+      },
+    ];
+    for (const c of cases) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: c.url,
+        payload: c.payload as object,
+        headers: c.headers ?? {},
+      });
+      expect(res.statusCode, `${c.url} ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+      expect(res.statusCode).toBeLessThan(500);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().code, c.url).toBe(c.code);
+      expect(res.body).not.toContain('xxxxxxxxxx');
+    }
+    expect(await counts()).toEqual(before);
+  });
+
+  it('treats composed and decomposed unicode passwords as the same password', async () => {
+    const email = 'unicode@input-co.test';
+    await t.app.inject({
+      method: 'POST',
+      url: api('/users'),
+      headers: admin.headers,
+      payload: { email, role: 'member' },
+    });
+    const { token } = await linkFromOutbox(t, email);
+    const composed = 'Grüße-aus-Köln-2026';
+    const decomposed = composed.normalize('NFD');
+    expect(decomposed).not.toBe(composed);
+    const accept = await t.app.inject({
+      method: 'POST',
+      url: api('/invitations/accept'),
+      payload: { token, password: composed },
+    });
+    expect(accept.statusCode).toBe(200);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: api('/auth/signin'),
+      payload: { email: email.toUpperCase(), password: decomposed },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+
+  it('refuses a state change on a cookie session without the CSRF token', async () => {
+    const signIn = await t.app.services.identity.signIn(
+      { id: asTenantId((await t.app.services.tenancy.get(slug)).id), slug },
+      'unicode@input-co.test',
+      'Grüße-aus-Köln-2026',
+      'cookie',
+      { actor: { type: 'anonymous', id: null }, ip: '127.0.0.1', userAgent: null, requestId: null },
+    );
+    const cookie = `rampart_session=${signIn.token}`;
+    const noToken = await t.app.inject({ method: 'POST', url: api('/auth/signout'), headers: { cookie } });
+    expect(noToken.statusCode).toBe(403);
+    expect(noToken.json().code).toBe('csrf_failed');
+    // The cookie value replayed as a bearer token is not accepted either.
+    const asBearer = await t.app.inject({
+      url: api('/me'),
+      headers: { authorization: `Bearer ${signIn.token}` },
+    });
+    expect(asBearer.statusCode).toBe(401);
+    const { csrfTokenFor } = await import('../src/identity/sessions.ts');
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: api('/auth/signout'),
+      headers: { cookie, 'x-csrf-token': csrfTokenFor(t.app.services.identity.deps, signIn.sessionId) },
+    });
+    expect(ok.statusCode).toBe(200);
+  });
+});
