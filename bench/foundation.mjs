@@ -39,11 +39,11 @@ async function readyzVsBare(engine, db, { quick }) {
   const app = await buildApp({ config, db, logger, breached: await openBreachedScreen(config) });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   try {
-    const load = { seconds: quick ? 1 : 2, connections: 10 };
+    const load = { seconds: quick ? 1 : 1.5, connections: 10 };
     const targets = { bare: bare.url, healthz: `${base}/healthz`, readyz: `${base}/readyz` };
     // Warm-up, so no side is measured while the JIT still compiles its hot path.
     for (const url of Object.values(targets)) await measureRps(url, { seconds: 0.5 });
-    const r = await interleaveAll(quick ? 1 : 2, {
+    const r = await interleaveAll(quick ? 1 : 3, {
       bare: () => measureRps(targets.bare, load),
       healthz: () => measureRps(targets.healthz, load),
       readyz: () => measureRps(targets.readyz, load),
@@ -102,10 +102,10 @@ async function tenantRead(engine, db, { quick }) {
     const read = sql`SELECT id, name FROM bench_items_plain WHERE tenant_id = ${tenant} AND id = ${id}`;
     return db.withSystem(async (tx) => one(await read.execute(tx)));
   };
-  const load = { seconds: quick ? 1 : 1.5, concurrency: 4 };
+  const load = { seconds: quick ? 0.5 : 1, concurrency: 4 };
   await opsPerSecond(withoutRls, { seconds: 0.3, concurrency: 4 });
   await opsPerSecond(withRls, { seconds: 0.3, concurrency: 4 });
-  const r = await interleaveAll(quick ? 1 : 2, {
+  const r = await interleaveAll(quick ? 1 : 3, {
     withoutRls: () => opsPerSecond(withoutRls, load),
     withRls: () => opsPerSecond(withRls, load),
   });

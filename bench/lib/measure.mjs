@@ -7,15 +7,16 @@ export function metric(scenario, name, value, unit, baseline = null) {
 }
 
 /**
- * Runs each named measurement in turn, `rounds` times over, and returns the mean of each by name.
- * Alternating spreads drift (CPU frequency, GC, another process) over all sides instead of one.
+ * Runs each named measurement in turn, `rounds` times over, and returns the median of each by name.
+ * Alternating spreads drift (CPU frequency, GC) over all sides instead of one; the median drops a round
+ * that another process's burst of work spoiled, where a mean would carry it.
  */
 export async function interleaveAll(rounds, measurements) {
-  const sums = Object.fromEntries(Object.keys(measurements).map((key) => [key, 0]));
+  const samples = Object.fromEntries(Object.keys(measurements).map((key) => [key, []]));
   for (let i = 0; i < rounds; i++) {
-    for (const [key, measure] of Object.entries(measurements)) sums[key] += await measure();
+    for (const [key, measure] of Object.entries(measurements)) samples[key].push(await measure());
   }
-  return Object.fromEntries(Object.entries(sums).map(([key, sum]) => [key, sum / rounds]));
+  return Object.fromEntries(Object.entries(samples).map(([key, values]) => [key, median(values)]));
 }
 
 /** interleaveAll for one baseline and one subject: resolves to { baseline, subject }. */
@@ -37,7 +38,8 @@ export async function opsPerSecond(fn, { seconds, concurrency }) {
   return done / ((performance.now() - start) / 1000);
 }
 
-export const median = (values) => {
+export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-};
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
