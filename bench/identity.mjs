@@ -1,0 +1,123 @@
+// Identity: what a sign-in costs beyond the argon2id verification it must do, and what session
+// validation costs a request. Each subject is measured beside its baseline in the same run.
+import { createWriteStream } from 'node:fs';
+import argon2 from 'argon2';
+import { buildApp } from '../dist/app.js';
+import { toTenantRef } from '../dist/identity/index.js';
+import { loadConfig } from '../dist/platform/config/index.js';
+import { loggerOptions } from '../dist/platform/log.js';
+import { openBreachedScreen } from '../dist/runtime.js';
+import { startBareServer } from './lib/bare-server.mjs';
+import { openBenchDatabase } from './lib/db.mjs';
+import { measureRps } from './lib/load.mjs';
+import { interleaveAll, metric, opsPerSecond } from './lib/measure.mjs';
+
+export const name = 'identity';
+
+export const goals = {
+  'sign-in vs argon2id/m=19MiB t=2': { ratioAtLeast: 0.9 },
+  'sign-in vs argon2id/m=7MiB t=5': { ratioAtLeast: 0.9 },
+  'session-validated request/pglite': { ratioAtLeast: 0.6 },
+  'session-validated request/postgres': { ratioAtLeast: 0.6 },
+};
+
+const PASSWORD = 'Quiet-Harbour-Lantern-2026';
+const ctx = { actor: { type: 'system', id: 'bench' }, ip: null, userAgent: null, requestId: null };
+
+/** An app on a fresh database with one tenant and one member whose password is PASSWORD. */
+async function benchApp(engine, pgUrl, env) {
+  const database = await openBenchDatabase(engine, pgUrl);
+  const config = loadConfig({ DATA_DIR: 'memory://', ...env });
+  const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
+  const app = await buildApp({ config, db: database.db, logger, breached: await openBreachedScreen(config) });
+  const { tenancy, identity, mailer } = app.services;
+  const tenant = toTenantRef(
+    await tenancy.create(ctx, { slug: 'bench-co', displayName: 'Bench', region: 'eu-de' }),
+  );
+  await identity.accounts.invite(tenant, ctx, {
+    email: 'user@bench.test',
+    displayName: 'Bench User',
+    role: 'member',
+  });
+  const [mail] = await mailer.outbox(1);
+  const token = new URL(/https?:\/\/\S+/.exec(mail.text)[0]).searchParams.get('token');
+  await identity.accounts.acceptInvite(tenant, ctx, token, PASSWORD);
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, base, tenant, close: async () => (await app.close(), await database.close()) };
+}
+
+/**
+ * Sign-ins/s over HTTP against raw argon2id verifications/s at the same parameters and concurrency.
+ * The sign-in does the same one verification plus the lockout reservation, a session and an audit event.
+ */
+async function signInVsHash(params, { quick }) {
+  const env = {
+    ARGON2_MEMORY_KIB: String(params.m),
+    ARGON2_ITERATIONS: String(params.t),
+    ARGON2_PARALLELISM: '1',
+  };
+  const bench = await benchApp('pglite', null, env);
+  const hash = await argon2.hash(PASSWORD, {
+    type: argon2.argon2id,
+    memoryCost: params.m,
+    timeCost: params.t,
+    parallelism: 1,
+  });
+  const connections = 4;
+  const seconds = quick ? 1.5 : 3;
+  try {
+    const body = JSON.stringify({ email: 'user@bench.test', password: PASSWORD });
+    const url = `${bench.base}/api/v1/t/bench-co/auth/signin`;
+    const load = {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+      connections,
+      seconds,
+    };
+    const r = await interleaveAll(quick ? 1 : 2, {
+      raw: () => opsPerSecond(() => argon2.verify(hash, PASSWORD), { seconds, concurrency: connections }),
+      signIn: () => measureRps(url, load),
+    });
+    const label = `m=${Math.round(params.m / 1024)}MiB t=${params.t}`;
+    return [metric(name, `sign-in vs argon2id/${label}`, r.signIn, 'sign-ins/s', r.raw)];
+  } finally {
+    await bench.close();
+  }
+}
+
+/** GET /me with a bearer session (tenant lookup, session lookup under RLS, response schema) vs a bare route. */
+async function sessionVsBare(engine, pgUrl, { quick }) {
+  const bench = await benchApp(engine, pgUrl, { ARGON2_MEMORY_KIB: '1024', ARGON2_ITERATIONS: '1' });
+  const bare = await startBareServer();
+  try {
+    const signIn = await bench.app.services.identity.signIn(
+      bench.tenant,
+      'user@bench.test',
+      PASSWORD,
+      'bearer',
+      ctx,
+    );
+    const headers = { authorization: `Bearer ${signIn.token}` };
+    const url = `${bench.base}/api/v1/t/bench-co/me/sessions`;
+    const load = { seconds: quick ? 1 : 1.5, connections: 10 };
+    await measureRps(url, { ...load, seconds: 0.5, headers });
+    const r = await interleaveAll(quick ? 1 : 3, {
+      bare: () => measureRps(bare.url, load),
+      session: () => measureRps(url, { ...load, headers }),
+    });
+    return [metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare)];
+  } finally {
+    await bare.close();
+    await bench.close();
+  }
+}
+
+export async function run({ quick = false, pgUrl = null } = {}) {
+  const results = [];
+  results.push(...(await signInVsHash({ m: 19456, t: 2 }, { quick })));
+  results.push(...(await signInVsHash({ m: 7168, t: 5 }, { quick })));
+  results.push(...(await sessionVsBare('pglite', null, { quick })));
+  if (pgUrl) results.push(...(await sessionVsBare('postgres', pgUrl, { quick })));
+  return results;
+}
