@@ -43,7 +43,11 @@ async function benchApp(engine, pgUrl, env) {
   const token = new URL(/https?:\/\/\S+/.exec(mail.text)[0]).searchParams.get('token');
   await identity.accounts.acceptInvite(tenant, ctx, token, PASSWORD);
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
-  return { app, base, tenant, close: async () => (await app.close(), await database.close()) };
+  const close = async () => {
+    await app.close();
+    await database.close();
+  };
+  return { app, base, tenant, close };
 }
 
 /**
