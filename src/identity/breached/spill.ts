@@ -60,8 +60,8 @@ export class SpillWriter {
 }
 
 /**
- * Read the keys whose top 16 bits fall in [from16, to16) into `into` starting at `offset`, in 1 MiB chunks so a
- * large bucket never sits in memory twice. Returns the new offset.
+ * Read the keys whose top 16 bits fall in [from16, to16) into `into` starting at `offset`, through `chunk` (reused
+ * across calls) so a large bucket never sits in memory twice. Returns the new offset.
  */
 export function readBucketRange(
   dir: string,
@@ -70,9 +70,9 @@ export function readBucketRange(
   to16: number,
   into: Uint32Array,
   offset: number,
+  chunk: Uint32Array = new Uint32Array(1 << 18),
 ): number {
-  const chunk = new Uint32Array(1 << 18);
-  const bytes = new Uint8Array(chunk.buffer);
+  const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   const fd = openSync(bucketPath(dir, bucket), 'r');
   let at = offset;
   try {
