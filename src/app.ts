@@ -15,6 +15,7 @@ import {
   toTenantRef,
   userAuthenticator,
 } from './identity/index.ts';
+import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, type Mailer } from './mail/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
@@ -171,6 +172,14 @@ export async function buildApp({
   await app.register(tenancyRoutes, { tenancy });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(identityOperatorRoutes, { identity, resolveTenant, mailer });
+  await app.register(identityPages, {
+    identity,
+    findTenant: async (slug) => {
+      const tenant = await tenancy.requireActive(slug);
+      return { ref: toTenantRef(tenant), name: tenant.displayName };
+    },
+    publicUrl: config.publicUrl,
+  });
   await app.register(openApiRoute);
   return app;
 }
