@@ -30,7 +30,9 @@ export async function acceptNewPassword(
         message:
           screen.source === 'common'
             ? 'This password is among the most common ones; choose another.'
-            : 'This password appears in a known data breach; choose another.',
+            : screen.onlineUnavailable
+              ? 'The compromised-password check is unavailable right now; try again in a few minutes.'
+              : 'This password appears in a known data breach; choose another.',
       });
     }
   }

@@ -8,7 +8,7 @@ import type { TenantIdentityTables } from './tables.ts';
 
 /** Compromised-password screening (common list, offline filter, optional online range API). */
 export interface BreachedScreen {
-  check(password: string): Promise<{ breached: boolean; source: string | null }>;
+  check(password: string): Promise<{ breached: boolean; source: string | null; onlineUnavailable?: boolean }>;
 }
 
 export interface IdentityKeys {
