@@ -127,15 +127,17 @@ export async function buildApp({
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async () => {
     if (!closing) return;
-    reply.header('connection', 'close');
     throw platformError('unavailable', 'This node is shutting down; retry the request.', {
       retryAfterSeconds: 1,
     });
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Every answer sent while closing ends its connection, including those of requests that were in
+    // flight when close() began: otherwise an idle kept-alive client socket holds shutdown open.
+    if (closing) reply.header('connection', 'close');
   });
 
   app.addSchema(ProblemSchema);
