@@ -6,5 +6,9 @@ import { availableParallelism } from 'node:os';
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism() + 2));
 
 const { runCli } = await import('../dist/cli/main.js');
-const code = await runCli(process.argv.slice(2), { out: process.stdout, err: process.stderr, env: process.env });
+const code = await runCli(process.argv.slice(2), {
+  out: process.stdout,
+  err: process.stderr,
+  env: process.env,
+});
 if (code !== 0) process.exit(code);
