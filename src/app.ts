@@ -143,7 +143,8 @@ export async function buildApp({
   app.addSchema(ProblemSchema);
   for (const schema of identitySharedSchemas) app.addSchema(schema);
   await app.register(openApiPlugin);
-  await app.register(errorHandlerPlugin, { onDenied: denialAuditor(db, clock) });
+  const onDenied = denialAuditor(db, clock);
+  await app.register(errorHandlerPlugin, { onDenied });
   await app.register(cookie);
   // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
@@ -181,6 +182,7 @@ export async function buildApp({
       return { ref: toTenantRef(tenant), name: tenant.displayName };
     },
     publicUrl: config.publicUrl,
+    onDenied,
   });
   await app.register(openApiRoute);
   return app;

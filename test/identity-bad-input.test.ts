@@ -134,6 +134,13 @@ describe('identity bad input', () => {
     const noToken = await t.app.inject({ method: 'POST', url: api('/auth/signout'), headers: { cookie } });
     expect(noToken.statusCode).toBe(403);
     expect(noToken.json().code).toBe('csrf_failed');
+    const tenantId = asTenantId((await t.app.services.tenancy.get(slug)).id);
+    const denied = await t.db.withTenant<AuditTables, { details: unknown }[]>(tenantId, (tx) =>
+      tx.selectFrom('audit_events').select('details').where('action', '=', 'access.request.denied').execute(),
+    );
+    expect(denied.map((d) => JSON.stringify(d.details))).toEqual(
+      expect.arrayContaining([expect.stringContaining('csrf_failed')]),
+    );
     // The cookie value replayed as a bearer token is not accepted either.
     const asBearer = await t.app.inject({
       url: api('/me'),

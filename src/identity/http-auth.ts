@@ -58,6 +58,9 @@ export function userAuthenticator(
           : 'Enter the code from your authenticator first.',
       );
     }
+    // Identified from here on: a refusal below (CSRF, admin-only) is audited against this user.
+    request.session = session;
+    request.actor = { type: 'user', id: session.userId };
     if (session.kind === 'cookie' && !safeMethods.has(request.method)) {
       const given =
         request.headers['x-csrf-token'] ?? (request.body as { _csrf?: unknown } | undefined)?._csrf;
@@ -65,10 +68,7 @@ export function userAuthenticator(
         throw identityError('csrf_failed', 'Reload the page and submit the form again.');
       }
     }
-    request.session = session;
     if (adminOnly && session.role !== 'tenant-admin') {
-      // Identified but not allowed: the refusal is audited against this user.
-      request.actor = { type: 'user', id: session.userId };
       throw identityError('admin_only', 'Only tenant administrators may do this.');
     }
     return { type: 'user', id: session.userId };

@@ -17,6 +17,8 @@ export interface PagesOptions {
   findTenant: (slug: string) => Promise<PageTenant>;
   /** PUBLIC_URL: its origin is the only one allowed to post the forms; https makes cookies Secure. */
   publicUrl: string;
+  /** Records a refused (403) request by an identified caller; the audit capability supplies it. */
+  onDenied?: (request: FastifyRequest, error: AppError) => Promise<void>;
 }
 
 /** Every URL of the hosted pages of one tenant. */

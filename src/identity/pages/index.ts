@@ -65,6 +65,7 @@ export const identityPages: FastifyPluginAsyncTypebox<PagesOptions> = async (app
     const problem = toAppError(error);
     if (problem.spec.status >= 500) request.log.error({ err: error }, 'page failed');
     else request.log.info({ code: problem.code }, 'page refused');
+    if (problem.spec.status === 403 && options.onDenied) await options.onDenied(request, problem);
     const slug = tenantParam(request);
     if (slug && (problem.code === 'unauthenticated' || problem.code === 'step_up_required')) {
       return seeOther(reply, await whereToGo(options, request, slug));
