@@ -6,6 +6,7 @@ import {
   type BreachedScreen,
   createIdentityService,
   createOperatorService,
+  createOperatorSignIn,
   createPasswordHasher,
   type IdentityService,
   identityApiRoutes,
@@ -112,7 +113,12 @@ export async function buildApp({
   });
   const services: Services = {
     tenancy,
-    operators: createOperatorService({ db, clock, tokenTtlDays: config.operatorTokenTtlDays }),
+    operators: createOperatorService({
+      db,
+      clock,
+      tokenTtlDays: config.operatorTokenTtlDays,
+      publicUrl: config.publicUrl,
+    }),
     identity,
     mailer,
   };
@@ -174,7 +180,18 @@ export async function buildApp({
   );
   await app.register(tenancyRoutes, { tenancy });
   await app.register(identityApiRoutes, { identity, resolveTenant });
-  await app.register(identityOperatorRoutes, { identity, resolveTenant, mailer });
+  await app.register(identityOperatorRoutes, {
+    identity,
+    resolveTenant,
+    mailer,
+    operatorSignIn: createOperatorSignIn({
+      db,
+      clock,
+      hasher: identity.deps.hasher,
+      totpBox: createSecretBox(deriveKey(rootKey, 'operator-totp')),
+      publicUrl: config.publicUrl,
+    }),
+  });
   await app.register(identityPages, {
     identity,
     findTenant: async (slug) => {

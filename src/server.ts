@@ -50,7 +50,9 @@ export async function startServer(
     out.write(
       `\nRampart first run: created operator ${issued.email}.\n` +
         `Its API token is shown only now; store it in a password manager:\n\n  ${issued.token}\n\n` +
-        `Try: curl -H "Authorization: Bearer <token>" ${url}/api/v1/tenants\n\n`,
+        `Try: curl -H "Authorization: Bearer <token>" ${url}/api/v1/tenants\n` +
+        `For interactive sign-in (password + TOTP), set up within 24 hours: POST the token from\n  ${issued.setupLink}\n` +
+        `to ${url}/api/v1/operator/setup (see README, "Operators").\n\n`,
     );
   }
   return { app, url, stop };
@@ -61,6 +63,7 @@ function buildFirstOperator(config: Config, db: Database) {
     db,
     clock: systemClock,
     tokenTtlDays: config.operatorTokenTtlDays,
+    publicUrl: config.publicUrl,
   });
   return operators.bootstrap(config.bootstrapOperatorEmail);
 }

@@ -123,9 +123,12 @@ export async function buildTestApp(
     logger: false,
     breached: await openBreachedScreen(config),
   });
-  const issued = await createOperatorService({ db: database.db, clock, tokenTtlDays: 30 }).bootstrap(
-    'ops@example.test',
-  );
+  const issued = await createOperatorService({
+    db: database.db,
+    clock,
+    tokenTtlDays: 30,
+    publicUrl: config.publicUrl,
+  }).bootstrap('ops@example.test');
   if (!issued) throw new Error('bootstrap operator was not created');
   return {
     app,

@@ -148,11 +148,13 @@ function program(io: CliIo): Command {
           db,
           clock: systemClock,
           tokenTtlDays: cfg.operatorTokenTtlDays,
+          publicUrl: cfg.publicUrl,
         }).create(cliContext(), opts.email, opts.name);
         print(
           `created operator ${issued.email}; API token (shown once, expires ${issued.expiresAt.toISOString()}):`,
         );
         print(issued.token);
+        print(`interactive sign-in (password + TOTP): set up within 24 hours at ${issued.setupLink}`);
       });
     });
 

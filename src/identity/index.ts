@@ -5,6 +5,7 @@ export { normaliseEmail } from './email.ts';
 export { identityError } from './errors.ts';
 export { SESSION_COOKIE, setSessionCookie, toTenantRef, userAuthenticator } from './http-auth.ts';
 export { identityOperatorRoutes } from './operator-routes.ts';
+export { createOperatorSignIn, type OperatorSignIn } from './operator-sign-in.ts';
 export { createOperatorService, type IssuedOperator, type OperatorService } from './operators.ts';
 export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts';
 export { identityApiRoutes } from './routes.ts';

@@ -1,19 +1,16 @@
 import { sql } from 'kysely';
-import { Secret, TOTP } from 'otpauth';
-import QRCode from 'qrcode';
+import { Secret } from 'otpauth';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { createSession, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
+import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
 const RECOVERY_CODES = 10;
 const MFA_THRESHOLD = 5;
 const MFA_LOCK_MS = 15 * 60_000;
-
-const totpFor = (secret: Secret, label: string, issuer: string) =>
-  new TOTP({ issuer, label, algorithm: 'SHA1', digits: 6, period: 30, secret });
 
 // Recovery codes: 10 groups of 5 base32 chars = 50 bits, shown once, stored as HMAC so a copied table
 // alone cannot be brute-forced.
@@ -59,14 +56,9 @@ export function createMfaService(deps: IdentityDeps) {
       .executeTakeFirst();
     if (!totpRow?.confirmed_at) return null;
     if (/^\d{6}$/.test(code)) {
-      const secret = Secret.fromBase32(
-        deps.keys.totp.open(totpRow.secret_ciphertext, secretAad(tenant, userId)),
-      );
-      const totp = totpFor(secret, email, tenant.slug);
-      const now = deps.clock.now().getTime();
-      const delta = totp.validate({ token: code, timestamp: now, window: 1 });
-      if (delta === null) return null;
-      const step = Math.floor(now / 30_000) + delta;
+      const secret = deps.keys.totp.open(totpRow.secret_ciphertext, secretAad(tenant, userId));
+      const step = totpStep(secret, code, deps.clock.now());
+      if (step === null) return null;
       // Atomic: of two requests with one code, exactly one moves last_used_step forward.
       const moved = await tx
         .updateTable('user_totp')
@@ -97,8 +89,8 @@ export function createMfaService(deps: IdentityDeps) {
           .executeTakeFirst();
         if (existing?.confirmed_at)
           throw identityError('mfa_already_enrolled', 'An authenticator is already enrolled.');
-        const secret = new Secret({ size: 20 });
-        const sealed = deps.keys.totp.seal(secret.base32, secretAad(tenant, session.userId));
+        const secret = newTotpSecret();
+        const sealed = deps.keys.totp.seal(secret, secretAad(tenant, session.userId));
         await tx.deleteFrom('user_totp').where('user_id', '=', session.userId).execute();
         await tx
           .insertInto('user_totp')
@@ -114,9 +106,7 @@ export function createMfaService(deps: IdentityDeps) {
           outcome: 'success',
           target: { type: 'user', id: session.userId },
         });
-        const uri = totpFor(secret, session.email, tenant.slug).toString();
-        const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 1 });
-        return { secret: secret.base32, uri, qrSvg };
+        return enrolmentFor(secret, session.email, tenant.slug);
       }),
 
     /** Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session. */
@@ -128,16 +118,9 @@ export function createMfaService(deps: IdentityDeps) {
           .where('user_id', '=', session.userId)
           .executeTakeFirst();
         if (!row || row.confirmed_at) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
-        const secret = Secret.fromBase32(
-          deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId)),
-        );
-        const now = deps.clock.now().getTime();
-        const delta = totpFor(secret, session.email, tenant.slug).validate({
-          token: code,
-          timestamp: now,
-          window: 1,
-        });
-        if (delta === null) {
+        const secret = deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId));
+        const step = totpStep(secret, code, deps.clock.now());
+        if (step === null) {
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.mfa.enrolment_failed',
             outcome: 'failure',
@@ -150,7 +133,7 @@ export function createMfaService(deps: IdentityDeps) {
         }
         await tx
           .updateTable('user_totp')
-          .set({ confirmed_at: deps.clock.now(), last_used_step: Math.floor(now / 30_000) + delta })
+          .set({ confirmed_at: deps.clock.now(), last_used_step: step })
           .where('user_id', '=', session.userId)
           .execute();
         const recoveryCodes = await issueRecoveryCodes(tx, tenant, session.userId);

@@ -4,7 +4,8 @@ import type { Mailer } from '../mail/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
 import type { TenantResolver } from './http-auth.ts';
-import { Email } from './schemas.ts';
+import type { OperatorSignIn } from './operator-sign-in.ts';
+import { Email, Password } from './schemas.ts';
 import type { IdentityService } from './service.ts';
 
 const tags = ['operators'];
@@ -14,7 +15,70 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
   identity: IdentityService;
   resolveTenant: TenantResolver;
   mailer: Mailer;
-}> = async (app, { identity, resolveTenant, mailer }) => {
+  operatorSignIn: OperatorSignIn;
+}> = async (app, { identity, resolveTenant, mailer, operatorSignIn }) => {
+  const SetupToken = Type.String({ minLength: 20, maxLength: 200 });
+  const Enrolment = strictObject({ secret: Type.String(), uri: Type.String(), qrSvg: Type.String() });
+
+  app.post(
+    '/api/v1/operator/setup',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags,
+        summary:
+          'Operator set-up, step 1: choose a password (12+ characters); returns the TOTP secret to enrol',
+        body: strictObject({ token: SetupToken, password: Password }),
+        response: responses({ 200: Enrolment }),
+      },
+    },
+    async (request) =>
+      operatorSignIn.begin(actionContext(request), request.body.token, request.body.password),
+  );
+
+  app.post(
+    '/api/v1/operator/setup/confirm',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags,
+        summary: 'Operator set-up, step 2: confirm the authenticator with a first code; the link is used up',
+        body: strictObject({ token: SetupToken, code: Type.String({ pattern: '^[0-9]{6}$' }) }),
+        response: responses({ 200: strictObject({ status: Type.Literal('enrolled') }) }),
+      },
+    },
+    async (request) => {
+      await operatorSignIn.confirm(actionContext(request), request.body.token, request.body.code);
+      return { status: 'enrolled' as const };
+    },
+  );
+
+  app.post(
+    '/api/v1/operator/signin',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags,
+        summary: 'Operator sign-in: password and TOTP code together (two factors, always); an 8-hour token',
+        body: strictObject({
+          email: Email,
+          password: Password,
+          code: Type.String({ pattern: '^[0-9]{6}$' }),
+        }),
+        response: responses({ 200: strictObject({ token: Type.String(), expiresAt: Type.String() }) }),
+      },
+    },
+    async (request) => {
+      const session = await operatorSignIn.signIn(
+        actionContext(request),
+        request.body.email,
+        request.body.password,
+        request.body.code,
+      );
+      return { token: session.token, expiresAt: session.expiresAt.toISOString() };
+    },
+  );
+
   app.post(
     '/api/v1/tenants/:slug/admins',
     {

@@ -5,6 +5,7 @@ import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { defineErrors } from '../platform/http/problem.ts';
 import { normaliseEmail } from './email.ts';
+import { issueOperatorSetupLink } from './operator-sign-in.ts';
 import type { IdentityTables } from './tables.ts';
 
 export const operatorError = defineErrors({
@@ -20,6 +21,8 @@ export interface OperatorDeps {
   db: Database;
   clock: Clock;
   tokenTtlDays: number;
+  /** Base of the one-time set-up link printed for a new operator. */
+  publicUrl: string;
 }
 
 export interface IssuedOperator {
@@ -28,9 +31,11 @@ export interface IssuedOperator {
   /** Shown once to the person creating it; only its hash is stored. */
   token: string;
   expiresAt: Date;
+  /** One-time link to set a password and enrol TOTP for interactive sign-in (24 hours). */
+  setupLink: string;
 }
 
-export function createOperatorService({ db, clock, tokenTtlDays }: OperatorDeps) {
+export function createOperatorService({ db, clock, tokenTtlDays, publicUrl }: OperatorDeps) {
   const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
 
   async function insertWithToken(
@@ -67,7 +72,8 @@ export function createOperatorService({ db, clock, tokenTtlDays }: OperatorDeps)
       target: { type: 'operator', id: operator.id },
       details: { email },
     });
-    return { operatorId: operator.id, email, token, expiresAt };
+    const setupLink = await issueOperatorSetupLink(tx, clock, publicUrl, operator.id);
+    return { operatorId: operator.id, email, token, expiresAt, setupLink };
   }
 
   return {
@@ -102,6 +108,7 @@ export function createOperatorService({ db, clock, tokenTtlDays }: OperatorDeps)
           .select(['t.id as tokenId', 'o.id as operatorId'])
           .where('t.token_hash', '=', hashToken(token))
           .where('t.revoked_at', 'is', null)
+          .where('t.kind', '!=', 'setup')
           .where('t.expires_at', '>', now)
           .where('o.status', '=', 'active')
           .executeTakeFirst();

@@ -6,6 +6,12 @@ export interface OperatorsTable {
   display_name: string;
   status: Generated<'active' | 'disabled'>;
   created_at: Generated<Date>;
+  password_hash: Generated<string | null>;
+  totp_ciphertext: Generated<string | null>;
+  totp_confirmed_at: Generated<Date | null>;
+  totp_last_step: Generated<string | number>;
+  password_failures: Generated<number>;
+  password_locked_until: Generated<Date | null>;
 }
 
 export interface OperatorTokensTable {
@@ -17,6 +23,8 @@ export interface OperatorTokensTable {
   expires_at: Date;
   last_used_at: Date | null;
   revoked_at: Date | null;
+  kind: Generated<'api' | 'session' | 'setup'>;
+  mfa_at: Generated<Date | null>;
 }
 
 export interface IdentityTables {

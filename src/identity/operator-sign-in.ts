@@ -1,0 +1,255 @@
+import { sql } from 'kysely';
+import { recordAuditEvent } from '../audit/index.ts';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import type { SecretBox } from '../platform/crypto/keys.ts';
+import { hashToken, newToken } from '../platform/crypto/tokens.ts';
+import type { Database, SystemTx } from '../platform/db/index.ts';
+import { normaliseEmail } from './email.ts';
+import { identityError } from './errors.ts';
+import { normalisePassword, type PasswordHasher } from './passwords/index.ts';
+import type { IdentityTables } from './tables.ts';
+import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
+
+const SETUP_TTL_MS = 24 * 3_600_000;
+const SESSION_TTL_MS = 8 * 3_600_000;
+const THRESHOLD = 5;
+const LOCK_MS = 15 * 60_000;
+const minPasswordLength = 12;
+
+export interface OperatorAuthDeps {
+  db: Database;
+  clock: Clock;
+  hasher: PasswordHasher;
+  totpBox: SecretBox;
+  publicUrl: string;
+}
+
+type Tx = SystemTx<IdentityTables>;
+
+/** A one-time set-up link (24 hours) where an operator chooses a password and enrols TOTP. */
+export async function issueOperatorSetupLink<DB>(
+  systemTx: SystemTx<DB>,
+  clock: Clock,
+  publicUrl: string,
+  operatorId: string,
+): Promise<string> {
+  const tx = systemTx as unknown as Tx;
+  const { token, hash } = newToken('rmp_setup');
+  await tx
+    .insertInto('operator_tokens')
+    .values({
+      operator_id: operatorId,
+      token_hash: hash,
+      label: 'setup',
+      kind: 'setup',
+      expires_at: new Date(clock.now().getTime() + SETUP_TTL_MS),
+      last_used_at: null,
+      revoked_at: null,
+    })
+    .execute();
+  return `${publicUrl}/operator/setup?token=${encodeURIComponent(token)}`;
+}
+
+/**
+ * Interactive operator sign-in. Operators always use two factors: a password and a TOTP code in the same
+ * request, so there is no half-signed-in operator state. Set-up goes through a one-time link.
+ */
+export function createOperatorSignIn(deps: OperatorAuthDeps) {
+  const system = <R>(fn: (tx: Tx) => Promise<R>) => deps.db.withSystem(fn);
+  const audit = (
+    tx: Tx,
+    ctx: ActionContext,
+    action: `${string}.${string}`,
+    outcome: 'success' | 'failure',
+    id: string | null,
+    reason?: string,
+  ) =>
+    recordAuditEvent<IdentityTables>(tx, deps.clock, ctx, {
+      tenantId: null,
+      action,
+      outcome,
+      ...(id ? { target: { type: 'operator', id } } : {}),
+      ...(reason ? { details: { reason } } : {}),
+    });
+
+  async function setupOperator(tx: Tx, token: string) {
+    const row = await tx
+      .selectFrom('operator_tokens')
+      .select(['operator_id', 'id'])
+      .where('token_hash', '=', hashToken(token))
+      .where('kind', '=', 'setup')
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', deps.clock.now())
+      .executeTakeFirst();
+    if (!row)
+      throw identityError(
+        'token_invalid',
+        'This set-up link is invalid, used or expired; ask for a new one.',
+      );
+    return row;
+  }
+
+  return {
+    /** Step 1 of set-up: choose a password; returns a TOTP secret to enrol (confirmed in step 2). */
+    begin: (ctx: ActionContext, token: string, password: string) =>
+      system(async (tx) => {
+        const { operator_id: id } = await setupOperator(tx, token);
+        const normalised = normalisePassword(password);
+        if ([...normalised].length < minPasswordLength) {
+          throw identityError(
+            'password_rejected',
+            `Operators use at least ${minPasswordLength} characters.`,
+            {
+              errors: [
+                { pointer: '/policy/min_length', message: `Use at least ${minPasswordLength} characters.` },
+              ],
+            },
+          );
+        }
+        const secret = newTotpSecret();
+        const operator = await tx
+          .updateTable('operators')
+          .set({
+            password_hash: await deps.hasher.hash(normalised),
+            totp_ciphertext: deps.totpBox.seal(secret, `operator:${id}`),
+            totp_confirmed_at: null,
+            totp_last_step: 0,
+          })
+          .where('id', '=', id)
+          .returning('email')
+          .executeTakeFirstOrThrow();
+        await audit(tx, ctx, 'identity.operator.setup_started', 'success', id);
+        return enrolmentFor(secret, operator.email, 'Rampart operators');
+      }),
+
+    /** Step 2: confirm the authenticator with a first code; the set-up link is used up. */
+    confirm: (ctx: ActionContext, token: string, code: string) =>
+      system(async (tx) => {
+        const setup = await setupOperator(tx, token);
+        const operator = await tx
+          .selectFrom('operators')
+          .select(['totp_ciphertext'])
+          .where('id', '=', setup.operator_id)
+          .executeTakeFirstOrThrow();
+        const step = operator.totp_ciphertext
+          ? totpStep(
+              deps.totpBox.open(operator.totp_ciphertext, `operator:${setup.operator_id}`),
+              code,
+              deps.clock.now(),
+            )
+          : null;
+        if (step === null)
+          throw identityError('invalid_code', 'That code does not match; set up again if needed.');
+        await tx
+          .updateTable('operators')
+          .set({ totp_confirmed_at: deps.clock.now(), totp_last_step: step })
+          .where('id', '=', setup.operator_id)
+          .execute();
+        await tx
+          .updateTable('operator_tokens')
+          .set({ revoked_at: deps.clock.now() })
+          .where('id', '=', setup.id)
+          .execute();
+        await audit(tx, ctx, 'identity.operator.setup_completed', 'success', setup.operator_id);
+      }),
+
+    /** Password and TOTP code together; returns an 8-hour operator session token. */
+    async signIn(
+      ctx: ActionContext,
+      rawEmail: string,
+      password: string,
+      code: string,
+    ): Promise<{ token: string; expiresAt: Date }> {
+      const email = normaliseEmail(rawEmail) ?? '';
+      const now = deps.clock.now();
+      // Reserve an attempt atomically, as for tenant users: concurrent guesses cannot exceed the threshold.
+      const reserved = await system((tx) =>
+        tx
+          .updateTable('operators')
+          .set({
+            password_failures: sql`CASE WHEN password_locked_until <= ${now} THEN 1 ELSE password_failures + 1 END`,
+            password_locked_until: sql`CASE WHEN password_locked_until <= ${now} THEN NULL ELSE password_locked_until END`,
+          })
+          .where('email', '=', email)
+          .where('status', '=', 'active')
+          .where('totp_confirmed_at', 'is not', null)
+          .where((eb) =>
+            eb.or([
+              eb.and([eb('password_locked_until', 'is', null), eb('password_failures', '<', THRESHOLD)]),
+              eb('password_locked_until', '<=', now),
+            ]),
+          )
+          .returning(['id', 'password_hash', 'totp_ciphertext'])
+          .executeTakeFirst(),
+      );
+      const passwordOk = reserved?.password_hash
+        ? (await deps.hasher.verify(reserved.password_hash, normalisePassword(password))).ok
+        : (await deps.hasher.verifyDummy(password), false);
+      return system(async (tx) => {
+        const step =
+          passwordOk && reserved?.totp_ciphertext
+            ? totpStep(deps.totpBox.open(reserved.totp_ciphertext, `operator:${reserved.id}`), code, now)
+            : null;
+        const fresh =
+          step !== null && reserved
+            ? await tx
+                .updateTable('operators')
+                .set({ totp_last_step: step, password_failures: 0 })
+                .where('id', '=', reserved.id)
+                .where(sql<boolean>`totp_last_step < ${step}`)
+                .executeTakeFirst()
+            : null;
+        if (!reserved || !fresh || fresh.numUpdatedRows === 0n) {
+          if (reserved) {
+            await tx
+              .updateTable('operators')
+              .set({ password_locked_until: new Date(now.getTime() + LOCK_MS) })
+              .where('id', '=', reserved.id)
+              .where('password_failures', '>=', THRESHOLD)
+              .where('password_locked_until', 'is', null)
+              .execute();
+          }
+          await audit(
+            tx,
+            ctx,
+            'identity.operator.signin',
+            'failure',
+            reserved?.id ?? null,
+            !reserved ? 'unknown_or_locked' : !passwordOk ? 'wrong_password' : 'wrong_code',
+          );
+          // Thrown after the transaction body so the audit event and the counter still commit.
+          return null;
+        }
+        const { token, hash } = newToken('rmp_op');
+        const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
+        await tx
+          .insertInto('operator_tokens')
+          .values({
+            operator_id: reserved.id,
+            token_hash: hash,
+            label: 'session',
+            kind: 'session',
+            expires_at: expiresAt,
+            last_used_at: null,
+            revoked_at: null,
+            mfa_at: now,
+          })
+          .execute();
+        await audit(
+          tx,
+          { ...ctx, actor: { type: 'operator', id: reserved.id } },
+          'identity.operator.signin',
+          'success',
+          reserved.id,
+        );
+        return { token, expiresAt };
+      }).then((result) => {
+        if (!result)
+          throw identityError('invalid_credentials', 'The email, password or code is not correct.');
+        return result;
+      });
+    },
+  };
+}
+
+export type OperatorSignIn = ReturnType<typeof createOperatorSignIn>;
