@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -61,6 +62,21 @@ declare module 'fastify' {
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
+/**
+ * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set: TLS 1.2 at least, as the fact sheets promise.
+ * (Cipher-suite policy, certificate reload and HSTS belong to the Protect capability.)
+ */
+function tlsOptions(config: Config) {
+  if (!config.tlsCertFile || !config.tlsKeyFile) return {};
+  return {
+    https: {
+      cert: readFileSync(config.tlsCertFile),
+      key: readFileSync(config.tlsKeyFile),
+      minVersion: 'TLSv1.2' as const,
+    },
+  };
+}
+
 /** Builds the whole Rampart app from one plugin per capability. Never listens: see server.ts. */
 export async function buildApp({
   config,
@@ -71,6 +87,7 @@ export async function buildApp({
   mailer = createOutboxMailer(db),
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
+    ...tlsOptions(config),
     logger: logger ?? loggerOptions(config.logLevel),
     genReqId: requestIdFor,
     requestIdHeader: false,

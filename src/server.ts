@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { createOperatorService } from './identity/index.ts';
@@ -21,12 +20,6 @@ export async function startServer(
   const db = await openConfiguredDatabase(config);
   const issued = await buildFirstOperator(config, db);
   const app = await buildApp({ config, db, breached: await openBreachedScreen(config) });
-  if (config.tlsCertFile && config.tlsKeyFile) {
-    // TLS termination by the server itself is the Protect capability's; until then, read the files
-    // early so a wrong path fails at start rather than at the first handshake.
-    readFileSync(config.tlsCertFile);
-    readFileSync(config.tlsKeyFile);
-  }
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
@@ -45,7 +38,8 @@ export async function startServer(
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const scheme = config.tlsCertFile && config.tlsKeyFile ? 'https' : 'http';
+  const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   if (issued) {
     out.write(
       `\nRampart first run: created operator ${issued.email}.\n` +

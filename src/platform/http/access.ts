@@ -39,7 +39,9 @@ export const accessPlugin = fp<AccessOptions>(
     app.addHook('onRequest', async (request) => {
       request.actor = { type: 'anonymous', id: null };
     });
-    app.addHook('preHandler', async (request) => {
+    // preValidation: after the body is parsed (CSRF tokens travel in forms) but before the schema is
+    // checked, so an anonymous caller learns nothing about a protected route's input rules.
+    app.addHook('preValidation', async (request) => {
       const rule = request.routeOptions.config.access;
       if (rule === undefined || rule === 'public') return;
       const actor = await authenticators[rule](request);
