@@ -17,7 +17,11 @@ let cleanup: () => Promise<void>;
 beforeAll(async () => {
   if (engineUnderTest === 'postgres') {
     const pg = await createPostgresDatabase();
-    env = { DATABASE_URL: pg.app, DATABASE_OWNER_URL: pg.owner };
+    env = {
+      DATABASE_URL: pg.app,
+      DATABASE_OWNER_URL: pg.owner,
+      SECRET_KEY: 'c2VjcmV0LWtleS1mb3ItdGhlLWNsaS10ZXN0cy0wMTIzNDU2Nzg5YWJjZGVm',
+    };
     cleanup = pg.drop;
   } else {
     const dir = mkdtempSync(join(tmpdir(), 'rampart-cli-'));

@@ -178,7 +178,11 @@ describe('SIGTERM under load', () => {
     const env: Record<string, string> = { DATA_DIR: join(scratch, 'sigterm') };
     if (engineUnderTest === 'postgres') {
       database = await createPostgresDatabase();
-      Object.assign(env, { DATABASE_URL: database.app, DATABASE_OWNER_URL: database.owner });
+      Object.assign(env, {
+        DATABASE_URL: database.app,
+        DATABASE_OWNER_URL: database.owner,
+        SECRET_KEY: 'c2VjcmV0LWtleS1mb3ItdGhlLXByb2Nlc3MtdGVzdHMtMDEyMzQ1Njc4OQ',
+      });
     }
     const node = startNode(env);
     const url = await node.ready;

@@ -20,6 +20,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
 }
 
+const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl']);
+
 const cliContext = (): ActionContext => ({
   actor: { type: 'system', id: `cli:${userInfo().username}` },
   ip: null,
@@ -167,7 +169,8 @@ function program(io: CliIo): Command {
       const cfg = config();
       for (const [key, meta] of Object.entries(envNames)) {
         const value = cfg[key as keyof Config];
-        const secret = /secret|token|url/i.test(key) && value !== undefined;
+        // URLs of databases may carry passwords; keys and tokens are secrets outright.
+        const secret = maskedSettings.has(key) && value !== undefined;
         print(`${meta.env}=${secret ? '(set)' : JSON.stringify(value ?? null)}`);
       }
       print('configuration is valid');

@@ -160,3 +160,14 @@ describe('loadConfig: the production profile', () => {
     );
   });
 });
+
+describe('consistency checks (any profile)', () => {
+  it('refuses DATABASE_OWNER_URL without DATABASE_URL, naming both', () => {
+    expect(() => loadConfig({ DATABASE_OWNER_URL: 'postgres://owner@db/rampart' })).toThrow(
+      /DATABASE_OWNER_URL.*DATABASE_URL/,
+    );
+  });
+  it('refuses DATABASE_URL without SECRET_KEY, since nodes must share it', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://app@db/rampart' })).toThrow(/SECRET_KEY/);
+  });
+});

@@ -91,9 +91,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   problems.push(...proxyProblems(merged.trustProxy));
   if (problems.length > 0) throw new ConfigError(problems);
   const config = merged as Config;
-  const unsafe = productionProblems(config);
+  const unsafe = [...consistencyProblems(config), ...productionProblems(config)];
   if (unsafe.length > 0) throw new ConfigError(unsafe);
   return config;
+}
+
+/** Combinations that would silently do something other than what was meant, in any profile. */
+export function consistencyProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.databaseOwnerUrl && !config.databaseUrl) {
+    problems.push(
+      'DATABASE_OWNER_URL is set without DATABASE_URL: set both to use PostgreSQL (else the embedded database is used)',
+    );
+  }
+  if (config.databaseUrl && !config.secretKey) {
+    problems.push(
+      'SECRET_KEY: required with DATABASE_URL, so every node shares one key (TOTP seeds, recovery codes and CSRF tokens are bound to it)',
+    );
+  }
+  return problems;
 }
 
 const proxyPresets = new Set(['loopback', 'linklocal', 'uniquelocal']);
