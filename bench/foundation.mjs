@@ -128,12 +128,16 @@ async function coldStart({ quick }) {
   const dataDir = mkdtempSync(join(tmpdir(), 'rampart-bench-'));
   const idleMs = quick ? 1000 : 2000;
   const rampart = (idle) =>
-    startAndMeasure([fileURLToPath(new URL('../bin/rampart.js', import.meta.url)), 'start'], {
-      env: embeddedEnv(dataDir),
-      readyMsg: 'rampart ready',
-      readyPath: '/readyz',
-      idleMs: idle,
-    });
+    // The same V8 flag as the rampart shebang and `npm start` (a small young generation).
+    startAndMeasure(
+      ['--max-semi-space-size=1', fileURLToPath(new URL('../bin/rampart.js', import.meta.url)), 'start'],
+      {
+        env: embeddedEnv(dataDir),
+        readyMsg: 'rampart ready',
+        readyPath: '/readyz',
+        idleMs: idle,
+      },
+    );
   const bare = (idle) =>
     startAndMeasure([fileURLToPath(new URL('./lib/bare-server.mjs', import.meta.url))], {
       env: embeddedEnv(dataDir),

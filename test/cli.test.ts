@@ -102,7 +102,10 @@ describe('config check', () => {
   });
 
   it('exits 2 from any command that needs configuration', async () => {
-    const { code, err } = await rampart(['tenants', 'list'], { RAMPART_PROFILE: 'production', SECRET_KEY: '' });
+    const { code, err } = await rampart(['tenants', 'list'], {
+      RAMPART_PROFILE: 'production',
+      SECRET_KEY: '',
+    });
     expect(code).toBe(2);
     expect(err).toMatch(/SECRET_KEY/);
   });

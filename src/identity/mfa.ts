@@ -48,7 +48,7 @@ export function createMfaService(deps: IdentityDeps) {
   }
 
   /** Checks a TOTP code (once per time step: replays are refused) or an unused recovery code. */
-  async function checkFactor(tx: Tx, tenant: TenantRef, userId: string, email: string, code: string) {
+  async function checkFactor(tx: Tx, tenant: TenantRef, userId: string, code: string) {
     const totpRow = await tx
       .selectFrom('user_totp')
       .selectAll()
@@ -165,7 +165,7 @@ export function createMfaService(deps: IdentityDeps) {
           )
           .returning(['mfa_failures'])
           .executeTakeFirst();
-        const factor = user ? await checkFactor(tx, tenant, session.userId, session.email, code) : null;
+        const factor = user ? await checkFactor(tx, tenant, session.userId, code) : null;
         if (!factor)
           return { ok: false as const, lockNow: user !== undefined && user.mfa_failures >= MFA_THRESHOLD };
         await tx.updateTable('users').set({ mfa_failures: 0 }).where('id', '=', session.userId).execute();

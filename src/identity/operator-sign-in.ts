@@ -182,9 +182,13 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           .returning(['id', 'password_hash', 'totp_ciphertext'])
           .executeTakeFirst(),
       );
-      const passwordOk = reserved?.password_hash
-        ? (await deps.hasher.verify(reserved.password_hash, normalisePassword(password))).ok
-        : (await deps.hasher.verifyDummy(password), false);
+      // Unknown or locked operators cost a dummy verification too: the answer time says nothing.
+      let passwordOk = false;
+      if (reserved?.password_hash) {
+        passwordOk = (await deps.hasher.verify(reserved.password_hash, normalisePassword(password))).ok;
+      } else {
+        await deps.hasher.verifyDummy(password);
+      }
       return system(async (tx) => {
         const step =
           passwordOk && reserved?.totp_ciphertext
