@@ -6,6 +6,7 @@ import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
+import { attemptAllowed, countAttempt } from './lockout.ts';
 import { normalisePassword, type PasswordHasher } from './passwords/index.ts';
 import type { IdentityTables } from './tables.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
@@ -166,19 +167,11 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
       const reserved = await system((tx) =>
         tx
           .updateTable('operators')
-          .set({
-            password_failures: sql`CASE WHEN password_locked_until <= ${now} THEN 1 ELSE password_failures + 1 END`,
-            password_locked_until: sql`CASE WHEN password_locked_until <= ${now} THEN NULL ELSE password_locked_until END`,
-          })
+          .set(countAttempt(now))
           .where('email', '=', email)
           .where('status', '=', 'active')
           .where('totp_confirmed_at', 'is not', null)
-          .where((eb) =>
-            eb.or([
-              eb.and([eb('password_locked_until', 'is', null), eb('password_failures', '<', THRESHOLD)]),
-              eb('password_locked_until', '<=', now),
-            ]),
-          )
+          .where(attemptAllowed(now, THRESHOLD))
           .returning(['id', 'password_hash', 'totp_ciphertext'])
           .executeTakeFirst(),
       );

@@ -4,6 +4,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
+import { attemptAllowed, countAttempt } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import { createSession, type SessionStage } from './sessions.ts';
 import { loadSettings } from './settings.ts';
@@ -40,23 +41,11 @@ export function createSignIn(deps: IdentityDeps) {
       const now = deps.clock.now();
       const row = await tx
         .updateTable('users')
-        .set({
-          // An expired temporary lock starts a fresh count.
-          password_failures: sql`CASE WHEN password_locked_until <= ${now} THEN 1 ELSE password_failures + 1 END`,
-          password_locked_until: sql`CASE WHEN password_locked_until <= ${now} THEN NULL ELSE password_locked_until END`,
-        })
+        .set(countAttempt(now))
         .where('email', '=', email)
         .where('status', '=', 'active')
         .where('password_hash', 'is not', null)
-        .where((eb) =>
-          eb.or([
-            eb.and([
-              eb('password_locked_until', 'is', null),
-              eb('password_failures', '<', settings.lockout_threshold),
-            ]),
-            eb('password_locked_until', '<=', now),
-          ]),
-        )
+        .where(attemptAllowed(now, settings.lockout_threshold))
         .returning(['id', 'password_hash', 'password_failures'])
         .executeTakeFirst();
       if (row?.password_hash)
