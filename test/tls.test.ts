@@ -82,9 +82,17 @@ describe('HTTPS from TLS_CERT_FILE / TLS_KEY_FILE', () => {
     expect(await get('TLSv1.2')).toEqual({ status: 200, protocol: 'TLSv1.2' });
   });
 
-  it('refuses TLS 1.1 and 1.0 handshakes', async () => {
-    // Alert 70 comes from the server: it is the server refusing the version, not the client.
-    await expect(get('TLSv1.1')).rejects.toThrow(/alert protocol version/);
-    await expect(get('TLSv1')).rejects.toThrow(/alert protocol version/);
+  it('refuses TLS 1.1 and 1.0 handshakes', async (ctx) => {
+    for (const version of ['TLSv1.1', 'TLSv1'] as const) {
+      const error = await get(version).then(
+        () => null,
+        (e: Error) => e,
+      );
+      // Some Node builds (24 with the system OpenSSL policy) cannot even offer these versions; then
+      // this client cannot tell, and the testssl scan is the check.
+      if (error && /no protocols available/.test(error.message)) ctx.skip();
+      // Alert 70 comes from the server: the server refuses the version.
+      expect(error?.message).toMatch(/alert protocol version/);
+    }
   });
 });
