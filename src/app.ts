@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -18,7 +19,7 @@ import {
   userAuthenticator,
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
-import { createOutboxMailer, type Mailer } from './mail/index.ts';
+import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
@@ -77,6 +78,16 @@ function tlsOptions(config: Config) {
   };
 }
 
+/** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
+function defaultMailer(config: Config, db: Database): Mailer {
+  if (config.smtpUrl) return createSmtpMailer(config.smtpUrl, config.mailFrom);
+  return createOutboxMailer(
+    db,
+    config.mailFrom,
+    config.dataDir === 'memory://' ? null : join(config.dataDir, 'outbox'),
+  );
+}
+
 /** Builds the whole Rampart app from one plugin per capability. Never listens: see server.ts. */
 export async function buildApp({
   config,
@@ -84,7 +95,7 @@ export async function buildApp({
   clock = systemClock,
   logger,
   breached,
-  mailer = createOutboxMailer(db),
+  mailer = defaultMailer(config, db),
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),

@@ -20,7 +20,7 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
 }
 
-const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl']);
+const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl', 'smtpUrl']);
 
 const cliContext = (): ActionContext => ({
   actor: { type: 'system', id: `cli:${userInfo().username}` },

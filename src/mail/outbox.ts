@@ -1,3 +1,6 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 
 export interface OutboundMail {
@@ -10,28 +13,46 @@ interface MailTables {
   mail_outbox: { id?: string; recipient: string; subject: string; body: string; created_at?: Date };
 }
 
-export interface Mailer {
-  send(mail: OutboundMail): Promise<void>;
-  /** Development outbox, newest first (operators only). */
-  outbox(
-    limit: number,
-  ): Promise<{ id: string; to: string; subject: string; text: string; createdAt: string }[]>;
+export interface OutboxEntry {
+  id: string;
+  to: string;
+  subject: string;
+  text: string;
+  createdAt: string;
 }
 
+export interface Mailer {
+  send(mail: OutboundMail): Promise<void>;
+  /** Development outbox, newest first (operators only); empty when mail really goes out. */
+  outbox(limit: number): Promise<OutboxEntry[]>;
+}
+
+// Builds the RFC 5322 message with nodemailer instead of by hand; nothing is sent.
+const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
+
 /**
- * Without SMTP, mail lands in the development outbox table, listed to operators. (Signed SMTP delivery
- * with DKIM is the Mail capability's next step.)
+ * Without SMTP, mail lands in the development outbox: a table listed to operators and, for an on-disk
+ * data directory, one .eml file per message in `<DATA_DIR>/outbox/` that any mail client opens.
  */
-export function createOutboxMailer(db: Database): Mailer {
+export function createOutboxMailer(db: Database, from: string, folder: string | null): Mailer {
   const system = <R>(fn: (tx: SystemTx<MailTables>) => Promise<R>) => db.withSystem(fn);
+  if (folder) mkdirSync(folder, { recursive: true, mode: 0o700 });
   return {
-    send: (mail) =>
-      system(async (tx) => {
-        await tx
+    async send(mail) {
+      const id = await system(async (tx) => {
+        const row = await tx
           .insertInto('mail_outbox')
           .values({ recipient: mail.to, subject: mail.subject, body: mail.text })
-          .execute();
-      }),
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        return row.id as string;
+      });
+      if (folder) {
+        const info = await composer.sendMail({ from, ...mail });
+        const stamp = new Date().toISOString().replaceAll(':', '-');
+        writeFileSync(join(folder, `${stamp}-${id}.eml`), info.message as Buffer, { mode: 0o600 });
+      }
+    },
     outbox: (limit) =>
       system(async (tx) => {
         const rows = await tx
@@ -48,5 +69,16 @@ export function createOutboxMailer(db: Database): Mailer {
           createdAt: (r.created_at as Date).toISOString(),
         }));
       }),
+  };
+}
+
+/** Real delivery through the SMTP server in SMTP_URL (smtp:// with STARTTLS when offered, or smtps://). */
+export function createSmtpMailer(url: string, from: string): Mailer {
+  const transport = nodemailer.createTransport(url);
+  return {
+    async send(mail) {
+      await transport.sendMail({ from, ...mail });
+    },
+    outbox: async () => [],
   };
 }

@@ -42,6 +42,7 @@ const production = (env: Record<string, string> = {}) => ({
   TRUST_PROXY: '10.0.0.0/8',
   PUBLIC_URL: 'https://rampart.example.com',
   DATABASE_URL: 'postgres://rampart_node@db.internal/rampart',
+  SMTP_URL: 'smtp://mail.internal:587',
   ...env,
 });
 
@@ -148,6 +149,7 @@ describe('loadConfig: the production profile', () => {
     ['a TLS certificate without its key', { TRUST_PROXY: '', TLS_CERT_FILE: '/c.pem' }, 'TLS_KEY_FILE'],
     ['an http:// PUBLIC_URL', { PUBLIC_URL: 'http://rampart.example.com' }, 'PUBLIC_URL'],
     ['the embedded database', { DATABASE_URL: '' }, 'ALLOW_EMBEDDED_IN_PRODUCTION'],
+    ['no SMTP server', { SMTP_URL: '' }, 'SMTP_URL'],
   ])('refuses %s', (_what, env, name) => {
     const problems = problemsOf(production(env));
     expect(problems.join('\n')).toContain(name);

@@ -41,6 +41,7 @@ const defaults = {
   argon2Parallelism: 1,
   breachedOnline: 'off',
   breachedRangeUrl: 'https://api.pwnedpasswords.com/range/',
+  mailFrom: 'Rampart <no-reply@localhost>',
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {
@@ -164,6 +165,11 @@ export function productionProblems(config: Config): string[] {
     );
   }
   if (!config.publicUrl.startsWith('https://')) problems.push('PUBLIC_URL: production needs an https:// URL');
+  if (!config.smtpUrl) {
+    problems.push(
+      'SMTP_URL: production sends real mail (invitations, resets); the development outbox is not for it',
+    );
+  }
   if (!config.databaseUrl && !config.allowEmbeddedInProduction) {
     problems.push(
       'DATABASE_URL: production runs on PostgreSQL; set ALLOW_EMBEDDED_IN_PRODUCTION=true to accept the embedded database',

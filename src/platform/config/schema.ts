@@ -34,6 +34,8 @@ export const configSchema = Type.Object(
     breachedFilterFile: Type.Optional(Type.String({ minLength: 1 })),
     breachedOnline: Type.Union([Type.Literal('off'), Type.Literal('fail-open'), Type.Literal('fail-closed')]),
     breachedRangeUrl: Type.String({ pattern: '^https?://' }),
+    smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+    mailFrom: Type.String({ minLength: 3, maxLength: 320 }),
   },
   { additionalProperties: false },
 );
@@ -114,6 +116,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     doc: 'Range API base URL (k-anonymity).',
     default: 'https://api.pwnedpasswords.com/range/',
   },
+  smtpUrl: {
+    env: 'SMTP_URL',
+    doc: 'Outgoing mail server (smtp://user:pass@host:587 or smtps://...); unset = development outbox.',
+  },
+  mailFrom: { env: 'MAIL_FROM', doc: 'Sender of outgoing mail.', default: 'Rampart <no-reply@localhost>' },
   shutdownGraceMs: {
     env: 'SHUTDOWN_GRACE_MS',
     doc: 'How long in-flight requests may run after SIGTERM.',
