@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importBreached } from '../src/identity/breached/index.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, linkFromOutbox } from './identity-helpers.ts';
+import { adminSession, inviteAndAccept, linkFromOutbox } from './identity-helpers.ts';
 
 // A password that passes every policy rule and is on no common list, but is "breached" in the
 // synthetic Pwned Passwords range file below.
@@ -30,22 +30,13 @@ describe('offline Pwned Passwords filter loaded at start', () => {
   it('refuses a password in the filter and names the rule', async () => {
     const admin = await adminSession(t, slug);
     const email = 'new@breach-co.test';
-    await t.app.inject({
-      method: 'POST',
-      url: `/api/v1/t/${slug}/users`,
-      headers: admin.headers,
-      payload: { email, role: 'member' },
-    });
-    const { token } = await linkFromOutbox(t, email);
-    const refused = await t.app.inject({
-      method: 'POST',
-      url: `/api/v1/t/${slug}/invitations/accept`,
-      payload: { token, password: leaked },
-    });
+    const { accepted: refused } = await inviteAndAccept(t, slug, admin, email, leaked);
     expect(refused.statusCode).toBe(422);
     expect(refused.json().errors).toEqual([
       { pointer: '/policy/breached', message: expect.stringMatching(/breach/) },
     ]);
+    // The refused attempt rolled back: the same link still works with a clean password.
+    const { token } = await linkFromOutbox(t, email);
     const accepted = await t.app.inject({
       method: 'POST',
       url: `/api/v1/t/${slug}/invitations/accept`,

@@ -57,3 +57,27 @@ export async function adminSession(t: TestApp, slug: string, email = `admin@${sl
     headers: { authorization: `Bearer ${done.token}` },
   };
 }
+
+/** Invites a user as the admin and accepts the invitation with `password` (or the strong default). */
+export async function inviteAndAccept(
+  t: TestApp,
+  slug: string,
+  admin: { headers: Record<string, string> },
+  email: string,
+  password = strongPassword,
+) {
+  const invited = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/users`,
+    headers: admin.headers,
+    payload: { email, role: 'member' },
+  });
+  if (invited.statusCode !== 201) throw new Error(`invite ${email}: ${invited.body}`);
+  const { token } = await linkFromOutbox(t, email);
+  const accepted = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/invitations/accept`,
+    payload: { token, password },
+  });
+  return { user: invited.json() as { id: string }, accepted };
+}

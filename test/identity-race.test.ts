@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, linkFromOutbox, strongPassword } from './identity-helpers.ts';
+import { adminSession, inviteAndAccept, strongPassword } from './identity-helpers.ts';
 
 let t: TestApp;
 const slug = 'race-co';
@@ -18,18 +18,7 @@ describe(`lockout under concurrency (${engineUnderTest})`, () => {
   it('50 parallel wrong passwords get at most 5 verifications, and the right one is then refused', async () => {
     const admin = await adminSession(t, slug);
     const email = 'target@race-co.test';
-    await t.app.inject({
-      method: 'POST',
-      url: `/api/v1/t/${slug}/users`,
-      headers: admin.headers,
-      payload: { email, role: 'member' },
-    });
-    const { token } = await linkFromOutbox(t, email);
-    await t.app.inject({
-      method: 'POST',
-      url: `/api/v1/t/${slug}/invitations/accept`,
-      payload: { token, password: strongPassword },
-    });
+    await inviteAndAccept(t, slug, admin, email);
 
     const hasher = t.app.services.identity.deps.hasher;
     const before = hasher.stats().verifications;

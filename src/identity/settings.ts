@@ -1,19 +1,9 @@
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
-import { type IdentitySettings, policyOf, weakens } from './policy.ts';
+import { type IdentitySettings, type PasswordPolicy, policyOf, weakens } from './policy.ts';
 
 export interface IdentitySettingsView {
-  passwordPolicy: {
-    minLength: number;
-    maxLength: number;
-    requireLower: boolean;
-    requireUpper: boolean;
-    requireDigit: boolean;
-    requireSpecial: boolean;
-    forbidPersonal: boolean;
-    historyCount: number;
-    maxAgeDays: number | null;
-  };
+  passwordPolicy: PasswordPolicy;
   lockout: { threshold: number; mode: 'temporary' | 'admin'; baseSeconds: number };
   selfSignup: boolean;
   mfaRequired: 'off' | 'staff' | 'all';
