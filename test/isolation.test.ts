@@ -292,6 +292,8 @@ describe('the audit trail is append-only', () => {
   it('even the owner is stopped by the trigger', async () => {
     await expect(ownerRead(`UPDATE audit_events SET outcome = 'failure'`)).rejects.toThrow(/append-only/);
     await expect(ownerRead('DELETE FROM audit_events')).rejects.toThrow(/append-only/);
+    // Regression: TRUNCATE skipped the row trigger and emptied the trail as the owner.
+    await expect(ownerRead('TRUNCATE audit_events')).rejects.toThrow(/append-only/);
   });
 });
 
