@@ -6,6 +6,7 @@ export const identityError = defineErrors({
   password_rejected: { status: 422, title: 'Password does not meet the policy' },
   user_exists: { status: 409, title: 'User already exists' },
   user_not_found: { status: 404, title: 'No such user' },
+  session_not_found: { status: 404, title: 'No such session' },
   invalid_email: { status: 400, title: 'Invalid email address' },
   token_invalid: { status: 400, title: 'Link invalid or expired' },
   signup_closed: { status: 403, title: 'Self sign-up is off' },

@@ -191,13 +191,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
     },
     async (request) => {
       const { tenant, session } = signedIn(request);
-      const revoked = await identity.sessions.revoke(
-        tenant,
-        session.userId,
-        request.params.id,
-        actionContext(request),
-      );
-      if (!revoked) throw identityError('user_not_found', 'You have no live session with this id.');
+      await identity.sessions.revokeOwn(tenant, session.userId, request.params.id, actionContext(request));
       return accepted;
     },
   );

@@ -2,6 +2,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
 import { hashToken, newToken, safeEqual } from '../platform/crypto/tokens.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { identityError } from './errors.ts';
 import type { IdentitySettings } from './policy.ts';
 import type { UserRole } from './tables.ts';
 
@@ -148,6 +149,13 @@ export function createSessionService(deps: IdentityDeps) {
         }
         return revoked;
       }),
+
+    /** Revokes one of the caller's own live sessions; 404 when there is none with that id. */
+    async revokeOwn(tenant: TenantRef, userId: string, sessionId: string, ctx: ActionContext): Promise<void> {
+      if (!(await this.revoke(tenant, userId, sessionId, ctx))) {
+        throw identityError('session_not_found', 'You have no live session with this id.');
+      }
+    },
 
     revokeAll: (tenant: TenantRef, userId: string, ctx: ActionContext) =>
       inTenant(deps, tenant, async (tx) => {

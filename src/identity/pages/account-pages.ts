@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actionContext } from '../../platform/http/context.ts';
-import { identityError } from '../errors.ts';
 import { signedIn } from '../routes.ts';
 import {
   cookieJar,
@@ -156,13 +155,7 @@ ${submit('Change password')}`,
     async (request, reply) => {
       const { tenant, session } = signedIn(request);
       const paths = pathsFor(tenant.slug);
-      const revoked = await identity.sessions.revoke(
-        tenant,
-        session.userId,
-        request.params.id,
-        actionContext(request),
-      );
-      if (!revoked) throw identityError('user_not_found', 'You have no live session with this id.');
+      await identity.sessions.revokeOwn(tenant, session.userId, request.params.id, actionContext(request));
       if (request.params.id === session.id) {
         cookies.clear(reply, tenant.slug);
         return seeOther(reply, `${paths.signIn}?notice=signedout`);
