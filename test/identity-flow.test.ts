@@ -155,6 +155,23 @@ describe('identity: invitation, 2FA, lockout, reset, sessions', () => {
       headers: { authorization: `Bearer ${a}` },
     });
     expect(revoke.statusCode).toBe(200);
+    // Revoking it again, an unknown id, or a malformed id: a named 4xx, nothing else revoked.
+    for (const [id, status, code] of [
+      [other?.id, 404, 'session_not_found'],
+      ['00000000-0000-4000-8000-000000000000', 404, 'session_not_found'],
+      ['not-a-uuid', 400, 'validation_failed'],
+    ] as const) {
+      const again = await t.app.inject({
+        method: 'DELETE',
+        url: api(`/me/sessions/${id}`),
+        headers: { authorization: `Bearer ${a}` },
+      });
+      expect(again.statusCode).toBe(status);
+      expect(again.json().code).toBe(code);
+    }
+    expect(
+      (await t.app.inject({ url: api('/me'), headers: { authorization: `Bearer ${a}` } })).statusCode,
+    ).toBe(200);
     expect(
       (await t.app.inject({ url: api('/me'), headers: { authorization: `Bearer ${b}` } })).statusCode,
     ).toBe(401);
