@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { csrfTokenFor } from '../src/identity/sessions.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';
 
@@ -202,5 +204,52 @@ describe('identity: invitation, 2FA, lockout, reset, sessions', () => {
     const put = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: policy.json() });
     expect(put.statusCode).toBe(403);
     expect(put.json().code).toBe('admin_only');
+  });
+
+  it('changes the password from a browser session: other sessions end, this one stays', async () => {
+    const admin = await adminSession(t, slug, 'admin6@flow-co.test');
+    await inviteMember(admin, 'changer@flow-co.test');
+    const tenant = { id: asTenantId((await t.app.services.tenancy.get(slug)).id), slug };
+    const ctx = {
+      actor: { type: 'anonymous', id: null },
+      ip: '127.0.0.1',
+      userAgent: null,
+      requestId: null,
+    } as const;
+    const browser = await t.app.services.identity.signIn(
+      tenant,
+      'changer@flow-co.test',
+      strongPassword,
+      'cookie',
+      ctx,
+    );
+    const api2 = (await signIn('changer@flow-co.test', strongPassword)).json().token as string;
+    const headers = {
+      cookie: `rampart_session=${browser.token}`,
+      'x-csrf-token': csrfTokenFor(t.app.services.identity.deps, browser.sessionId),
+    };
+    const next = 'Fresh-Meadow-Signal-31';
+    const wrongCurrent = await t.app.inject({
+      method: 'POST',
+      url: api('/me/password'),
+      headers,
+      payload: { currentPassword: 'not-it-at-all', newPassword: next },
+    });
+    expect(wrongCurrent.json().code).toBe('invalid_credentials');
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: api('/me/password'),
+      headers,
+      payload: { currentPassword: strongPassword, newPassword: next },
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: api('/me'), headers: { authorization: `Bearer ${api2}` } })).statusCode,
+    ).toBe(401);
+    expect((await t.app.inject({ url: api('/me'), headers: { cookie: headers.cookie } })).statusCode).toBe(
+      200,
+    );
+    expect((await signIn('changer@flow-co.test', strongPassword)).statusCode).toBe(401);
+    expect((await signIn('changer@flow-co.test', next)).statusCode).toBe(200);
   });
 });

@@ -264,13 +264,7 @@ export function createAccountService(deps: IdentityDeps) {
         const hash = await acceptNewPassword(deps, tx, await loadSettings(tx, tenant.id), user, next);
         await storePassword(deps, tx, user, hash);
         // Other sessions end; this one stays.
-        await tx
-          .updateTable('sessions')
-          .set({ revoked_at: deps.clock.now() })
-          .where('user_id', '=', user.id)
-          .where('id', '!=', session.id)
-          .where('revoked_at', 'is', null)
-          .execute();
+        await revokeAllInTx(deps, tx, user.id, session.id);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.password.changed',
           outcome: 'success',

@@ -171,12 +171,19 @@ export function createSessionService(deps: IdentityDeps) {
   };
 }
 
-export async function revokeAllInTx(deps: IdentityDeps, tx: Tx, userId: string): Promise<number> {
-  const result = await tx
+/** Ends every live session of a user, except `keep` (the caller's own, on a password change). */
+export async function revokeAllInTx(
+  deps: IdentityDeps,
+  tx: Tx,
+  userId: string,
+  keep?: string,
+): Promise<number> {
+  let query = tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
     .where('user_id', '=', userId)
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+    .where('revoked_at', 'is', null);
+  if (keep) query = query.where('id', '!=', keep);
+  const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
