@@ -36,6 +36,7 @@ export const configSchema = Type.Object(
     breachedRangeUrl: Type.String({ pattern: '^https?://' }),
     smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://' })),
     mailFrom: Type.String({ minLength: 3, maxLength: 320 }),
+    redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   },
   { additionalProperties: false },
 );
@@ -121,6 +122,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     doc: 'Outgoing mail server (smtp://user:pass@host:587 or smtps://...); unset = development outbox.',
   },
   mailFrom: { env: 'MAIL_FROM', doc: 'Sender of outgoing mail.', default: 'Rampart <no-reply@localhost>' },
+  redisUrl: {
+    env: 'REDIS_URL',
+    doc: 'Redis URL (`redis://` or `rediss://`) for state shared between nodes; unset = PostgreSQL/in-process.',
+  },
   shutdownGraceMs: {
     env: 'SHUTDOWN_GRACE_MS',
     doc: 'How long in-flight requests may run after SIGTERM.',
