@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -35,6 +34,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
+import { protectPlugin, tlsOptions } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -62,21 +62,6 @@ declare module 'fastify' {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-/**
- * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set: TLS 1.2 at least, as the fact sheets promise.
- * (Cipher-suite policy, certificate reload and HSTS belong to the Protect capability.)
- */
-function tlsOptions(config: Config) {
-  if (!config.tlsCertFile || !config.tlsKeyFile) return {};
-  return {
-    https: {
-      cert: readFileSync(config.tlsCertFile),
-      key: readFileSync(config.tlsKeyFile),
-      minVersion: 'TLSv1.2' as const,
-    },
-  };
-}
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -180,6 +165,7 @@ export async function buildApp({
   const onDenied = denialAuditor(db, clock);
   await app.register(errorHandlerPlugin, { onDenied });
   await app.register(cookie);
+  await app.register(protectPlugin, { config, db, clock });
   // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.

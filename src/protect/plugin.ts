@@ -1,0 +1,33 @@
+import type { Server as HttpsServer } from 'node:https';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../platform/config/index.ts';
+import type { Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { securityHeadersPlugin } from './headers.ts';
+import { tlsFilesOf, watchTlsFiles } from './tls.ts';
+
+export interface ProtectOptions {
+  config: Config;
+  db: Database;
+  clock: Clock;
+}
+
+/** HSTS only where the browser reached us over HTTPS: our own TLS, or a proxy's behind an https PUBLIC_URL. */
+function hstsFor(config: Config): number | null {
+  const https = tlsFilesOf(config) !== null || config.publicUrl.startsWith('https://');
+  return https && config.hstsMaxAgeSeconds > 0 ? config.hstsMaxAgeSeconds : null;
+}
+
+/** The cross-cutting protections, registered at the root so they reach every route. */
+export const protectPlugin = fp<ProtectOptions>(
+  async (app: FastifyInstance, { config }) => {
+    await app.register(securityHeadersPlugin, { hstsMaxAgeSeconds: hstsFor(config) });
+    if (tlsFilesOf(config)) {
+      // With the https option Fastify's server is a node:https Server (its type says http).
+      const reloader = watchTlsFiles(app.server as unknown as HttpsServer, config, app.log);
+      app.addHook('onClose', async () => reloader?.stop());
+    }
+  },
+  { name: 'rampart-protect' },
+);
