@@ -19,6 +19,7 @@ import {
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
+import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
@@ -46,6 +47,11 @@ export interface AppDeps {
   /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
   breached: BreachedScreen;
   mailer?: Mailer;
+  /**
+   * Cross-node cache invalidation (runtime.ts opens it from REDIS_URL / DATABASE_URL; the caller closes
+   * it). Without one, an in-process bus: right for one node, and closed with the app.
+   */
+  bus?: InvalidationBus;
 }
 
 export interface Services {
@@ -53,6 +59,7 @@ export interface Services {
   operators: OperatorService;
   identity: IdentityService;
   mailer: Mailer;
+  bus: InvalidationBus;
 }
 
 declare module 'fastify' {
@@ -81,6 +88,7 @@ export async function buildApp({
   logger,
   breached,
   mailer = defaultMailer(config, db),
+  bus,
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),
@@ -107,6 +115,11 @@ export async function buildApp({
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const ownBus = bus
+    ? null
+    : createInProcessBus((error) => app.log.error({ err: error }, 'invalidation bus'));
+  const invalidation = bus ?? (ownBus as InvalidationBus);
+  if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
@@ -134,6 +147,7 @@ export async function buildApp({
     }),
     identity,
     mailer,
+    bus: invalidation,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
