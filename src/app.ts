@@ -35,7 +35,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
-import { protectPlugin, tlsOptions } from './protect/index.ts';
+import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -121,6 +121,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  const protection = createProtection({ config, db, clock, log: app.log });
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
     db,
@@ -134,6 +135,7 @@ export async function buildApp({
     }),
     breached,
     mailer,
+    failedSignIns: protection.limiters.failedSignIns,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
   });
@@ -179,11 +181,11 @@ export async function buildApp({
   const onDenied = denialAuditor(db, clock);
   await app.register(errorHandlerPlugin, { onDenied });
   await app.register(cookie);
-  await app.register(protectPlugin, { config, db, clock });
   // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  await app.register(protectPlugin, { config, protection });
   await app.register(accessPlugin, {
     authenticators: {
       operator: async (request) => {
