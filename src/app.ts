@@ -35,7 +35,13 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
-import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
+import {
+  createProtection,
+  type OutboundClient,
+  type Protection,
+  protectPlugin,
+  tlsOptions,
+} from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -52,6 +58,11 @@ export interface AppDeps {
    * it). Without one, an in-process bus: right for one node, and closed with the app.
    */
   bus?: InvalidationBus;
+  /**
+   * Rate limiters and the outbound guard (server.ts builds it first, so the breached-password range client
+   * goes through its guard). Without one, built here from the configuration. Closed with the app.
+   */
+  protection?: Protection;
 }
 
 export interface Services {
@@ -60,6 +71,8 @@ export interface Services {
   identity: IdentityService;
   mailer: Mailer;
   bus: InvalidationBus;
+  /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
+  outbound: OutboundClient;
 }
 
 declare module 'fastify' {
@@ -89,6 +102,7 @@ export async function buildApp({
   breached,
   mailer = defaultMailer(config, db),
   bus,
+  protection: givenProtection,
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),
@@ -121,7 +135,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
-  const protection = createProtection({ config, db, clock, log: app.log });
+  const protection = givenProtection ?? createProtection({ config, db, clock });
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
     db,
@@ -150,6 +164,7 @@ export async function buildApp({
     identity,
     mailer,
     bus: invalidation,
+    outbound: protection.outbound,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);

@@ -24,6 +24,7 @@ function hstsFor(config: Config): number | null {
  */
 export const protectPlugin = fp<ProtectOptions>(
   async (app: FastifyInstance, { config, protection }) => {
+    protection.useLogger(app.log);
     protection.registerMetrics(app.metrics);
     app.addHook('onClose', () => protection.close());
     await protection.ready();
