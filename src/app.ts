@@ -3,6 +3,21 @@ import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import {
+  type AccessService,
+  accessOperatorRoutes,
+  accessTenantRoutes,
+  authorizer,
+  createAccessService,
+  createLocalBus,
+  fourEyesGate,
+  type InvalidationBus,
+  isKnownPermission,
+  operatorAuthenticator,
+  permissionDef,
+  tenantAuthenticator,
+  wireCriticalActions,
+} from './access/index.ts';
 import { denialAuditor } from './audit/index.ts';
 import {
   type BreachedScreen,
@@ -15,6 +30,7 @@ import {
   identityOperatorRoutes,
   identitySharedSchemas,
   type OperatorService,
+  tenantSlugOf,
   toTenantRef,
   userAuthenticator,
 } from './identity/index.ts';
@@ -46,6 +62,8 @@ export interface AppDeps {
   /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
   breached: BreachedScreen;
   mailer?: Mailer;
+  /** Cross-node cache invalidation; one process's own when absent. */
+  bus?: InvalidationBus;
 }
 
 export interface Services {
@@ -53,6 +71,7 @@ export interface Services {
   operators: OperatorService;
   identity: IdentityService;
   mailer: Mailer;
+  access: AccessService;
 }
 
 declare module 'fastify' {
@@ -96,6 +115,7 @@ export async function buildApp({
   logger,
   breached,
   mailer = defaultMailer(config, db),
+  bus = createLocalBus(),
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),
@@ -139,7 +159,22 @@ export async function buildApp({
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
   });
+  const access = createAccessService({
+    db,
+    clock,
+    bus,
+    elevationMaxMinutes: config.elevationMaxMinutes,
+    userExists: async (tenantId, userId) => {
+      try {
+        await identity.accounts.get(toTenantRef({ id: tenantId, slug: '' }), userId);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  });
   const services: Services = {
+    access,
     tenancy,
     operators: createOperatorService({
       db,
@@ -184,14 +219,21 @@ export async function buildApp({
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
+  const users = userAuthenticator(identity, resolveTenant);
+  const authorize = authorizer(access, clock);
+  app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
+    authorize,
+    permissionScope: (name) => (isKnownPermission(name) ? permissionDef(name)?.scope : undefined),
+    isKnownGate: (name) => access.critical.isKnownGate(name),
+    fourEyes: fourEyesGate(access),
     authenticators: {
-      operator: async (request) => {
-        const token = bearerToken(request);
-        return token ? services.operators.authenticate(token) : null;
-      },
-      user: userAuthenticator(identity, resolveTenant, false),
-      'tenant-admin': userAuthenticator(identity, resolveTenant, true),
+      operator: operatorAuthenticator(services.operators),
+      user: users,
+      tenant: tenantAuthenticator(users, services.operators, (request) =>
+        resolveTenant(tenantSlugOf(request)),
+      ),
       metrics: async (request) => {
         const token = bearerToken(request);
         if (config.metricsToken) {
@@ -207,6 +249,8 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
+  await app.register(accessTenantRoutes, { access, holds: authorize });
+  await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(identityOperatorRoutes, {
     identity,
