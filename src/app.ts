@@ -9,9 +9,7 @@ import {
   accessTenantRoutes,
   authorizer,
   createAccessService,
-  createLocalBus,
   fourEyesGate,
-  type InvalidationBus,
   isKnownPermission,
   operatorAuthenticator,
   permissionDef,
@@ -36,6 +34,7 @@ import {
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
+import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
@@ -62,7 +61,10 @@ export interface AppDeps {
   /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
   breached: BreachedScreen;
   mailer?: Mailer;
-  /** Cross-node cache invalidation; one process's own when absent. */
+  /**
+   * Cross-node cache invalidation (runtime.ts opens it from REDIS_URL / DATABASE_URL; the caller closes
+   * it). Without one, an in-process bus: right for one node, and closed with the app.
+   */
   bus?: InvalidationBus;
 }
 
@@ -72,6 +74,7 @@ export interface Services {
   identity: IdentityService;
   mailer: Mailer;
   access: AccessService;
+  bus: InvalidationBus;
 }
 
 declare module 'fastify' {
@@ -115,7 +118,7 @@ export async function buildApp({
   logger,
   breached,
   mailer = defaultMailer(config, db),
-  bus = createLocalBus(),
+  bus,
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),
@@ -142,6 +145,11 @@ export async function buildApp({
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const ownBus = bus
+    ? null
+    : createInProcessBus((error) => app.log.error({ err: error }, 'invalidation bus'));
+  const invalidation = bus ?? (ownBus as InvalidationBus);
+  if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
@@ -162,7 +170,7 @@ export async function buildApp({
   const access = createAccessService({
     db,
     clock,
-    bus,
+    bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
     userExists: async (tenantId, userId) => {
       try {
@@ -184,6 +192,7 @@ export async function buildApp({
     }),
     identity,
     mailer,
+    bus: invalidation,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);

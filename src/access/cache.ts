@@ -1,6 +1,6 @@
+import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
-import type { InvalidationBus } from './bus.ts';
 import { builtinRoles, isBuiltinRole, isKnownPermission } from './catalogue.ts';
 import { inTenant } from './tables.ts';
 

@@ -1,7 +1,6 @@
 import { readMigrations } from '../platform/db/index.ts';
 
 export { wireCriticalActions } from './actions.ts';
-export { createLocalBus, type InvalidationBus } from './bus.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
 export { authorizer, fourEyesGate, operatorAuthenticator, tenantAuthenticator } from './http.ts';
 export { accessOperatorRoutes } from './operator-routes.ts';

@@ -1,7 +1,7 @@
+import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { createApprovalService } from './approvals.ts';
-import type { InvalidationBus } from './bus.ts';
 import { createPermissionCache } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
