@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -50,6 +49,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
+import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -84,21 +84,6 @@ declare module 'fastify' {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-/**
- * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set: TLS 1.2 at least, as the fact sheets promise.
- * (Cipher-suite policy, certificate reload and HSTS belong to the Protect capability.)
- */
-function tlsOptions(config: Config) {
-  if (!config.tlsCertFile || !config.tlsKeyFile) return {};
-  return {
-    https: {
-      cert: readFileSync(config.tlsCertFile),
-      key: readFileSync(config.tlsKeyFile),
-      minVersion: 'TLSv1.2' as const,
-    },
-  };
-}
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -151,6 +136,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  const protection = createProtection({ config, db, clock, log: app.log });
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
     db,
@@ -164,6 +150,7 @@ export async function buildApp({
     }),
     breached,
     mailer,
+    failedSignIns: protection.limiters.failedSignIns,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
   });
@@ -228,6 +215,7 @@ export async function buildApp({
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  await app.register(protectPlugin, { config, protection });
   wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);

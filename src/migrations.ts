@@ -3,6 +3,7 @@ import { auditMigrations } from './audit/index.ts';
 import { identityMigrations } from './identity/index.ts';
 import { mailMigrations } from './mail/index.ts';
 import { orderMigrations, platformMigrations } from './platform/db/index.ts';
+import { protectMigrations } from './protect/index.ts';
 import { tenancyMigrations } from './tenancy/index.ts';
 
 /** Every capability's migrations in one global order. */
@@ -13,4 +14,5 @@ export const allMigrations = orderMigrations([
   ...auditMigrations,
   ...mailMigrations,
   ...accessMigrations,
+  ...protectMigrations,
 ]);
