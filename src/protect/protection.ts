@@ -14,6 +14,7 @@ import {
 import { createRateLimiters, type RateLimiters, type StoreFailure } from './rate-limit/limiters.ts';
 import { applyOverrides, defaultLimits } from './rate-limit/policy.ts';
 import { limiterFactory, type StoreKind, storeKindFor } from './rate-limit/store.ts';
+import { type BlockLists, createBlockLists } from './reputation/lists.ts';
 
 export interface ProtectLog {
   info(obj: object, msg: string): void;
@@ -43,6 +44,10 @@ const systemContext = {
 export interface Protection {
   store: StoreKind;
   limiters: RateLimiters;
+  /** IP_BLOCKLISTS, loaded at start (ready) and refreshed on schedule. */
+  blockLists: BlockLists;
+  /** Audits a refused request from a listed address (sampled: once per address per 10 minutes, 30 a minute in all). */
+  recordBlocked(address: string, list: string): void;
   /** The guarded client every outbound HTTP request goes through; refusals are audited and counted. */
   outbound: OutboundClient;
   /** Logs through the app's logger from now on. */
@@ -117,6 +122,24 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     onRefused,
     ...(resolve ? { resolve } : {}),
   });
+  const blockLists = createBlockLists(config.ipBlocklists, {
+    outbound,
+    clock,
+    log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+  });
+  let blockedWindow = { start: 0, audited: 0 };
+  const recordBlocked = (address: string, list: string) => {
+    const now = clock.now().getTime();
+    if (now - blockedWindow.start >= 60_000) blockedWindow = { start: now, audited: 0 };
+    if (blockedWindow.audited >= 30) return;
+    const key = `blocked:${address}`;
+    if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < 600_000) return;
+    lastAudit.set(key, now);
+    blockedWindow.audited += 1;
+    // A list named by URL is shown without its query string (feeds put access keys there).
+    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
+    void auditSystem('protect.ip.blocked', { address, list: listName });
+  };
 
   const limiters = createRateLimiters({
     limits,
@@ -130,10 +153,14 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     store,
     limiters,
     outbound,
+    blockLists,
+    recordBlocked,
     useLogger(logger) {
       log = logger;
     },
     async ready() {
+      await blockLists.refresh();
+      blockLists.schedule(config.ipBlocklistRefreshSeconds);
       if (!redis || redis.status === 'ready') return;
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -162,6 +189,7 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
       });
     },
     async close() {
+      blockLists.stop();
       await outbound.close();
       redis?.disconnect();
     },
