@@ -136,7 +136,8 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
-  const tenancy = createTenancyService({ db, clock });
+  const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
+  const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });
   const identity = createIdentityService({
     db,
     clock,
@@ -151,6 +152,8 @@ export async function buildApp({
     mailer,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
+    bus: invalidation,
+    onBackgroundError,
   });
   const services: Services = {
     tenancy,
