@@ -19,6 +19,8 @@ export const goals = {
   'sign-in vs argon2id/m=7MiB t=5': { ratioAtLeast: 0.9 },
   'session-validated request/pglite': { ratioAtLeast: 0.6 },
   'session-validated request/postgres': { ratioAtLeast: 0.6 },
+  // 'session + one read (GET /me/sessions)/<engine>' is reported beside it without a goal: the same
+  // check plus the handler's own database transaction (docs/identity.md, "Performance").
 };
 
 const PASSWORD = 'Quiet-Harbour-Lantern-2026';
@@ -90,7 +92,11 @@ async function signInVsHash(params, { quick }) {
   }
 }
 
-/** GET /me with a bearer session (tenant lookup, session lookup under RLS, response schema) vs a bare route. */
+/**
+ * Session-validated requests against a bare route: GET /me/session (tenant resolution, session
+ * validation, access rule, response schema; the handler reads nothing more) and GET /me/sessions (the
+ * same plus one tenant-scoped transaction listing the user's sessions).
+ */
 async function sessionVsBare(engine, pgUrl, { quick }) {
   const bench = await benchApp(engine, pgUrl, { ARGON2_MEMORY_KIB: '1024', ARGON2_ITERATIONS: '1' });
   const bare = await startBareServer();
@@ -103,14 +109,19 @@ async function sessionVsBare(engine, pgUrl, { quick }) {
       ctx,
     );
     const headers = { authorization: `Bearer ${signIn.token}` };
-    const url = `${bench.base}/api/v1/t/bench-co/me/sessions`;
+    const check = `${bench.base}/api/v1/t/bench-co/me/session`;
+    const list = `${bench.base}/api/v1/t/bench-co/me/sessions`;
     const load = { seconds: quick ? 1 : 1.5, connections: 10 };
-    await measureRps(url, { ...load, seconds: 0.5, headers });
+    for (const url of [bare.url, check, list]) await measureRps(url, { ...load, seconds: 0.5, headers });
     const r = await interleaveAll(quick ? 1 : 3, {
       bare: () => measureRps(bare.url, load),
-      session: () => measureRps(url, { ...load, headers }),
+      session: () => measureRps(check, { ...load, headers }),
+      list: () => measureRps(list, { ...load, headers }),
     });
-    return [metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare)];
+    return [
+      metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare),
+      metric(name, `session + one read (GET /me/sessions)/${engine}`, r.list, 'req/s', r.bare),
+    ];
   } finally {
     await bare.close();
     await bench.close();

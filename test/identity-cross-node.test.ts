@@ -131,6 +131,26 @@ const me = (app: FastifyInstance, token: string, kind: 'bearer' | 'cookie' = 'be
   });
 
 describe(`two nodes on one ${engineUnderTest} database`, () => {
+  it('GET /me/session describes the session a request is signed in with', async () => {
+    const token = await memberToken('who@two-nodes.test');
+    const res = await b.inject({
+      method: 'GET',
+      url: `/api/v1/t/${slug}/me/session`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({
+      email: 'who@two-nodes.test',
+      role: 'member',
+      kind: 'bearer',
+      stage: 'active',
+    });
+    const listed = (await me(b, token)).json() as Array<{ id: string; current: boolean }>;
+    expect(listed.find((s) => s.current)?.id).toBe(res.json().id);
+    const anonymous = await b.inject({ method: 'GET', url: `/api/v1/t/${slug}/me/session` });
+    expect(anonymous.statusCode).toBe(401);
+  });
+
   it('a session signed out through A is refused through B at its next request', async () => {
     const token = await memberToken('out@two-nodes.test');
     expect((await me(b, token)).statusCode).toBe(200);
