@@ -9,6 +9,7 @@ import { loggerOptions } from '../dist/platform/log.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
+import { benchRateLimits } from './lib/limits.mjs';
 import { measureRps } from './lib/load.mjs';
 import { interleaveAll, metric, opsPerSecond } from './lib/measure.mjs';
 
@@ -29,7 +30,8 @@ const ctx = { actor: { type: 'system', id: 'bench' }, ip: null, userAgent: null,
 /** An app on a fresh database with one tenant and one member whose password is PASSWORD. */
 async function benchApp(engine, pgUrl, env) {
   const database = await openBenchDatabase(engine, pgUrl);
-  const config = loadConfig({ DATA_DIR: 'memory://', ...env });
+  // Limits raised, not switched off: the limiter's work per request is part of the measurement.
+  const config = loadConfig({ DATA_DIR: 'memory://', RATE_LIMITS: benchRateLimits, ...env });
   const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
   const app = await buildApp({ config, db: database.db, logger, breached: await openBreachedScreen(config) });
   const { tenancy, identity, mailer } = app.services;

@@ -1,8 +1,20 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import {
+  type AccessService,
+  accessOperatorRoutes,
+  accessTenantRoutes,
+  authorizer,
+  createAccessService,
+  fourEyesGate,
+  isKnownPermission,
+  operatorAuthenticator,
+  permissionDef,
+  tenantAuthenticator,
+  wireCriticalActions,
+} from './access/index.ts';
 import { denialAuditor } from './audit/index.ts';
 import {
   type BreachedScreen,
@@ -15,6 +27,7 @@ import {
   identityOperatorRoutes,
   identitySharedSchemas,
   type OperatorService,
+  tenantSlugOf,
   toTenantRef,
   userAuthenticator,
 } from './identity/index.ts';
@@ -37,6 +50,7 @@ import { AccessLogController } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
+import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -60,6 +74,7 @@ export interface Services {
   operators: OperatorService;
   identity: IdentityService;
   mailer: Mailer;
+  access: AccessService;
   bus: InvalidationBus;
 }
 
@@ -70,21 +85,6 @@ declare module 'fastify' {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-/**
- * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set: TLS 1.2 at least, as the fact sheets promise.
- * (Cipher-suite policy, certificate reload and HSTS belong to the Protect capability.)
- */
-function tlsOptions(config: Config) {
-  if (!config.tlsCertFile || !config.tlsKeyFile) return {};
-  return {
-    https: {
-      cert: readFileSync(config.tlsCertFile),
-      key: readFileSync(config.tlsKeyFile),
-      minVersion: 'TLSv1.2' as const,
-    },
-  };
-}
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -141,6 +141,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  const protection = createProtection({ config, db, clock, log: app.log });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
   const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });
   const identity = createIdentityService({
@@ -155,12 +156,28 @@ export async function buildApp({
     }),
     breached,
     mailer,
+    failedSignIns: protection.limiters.failedSignIns,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
     bus: invalidation,
     onBackgroundError,
   });
+  const access = createAccessService({
+    db,
+    clock,
+    bus: invalidation,
+    elevationMaxMinutes: config.elevationMaxMinutes,
+    userExists: async (tenantId, userId) => {
+      try {
+        await identity.accounts.get(toTenantRef({ id: tenantId, slug: '' }), userId);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  });
   const services: Services = {
+    access,
     tenancy,
     operators: createOperatorService({
       db,
@@ -211,14 +228,22 @@ export async function buildApp({
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  await app.register(protectPlugin, { config, protection });
+  wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
+  const users = userAuthenticator(identity, resolveTenant);
+  const authorize = authorizer(access, clock);
+  app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
+    authorize,
+    permissionScope: (name) => (isKnownPermission(name) ? permissionDef(name)?.scope : undefined),
+    isKnownGate: (name) => access.critical.isKnownGate(name),
+    fourEyes: fourEyesGate(access),
     authenticators: {
-      operator: async (request) => {
-        const token = bearerToken(request);
-        return token ? services.operators.authenticate(token) : null;
-      },
-      user: userAuthenticator(identity, resolveTenant, false),
-      'tenant-admin': userAuthenticator(identity, resolveTenant, true),
+      operator: operatorAuthenticator(services.operators),
+      user: users,
+      tenant: tenantAuthenticator(users, services.operators, (request) =>
+        resolveTenant(tenantSlugOf(request)),
+      ),
       metrics: async (request) => {
         const token = bearerToken(request);
         if (config.metricsToken) {
@@ -234,6 +259,8 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
+  await app.register(accessTenantRoutes, { access, holds: authorize });
+  await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(identityOperatorRoutes, {
     identity,

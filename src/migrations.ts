@@ -1,7 +1,9 @@
+import { accessMigrations } from './access/index.ts';
 import { auditMigrations } from './audit/index.ts';
 import { identityMigrations } from './identity/index.ts';
 import { mailMigrations } from './mail/index.ts';
 import { orderMigrations, platformMigrations } from './platform/db/index.ts';
+import { protectMigrations } from './protect/index.ts';
 import { tenancyMigrations } from './tenancy/index.ts';
 
 /** Every capability's migrations in one global order. */
@@ -11,4 +13,6 @@ export const allMigrations = orderMigrations([
   ...identityMigrations,
   ...auditMigrations,
   ...mailMigrations,
+  ...accessMigrations,
+  ...protectMigrations,
 ]);

@@ -10,6 +10,7 @@ import { type Config, ConfigError, envNames, loadConfig } from '../platform/conf
 import { type ActionContext, systemClock } from '../platform/context.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
+import { registerProtectCommands } from '../protect/index.ts';
 import { openConfiguredBus, openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
@@ -197,6 +198,7 @@ function program(io: CliIo): Command {
       print('configuration is valid');
     });
   registerBreachedCommands(root, io);
+  registerProtectCommands(root, io);
   registerUserCommands(root, {
     out: io.out,
     err: io.err,

@@ -31,6 +31,11 @@ export interface IdentityDeps {
   bus: InvalidationBus;
   /** Failures of work that must not fail the request that caused it (a bus publish after commit). */
   onBackgroundError?: (error: unknown) => void;
+  /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */
+  failedSignIns?: {
+    get(key: string): Promise<{ remainingPoints: number; msBeforeNext: number } | null>;
+    penalty(key: string, points?: number): Promise<unknown>;
+  };
 }
 
 export interface TenantRef {

@@ -14,14 +14,29 @@ const numberKeys = new Set<keyof Config>([
   'port',
   'databasePoolMax',
   'operatorTokenTtlDays',
+  'elevationMaxMinutes',
   'bodyLimitBytes',
   'shutdownGraceMs',
   'argon2MemoryKiB',
   'argon2Iterations',
   'argon2Parallelism',
+  'tlsReloadIntervalMs',
+  'hstsMaxAgeSeconds',
+  'outboundTimeoutMs',
+  'outboundMaxBytes',
+  'outboundMaxRedirects',
+  'ipBlocklistRefreshSeconds',
 ]);
-const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction']);
-const listKeys = new Set<keyof Config>(['trustProxy']);
+const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
+const listKeys = new Set<keyof Config>([
+  'trustProxy',
+  'tlsCiphers',
+  'rateLimits',
+  'rateLimitFailClosed',
+  'outboundAllowHosts',
+  'outboundAllowPrivate',
+  'ipBlocklists',
+]);
 
 const defaults = {
   profile: 'development',
@@ -33,6 +48,7 @@ const defaults = {
   trustProxy: [],
   bootstrapOperatorEmail: 'admin@localhost',
   operatorTokenTtlDays: 30,
+  elevationMaxMinutes: 480,
   bodyLimitBytes: 1024 * 1024,
   logLevel: 'info',
   shutdownGraceMs: 10_000,
@@ -42,6 +58,20 @@ const defaults = {
   breachedOnline: 'off',
   breachedRangeUrl: 'https://api.pwnedpasswords.com/range/',
   mailFrom: 'Rampart <no-reply@localhost>',
+  tlsCiphers: [],
+  tlsReloadIntervalMs: 5000,
+  hstsMaxAgeSeconds: 31_536_000,
+  rateLimitEnabled: true,
+  rateLimitStore: 'auto',
+  rateLimits: [],
+  rateLimitFailClosed: ['signin', 'token'],
+  outboundAllowHosts: [],
+  outboundAllowPrivate: [],
+  outboundTimeoutMs: 10_000,
+  outboundMaxBytes: 32 * 1024 * 1024,
+  outboundMaxRedirects: 3,
+  ipBlocklists: [],
+  ipBlocklistRefreshSeconds: 3600,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

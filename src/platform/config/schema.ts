@@ -23,6 +23,7 @@ export const configSchema = Type.Object(
     ),
     bootstrapOperatorEmail: Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }),
     operatorTokenTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
+    elevationMaxMinutes: Type.Integer({ minimum: 5, maximum: 1440 }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 50 * 1024 * 1024 }),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -37,6 +38,21 @@ export const configSchema = Type.Object(
     smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://' })),
     mailFrom: Type.String({ minLength: 3, maxLength: 320 }),
     redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+    // Protect (src/protect): TLS policy, rate limits, outbound guard, IP reputation.
+    tlsCiphers: Type.Array(Type.String({ pattern: '^[A-Z0-9-]+$' })),
+    tlsReloadIntervalMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    hstsMaxAgeSeconds: Type.Integer({ minimum: 0, maximum: 63_072_000 }),
+    rateLimitEnabled: Type.Boolean(),
+    rateLimitStore: Type.Union(['auto', 'memory', 'redis', 'postgres'].map((s) => Type.Literal(s))),
+    rateLimits: Type.Array(Type.String({ pattern: '^[a-z]+\\.[a-z]+=\\d+/\\d+$' })),
+    rateLimitFailClosed: Type.Array(Type.String({ pattern: '^[a-z]+$' })),
+    outboundAllowHosts: Type.Array(Type.String({ minLength: 1 })),
+    outboundAllowPrivate: Type.Array(Type.String({ minLength: 1 })),
+    outboundTimeoutMs: Type.Integer({ minimum: 100, maximum: 300_000 }),
+    outboundMaxBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 }),
+    outboundMaxRedirects: Type.Integer({ minimum: 0, maximum: 10 }),
+    ipBlocklists: Type.Array(Type.String({ minLength: 1 })),
+    ipBlocklistRefreshSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
   },
   { additionalProperties: false },
 );
@@ -98,6 +114,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     doc: 'Lifetime of operator API tokens.',
     default: '30',
   },
+  elevationMaxMinutes: {
+    env: 'ELEVATION_MAX_MINUTES',
+    doc: 'Longest time-boxed access an operator may ask for in a tenant (default 8 hours).',
+    default: '480',
+  },
   bodyLimitBytes: { env: 'BODY_LIMIT_BYTES', doc: 'Largest accepted request body.', default: '1048576' },
   logLevel: { env: 'LOG_LEVEL', doc: 'pino log level.', default: 'info' },
   argon2MemoryKiB: { env: 'ARGON2_MEMORY_KIB', doc: 'argon2id memory per hash (KiB).', default: '19456' },
@@ -125,6 +146,68 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   redisUrl: {
     env: 'REDIS_URL',
     doc: 'Redis URL (`redis://` or `rediss://`) for state shared between nodes; unset = PostgreSQL/in-process.',
+  },
+  tlsCiphers: {
+    env: 'TLS_CIPHERS',
+    doc: 'TLS 1.2 cipher suites (OpenSSL names, comma-separated); unset = the four ECDHE AES-GCM/CBC-SHA2 suites of the key type.',
+    default: '(by key type)',
+  },
+  tlsReloadIntervalMs: {
+    env: 'TLS_RELOAD_INTERVAL_MS',
+    doc: 'How often the certificate and key files are checked for changes (0 = never reload).',
+    default: '5000',
+  },
+  hstsMaxAgeSeconds: {
+    env: 'HSTS_MAX_AGE',
+    doc: 'Strict-Transport-Security max-age when served over HTTPS (0 = no header).',
+    default: '31536000',
+  },
+  rateLimitEnabled: { env: 'RATE_LIMIT_ENABLED', doc: 'Rate limiting on or off.', default: 'true' },
+  rateLimitStore: {
+    env: 'RATE_LIMIT_STORE',
+    doc: 'Rate-limit counters: `memory` (one node), `redis`, `postgres`; `auto` = redis with REDIS_URL, else memory.',
+    default: 'auto',
+  },
+  rateLimits: {
+    env: 'RATE_LIMITS',
+    doc: 'Overrides of the default limits, `class.scope=points/seconds` comma-separated (docs/protect.md).',
+    default: '(defaults)',
+  },
+  rateLimitFailClosed: {
+    env: 'RATE_LIMIT_FAIL_CLOSED',
+    doc: 'Route classes refused (503) while the shared counter store is unreachable; the others are let through.',
+    default: 'signin,token',
+  },
+  outboundAllowHosts: {
+    env: 'OUTBOUND_ALLOW_HOSTS',
+    doc: 'Hosts outbound requests may reach (`*.example.com` allowed); unset = any public host.',
+    default: '(any public)',
+  },
+  outboundAllowPrivate: {
+    env: 'OUTBOUND_ALLOW_PRIVATE',
+    doc: 'CIDRs of private/loopback addresses outbound requests may reach anyway.',
+    default: '(none)',
+  },
+  outboundTimeoutMs: { env: 'OUTBOUND_TIMEOUT_MS', doc: 'Outbound request time limit.', default: '10000' },
+  outboundMaxBytes: {
+    env: 'OUTBOUND_MAX_BYTES',
+    doc: 'Largest outbound response body read.',
+    default: '33554432',
+  },
+  outboundMaxRedirects: {
+    env: 'OUTBOUND_MAX_REDIRECTS',
+    doc: 'Redirects followed per request.',
+    default: '3',
+  },
+  ipBlocklists: {
+    env: 'IP_BLOCKLISTS',
+    doc: 'Files or https URLs of CIDR blocklists (FireHOL netset, Spamhaus DROP), comma-separated.',
+    default: '(none)',
+  },
+  ipBlocklistRefreshSeconds: {
+    env: 'IP_BLOCKLIST_REFRESH_SECONDS',
+    doc: 'How often blocklists are reloaded.',
+    default: '3600',
   },
   shutdownGraceMs: {
     env: 'SHUTDOWN_GRACE_MS',
