@@ -123,9 +123,20 @@ describe('elevation', () => {
     expect((await ask(fresh, 'ghost')).json().code).toBe('role_not_found');
   });
 
+  it("a node's cached operator credential never outlives the token", async () => {
+    const op = await operatorSession(t, 'short@ops.test', clock);
+    const list = () => t.app.inject({ url: '/api/v1/access/elevations', headers: op.headers });
+    clock.advance(op.expiresAt.getTime() - clock.now().getTime() - 10_000);
+    expect((await list()).statusCode).toBe(200);
+    expect((await list()).statusCode).toBe(200);
+    clock.advance(10_001);
+    expect((await list()).statusCode).toBe(401);
+  });
+
   it('follows the tenant: its own approval, and N approvals per role', async () => {
     // The clock moved past the first admin's idle limit: a fresh admin session.
     admin = await tenantAdmin(t, slug, 'first@elev-co.test', clock);
+    bob = await operatorSession(t, 'bob2@ops.test', clock);
     const settings = await t.app.inject({ url: api('/access/settings'), headers: admin.headers });
     const changed = await t.app.inject({
       method: 'PUT',

@@ -80,6 +80,7 @@ export async function operatorSession(
   operatorId: string;
   headers: { authorization: string };
   apiHeaders: { authorization: string };
+  expiresAt: Date;
 }> {
   const password = 'Operator-Long-Passphrase-1';
   const issued = await t.app.services.operators.create(systemContext('test'), email, 'Op');
@@ -106,6 +107,7 @@ export async function operatorSession(
     headers: { authorization: `Bearer ${signIn.json().token}` },
     // The same operator's API token: no second factor behind it.
     apiHeaders: { authorization: `Bearer ${issued.token}` },
+    expiresAt: new Date(signIn.json().expiresAt as string),
   };
 }
 
