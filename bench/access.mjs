@@ -9,6 +9,7 @@ import { loggerOptions } from '../dist/platform/log.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
+import { benchRateLimits } from './lib/limits.mjs';
 import { measureRps } from './lib/load.mjs';
 import { interleaveAll, metric } from './lib/measure.mjs';
 
@@ -38,7 +39,7 @@ async function benchApp(engine, pgUrl) {
     DATA_DIR: 'memory://',
     ARGON2_MEMORY_KIB: '1024',
     ARGON2_ITERATIONS: '1',
-    RATE_LIMIT_ENABLED: 'false',
+    RATE_LIMITS: benchRateLimits,
   });
   const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
   const app = await buildApp({ config, db: database.db, logger, breached: await openBreachedScreen(config) });
