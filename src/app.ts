@@ -52,9 +52,12 @@ import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
 import {
   createProtection,
+  createTenantPolicyService,
   type OutboundClient,
   type Protection,
   protectPlugin,
+  tenantPolicyPlugin,
+  tenantPolicyRoutes,
   tlsOptions,
 } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
@@ -245,6 +248,9 @@ export async function buildApp({
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
   await app.register(protectPlugin, { config, protection });
+  const tenantPolicies = createTenantPolicyService({ db, clock, bus: invalidation });
+  app.addHook('onClose', async () => tenantPolicies.close());
+  await app.register(tenantPolicyPlugin, { policies: tenantPolicies, resolveTenant });
   wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
@@ -278,6 +284,7 @@ export async function buildApp({
   await app.register(accessTenantRoutes, { access, holds: authorize });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
+  await app.register(tenantPolicyRoutes, { policies: tenantPolicies });
   await app.register(identityOperatorRoutes, {
     identity,
     resolveTenant,

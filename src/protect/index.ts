@@ -14,6 +14,9 @@ export { protectPlugin } from './plugin.ts';
 export { createProtection, type Protection } from './protection.ts';
 export type { FailedSignInLimiter } from './rate-limit/limiters.ts';
 export { defaultLimits, type RouteClass } from './rate-limit/policy.ts';
+export { tenantPolicyPlugin } from './tenant-policy/plugin.ts';
+export { tenantPolicyRoutes } from './tenant-policy/routes.ts';
+export { createTenantPolicyService, type TenantPolicyService } from './tenant-policy/service.ts';
 export { TLS12_ECDSA_SUITES, TLS12_RSA_SUITES, tlsOptions } from './tls.ts';
 
 export const protectMigrations = readMigrations(new URL('./migrations/', import.meta.url));

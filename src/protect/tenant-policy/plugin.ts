@@ -1,0 +1,71 @@
+import cors from '@fastify/cors';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { protectError } from '../errors.ts';
+import type { TenantPolicyService } from './service.ts';
+
+export interface TenantPolicyPluginOptions {
+  policies: TenantPolicyService;
+  /** The active tenant of a slug (throws for unknown or suspended ones). */
+  resolveTenant: (slug: string) => Promise<{ id: string }>;
+}
+
+const tenantApi = /^\/api\/v1\/t\/([^/?#]{1,64})\//;
+
+/**
+ * CORS on the tenant API from each tenant's own origin list (decision 0041), and the admin address
+ * allowlist: a route that needs a permission (anything but `self`) on a tenant is administration.
+ */
+export const tenantPolicyPlugin = fp<TenantPolicyPluginOptions>(
+  async (app: FastifyInstance, { policies, resolveTenant }) => {
+    // @fastify/cors answers preflights from its own OPTIONS route, which declares no access rule: it is
+    // public by nature (a browser asking what is allowed) and limited like any public route.
+    app.addHook('onRoute', (route) => {
+      if (route.method === 'OPTIONS' && route.url.endsWith('*') && !route.config?.access) {
+        route.config = { ...route.config, access: 'public' };
+      }
+    });
+    const originsFor = async (request: FastifyRequest): Promise<string[]> => {
+      const slug = tenantApi.exec(request.url)?.[1];
+      if (!slug || typeof request.headers.origin !== 'string') return [];
+      try {
+        return (await policies.get((await resolveTenant(decodeURIComponent(slug))).id)).corsOrigins;
+      } catch {
+        return [];
+      }
+    };
+    await app.register(cors, {
+      hideOptionsRoute: true,
+      delegator: (request, callback) => {
+        originsFor(request as FastifyRequest).then(
+          (origins) => {
+            const origin = request.headers.origin;
+            callback(null, {
+              origin: typeof origin === 'string' && origins.includes(origin) ? origin : false,
+              methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+              allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
+              exposedHeaders: ['ratelimit', 'ratelimit-policy', 'retry-after', 'x-request-id'],
+              // Bearer tokens only: cookies belong to the hosted pages, never to cross-origin calls.
+              credentials: false,
+              maxAge: 600,
+            });
+          },
+          (error: Error) => callback(error, { origin: false }),
+        );
+      },
+    });
+
+    app.addHook('preHandler', async (request) => {
+      const { access, permission } = request.routeOptions.config ?? {};
+      if ((access !== 'user' && access !== 'tenant') || !permission || permission === 'self') return;
+      const tenant = (request as { tenant?: { id: string } | null }).tenant;
+      if (!tenant) return;
+      if ((await policies.get(tenant.id)).adminAllowed(request.ip)) return;
+      throw protectError(
+        'admin_address_not_allowed',
+        `This tenant allows administration only from its listed addresses, and ${request.ip} is not one of them.`,
+      );
+    });
+  },
+  { name: 'rampart-tenant-policy' },
+);
