@@ -50,7 +50,13 @@ import { AccessLogController, lazyChildLogger } from './platform/http/request-lo
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
-import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
+import {
+  createProtection,
+  type OutboundClient,
+  type Protection,
+  protectPlugin,
+  tlsOptions,
+} from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -67,6 +73,11 @@ export interface AppDeps {
    * it). Without one, an in-process bus: right for one node, and closed with the app.
    */
   bus?: InvalidationBus;
+  /**
+   * Rate limiters and the outbound guard (server.ts builds it first, so the breached-password range client
+   * goes through its guard). Without one, built here from the configuration. Closed with the app.
+   */
+  protection?: Protection;
 }
 
 export interface Services {
@@ -76,6 +87,8 @@ export interface Services {
   mailer: Mailer;
   access: AccessService;
   bus: InvalidationBus;
+  /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
+  outbound: OutboundClient;
 }
 
 declare module 'fastify' {
@@ -105,6 +118,7 @@ export async function buildApp({
   breached,
   mailer = defaultMailer(config, db),
   bus,
+  protection: givenProtection,
 }: AppDeps): Promise<FastifyInstance> {
   const accessLog = new AccessLogController();
   const app = Fastify({
@@ -142,7 +156,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
-  const protection = createProtection({ config, db, clock, log: app.log });
+  const protection = givenProtection ?? createProtection({ config, db, clock });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
   const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });
   const identity = createIdentityService({
@@ -185,10 +199,12 @@ export async function buildApp({
       clock,
       tokenTtlDays: config.operatorTokenTtlDays,
       publicUrl: config.publicUrl,
+      bus: invalidation,
     }),
     identity,
     mailer,
     bus: invalidation,
+    outbound: protection.outbound,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);

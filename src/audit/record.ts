@@ -47,7 +47,12 @@ export async function recordAuditEvent<DB>(
       ip: context.ip,
       user_agent: context.userAgent?.slice(0, 512) ?? null,
       request_id: context.requestId,
-      details: JSON.stringify(event.details ?? {}),
+      // An operator acting under a just-in-time elevation: every event of the request names it.
+      details: JSON.stringify(
+        context.actor.type === 'operator' && context.actor.elevationId
+          ? { ...event.details, elevationId: context.actor.elevationId }
+          : (event.details ?? {}),
+      ),
     })
     .execute();
   return id;
