@@ -47,7 +47,7 @@ import { healthRoutes } from './platform/http/health.ts';
 import { metricsPlugin } from './platform/http/metrics.ts';
 import { openApiPlugin, openApiRoute } from './platform/http/openapi.ts';
 import { requestIdFor } from './platform/http/request-id.ts';
-import { AccessLogController } from './platform/http/request-log.ts';
+import { AccessLogController, lazyChildLogger } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
@@ -129,6 +129,7 @@ export async function buildApp({
     requestIdHeader: false,
     // One access-log line per request instead of Fastify's two (request-log.ts).
     logController: accessLog,
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     // Requests that arrive while closing are refused by the hook below, as problem+json like any error.
