@@ -22,6 +22,7 @@ import {
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
+  hasRecentSecondFactor,
   type IdentityService,
   identityApiRoutes,
   identityOperatorRoutes,
@@ -185,6 +186,7 @@ export async function buildApp({
     clock,
     bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
+    onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {
         await identity.accounts.get(toTenantRef({ id: tenantId, slug: '' }), userId);
@@ -282,7 +284,15 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
-  await app.register(accessTenantRoutes, { access, holds: authorize });
+  await app.register(accessTenantRoutes, {
+    access,
+    holds: authorize,
+    needsStepUp: (request) =>
+      request.session !== null &&
+      request.session !== undefined &&
+      request.session.mfaAt !== null &&
+      !hasRecentSecondFactor(identity.deps, request.session),
+  });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(tenantPolicyRoutes, { policies: tenantPolicies });
