@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { denialAuditor } from './audit/index.ts';
+import { auditJobsPlugin, checkpointSigner, denialAuditor } from './audit/index.ts';
 import {
   type BreachedScreen,
   createIdentityService,
@@ -203,6 +203,20 @@ export async function buildApp({
   });
 
   await app.register(healthRoutes, { db });
+  await app.register(auditJobsPlugin, {
+    db,
+    clock,
+    signer: checkpointSigner(rootKey),
+    checkpointEveryMs: config.auditCheckpointSeconds * 1000,
+    async *tenantIds() {
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 500);
+        for (const t of page.items) yield t.id;
+        if (!page.more) return;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+    },
+  });
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );

@@ -19,6 +19,7 @@ const numberKeys = new Set<keyof Config>([
   'argon2MemoryKiB',
   'argon2Iterations',
   'argon2Parallelism',
+  'auditCheckpointSeconds',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction']);
 const listKeys = new Set<keyof Config>(['trustProxy']);
@@ -42,6 +43,7 @@ const defaults = {
   breachedOnline: 'off',
   breachedRangeUrl: 'https://api.pwnedpasswords.com/range/',
   mailFrom: 'Rampart <no-reply@localhost>',
+  auditCheckpointSeconds: 300,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

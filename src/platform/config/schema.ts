@@ -37,6 +37,7 @@ export const configSchema = Type.Object(
     smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://' })),
     mailFrom: Type.String({ minLength: 3, maxLength: 320 }),
     redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+    auditCheckpointSeconds: Type.Integer({ minimum: 10, maximum: 86_400 }),
   },
   { additionalProperties: false },
 );
@@ -130,5 +131,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'SHUTDOWN_GRACE_MS',
     doc: 'How long in-flight requests may run after SIGTERM.',
     default: '10000',
+  },
+  auditCheckpointSeconds: {
+    env: 'AUDIT_CHECKPOINT_SECONDS',
+    doc: 'How often each audit hash chain head is signed (Ed25519 checkpoint).',
+    default: '300',
   },
 };
