@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -20,6 +19,7 @@ import {
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
+import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
@@ -35,6 +35,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
+import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -46,6 +47,11 @@ export interface AppDeps {
   /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
   breached: BreachedScreen;
   mailer?: Mailer;
+  /**
+   * Cross-node cache invalidation (runtime.ts opens it from REDIS_URL / DATABASE_URL; the caller closes
+   * it). Without one, an in-process bus: right for one node, and closed with the app.
+   */
+  bus?: InvalidationBus;
 }
 
 export interface Services {
@@ -53,6 +59,7 @@ export interface Services {
   operators: OperatorService;
   identity: IdentityService;
   mailer: Mailer;
+  bus: InvalidationBus;
 }
 
 declare module 'fastify' {
@@ -62,21 +69,6 @@ declare module 'fastify' {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-/**
- * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set: TLS 1.2 at least, as the fact sheets promise.
- * (Cipher-suite policy, certificate reload and HSTS belong to the Protect capability.)
- */
-function tlsOptions(config: Config) {
-  if (!config.tlsCertFile || !config.tlsKeyFile) return {};
-  return {
-    https: {
-      cert: readFileSync(config.tlsCertFile),
-      key: readFileSync(config.tlsKeyFile),
-      minVersion: 'TLSv1.2' as const,
-    },
-  };
-}
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -96,6 +88,7 @@ export async function buildApp({
   logger,
   breached,
   mailer = defaultMailer(config, db),
+  bus,
 }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...tlsOptions(config),
@@ -122,7 +115,13 @@ export async function buildApp({
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const ownBus = bus
+    ? null
+    : createInProcessBus((error) => app.log.error({ err: error }, 'invalidation bus'));
+  const invalidation = bus ?? (ownBus as InvalidationBus);
+  if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  const protection = createProtection({ config, db, clock, log: app.log });
   const tenancy = createTenancyService({ db, clock });
   const identity = createIdentityService({
     db,
@@ -136,6 +135,7 @@ export async function buildApp({
     }),
     breached,
     mailer,
+    failedSignIns: protection.limiters.failedSignIns,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
   });
@@ -149,6 +149,7 @@ export async function buildApp({
     }),
     identity,
     mailer,
+    bus: invalidation,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
@@ -184,6 +185,7 @@ export async function buildApp({
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  await app.register(protectPlugin, { config, protection });
   await app.register(accessPlugin, {
     authenticators: {
       operator: async (request) => {

@@ -2,6 +2,7 @@ import { auditMigrations } from './audit/index.ts';
 import { identityMigrations } from './identity/index.ts';
 import { mailMigrations } from './mail/index.ts';
 import { orderMigrations, platformMigrations } from './platform/db/index.ts';
+import { protectMigrations } from './protect/index.ts';
 import { tenancyMigrations } from './tenancy/index.ts';
 
 /** Every capability's migrations in one global order. */
@@ -11,4 +12,5 @@ export const allMigrations = orderMigrations([
   ...identityMigrations,
   ...auditMigrations,
   ...mailMigrations,
+  ...protectMigrations,
 ]);

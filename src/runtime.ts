@@ -5,6 +5,7 @@ import {
 } from './identity/breached/index.ts';
 import type { BreachedScreen } from './identity/index.ts';
 import { allMigrations } from './migrations.ts';
+import { type InvalidationBus, openInvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
 import {
   type Database,
@@ -64,4 +65,19 @@ export async function openBreachedScreen(config: Config): Promise<BreachedScreen
           failMode: config.breachedOnline === 'fail-open' ? 'open' : 'closed',
         });
   return createBreachedPasswordChecker({ filter, rangeClient, commonList: true });
+}
+
+/**
+ * The cross-node invalidation bus: Redis pub/sub when REDIS_URL is set, else PostgreSQL LISTEN/NOTIFY
+ * when DATABASE_URL is set, else in-process (the embedded database makes this process the only node).
+ */
+export function openConfiguredBus(
+  config: Config,
+  onError?: (error: unknown) => void,
+): Promise<InvalidationBus> {
+  return openInvalidationBus({
+    redisUrl: config.redisUrl,
+    databaseUrl: config.databaseUrl,
+    ...(onError ? { onError } : {}),
+  });
 }

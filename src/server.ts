@@ -4,7 +4,7 @@ import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
 import type { Database } from './platform/db/index.ts';
-import { openBreachedScreen, openConfiguredDatabase } from './runtime.ts';
+import { openBreachedScreen, openConfiguredBus, openConfiguredDatabase } from './runtime.ts';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -19,13 +19,20 @@ export async function startServer(
 ): Promise<RunningServer> {
   const db = await openConfiguredDatabase(config);
   const issued = await buildFirstOperator(config, db);
-  const app = await buildApp({ config, db, breached: await openBreachedScreen(config) });
+  let log: ((error: unknown) => void) | null = null;
+  const bus = await openConfiguredBus(config, (error) => log?.(error)).catch(async (error: unknown) => {
+    await db.close();
+    throw error;
+  });
+  const app = await buildApp({ config, db, bus, breached: await openBreachedScreen(config) });
+  log = (error) => app.log.warn({ err: error }, 'invalidation bus connection problem');
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       // close() stops accepting, answers 503 to new requests on kept-alive sockets, waits for
-      // in-flight requests, then the database closes.
+      // in-flight requests, then the bus and the database close.
       await app.close();
+      await bus.close();
       await db.close();
     })();
     return stopping;

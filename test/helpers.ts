@@ -94,6 +94,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
     LOG_LEVEL: 'silent',
     ARGON2_MEMORY_KIB: '1024',
     ARGON2_ITERATIONS: '1',
+    // Each app counts its own requests: suites running in parallel must not share one address's quota in Redis.
+    RATE_LIMIT_STORE: 'memory',
     ...env,
   });
 }

@@ -13,6 +13,7 @@ import { type ActionContext, systemClock } from '../platform/context.ts';
 import { resolveRootKey } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
+import { registerProtectCommands } from '../protect/index.ts';
 import { openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
@@ -179,6 +180,7 @@ function program(io: CliIo): Command {
       print('configuration is valid');
     });
   registerBreachedCommands(root, io);
+  registerProtectCommands(root, io);
   registerUserCommands(root, {
     out: io.out,
     err: io.err,

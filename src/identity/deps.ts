@@ -26,6 +26,11 @@ export interface IdentityDeps {
   mailer: Mailer;
   keys: IdentityKeys;
   publicUrl: string;
+  /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */
+  failedSignIns?: {
+    get(key: string): Promise<{ remainingPoints: number; msBeforeNext: number } | null>;
+    penalty(key: string, points?: number): Promise<unknown>;
+  };
 }
 
 export interface TenantRef {

@@ -31,9 +31,9 @@ type Outcome =
  * accounts answer exactly like a wrong password, after a dummy verification of the same cost.
  */
 export function createSignIn(deps: IdentityDeps) {
-  // Across accounts, per client address: credential stuffing spreads over many accounts.
-  // (Single-node store; the Protect capability moves it to Redis/PostgreSQL for clusters.)
-  const perIp = new RateLimiterMemory({ points: 50, duration: 300 });
+  // Across accounts, per client address: credential stuffing spreads over many accounts. The Protect
+  // capability passes its shared limiter (Redis/PostgreSQL across nodes); per-process only without one.
+  const perIp = deps.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
 
   async function reserve(tenant: TenantRef, email: string): Promise<Outcome> {
     return inTenant(deps, tenant, async (tx) => {

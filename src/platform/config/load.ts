@@ -19,10 +19,24 @@ const numberKeys = new Set<keyof Config>([
   'argon2MemoryKiB',
   'argon2Iterations',
   'argon2Parallelism',
+  'tlsReloadIntervalMs',
+  'hstsMaxAgeSeconds',
+  'outboundTimeoutMs',
+  'outboundMaxBytes',
+  'outboundMaxRedirects',
+  'ipBlocklistRefreshSeconds',
   'auditCheckpointSeconds',
 ]);
-const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction']);
-const listKeys = new Set<keyof Config>(['trustProxy']);
+const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
+const listKeys = new Set<keyof Config>([
+  'trustProxy',
+  'tlsCiphers',
+  'rateLimits',
+  'rateLimitFailClosed',
+  'outboundAllowHosts',
+  'outboundAllowPrivate',
+  'ipBlocklists',
+]);
 
 const defaults = {
   profile: 'development',
@@ -43,6 +57,20 @@ const defaults = {
   breachedOnline: 'off',
   breachedRangeUrl: 'https://api.pwnedpasswords.com/range/',
   mailFrom: 'Rampart <no-reply@localhost>',
+  tlsCiphers: [],
+  tlsReloadIntervalMs: 5000,
+  hstsMaxAgeSeconds: 31_536_000,
+  rateLimitEnabled: true,
+  rateLimitStore: 'auto',
+  rateLimits: [],
+  rateLimitFailClosed: ['signin', 'token'],
+  outboundAllowHosts: [],
+  outboundAllowPrivate: [],
+  outboundTimeoutMs: 10_000,
+  outboundMaxBytes: 32 * 1024 * 1024,
+  outboundMaxRedirects: 3,
+  ipBlocklists: [],
+  ipBlocklistRefreshSeconds: 3600,
   auditCheckpointSeconds: 300,
 } satisfies Partial<Config>;
 

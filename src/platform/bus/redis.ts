@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { openRedis } from '../redis.ts';
+import { LocalDispatch } from './local.ts';
+import type { InvalidationBus } from './types.ts';
+import { decodeMessage, encodeMessage } from './wire.ts';
+
+export interface RedisBusOptions {
+  url: string;
+  channel: string;
+  /** CLIENT SETNAME of the bus's connections. */
+  name: string;
+  onError: (error: unknown) => void;
+}
+
+const readyTimeoutMs = 5_000;
+
+function whenReady(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error('Redis did not become ready within 5 s (REDIS_URL)'));
+    }, readyTimeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
+}
+
+/**
+ * Redis pub/sub on one channel. A subscribed connection can run no other command, so the subscriber is
+ * a dedicated connection and publishing uses a second one. ioredis reconnects by itself; we subscribe
+ * again ourselves (not autoResubscribe) so the reset handlers run only once the subscription is back,
+ * and they run when the connection is lost as well.
+ */
+export async function openRedisBus(options: RedisBusOptions): Promise<InvalidationBus> {
+  const node = randomUUID();
+  const local = new LocalDispatch(options.onError);
+  const subscriber = new Redis(options.url, {
+    connectionName: `${options.name}-sub`,
+    lazyConnect: true,
+    autoResubscribe: false,
+    maxRetriesPerRequest: null,
+    connectTimeout: 2_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+  });
+  subscriber.on('error', () => {});
+  const publisher = openRedis(options.url, `${options.name}-pub`);
+  let closed = false;
+  let subscribed = false;
+  // Set once the first subscription is in place; from then on, 'ready' means a restored connection.
+  let initialDone = false;
+
+  subscriber.on('message', (channel: string, payload: string) => {
+    if (channel !== options.channel) return;
+    const message = decodeMessage(payload);
+    if (message && message.node !== node) local.deliver(message.topic, message.key);
+  });
+  subscriber.on('close', () => {
+    if (closed || !subscribed) return;
+    subscribed = false;
+    local.reset();
+  });
+  subscriber.on('ready', () => {
+    if (closed || subscribed || !initialDone) return;
+    subscriber.subscribe(options.channel).then(
+      () => {
+        subscribed = true;
+        // Subscribed again: whatever was published meanwhile is lost, so caches go.
+        local.reset();
+      },
+      (error: unknown) => {
+        options.onError(error);
+        // Drop the connection: ioredis reconnects and 'ready' tries again.
+        subscriber.disconnect(true);
+      },
+    );
+  });
+
+  try {
+    await subscriber.connect();
+    await whenReady(publisher);
+    await subscriber.subscribe(options.channel);
+    subscribed = true;
+    initialDone = true;
+  } catch (error) {
+    subscriber.disconnect();
+    publisher.disconnect();
+    throw error;
+  }
+
+  return {
+    async publish(topic, key) {
+      if (closed) throw new Error('the invalidation bus is closed');
+      const payload = encodeMessage({ node, topic, key });
+      local.deliver(topic, key);
+      await publisher.publish(options.channel, payload);
+    },
+    subscribe: (topic, handler) => local.subscribe(topic, handler),
+    onReset: (handler) => local.onReset(handler),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all([subscriber.quit().catch(() => {}), publisher.quit().catch(() => {})]);
+    },
+  };
+}

@@ -1,0 +1,12 @@
+/** Protect: TLS policy, security headers, rate limits, IP reputation, the outbound guard. */
+import { readMigrations } from '../platform/db/index.ts';
+
+export { registerProtectCommands } from './cli.ts';
+export { API_CSP, securityHeaders } from './headers.ts';
+export { protectPlugin } from './plugin.ts';
+export { createProtection, type Protection } from './protection.ts';
+export type { FailedSignInLimiter } from './rate-limit/limiters.ts';
+export { defaultLimits, type RouteClass } from './rate-limit/policy.ts';
+export { TLS12_ECDSA_SUITES, TLS12_RSA_SUITES, tlsOptions } from './tls.ts';
+
+export const protectMigrations = readMigrations(new URL('./migrations/', import.meta.url));

@@ -1,0 +1,38 @@
+import ipaddr from 'ipaddr.js';
+
+export type ParsedCidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** Parses CIDRs (or single addresses) of OUTBOUND_ALLOW_PRIVATE; throws naming the bad entry. */
+export function parseCidrs(entries: string[], setting: string): ParsedCidr[] {
+  return entries.map((entry) => {
+    try {
+      if (entry.includes('/')) return ipaddr.parseCIDR(entry);
+      const address = ipaddr.parse(entry);
+      return [address, address.kind() === 'ipv4' ? 32 : 128];
+    } catch {
+      throw new Error(`${setting}: "${entry}" is not an IP address or CIDR`);
+    }
+  });
+}
+
+/**
+ * Why an address must not be reached, or null when it may. Only global unicast passes: loopback,
+ * private (RFC 1918), link-local (169.254.0.0/16 holds the cloud metadata endpoints), unique-local
+ * (fd00:ec2::254 is AWS's IPv6 metadata), carrier-grade NAT (100.100.100.200 is Alibaba's), multicast,
+ * reserved and the IPv6 transition ranges that embed an IPv4 address (6to4, Teredo, NAT64) are refused.
+ * IPv4-mapped IPv6 (::ffff:127.0.0.1) is judged as the IPv4 address it is.
+ */
+export function forbiddenReason(address: string, allowPrivate: readonly ParsedCidr[]): string | null {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.process(address);
+  } catch {
+    return 'invalid_address';
+  }
+  const range = parsed.range();
+  if (range === 'unicast') return null;
+  const allowed = allowPrivate.some(
+    ([network, bits]) => network.kind() === parsed.kind() && parsed.match(network, bits),
+  );
+  return allowed ? null : `address_${range}`;
+}

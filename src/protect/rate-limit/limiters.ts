@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { platformError } from '../../platform/http/errors.ts';
+import type { Limit, Limits, RouteClass, Scope } from './policy.ts';
+import type { LimiterFactory, StoreKind } from './store.ts';
+
+export interface Decision {
+  /** `class-scope`, the policy's name in the RateLimit headers. */
+  policy: string;
+  limit: Limit;
+  allowed: boolean;
+  remaining: number;
+  resetSeconds: number;
+}
+
+export interface StoreFailure {
+  store: StoreKind;
+  routeClass: RouteClass;
+  failClosed: boolean;
+  error: unknown;
+}
+
+interface Pair {
+  shared: RateLimiterAbstract;
+  /** Per-node stand-in while the shared store is unreachable and the class fails open. */
+  local: RateLimiterAbstract;
+  limit: Limit;
+  policy: string;
+}
+
+export interface RateLimitersOptions {
+  limits: Limits;
+  factory: LimiterFactory;
+  store: StoreKind;
+  /** Classes refused (503) while the shared store is unreachable. */
+  failClosed: ReadonlySet<string>;
+  onStoreFailure: (failure: StoreFailure) => void;
+}
+
+/** Account names (emails) never reach Redis or the counter table in clear: a short hash keys them. */
+export const accountKey = (name: string) =>
+  createHash('sha256').update(name).digest('base64url').slice(0, 32);
+
+function decisionOf(pair: Pair, res: RateLimiterRes, allowed: boolean): Decision {
+  return {
+    policy: pair.policy,
+    limit: pair.limit,
+    allowed,
+    remaining: Math.max(0, res.remainingPoints),
+    resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)),
+  };
+}
+
+function unavailable() {
+  return platformError('unavailable', 'Request limits cannot be checked right now; retry shortly.', {
+    retryAfterSeconds: 5,
+  });
+}
+
+/** One limiter per (class, scope) on the shared store, each with a per-node twin for failing open. */
+export function createRateLimiters(options: RateLimitersOptions) {
+  const pairs = new Map<string, Pair>();
+  const pairFor = (name: string, limit: Limit): Pair => ({
+    shared: options.factory(name, limit),
+    local: new RateLimiterMemory({
+      keyPrefix: `${name}-local`,
+      points: limit.points,
+      duration: limit.seconds,
+    }),
+    limit,
+    policy: name,
+  });
+  for (const [routeClass, byScope] of Object.entries(options.limits)) {
+    for (const [scope, limit] of Object.entries(byScope as Record<string, Limit>)) {
+      pairs.set(`${routeClass}-${scope}`, pairFor(`${routeClass}-${scope}`, limit));
+    }
+  }
+
+  const failed = (routeClass: RouteClass, error: unknown) => {
+    const failClosed = options.failClosed.has(routeClass);
+    options.onStoreFailure({ store: options.store, routeClass, failClosed, error });
+    if (failClosed) throw unavailable();
+  };
+
+  /** Takes one point; null when the class has no limit for this scope. */
+  async function consume(routeClass: RouteClass, scope: Scope, key: string): Promise<Decision | null> {
+    const pair = pairs.get(`${routeClass}-${scope}`);
+    if (!pair) return null;
+    try {
+      return decisionOf(pair, await pair.shared.consume(key), true);
+    } catch (error) {
+      // rate-limiter-flexible rejects with the result when the points are used up, with an Error when the store fails.
+      if (error instanceof RateLimiterRes) return decisionOf(pair, error, false);
+      failed(routeClass, error);
+    }
+    try {
+      return decisionOf(pair, await pair.local.consume(key), true);
+    } catch (error) {
+      if (error instanceof RateLimiterRes) return decisionOf(pair, error, false);
+      throw error;
+    }
+  }
+
+  /**
+   * The failed sign-in budget per address, in the shape identity's sign-in uses (get, penalty). A store
+   * failure follows the sign-in class's setting: closed refuses the sign-in (503), open uses this node's count.
+   */
+  const failures = pairs.get('failures-ip') as Pair;
+  const failedSignIns = {
+    async get(key: string) {
+      try {
+        return await failures.shared.get(key);
+      } catch (error) {
+        failed('signin', error);
+        return failures.local.get(key);
+      }
+    },
+    async penalty(key: string, points = 1) {
+      try {
+        return await failures.shared.penalty(key, points);
+      } catch (error) {
+        // The attempt already failed and is answered as such; only the counting is degraded.
+        options.onStoreFailure({ store: options.store, routeClass: 'signin', failClosed: false, error });
+        return failures.local.penalty(key, points);
+      }
+    },
+  };
+
+  return { consume, failedSignIns };
+}
+
+export type RateLimiters = ReturnType<typeof createRateLimiters>;
+export type FailedSignInLimiter = RateLimiters['failedSignIns'];

@@ -1,0 +1,188 @@
+import { randomInt } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.ts';
+import type { AuditTables } from '../src/audit/index.ts';
+import { openBreachedScreen } from '../src/runtime.ts';
+import {
+  buildTestApp,
+  createTestDatabase,
+  seedTenant,
+  type TestDatabase,
+  testConfig,
+} from './helpers.ts';
+
+const open: { close(): Promise<void> }[] = [];
+afterAll(async () => {
+  for (const item of open.reverse()) await item.close();
+});
+
+async function testApp(env: Record<string, string>) {
+  const t = await buildTestApp({ env });
+  open.push(t);
+  return t;
+}
+
+/** A second app on an existing database: another node of the same deployment. */
+async function node(database: TestDatabase, env: Record<string, string>) {
+  const config = testConfig(env);
+  const app = await buildApp({
+    config,
+    db: database.db,
+    logger: false,
+    breached: await openBreachedScreen(config),
+  });
+  open.push({ close: () => app.close() });
+  return app;
+}
+
+const signIn = (remoteAddress: string, email = 'nobody@acme.test') => ({
+  method: 'POST' as const,
+  url: '/api/v1/t/acme/auth/signin',
+  remoteAddress,
+  payload: { email, password: 'not-the-password-1' },
+});
+
+describe('rate limits on one node (memory store)', () => {
+  it('refuses the sign-in over the per-address limit with 429 problem+json, Retry-After and RateLimit headers', async () => {
+    const t = await testApp({ RATE_LIMITS: 'signin.ip=3/60' });
+    await seedTenant(t, 'acme');
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await t.app.inject(signIn('192.0.2.10', `user${i}@acme.test`));
+      codes.push(res.statusCode);
+      expect(res.headers['ratelimit-policy']).toContain('"signin-ip";q=3;w=60');
+    }
+    expect(codes).toEqual([401, 401, 401]);
+    const refused = await t.app.inject(signIn('192.0.2.10', 'other@acme.test'));
+    expect(refused.statusCode).toBe(429);
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    expect(refused.json()).toMatchObject({ code: 'rate_limited', status: 429 });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect(refused.headers.ratelimit).toMatch(/^"signin-ip";r=0;t=\d+$/);
+    // Another address is not affected, and reads are another class.
+    expect((await t.app.inject(signIn('192.0.2.11'))).statusCode).toBe(401);
+    expect(
+      (await t.app.inject({ url: '/api/v1/tenants', headers: t.asOperator, remoteAddress: '192.0.2.10' }))
+        .statusCode,
+    ).toBe(200);
+    const metrics = await t.app.inject({ url: '/metrics' });
+    expect(metrics.body).toMatch(/rampart_rate_limited_total\{class="signin",scope="ip"\} 1/);
+  });
+
+  it('limits one account across addresses, and one tenant across addresses', async () => {
+    const t = await testApp({ RATE_LIMITS: 'api.account=5/60,public.tenant=2/60' });
+    // The operator's first two requests.
+    await seedTenant(t, 'acme');
+    await seedTenant(t, 'beta');
+    const asOperator = (ip: string) =>
+      t.app.inject({ url: '/api/v1/tenants', headers: t.asOperator, remoteAddress: ip });
+    expect((await asOperator('192.0.2.1')).statusCode).toBe(200);
+    expect((await asOperator('192.0.2.2')).statusCode).toBe(200);
+    expect((await asOperator('192.0.2.2')).statusCode).toBe(200);
+    const third = await asOperator('192.0.2.3');
+    expect(third.statusCode).toBe(429);
+    expect(third.json().detail).toMatch(/this account/);
+
+    const page = (tenant: string, ip: string) =>
+      t.app.inject({ url: `/t/${tenant}/signin`, remoteAddress: ip });
+    expect((await page('acme', '192.0.2.4')).statusCode).toBe(200);
+    expect((await page('acme', '192.0.2.5')).statusCode).toBe(200);
+    expect((await page('acme', '192.0.2.6')).statusCode).toBe(429);
+    expect((await page('beta', '192.0.2.6')).statusCode).toBe(200);
+  });
+
+  it('leaves health probes alone and can be switched off', async () => {
+    const t = await testApp({ RATE_LIMITS: 'public.ip=1/60,api.ip=1/60' });
+    for (let i = 0; i < 3; i++) expect((await t.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    const off = await testApp({ RATE_LIMITS: 'api.ip=1/60', RATE_LIMIT_ENABLED: 'false' });
+    for (let i = 0; i < 3; i++) {
+      const res = await off.app.inject({ url: '/api/v1/tenants', headers: off.asOperator });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers.ratelimit).toBeUndefined();
+    }
+  });
+
+  it('refuses unknown classes in RATE_LIMITS at start', async () => {
+    await expect(buildTestApp({ env: { RATE_LIMITS: 'nosuch.ip=1/60' } })).rejects.toThrow(
+      /RATE_LIMITS: "nosuch.ip=1\/60"/,
+    );
+  });
+});
+
+describe('when the shared store is unreachable', () => {
+  it('fails closed for sign-in (503), open for reads, and writes it to the audit trail', async () => {
+    // Nothing listens on port 1: every Redis command fails at once.
+    const t = await testApp({ REDIS_URL: 'redis://127.0.0.1:1', RATE_LIMIT_STORE: 'redis' });
+    await seedTenant(t, 'acme');
+    const refused = await t.app.inject(signIn('192.0.2.20'));
+    expect(refused.statusCode).toBe(503);
+    expect(refused.json()).toMatchObject({ code: 'unavailable' });
+    expect((await t.app.inject({ url: '/api/v1/tenants', headers: t.asOperator })).statusCode).toBe(200);
+    expect((await t.app.inject({ url: '/t/acme/signin' })).statusCode).toBe(200);
+    const events = await t.db.withSystem<AuditTables, { action: string; details: unknown }[]>((tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select(['action', 'details'])
+        .where('action', '=', 'protect.ratelimit.store_unavailable')
+        .execute(),
+    );
+    const details = events.map((e) => (typeof e.details === 'string' ? JSON.parse(e.details) : e.details));
+    expect(details).toEqual(
+      expect.arrayContaining([
+        { store: 'redis', routeClass: 'signin', mode: 'closed' },
+        { store: 'redis', routeClass: 'api', mode: 'open' },
+      ]),
+    );
+  });
+
+  it('RATE_LIMIT_FAIL_CLOSED decides which classes are refused', async () => {
+    const t = await testApp({
+      REDIS_URL: 'redis://127.0.0.1:1',
+      RATE_LIMIT_STORE: 'redis',
+      RATE_LIMIT_FAIL_CLOSED: 'public',
+    });
+    await seedTenant(t, 'acme');
+    expect((await t.app.inject(signIn('192.0.2.21'))).statusCode).toBe(401);
+    expect((await t.app.inject({ url: '/t/acme/signin' })).statusCode).toBe(503);
+  });
+});
+
+describe('shared between nodes', () => {
+  it('PostgreSQL store: after the limit is used up on node A, node B refuses the next request', async () => {
+    const env = { RATE_LIMIT_STORE: 'postgres', RATE_LIMITS: 'signin.ip=3/60' };
+    const a = await testApp(env);
+    await seedTenant(a, 'acme');
+    const b = await node(a.database, env);
+    for (let i = 0; i < 3; i++)
+      expect((await a.app.inject(signIn('192.0.2.30', `u${i}@acme.test`))).statusCode).toBe(401);
+    expect((await b.inject(signIn('192.0.2.30'))).statusCode).toBe(429);
+    expect((await b.inject(signIn('192.0.2.31'))).statusCode).toBe(401);
+  });
+
+  it.skipIf(!process.env.REDIS_URL)(
+    'Redis store: after the limit is used up on node A, node B refuses the next request',
+    async () => {
+      // A fresh address per run: the Redis on 127.0.0.1 outlives the test and is shared with other runs.
+      const ip = `198.18.${randomInt(256)}.${randomInt(1, 255)}`;
+      const env = {
+        RATE_LIMIT_STORE: 'redis',
+        REDIS_URL: process.env.REDIS_URL ?? '',
+        RATE_LIMITS: 'signin.ip=3/60',
+      };
+      const database = await createTestDatabase();
+      open.push(database);
+      const a = await node(database, env);
+      const b = await node(database, env);
+      // Fresh database: create the tenant through node A's services.
+      await a.services.tenancy.create(
+        { actor: { type: 'system', id: 'test' }, ip: null, userAgent: null, requestId: null },
+        { slug: 'acme', displayName: 'Acme', region: 'eu-de' },
+      );
+      for (let i = 0; i < 3; i++)
+        expect((await a.inject(signIn(ip, `u${i}@acme.test`))).statusCode).toBe(401);
+      const refused = await b.inject(signIn(ip));
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers.ratelimit).toMatch(/^"signin-ip";r=0;/);
+    },
+  );
+});
