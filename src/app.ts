@@ -2,6 +2,19 @@ import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import {
+  type AccessService,
+  accessOperatorRoutes,
+  accessTenantRoutes,
+  authorizer,
+  createAccessService,
+  fourEyesGate,
+  isKnownPermission,
+  operatorAuthenticator,
+  permissionDef,
+  tenantAuthenticator,
+  wireCriticalActions,
+} from './access/index.ts';
 import { auditJobsPlugin, checkpointSigner, denialAuditor } from './audit/index.ts';
 import {
   type BreachedScreen,
@@ -14,6 +27,7 @@ import {
   identityOperatorRoutes,
   identitySharedSchemas,
   type OperatorService,
+  tenantSlugOf,
   toTenantRef,
   userAuthenticator,
 } from './identity/index.ts';
@@ -59,6 +73,7 @@ export interface Services {
   operators: OperatorService;
   identity: IdentityService;
   mailer: Mailer;
+  access: AccessService;
   bus: InvalidationBus;
 }
 
@@ -139,7 +154,22 @@ export async function buildApp({
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
   });
+  const access = createAccessService({
+    db,
+    clock,
+    bus: invalidation,
+    elevationMaxMinutes: config.elevationMaxMinutes,
+    userExists: async (tenantId, userId) => {
+      try {
+        await identity.accounts.get(toTenantRef({ id: tenantId, slug: '' }), userId);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  });
   const services: Services = {
+    access,
     tenancy,
     operators: createOperatorService({
       db,
@@ -186,14 +216,21 @@ export async function buildApp({
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
   await app.register(protectPlugin, { config, protection });
+  wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
+  const users = userAuthenticator(identity, resolveTenant);
+  const authorize = authorizer(access, clock);
+  app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
+    authorize,
+    permissionScope: (name) => (isKnownPermission(name) ? permissionDef(name)?.scope : undefined),
+    isKnownGate: (name) => access.critical.isKnownGate(name),
+    fourEyes: fourEyesGate(access),
     authenticators: {
-      operator: async (request) => {
-        const token = bearerToken(request);
-        return token ? services.operators.authenticate(token) : null;
-      },
-      user: userAuthenticator(identity, resolveTenant, false),
-      'tenant-admin': userAuthenticator(identity, resolveTenant, true),
+      operator: operatorAuthenticator(services.operators),
+      user: users,
+      tenant: tenantAuthenticator(users, services.operators, (request) =>
+        resolveTenant(tenantSlugOf(request)),
+      ),
       metrics: async (request) => {
         const token = bearerToken(request);
         if (config.metricsToken) {
@@ -223,6 +260,8 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
+  await app.register(accessTenantRoutes, { access, holds: authorize });
+  await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(identityOperatorRoutes, {
     identity,

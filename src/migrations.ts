@@ -1,3 +1,4 @@
+import { accessMigrations } from './access/index.ts';
 import { auditMigrations } from './audit/index.ts';
 import { identityMigrations } from './identity/index.ts';
 import { mailMigrations } from './mail/index.ts';
@@ -12,5 +13,6 @@ export const allMigrations = orderMigrations([
   ...identityMigrations,
   ...auditMigrations,
   ...mailMigrations,
+  ...accessMigrations,
   ...protectMigrations,
 ]);

@@ -110,7 +110,7 @@ describe('password policy', () => {
     expect(denied.map((d) => d.action)).toContain('access.request.denied');
   });
 
-  it('flags a weakening change for four-eyes review and audits every change', async () => {
+  it('holds a weakening change for four-eyes approval instead of applying it (issue 4)', async () => {
     const fresh = await t.app.inject({
       method: 'POST',
       url: api('/auth/signin'),
@@ -124,16 +124,23 @@ describe('password policy', () => {
       payload: { code },
     });
     const headers = { authorization: `Bearer ${stepped.json().token}` };
-    const current = await settings();
+    const before = await settings();
+    const current = structuredClone(before);
     current.passwordPolicy.minLength = 8;
     const res = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: current });
-    expect(res.statusCode).toBe(200);
+    // Weakening the policy is a four-eyes action by default: recorded for a second person, not applied.
+    // (The approval and the single execution are tested in test/access-four-eyes.test.ts.)
+    expect(res.statusCode).toBe(202);
+    expect(res.json().approval).toMatchObject({
+      action: 'identity.password-policy.weaken',
+      status: 'pending',
+    });
+    expect(await settings()).toEqual(before);
     const tenantId = asTenantId((await t.app.services.tenancy.get(slug)).id);
     const actions = await t.db.withTenant<AuditTables, { action: string }[]>(tenantId, (tx) =>
       tx.selectFrom('audit_events').select('action').execute(),
     );
-    expect(actions.map((a) => a.action)).toEqual(
-      expect.arrayContaining(['identity.settings.updated', 'identity.policy.weakened']),
-    );
+    expect(actions.map((a) => a.action)).toContain('access.approval.requested');
+    expect(actions.map((a) => a.action)).not.toContain('identity.policy.weakened');
   });
 });

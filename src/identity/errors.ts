@@ -10,7 +10,6 @@ export const identityError = defineErrors({
   invalid_email: { status: 400, title: 'Invalid email address' },
   token_invalid: { status: 400, title: 'Link invalid or expired' },
   signup_closed: { status: 403, title: 'Self sign-up is off' },
-  admin_only: { status: 403, title: 'Tenant administrators only' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },
   mfa_not_enrolled: { status: 409, title: 'No second factor enrolled' },
   mfa_already_enrolled: { status: 409, title: 'Second factor already enrolled' },

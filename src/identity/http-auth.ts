@@ -28,15 +28,12 @@ export function tenantSlugOf(request: FastifyRequest): string {
 }
 
 /**
- * The authenticator behind `access: 'user'` and `'tenant-admin'`: a session token from the cookie
- * (browsers) or the Authorization header (API clients), valid in this tenant, in an allowed sign-in
- * stage; cookie sessions must also carry the CSRF token on every state change.
+ * The authenticator behind `access: 'user'` (and the user half of `'tenant'`): a session token from the
+ * cookie (browsers) or the Authorization header (API clients), valid in this tenant, in an allowed
+ * sign-in stage; cookie sessions must also carry the CSRF token on every state change. What the user may
+ * do is then decided by the route's permission (src/access/).
  */
-export function userAuthenticator(
-  identity: IdentityService,
-  resolveTenant: TenantResolver,
-  adminOnly: boolean,
-) {
+export function userAuthenticator(identity: IdentityService, resolveTenant: TenantResolver) {
   return async (request: FastifyRequest): Promise<Actor | null> => {
     const tenant = await resolveTenant(tenantSlugOf(request));
     request.tenant = tenant;
@@ -58,7 +55,7 @@ export function userAuthenticator(
           : 'Enter the code from your authenticator first.',
       );
     }
-    // Identified from here on: a refusal below (CSRF, admin-only) is audited against this user.
+    // Identified from here on: a refusal below (CSRF, missing permission) is audited against this user.
     request.session = session;
     request.actor = { type: 'user', id: session.userId };
     if (session.kind === 'cookie' && !safeMethods.has(request.method)) {
@@ -67,9 +64,6 @@ export function userAuthenticator(
       if (typeof given !== 'string' || !csrfMatches(identity.deps, session.id, given)) {
         throw identityError('csrf_failed', 'Reload the page and submit the form again.');
       }
-    }
-    if (adminOnly && session.role !== 'tenant-admin') {
-      throw identityError('admin_only', 'Only tenant administrators may do this.');
     }
     return { type: 'user', id: session.userId };
   };

@@ -3,14 +3,27 @@ import { readMigrations } from '../platform/db/index.ts';
 export type { BreachedScreen, TenantRef } from './deps.ts';
 export { normaliseEmail } from './email.ts';
 export { identityError } from './errors.ts';
-export { SESSION_COOKIE, setSessionCookie, toTenantRef, userAuthenticator } from './http-auth.ts';
+export {
+  SESSION_COOKIE,
+  setSessionCookie,
+  tenantSlugOf,
+  toTenantRef,
+  userAuthenticator,
+} from './http-auth.ts';
 export { identityOperatorRoutes } from './operator-routes.ts';
 export { createOperatorSignIn, type OperatorSignIn } from './operator-sign-in.ts';
-export { createOperatorService, type IssuedOperator, type OperatorService } from './operators.ts';
+export {
+  createOperatorService,
+  type IssuedOperator,
+  type OperatorCredential,
+  type OperatorService,
+} from './operators.ts';
 export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts';
+export { type PasswordPolicy, weakens } from './policy.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
-export type { IdentityTables } from './tables.ts';
+export type { IdentitySettingsView } from './settings.ts';
+export type { IdentityTables, UserRole } from './tables.ts';
 
 export const identityMigrations = readMigrations(new URL('./migrations/', import.meta.url));
 

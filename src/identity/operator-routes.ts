@@ -82,7 +82,7 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/api/v1/tenants/:slug/admins',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', permission: 'tenants:invite-admin' },
       schema: {
         tags,
         summary:
@@ -105,7 +105,7 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     '/api/v1/outbox',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', permission: 'outbox:read' },
       schema: {
         tags,
         summary: 'Development outbox: mail that was not sent because no SMTP server is configured',

@@ -25,6 +25,12 @@ export interface OperatorDeps {
   publicUrl: string;
 }
 
+export interface OperatorCredential {
+  actor: { type: 'operator'; id: string };
+  kind: 'session' | 'api';
+  mfaAt: Date | null;
+}
+
 export interface IssuedOperator {
   operatorId: string;
   email: string;
@@ -76,6 +82,35 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl }: Op
     return { operatorId: operator.id, email, token, expiresAt, setupLink };
   }
 
+  /**
+   * The operator behind a bearer token and how the token was obtained: `session` tokens passed a
+   * password and a TOTP code at `mfaAt`; `api` tokens passed no second factor. Access uses this to
+   * require a recent second factor for elevation.
+   */
+  async function verify(token: string): Promise<OperatorCredential | null> {
+    if (!token.startsWith(`${TOKEN_PREFIX}_`)) return null;
+    const now = clock.now();
+    return system(async (tx) => {
+      // Lookup by the token's SHA-256: the index compares digests, which an attacker cannot steer.
+      const row = await tx
+        .selectFrom('operator_tokens as t')
+        .innerJoin('operators as o', 'o.id', 't.operator_id')
+        .select(['t.id as tokenId', 'o.id as operatorId', 't.kind', 't.mfa_at'])
+        .where('t.token_hash', '=', hashToken(token))
+        .where('t.revoked_at', 'is', null)
+        .where('t.kind', '!=', 'setup')
+        .where('t.expires_at', '>', now)
+        .where('o.status', '=', 'active')
+        .executeTakeFirst();
+      if (!row) return null;
+      return {
+        actor: { type: 'operator', id: row.operatorId } as const,
+        kind: row.kind === 'session' ? 'session' : 'api',
+        mfaAt: row.mfa_at ?? null,
+      };
+    });
+  }
+
   return {
     async create(ctx: ActionContext, rawEmail: string, displayName: string): Promise<IssuedOperator> {
       const email = normaliseEmail(rawEmail);
@@ -98,24 +133,10 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl }: Op
 
     /** The operator behind a bearer token, or null: unknown, expired, revoked and disabled look the same. */
     async authenticate(token: string): Promise<Actor | null> {
-      if (!token.startsWith(`${TOKEN_PREFIX}_`)) return null;
-      const now = clock.now();
-      return system(async (tx) => {
-        // Lookup by the token's SHA-256: the index compares digests, which an attacker cannot steer.
-        const row = await tx
-          .selectFrom('operator_tokens as t')
-          .innerJoin('operators as o', 'o.id', 't.operator_id')
-          .select(['t.id as tokenId', 'o.id as operatorId'])
-          .where('t.token_hash', '=', hashToken(token))
-          .where('t.revoked_at', 'is', null)
-          .where('t.kind', '!=', 'setup')
-          .where('t.expires_at', '>', now)
-          .where('o.status', '=', 'active')
-          .executeTakeFirst();
-        if (!row) return null;
-        return { type: 'operator', id: row.operatorId } as const;
-      });
+      return (await verify(token))?.actor ?? null;
     },
+
+    verify,
   };
 }
 

@@ -12,8 +12,8 @@ import { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 
 const tags = ['identity'];
 const publicRoute = { access: 'public' } as const;
-const userRoute = { access: 'user' } as const;
-const adminRoute = { access: 'tenant-admin' } as const;
+/** Any signed-in user of the tenant, acting on their own account. */
+const userRoute = { access: 'user', permission: 'self' } as const;
 const accepted = { status: 'accepted' as const };
 
 /** The tenant and session the access hook attached: present on every `user` route. */
@@ -50,7 +50,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.put(
     `${p}/settings`,
     {
-      config: adminRoute,
+      config: { access: 'user', permission: 'policy:write', fourEyes: 'identity.settings' },
       schema: {
         tags,
         summary: 'Change password policy, lockout, 2FA enforcement and session limits',
@@ -397,7 +397,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     `${p}/users`,
     {
-      config: adminRoute,
+      config: { access: 'tenant', permission: 'users:read' },
       schema: {
         tags,
         summary: 'List users',
@@ -407,7 +407,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request) => {
-      const { tenant } = signedIn(request);
+      const tenant = await tenantOf(request);
       const page = await identity.accounts.list(tenant, afterOf(request.query.cursor), request.query.limit);
       const last = page.items.at(-1);
       return { items: page.items, nextCursor: page.more && last ? cursorOf(last.email) : null };
@@ -417,7 +417,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/users`,
     {
-      config: adminRoute,
+      config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.invite' },
       schema: {
         tags,
         summary: 'Invite a user (mails a single-use link)',
@@ -427,7 +427,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request, reply) => {
-      const { tenant } = signedIn(request);
+      const tenant = await tenantOf(request);
       return reply
         .status(201)
         .send(await identity.accounts.invite(tenant, actionContext(request), request.body));
@@ -437,7 +437,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     `${p}/users/:id`,
     {
-      config: adminRoute,
+      config: { access: 'tenant', permission: 'users:read' },
       schema: {
         tags,
         summary: 'Get a user',
@@ -445,13 +445,13 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
         response: responses({ 200: Type.Ref('User') }),
       },
     },
-    async (request) => identity.accounts.get(signedIn(request).tenant, request.params.id),
+    async (request) => identity.accounts.get(await tenantOf(request), request.params.id),
   );
 
   app.post(
     `${p}/users/:id/unlock`,
     {
-      config: adminRoute,
+      config: { access: 'tenant', permission: 'users:write' },
       schema: {
         tags,
         summary: 'Unlock a locked account',
@@ -460,13 +460,13 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request) =>
-      identity.accounts.unlock(signedIn(request).tenant, actionContext(request), request.params.id),
+      identity.accounts.unlock(await tenantOf(request), actionContext(request), request.params.id),
   );
 
   app.delete(
     `${p}/users/:id/sessions`,
     {
-      config: adminRoute,
+      config: { access: 'tenant', permission: 'users:write' },
       schema: {
         tags,
         summary: "Revoke all of a user's sessions",
@@ -478,7 +478,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
     },
     async (request) => ({
       revoked: await identity.sessions.revokeAll(
-        signedIn(request).tenant,
+        await tenantOf(request),
         request.params.id,
         actionContext(request),
       ),

@@ -1,6 +1,7 @@
 /** Who did something, for audit events and authorisation. */
 export type Actor =
-  | { type: 'operator'; id: string }
+  /** `elevationId`: the approved, time-boxed elevation the operator acts under in a tenant (src/access/). */
+  | { type: 'operator'; id: string; elevationId?: string }
   | { type: 'user'; id: string }
   | { type: 'system'; id: string }
   | { type: 'anonymous'; id: null };

@@ -7,7 +7,8 @@ import { CreateTenantBody, ListQuery, SlugParams, SuspendBody, TenantPage, Tenan
 import type { TenancyService } from './service.ts';
 
 const tags = ['tenants'];
-const operatorOnly = { access: 'operator' } as const;
+const readTenants = { access: 'operator', permission: 'tenants:read' } as const;
+const writeTenants = { access: 'operator', permission: 'tenants:write' } as const;
 const tenantRef = Type.Ref('Tenant');
 
 // Cursors are opaque to clients: base64url of the last slug of the previous page.
@@ -30,7 +31,7 @@ export const tenancyRoutes: FastifyPluginAsyncTypebox<{ tenancy: TenancyService 
   app.post(
     '/api/v1/tenants',
     {
-      config: operatorOnly,
+      config: writeTenants,
       schema: {
         tags,
         summary: 'Create a tenant',
@@ -45,7 +46,7 @@ export const tenancyRoutes: FastifyPluginAsyncTypebox<{ tenancy: TenancyService 
   app.get(
     '/api/v1/tenants',
     {
-      config: operatorOnly,
+      config: readTenants,
       schema: {
         tags,
         summary: 'List tenants by slug',
@@ -63,7 +64,7 @@ export const tenancyRoutes: FastifyPluginAsyncTypebox<{ tenancy: TenancyService 
   app.get(
     '/api/v1/tenants/:slug',
     {
-      config: operatorOnly,
+      config: readTenants,
       schema: { tags, summary: 'Get a tenant', params: SlugParams, response: responses({ 200: tenantRef }) },
     },
     async (request) => tenancy.get(request.params.slug),
@@ -72,7 +73,7 @@ export const tenancyRoutes: FastifyPluginAsyncTypebox<{ tenancy: TenancyService 
   app.post(
     '/api/v1/tenants/:slug/suspend',
     {
-      config: operatorOnly,
+      config: writeTenants,
       schema: {
         tags,
         summary: 'Suspend a tenant: every tenant-facing request is refused until it is resumed',
@@ -87,7 +88,7 @@ export const tenancyRoutes: FastifyPluginAsyncTypebox<{ tenancy: TenancyService 
   app.post(
     '/api/v1/tenants/:slug/resume',
     {
-      config: operatorOnly,
+      config: writeTenants,
       schema: {
         tags,
         summary: 'Resume a suspended tenant',

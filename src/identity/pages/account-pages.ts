@@ -30,7 +30,7 @@ export const accountPages: FastifyPluginAsyncTypebox<PagesOptions> = async (
   { identity, findTenant, publicUrl },
 ) => {
   const cookies = cookieJar(publicUrl);
-  const active = { access: 'user' } as const;
+  const active = { access: 'user', permission: 'self' } as const;
 
   app.get(
     '/t/:tenant/account',

@@ -14,7 +14,7 @@ import { CodeForm, CsrfForm, TenantParams } from './forms.ts';
 import { html, type SafeHtml } from './html.ts';
 import { csrfField, type FormError, field, form, renderPage, submit } from './layout.ts';
 
-const enrolStages = { access: 'user', stages: ['enrol', 'active'] } as const;
+const enrolStages = { access: 'user', permission: 'self', stages: ['enrol', 'active'] } as const;
 const TITLE = 'Set up two-step sign-in';
 
 // The secret in groups of four is easier to type into an authenticator by hand.

@@ -109,7 +109,7 @@ ${form(paths.signOut, html`${csrfField(csrf)}${submit('Cancel and sign out', 'se
     );
   };
 
-  const mfaStage = { access: 'user', stages: ['mfa'] } as const;
+  const mfaStage = { access: 'user', permission: 'self', stages: ['mfa'] } as const;
 
   app.get(
     '/t/:tenant/signin/code',
@@ -153,7 +153,7 @@ ${form(paths.signOut, html`${csrfField(csrf)}${submit('Cancel and sign out', 'se
   app.post(
     '/t/:tenant/signout',
     {
-      config: { access: 'user', stages: ['mfa', 'enrol', 'active'] },
+      config: { access: 'user', permission: 'self', stages: ['mfa', 'enrol', 'active'] },
       schema: { hide: true, params: TenantParams, body: CsrfForm },
     },
     async (request, reply) => {

@@ -23,6 +23,7 @@ export const configSchema = Type.Object(
     ),
     bootstrapOperatorEmail: Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }),
     operatorTokenTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
+    elevationMaxMinutes: Type.Integer({ minimum: 5, maximum: 1440 }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 50 * 1024 * 1024 }),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -113,6 +114,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'OPERATOR_TOKEN_TTL_DAYS',
     doc: 'Lifetime of operator API tokens.',
     default: '30',
+  },
+  elevationMaxMinutes: {
+    env: 'ELEVATION_MAX_MINUTES',
+    doc: 'Longest time-boxed access an operator may ask for in a tenant (default 8 hours).',
+    default: '480',
   },
   bodyLimitBytes: { env: 'BODY_LIMIT_BYTES', doc: 'Largest accepted request body.', default: '1048576' },
   logLevel: { env: 'LOG_LEVEL', doc: 'pino log level.', default: 'info' },

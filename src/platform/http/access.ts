@@ -1,17 +1,35 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Actor } from '../context.ts';
 import { platformError } from './errors.ts';
 
 /**
- * What a route requires, declared in its route config and read by one hook. `public` must be said
+ * Who may call a route, declared in its route config and read by one hook. `public` must be said
  * explicitly: a route that declares nothing fails at registration.
+ * - `public`: anyone; `metrics`: the metrics credential.
+ * - `operator`: a platform operator's token (platform routes, no tenant data).
+ * - `user`: a signed-in user of the `:tenant` in the path (sessions only).
+ * - `tenant`: a signed-in user of the `:tenant`, or an operator holding an active, approved elevation
+ *   in that tenant (just-in-time access; see src/access/).
  */
-export type AccessRule = 'public' | 'operator' | 'metrics' | 'user' | 'tenant-admin';
+export type AccessRule = 'public' | 'metrics' | 'operator' | 'user' | 'tenant';
+
+/**
+ * The permission a route needs, from the catalogue (src/access/catalogue.ts), or `self`: any signed-in
+ * user of the tenant acting on their own account (their profile, sessions, second factor).
+ */
+export type RoutePermission = string;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: AccessRule;
+    /** Required for `operator`, `user` and `tenant` routes; refused on `public` and `metrics` ones. */
+    permission?: RoutePermission;
+    /**
+     * A critical action this route may be (four-eyes): when the gate says the request is one, the
+     * request is recorded for approval (202) instead of run. See src/access/four-eyes.ts.
+     */
+    fourEyes?: string;
     /** Sign-in stages a user session may be in for this route (default: only fully signed in). */
     stages?: readonly string[];
   }
@@ -23,26 +41,70 @@ declare module 'fastify' {
 /** Proves a caller for one kind of rule; returns null when the request carries no valid credential. */
 export type Authenticator = (request: FastifyRequest) => Promise<Actor | null>;
 
+/** Decides whether the proven caller holds the route's permission (and may attach what it found). */
+export type Authorizer = (request: FastifyRequest, permission: RoutePermission) => Promise<boolean>;
+
+/** Runs after validation on routes that declare `fourEyes`; true when it answered instead of the handler. */
+export type FourEyesGate = (request: FastifyRequest, reply: FastifyReply, gate: string) => Promise<boolean>;
+
 export interface AccessOptions {
   authenticators: Record<Exclude<AccessRule, 'public'>, Authenticator>;
+  authorize: Authorizer;
+  /**
+   * The scope of a permission in the catalogue (undefined: not in it, which fails at registration).
+   * Operator routes take platform permissions; user and tenant routes take tenant permissions.
+   */
+  permissionScope: (permission: string) => 'tenant' | 'platform' | undefined;
+  isKnownGate?: (gate: string) => boolean;
+  fourEyes?: FourEyesGate;
+}
+
+const needsPermission = new Set<AccessRule>(['operator', 'user', 'tenant']);
+const rules = new Set<string>(['public', 'metrics', 'operator', 'user', 'tenant']);
+
+/** Why a route's access declaration is not acceptable, or null when it is. */
+export function routeAccessProblem(
+  config: { access?: unknown; permission?: unknown; fourEyes?: unknown } | undefined,
+  options: Pick<AccessOptions, 'permissionScope' | 'isKnownGate'>,
+): string | null {
+  const access = config?.access;
+  if (typeof access !== 'string' || !rules.has(access)) return 'declares no access rule (config.access)';
+  const permission = config?.permission;
+  if (!needsPermission.has(access as AccessRule)) {
+    return permission === undefined ? null : `is ${access} and must not declare a permission`;
+  }
+  if (typeof permission !== 'string') return 'declares no permission (config.permission)';
+  if (permission === 'self') {
+    return access === 'user' ? null : 'may use the permission "self" only with access "user"';
+  }
+  const scope = options.permissionScope(permission);
+  if (scope === undefined) return `declares an unknown permission "${permission}"`;
+  if ((scope === 'platform') !== (access === 'operator')) {
+    return `is ${access} but declares the ${scope} permission "${permission}"`;
+  }
+  const gate = config?.fourEyes;
+  if (gate !== undefined && (typeof gate !== 'string' || !options.isKnownGate?.(gate))) {
+    return `declares an unknown four-eyes gate "${String(gate)}"`;
+  }
+  return null;
 }
 
 export const accessPlugin = fp<AccessOptions>(
-  async (app: FastifyInstance, { authenticators }) => {
+  async (app: FastifyInstance, options) => {
+    const { authenticators, authorize, fourEyes } = options;
     app.decorateRequest('actor', null as never);
     app.addHook('onRoute', (route) => {
       // Fastify's own HEAD twin of a GET route inherits its config.
-      if (!route.config?.access) {
-        throw new Error(`route ${route.method} ${route.url} declares no access rule (config.access)`);
-      }
+      const problem = routeAccessProblem(route.config, options);
+      if (problem) throw new Error(`route ${route.method} ${route.url} ${problem}`);
     });
     app.addHook('onRequest', async (request) => {
       request.actor = { type: 'anonymous', id: null };
     });
     // preValidation: after the body is parsed (CSRF tokens travel in forms) but before the schema is
-    // checked, so an anonymous caller learns nothing about a protected route's input rules.
+    // checked, so a caller without the permission learns nothing about a protected route's input rules.
     app.addHook('preValidation', async (request) => {
-      const rule = request.routeOptions.config.access;
+      const { access: rule, permission } = request.routeOptions.config;
       if (rule === undefined || rule === 'public') return;
       const actor = await authenticators[rule](request);
       if (!actor) {
@@ -51,7 +113,18 @@ export const accessPlugin = fp<AccessOptions>(
         });
       }
       request.actor = actor;
+      // Deny by default: a route that needs a permission runs only when the caller holds it.
+      if (permission !== undefined && permission !== 'self' && !(await authorize(request, permission))) {
+        throw platformError('forbidden', `This needs the permission "${permission}", which you do not hold.`);
+      }
     });
+    if (fourEyes) {
+      // preHandler: the body is validated, so the gate sees exactly what the handler would run with.
+      app.addHook('preHandler', async (request, reply) => {
+        const gate = request.routeOptions.config.fourEyes;
+        if (gate !== undefined && (await fourEyes(request, reply, gate))) return reply;
+      });
+    }
   },
   { name: 'rampart-access' },
 );

@@ -1,0 +1,121 @@
+import type { IdentityService, IdentitySettingsView, UserRole } from '../identity/index.ts';
+import { weakens } from '../identity/index.ts';
+import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import type { RoleService } from './roles.ts';
+import type { AccessSettings, AccessSettingsService } from './settings.ts';
+
+type GrantParams =
+  | { via: 'assign'; userId: string }
+  | { via: 'invite'; email: string; displayName: string; role: UserRole };
+
+const mfaRank = { off: 0, staff: 1, all: 2 } as const;
+
+/**
+ * The critical actions that exist today, with the routes that perform them: granting tenant-admin
+ * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, and taking
+ * actions off the four-eyes list. Each runs through the same service call as the direct route.
+ */
+export function wireCriticalActions(
+  critical: CriticalActions,
+  deps: { identity: IdentityService; roles: RoleService; settings: AccessSettingsService },
+) {
+  const { identity, roles, settings } = deps;
+
+  critical.define({
+    key: 'access.grant-tenant-admin',
+    description: 'Grant the tenant-admin role (by assignment or by invitation)',
+    onByDefault: true,
+    async execute({ tenant, ctx, params }) {
+      const p = params as GrantParams;
+      if (p.via === 'assign') return roles.assign(tenant.id, ctx, p.userId, 'tenant-admin');
+      return identity.accounts.invite(tenant, ctx, {
+        email: p.email,
+        displayName: p.displayName,
+        role: p.role,
+      });
+    },
+  });
+  critical.define({
+    key: 'identity.password-policy.weaken',
+    description: 'Weaken the password policy',
+    onByDefault: true,
+    execute: ({ tenant, ctx, params }) =>
+      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+  });
+  critical.define({
+    key: 'identity.mfa-enforcement.weaken',
+    description: 'Turn off or lower 2FA enforcement',
+    onByDefault: true,
+    execute: ({ tenant, ctx, params }) =>
+      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+  });
+  critical.define({
+    key: 'access.four-eyes.reduce',
+    description: 'Take critical actions off the four-eyes list',
+    onByDefault: true,
+    execute: ({ tenant, ctx, params }) =>
+      settings.update(tenant.id, ctx, params as unknown as AccessSettings),
+  });
+
+  critical.gate('access.assign', async (request) => {
+    const { userId, role } = request.params as { userId: string; role: string };
+    if (role !== 'tenant-admin') return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'assign', userId },
+        summary: `Grant tenant-admin to user ${userId}`,
+      },
+    ];
+  });
+
+  critical.gate('identity.invite', async (request) => {
+    const body = request.body as { email: string; displayName: string; role: UserRole };
+    if (body.role !== 'tenant-admin') return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'invite', email: body.email, displayName: body.displayName, role: body.role },
+        summary: `Invite ${body.email} as tenant-admin`,
+      },
+    ];
+  });
+
+  critical.gate('identity.settings', async (request, tenant) => {
+    const next = request.body as IdentitySettingsView;
+    // Inconsistent input is the handler's to refuse (422), not something to approve.
+    if (next.passwordPolicy.minLength > next.passwordPolicy.maxLength) return [];
+    const current = await identity.settings.get(tenant);
+    const params = next as unknown as JsonValue;
+    const found: Classified[] = [];
+    if (weakens(current.passwordPolicy, next.passwordPolicy)) {
+      found.push({
+        action: 'identity.password-policy.weaken',
+        params,
+        summary: 'Weaken the password policy',
+      });
+    }
+    if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {
+      found.push({
+        action: 'identity.mfa-enforcement.weaken',
+        params,
+        summary: `Lower 2FA enforcement from ${current.mfaRequired} to ${next.mfaRequired}`,
+      });
+    }
+    return found;
+  });
+
+  critical.gate('access.settings', async (request, tenant) => {
+    const next = request.body as AccessSettings;
+    const current = await settings.get(tenant.id);
+    const dropped = current.fourEyesActions.filter((a) => !next.fourEyesActions.includes(a));
+    if (dropped.length === 0) return [];
+    return [
+      {
+        action: 'access.four-eyes.reduce',
+        params: next as unknown as JsonValue,
+        summary: `Stop requiring approval for: ${dropped.join(', ')}`,
+      },
+    ];
+  });
+}

@@ -1,0 +1,276 @@
+import { createHash } from 'node:crypto';
+import type { TenantRef } from '../identity/index.ts';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import { safeEqual } from '../platform/crypto/tokens.ts';
+import type { Database } from '../platform/db/index.ts';
+import { audit } from './audit.ts';
+import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import { accessError } from './errors.ts';
+import { loadAccessSettings } from './settings.ts';
+import { type AccessApprovalRequestsTable, inTenant, type Tx } from './tables.ts';
+
+/** JSON with object keys sorted at every level: equal parameters give equal bytes, so equal hashes. */
+export function canonicalJson(value: JsonValue): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k] as JsonValue)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export const paramsHash = (params: JsonValue) => createHash('sha256').update(canonicalJson(params)).digest();
+
+export interface ApprovalView {
+  id: string;
+  action: string;
+  permission: string;
+  summary: string;
+  params: JsonValue;
+  paramsHash: string;
+  status: 'pending' | 'approved' | 'rejected' | 'executing' | 'executed' | 'failed' | 'expired';
+  requestedBy: { type: string; id: string };
+  requestedAt: string;
+  expiresAt: string;
+  decidedBy: { type: string; id: string } | null;
+  decidedAt: string | null;
+  executedAt: string | null;
+}
+
+type Row = { id: string } & Omit<AccessApprovalRequestsTable, 'id'>;
+
+function toView(row: Row, now: Date): ApprovalView {
+  const waiting = row.status === 'pending' || row.status === 'approved';
+  return {
+    id: row.id,
+    action: row.action,
+    permission: row.permission,
+    summary: row.summary,
+    params: row.params as JsonValue,
+    paramsHash: row.params_hash.toString('hex'),
+    // Expiry is read from the clock, never written by a job.
+    status: waiting && row.expires_at <= now ? 'expired' : row.status,
+    requestedBy: { type: row.requested_by_type, id: row.requested_by_id },
+    requestedAt: row.requested_at.toISOString(),
+    expiresAt: row.expires_at.toISOString(),
+    decidedBy:
+      row.decided_by_type && row.decided_by_id ? { type: row.decided_by_type, id: row.decided_by_id } : null,
+    decidedAt: row.decided_at?.toISOString() ?? null,
+    executedAt: row.executed_at?.toISOString() ?? null,
+  };
+}
+
+/** The person behind an actor: an operator (under an elevation) or a tenant user. */
+function personOf(ctx: ActionContext): { type: 'operator' | 'user'; id: string } {
+  const actor = ctx.actor;
+  if (actor.type !== 'operator' && actor.type !== 'user') throw new Error('four-eyes needs a person');
+  return { type: actor.type, id: actor.id };
+}
+
+const samePerson = (a: { type: string; id: string }, b: { type: string | null; id: string | null }) =>
+  a.type === b.type && a.id === b.id;
+
+const minutes = (m: number) => m * 60_000;
+
+export function createApprovalService(deps: { db: Database; clock: Clock; critical: CriticalActions }) {
+  const { db, clock, critical } = deps;
+
+  async function locked(tx: Tx, id: string): Promise<Row> {
+    // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
+    const row = await tx
+      .selectFrom('access_approval_requests')
+      .selectAll()
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) throw accessError('approval_not_found', 'There is no such approval request in this tenant.');
+    return row;
+  }
+
+  /** Records the expiry the first time someone acts on an expired request, then refuses. */
+  async function refuseExpired(tenantId: string, ctx: ActionContext, row: Row): Promise<never> {
+    await inTenant(db, tenantId, (tx) =>
+      audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.expired',
+        outcome: 'failure',
+        target: { type: 'approval', id: row.id },
+        details: { action: row.action, status: row.status },
+      }),
+    );
+    throw accessError('approval_expired', 'This request expired; ask again and have it approved anew.');
+  }
+
+  return {
+    /** The first of these critical actions that the tenant has on its four-eyes list, if any. */
+    firstRequired: async (tenantId: string, found: Classified[]): Promise<Classified | undefined> => {
+      if (found.length === 0) return undefined;
+      const { fourEyesActions } = await inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical));
+      return found.find((c) => fourEyesActions.includes(c.action));
+    },
+
+    request: (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) =>
+      inTenant(db, tenant.id, async (tx) => {
+        const settings = await loadAccessSettings(tx, critical);
+        const by = personOf(ctx);
+        const now = clock.now();
+        const row = await tx
+          .insertInto('access_approval_requests')
+          .values({
+            tenant_id: tenant.id,
+            action: what.action,
+            permission,
+            params: JSON.stringify(what.params),
+            params_hash: paramsHash(what.params),
+            summary: what.summary,
+            requested_by_type: by.type,
+            requested_by_id: by.id,
+            requested_elevation_id: ctx.actor.type === 'operator' ? (ctx.actor.elevationId ?? null) : null,
+            requested_at: now,
+            expires_at: new Date(now.getTime() + minutes(settings.approvalTtlMinutes)),
+            status: 'pending',
+            decided_by_type: null,
+            decided_by_id: null,
+            decided_at: null,
+            executed_at: null,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(clock, tx, tenant.id, ctx, {
+          action: 'access.approval.requested',
+          outcome: 'success',
+          target: { type: 'approval', id: row.id },
+          details: { action: what.action, paramsDigest: row.params_hash.toString('hex') },
+        });
+        return toView(row, now);
+      }),
+
+    list: (tenantId: string, status: ApprovalView['status'] | undefined) =>
+      inTenant(db, tenantId, async (tx) => {
+        const rows = await tx
+          .selectFrom('access_approval_requests')
+          .selectAll()
+          .orderBy('requested_at', 'desc')
+          .limit(200)
+          .execute();
+        const now = clock.now();
+        return rows.map((r) => toView(r, now)).filter((v) => status === undefined || v.status === status);
+      }),
+
+    get: (tenantId: string, id: string) =>
+      inTenant(db, tenantId, async (tx) => toView(await locked(tx, id), clock.now())),
+
+    /** A different person's decision. The route checks `approvals:decide`. */
+    async decide(tenantId: string, ctx: ActionContext, id: string, decision: 'approve' | 'reject') {
+      const by = personOf(ctx);
+      const outcome = await inTenant(db, tenantId, async (tx) => {
+        const row = await locked(tx, id);
+        if (samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
+          throw accessError('self_approval', 'Someone other than the requester must decide this request.');
+        }
+        if (row.status !== 'pending') {
+          throw accessError('approval_not_pending', `This request is ${row.status} already.`);
+        }
+        const now = clock.now();
+        if (row.expires_at <= now) return { expired: row };
+        const settings = await loadAccessSettings(tx, critical);
+        const approved = decision === 'approve';
+        const updated = await tx
+          .updateTable('access_approval_requests')
+          .set({
+            status: approved ? 'approved' : 'rejected',
+            decided_by_type: by.type,
+            decided_by_id: by.id,
+            decided_at: now,
+            // The approval itself expires: the requester has this long to run it.
+            ...(approved
+              ? { expires_at: new Date(now.getTime() + minutes(settings.approvalTtlMinutes)) }
+              : {}),
+          })
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(clock, tx, tenantId, ctx, {
+          action: approved ? 'access.approval.approved' : 'access.approval.rejected',
+          outcome: 'success',
+          target: { type: 'approval', id },
+          details: { action: row.action, paramsDigest: row.params_hash.toString('hex') },
+        });
+        return { view: toView(updated, now) };
+      });
+      if ('expired' in outcome) return refuseExpired(tenantId, ctx, outcome.expired);
+      return outcome.view;
+    },
+
+    /**
+     * Runs an approved request once, with its recorded parameters. The caller sends the parameters
+     * again: if they differ from what was approved, nothing runs. Claiming the request (approved ->
+     * executing) commits before the action runs, so a second execution finds it taken; if the process
+     * dies mid-way the request stays `executing` and is never run twice.
+     */
+    async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
+      const by = personOf(ctx);
+      const claim = await inTenant(db, tenant.id, async (tx) => {
+        const row = await locked(tx, id);
+        if (!samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
+          throw accessError('not_requester', 'Only the person who asked for this action runs it.');
+        }
+        if (row.status !== 'approved') {
+          throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
+        }
+        if (row.expires_at <= clock.now()) return { expired: row };
+        if (!safeEqual(paramsHash(params), row.params_hash)) {
+          await audit(clock, tx, tenant.id, ctx, {
+            action: 'access.approval.params-refused',
+            outcome: 'denied',
+            target: { type: 'approval', id },
+            details: { action: row.action },
+          });
+          return { changed: row };
+        }
+        await tx
+          .updateTable('access_approval_requests')
+          .set({ status: 'executing' })
+          .where('id', '=', id)
+          .execute();
+        return { row };
+      });
+      if ('expired' in claim) return refuseExpired(tenant.id, ctx, claim.expired);
+      if ('changed' in claim) {
+        throw accessError(
+          'params_changed',
+          'These parameters differ from the approved ones; nothing was run.',
+        );
+      }
+      const row = claim.row;
+      const def = critical.action(row.action);
+      let failure: unknown = null;
+      if (!def?.execute) failure = new Error(`critical action ${row.action} has no executor`);
+      else {
+        try {
+          await def.execute({ tenant, ctx, params: row.params as JsonValue });
+        } catch (error) {
+          failure = error;
+        }
+      }
+      const finished = await inTenant(db, tenant.id, async (tx) => {
+        const updated = await tx
+          .updateTable('access_approval_requests')
+          .set({ status: failure ? 'failed' : 'executed', executed_at: clock.now() })
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(clock, tx, tenant.id, ctx, {
+          action: failure ? 'access.approval.failed' : 'access.approval.executed',
+          outcome: failure ? 'failure' : 'success',
+          target: { type: 'approval', id },
+          details: { action: row.action, approvedBy: row.decided_by_id },
+        });
+        return toView(updated, clock.now());
+      });
+      if (failure) throw failure;
+      return finished;
+    },
+  };
+}
+
+export type ApprovalService = ReturnType<typeof createApprovalService>;

@@ -1,0 +1,114 @@
+import type { InvalidationBus } from '../platform/bus/index.ts';
+import type { Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { builtinRoles, isBuiltinRole, isKnownPermission } from './catalogue.ts';
+import { inTenant } from './tables.ts';
+
+export const ACCESS_TOPIC = 'access';
+
+/** An approved elevation of one operator in one tenant. Expiry is compared with the clock at each use. */
+export interface Grant {
+  elevationId: string;
+  roleKey: string;
+  permissions: ReadonlySet<string>;
+  expiresAt: number;
+}
+
+interface TenantEntry {
+  users: Map<string, ReadonlySet<string>>;
+  operators: Map<string, readonly Grant[]>;
+}
+
+/** The permissions a role key gives: a built-in role's from code, a custom role's from its row. */
+export function rolePermissions(roleKey: string, custom: readonly string[] | null): string[] {
+  if (isBuiltinRole(roleKey)) return builtinRoles[roleKey].permissions();
+  // A permission a newer build retired is ignored rather than trusted.
+  return (custom ?? []).filter(isKnownPermission);
+}
+
+/**
+ * Effective permissions in memory, per tenant. Every change publishes the tenant's id on the bus after
+ * commit and every node (this one too) drops that tenant's entries; a bus reset drops everything. A load
+ * that raced an invalidation is not stored (per-tenant generation), so a stale read cannot stick.
+ */
+export function createPermissionCache(db: Database, clock: Clock, bus: InvalidationBus) {
+  const tenants = new Map<string, TenantEntry>();
+  const generations = new Map<string, number>();
+  let resets = 0;
+  const generationOf = (tenantId: string) => `${resets}:${generations.get(tenantId) ?? 0}`;
+  const entryOf = (tenantId: string) => {
+    let entry = tenants.get(tenantId);
+    if (!entry) {
+      entry = { users: new Map(), operators: new Map() };
+      tenants.set(tenantId, entry);
+    }
+    return entry;
+  };
+  const invalidate = (tenantId: string) => {
+    generations.set(tenantId, (generations.get(tenantId) ?? 0) + 1);
+    tenants.delete(tenantId);
+  };
+  const unsubscribe = bus.subscribe(ACCESS_TOPIC, invalidate);
+  const unReset = bus.onReset(() => {
+    resets += 1;
+    tenants.clear();
+  });
+
+  async function loadUser(tenantId: string, userId: string): Promise<ReadonlySet<string>> {
+    const generation = generationOf(tenantId);
+    const rows = await inTenant(db, tenantId, (tx) =>
+      tx
+        .selectFrom('access_assignments as a')
+        .leftJoin('access_roles as r', (join) =>
+          join.onRef('r.tenant_id', '=', 'a.tenant_id').onRef('r.key', '=', 'a.role_key'),
+        )
+        .select(['a.role_key', 'r.permissions'])
+        .where('a.user_id', '=', userId)
+        .execute(),
+    );
+    const permissions = new Set(rows.flatMap((r) => rolePermissions(r.role_key, r.permissions)));
+    if (generationOf(tenantId) === generation) entryOf(tenantId).users.set(userId, permissions);
+    return permissions;
+  }
+
+  async function loadOperator(tenantId: string, operatorId: string): Promise<readonly Grant[]> {
+    const generation = generationOf(tenantId);
+    const rows = await inTenant(db, tenantId, (tx) =>
+      tx
+        .selectFrom('access_elevations as e')
+        .leftJoin('access_roles as r', (join) =>
+          join.onRef('r.tenant_id', '=', 'e.tenant_id').onRef('r.key', '=', 'e.role_key'),
+        )
+        .select(['e.id', 'e.role_key', 'e.expires_at', 'r.permissions'])
+        .where('e.operator_id', '=', operatorId)
+        .where('e.status', '=', 'active')
+        .where('e.expires_at', '>', clock.now())
+        .execute(),
+    );
+    const grants = rows.map((r) => ({
+      elevationId: r.id,
+      roleKey: r.role_key,
+      permissions: new Set(rolePermissions(r.role_key, r.permissions)),
+      expiresAt: r.expires_at?.getTime() ?? 0,
+    }));
+    if (generationOf(tenantId) === generation) entryOf(tenantId).operators.set(operatorId, grants);
+    return grants;
+  }
+
+  return {
+    /** The cached permissions of a user, or undefined when they must be loaded. */
+    peekUser: (tenantId: string, userId: string) => tenants.get(tenantId)?.users.get(userId),
+    userPermissions: (tenantId: string, userId: string): Promise<ReadonlySet<string>> | ReadonlySet<string> =>
+      tenants.get(tenantId)?.users.get(userId) ?? loadUser(tenantId, userId),
+    operatorGrants: async (tenantId: string, operatorId: string): Promise<readonly Grant[]> =>
+      tenants.get(tenantId)?.operators.get(operatorId) ?? loadOperator(tenantId, operatorId),
+    /** Call after the change committed: every node drops the tenant's entries. */
+    changed: (tenantId: string) => bus.publish(ACCESS_TOPIC, tenantId),
+    close() {
+      unsubscribe();
+      unReset();
+    },
+  };
+}
+
+export type PermissionCache = ReturnType<typeof createPermissionCache>;

@@ -1,0 +1,84 @@
+/**
+ * The permission catalogue: every permission a route or a decision may name, defined in code by the
+ * capability that owns what it protects. A name is `object:verb`. Tenant permissions are granted through
+ * roles in a tenant; platform permissions belong to operators and never reach tenant data.
+ */
+export interface PermissionDef {
+  name: string;
+  scope: 'tenant' | 'platform';
+  capability: string;
+  description: string;
+}
+
+const catalogue = new Map<string, PermissionDef>();
+
+/** Adds a capability's permissions to the catalogue (called at module load by each capability below). */
+export function definePermissions(
+  capability: string,
+  scope: PermissionDef['scope'],
+  entries: Record<string, string>,
+): void {
+  for (const [name, description] of Object.entries(entries)) {
+    if (!/^[a-z][a-z-]*:[a-z][a-z-]*$/.test(name)) throw new Error(`permission "${name}" is not object:verb`);
+    if (catalogue.has(name)) throw new Error(`permission "${name}" is defined twice`);
+    catalogue.set(name, { name, scope, capability, description });
+  }
+}
+
+definePermissions('identity', 'tenant', {
+  'users:read': 'List and read user accounts',
+  'users:write': 'Invite users, unlock accounts and end their sessions',
+  'policy:write': 'Change the password policy, lockout, 2FA enforcement and session limits',
+});
+definePermissions('access', 'tenant', {
+  'roles:read': 'Read roles, role assignments and the access settings',
+  'roles:write': 'Create, change and delete custom roles',
+  'roles:assign': 'Grant and remove roles of users',
+  'access:configure': 'Change the access settings (four-eyes list, elevation approval rules)',
+  'approvals:request': 'See and run, once approved, the critical actions one asked for',
+  'approvals:decide': 'Approve or reject critical actions requested by someone else',
+  'elevations:decide': "Approve, reject or revoke operators' elevation requests for this tenant",
+});
+definePermissions('audit', 'tenant', {
+  'audit:read': 'Read the audit trail',
+  'audit:export': 'Export the audit trail',
+});
+definePermissions('tenancy', 'platform', {
+  'tenants:read': 'List and read tenants',
+  'tenants:write': 'Create, rename, suspend and reactivate tenants',
+  'tenants:invite-admin': "Invite a tenant's administrator (grants the operator nothing)",
+});
+definePermissions('mail', 'platform', { 'outbox:read': 'Read the development mail outbox' });
+definePermissions('access', 'platform', {
+  'decisions:check': 'Ask the decision API whether users hold permissions',
+  'elevations:request': 'Ask for time-boxed access to a tenant',
+  'elevations:approve': "Approve, reject or revoke other operators' elevation requests",
+});
+
+export const isKnownPermission = (name: string): boolean => catalogue.has(name);
+export const permissionDef = (name: string): PermissionDef | undefined => catalogue.get(name);
+export const allPermissions = (): PermissionDef[] => [...catalogue.values()];
+export const tenantPermissions = (): string[] =>
+  allPermissions()
+    .filter((p) => p.scope === 'tenant')
+    .map((p) => p.name);
+export const platformPermissions = (): string[] =>
+  allPermissions()
+    .filter((p) => p.scope === 'platform')
+    .map((p) => p.name);
+
+/** Built-in roles of every tenant. Their permissions are defined here, so they follow the catalogue. */
+export const builtinRoles = {
+  'tenant-admin': {
+    name: 'Tenant administrator',
+    permissions: () => tenantPermissions(),
+  },
+  staff: {
+    name: 'Staff',
+    permissions: () => ['users:read', 'roles:read', 'audit:read'],
+  },
+  member: { name: 'Member', permissions: (): string[] => [] },
+} as const;
+
+export type BuiltinRole = keyof typeof builtinRoles;
+export const isBuiltinRole = (key: string): key is BuiltinRole => Object.hasOwn(builtinRoles, key);

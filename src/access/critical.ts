@@ -1,0 +1,82 @@
+import type { FastifyRequest } from 'fastify';
+import type { TenantRef } from '../identity/index.ts';
+import type { ActionContext } from '../platform/context.ts';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** What an approved critical action is run with: the recorded parameters, never the caller's new ones. */
+export interface CriticalRun {
+  tenant: TenantRef;
+  ctx: ActionContext;
+  params: JsonValue;
+}
+
+export interface CriticalActionDef {
+  key: string;
+  description: string;
+  /** Whether a new tenant has it on its four-eyes list. */
+  onByDefault: boolean;
+  /** Runs the action once approved; a capability plugs it in when the action exists. */
+  execute?: (run: CriticalRun) => Promise<unknown>;
+}
+
+/** What a request is, when it is a critical action: its key, exact parameters and a line for approvers. */
+export interface Classified {
+  action: string;
+  params: JsonValue;
+  summary: string;
+}
+
+/**
+ * Read by the access hook on routes that declare `config.fourEyes`: the critical actions this request
+ * would perform (none, one or several; the first the tenant has on its list is asked for).
+ */
+export type FourEyesClassifier = (request: FastifyRequest, tenant: TenantRef) => Promise<Classified[]>;
+
+/**
+ * The critical actions Rampart knows. Each capability defines its own with `define` (and its
+ * executor once the action exists) and the routes that may perform them with `gate`; a tenant turns
+ * each on or off in its access settings (`fourEyesActions`).
+ */
+export function createCriticalActions() {
+  const actions = new Map<string, CriticalActionDef>();
+  const gates = new Map<string, FourEyesClassifier>();
+  return {
+    define(def: CriticalActionDef) {
+      const existing = actions.get(def.key);
+      if (existing?.execute && def.execute) throw new Error(`critical action ${def.key} is defined twice`);
+      const execute = def.execute ?? existing?.execute;
+      actions.set(def.key, execute ? { ...def, execute } : def);
+    },
+    gate(name: string, classify: FourEyesClassifier) {
+      if (gates.has(name)) throw new Error(`four-eyes gate ${name} is defined twice`);
+      gates.set(name, classify);
+    },
+    isKnown: (key: string) => actions.has(key),
+    isKnownGate: (name: string) => gates.has(name),
+    action: (key: string) => actions.get(key),
+    classifier: (name: string) => gates.get(name),
+    defaults: () =>
+      [...actions.values()]
+        .filter((a) => a.onByDefault)
+        .map((a) => a.key)
+        .sort(),
+    list: () => [...actions.values()].sort((a, b) => a.key.localeCompare(b.key)),
+  };
+}
+
+export type CriticalActions = ReturnType<typeof createCriticalActions>;
+
+/**
+ * Actions of capabilities that do not exist yet: listed (and on by default) so a tenant's list is
+ * right from the start; each capability adds the executor and the gate on its route when it lands.
+ */
+export function definePlannedActions(critical: CriticalActions) {
+  const planned: [string, string][] = [
+    ['audit.export', 'Export the audit log'],
+    ['tenancy.tenant.delete', 'Delete the tenant'],
+    ['privacy.user.erase', "Erase a user's data"],
+    ['vault.key.rotate', 'Rotate or destroy encryption keys'],
+  ];
+  for (const [key, description] of planned) critical.define({ key, description, onByDefault: true });
+}

@@ -1,0 +1,318 @@
+import type { TenantRef } from '../identity/index.ts';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { audit } from './audit.ts';
+import type { PermissionCache } from './cache.ts';
+import { isBuiltinRole } from './catalogue.ts';
+import type { CriticalActions } from './critical.ts';
+import { accessError } from './errors.ts';
+import { loadAccessSettings } from './settings.ts';
+import { type AccessElevationsTable, type AccessTables, inTenant, type Tx } from './tables.ts';
+
+/** How an operator's credential was obtained (see identity's OperatorCredential). */
+export interface OperatorFactor {
+  kind: 'session' | 'api';
+  mfaAt: Date | null;
+}
+
+/** Asking for an elevation needs a second factor this recent (operators sign in with password + TOTP). */
+export const ELEVATION_STEP_UP_MS = 15 * 60_000;
+
+export interface ElevationView {
+  id: string;
+  tenantId: string;
+  operatorId: string;
+  role: string;
+  reason: string;
+  durationMinutes: number;
+  approvalsNeeded: number;
+  approvals: number;
+  approver: 'operator' | 'tenant';
+  status: 'pending' | 'active' | 'rejected' | 'revoked' | 'expired';
+  requestedAt: string;
+  startsAt: string | null;
+  expiresAt: string | null;
+}
+
+type Row = { id: string } & Omit<AccessElevationsTable, 'id'>;
+
+function toView(row: Row, approvals: number, now: Date): ElevationView {
+  const expired = row.status === 'active' && row.expires_at !== null && row.expires_at <= now;
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    operatorId: row.operator_id,
+    role: row.role_key,
+    reason: row.reason,
+    durationMinutes: row.duration_minutes,
+    approvalsNeeded: row.approvals_needed,
+    approvals,
+    approver: row.approver,
+    status: expired ? 'expired' : row.status,
+    requestedAt: row.requested_at.toISOString(),
+    startsAt: row.starts_at?.toISOString() ?? null,
+    expiresAt: row.expires_at?.toISOString() ?? null,
+  };
+}
+
+/** An operator's credential passed a second factor within the window (API tokens never did). */
+export const hasRecentOperatorFactor = (factor: OperatorFactor | null, now: Date, windowMs: number) =>
+  factor?.kind === 'session' && factor.mfaAt !== null && now.getTime() - factor.mfaAt.getTime() <= windowMs;
+
+interface ElevationDeps {
+  db: Database;
+  clock: Clock;
+  cache: PermissionCache;
+  critical: CriticalActions;
+  maxMinutes: number;
+}
+
+export function createElevationService({ db, clock, cache, critical, maxMinutes }: ElevationDeps) {
+  async function approvalsOf(tx: Tx, id: string) {
+    const row = await tx
+      .selectFrom('access_elevation_approvals')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('elevation_id', '=', id)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async function locked(tx: Tx, id: string): Promise<Row> {
+    const row = await tx
+      .selectFrom('access_elevations')
+      .selectAll()
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) throw accessError('elevation_not_found', 'There is no such elevation request.');
+    return row;
+  }
+
+  /** The tenant of an elevation, read in the platform view (operators act across tenants). */
+  async function tenantOf(id: string): Promise<string> {
+    const row = await db.withSystem<AccessTables, { tenant_id: string } | undefined>((tx) =>
+      tx.selectFrom('access_elevations').select('tenant_id').where('id', '=', id).executeTakeFirst(),
+    );
+    if (!row) throw accessError('elevation_not_found', 'There is no such elevation request.');
+    return row.tenant_id;
+  }
+
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+  return {
+    maxMinutes,
+
+    async request(
+      tenant: TenantRef,
+      ctx: ActionContext & { actor: { type: 'operator'; id: string } },
+      factor: OperatorFactor | null,
+      input: { role: string; reason: string; durationMinutes: number },
+    ): Promise<ElevationView> {
+      if (!hasRecentOperatorFactor(factor, clock.now(), ELEVATION_STEP_UP_MS)) {
+        throw accessError(
+          'step_up_required',
+          'Sign in again with your password and authenticator code (within 15 minutes) to ask for access.',
+        );
+      }
+      if (input.durationMinutes > maxMinutes) {
+        throw accessError(
+          'elevation_too_long',
+          `Ask for at most ${maxMinutes} minutes (ELEVATION_MAX_MINUTES).`,
+        );
+      }
+      const view = await inTenant(db, tenant.id, async (tx) => {
+        if (!isBuiltinRole(input.role)) {
+          const custom = await tx
+            .selectFrom('access_roles')
+            .select('key')
+            .where('key', '=', input.role)
+            .executeTakeFirst();
+          if (!custom) throw accessError('role_not_found', `This tenant has no role "${input.role}".`);
+        }
+        const settings = await loadAccessSettings(tx, critical);
+        const row = await tx
+          .insertInto('access_elevations')
+          .values({
+            tenant_id: tenant.id,
+            operator_id: ctx.actor.id,
+            role_key: input.role,
+            reason: input.reason,
+            duration_minutes: input.durationMinutes,
+            approvals_needed: Math.min(5, Math.max(1, settings.elevationThresholds[input.role] ?? 1)),
+            approver: settings.elevationApprover,
+            status: 'pending',
+            requested_at: clock.now(),
+            starts_at: null,
+            expires_at: null,
+            ended_at: null,
+            ended_by_type: null,
+            ended_by_id: null,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(clock, tx, tenant.id, ctx, {
+          action: 'access.elevation.requested',
+          outcome: 'success',
+          target: { type: 'elevation', id: row.id },
+          details: { role: input.role, durationMinutes: input.durationMinutes, reason: input.reason },
+        });
+        return toView(row, 0, clock.now());
+      });
+      return view;
+    },
+
+    /** Operators' platform view: every tenant's requests (no tenant data beyond the request itself). */
+    listAll: () =>
+      db.withSystem<AccessTables, ElevationView[]>(async (tx) => {
+        const rows = await tx
+          .selectFrom('access_elevations')
+          .selectAll()
+          .orderBy('requested_at', 'desc')
+          .limit(200)
+          .execute();
+        const counts = await tx
+          .selectFrom('access_elevation_approvals')
+          .select(['elevation_id', (eb) => eb.fn.countAll<string>().as('n')])
+          .groupBy('elevation_id')
+          .execute();
+        const byId = new Map(counts.map((c) => [c.elevation_id, Number(c.n)]));
+        return rows.map((r) => toView(r, byId.get(r.id) ?? 0, clock.now()));
+      }),
+
+    listForTenant: (tenantId: string) =>
+      inTenant(db, tenantId, async (tx) => {
+        const rows = await tx
+          .selectFrom('access_elevations')
+          .selectAll()
+          .orderBy('requested_at', 'desc')
+          .limit(200)
+          .execute();
+        return Promise.all(rows.map(async (r) => toView(r, await approvalsOf(tx, r.id), clock.now())));
+      }),
+
+    /**
+     * One approval. The requester can never approve; each person approves once; the grant starts when
+     * the last needed approval arrives and ends `duration` later.
+     */
+    async decide(
+      ctx: ActionContext,
+      id: string,
+      decision: 'approve' | 'reject',
+      scope: { tenantId?: string } = {},
+    ): Promise<ElevationView> {
+      if (!uuid.test(id)) throw accessError('elevation_not_found', 'There is no such elevation request.');
+      const actor = ctx.actor;
+      if (actor.type !== 'operator' && actor.type !== 'user')
+        throw new Error('elevation decisions need a person');
+      const tenantId = scope.tenantId ?? (await tenantOf(id));
+      const view = await inTenant(db, tenantId, async (tx) => {
+        const row = await locked(tx, id);
+        if (actor.type === 'operator' && actor.id === row.operator_id) {
+          throw accessError('self_approval', 'Another person must decide on your own elevation request.');
+        }
+        const expected = row.approver === 'operator' ? 'operator' : 'user';
+        if (actor.type !== expected || (actor.type === 'operator' && actor.elevationId)) {
+          throw accessError(
+            'wrong_approver',
+            row.approver === 'operator'
+              ? 'Another operator decides this request (the tenant lets operators approve).'
+              : "This tenant's own people decide this request.",
+          );
+        }
+        if (row.status !== 'pending')
+          throw accessError('elevation_not_pending', `This request is ${row.status}.`);
+        const now = clock.now();
+        if (decision === 'reject') {
+          const updated = await tx
+            .updateTable('access_elevations')
+            .set({ status: 'rejected', ended_at: now, ended_by_type: actor.type, ended_by_id: actor.id })
+            .where('id', '=', id)
+            .returningAll()
+            .executeTakeFirstOrThrow();
+          await audit(clock, tx, tenantId, ctx, {
+            action: 'access.elevation.rejected',
+            outcome: 'success',
+            target: { type: 'elevation', id },
+            details: { operatorId: row.operator_id, role: row.role_key },
+          });
+          return toView(updated, await approvalsOf(tx, id), now);
+        }
+        const inserted = await tx
+          .insertInto('access_elevation_approvals')
+          .values({
+            tenant_id: tenantId,
+            elevation_id: id,
+            approver_type: actor.type,
+            approver_id: actor.id,
+            decided_at: now,
+          })
+          .onConflict((oc) => oc.doNothing())
+          .returning('approver_id')
+          .executeTakeFirst();
+        if (!inserted) {
+          throw accessError('already_approved', 'You approved this request already; it needs someone else.');
+        }
+        const approvals = await approvalsOf(tx, id);
+        const active = approvals >= row.approvals_needed;
+        const updated = active
+          ? await tx
+              .updateTable('access_elevations')
+              .set({
+                status: 'active',
+                starts_at: now,
+                expires_at: new Date(now.getTime() + row.duration_minutes * 60_000),
+              })
+              .where('id', '=', id)
+              .returningAll()
+              .executeTakeFirstOrThrow()
+          : row;
+        await audit(clock, tx, tenantId, ctx, {
+          action: active ? 'access.elevation.granted' : 'access.elevation.approved',
+          outcome: 'success',
+          target: { type: 'elevation', id },
+          details: {
+            operatorId: row.operator_id,
+            role: row.role_key,
+            approvals,
+            needed: row.approvals_needed,
+          },
+        });
+        return toView(updated, approvals, now);
+      });
+      await cache.changed(tenantId);
+      return view;
+    },
+
+    /** Ends a pending or active elevation at once: the requester, another operator or the tenant. */
+    async revoke(ctx: ActionContext, id: string, scope: { tenantId?: string } = {}): Promise<ElevationView> {
+      if (!uuid.test(id)) throw accessError('elevation_not_found', 'There is no such elevation request.');
+      const actor = ctx.actor;
+      if (actor.type !== 'operator' && actor.type !== 'user') throw new Error('revocation needs a person');
+      const tenantId = scope.tenantId ?? (await tenantOf(id));
+      const view = await inTenant(db, tenantId, async (tx) => {
+        const row = await locked(tx, id);
+        const now = clock.now();
+        if (row.status !== 'pending' && row.status !== 'active') {
+          throw accessError('elevation_not_pending', `This request is ${row.status} already.`);
+        }
+        const updated = await tx
+          .updateTable('access_elevations')
+          .set({ status: 'revoked', ended_at: now, ended_by_type: actor.type, ended_by_id: actor.id })
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(clock, tx, tenantId, ctx, {
+          action: 'access.elevation.revoked',
+          outcome: 'success',
+          target: { type: 'elevation', id },
+          details: { operatorId: row.operator_id, role: row.role_key },
+        });
+        return toView(updated, await approvalsOf(tx, id), now);
+      });
+      await cache.changed(tenantId);
+      return view;
+    },
+  };
+}
+
+export type ElevationService = ReturnType<typeof createElevationService>;

@@ -1,0 +1,88 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { OperatorService, TenantRef } from '../identity/index.ts';
+import type { Actor, Clock } from '../platform/context.ts';
+import { bearerToken } from '../platform/http/access.ts';
+import { actionContext } from '../platform/http/context.ts';
+import { permissionDef } from './catalogue.ts';
+import type { OperatorFactor } from './elevations.ts';
+import type { AccessService } from './service.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** How the operator's credential was obtained (set on operator-authenticated requests). */
+    operatorFactor: OperatorFactor | null;
+  }
+}
+
+type UserAuthenticator = (request: FastifyRequest) => Promise<Actor | null>;
+
+/** `access: 'operator'`: an operator's bearer token; records how it was obtained for step-up checks. */
+export function operatorAuthenticator(operators: OperatorService) {
+  return async (request: FastifyRequest): Promise<Actor | null> => {
+    const token = bearerToken(request);
+    const credential = token ? await operators.verify(token) : null;
+    if (!credential) return null;
+    request.operatorFactor = { kind: credential.kind, mfaAt: credential.mfaAt };
+    return credential.actor;
+  };
+}
+
+/**
+ * `access: 'tenant'`: a user session of the `:tenant` (identity's authenticator), or an operator's
+ * token; the operator gets no permission here unless an approved elevation in this tenant grants it
+ * (see `authorizer`).
+ */
+export function tenantAuthenticator(
+  users: UserAuthenticator,
+  operators: OperatorService,
+  resolveTenant: (request: FastifyRequest) => Promise<TenantRef>,
+) {
+  const asOperator = operatorAuthenticator(operators);
+  return async (request: FastifyRequest): Promise<Actor | null> => {
+    const token = bearerToken(request);
+    if (!token || token.startsWith('rmp_s_')) return users(request);
+    request.tenant = await resolveTenant(request);
+    return asOperator(request);
+  };
+}
+
+/**
+ * Whether the caller holds the route's permission. Platform permissions: every operator (operators
+ * have one platform role today). Tenant permissions: a user's roles in the tenant, or an operator's
+ * active elevation there, checked against the clock now, and only with a two-factor sign-in token.
+ */
+export function authorizer(access: AccessService, clock: Clock) {
+  return async (request: FastifyRequest, permission: string): Promise<boolean> => {
+    const actor = request.actor;
+    if (permissionDef(permission)?.scope === 'platform') return actor.type === 'operator';
+    const tenant = request.tenant;
+    if (!tenant) return false;
+    if (actor.type === 'user') return access.decide(tenant.id, actor.id, permission);
+    if (actor.type !== 'operator' || request.operatorFactor?.kind !== 'session') return false;
+    const now = clock.now().getTime();
+    const grants = await access.cache.operatorGrants(tenant.id, actor.id);
+    const grant = grants.find((g) => g.expiresAt > now && g.permissions.has(permission));
+    if (!grant) return false;
+    // Everything done in this request is attributed to the elevation in the audit trail.
+    request.actor = { type: 'operator', id: actor.id, elevationId: grant.elevationId };
+    return true;
+  };
+}
+
+/**
+ * The four-eyes gate on routes declaring `config.fourEyes`: when the request is a critical action that
+ * this tenant has on its list, it is recorded for approval and answered 202 instead of run.
+ */
+export function fourEyesGate(access: AccessService) {
+  return async (request: FastifyRequest, reply: FastifyReply, gate: string): Promise<boolean> => {
+    const classify = access.critical.classifier(gate);
+    const tenant = request.tenant;
+    if (!classify || !tenant) throw new Error(`four-eyes gate ${gate} reached without a tenant`);
+    const found = await access.approvals.firstRequired(tenant.id, await classify(request, tenant));
+    if (!found) return false;
+    const permission = request.routeOptions.config.permission ?? '';
+    const approval = await access.approvals.request(tenant, actionContext(request), found, permission);
+    await reply.code(202).send({ status: 'approval_required', approval });
+    return true;
+  };
+}

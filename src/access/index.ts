@@ -1,0 +1,11 @@
+import { readMigrations } from '../platform/db/index.ts';
+
+export { wireCriticalActions } from './actions.ts';
+export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
+export { authorizer, fourEyesGate, operatorAuthenticator, tenantAuthenticator } from './http.ts';
+export { accessOperatorRoutes } from './operator-routes.ts';
+export { accessTenantRoutes } from './routes.ts';
+export { type AccessService, createAccessService } from './service.ts';
+export type { AccessTables } from './tables.ts';
+
+export const accessMigrations = readMigrations(new URL('./migrations/', import.meta.url));

@@ -1,0 +1,203 @@
+import type { ActionContext, Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { audit } from './audit.ts';
+import type { PermissionCache } from './cache.ts';
+import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
+import { accessError } from './errors.ts';
+import { inTenant, type Tx } from './tables.ts';
+
+export interface RoleView {
+  key: string;
+  name: string;
+  builtin: boolean;
+  permissions: string[];
+}
+
+export interface RoleInput {
+  name: string;
+  permissions: string[];
+}
+
+interface RolesDeps {
+  db: Database;
+  clock: Clock;
+  cache: PermissionCache;
+  /** Asks identity whether the user exists in the tenant (capabilities never read each other's tables). */
+  userExists: (tenantId: string, userId: string) => Promise<boolean>;
+}
+
+/** Only tenant permissions can be given through a tenant's role; platform ones belong to operators. */
+function checkPermissions(permissions: readonly string[]): string[] {
+  for (const name of permissions) {
+    if (permissionDef(name)?.scope !== 'tenant') {
+      throw accessError('unknown_permission', `"${name}" is not a tenant permission in the catalogue.`);
+    }
+  }
+  return [...new Set(permissions)].sort();
+}
+
+const builtinViews = (): RoleView[] =>
+  Object.entries(builtinRoles).map(([key, role]) => ({
+    key,
+    name: role.name,
+    builtin: true,
+    permissions: role.permissions(),
+  }));
+
+/** Whether a role key names a built-in role or one of this tenant's custom roles. */
+async function roleExists(tx: Tx, key: string): Promise<boolean> {
+  if (isBuiltinRole(key)) return true;
+  const row = await tx.selectFrom('access_roles').select('key').where('key', '=', key).executeTakeFirst();
+  return row !== undefined;
+}
+
+export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
+  /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
+  async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
+    const result = await inTenant(db, tenantId, fn);
+    await cache.changed(tenantId);
+    return result;
+  }
+
+  return {
+    async list(tenantId: string): Promise<RoleView[]> {
+      const custom = await inTenant(db, tenantId, (tx) =>
+        tx.selectFrom('access_roles').selectAll().orderBy('key').execute(),
+      );
+      return [
+        ...builtinViews(),
+        ...custom.map((r) => ({ key: r.key, name: r.name, builtin: false, permissions: r.permissions })),
+      ];
+    },
+
+    create: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
+      change(tenantId, async (tx) => {
+        if (isBuiltinRole(key)) throw accessError('builtin_role', `"${key}" is a built-in role.`);
+        const permissions = checkPermissions(input.permissions);
+        const now = clock.now();
+        const inserted = await tx
+          .insertInto('access_roles')
+          .values({
+            tenant_id: tenantId,
+            key,
+            name: input.name,
+            permissions,
+            created_at: now,
+            updated_at: now,
+          })
+          .onConflict((oc) => oc.columns(['tenant_id', 'key']).doNothing())
+          .returning('key')
+          .executeTakeFirst();
+        if (!inserted)
+          throw accessError('role_exists', `A role "${key}" exists already; change it with PUT.`);
+        await audit(clock, tx, tenantId, ctx, {
+          action: 'access.role.created',
+          outcome: 'success',
+          target: { type: 'role', id: key },
+          details: { permissions: permissions.join(' ') },
+        });
+        return { key, name: input.name, builtin: false, permissions };
+      }),
+
+    update: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
+      change(tenantId, async (tx) => {
+        if (isBuiltinRole(key))
+          throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
+        const permissions = checkPermissions(input.permissions);
+        const updated = await tx
+          .updateTable('access_roles')
+          .set({ name: input.name, permissions, updated_at: clock.now() })
+          .where('key', '=', key)
+          .returning('key')
+          .executeTakeFirst();
+        if (!updated) throw accessError('role_not_found', `There is no custom role "${key}".`);
+        await audit(clock, tx, tenantId, ctx, {
+          action: 'access.role.updated',
+          outcome: 'success',
+          target: { type: 'role', id: key },
+          details: { permissions: permissions.join(' ') },
+        });
+        return { key, name: input.name, builtin: false, permissions };
+      }),
+
+    /** Deletes a custom role and, in the same transaction, every assignment of it. */
+    remove: (tenantId: string, ctx: ActionContext, key: string) =>
+      change(tenantId, async (tx) => {
+        if (isBuiltinRole(key))
+          throw accessError('builtin_role', `"${key}" is built in and cannot be deleted.`);
+        const removed = await tx
+          .deleteFrom('access_assignments')
+          .where('role_key', '=', key)
+          .executeTakeFirst();
+        const deleted = await tx.deleteFrom('access_roles').where('key', '=', key).executeTakeFirst();
+        if (deleted.numDeletedRows === 0n)
+          throw accessError('role_not_found', `There is no custom role "${key}".`);
+        await audit(clock, tx, tenantId, ctx, {
+          action: 'access.role.deleted',
+          outcome: 'success',
+          target: { type: 'role', id: key },
+          details: { assignmentsRemoved: Number(removed.numDeletedRows) },
+        });
+      }),
+
+    userRoles: (tenantId: string, userId: string) =>
+      inTenant(db, tenantId, async (tx) => {
+        const rows = await tx
+          .selectFrom('access_assignments')
+          .select('role_key')
+          .where('user_id', '=', userId)
+          .orderBy('role_key')
+          .execute();
+        return rows.map((r) => r.role_key);
+      }),
+
+    /** Grants a role; granting one the user holds already changes nothing and records nothing. */
+    async assign(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+      // Users are disabled, never deleted, so the answer cannot go stale before the insert below (whose
+      // foreign key would refuse a missing user anyway).
+      if (!(await userExists(tenantId, userId))) {
+        throw accessError('user_not_found', 'There is no such user in this tenant.');
+      }
+      return change(tenantId, async (tx) => {
+        if (!(await roleExists(tx, roleKey)))
+          throw accessError('role_not_found', `There is no role "${roleKey}".`);
+        const inserted = await tx
+          .insertInto('access_assignments')
+          .values({ tenant_id: tenantId, user_id: userId, role_key: roleKey })
+          .onConflict((oc) => oc.columns(['tenant_id', 'user_id', 'role_key']).doNothing())
+          .returning('role_key')
+          .executeTakeFirst();
+        const changed = inserted !== undefined;
+        if (changed) {
+          await audit(clock, tx, tenantId, ctx, {
+            action: 'access.role.granted',
+            outcome: 'success',
+            target: { type: 'user', id: userId },
+            details: { role: roleKey },
+          });
+        }
+        return { changed };
+      });
+    },
+
+    unassign: (tenantId: string, ctx: ActionContext, userId: string, roleKey: string) =>
+      change(tenantId, async (tx) => {
+        const deleted = await tx
+          .deleteFrom('access_assignments')
+          .where('user_id', '=', userId)
+          .where('role_key', '=', roleKey)
+          .executeTakeFirst();
+        if (deleted.numDeletedRows === 0n) {
+          throw accessError('role_not_found', `The user does not hold the role "${roleKey}".`);
+        }
+        await audit(clock, tx, tenantId, ctx, {
+          action: 'access.role.removed',
+          outcome: 'success',
+          target: { type: 'user', id: userId },
+          details: { role: roleKey },
+        });
+      }),
+  };
+}
+
+export type RoleService = ReturnType<typeof createRoleService>;

@@ -1,0 +1,58 @@
+import type { InvalidationBus } from '../platform/bus/index.ts';
+import type { Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { createApprovalService } from './approvals.ts';
+import { createPermissionCache } from './cache.ts';
+import { permissionDef } from './catalogue.ts';
+import { createCriticalActions, definePlannedActions } from './critical.ts';
+import { createElevationService } from './elevations.ts';
+import { createRoleService } from './roles.ts';
+import { createAccessSettingsService } from './settings.ts';
+
+export interface AccessDeps {
+  db: Database;
+  clock: Clock;
+  bus: InvalidationBus;
+  /** Longest elevation an operator may ask for (ELEVATION_MAX_MINUTES). */
+  elevationMaxMinutes: number;
+  /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
+  userExists: (tenantId: string, userId: string) => Promise<boolean>;
+}
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function createAccessService(deps: AccessDeps) {
+  const { db, clock, bus } = deps;
+  const cache = createPermissionCache(db, clock, bus);
+  const critical = createCriticalActions();
+  definePlannedActions(critical);
+  const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });
+
+  /**
+   * Whether a tenant user holds a tenant permission. Deny by default: unknown permissions, platform
+   * permissions, malformed ids and users without a role are all "no". A cached answer is returned
+   * synchronously (the hot path); a miss loads the user's roles once.
+   */
+  function decide(tenantId: string, userId: string, permission: string): boolean | Promise<boolean> {
+    const cached = cache.peekUser(tenantId, userId);
+    if (cached) return cached.has(permission);
+    if (permissionDef(permission)?.scope !== 'tenant' || !uuid.test(tenantId) || !uuid.test(userId))
+      return false;
+    return (cache.userPermissions(tenantId, userId) as Promise<ReadonlySet<string>>).then((p) =>
+      p.has(permission),
+    );
+  }
+
+  return {
+    cache,
+    critical,
+    roles,
+    decide,
+    settings: createAccessSettingsService({ db, clock, critical }),
+    approvals: createApprovalService({ db, clock, critical }),
+    elevations: createElevationService({ db, clock, cache, critical, maxMinutes: deps.elevationMaxMinutes }),
+    close: () => cache.close(),
+  };
+}
+
+export type AccessService = ReturnType<typeof createAccessService>;

@@ -1,0 +1,90 @@
+import { expect } from 'vitest';
+import { systemContext } from '../src/platform/context.ts';
+import type { TestApp } from './helpers.ts';
+import { adminSession, inviteAndAccept, strongPassword, totpCode } from './identity-helpers.ts';
+
+export interface Person {
+  userId: string;
+  email: string;
+  headers: { authorization: string };
+}
+
+/** A tenant admin (through the real invitation and TOTP enrolment) with their user id. */
+export async function tenantAdmin(
+  t: TestApp,
+  slug: string,
+  email?: string,
+): Promise<Person & { secret: string }> {
+  const admin = await adminSession(t, slug, email);
+  const me = await t.app.inject({ url: `/api/v1/t/${slug}/me`, headers: admin.headers });
+  expect(me.statusCode).toBe(200);
+  return { userId: me.json().user.id, email: admin.email, headers: admin.headers, secret: admin.secret };
+}
+
+/** A member invited by `admin`, signed in with a bearer session. */
+export async function member(t: TestApp, slug: string, admin: Person, email: string): Promise<Person> {
+  const { user, accepted } = await inviteAndAccept(t, slug, admin, email);
+  expect(accepted.statusCode).toBe(200);
+  const signIn = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/auth/signin`,
+    payload: { email, password: strongPassword },
+  });
+  expect(signIn.json().stage).toBe('active');
+  return { userId: user.id, email, headers: { authorization: `Bearer ${signIn.json().token}` } };
+}
+
+/**
+ * An operator signed in interactively (password + TOTP) at the clock's current time: the token kind
+ * that may ask for and use elevations. `clock` must be the app's (a fake clock started at real time).
+ */
+export async function operatorSession(
+  t: TestApp,
+  email: string,
+  clock: { now(): Date; advance(ms: number): void },
+): Promise<{ operatorId: string; headers: { authorization: string } }> {
+  const password = 'Operator-Long-Passphrase-1';
+  const issued = await t.app.services.operators.create(systemContext('test'), email, 'Op');
+  const token = new URL(issued.setupLink).searchParams.get('token') ?? '';
+  const post = (url: string, payload: object) => t.app.inject({ method: 'POST', url, payload });
+  const begin = await post('/api/v1/operator/setup', { token, password });
+  expect(begin.statusCode).toBe(200);
+  const { secret } = begin.json() as { secret: string };
+  const confirm = await post('/api/v1/operator/setup/confirm', {
+    token,
+    code: totpCode(secret, clock.now().getTime()),
+  });
+  expect(confirm.statusCode).toBe(200);
+  // A code is accepted once: sign in with the next one.
+  clock.advance(30_000);
+  const signIn = await post('/api/v1/operator/signin', {
+    email,
+    password,
+    code: totpCode(secret, clock.now().getTime()),
+  });
+  expect(signIn.statusCode, signIn.body).toBe(200);
+  return { operatorId: issued.operatorId, headers: { authorization: `Bearer ${signIn.json().token}` } };
+}
+
+/** Every row of every table (as the owner, so row-level security hides nothing), audit events apart. */
+export async function databaseState(
+  t: TestApp,
+): Promise<{ tables: Record<string, unknown>; audit: string[] }> {
+  return t.database.engine.asOwner(async (o) => {
+    const tables = (await o.query(
+      `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`,
+    )) as { tablename: string }[];
+    const state: Record<string, unknown> = {};
+    for (const { tablename } of tables) {
+      if (tablename === 'audit_events') continue;
+      const [row] = (await o.query(
+        `SELECT coalesce(json_agg(x ORDER BY x::text), '[]'::json) AS rows FROM "${tablename}" x`,
+      )) as { rows: unknown }[];
+      state[tablename] = row?.rows;
+    }
+    const audit = (await o.query(`SELECT action FROM audit_events ORDER BY occurred_at, id`)) as {
+      action: string;
+    }[];
+    return { tables: state, audit: audit.map((a) => a.action) };
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * Two Rampart nodes on one PostgreSQL database, each with its own invalidation bus (LISTEN/NOTIFY, or
+ * Redis when REDIS_URL is set): a role removed through node A is refused on node B at its next request
+ * once the notification arrived, although B had the permission cached.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.ts';
+import { allMigrations } from '../src/migrations.ts';
+import type { InvalidationBus } from '../src/platform/bus/index.ts';
+import { openInvalidationBus } from '../src/platform/bus/index.ts';
+import type { Database } from '../src/platform/db/index.ts';
+import { openDatabase, openPostgresEngine } from '../src/platform/db/index.ts';
+import { openBreachedScreen } from '../src/runtime.ts';
+import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
+
+const slug = 'nodes-co';
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+
+describe.skipIf(engineUnderTest !== 'postgres')('two nodes on one PostgreSQL', () => {
+  let a: TestApp;
+  let b: { app: FastifyInstance; db: Database; bus: InvalidationBus };
+  let busA: InvalidationBus;
+  let admin: Person;
+  let pat: Person;
+  let tenantId: string;
+
+  beforeAll(async () => {
+    const urls = { redisUrl: process.env.REDIS_URL, channel: `t_${Date.now()}` };
+    a = await buildTestApp();
+    const appUrl = a.database.urls?.app ?? '';
+    // Node A runs on the test harness's app; give it a real bus by rebuilding with one.
+    busA = await openInvalidationBus({ ...urls, databaseUrl: appUrl });
+    await a.app.close();
+    a.app = await buildApp({
+      config: a.config,
+      db: a.db,
+      logger: false,
+      bus: busA,
+      breached: await openBreachedScreen(a.config),
+    });
+    const engine = await openPostgresEngine({ url: appUrl, poolMax: 5 });
+    const dbB = await openDatabase(engine, { migrations: allMigrations, migrate: false });
+    const busB = await openInvalidationBus({ ...urls, databaseUrl: appUrl });
+    b = {
+      db: dbB,
+      bus: busB,
+      app: await buildApp({
+        config: a.config,
+        db: dbB,
+        logger: false,
+        bus: busB,
+        breached: await openBreachedScreen(a.config),
+      }),
+    };
+    tenantId = (await seedTenant(a, slug)).id;
+    admin = await tenantAdmin(a, slug);
+    pat = await member(a, slug, admin, 'pat@nodes-co.test');
+  });
+  afterAll(async () => {
+    await b?.app.close();
+    await b?.bus.close();
+    await b?.db.close();
+    await a?.close();
+    await busA?.close();
+  });
+
+  it('a role removed through node A is refused on node B at the next request', async () => {
+    const grant = await a.app.inject({
+      method: 'PUT',
+      url: api(`/access/users/${pat.userId}/roles/staff`),
+      headers: admin.headers,
+    });
+    expect(grant.statusCode).toBe(200);
+    // B caches the permission.
+    expect((await b.app.inject({ url: api('/users'), headers: pat.headers })).statusCode).toBe(200);
+    expect((await b.app.inject({ url: api('/users'), headers: pat.headers })).statusCode).toBe(200);
+
+    const delivered = new Promise<void>((resolve) => {
+      const stop = b.bus.subscribe('access', (key) => {
+        if (key === tenantId) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    const removed = await a.app.inject({
+      method: 'DELETE',
+      url: api(`/access/users/${pat.userId}/roles/staff`),
+      headers: admin.headers,
+    });
+    expect(removed.statusCode).toBe(200);
+    await delivered;
+    const refused = await b.app.inject({ url: api('/users'), headers: pat.headers });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().code).toBe('forbidden');
+  });
+});
