@@ -12,6 +12,7 @@ import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { startAndMeasure } from './lib/cold-start.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
+import { benchRateLimits } from './lib/limits.mjs';
 import { measureRps } from './lib/load.mjs';
 import { interleaveAll, median, metric, opsPerSecond } from './lib/measure.mjs';
 
@@ -34,7 +35,8 @@ async function readyzVsBare(engine, db, { quick }) {
   const bare = await startBareServer();
   // Production logs every request: the lines go to /dev/null so their cost is counted, not printed.
   const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
-  const config = loadConfig({ DATA_DIR: 'memory://' });
+  // Limits raised, not switched off: the limiter's work per request is part of the measurement.
+  const config = loadConfig({ DATA_DIR: 'memory://', RATE_LIMITS: benchRateLimits });
   // Wired as server.ts wires it, so the app is the one `rampart start` serves.
   const app = await buildApp({ config, db, logger, breached: await openBreachedScreen(config) });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });

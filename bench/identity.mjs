@@ -9,6 +9,7 @@ import { loggerOptions } from '../dist/platform/log.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
+import { benchRateLimits } from './lib/limits.mjs';
 import { measureRps } from './lib/load.mjs';
 import { interleaveAll, metric, opsPerSecond } from './lib/measure.mjs';
 
@@ -19,6 +20,8 @@ export const goals = {
   'sign-in vs argon2id/m=7MiB t=5': { ratioAtLeast: 0.9 },
   'session-validated request/pglite': { ratioAtLeast: 0.6 },
   'session-validated request/postgres': { ratioAtLeast: 0.6 },
+  // 'session + one read (GET /me/sessions)/<engine>' is reported beside it without a goal: the same
+  // check plus the handler's own database transaction (docs/identity.md, "Performance").
 };
 
 const PASSWORD = 'Quiet-Harbour-Lantern-2026';
@@ -27,7 +30,8 @@ const ctx = { actor: { type: 'system', id: 'bench' }, ip: null, userAgent: null,
 /** An app on a fresh database with one tenant and one member whose password is PASSWORD. */
 async function benchApp(engine, pgUrl, env) {
   const database = await openBenchDatabase(engine, pgUrl);
-  const config = loadConfig({ DATA_DIR: 'memory://', ...env });
+  // Limits raised, not switched off: the limiter's work per request is part of the measurement.
+  const config = loadConfig({ DATA_DIR: 'memory://', RATE_LIMITS: benchRateLimits, ...env });
   const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
   const app = await buildApp({ config, db: database.db, logger, breached: await openBreachedScreen(config) });
   const { tenancy, identity, mailer } = app.services;
@@ -90,7 +94,11 @@ async function signInVsHash(params, { quick }) {
   }
 }
 
-/** GET /me with a bearer session (tenant lookup, session lookup under RLS, response schema) vs a bare route. */
+/**
+ * Session-validated requests against a bare route: GET /me/session (tenant resolution, session
+ * validation, access rule, response schema; the handler reads nothing more) and GET /me/sessions (the
+ * same plus one tenant-scoped transaction listing the user's sessions).
+ */
 async function sessionVsBare(engine, pgUrl, { quick }) {
   const bench = await benchApp(engine, pgUrl, { ARGON2_MEMORY_KIB: '1024', ARGON2_ITERATIONS: '1' });
   const bare = await startBareServer();
@@ -103,14 +111,19 @@ async function sessionVsBare(engine, pgUrl, { quick }) {
       ctx,
     );
     const headers = { authorization: `Bearer ${signIn.token}` };
-    const url = `${bench.base}/api/v1/t/bench-co/me/sessions`;
+    const check = `${bench.base}/api/v1/t/bench-co/me/session`;
+    const list = `${bench.base}/api/v1/t/bench-co/me/sessions`;
     const load = { seconds: quick ? 1 : 1.5, connections: 10 };
-    await measureRps(url, { ...load, seconds: 0.5, headers });
+    for (const url of [bare.url, check, list]) await measureRps(url, { ...load, seconds: 0.5, headers });
     const r = await interleaveAll(quick ? 1 : 3, {
       bare: () => measureRps(bare.url, load),
-      session: () => measureRps(url, { ...load, headers }),
+      session: () => measureRps(check, { ...load, headers }),
+      list: () => measureRps(list, { ...load, headers }),
     });
-    return [metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare)];
+    return [
+      metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare),
+      metric(name, `session + one read (GET /me/sessions)/${engine}`, r.list, 'req/s', r.bare),
+    ];
   } finally {
     await bare.close();
     await bench.close();

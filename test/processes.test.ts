@@ -175,7 +175,8 @@ describe('SIGTERM under load', () => {
   });
 
   it('answers every request it accepted (200 or 503), then exits 0', async () => {
-    const env: Record<string, string> = { DATA_DIR: join(scratch, 'sigterm') };
+    // At debug level every request is logged on arrival ("incoming request"), not only on completion.
+    const env: Record<string, string> = { DATA_DIR: join(scratch, 'sigterm'), LOG_LEVEL: 'debug' };
     if (engineUnderTest === 'postgres') {
       database = await createPostgresDatabase();
       Object.assign(env, {

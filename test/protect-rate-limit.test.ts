@@ -3,13 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
-import {
-  buildTestApp,
-  createTestDatabase,
-  seedTenant,
-  type TestDatabase,
-  testConfig,
-} from './helpers.ts';
+import { buildTestApp, createTestDatabase, seedTenant, type TestDatabase, testConfig } from './helpers.ts';
 
 const open: { close(): Promise<void> }[] = [];
 afterAll(async () => {

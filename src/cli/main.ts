@@ -14,7 +14,7 @@ import { resolveRootKey } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
 import { registerProtectCommands } from '../protect/index.ts';
-import { openConfiguredDatabase, openEngine } from '../runtime.ts';
+import { openConfiguredBus, openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
 
@@ -40,6 +40,27 @@ async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>)
   } finally {
     await db.close();
   }
+}
+
+/**
+ * A tenancy service that announces its change on the bus, so running servers drop their cached copy of
+ * the tenant (suspension takes effect at their next request, not after the cache's TTL).
+ */
+async function withAnnouncingTenancy<T>(
+  config: Config,
+  io: CliIo,
+  fn: (tenancy: ReturnType<typeof createTenancyService>) => Promise<T>,
+): Promise<T> {
+  return withDatabase(config, async (db) => {
+    const bus = await openConfiguredBus(config);
+    try {
+      const onBackgroundError = (error: unknown) =>
+        io.err.write(`warning: running servers were not told (${String(error)}); they notice within 30 s\n`);
+      return await fn(createTenancyService({ db, clock: systemClock, bus, onBackgroundError }));
+    } finally {
+      await bus.close();
+    }
+  });
 }
 
 /**
@@ -125,8 +146,8 @@ function program(io: CliIo): Command {
     .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
     .action(async (slug: string, opts: { reason: string }) => {
       checkInput(SuspendBody, { reason: opts.reason }, { reason: '--reason' });
-      await withDatabase(config(), async (db) => {
-        await createTenancyService({ db, clock: systemClock }).suspend(cliContext(), slug, opts.reason);
+      await withAnnouncingTenancy(config(), io, async (tenancy) => {
+        await tenancy.suspend(cliContext(), slug, opts.reason);
         print(`suspended ${slug}`);
       });
     });
@@ -134,8 +155,8 @@ function program(io: CliIo): Command {
     .command('resume <slug>')
     .description('resume a suspended tenant')
     .action(async (slug: string) => {
-      await withDatabase(config(), async (db) => {
-        await createTenancyService({ db, clock: systemClock }).resume(cliContext(), slug);
+      await withAnnouncingTenancy(config(), io, async (tenancy) => {
+        await tenancy.resume(cliContext(), slug);
         print(`resumed ${slug}`);
       });
     });

@@ -1,5 +1,6 @@
 import { type AuditInput, recordAuditEvent } from '../audit/index.ts';
 import type { Mailer } from '../mail/index.ts';
+import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, TenantId, TenantTx } from '../platform/db/index.ts';
@@ -26,6 +27,10 @@ export interface IdentityDeps {
   mailer: Mailer;
   keys: IdentityKeys;
   publicUrl: string;
+  /** Tells every node's session cache about revocations (see sessions.ts). */
+  bus: InvalidationBus;
+  /** Failures of work that must not fail the request that caused it (a bus publish after commit). */
+  onBackgroundError?: (error: unknown) => void;
   /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */
   failedSignIns?: {
     get(key: string): Promise<{ remainingPoints: number; msBeforeNext: number } | null>;
@@ -40,8 +45,32 @@ export interface TenantRef {
 
 export type Tx = TenantTx<TenantIdentityTables>;
 
-export const inTenant = <R>(deps: Pick<IdentityDeps, 'db'>, tenant: TenantRef, fn: (tx: Tx) => Promise<R>) =>
-  deps.db.withTenant<TenantIdentityTables, R>(tenant.id, fn);
+const afterCommitQueues = new WeakMap<object, Array<() => void>>();
+
+/**
+ * A tenant-scoped transaction. Work registered with afterCommit runs once it has committed (and not at
+ * all when it rolls back): telling other nodes about a change they could otherwise act on too early.
+ */
+export async function inTenant<R>(
+  deps: Pick<IdentityDeps, 'db'>,
+  tenant: TenantRef,
+  fn: (tx: Tx) => Promise<R>,
+): Promise<R> {
+  const queue: Array<() => void> = [];
+  const result = await deps.db.withTenant<TenantIdentityTables, R>(tenant.id, (tx) => {
+    afterCommitQueues.set(tx, queue);
+    return fn(tx);
+  });
+  for (const run of queue) run();
+  return result;
+}
+
+/** Runs `run` after the transaction commits. Only for transactions opened by inTenant. */
+export function afterCommit(tx: Tx, run: () => void): void {
+  const queue = afterCommitQueues.get(tx);
+  if (!queue) throw new Error('afterCommit needs a transaction opened by inTenant');
+  queue.push(run);
+}
 
 /** Audits a tenant event in the caller's transaction. */
 export const audit = (

@@ -4,7 +4,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { createSession, type ValidSession } from './sessions.ts';
+import { createSession, revokeSessionInTx, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -230,11 +230,7 @@ export function createMfaService(deps: IdentityDeps) {
   /** A second factor raises privilege: the old token is revoked and a new one issued. */
   async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {
     const settings = await loadSettings(tx, tenant.id);
-    await tx
-      .updateTable('sessions')
-      .set({ revoked_at: deps.clock.now() })
-      .where('id', '=', session.id)
-      .execute();
+    await revokeSessionInTx(deps, tx, session.id);
     const next = await createSession(
       deps,
       tx,

@@ -153,6 +153,32 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   );
 
   app.get(
+    `${p}/me/session`,
+    {
+      config: userRoute,
+      schema: {
+        tags,
+        summary: 'The session this request is signed in with (checks a token without touching anything)',
+        params: S.TenantParams,
+        response: responses({ 200: S.CurrentSession }),
+      },
+    },
+    async (request) => {
+      const { session } = signedIn(request);
+      return {
+        id: session.id,
+        userId: session.userId,
+        email: session.email,
+        role: session.role,
+        kind: session.kind,
+        stage: 'active' as const,
+        createdAt: session.createdAt.toISOString(),
+        secondFactorAt: session.mfaAt?.toISOString() ?? null,
+      };
+    },
+  );
+
+  app.get(
     `${p}/me/sessions`,
     {
       config: userRoute,

@@ -63,6 +63,18 @@ export const SessionInfo = strictObject({
   userAgent: Type.Union([Type.String(), Type.Null()]),
 });
 
+/** The session a request was authenticated with, as validated (no database read). */
+export const CurrentSession = strictObject({
+  id: Uuid,
+  userId: Uuid,
+  email: Type.String(),
+  role: Type.Union([Type.Literal('member'), Type.Literal('staff'), Type.Literal('tenant-admin')]),
+  kind: Type.Union([Type.Literal('cookie'), Type.Literal('bearer')]),
+  stage: Type.Literal('active'),
+  createdAt: Timestamp,
+  secondFactorAt: Type.Union([Timestamp, Type.Null()]),
+});
+
 export const Settings = strictObject(
   {
     passwordPolicy: strictObject({

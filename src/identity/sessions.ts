@@ -1,14 +1,20 @@
+import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
 import { hashToken, newToken, safeEqual } from '../platform/crypto/tokens.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { afterCommit, audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { IdentitySettings } from './policy.ts';
 import type { UserRole } from './tables.ts';
 
 export const SESSION_PREFIX = 'rmp_s';
 // last_seen_at is written at most this often: a write per request would cost more than it tells.
-const TOUCH_EVERY_MS = 60_000;
+export const TOUCH_EVERY_MS = 60_000;
+/** Bus topic of session invalidations; keys are `session:<id>`, `user:<id>` or `tenant:<id>`. */
+export const SESSIONS_TOPIC = 'identity.sessions';
+// Validated sessions kept per node. The bus removes them on every change; the TTL only bounds a lost message.
+const CACHE_TTL_MS = 30_000;
+const CACHE_MAX_ENTRIES = 20_000;
 const STEP_UP_WINDOW_MS = 5 * 60_000;
 
 export type SessionStage = 'mfa' | 'enrol' | 'active';
@@ -71,50 +77,152 @@ export const csrfMatches = (deps: IdentityDeps, sessionId: string, given: string
 export const hasRecentSecondFactor = (deps: IdentityDeps, session: ValidSession) =>
   session.mfaAt !== null && deps.clock.now().getTime() - session.mfaAt.getTime() <= STEP_UP_WINDOW_MS;
 
+/** What a node keeps about a validated session, by token hash. */
+interface CachedSession {
+  session: ValidSession;
+  expiresAt: number;
+  idleMs: number;
+  /** last_seen_at as this node last read or wrote it. */
+  lastSeenStored: number;
+  /** The latest use this node has seen. */
+  lastUsed: number;
+}
+
+/**
+ * Tells every node that sessions changed, once the transaction commits: one session (`session:<id>`),
+ * all of a user's (`user:<id>`: revoke-all, password change, anything that changes the user's status
+ * or role) or all of a tenant's (`tenant:<id>`: session settings).
+ */
+export function sessionsChanged(
+  deps: IdentityDeps,
+  tx: Tx,
+  key: `${'session' | 'user' | 'tenant'}:${string}`,
+) {
+  afterCommit(tx, () => {
+    // Local delivery happens inside publish, synchronously; only the broker hop can fail. The change has
+    // committed, so the request succeeds; other nodes then rely on their reset on reconnect and the TTL.
+    deps.bus.publish(SESSIONS_TOPIC, key).catch((error: unknown) => deps.onBackgroundError?.(error));
+  });
+}
+
+function sessionCache(deps: IdentityDeps) {
+  return createInvalidatedCache<CachedSession>({
+    bus: deps.bus,
+    topic: SESSIONS_TOPIC,
+    maxEntries: CACHE_MAX_ENTRIES,
+    ttlMs: CACHE_TTL_MS,
+    onMessage(key, cache) {
+      const [kind, id] = key.split(':', 2);
+      if (kind === 'session') cache.deleteWhere((c) => c.session.id === id);
+      else if (kind === 'user') cache.deleteWhere((c) => c.session.userId === id);
+      else if (kind === 'tenant') cache.deleteWhere((c) => c.session.tenantId === id);
+      else cache.clear();
+    },
+  });
+}
+
 export function createSessionService(deps: IdentityDeps) {
+  const cache = sessionCache(deps);
+
+  /** Records a use in last_seen_at, at most once a minute per session and node. */
+  const touch = (tenant: TenantRef, id: string, now: Date) =>
+    inTenant(deps, tenant, (tx) =>
+      tx
+        .updateTable('sessions')
+        .set({ last_seen_at: now })
+        .where('id', '=', id)
+        .where('last_seen_at', '<', now)
+        .execute(),
+    );
+
+  /** The database's answer, which also refreshes this node's copy. */
+  const load = (tenant: TenantRef, hash: Buffer, key: string, now: Date) => {
+    const mark = cache.mark();
+    return inTenant(deps, tenant, async (tx) => {
+      const row = await tx
+        .selectFrom('sessions as s')
+        .innerJoin('users as u', 'u.id', 's.user_id')
+        .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
+        .select([
+          's.id',
+          's.tenant_id',
+          's.user_id',
+          's.stage',
+          's.kind',
+          's.mfa_at',
+          's.created_at',
+          's.last_seen_at',
+          's.expires_at',
+        ])
+        .select(['u.email', 'u.role', 'st.session_idle_minutes'])
+        .where('s.token_hash', '=', hash)
+        .where('s.revoked_at', 'is', null)
+        .where('s.expires_at', '>', now)
+        .where('u.status', '=', 'active')
+        .executeTakeFirst();
+      if (!row) return null;
+      const idleMs = row.session_idle_minutes * 60_000;
+      if (now.getTime() - row.last_seen_at.getTime() > idleMs) return null;
+      let lastSeenStored = row.last_seen_at.getTime();
+      if (now.getTime() - lastSeenStored > TOUCH_EVERY_MS) {
+        await tx.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', row.id).execute();
+        lastSeenStored = now.getTime();
+      }
+      const session: ValidSession = Object.freeze({
+        id: row.id,
+        tenantId: row.tenant_id,
+        userId: row.user_id,
+        email: row.email,
+        role: row.role,
+        stage: row.stage,
+        kind: row.kind,
+        mfaAt: row.mfa_at,
+        createdAt: row.created_at,
+      });
+      const entry = {
+        session,
+        expiresAt: row.expires_at.getTime(),
+        idleMs,
+        lastSeenStored,
+        lastUsed: now.getTime(),
+      };
+      cache.put(key, entry, mark, now.getTime());
+      return session;
+    });
+  };
+
   return {
-    /** The live session behind a token: not revoked, within absolute and idle limits, user active. */
-    validate: (tenant: TenantRef, token: string): Promise<ValidSession | null> =>
-      inTenant(deps, tenant, async (tx) => {
-        if (!token.startsWith(`${SESSION_PREFIX}_`)) return null;
-        const now = deps.clock.now();
-        const row = await tx
-          .selectFrom('sessions as s')
-          .innerJoin('users as u', 'u.id', 's.user_id')
-          .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
-          .select([
-            's.id',
-            's.tenant_id',
-            's.user_id',
-            's.stage',
-            's.kind',
-            's.mfa_at',
-            's.created_at',
-            's.last_seen_at',
-          ])
-          .select(['u.email', 'u.role', 'st.session_idle_minutes'])
-          .where('s.token_hash', '=', hashToken(token))
-          .where('s.revoked_at', 'is', null)
-          .where('s.expires_at', '>', now)
-          .where('u.status', '=', 'active')
-          .executeTakeFirst();
-        if (!row) return null;
-        if (now.getTime() - row.last_seen_at.getTime() > row.session_idle_minutes * 60_000) return null;
-        if (now.getTime() - row.last_seen_at.getTime() > TOUCH_EVERY_MS) {
-          await tx.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', row.id).execute();
-        }
-        return {
-          id: row.id,
-          tenantId: row.tenant_id,
-          userId: row.user_id,
-          email: row.email,
-          role: row.role,
-          stage: row.stage,
-          kind: row.kind,
-          mfaAt: row.mfa_at,
-          createdAt: row.created_at,
-        };
-      }),
+    /**
+     * The live session behind a token: not revoked, within absolute and idle limits, user active.
+     * Answered from this node's cache when it holds the session (no database round trip): the absolute
+     * limit is checked exactly against the cached expiry; a session that looks idle here is re-read,
+     * since another node may have seen it used; last_seen_at is written at most once a minute.
+     */
+    async validate(tenant: TenantRef, token: string): Promise<ValidSession | null> {
+      if (!token.startsWith(`${SESSION_PREFIX}_`)) return null;
+      const hash = hashToken(token);
+      // Looked up by the token's SHA-256, like the database index: timing can tell at most something
+      // about a hash, and nobody can choose a token whose hash they want.
+      const key = hash.toString('base64');
+      const now = deps.clock.now();
+      const nowMs = now.getTime();
+      const hit = cache.get(key, nowMs);
+      if (!hit) return load(tenant, hash, key, now);
+      // A token of another tenant's session proves nothing here (the database path finds nothing too).
+      if (hit.session.tenantId !== tenant.id) return null;
+      if (nowMs >= hit.expiresAt) {
+        cache.delete(key);
+        return null;
+      }
+      if (nowMs - Math.max(hit.lastUsed, hit.lastSeenStored) > hit.idleMs)
+        return load(tenant, hash, key, now);
+      hit.lastUsed = Math.max(hit.lastUsed, nowMs);
+      if (nowMs - hit.lastSeenStored > TOUCH_EVERY_MS) {
+        await touch(tenant, hit.session.id, now);
+        hit.lastSeenStored = nowMs;
+      }
+      return hit.session;
+    },
 
     list: (tenant: TenantRef, userId: string) =>
       inTenant(deps, tenant, (tx) =>
@@ -140,6 +248,7 @@ export function createSessionService(deps: IdentityDeps) {
           .executeTakeFirst();
         const revoked = result.numUpdatedRows > 0n;
         if (revoked) {
+          sessionsChanged(deps, tx, `session:${sessionId}`);
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.session.revoked',
             outcome: 'success',
@@ -185,5 +294,16 @@ export async function revokeAllInTx(
     .where('revoked_at', 'is', null);
   if (keep) query = query.where('id', '!=', keep);
   const result = await query.executeTakeFirst();
+  sessionsChanged(deps, tx, `user:${userId}`);
   return Number(result.numUpdatedRows);
+}
+
+/** Ends one session (a rotation at a privilege change, for instance); every node forgets it. */
+export async function revokeSessionInTx(deps: IdentityDeps, tx: Tx, sessionId: string): Promise<void> {
+  await tx
+    .updateTable('sessions')
+    .set({ revoked_at: deps.clock.now() })
+    .where('id', '=', sessionId)
+    .execute();
+  sessionsChanged(deps, tx, `session:${sessionId}`);
 }

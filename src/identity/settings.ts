@@ -1,6 +1,7 @@
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { type IdentitySettings, type PasswordPolicy, policyOf, weakens } from './policy.ts';
+import { sessionsChanged } from './sessions.ts';
 
 export interface IdentitySettingsView {
   passwordPolicy: PasswordPolicy;
@@ -63,6 +64,8 @@ export function createSettingsService(deps: IdentityDeps) {
           })
           .returningAll()
           .executeTakeFirstOrThrow();
+        // Cached sessions carry the idle limit: every node re-reads them.
+        sessionsChanged(deps, tx, `tenant:${tenant.id}`);
         const weakened = weakens(policyOf(current), policyOf(updated));
         const mfaWeakened = rank(updated.mfa_required) < rank(current.mfa_required);
         await audit(deps, tx, tenant, ctx, {

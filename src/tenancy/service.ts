@@ -1,4 +1,5 @@
 import { recordAuditEvent } from '../audit/index.ts';
+import { createInvalidatedCache, type InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
 import { tenancyError } from './errors.ts';
@@ -30,10 +31,31 @@ export const toTenant = (row: TenantRow): Tenant => ({
 export interface TenancyDeps {
   db: Database;
   clock: Clock;
+  /**
+   * Suspension and resumption are announced on it, and requireActive caches tenants by slug while it
+   * is given. Without one (CLI commands that neither suspend nor serve), nothing is cached.
+   */
+  bus?: InvalidationBus;
+  /** A publish that failed after its change committed (the command itself succeeded). */
+  onBackgroundError?: (error: unknown) => void;
 }
 
-export function createTenancyService({ db, clock }: TenancyDeps) {
+/** Bus topic of tenant changes; the key is the tenant's slug. */
+export const TENANTS_TOPIC = 'tenancy.tenants';
+// The bus drops a tenant on every node when it is suspended or resumed; the TTL bounds a lost message.
+const CACHE_TTL_MS = 30_000;
+const CACHE_MAX_ENTRIES = 10_000;
+
+export function createTenancyService({ db, clock, bus, onBackgroundError }: TenancyDeps) {
   const system = <R>(fn: (tx: SystemTx<TenancyTables>) => Promise<R>) => db.withSystem(fn);
+  const cache = bus
+    ? createInvalidatedCache<Tenant>({
+        bus,
+        topic: TENANTS_TOPIC,
+        maxEntries: CACHE_MAX_ENTRIES,
+        ttlMs: CACHE_TTL_MS,
+      })
+    : null;
 
   async function mustFind(tx: SystemTx<TenancyTables>, slug: string): Promise<TenantRow> {
     const row = await createTenantRepository(tx).bySlug(slug);
@@ -47,7 +69,7 @@ export function createTenancyService({ db, clock }: TenancyDeps) {
     to: 'active' | 'suspended',
     reason: string | null,
   ) {
-    return system(async (tx) => {
+    const changed = await system(async (tx) => {
       const row = await mustFind(tx, slug);
       if (row.status === to) {
         throw tenancyError('tenant_state_conflict', `Tenant "${slug}" is already ${to}.`);
@@ -68,6 +90,9 @@ export function createTenancyService({ db, clock }: TenancyDeps) {
       });
       return toTenant(updated);
     });
+    // After the commit: every node drops its copy and reads the new status at its next request.
+    await bus?.publish(TENANTS_TOPIC, slug).catch((error: unknown) => onBackgroundError?.(error));
+    return changed;
   }
 
   return {
@@ -100,11 +125,18 @@ export function createTenancyService({ db, clock }: TenancyDeps) {
       changeStatus(ctx, slug, 'suspended', reason),
     resume: (ctx: ActionContext, slug: string) => changeStatus(ctx, slug, 'active', null),
     /**
-     * For every tenant-facing capability: the tenant behind a slug, refused when suspended. Suspension is
-     * checked at each request, so it takes effect on every node at once.
+     * For every tenant-facing capability: the tenant behind a slug, refused when suspended. Served from
+     * this node's cache when it holds the tenant; suspension is published on the bus, so every node
+     * refuses from its next request after the message arrives.
      */
     async requireActive(slug: string): Promise<Tenant> {
-      const tenant = await this.get(slug);
+      const nowMs = clock.now().getTime();
+      let tenant = cache?.get(slug, nowMs);
+      if (!tenant) {
+        const mark = cache?.mark() ?? 0;
+        tenant = await this.get(slug);
+        cache?.put(slug, tenant, mark, nowMs);
+      }
       if (tenant.status === 'suspended') {
         throw tenancyError(
           'tenant_suspended',

@@ -37,3 +37,4 @@ export async function openInvalidationBus(options: InvalidationBusOptions = {}):
   if (options.databaseUrl) return openPostgresBus({ url: options.databaseUrl, channel, name, onError });
   return createInProcessBus(onError);
 }
+export { createInvalidatedCache, type InvalidatedCache, type InvalidatedCacheOptions } from './cache.ts';

@@ -40,13 +40,20 @@ export const metricsPlugin = fp<MetricsOptions>(
     });
     void pool;
     app.decorate('metrics', registry);
-    app.addHook('onResponse', async (request, reply) => {
+    // One labelled child per (route, method, status), found by a string key: prom-client would otherwise
+    // hash the label object on every observation. Bounded: route templates, not raw URLs, are labels.
+    const children = new Map<string, { observe(value: number): void }>();
+    app.addHook('onResponse', (request, reply, done) => {
       // The template, not the raw URL: raw paths would make label cardinality unbounded.
       const route = request.routeOptions.url ?? 'unmatched';
-      latency.observe(
-        { route, method: request.method, status: String(reply.statusCode) },
-        reply.elapsedTime / 1000,
-      );
+      const key = `${route} ${request.method} ${reply.statusCode}`;
+      let child = children.get(key);
+      if (!child) {
+        child = latency.labels({ route, method: request.method, status: String(reply.statusCode) });
+        children.set(key, child);
+      }
+      child.observe(reply.elapsedTime / 1000);
+      done();
     });
   },
   { name: 'rampart-metrics' },
