@@ -15,7 +15,13 @@ import {
   tenantAuthenticator,
   wireCriticalActions,
 } from './access/index.ts';
-import { auditJobsPlugin, checkpointSigner, denialAuditor } from './audit/index.ts';
+import {
+  auditJobsPlugin,
+  auditRoutes,
+  checkpointSigner,
+  createAuditService,
+  denialAuditor,
+} from './audit/index.ts';
 import {
   type BreachedScreen,
   createIdentityService,
@@ -273,6 +279,7 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
+  await app.register(auditRoutes, { audit: createAuditService({ db, clock }) });
   await app.register(accessTenantRoutes, { access, holds: authorize });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });

@@ -43,6 +43,9 @@ definePermissions('audit', 'tenant', {
   'audit:read': 'Read the audit trail',
   'audit:export': 'Export the audit trail',
 });
+definePermissions('audit', 'platform', {
+  'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
+});
 definePermissions('tenancy', 'platform', {
   'tenants:read': 'List and read tenants',
   'tenants:write': 'Create, rename, suspend and reactivate tenants',

@@ -4,6 +4,8 @@ export { chainHash } from './canonical.ts';
 export { denialAuditor } from './denials.ts';
 export { auditJobsPlugin, checkpointAllChains } from './jobs.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
+export { auditRoutes } from './routes.ts';
+export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';
 export type { AuditTables } from './tables.ts';

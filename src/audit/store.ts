@@ -45,7 +45,7 @@ export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null)
   };
 }
 
-interface EventRow {
+export interface EventRow {
   id: string;
   tenant_id: string | null;
   occurred_at: Date;

@@ -1,0 +1,7 @@
+import { defineErrors } from '../platform/http/problem.ts';
+
+export const auditError = defineErrors({
+  bad_cursor: { status: 400, title: 'Invalid cursor' },
+  bad_filter: { status: 400, title: 'Invalid filter' },
+  range_too_large: { status: 400, title: 'Time range too large' },
+});
