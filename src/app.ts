@@ -56,7 +56,13 @@ import { AccessLogController } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
-import { createProtection, protectPlugin, tlsOptions } from './protect/index.ts';
+import {
+  createProtection,
+  type OutboundClient,
+  type Protection,
+  protectPlugin,
+  tlsOptions,
+} from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
 export interface AppDeps {
@@ -73,6 +79,11 @@ export interface AppDeps {
    * it). Without one, an in-process bus: right for one node, and closed with the app.
    */
   bus?: InvalidationBus;
+  /**
+   * Rate limiters and the outbound guard (server.ts builds it first, so the breached-password range client
+   * goes through its guard). Without one, built here from the configuration. Closed with the app.
+   */
+  protection?: Protection;
 }
 
 export interface Services {
@@ -82,6 +93,8 @@ export interface Services {
   mailer: Mailer;
   access: AccessService;
   bus: InvalidationBus;
+  /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
+  outbound: OutboundClient;
 }
 
 declare module 'fastify' {
@@ -111,6 +124,7 @@ export async function buildApp({
   breached,
   mailer = defaultMailer(config, db),
   bus,
+  protection: givenProtection,
 }: AppDeps): Promise<FastifyInstance> {
   const accessLog = new AccessLogController();
   const app = Fastify({
@@ -147,7 +161,7 @@ export async function buildApp({
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
-  const protection = createProtection({ config, db, clock, log: app.log });
+  const protection = givenProtection ?? createProtection({ config, db, clock });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
   const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });
   const identity = createIdentityService({
@@ -194,6 +208,7 @@ export async function buildApp({
     identity,
     mailer,
     bus: invalidation,
+    outbound: protection.outbound,
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);

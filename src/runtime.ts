@@ -14,6 +14,7 @@ import {
   openPgliteEngine,
   openPostgresEngine,
 } from './platform/db/index.ts';
+import { createOutboundClient, type OutboundClient, outboundPolicyFrom } from './protect/index.ts';
 
 export async function openEngine(config: Config): Promise<Engine> {
   if (config.databaseUrl) {
@@ -52,15 +53,17 @@ export async function openConfiguredDatabase(
  * Pwned Passwords filter when BREACHED_FILTER_FILE is set (loaded once, here, at start), and the
  * online range API when BREACHED_ONLINE is not `off`.
  */
-export async function openBreachedScreen(config: Config): Promise<BreachedScreen> {
+export async function openBreachedScreen(config: Config, outbound?: OutboundClient): Promise<BreachedScreen> {
   const filter = config.breachedFilterFile ? loadBreachedFilter(config.breachedFilterFile) : null;
-  // Until the Protect capability's guarded outbound client lands, the range client uses the global fetch
-  // with its own timeout; the host is fixed by BREACHED_RANGE_URL and only a 5-hex prefix is sent.
+  // Through the Protect capability's outbound guard (egress allowlist, no private addresses, size and time
+  // caps). The server passes its audited guard; a caller without one gets the same policy, unaudited.
+  const guard =
+    config.breachedOnline === 'off' ? null : (outbound ?? createOutboundClient(outboundPolicyFrom(config)));
   const rangeClient =
-    config.breachedOnline === 'off'
+    guard === null
       ? null
       : createPwnedRangeClient({
-          fetch: (url, init) => fetch(url, init),
+          fetch: guard.fetchFor('breached-range'),
           baseUrl: config.breachedRangeUrl,
           failMode: config.breachedOnline === 'fail-open' ? 'open' : 'closed',
         });

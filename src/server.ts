@@ -4,6 +4,7 @@ import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
 import type { Database } from './platform/db/index.ts';
+import { createProtection } from './protect/index.ts';
 import { openBreachedScreen, openConfiguredBus, openConfiguredDatabase } from './runtime.ts';
 
 export interface RunningServer {
@@ -24,7 +25,10 @@ export async function startServer(
     await db.close();
     throw error;
   });
-  const app = await buildApp({ config, db, bus, breached: await openBreachedScreen(config) });
+  // Built before the app so the breached-password range client goes through the audited outbound guard.
+  const protection = createProtection({ config, db, clock: systemClock });
+  const breached = await openBreachedScreen(config, protection.outbound);
+  const app = await buildApp({ config, db, bus, breached, protection });
   log = (error) => app.log.warn({ err: error }, 'invalidation bus connection problem');
   let stopping: Promise<void> | null = null;
   const stop = () => {

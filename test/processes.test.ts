@@ -235,5 +235,5 @@ describe('SIGTERM under load', () => {
     }
     expect(answers.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(total / 4);
     expect(exitCode).toBe(0);
-  });
+  }, 120_000);
 });

@@ -3,6 +3,13 @@ import { readMigrations } from '../platform/db/index.ts';
 
 export { registerProtectCommands } from './cli.ts';
 export { API_CSP, securityHeaders } from './headers.ts';
+export {
+  createOutboundClient,
+  type OutboundClient,
+  type OutboundRefusal,
+  OutboundRefusedError,
+  outboundPolicyFrom,
+} from './outbound/index.ts';
 export { protectPlugin } from './plugin.ts';
 export { createProtection, type Protection } from './protection.ts';
 export type { FailedSignInLimiter } from './rate-limit/limiters.ts';

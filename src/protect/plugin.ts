@@ -5,6 +5,7 @@ import type { Config } from '../platform/config/index.ts';
 import { securityHeadersPlugin } from './headers.ts';
 import type { Protection } from './protection.ts';
 import { rateLimitPlugin } from './rate-limit/plugin.ts';
+import { blockListPlugin } from './reputation/plugin.ts';
 import { tlsFilesOf, watchTlsFiles } from './tls.ts';
 
 export interface ProtectOptions {
@@ -24,10 +25,12 @@ function hstsFor(config: Config): number | null {
  */
 export const protectPlugin = fp<ProtectOptions>(
   async (app: FastifyInstance, { config, protection }) => {
+    protection.useLogger(app.log);
     protection.registerMetrics(app.metrics);
     app.addHook('onClose', () => protection.close());
     await protection.ready();
     await app.register(securityHeadersPlugin, { hstsMaxAgeSeconds: hstsFor(config) });
+    if (config.ipBlocklists.length > 0) await app.register(blockListPlugin, { protection });
     if (config.rateLimitEnabled) await app.register(rateLimitPlugin, { limiters: protection.limiters });
     if (tlsFilesOf(config)) {
       // With the https option Fastify's server is a node:https Server (its type says http).

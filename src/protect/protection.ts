@@ -1,24 +1,57 @@
-import type { FastifyBaseLogger } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { recordAuditEvent } from '../audit/index.ts';
 import type { Config } from '../platform/config/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { openRedis, type Redis } from '../platform/redis.ts';
+import {
+  createOutboundClient,
+  type OutboundClient,
+  type OutboundDeps,
+  type OutboundRefusal,
+  outboundPolicyFrom,
+} from './outbound/index.ts';
 import { createRateLimiters, type RateLimiters, type StoreFailure } from './rate-limit/limiters.ts';
 import { applyOverrides, defaultLimits } from './rate-limit/policy.ts';
 import { limiterFactory, type StoreKind, storeKindFor } from './rate-limit/store.ts';
+import { type BlockLists, createBlockLists } from './reputation/lists.ts';
+
+export interface ProtectLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const quiet: ProtectLog = { info() {}, warn() {}, error() {} };
 
 export interface ProtectionDeps {
   config: Config;
   db: Database;
   clock: Clock;
-  log: FastifyBaseLogger;
+  /** Until the app's logger is attached (useLogger), nothing is logged: no requests run before that. */
+  log?: ProtectLog;
+  /** Tests inject a DNS resolver for the outbound guard. */
+  resolve?: OutboundDeps['resolve'];
 }
+
+const systemContext = {
+  actor: { type: 'system' as const, id: 'protect' },
+  ip: null,
+  userAgent: null,
+  requestId: null,
+};
 
 export interface Protection {
   store: StoreKind;
   limiters: RateLimiters;
+  /** IP_BLOCKLISTS, loaded at start (ready) and refreshed on schedule. */
+  blockLists: BlockLists;
+  /** Audits a refused request from a listed address (sampled: once per address per 10 minutes, 30 a minute in all). */
+  recordBlocked(address: string, list: string): void;
+  /** The guarded client every outbound HTTP request goes through; refusals are audited and counted. */
+  outbound: OutboundClient;
+  /** Logs through the app's logger from now on. */
+  useLogger(log: ProtectLog): void;
   /** Waits (at most a few seconds) for the shared store's first connection; the fail modes cover the rest. */
   ready(): Promise<void>;
   /** Adds the Protect counters to the app's registry (called once the metrics plugin exists). */
@@ -33,7 +66,8 @@ const AUDIT_EVERY_MS = 60_000;
  * Builds the shared protections from the configuration: the rate limiters on the chosen store (opening
  * its own Redis connection when that store is Redis). Store failures are logged, counted and audited.
  */
-export function createProtection({ config, db, clock, log }: ProtectionDeps): Protection {
+export function createProtection({ config, db, clock, resolve, ...deps }: ProtectionDeps): Protection {
+  let log = deps.log ?? quiet;
   const limits = defaultLimits();
   const problems = applyOverrides(limits, config.rateLimits);
   if (problems.length > 0) throw new Error(problems.join('\n'));
@@ -43,30 +77,68 @@ export function createProtection({ config, db, clock, log }: ProtectionDeps): Pr
     store === 'redis' && config.redisUrl ? openRedis(config.redisUrl, 'rampart-rate-limit') : undefined;
 
   let storeErrors: Counter<'store' | 'class'> | null = null;
+  let outboundRefused: Counter<'purpose' | 'reason'> | null = null;
   const lastAudit = new Map<string, number>();
+  /** At most one audit event per key and minute per node: a failing dependency must not flood the trail. */
+  const due = (key: string) => {
+    const now = clock.now().getTime();
+    if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < AUDIT_EVERY_MS) return false;
+    lastAudit.set(key, now);
+    return true;
+  };
+  const auditSystem = (action: `protect.${string}`, details: Record<string, string>) =>
+    db
+      .withSystem((tx) =>
+        recordAuditEvent(tx, clock, systemContext, { tenantId: null, action, outcome: 'failure', details }),
+      )
+      .catch((error: unknown) => log.error({ err: error, action }, 'could not write the audit event'));
   const onStoreFailure = (failure: StoreFailure) => {
     storeErrors?.inc({ store: failure.store, class: failure.routeClass });
-    const now = clock.now().getTime();
-    if (now - (lastAudit.get(failure.routeClass) ?? 0) < AUDIT_EVERY_MS) return;
-    lastAudit.set(failure.routeClass, now);
+    if (!due(`store:${failure.routeClass}`)) return;
     const mode = failure.failClosed ? 'closed' : 'open';
     log.error(
       { err: failure.error, store: failure.store, routeClass: failure.routeClass, mode },
       'rate-limit store unreachable',
     );
-    db.withSystem((tx) =>
-      recordAuditEvent(
-        tx,
-        clock,
-        { actor: { type: 'system', id: 'protect' }, ip: null, userAgent: null, requestId: null },
-        {
-          tenantId: null,
-          action: 'protect.ratelimit.store_unavailable',
-          outcome: 'failure',
-          details: { store: failure.store, routeClass: failure.routeClass, mode },
-        },
-      ),
-    ).catch((error: unknown) => log.error({ err: error }, 'could not audit the rate-limit store failure'));
+    void auditSystem('protect.ratelimit.store_unavailable', {
+      store: failure.store,
+      routeClass: failure.routeClass,
+      mode,
+    });
+  };
+
+  const onRefused = (refusal: OutboundRefusal) => {
+    outboundRefused?.inc({ purpose: refusal.purpose, reason: refusal.reason });
+    log.warn(refusal, 'outbound request refused');
+    if (!due(`outbound:${refusal.purpose}:${refusal.host}:${refusal.reason}`)) return;
+    void auditSystem('protect.outbound.refused', {
+      purpose: refusal.purpose,
+      host: refusal.host,
+      reason: refusal.reason,
+      ...(refusal.address ? { address: refusal.address } : {}),
+    });
+  };
+  const outbound = createOutboundClient(outboundPolicyFrom(config), {
+    onRefused,
+    ...(resolve ? { resolve } : {}),
+  });
+  const blockLists = createBlockLists(config.ipBlocklists, {
+    outbound,
+    clock,
+    log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+  });
+  let blockedWindow = { start: 0, audited: 0 };
+  const recordBlocked = (address: string, list: string) => {
+    const now = clock.now().getTime();
+    if (now - blockedWindow.start >= 60_000) blockedWindow = { start: now, audited: 0 };
+    if (blockedWindow.audited >= 30) return;
+    const key = `blocked:${address}`;
+    if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < 600_000) return;
+    lastAudit.set(key, now);
+    blockedWindow.audited += 1;
+    // A list named by URL is shown without its query string (feeds put access keys there).
+    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
+    void auditSystem('protect.ip.blocked', { address, list: listName });
   };
 
   const limiters = createRateLimiters({
@@ -80,7 +152,15 @@ export function createProtection({ config, db, clock, log }: ProtectionDeps): Pr
   return {
     store,
     limiters,
+    outbound,
+    blockLists,
+    recordBlocked,
+    useLogger(logger) {
+      log = logger;
+    },
     async ready() {
+      await blockLists.refresh();
+      blockLists.schedule(config.ipBlocklistRefreshSeconds);
       if (!redis || redis.status === 'ready') return;
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -101,8 +181,16 @@ export function createProtection({ config, db, clock, log }: ProtectionDeps): Pr
         labelNames: ['store', 'class'],
         registers: [registry],
       });
+      outboundRefused = new Counter({
+        name: 'rampart_outbound_refused_total',
+        help: 'Outbound requests refused by the egress guard, by purpose and reason',
+        labelNames: ['purpose', 'reason'],
+        registers: [registry],
+      });
     },
     async close() {
+      blockLists.stop();
+      await outbound.close();
       redis?.disconnect();
     },
   };

@@ -1,0 +1,246 @@
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { isIP, type LookupFunction } from 'node:net';
+import { Agent, request } from 'undici';
+import { forbiddenReason, type ParsedCidr, parseCidrs } from './addresses.ts';
+
+export interface OutboundPolicy {
+  /** Hosts that may be reached (`*.example.com` matches its subdomains); empty = any public host. */
+  allowHosts: string[];
+  /** CIDRs of otherwise forbidden addresses that may be reached anyway (an internal SIEM, say). */
+  allowPrivate: string[];
+  timeoutMs: number;
+  maxBytes: number;
+  maxRedirects: number;
+}
+
+export interface ResolvedAddress {
+  address: string;
+  family: number;
+}
+
+export interface OutboundRefusal {
+  /** What the request was for: `breached-range`, `siem`, `ip-list`, ... */
+  purpose: string;
+  host: string;
+  reason: string;
+  /** The resolved address that was refused, when the reason is the address. */
+  address?: string;
+}
+
+export interface OutboundDeps {
+  /** DNS resolution (tests inject one); default: the system resolver, all addresses. */
+  resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
+  /** Called once per refusal: the Protect capability audits and counts it. */
+  onRefused?: (refusal: OutboundRefusal) => void;
+}
+
+export class OutboundRefusedError extends Error {
+  constructor(readonly refusal: OutboundRefusal) {
+    super(`outbound request to ${refusal.host} refused: ${refusal.reason}`);
+    this.name = 'OutboundRefusedError';
+  }
+}
+
+export interface OutboundRequest {
+  method?: 'GET' | 'POST' | 'PUT' | 'HEAD';
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  signal?: AbortSignal;
+}
+
+export interface OutboundResponse {
+  status: number;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  text(): Promise<string>;
+}
+
+export interface OutboundClient {
+  request(purpose: string, url: string, init?: OutboundRequest): Promise<OutboundResponse>;
+  /** A `fetch`-shaped function for clients written against fetch (the breached-password range client). */
+  fetchFor(
+    purpose: string,
+  ): (url: string, init: OutboundRequest) => Promise<{ status: number; text(): Promise<string> }>;
+  close(): Promise<void>;
+}
+
+const redirectStatuses = new Set([301, 302, 303, 307, 308]);
+
+const systemResolve = async (hostname: string): Promise<ResolvedAddress[]> =>
+  dnsLookup(hostname, { all: true, verbatim: true });
+
+function hostAllowed(host: string, allowHosts: readonly string[]): boolean {
+  if (allowHosts.length === 0) return true;
+  return allowHosts.some((entry) =>
+    entry.startsWith('*.') ? host.endsWith(entry.slice(1)) && host.length > entry.length - 1 : host === entry,
+  );
+}
+
+/** URL hostnames keep IPv6 brackets; addresses are compared without them. */
+const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '').toLowerCase();
+
+/**
+ * The one client for every outbound HTTP request of the server. Before any byte is sent it checks the
+ * scheme, the host allowlist and the address: an IP literal directly, a name through a `lookup` hook
+ * on the connection itself, so the address checked is the address connected to (a second DNS answer
+ * cannot swap in 127.0.0.1: no rebinding window). Redirects are followed by hand, each hop checked
+ * again, at most `maxRedirects`; the whole exchange is bounded in time and in response size.
+ */
+export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps = {}): OutboundClient {
+  const allowPrivate: ParsedCidr[] = parseCidrs(policy.allowPrivate, 'OUTBOUND_ALLOW_PRIVATE');
+  const allowHosts = policy.allowHosts.map((h) => h.toLowerCase());
+  const resolve = deps.resolve ?? systemResolve;
+  const agents = new Map<string, Agent>();
+
+  const refuse = (refusal: OutboundRefusal): never => {
+    deps.onRefused?.(refusal);
+    throw new OutboundRefusedError(refusal);
+  };
+
+  function lookupFor(purpose: string): LookupFunction {
+    return (hostname, options, callback) => {
+      resolve(hostname).then(
+        (addresses) => {
+          const first = addresses[0];
+          if (!first) return callback(new Error(`${hostname} has no address`), '', 0);
+          // Every answer is checked, not only the one used: a name must not mix public and private addresses.
+          for (const { address } of addresses) {
+            const reason = forbiddenReason(address, allowPrivate);
+            if (!reason) continue;
+            deps.onRefused?.({ purpose, host: hostname, reason, address });
+            return callback(new OutboundRefusedError({ purpose, host: hostname, reason, address }), '', 0);
+          }
+          if (options.all)
+            (callback as unknown as (e: null, all: ResolvedAddress[]) => void)(null, addresses);
+          else callback(null, first.address, first.family);
+        },
+        (error: Error) => callback(error, '', 0),
+      );
+    };
+  }
+
+  const agentFor = (purpose: string): Agent => {
+    let agent = agents.get(purpose);
+    if (!agent) {
+      agent = new Agent({
+        connect: { lookup: lookupFor(purpose), timeout: policy.timeoutMs },
+        connections: 4,
+      });
+      agents.set(purpose, agent);
+    }
+    return agent;
+  };
+
+  function checkUrl(purpose: string, raw: string): URL {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      return refuse({ purpose, host: '', reason: 'invalid_url' });
+    }
+    const host = bare(url.hostname);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      refuse({ purpose, host, reason: 'scheme_not_allowed' });
+    if (url.username || url.password) refuse({ purpose, host, reason: 'credentials_in_url' });
+    if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
+    // An address literal never goes through lookup: judge it here.
+    if (isIP(host)) {
+      const reason = forbiddenReason(host, allowPrivate);
+      if (reason) refuse({ purpose, host, reason, address: host });
+    }
+    return url;
+  }
+
+  async function readCapped(purpose: string, host: string, body: AsyncIterable<Buffer>) {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    // Throwing out of for-await ends the iterator, which releases the stream.
+    for await (const chunk of body) {
+      total += chunk.length;
+      if (total > policy.maxBytes) refuse({ purpose, host, reason: 'response_too_large' });
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async function send(
+    purpose: string,
+    rawUrl: string,
+    init: OutboundRequest = {},
+  ): Promise<OutboundResponse> {
+    const signal = init.signal
+      ? AbortSignal.any([init.signal, AbortSignal.timeout(policy.timeoutMs)])
+      : AbortSignal.timeout(policy.timeoutMs);
+    let url = checkUrl(purpose, rawUrl);
+    let method = init.method ?? 'GET';
+    let body = init.body;
+    let headers = { ...init.headers };
+    for (let hop = 0; ; hop++) {
+      const res = await request(url, {
+        method,
+        headers,
+        body: body ?? null,
+        dispatcher: agentFor(purpose),
+        signal,
+      });
+      const host = bare(url.hostname);
+      const location = res.headers.location;
+      if (redirectStatuses.has(res.statusCode) && typeof location === 'string') {
+        await res.body.dump({ limit: 64 * 1024 });
+        if (hop >= policy.maxRedirects) refuse({ purpose, host, reason: 'too_many_redirects' });
+        const next = checkUrl(purpose, new URL(location, url).toString());
+        // Credentials are for the origin they were given to.
+        if (next.origin !== url.origin)
+          headers = Object.fromEntries(
+            Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'),
+          );
+        if (
+          res.statusCode === 303 ||
+          ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')
+        ) {
+          method = 'GET';
+          body = undefined;
+        }
+        url = next;
+        continue;
+      }
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > policy.maxBytes) {
+        await res.body.dump({ limit: 0 });
+        refuse({ purpose, host, reason: 'response_too_large' });
+      }
+      const bytes = await readCapped(purpose, host, res.body);
+      return {
+        status: res.statusCode,
+        url: url.toString(),
+        headers: res.headers,
+        body: bytes,
+        text: async () => bytes.toString('utf8'),
+      };
+    }
+  }
+
+  /** undici reports a refused lookup as the connection's error, sometimes wrapped: surface the refusal. */
+  async function guarded(purpose: string, url: string, init?: OutboundRequest): Promise<OutboundResponse> {
+    try {
+      return await send(purpose, url, init);
+    } catch (error) {
+      let cause: unknown = error;
+      for (let depth = 0; cause && depth < 5; depth++) {
+        if (cause instanceof OutboundRefusedError) throw cause;
+        cause = (cause as { cause?: unknown }).cause;
+      }
+      throw error;
+    }
+  }
+
+  return {
+    request: guarded,
+    fetchFor: (purpose) => (url, init) => guarded(purpose, url, init),
+    async close() {
+      await Promise.all([...agents.values()].map((agent) => agent.close()));
+      agents.clear();
+    },
+  };
+}

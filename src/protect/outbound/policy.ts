@@ -1,0 +1,12 @@
+import type { Config } from '../../platform/config/index.ts';
+import type { OutboundPolicy } from './client.ts';
+
+export function outboundPolicyFrom(config: Config): OutboundPolicy {
+  return {
+    allowHosts: config.outboundAllowHosts,
+    allowPrivate: config.outboundAllowPrivate,
+    timeoutMs: config.outboundTimeoutMs,
+    maxBytes: config.outboundMaxBytes,
+    maxRedirects: config.outboundMaxRedirects,
+  };
+}

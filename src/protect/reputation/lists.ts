@@ -1,0 +1,87 @@
+import { readFile } from 'node:fs/promises';
+import type { OutboundClient } from '../outbound/index.ts';
+import { buildCidrSet, type CidrSet } from './cidr-set.ts';
+import { parseBlockList } from './parse.ts';
+
+export interface ListState {
+  source: string;
+  ranges: number;
+  rejectedLines: number;
+  loadedAt: Date | null;
+  error: string | null;
+}
+
+export interface BlockLists {
+  /** The source of the first list that holds the address, or null. */
+  match(address: string): string | null;
+  refresh(): Promise<void>;
+  state(): ListState[];
+  /** Starts the refresh schedule (the first refresh is awaited by the caller). */
+  schedule(seconds: number): void;
+  stop(): void;
+}
+
+export interface BlockListDeps {
+  outbound: OutboundClient;
+  clock: { now(): Date };
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+const isUrl = (source: string) => /^https?:\/\//.test(source);
+
+/**
+ * The configured block lists (files or URLs; URLs are fetched through the outbound guard). Each list
+ * is replaced only by a complete, parsed new version: a failed refresh keeps the last good one.
+ */
+export function createBlockLists(sources: string[], deps: BlockListDeps): BlockLists {
+  const sets = new Map<string, CidrSet>();
+  const states = new Map<string, ListState>(
+    sources.map((source) => [source, { source, ranges: 0, rejectedLines: 0, loadedAt: null, error: null }]),
+  );
+  let timer: NodeJS.Timeout | null = null;
+
+  async function load(source: string) {
+    const state = states.get(source) as ListState;
+    try {
+      const text = isUrl(source)
+        ? await (await deps.outbound.request('ip-list', source)).text()
+        : await readFile(source, 'utf8');
+      const parsed = parseBlockList(text);
+      const set = buildCidrSet(parsed.cidrs);
+      sets.set(source, set);
+      Object.assign(state, {
+        ranges: set.size.v4 + set.size.v6,
+        rejectedLines: parsed.rejected,
+        loadedAt: deps.clock.now(),
+        error: null,
+      });
+      deps.log.info({ source, ranges: state.ranges, rejectedLines: parsed.rejected }, 'IP block list loaded');
+    } catch (error) {
+      state.error = (error as Error).message;
+      deps.log.warn(
+        { source, err: error },
+        'IP block list could not be loaded; keeping the previous version',
+      );
+    }
+  }
+
+  return {
+    match(address) {
+      for (const [source, set] of sets) if (set.has(address)) return source;
+      return null;
+    },
+    async refresh() {
+      await Promise.all(sources.map(load));
+    },
+    state: () => [...states.values()].map((s) => ({ ...s })),
+    schedule(seconds) {
+      if (sources.length === 0 || timer) return;
+      timer = setInterval(() => void this.refresh(), seconds * 1000);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+  };
+}
