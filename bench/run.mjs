@@ -80,12 +80,15 @@ function num(value) {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-/** A goal is on the value (`below`) or on the ratio to the baseline (`ratioAtLeast`). */
+/** A goal is on the value (`below`, `atLeast`) or on the ratio to the baseline (`ratioAtLeast`). */
 function goalText(row) {
   const { goal } = row;
   if (!goal) return '';
   if (goal.below !== undefined) {
     return `< ${goal.below} ${row.unit} ${row.value < goal.below ? 'met' : 'MISSED'}`;
+  }
+  if (goal.atLeast !== undefined) {
+    return `>= ${goal.atLeast} ${row.unit} ${row.value >= goal.atLeast ? 'met' : 'MISSED'}`;
   }
   return `>= ${goal.ratioAtLeast.toFixed(2)}x ${row.ratio >= goal.ratioAtLeast ? 'met' : 'MISSED'}`;
 }

@@ -20,6 +20,8 @@ import {
   auditRoutes,
   checkpointSigner,
   createAuditService,
+  createForwarder,
+  createSinkService,
   denialAuditor,
 } from './audit/index.ts';
 import {
@@ -276,11 +278,20 @@ export async function buildApp({
   });
 
   await app.register(healthRoutes, { db });
+  const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
   await app.register(auditJobsPlugin, {
     db,
     clock,
     signer: checkpointSigner(rootKey),
     checkpointEveryMs: config.auditCheckpointSeconds * 1000,
+    // Through the egress guard like every outbound request (OUTBOUND_ALLOW_PRIVATE admits an internal SIEM).
+    forwarder: createForwarder({
+      db,
+      clock,
+      box: auditSinkBox,
+      send: async (r) => protection.outbound.request('siem', r.url, r),
+    }),
+    forwardEveryMs: 1000,
     async *tenantIds() {
       for (let after: string | null = null; ; ) {
         const page = await tenancy.list(after, 500);
@@ -294,7 +305,10 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
-  await app.register(auditRoutes, { audit: createAuditService({ db, clock }) });
+  await app.register(auditRoutes, {
+    audit: createAuditService({ db, clock }),
+    sinks: createSinkService({ db, clock, box: auditSinkBox }),
+  });
   await app.register(accessTenantRoutes, { access, holds: authorize });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });

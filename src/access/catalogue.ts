@@ -45,6 +45,7 @@ definePermissions('audit', 'tenant', {
 });
 definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
+  'audit-sinks:write': "Add and remove SIEM sinks (they receive every tenant's audit events)",
 });
 definePermissions('tenancy', 'platform', {
   'tenants:read': 'List and read tenants',

@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { SystemTx, TenantTx } from '../platform/db/index.ts';
 import { type ChainedEvent, chainHash } from './canonical.ts';
+import { type EventView, toView } from './search.ts';
 import type { AuditTables } from './tables.ts';
 
 /** `platform` for platform events, else the tenant's id. */
@@ -13,6 +14,8 @@ interface LockedHead {
   seq: string;
   head_hash: Uint8Array;
   ip: string | null;
+  /** Active SIEM sinks, read in the same statement so an append without sinks costs nothing more. */
+  sinks: number;
 }
 
 /**
@@ -24,7 +27,8 @@ interface LockedHead {
 async function advanceHead(db: Kysely<AuditTables>, chain: string, count: number, ip: string | null) {
   const { rows } = await sql<LockedHead>`
     UPDATE audit_chain_heads SET seq = seq + ${count} WHERE chain = ${chain}
-    RETURNING (seq - ${count})::text AS seq, head_hash, ${ip}::inet::text AS ip`.execute(db);
+    RETURNING (seq - ${count})::text AS seq, head_hash, ${ip}::inet::text AS ip,
+      (SELECT count(*) FROM audit_sinks WHERE disabled_at IS NULL)::int AS sinks`.execute(db);
   return rows[0];
 }
 
@@ -50,6 +54,11 @@ export async function appendToChain<DB>(
   const head = await lockHead(db, tenantId, events.length, events[0]?.ip ?? null);
   let seq = Number(head.seq);
   let prev: Buffer = Buffer.from(head.head_hash);
+  const payloads: {
+    event_id: string;
+    tenant_id: string | null;
+    payload: EventView & { tenantId: string | null };
+  }[] = [];
   const values = events.map((input) => {
     const event: ChainedEvent = {
       ...input,
@@ -82,6 +91,14 @@ export async function appendToChain<DB>(
       prev_hash: prev,
       hash,
     };
+    if (head.sinks > 0) {
+      const view = toView({ ...event, seq, prevHash: row.prev_hash, hash });
+      payloads.push({
+        event_id: event.id,
+        tenant_id: event.tenantId,
+        payload: { ...view, tenantId: event.tenantId },
+      });
+    }
     prev = hash;
     return row;
   });
@@ -91,4 +108,14 @@ export async function appendToChain<DB>(
     .set({ head_hash: prev })
     .where('chain', '=', chainName(tenantId))
     .execute();
+  if (payloads.length > 0) await enqueueForSinks(db, payloads, events[0]?.occurredAt ?? new Date());
+}
+
+/** Queues the events for every active sink, in the events' own transaction (forward.ts delivers). */
+async function enqueueForSinks(db: Kysely<AuditTables>, payloads: unknown[], at: Date) {
+  await sql`INSERT INTO audit_outbox (sink_id, event_id, tenant_id, payload, enqueued_at, next_attempt_at)
+    SELECT s.id, p.event_id, p.tenant_id, p.payload, ${at}, ${at}
+    FROM audit_sinks s CROSS JOIN jsonb_to_recordset(${JSON.stringify(payloads)}::jsonb)
+      AS p(event_id uuid, tenant_id uuid, payload jsonb)
+    WHERE s.disabled_at IS NULL`.execute(db);
 }

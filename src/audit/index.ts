@@ -2,6 +2,13 @@ import { readMigrations } from '../platform/db/index.ts';
 
 export { chainHash } from './canonical.ts';
 export { denialAuditor } from './denials.ts';
+export {
+  createForwarder,
+  createSinkService,
+  type Forwarder,
+  type SendHttp,
+  type SinkService,
+} from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains } from './jobs.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
 export { auditRoutes } from './routes.ts';

@@ -17,6 +17,10 @@ export interface AuditInput {
 
 export type AuditEventInput = AuditInput & { tenantId: string | null };
 
+let appended = 0;
+/** Events this process has appended (committed or not): the source of the events/s metric. */
+export const appendedEvents = () => appended;
+
 /**
  * Writes one audit event in the caller's transaction, so the event exists if and only if the change
  * committed. The tenant comes from the transaction's scope (row-level security checks it). The event is
@@ -62,5 +66,6 @@ export async function recordAuditEvents<DB>(
     details: checkDetails(event.details),
   }));
   await appendToChain(tx, first.tenantId, rows);
+  appended += rows.length;
   return rows.map((r) => r.id);
 }

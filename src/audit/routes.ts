@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
+import type { SinkService } from './forward.ts';
 import { AuditEventPage, AuditEventSchema, ExportQuery, SearchQuery } from './schemas.ts';
 import type { EventView } from './search.ts';
 import type { AuditService } from './service.ts';
@@ -31,7 +32,25 @@ const jsonLines = (events: AsyncGenerator<EventView>) =>
  * tenant, or operators under an approved elevation. Platform routes: operators, platform events only
  * (row-level security hides every tenant's events from a platform scope).
  */
-export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = async (app, { audit }) => {
+const Sink = strictObject({
+  id: Type.String({ format: 'uuid' }),
+  kind: Type.Literal('webhook'),
+  url: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  pending: Type.Integer({ description: 'Events waiting for delivery' }),
+  oldestPendingAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+const CreatedSink = strictObject({
+  id: Type.String({ format: 'uuid' }),
+  kind: Type.Literal('webhook'),
+  url: Type.String(),
+  secret: Type.String({ description: 'Standard Webhooks signing secret (whsec_...), shown only now' }),
+});
+
+export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks: SinkService }> = async (
+  app,
+  { audit, sinks },
+) => {
   app.addSchema(AuditEventSchema);
 
   app.get(
@@ -95,6 +114,54 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = a
     async (request, reply) => {
       const events = await audit.exportEvents(null, actionContext(request), request.query);
       return reply.type('application/x-ndjson; charset=utf-8').send(jsonLines(events));
+    },
+  );
+
+  app.post(
+    '/api/v1/audit/sinks',
+    {
+      config: { access: 'operator', permission: 'audit-sinks:write' },
+      schema: {
+        tags,
+        summary: 'Add an HTTPS webhook sink: every audit event is sent to it, signed (Standard Webhooks)',
+        body: strictObject({
+          kind: Type.Literal('webhook'),
+          url: Type.String({ minLength: 8, maxLength: 2000 }),
+        }),
+        response: responses({ 201: CreatedSink }),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await sinks.create(actionContext(request), request.body)),
+  );
+
+  app.get(
+    '/api/v1/audit/sinks',
+    {
+      config: { access: 'operator', permission: 'platform-audit:read' },
+      schema: {
+        tags,
+        summary: 'Active SIEM sinks and their backlog',
+        response: responses({ 200: Type.Array(Sink) }),
+      },
+    },
+    async () => sinks.list(),
+  );
+
+  app.delete(
+    '/api/v1/audit/sinks/:id',
+    {
+      config: { access: 'operator', permission: 'audit-sinks:write' },
+      schema: {
+        tags,
+        summary: 'Stop forwarding to a sink (its backlog is dropped)',
+        params: strictObject({ id: Type.String({ format: 'uuid' }) }),
+        response: responses({ 204: Type.Null() }),
+      },
+    },
+    async (request, reply) => {
+      await sinks.disable(actionContext(request), request.params.id);
+      return reply.status(204).send(null);
     },
   );
 };

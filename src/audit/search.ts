@@ -79,7 +79,9 @@ const DAY_MS = 86_400_000;
 
 /** The time range, defaulting to the last 30 days; refuses reversed and over-long ranges. */
 export function timeRange(input: SearchInput, now: Date): { from: Date; to: Date } {
-  const to = input.to ? new Date(input.to) : now;
+  // Default end: a minute ahead, so an event of this very millisecond (or from a node whose clock runs
+  // slightly ahead) is included.
+  const to = input.to ? new Date(input.to) : new Date(now.getTime() + 60_000);
   const from = input.from ? new Date(input.from) : new Date(to.getTime() - 30 * DAY_MS);
   if (from.getTime() >= to.getTime()) throw auditError('bad_filter', '`from` must be before `to`.');
   if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY_MS) {
