@@ -88,7 +88,7 @@ function goalText(row) {
     return `< ${goal.below} ${row.unit} ${row.value < goal.below ? 'met' : 'MISSED'}`;
   }
   if (goal.atLeast !== undefined) {
-    return `>= ${goal.atLeast} ${row.unit} ${row.value >= goal.atLeast ? 'met' : 'MISSED'}`;
+    return `>= ${num(goal.atLeast)} ${row.unit} ${row.value >= goal.atLeast ? 'met' : 'MISSED'}`;
   }
   return `>= ${goal.ratioAtLeast.toFixed(2)}x ${row.ratio >= goal.ratioAtLeast ? 'met' : 'MISSED'}`;
 }

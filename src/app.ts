@@ -206,6 +206,7 @@ export async function buildApp({
       clock,
       tokenTtlDays: config.operatorTokenTtlDays,
       publicUrl: config.publicUrl,
+      bus: invalidation,
     }),
     identity,
     mailer,

@@ -1,7 +1,13 @@
 import { expect } from 'vitest';
 import { systemContext } from '../src/platform/context.ts';
 import type { TestApp } from './helpers.ts';
-import { adminSession, inviteAndAccept, strongPassword, totpCode } from './identity-helpers.ts';
+import {
+  adminSession,
+  inviteAndAccept,
+  linkFromOutbox,
+  strongPassword,
+  totpCode,
+} from './identity-helpers.ts';
 
 export interface Person {
   userId: string;
@@ -9,16 +15,44 @@ export interface Person {
   headers: { authorization: string };
 }
 
-/** A tenant admin (through the real invitation and TOTP enrolment) with their user id. */
+/**
+ * A tenant admin, through the real invitation and TOTP enrolment, with their user id. With a fake clock
+ * that has moved away from real time, pass it so the enrolment code matches the server's time.
+ */
 export async function tenantAdmin(
   t: TestApp,
   slug: string,
-  email?: string,
+  email = `admin@${slug}.test`,
+  clock?: { now(): Date },
 ): Promise<Person & { secret: string }> {
-  const admin = await adminSession(t, slug, email);
-  const me = await t.app.inject({ url: `/api/v1/t/${slug}/me`, headers: admin.headers });
+  if (!clock) {
+    const admin = await adminSession(t, slug, email);
+    return { ...(await whoAmI(t, slug, admin.headers)), email, secret: admin.secret };
+  }
+  const invite = await t.app.inject({
+    method: 'POST',
+    url: `/api/v1/tenants/${slug}/admins`,
+    headers: t.asOperator,
+    payload: { email, displayName: 'Ada Admin' },
+  });
+  expect(invite.statusCode).toBe(201);
+  const { token } = await linkFromOutbox(t, email);
+  const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
+    t.app.inject({ method: 'POST', url: `/api/v1/t/${slug}${url}`, payload, headers });
+  expect((await post('/invitations/accept', { token, password: strongPassword })).statusCode).toBe(200);
+  const first = (await post('/auth/signin', { email, password: strongPassword })).json();
+  const auth = { authorization: `Bearer ${first.token}` };
+  const { secret } = (await post('/me/mfa/totp', {}, auth)).json();
+  const done = await post('/me/mfa/totp/confirm', { code: totpCode(secret, clock.now().getTime()) }, auth);
+  expect(done.statusCode).toBe(200);
+  const headers = { authorization: `Bearer ${done.json().token}` };
+  return { ...(await whoAmI(t, slug, headers)), email, secret };
+}
+
+async function whoAmI(t: TestApp, slug: string, headers: { authorization: string }) {
+  const me = await t.app.inject({ url: `/api/v1/t/${slug}/me`, headers });
   expect(me.statusCode).toBe(200);
-  return { userId: me.json().user.id, email: admin.email, headers: admin.headers, secret: admin.secret };
+  return { userId: me.json().user.id as string, headers };
 }
 
 /** A member invited by `admin`, signed in with a bearer session. */
@@ -42,7 +76,12 @@ export async function operatorSession(
   t: TestApp,
   email: string,
   clock: { now(): Date; advance(ms: number): void },
-): Promise<{ operatorId: string; headers: { authorization: string } }> {
+): Promise<{
+  operatorId: string;
+  headers: { authorization: string };
+  apiHeaders: { authorization: string };
+  expiresAt: Date;
+}> {
   const password = 'Operator-Long-Passphrase-1';
   const issued = await t.app.services.operators.create(systemContext('test'), email, 'Op');
   const token = new URL(issued.setupLink).searchParams.get('token') ?? '';
@@ -63,7 +102,13 @@ export async function operatorSession(
     code: totpCode(secret, clock.now().getTime()),
   });
   expect(signIn.statusCode, signIn.body).toBe(200);
-  return { operatorId: issued.operatorId, headers: { authorization: `Bearer ${signIn.json().token}` } };
+  return {
+    operatorId: issued.operatorId,
+    headers: { authorization: `Bearer ${signIn.json().token}` },
+    // The same operator's API token: no second factor behind it.
+    apiHeaders: { authorization: `Bearer ${issued.token}` },
+    expiresAt: new Date(signIn.json().expiresAt as string),
+  };
 }
 
 /** Every row of every table (as the owner, so row-level security hides nothing), audit events apart. */

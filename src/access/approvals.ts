@@ -47,7 +47,7 @@ function toView(row: Row, now: Date): ApprovalView {
     permission: row.permission,
     summary: row.summary,
     params: row.params as JsonValue,
-    paramsHash: row.params_hash.toString('hex'),
+    paramsHash: Buffer.from(row.params_hash).toString('hex'),
     // Expiry is read from the clock, never written by a job.
     status: waiting && row.expires_at <= now ? 'expired' : row.status,
     requestedBy: { type: row.requested_by_type, id: row.requested_by_id },
@@ -139,7 +139,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
           action: 'access.approval.requested',
           outcome: 'success',
           target: { type: 'approval', id: row.id },
-          details: { action: what.action, paramsDigest: row.params_hash.toString('hex') },
+          details: { action: what.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
         });
         return toView(row, now);
       }),
@@ -193,7 +193,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
           action: approved ? 'access.approval.approved' : 'access.approval.rejected',
           outcome: 'success',
           target: { type: 'approval', id },
-          details: { action: row.action, paramsDigest: row.params_hash.toString('hex') },
+          details: { action: row.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
         });
         return { view: toView(updated, now) };
       });
@@ -218,9 +218,9 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
           throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
         }
         if (row.expires_at <= clock.now()) return { expired: row };
-        if (!safeEqual(paramsHash(params), row.params_hash)) {
+        if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
           await audit(clock, tx, tenant.id, ctx, {
-            action: 'access.approval.params-refused',
+            action: 'access.approval.params_refused',
             outcome: 'denied',
             target: { type: 'approval', id },
             details: { action: row.action },

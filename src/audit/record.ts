@@ -63,7 +63,10 @@ export async function recordAuditEvents<DB>(
     ip: context.ip,
     userAgent: context.userAgent === null ? null : [...context.userAgent].slice(0, 512).join(''),
     requestId: context.requestId,
-    details: checkDetails(event.details),
+    // Also in the details, where Access documents it (docs/access.md); the column is what search filters.
+    details: checkDetails(
+      actor.elevationId ? { ...event.details, elevationId: actor.elevationId } : event.details,
+    ),
   }));
   await appendToChain(tx, first.tenantId, rows);
   appended += rows.length;

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { recordAuditEvent } from '../audit/index.ts';
+import type { InvalidationBus } from '../platform/bus/index.ts';
 import { type ActionContext, type Actor, type Clock, systemContext } from '../platform/context.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
@@ -23,7 +24,16 @@ export interface OperatorDeps {
   tokenTtlDays: number;
   /** Base of the one-time set-up link printed for a new operator. */
   publicUrl: string;
+  /** Drops cached credentials on every node (topic OPERATOR_TOKENS_TOPIC, key: the token's SHA-256 hex). */
+  bus?: InvalidationBus;
 }
+
+export const OPERATOR_TOKENS_TOPIC = 'operator-tokens';
+// Verified operator credentials kept per node, so an operator-authenticated request (the decision API
+// above all) needs no database round trip. An entry never outlives its token's expiry; the TTL bounds
+// a missed bus message; a change to a token publishes its hash, a bus reset drops everything.
+const CREDENTIAL_TTL_MS = 30_000;
+const CREDENTIAL_CACHE_MAX = 10_000;
 
 export interface OperatorCredential {
   actor: { type: 'operator'; id: string };
@@ -41,7 +51,7 @@ export interface IssuedOperator {
   setupLink: string;
 }
 
-export function createOperatorService({ db, clock, tokenTtlDays, publicUrl }: OperatorDeps) {
+export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus }: OperatorDeps) {
   const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
 
   async function insertWithToken(
@@ -87,27 +97,46 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl }: Op
    * password and a TOTP code at `mfaAt`; `api` tokens passed no second factor. Access uses this to
    * require a recent second factor for elevation.
    */
+  const credentials = new Map<string, { credential: OperatorCredential; until: number }>();
+  bus?.subscribe(OPERATOR_TOKENS_TOPIC, (key) => credentials.delete(key));
+  bus?.onReset(() => credentials.clear());
+
   async function verify(token: string): Promise<OperatorCredential | null> {
     if (!token.startsWith(`${TOKEN_PREFIX}_`)) return null;
     const now = clock.now();
+    const hash = hashToken(token);
+    const key = hash.toString('hex');
+    const hit = credentials.get(key);
+    if (hit && hit.until > now.getTime()) return hit.credential;
+    const found = await lookup(hash, now);
+    if (found) {
+      if (credentials.size >= CREDENTIAL_CACHE_MAX) credentials.clear();
+      const until = Math.min(found.expiresAt.getTime(), now.getTime() + CREDENTIAL_TTL_MS);
+      credentials.set(key, { credential: found.credential, until });
+    }
+    return found?.credential ?? null;
+  }
+
+  function lookup(hash: Buffer, now: Date) {
     return system(async (tx) => {
       // Lookup by the token's SHA-256: the index compares digests, which an attacker cannot steer.
       const row = await tx
         .selectFrom('operator_tokens as t')
         .innerJoin('operators as o', 'o.id', 't.operator_id')
-        .select(['t.id as tokenId', 'o.id as operatorId', 't.kind', 't.mfa_at'])
-        .where('t.token_hash', '=', hashToken(token))
+        .select(['t.id as tokenId', 'o.id as operatorId', 't.kind', 't.mfa_at', 't.expires_at'])
+        .where('t.token_hash', '=', hash)
         .where('t.revoked_at', 'is', null)
         .where('t.kind', '!=', 'setup')
         .where('t.expires_at', '>', now)
         .where('o.status', '=', 'active')
         .executeTakeFirst();
       if (!row) return null;
-      return {
-        actor: { type: 'operator', id: row.operatorId } as const,
+      const credential: OperatorCredential = {
+        actor: { type: 'operator', id: row.operatorId },
         kind: row.kind === 'session' ? 'session' : 'api',
         mfaAt: row.mfa_at ?? null,
       };
+      return { credential, expiresAt: row.expires_at };
     });
   }
 
