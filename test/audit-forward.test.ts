@@ -60,7 +60,7 @@ beforeAll(async () => {
     send: (r) => t.app.services.outbound.request('siem', r.url, r),
   });
   await startReceiver();
-  port = (receiver?.address() as AddressInfo).port;
+  port = (receiver ? (receiver.address() as AddressInfo) : { port: 0 }).port;
 });
 afterAll(async () => {
   await stopReceiver();
