@@ -24,6 +24,8 @@ CREATE TABLE audit_outbox (
   PRIMARY KEY (sink_id, event_id)
 );
 CREATE INDEX audit_outbox_due ON audit_outbox (next_attempt_at);
+-- Like every table with tenant rows: one index led by tenant_id (a tenant's backlog, its erasure).
+CREATE INDEX audit_outbox_tenant ON audit_outbox (tenant_id, enqueued_at);
 -- A tenant's transaction may queue its own events but never read the queue; the delivery job runs with
 -- no tenant set and sees all of it (the sinks are the platform's and receive every tenant's events).
 ALTER TABLE audit_outbox ENABLE ROW LEVEL SECURITY;
