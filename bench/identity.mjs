@@ -11,7 +11,7 @@ import { startBareServer } from './lib/bare-server.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
 import { benchRateLimits } from './lib/limits.mjs';
 import { measureRps } from './lib/load.mjs';
-import { interleaveAll, metric, opsPerSecond } from './lib/measure.mjs';
+import { interleaveAll, median, metric, opsPerSecond } from './lib/measure.mjs';
 
 export const name = 'identity';
 
@@ -83,12 +83,36 @@ async function signInVsHash(params, { quick }) {
       connections,
       seconds,
     };
+    // CPU (all threads of this process: argon2 workers, the app, and the load generator's worker thread,
+    // its start included) per operation, so the rate ratio can be read against where the time went: a
+    // shared or busy machine moves rates more than it moves CPU per operation.
+    const cpuPerOp = { raw: [], signIn: [] };
+    const withCpu = (key, measure) => async () => {
+      const before = process.cpuUsage();
+      const rate = await measure();
+      const used = process.cpuUsage(before);
+      const ops = rate * seconds;
+      cpuPerOp[key].push((used.user + used.system) / 1000 / ops);
+      return rate;
+    };
     const r = await interleaveAll(quick ? 1 : 2, {
-      raw: () => opsPerSecond(() => argon2.verify(hash, PASSWORD), { seconds, concurrency: connections }),
-      signIn: () => measureRps(url, load),
+      raw: withCpu('raw', () =>
+        opsPerSecond(() => argon2.verify(hash, PASSWORD), { seconds, concurrency: connections }),
+      ),
+      signIn: withCpu('signIn', () => measureRps(url, load)),
     });
     const label = `m=${Math.round(params.m / 1024)}MiB t=${params.t}`;
-    return [metric(name, `sign-in vs argon2id/${label}`, r.signIn, 'sign-ins/s', r.raw)];
+    return [
+      metric(name, `sign-in vs argon2id/${label}`, r.signIn, 'sign-ins/s', r.raw),
+      // value: CPU ms of one bare verification; baseline: CPU ms of one sign-in; ratio: argon2's share.
+      metric(
+        name,
+        `argon2id share of sign-in CPU/${label}`,
+        median(cpuPerOp.raw),
+        'ms CPU',
+        median(cpuPerOp.signIn),
+      ),
+    ];
   } finally {
     await bench.close();
   }

@@ -30,6 +30,7 @@ import {
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
+  hasRecentSecondFactor,
   type IdentityService,
   identityApiRoutes,
   identityOperatorRoutes,
@@ -54,7 +55,7 @@ import { healthRoutes } from './platform/http/health.ts';
 import { metricsPlugin } from './platform/http/metrics.ts';
 import { openApiPlugin, openApiRoute } from './platform/http/openapi.ts';
 import { requestIdFor } from './platform/http/request-id.ts';
-import { AccessLogController } from './platform/http/request-log.ts';
+import { AccessLogController, lazyChildLogger } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
 import { loggerOptions } from './platform/log.ts';
@@ -136,6 +137,7 @@ export async function buildApp({
     requestIdHeader: false,
     // One access-log line per request instead of Fastify's two (request-log.ts).
     logController: accessLog,
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     // Requests that arrive while closing are refused by the hook below, as problem+json like any error.
@@ -189,6 +191,7 @@ export async function buildApp({
     clock,
     bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
+    onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {
         await identity.accounts.get(toTenantRef({ id: tenantId, slug: '' }), userId);
@@ -310,7 +313,15 @@ export async function buildApp({
     audit: createAuditService({ db, clock }),
     sinks: createSinkService({ db, clock, box: auditSinkBox }),
   });
-  await app.register(accessTenantRoutes, { access, holds: authorize });
+  await app.register(accessTenantRoutes, {
+    access,
+    holds: authorize,
+    needsStepUp: (request) =>
+      request.session !== null &&
+      request.session !== undefined &&
+      request.session.mfaAt !== null &&
+      !hasRecentSecondFactor(identity.deps, request.session),
+  });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(identityOperatorRoutes, {

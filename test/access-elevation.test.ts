@@ -172,5 +172,15 @@ describe('elevation', () => {
       headers: dave.headers,
     });
     expect(byDave.statusCode).toBe(401);
+    // Handing elevation approval back to operators weakens segregation of duties: a second person decides.
+    const current = (await t.app.inject({ url: api('/access/settings'), headers: admin.headers })).json();
+    const back = await t.app.inject({
+      method: 'PUT',
+      url: api('/access/settings'),
+      headers: admin.headers,
+      payload: { ...current, elevationApprover: 'operator', elevationThresholds: {} },
+    });
+    expect(back.statusCode).toBe(202);
+    expect(back.json().approval.action).toBe('access.four-eyes.reduce');
   });
 });

@@ -183,4 +183,19 @@ describe('four-eyes', () => {
     const weaker = { ...current, passwordPolicy: { ...current.passwordPolicy, historyCount: 0 } };
     expect((await putSettings(ada, weaker)).statusCode).toBe(200);
   });
+
+  it('deciding on and running a critical action need a recent second factor', async () => {
+    const current = await settings();
+    const asked = await putSettings(ada, { ...current, mfaRequired: 'off' });
+    expect(asked.statusCode).toBe(202);
+    clock.advance(6 * 60_000);
+    const stale = await decide(bea, asked.json().approval.id, 'approve');
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().code).toBe('step_up_required');
+    const fresh = await tenantAdmin(t, slug, 'bea4@eyes-co.test', clock);
+    expect((await decide(fresh, asked.json().approval.id, 'approve')).statusCode).toBe(200);
+    const run = await execute(ada, asked.json().approval.id, { ...current, mfaRequired: 'off' });
+    expect(run.json().code).toBe('step_up_required');
+    expect((await settings()).mfaRequired).toBe(current.mfaRequired);
+  });
 });

@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
 import { allMigrations } from '../src/migrations.ts';
 import type { InvalidationBus } from '../src/platform/bus/index.ts';
-import { openInvalidationBus } from '../src/platform/bus/index.ts';
+import { createInProcessBus, openInvalidationBus } from '../src/platform/bus/index.ts';
 import type { Database } from '../src/platform/db/index.ts';
 import { openDatabase, openPostgresEngine } from '../src/platform/db/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
 import { member, type Person, tenantAdmin } from './access-helpers.ts';
-import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
+import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'nodes-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -95,5 +95,40 @@ describe.skipIf(engineUnderTest !== 'postgres')('two nodes on one PostgreSQL', (
     const refused = await b.app.inject({ url: api('/users'), headers: pat.headers });
     expect(refused.statusCode).toBe(403);
     expect(refused.json().code).toBe('forbidden');
+  });
+});
+
+describe('a node that missed the invalidation', () => {
+  it('stops serving the old permission once the safety TTL passed (both engines)', async () => {
+    const clock = fakeClock(new Date());
+    const a = await buildTestApp({ clock });
+    // Node B shares the database but not the bus: it never hears of A's change (a lost message).
+    const b = await buildApp({
+      config: a.config,
+      db: a.db,
+      clock,
+      logger: false,
+      bus: createInProcessBus(),
+      breached: await openBreachedScreen(a.config),
+    });
+    try {
+      await seedTenant(a, 'lost-co');
+      const admin = await tenantAdmin(a, 'lost-co', undefined, clock);
+      const pat = await member(a, 'lost-co', admin, 'pat@lost-co.test');
+      const url = `/api/v1/t/lost-co/access/users/${pat.userId}/roles/staff`;
+      expect((await a.app.inject({ method: 'PUT', url, headers: admin.headers })).statusCode).toBe(200);
+      expect((await b.inject({ url: '/api/v1/t/lost-co/users', headers: pat.headers })).statusCode).toBe(200);
+      expect((await a.app.inject({ method: 'DELETE', url, headers: admin.headers })).statusCode).toBe(200);
+      // A refuses at once; B, which heard nothing, until its entry's safety TTL (30 s) runs out.
+      expect((await a.app.inject({ url: '/api/v1/t/lost-co/users', headers: pat.headers })).statusCode).toBe(
+        403,
+      );
+      expect((await b.inject({ url: '/api/v1/t/lost-co/users', headers: pat.headers })).statusCode).toBe(200);
+      clock.advance(30_001);
+      expect((await b.inject({ url: '/api/v1/t/lost-co/users', headers: pat.headers })).statusCode).toBe(403);
+    } finally {
+      await b.close();
+      await a.close();
+    }
   });
 });

@@ -51,7 +51,7 @@ export function wireCriticalActions(
   });
   critical.define({
     key: 'access.four-eyes.reduce',
-    description: 'Take critical actions off the four-eyes list',
+    description: 'Take critical actions off the four-eyes list, or weaken elevation approval',
     onByDefault: true,
     execute: ({ tenant, ctx, params }) =>
       settings.update(tenant.id, ctx, params as unknown as AccessSettings),
@@ -108,13 +108,23 @@ export function wireCriticalActions(
   critical.gate('access.settings', async (request, tenant) => {
     const next = request.body as AccessSettings;
     const current = await settings.get(tenant.id);
-    const dropped = current.fourEyesActions.filter((a) => !next.fourEyesActions.includes(a));
-    if (dropped.length === 0) return [];
+    const weakened = current.fourEyesActions
+      .filter((a) => !next.fourEyesActions.includes(a))
+      .map((a) => `approval for ${a}`);
+    // Handing elevation approval from the tenant to operators, or needing fewer approvals, weakens
+    // segregation of duties just as much.
+    if (current.elevationApprover === 'tenant' && next.elevationApprover === 'operator') {
+      weakened.push('tenant approval of elevations');
+    }
+    for (const [role, needed] of Object.entries(current.elevationThresholds)) {
+      if ((next.elevationThresholds[role] ?? 1) < needed) weakened.push(`${needed} approvals for ${role}`);
+    }
+    if (weakened.length === 0) return [];
     return [
       {
         action: 'access.four-eyes.reduce',
         params: next as unknown as JsonValue,
-        summary: `Stop requiring approval for: ${dropped.join(', ')}`,
+        summary: `Stop requiring: ${weakened.join(', ')}`,
       },
     ];
   });

@@ -1,10 +1,13 @@
 import type { InvalidationBus } from '../platform/bus/index.ts';
-import type { Clock } from '../platform/context.ts';
+import { type Clock, systemClock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { builtinRoles, isBuiltinRole, isKnownPermission } from './catalogue.ts';
 import { inTenant } from './tables.ts';
 
 export const ACCESS_TOPIC = 'access';
+// The bus drops entries on every change; this only bounds how long a node could serve a permission
+// whose change it never heard of (a publish that failed after the commit).
+const SAFETY_TTL_MS = 30_000;
 
 /** An approved elevation of one operator in one tenant. Expiry is compared with the clock at each use. */
 export interface Grant {
@@ -15,6 +18,8 @@ export interface Grant {
 }
 
 interface TenantEntry {
+  /** Entries of this tenant are served until then. */
+  until: number;
   users: Map<string, ReadonlySet<string>>;
   operators: Map<string, readonly Grant[]>;
 }
@@ -31,7 +36,14 @@ export function rolePermissions(roleKey: string, custom: readonly string[] | nul
  * commit and every node (this one too) drops that tenant's entries; a bus reset drops everything. A load
  * that raced an invalidation is not stored (per-tenant generation), so a stale read cannot stick.
  */
-export function createPermissionCache(db: Database, clock: Clock, bus: InvalidationBus) {
+export function createPermissionCache(
+  db: Database,
+  clock: Clock,
+  bus: InvalidationBus,
+  onBackgroundError: (error: unknown) => void,
+) {
+  // The hot path reads the time once per decision: without an injected clock, without allocating a Date.
+  const nowMs = clock === systemClock ? Date.now : () => clock.now().getTime();
   const tenants = new Map<string, TenantEntry>();
   const generations = new Map<string, number>();
   let resets = 0;
@@ -39,10 +51,18 @@ export function createPermissionCache(db: Database, clock: Clock, bus: Invalidat
   const entryOf = (tenantId: string) => {
     let entry = tenants.get(tenantId);
     if (!entry) {
-      entry = { users: new Map(), operators: new Map() };
+      entry = { until: nowMs() + SAFETY_TTL_MS, users: new Map(), operators: new Map() };
       tenants.set(tenantId, entry);
     }
     return entry;
+  };
+  /** The tenant's live entries, or undefined (and dropped) once the safety TTL passed. */
+  const live = (tenantId: string) => {
+    const entry = tenants.get(tenantId);
+    if (!entry) return undefined;
+    if (entry.until > nowMs()) return entry;
+    tenants.delete(tenantId);
+    return undefined;
   };
   const invalidate = (tenantId: string) => {
     generations.set(tenantId, (generations.get(tenantId) ?? 0) + 1);
@@ -97,13 +117,19 @@ export function createPermissionCache(db: Database, clock: Clock, bus: Invalidat
 
   return {
     /** The cached permissions of a user, or undefined when they must be loaded. */
-    peekUser: (tenantId: string, userId: string) => tenants.get(tenantId)?.users.get(userId),
+    peekUser: (tenantId: string, userId: string) => live(tenantId)?.users.get(userId),
     userPermissions: (tenantId: string, userId: string): Promise<ReadonlySet<string>> | ReadonlySet<string> =>
-      tenants.get(tenantId)?.users.get(userId) ?? loadUser(tenantId, userId),
+      live(tenantId)?.users.get(userId) ?? loadUser(tenantId, userId),
     operatorGrants: async (tenantId: string, operatorId: string): Promise<readonly Grant[]> =>
-      tenants.get(tenantId)?.operators.get(operatorId) ?? loadOperator(tenantId, operatorId),
-    /** Call after the change committed: every node drops the tenant's entries. */
-    changed: (tenantId: string) => bus.publish(ACCESS_TOPIC, tenantId),
+      live(tenantId)?.operators.get(operatorId) ?? loadOperator(tenantId, operatorId),
+    /**
+     * Call after the change committed: every node drops the tenant's entries. This node drops them
+     * before the broker is asked; if the broker is unreachable the change stands (it committed), the
+     * error is reported, and other nodes fall back on their bus reset and the safety TTL.
+     */
+    changed: async (tenantId: string) => {
+      await bus.publish(ACCESS_TOPIC, tenantId).catch(onBackgroundError);
+    },
     close() {
       unsubscribe();
       unReset();

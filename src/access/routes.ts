@@ -7,6 +7,7 @@ import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
 import { allPermissions } from './catalogue.ts';
 import type { JsonValue } from './critical.ts';
+import { accessError } from './errors.ts';
 import * as S from './schemas.ts';
 import type { AccessService } from './service.ts';
 
@@ -23,7 +24,18 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
   access: AccessService;
   /** The access hook's authorizer, to re-check the requester's permission when an approved action runs. */
   holds: (request: FastifyRequest, permission: string) => Promise<boolean>;
-}> = async (app, { access, holds }) => {
+  /** Whether a user's session must confirm its second factor again (enrolled, and not within 5 minutes). */
+  needsStepUp: (request: FastifyRequest) => boolean;
+}> = async (app, { access, holds, needsStepUp }) => {
+  /** Deciding on or running a critical action is itself critical: a recent second factor, like identity's. */
+  const stepUp = (request: FastifyRequest) => {
+    if (needsStepUp(request)) {
+      throw accessError(
+        'step_up_required',
+        'Confirm with your second factor (within the last 5 minutes) first.',
+      );
+    }
+  };
   const p = '/api/v1/t/:tenant/access';
 
   app.get(
@@ -221,8 +233,15 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
           response: responses({ 200: S.Approval }),
         },
       },
-      async (request) =>
-        access.approvals.decide(tenantOf(request).id, actionContext(request), request.params.id, decision),
+      async (request) => {
+        stepUp(request);
+        return access.approvals.decide(
+          tenantOf(request).id,
+          actionContext(request),
+          request.params.id,
+          decision,
+        );
+      },
     );
   }
 
@@ -241,6 +260,7 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
     },
     async (request) => {
       const tenant = tenantOf(request);
+      stepUp(request);
       const approval = await access.approvals.get(tenant.id, request.params.id);
       if (!(await holds(request, approval.permission))) {
         throw platformError(

@@ -17,13 +17,15 @@ export interface AccessDeps {
   elevationMaxMinutes: number;
   /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /** A publish that failed after its change committed (logged; the change stands). */
+  onBackgroundError?: (error: unknown) => void;
 }
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function createAccessService(deps: AccessDeps) {
   const { db, clock, bus } = deps;
-  const cache = createPermissionCache(db, clock, bus);
+  const cache = createPermissionCache(db, clock, bus, deps.onBackgroundError ?? (() => {}));
   const critical = createCriticalActions();
   definePlannedActions(critical);
   const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });

@@ -22,6 +22,7 @@ export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts'
 export { type PasswordPolicy, weakens } from './policy.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
+export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 export type { IdentitySettingsView } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
 

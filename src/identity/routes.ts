@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
+import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
 import type { TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
@@ -23,8 +24,22 @@ export function signedIn(request: FastifyRequest): { tenant: TenantRef; session:
 }
 
 const cursorOf = (email: string) => Buffer.from(email).toString('base64url');
-const afterOf = (cursor: string | undefined) =>
-  cursor ? Buffer.from(cursor, 'base64url').toString('utf8') : null;
+// A cursor this API issued round-trips; anything else (sqlmap found NUL bytes, which PostgreSQL text cannot
+// hold and which answered 500) is refused as input.
+const afterOf = (cursor: string | undefined) => {
+  if (!cursor) return null;
+  const email = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (email.includes('\0') || cursorOf(email) !== cursor) {
+    throw platformError(
+      'validation_failed',
+      'The cursor is not one this API returned; start again without it.',
+      {
+        errors: [{ pointer: '/query/cursor', message: 'not a cursor this API returned' }],
+      },
+    );
+  }
+  return email;
+};
 
 export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   identity: IdentityService;

@@ -1,13 +1,16 @@
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
-import { createSession, type SessionStage } from './sessions.ts';
+import type { IdentitySettings } from './policy.ts';
+import { createSession, SESSIONS_TOPIC, type SessionStage } from './sessions.ts';
 import { loadSettings } from './settings.ts';
+import type { UserRole } from './tables.ts';
 
 // "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
 const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
@@ -20,9 +23,43 @@ export interface SignInResult {
   passwordExpired: boolean;
 }
 
-type Outcome =
-  | { kind: 'unknown' | 'locked' }
-  | { kind: 'verify'; userId: string; hash: string; failures: number };
+/** What the reservation learnt about the account, so that success needs no second read. */
+interface Account {
+  userId: string;
+  hash: string;
+  email: string;
+  role: UserRole;
+  passwordChangedAt: Date | null;
+  totpEnrolled: boolean;
+}
+
+type Outcome = { kind: 'unknown' | 'locked' } | ({ kind: 'verify' } & Account);
+
+/**
+ * Identity settings per tenant, read once and kept: every sign-in needs them (lockout threshold, 2FA
+ * enforcement, session lifetime). A settings change publishes `tenant:<id>` on the sessions topic
+ * (settings.ts), which drops the copy on every node; the TTL bounds a lost message.
+ */
+function settingsCache(deps: IdentityDeps) {
+  const cache = createInvalidatedCache<IdentitySettings>({
+    bus: deps.bus,
+    topic: SESSIONS_TOPIC,
+    maxEntries: 10_000,
+    ttlMs: 30_000,
+    onMessage(key, c) {
+      if (key.startsWith('tenant:')) c.delete(key.slice('tenant:'.length));
+    },
+  });
+  return async (tx: Tx, tenantId: string): Promise<IdentitySettings> => {
+    const nowMs = deps.clock.now().getTime();
+    const cached = cache.get(tenantId, nowMs);
+    if (cached) return cached;
+    const mark = cache.mark();
+    const settings = await loadSettings(tx, tenantId);
+    cache.put(tenantId, settings, mark, nowMs);
+    return settings;
+  };
+}
 
 /**
  * Password sign-in. Race-safe lockout: each attempt first reserves a slot by incrementing the failure
@@ -34,11 +71,14 @@ export function createSignIn(deps: IdentityDeps) {
   // Across accounts, per client address: credential stuffing spreads over many accounts. The Protect
   // capability passes its shared limiter (Redis/PostgreSQL across nodes); per-process only without one.
   const perIp = deps.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
+  const settingsOf = settingsCache(deps);
 
   async function reserve(tenant: TenantRef, email: string): Promise<Outcome> {
     return inTenant(deps, tenant, async (tx) => {
-      const settings = await loadSettings(tx, tenant.id);
+      const settings = await settingsOf(tx, tenant.id);
       const now = deps.clock.now();
+      // The reservation also returns what a successful sign-in needs (role, 2FA enrolment), so the
+      // success transaction only writes.
       const row = await tx
         .updateTable('users')
         .set(countAttempt(now))
@@ -46,10 +86,30 @@ export function createSignIn(deps: IdentityDeps) {
         .where('status', '=', 'active')
         .where('password_hash', 'is not', null)
         .where(attemptAllowed(now, settings.lockout_threshold))
-        .returning(['id', 'password_hash', 'password_failures'])
+        .returning(['id', 'password_hash', 'email', 'role', 'password_changed_at'])
+        .returning((eb) =>
+          eb
+            .exists(
+              eb
+                .selectFrom('user_totp as t')
+                .select('t.user_id')
+                .whereRef('t.user_id', '=', 'users.id')
+                .where('t.confirmed_at', 'is not', null),
+            )
+            .as('totp_enrolled'),
+        )
         .executeTakeFirst();
-      if (row?.password_hash)
-        return { kind: 'verify', userId: row.id, hash: row.password_hash, failures: row.password_failures };
+      if (row?.password_hash) {
+        return {
+          kind: 'verify',
+          userId: row.id,
+          hash: row.password_hash,
+          email: row.email,
+          role: row.role,
+          passwordChangedAt: row.password_changed_at,
+          totpEnrolled: Boolean(row.totp_enrolled),
+        };
+      }
       const exists = await tx
         .selectFrom('users')
         .select('id')
@@ -70,7 +130,7 @@ export function createSignIn(deps: IdentityDeps) {
     await inTenant(deps, tenant, async (tx) => {
       let locked = false;
       if (userId && reason === 'wrong_password') {
-        const settings = await loadSettings(tx, tenant.id);
+        const settings = await settingsOf(tx, tenant.id);
         const now = deps.clock.now();
         // One conditional UPDATE: of several failures finishing together, exactly one sets the lock
         // (the row lock serialises them; the others then see it set). The wait doubles per lockout.
@@ -150,7 +210,7 @@ export function createSignIn(deps: IdentityDeps) {
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
     const rehash = verdict.needsRehash ? await deps.hasher.hash(password) : null;
-    return succeed(deps, tenant, outcome.userId, rehash, kind, ctx);
+    return succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
   };
 }
 
@@ -181,28 +241,23 @@ async function giveBackSlot(deps: IdentityDeps, tenant: TenantRef, userId: strin
 async function succeed(
   deps: IdentityDeps,
   tenant: TenantRef,
-  userId: string,
+  account: Account,
   rehash: string | null,
   kind: 'cookie' | 'bearer',
   ctx: ActionContext,
+  settingsOf: (tx: Tx, tenantId: string) => Promise<IdentitySettings>,
 ): Promise<SignInResult> {
+  const { userId } = account;
   return inTenant(deps, tenant, async (tx) => {
-    const settings = await loadSettings(tx, tenant.id);
-    const user = await tx
+    const settings = await settingsOf(tx, tenant.id);
+    await tx
       .updateTable('users')
       .set({ password_failures: 0, password_lockouts: 0, ...(rehash ? { password_hash: rehash } : {}) })
       .where('id', '=', userId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    const totp = await tx
-      .selectFrom('user_totp')
-      .select('confirmed_at')
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
-    const enrolled = Boolean(totp?.confirmed_at);
+      .execute();
     const required =
-      settings.mfa_required === 'all' || (settings.mfa_required === 'staff' && user.role !== 'member');
-    const stage: SessionStage = enrolled ? 'mfa' : required ? 'enrol' : 'active';
+      settings.mfa_required === 'all' || (settings.mfa_required === 'staff' && account.role !== 'member');
+    const stage: SessionStage = account.totpEnrolled ? 'mfa' : required ? 'enrol' : 'active';
     const session = await createSession(
       deps,
       tx,
@@ -213,8 +268,8 @@ async function succeed(
     const now = deps.clock.now();
     const passwordExpired =
       settings.max_age_days !== null &&
-      user.password_changed_at !== null &&
-      now.getTime() - user.password_changed_at.getTime() > settings.max_age_days * 86_400_000;
+      account.passwordChangedAt !== null &&
+      now.getTime() - account.passwordChangedAt.getTime() > settings.max_age_days * 86_400_000;
     await audit(
       deps,
       tx,
@@ -224,7 +279,7 @@ async function succeed(
         action: 'identity.signin.password',
         outcome: 'success',
         target: { type: 'user', id: userId },
-        details: { email: user.email, next: stage, upgraded: rehash !== null, sessionId: session.id },
+        details: { email: account.email, next: stage, upgraded: rehash !== null, sessionId: session.id },
       },
     );
     return { stage, sessionId: session.id, token: session.token, passwordExpired };

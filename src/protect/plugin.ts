@@ -2,6 +2,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../platform/config/index.ts';
+import { clientAddressPlugin } from './client-address.ts';
 import { securityHeadersPlugin } from './headers.ts';
 import type { Protection } from './protection.ts';
 import { rateLimitPlugin } from './rate-limit/plugin.ts';
@@ -30,6 +31,7 @@ export const protectPlugin = fp<ProtectOptions>(
     app.addHook('onClose', () => protection.close());
     await protection.ready();
     await app.register(securityHeadersPlugin, { hstsMaxAgeSeconds: hstsFor(config) });
+    if (config.trustProxy.length > 0) await app.register(clientAddressPlugin);
     if (config.ipBlocklists.length > 0) await app.register(blockListPlugin, { protection });
     if (config.rateLimitEnabled) await app.register(rateLimitPlugin, { limiters: protection.limiters });
     if (tlsFilesOf(config)) {
