@@ -15,7 +15,15 @@ import {
   tenantAuthenticator,
   wireCriticalActions,
 } from './access/index.ts';
-import { denialAuditor } from './audit/index.ts';
+import {
+  auditJobsPlugin,
+  auditRoutes,
+  checkpointSigner,
+  createAuditService,
+  createForwarder,
+  createSinkService,
+  denialAuditor,
+} from './audit/index.ts';
 import {
   type BreachedScreen,
   createIdentityService,
@@ -280,10 +288,37 @@ export async function buildApp({
   });
 
   await app.register(healthRoutes, { db });
+  const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  await app.register(auditJobsPlugin, {
+    db,
+    clock,
+    signer: checkpointSigner(rootKey),
+    checkpointEveryMs: config.auditCheckpointSeconds * 1000,
+    // Through the egress guard like every outbound request (OUTBOUND_ALLOW_PRIVATE admits an internal SIEM).
+    forwarder: createForwarder({
+      db,
+      clock,
+      box: auditSinkBox,
+      send: async (r) => protection.outbound.request('siem', r.url, r),
+    }),
+    forwardEveryMs: 1000,
+    async *tenantIds() {
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 500);
+        for (const t of page.items) yield t.id;
+        if (!page.more) return;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+    },
+  });
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
+  await app.register(auditRoutes, {
+    audit: createAuditService({ db, clock }),
+    sinks: createSinkService({ db, clock, box: auditSinkBox }),
+  });
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,

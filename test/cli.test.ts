@@ -118,7 +118,7 @@ describe('migrate, tenants, operators', () => {
     expect(first.out).toContain(`${allMigrations.length} applied, 0 already in place`);
     const again = await rampart(['migrate']);
     expect(again.out).toContain(`0 applied, ${allMigrations.length} already in place`);
-  });
+  }, 120_000); // two full migrations of an on-disk PGlite: 15-35 s on a loaded 2-core machine
 
   it('tenants create | list | suspend | resume', async () => {
     const created = await rampart([

@@ -43,6 +43,10 @@ definePermissions('audit', 'tenant', {
   'audit:read': 'Read the audit trail',
   'audit:export': 'Export the audit trail',
 });
+definePermissions('audit', 'platform', {
+  'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
+  'audit-sinks:write': "Add and remove SIEM sinks (they receive every tenant's audit events)",
+});
 definePermissions('tenancy', 'platform', {
   'tenants:read': 'List and read tenants',
   'tenants:write': 'Create, rename, suspend and reactivate tenants',

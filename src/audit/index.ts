@@ -1,7 +1,21 @@
 import { readMigrations } from '../platform/db/index.ts';
 
+export { chainHash } from './canonical.ts';
 export { denialAuditor } from './denials.ts';
-export { type AuditAction, type AuditInput, recordAuditEvent } from './record.ts';
+export {
+  createForwarder,
+  createSinkService,
+  type Forwarder,
+  type SendHttp,
+  type SinkService,
+} from './forward.ts';
+export { auditJobsPlugin, checkpointAllChains } from './jobs.ts';
+export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
+export { auditRoutes } from './routes.ts';
+export { type AuditService, createAuditService } from './service.ts';
+export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
+export { createCheckpoint } from './store.ts';
 export type { AuditTables } from './tables.ts';
+export { type ChainReport, verifyAuditChain } from './verify.ts';
 
 export const auditMigrations = readMigrations(new URL('./migrations/', import.meta.url));

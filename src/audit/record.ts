@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SystemTx, TenantTx } from '../platform/db/index.ts';
-import type { AuditTables } from './tables.ts';
+import { appendToChain } from './chain.ts';
+import { checkDetails } from './details.ts';
 
-/** A catalogue entry: dotted lowercase, `capability.object.verb`. */
+/** A catalogue entry: dotted lowercase, `capability.object.verb` (see catalogue.ts). */
 export type AuditAction = `${string}.${string}`;
 
 export interface AuditInput {
@@ -14,46 +15,60 @@ export interface AuditInput {
   details?: Record<string, string | number | boolean | null>;
 }
 
-const secretKey = /pass|secret|token|hash|seed|key|code/i;
+export type AuditEventInput = AuditInput & { tenantId: string | null };
+
+let appended = 0;
+/** Events this process has appended (committed or not): the source of the events/s metric. */
+export const appendedEvents = () => appended;
 
 /**
  * Writes one audit event in the caller's transaction, so the event exists if and only if the change
- * committed. The tenant comes from the transaction's scope (row-level security checks it).
+ * committed. The tenant comes from the transaction's scope (row-level security checks it). The event is
+ * appended to its tenant's hash chain (chain.ts): the chain head stays locked until the caller's
+ * transaction ends, so a tenant's audited transactions commit one after another and never fork it.
  */
 export async function recordAuditEvent<DB>(
   tx: TenantTx<DB> | SystemTx<DB>,
   clock: Clock,
   context: ActionContext,
-  event: AuditInput & { tenantId: string | null },
+  event: AuditEventInput,
 ): Promise<string> {
-  for (const key of Object.keys(event.details ?? {})) {
-    // A guard against a future caller logging a credential by accident.
-    if (secretKey.test(key)) throw new Error(`audit detail "${key}" looks like a secret; do not record it`);
-  }
-  const id = randomUUID();
-  const db = tx as unknown as TenantTx<AuditTables>;
-  await db
-    .insertInto('audit_events')
-    .values({
-      id,
-      tenant_id: event.tenantId,
-      occurred_at: clock.now(),
-      actor_type: context.actor.type,
-      actor_id: context.actor.id,
-      action: event.action,
-      target_type: event.target?.type ?? null,
-      target_id: event.target?.id ?? null,
-      outcome: event.outcome,
-      ip: context.ip,
-      user_agent: context.userAgent?.slice(0, 512) ?? null,
-      request_id: context.requestId,
-      // An operator acting under a just-in-time elevation: every event of the request names it.
-      details: JSON.stringify(
-        context.actor.type === 'operator' && context.actor.elevationId
-          ? { ...event.details, elevationId: context.actor.elevationId }
-          : (event.details ?? {}),
-      ),
-    })
-    .execute();
-  return id;
+  const [id] = await recordAuditEvents(tx, clock, context, [event]);
+  return id as string;
+}
+
+/** Several events of one chain in one append (one head lock, one INSERT): imports and bulk paths. */
+export async function recordAuditEvents<DB>(
+  tx: TenantTx<DB> | SystemTx<DB>,
+  clock: Clock,
+  context: ActionContext,
+  events: AuditEventInput[],
+): Promise<string[]> {
+  const first = events[0];
+  if (!first) return [];
+  if (events.some((e) => e.tenantId !== first.tenantId)) throw new Error('one append covers one chain');
+  const now = clock.now();
+  const actor = context.actor as { type: string; id: string | null; elevationId?: string | null };
+  const rows = events.map((event) => ({
+    id: randomUUID(),
+    tenantId: event.tenantId,
+    occurredAt: now,
+    actorType: actor.type,
+    actorId: actor.id,
+    actorElevationId: actor.elevationId ?? null,
+    action: event.action,
+    targetType: event.target?.type ?? null,
+    targetId: event.target?.id ?? null,
+    outcome: event.outcome,
+    ip: context.ip,
+    userAgent: context.userAgent === null ? null : [...context.userAgent].slice(0, 512).join(''),
+    requestId: context.requestId,
+    // Also in the details, where Access documents it (docs/access.md); the column is what search filters.
+    details: checkDetails(
+      actor.elevationId ? { ...event.details, elevationId: actor.elevationId } : event.details,
+    ),
+  }));
+  await appendToChain(tx, first.tenantId, rows);
+  appended += rows.length;
+  return rows.map((r) => r.id);
 }

@@ -2,12 +2,15 @@ import { userInfo } from 'node:os';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
+import { registerAuditCommands } from '../audit/cli.ts';
+import { checkpointSigner } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
 import { createOperatorService, toTenantRef } from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
 import { allMigrations } from '../migrations.ts';
 import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
 import { type ActionContext, systemClock } from '../platform/context.ts';
+import { resolveRootKey } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
 import { registerProtectCommands } from '../protect/index.ts';
@@ -209,6 +212,26 @@ function program(io: CliIo): Command {
         const tenant = await createTenancyService({ db, clock: systemClock }).requireActive(slug);
         return fn(db, toTenantRef(tenant));
       }),
+  });
+  registerAuditCommands(root, {
+    out: io.out,
+    err: io.err,
+    clock: systemClock,
+    withDatabase: (fn) => withDatabase(config(), fn),
+    tenantId: async (db, slug) => (await createTenancyService({ db, clock: systemClock }).get(slug)).id,
+    async *tenants(db) {
+      const tenancy = createTenancyService({ db, clock: systemClock });
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 200);
+        for (const t of page.items) yield { id: t.id, label: `tenant ${t.slug}` };
+        if (!page.more) return;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+    },
+    signer: () => {
+      const cfg = config();
+      return checkpointSigner(resolveRootKey(cfg.secretKey, cfg.dataDir));
+    },
   });
   return root;
 }

@@ -26,6 +26,7 @@ const numberKeys = new Set<keyof Config>([
   'outboundMaxBytes',
   'outboundMaxRedirects',
   'ipBlocklistRefreshSeconds',
+  'auditCheckpointSeconds',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -72,6 +73,7 @@ const defaults = {
   outboundMaxRedirects: 3,
   ipBlocklists: [],
   ipBlocklistRefreshSeconds: 3600,
+  auditCheckpointSeconds: 300,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

@@ -53,6 +53,7 @@ export const configSchema = Type.Object(
     outboundMaxRedirects: Type.Integer({ minimum: 0, maximum: 10 }),
     ipBlocklists: Type.Array(Type.String({ minLength: 1 })),
     ipBlocklistRefreshSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
+    auditCheckpointSeconds: Type.Integer({ minimum: 10, maximum: 86_400 }),
   },
   { additionalProperties: false },
 );
@@ -213,5 +214,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'SHUTDOWN_GRACE_MS',
     doc: 'How long in-flight requests may run after SIGTERM.',
     default: '10000',
+  },
+  auditCheckpointSeconds: {
+    env: 'AUDIT_CHECKPOINT_SECONDS',
+    doc: 'How often each audit hash chain head is signed (Ed25519 checkpoint).',
+    default: '300',
   },
 };

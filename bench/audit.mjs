@@ -1,0 +1,252 @@
+// Audit: durable hash-chained appends against plain batched INSERTs of the same rows into the same
+// table (same indexes and triggers, chain columns filled with fixed values and no head lock), chain
+// verification speed against reading the same rows, on PGlite (on disk) and PostgreSQL.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import {
+  checkpointSigner,
+  createAuditService,
+  recordAuditEvents,
+  trustedKeys,
+  verifyAuditChain,
+} from '../dist/audit/index.js';
+import { chainEvents } from '../dist/audit/store.js';
+import { allMigrations } from '../dist/migrations.js';
+import { asTenantId, openDatabase, openPgliteEngine } from '../dist/platform/db/index.js';
+import { openBenchDatabase } from './lib/db.mjs';
+import { interleave, metric } from './lib/measure.mjs';
+
+export const name = 'audit';
+
+export const goals = {
+  'hash-chained appends (batches of 100)/pglite': { ratioAtLeast: 0.8 },
+  'hash-chained appends (batches of 100)/postgres': { ratioAtLeast: 0.8 },
+  'verify/pglite': { atLeast: 500_000 },
+  'verify/postgres': { atLeast: 500_000 },
+};
+
+const clock = { now: () => new Date() };
+const ctx = {
+  actor: { type: 'user', id: 'bench-user' },
+  ip: '198.51.100.23',
+  userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench',
+  requestId: 'bench-request-0001',
+};
+const actions = [
+  'identity.signin.password',
+  'identity.session.revoked',
+  'access.role.assigned',
+  'tenancy.tenant.updated',
+];
+const event = (tenantId, i) => ({
+  tenantId,
+  action: actions[i % actions.length],
+  outcome: i % 7 === 0 ? 'failure' : 'success',
+  target: { type: 'user', id: `user-${i % 5000}` },
+  details: { email: `user${i % 5000}@bench.test`, factor: 'password', attempt: i },
+});
+
+async function openEngine(kind, pgUrl, dir) {
+  if (kind === 'postgres') return openBenchDatabase('postgres', pgUrl);
+  // On disk, so a commit is a write like on PostgreSQL, not a memory copy.
+  const engine = await openPgliteEngine({ dataDir: join(dir, 'pglite') });
+  const db = await openDatabase(engine, { migrations: allMigrations, migrate: true });
+  return { db, close: () => db.close() };
+}
+
+/** The chained path: recordAuditEvents in a tenant transaction (head lock, hashing, one INSERT). */
+function chainedAppender(db, tenants, batch) {
+  let n = 0;
+  return async (worker) => {
+    const tenantId = tenants[worker % tenants.length];
+    const events = Array.from({ length: batch }, () => event(tenantId, n++));
+    await db.withTenant(asTenantId(tenantId), (tx) => recordAuditEvents(tx, clock, ctx, events));
+  };
+}
+
+/** The baseline: the same rows inserted with a JS-side sequence and fixed hash bytes, no chain work. */
+function plainAppender(db, tenants, batch) {
+  const seq = new Map(tenants.map((t) => [t, 0]));
+  const zero = Buffer.alloc(32);
+  let n = 0;
+  return async (worker) => {
+    const tenantId = tenants[worker % tenants.length];
+    const rows = Array.from({ length: batch }, () => {
+      const e = event(tenantId, n++);
+      const s = seq.get(tenantId) + 1;
+      seq.set(tenantId, s);
+      return {
+        id: randomUUID(),
+        tenant_id: tenantId,
+        occurred_at: clock.now(),
+        actor_type: ctx.actor.type,
+        actor_id: ctx.actor.id,
+        actor_elevation_id: null,
+        action: e.action,
+        target_type: e.target.type,
+        target_id: e.target.id,
+        outcome: e.outcome,
+        ip: ctx.ip,
+        user_agent: ctx.userAgent,
+        request_id: ctx.requestId,
+        details: JSON.stringify(e.details),
+        chain_seq: String(s),
+        prev_hash: zero,
+        hash: zero,
+      };
+    });
+    await db.withTenant(asTenantId(tenantId), (tx) => tx.insertInto('audit_events').values(rows).execute());
+  };
+}
+
+async function rate(fn, { seconds, concurrency, perCall }) {
+  const end = performance.now() + seconds * 1000;
+  const start = performance.now();
+  let calls = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      while (performance.now() < end) {
+        await fn(worker);
+        calls += 1;
+      }
+    }),
+  );
+  return (calls * perCall) / ((performance.now() - start) / 1000);
+}
+
+async function appends(kind, db, { quick }) {
+  const results = [];
+  const seconds = quick ? 1.5 : 4;
+  const rounds = quick ? 3 : 5;
+  // Batched: four writers, each on its own tenant (chain), 100 events per transaction.
+  const chained = chainedAppender(db, [randomUUID(), randomUUID(), randomUUID(), randomUUID()], 100);
+  const plain = plainAppender(db, [randomUUID(), randomUUID(), randomUUID(), randomUUID()], 100);
+  const batched = await interleave(
+    rounds,
+    () => rate(plain, { seconds, concurrency: 4, perCall: 100 }),
+    () => rate(chained, { seconds, concurrency: 4, perCall: 100 }),
+  );
+  results.push(
+    metric(
+      name,
+      `hash-chained appends (batches of 100)/${kind}`,
+      batched.subject,
+      'events/s',
+      batched.baseline,
+    ),
+  );
+  // One event per transaction, eight writers on ONE tenant: what the head lock costs a busy tenant.
+  const oneTenant = [randomUUID()];
+  const single = await interleave(
+    rounds,
+    () => rate(plainAppender(db, [randomUUID()], 1), { seconds, concurrency: 8, perCall: 1 }),
+    () => rate(chainedAppender(db, oneTenant, 1), { seconds, concurrency: 8, perCall: 1 }),
+  );
+  results.push(
+    metric(
+      name,
+      `hash-chained appends (1 per tx, 8 writers, 1 tenant)/${kind}`,
+      single.subject,
+      'events/s',
+      single.baseline,
+    ),
+  );
+  return results;
+}
+
+async function verification(kind, db, { quick, log }) {
+  const tenantId = randomUUID();
+  const total = quick ? 100_000 : 1_000_000;
+  log(`   ${kind}: writing ${total.toLocaleString('en-US')} chained events`);
+  for (let i = 0; i < total; i += 1000) {
+    const events = Array.from({ length: 1000 }, (_, j) => event(tenantId, i + j));
+    await db.withTenant(asTenantId(tenantId), (tx) => recordAuditEvents(tx, clock, ctx, events));
+  }
+  const keys = trustedKeys([checkpointSigner(Buffer.from('bench-root-key-0123456789abcdef')).publicKey]);
+  const timed = await interleave(
+    quick ? 1 : 3,
+    async () => {
+      const start = performance.now();
+      let n = 0;
+      for await (const _ of chainEvents(db, tenantId, 0)) n += 1;
+      return n / ((performance.now() - start) / 1000);
+    },
+    async () => {
+      const start = performance.now();
+      const report = await verifyAuditChain(db, tenantId, { keys });
+      if (report.broken || report.events !== total)
+        throw new Error(`verification failed: ${JSON.stringify(report)}`);
+      return total / ((performance.now() - start) / 1000);
+    },
+  );
+  return [
+    metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline),
+    ...(await searchLatency(kind, db, tenantId, total, { quick })),
+  ];
+}
+
+/**
+ * Latency of one search page (100 events) on the chain just written, per filter, against the plainest
+ * page there is in the same run: the newest 100 rows by the chain's primary index, no filter.
+ */
+async function searchLatency(kind, db, tenantId, total, { quick }) {
+  const audit = createAuditService({ db, clock });
+  const timeOf = async (fn) => {
+    const samples = [];
+    for (let i = 0; i < (quick ? 15 : 40); i++) {
+      const start = performance.now();
+      await fn();
+      samples.push(performance.now() - start);
+    }
+    return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
+  };
+  const plain = await timeOf(() =>
+    db.withTenant(asTenantId(tenantId), (tx) =>
+      sql`SELECT * FROM audit_events WHERE tenant_id = ${tenantId} AND chain_seq IS NOT NULL
+          ORDER BY chain_seq DESC LIMIT 100`.execute(tx),
+    ),
+  );
+  const page = (query) => () => audit.search(tenantId, { limit: 100, ...query });
+  const first = await audit.search(tenantId, { limit: 100, actor: 'user-77' });
+  const middle = first.items[Math.floor(first.items.length / 2)]?.occurredAt ?? new Date().toISOString();
+  const cases = {
+    newest: {},
+    'actor (1 in 5000)': { actor: 'user-77' },
+    'action prefix': { action: 'access.' },
+    'ip /24': { ip: '198.51.100.0/24' },
+    'failures of one target': { outcome: 'failure', targetType: 'user', targetId: 'user-4242' },
+    'second page': { cursor: (await audit.search(tenantId, { limit: 100 })).nextCursor ?? undefined },
+    'time window': { to: middle, from: new Date(Date.parse(middle) - 60_000).toISOString() },
+  };
+  const rows = [];
+  for (const [label, query] of Object.entries(cases)) {
+    const ms = await timeOf(page(query));
+    rows.push(
+      metric(name, `search p50 ${label} (${(total / 1e6).toFixed(1)}M events)/${kind}`, ms, 'ms', plain),
+    );
+  }
+  return rows;
+}
+
+export async function run({ quick, pgUrl, log, skip }) {
+  const results = [];
+  for (const kind of ['pglite', 'postgres']) {
+    if (kind === 'postgres' && !pgUrl) {
+      skip('postgres (set BENCH_DATABASE_URL)');
+      continue;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-audit-'));
+    const database = await openEngine(kind, pgUrl, dir);
+    try {
+      results.push(...(await appends(kind, database.db, { quick })));
+      results.push(...(await verification(kind, database.db, { quick, log })));
+    } finally {
+      await database.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return results;
+}

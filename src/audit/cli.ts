@@ -1,0 +1,168 @@
+import type { KeyObject } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream, readFileSync } from 'node:fs';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import type { Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import { verifyBundle, writeBundle } from './bundle.ts';
+import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
+import { createCheckpoint } from './store.ts';
+import { type ChainReport, verifyAuditChain } from './verify.ts';
+import type { ChainBreak } from './walk.ts';
+
+export interface ChainRef {
+  /** null for the platform chain. */
+  id: string | null;
+  label: string;
+}
+
+export interface AuditCliDeps {
+  out: NodeJS.WritableStream;
+  err: NodeJS.WritableStream;
+  clock: Clock;
+  withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T>;
+  /** The tenant's id by slug (throws a clear error when there is none). */
+  tenantId(db: Database, slug: string): Promise<string>;
+  /** Every tenant, for commands that cover all chains. */
+  tenants(db: Database): AsyncIterable<ChainRef>;
+  signer(): CheckpointSigner;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function describeBreak(label: string, b: ChainBreak): string {
+  const where = b.seq === null ? '' : ` at seq ${b.seq}`;
+  const id = b.eventId ? ` (event ${b.eventId})` : '';
+  return `${label}: BROKEN, ${b.kind}${where}${id}: ${b.message}`;
+}
+
+/** `rampart audit verify|checkpoint|public-key|export|verify-file`. */
+export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
+  const print = (line: string) => deps.out.write(`${line}\n`);
+  const audit = root.command('audit').description('the audit trail: verify, checkpoint, export');
+
+  async function chains(db: Database, slug: string | undefined, platform: boolean): Promise<ChainRef[]> {
+    if (slug) return [{ id: await deps.tenantId(db, slug), label: `tenant ${slug}` }];
+    const all: ChainRef[] = [{ id: null, label: 'platform' }];
+    if (platform) return all;
+    for await (const t of deps.tenants(db)) all.push(t);
+    return all;
+  }
+
+  const keysFrom = (files: string[], own?: KeyObject) =>
+    trustedKeys([...(own ? [own] : []), ...files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8')))]);
+
+  audit
+    .command('verify')
+    .description('walk each hash chain and its signed checkpoints; name the first broken event')
+    .option('--tenant <slug>', 'only this tenant (default: the platform and every tenant)')
+    .option('--platform', 'only the platform chain')
+    .option(
+      '--public-key <file>',
+      'also trust this Ed25519 public key (PEM), e.g. one from before a key change',
+      collect,
+      [],
+    )
+    .action(async (opts: { tenant?: string; platform?: boolean; publicKey: string[] }) => {
+      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
+      const broken = await deps.withDatabase(async (db) => {
+        let failures = 0;
+        for (const chain of await chains(db, opts.tenant, Boolean(opts.platform))) {
+          const report = await withProgress(deps.err, chain.label, (onProgress) =>
+            verifyAuditChain(db, chain.id, { keys, onProgress }),
+          );
+          print(summarise(chain.label, report));
+          if (report.broken) failures += 1;
+        }
+        return failures;
+      });
+      if (broken > 0) throw new Error(`${broken} chain(s) failed verification`);
+    });
+
+  audit
+    .command('checkpoint')
+    .description('sign the current head of each chain (the server also does this periodically)')
+    .option('--tenant <slug>', 'only this tenant')
+    .action(async (opts: { tenant?: string }) => {
+      const signer = deps.signer();
+      await deps.withDatabase(async (db) => {
+        for (const chain of await chains(db, opts.tenant, false)) {
+          const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
+          print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
+        }
+      });
+    });
+
+  audit
+    .command('public-key')
+    .description('print the public key that verifies checkpoints (keep a copy outside this server)')
+    .action(() => {
+      const signer = deps.signer();
+      print(`key id ${signer.keyId}`);
+      deps.out.write(String(signer.publicKey.export({ format: 'pem', type: 'spki' })));
+    });
+
+  audit
+    .command('export')
+    .description('write one chain as a verifiable JSON Lines bundle (see docs/audit.md)')
+    .option('--tenant <slug>', 'the tenant (default: the platform chain)')
+    .requiredOption('--out <file>', 'where to write the bundle')
+    .action(async (opts: { tenant?: string; out: string }) => {
+      const count = await deps.withDatabase(async (db) => {
+        const [chain] = await chains(db, opts.tenant, true);
+        const file = createWriteStream(opts.out, { mode: 0o600 });
+        try {
+          return await writeBundle(db, chain?.id ?? null, async (line) => {
+            if (!file.write(`${line}\n`)) await once(file, 'drain');
+          });
+        } finally {
+          file.end();
+          await once(file, 'finish');
+        }
+      });
+      print(`wrote ${count} events to ${opts.out}`);
+    });
+
+  audit
+    .command('verify-file <bundle>')
+    .description('verify an exported bundle offline, with no database: only the bundle and the public key')
+    .requiredOption('--public-key <file>', 'trusted Ed25519 public key (PEM)', collect, [])
+    .action(async (bundle: string, opts: { publicKey: string[] }) => {
+      const result = await verifyBundle(bundle, keysFrom(opts.publicKey));
+      if (result.broken) {
+        print(describeBreak(result.chain, result.broken));
+        throw new Error('the bundle failed verification');
+      }
+      print(`${result.chain}: ok, ${result.events} events, ${result.checkpoints} signed checkpoints`);
+    });
+}
+
+function summarise(label: string, r: ChainReport): string {
+  if (r.broken) return describeBreak(label, r.broken);
+  const legacy = r.legacyEvents > 0 ? `, ${r.legacyEvents} events from before chaining not covered` : '';
+  return `${label}: ok, ${r.events} events up to seq ${r.headSeq}, ${r.checkpoints} signed checkpoints${legacy}`;
+}
+
+/** A progress bar on stderr per chain (silent when stderr is not a terminal, except a line a second). */
+async function withProgress<T>(
+  stream: NodeJS.WritableStream,
+  label: string,
+  fn: (onProgress: (done: number, total: number) => void) => Promise<T>,
+): Promise<T> {
+  const bar = new cliProgress.SingleBar(
+    { stream, format: `${label} [{bar}] {value}/{total} events`, noTTYOutput: true, notTTYSchedule: 1000 },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  try {
+    return await fn((done, total) => {
+      if (!started) {
+        bar.start(Math.max(total, 1), done);
+        started = true;
+      } else bar.update(done);
+    });
+  } finally {
+    if (started) bar.stop();
+  }
+}

@@ -1,0 +1,80 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+/** Details are a flat map of short facts: ids, names, counts, flags. Never structures, never secrets. */
+export const AuditDetails = Type.Record(
+  Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' }),
+  Type.Union([Type.String({ maxLength: 2048 }), Type.Number(), Type.Boolean(), Type.Null()]),
+  { maxProperties: 32 },
+);
+export type AuditDetailsValue = Static<typeof AuditDetails>;
+
+const secretKey = /pass|secret|token|hash|seed|key|code|otp|pin|cookie|authori[sz]ation|credential/i;
+// Harmless keys that contain a word of the list above.
+const allowedKeys = new Set([
+  'reason',
+  'role',
+  'factor',
+  'count',
+  'keyId',
+  'codeCount',
+  'zipcode',
+  'postcode',
+]);
+
+/**
+ * Values that have the shape of a credential: password hashes, PEM blocks, JWTs, long random
+ * base64/hex runs. Such a value is replaced, not refused: it may come from a client's free text (a
+ * suspension reason), and a client's input must never turn into a 500.
+ */
+const secretValue = [
+  /\$argon2(id|i|d)\$/,
+  /\$2[abxy]\$\d\d\$/,
+  /-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----/,
+  /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}/,
+  /\b[0-9a-fA-F]{40,}\b/,
+];
+const randomRun = /[A-Za-z0-9+/_=-]{32,}/g;
+
+function looksRandom(run: string): boolean {
+  return (
+    /[0-9]/.test(run) && /[A-Z]/.test(run) && /[a-z]/.test(run) && !/^[A-Za-z]+(-[A-Za-z0-9]+)+$/.test(run)
+  );
+}
+
+export const REDACTED = '[redacted: looked like a secret]';
+
+export function looksLikeSecret(value: string): boolean {
+  if (secretValue.some((pattern) => pattern.test(value))) return true;
+  return (value.match(randomRun) ?? []).some(looksRandom);
+}
+
+/**
+ * Checks details against the schema. A key that names a secret or a value of the wrong shape is a
+ * programming error (thrown); a value that looks like a credential is redacted.
+ */
+export function checkDetails(details: Record<string, unknown> | undefined): AuditDetailsValue {
+  const input = details ?? {};
+  for (const key of Object.keys(input)) {
+    // A guard against a caller recording a credential by accident.
+    if (secretKey.test(key) && !allowedKeys.has(key)) {
+      throw new Error(`audit detail "${key}" looks like a secret; do not record it`);
+    }
+  }
+  if (!Value.Check(AuditDetails, input)) {
+    const first = [...Value.Errors(AuditDetails, input)][0];
+    throw new Error(`audit details do not match the schema at ${first?.path || '/'}: ${first?.message}`);
+  }
+  const out: AuditDetailsValue = {};
+  for (const [key, value] of Object.entries(input as AuditDetailsValue)) {
+    out[key] = typeof value === 'string' ? clean(value) : value;
+  }
+  return out;
+}
+
+/** Well-formed UTF-16 (a lone surrogate has no canonical JSON) and no credential-shaped text. */
+export function clean(value: string): string {
+  // String.prototype.toWellFormed is in Node 20 and later; the ES2023 lib does not declare it yet.
+  const text = (value as unknown as { toWellFormed(): string }).toWellFormed().replaceAll('\u0000', '\uFFFD');
+  return looksLikeSecret(text) ? REDACTED : text;
+}

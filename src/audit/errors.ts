@@ -1,0 +1,9 @@
+import { defineErrors } from '../platform/http/problem.ts';
+
+export const auditError = defineErrors({
+  bad_cursor: { status: 400, title: 'Invalid cursor' },
+  bad_filter: { status: 400, title: 'Invalid filter' },
+  range_too_large: { status: 400, title: 'Time range too large' },
+  bad_sink: { status: 400, title: 'Invalid sink' },
+  sink_not_found: { status: 404, title: 'No such sink' },
+});

@@ -1,0 +1,209 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { Webhook } from 'standardwebhooks';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import type { SecretBox } from '../platform/crypto/keys.ts';
+import type { Database, SystemTx } from '../platform/db/index.ts';
+import { auditError } from './errors.ts';
+import { recordAuditEvent } from './record.ts';
+import type { AuditTables } from './tables.ts';
+
+/** One outbound HTTP request. Injected, so the egress guard (src/protect/outbound/) can carry it. */
+export interface OutboundRequest {
+  url: string;
+  method: 'POST';
+  headers: Record<string, string>;
+  body: string;
+}
+export type SendHttp = (request: OutboundRequest) => Promise<{ status: number }>;
+
+const loopback = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+function checkSinkUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw auditError('bad_sink', 'The sink URL is not a URL.');
+  }
+  // Events are sent over TLS; plain HTTP only to this machine (a local collector, tests).
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback.has(url.hostname))) {
+    throw auditError('bad_sink', 'A webhook sink must be an https:// URL (http:// only on loopback).');
+  }
+  if (url.username || url.password) throw auditError('bad_sink', 'Put no credentials in the sink URL.');
+  return url.toString();
+}
+
+type Tx = SystemTx<AuditTables>;
+
+/** Operators' management of the platform's SIEM sinks. */
+export function createSinkService({ db, clock, box }: { db: Database; clock: Clock; box: SecretBox }) {
+  return {
+    async create(ctx: ActionContext, input: { url: string }) {
+      const url = checkSinkUrl(input.url);
+      const id = randomUUID();
+      const secret = `whsec_${randomBytes(32).toString('base64')}`;
+      await db.withSystem(async (tx: Tx) => {
+        await sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, created_at)
+          VALUES (${id}, 'webhook', ${url}, ${box.seal(secret, `audit-sink:${id}`)}, ${clock.now()})`.execute(
+          tx,
+        );
+        await recordAuditEvent<AuditTables>(tx, clock, ctx, {
+          tenantId: null,
+          action: 'audit.sink.created',
+          outcome: 'success',
+          target: { type: 'audit_sink', id },
+          details: { url },
+        });
+      });
+      // The signing secret is shown once; only its sealed form is kept.
+      return { id, kind: 'webhook' as const, url, secret };
+    },
+
+    list: () =>
+      db.withSystem(async (tx: Tx) => {
+        const { rows } = await sql<{
+          id: string;
+          url: string;
+          created_at: Date;
+          pending: number;
+          oldest: Date | null;
+        }>`
+          SELECT s.id, s.url, s.created_at, count(o.event_id)::int AS pending, min(o.enqueued_at) AS oldest
+          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
+          WHERE s.disabled_at IS NULL GROUP BY s.id ORDER BY s.created_at`.execute(tx);
+        return rows.map((r) => ({
+          id: r.id,
+          kind: 'webhook' as const,
+          url: r.url,
+          createdAt: r.created_at.toISOString(),
+          pending: r.pending,
+          oldestPendingAt: r.oldest?.toISOString() ?? null,
+        }));
+      }),
+
+    disable: (ctx: ActionContext, id: string) =>
+      db.withSystem(async (tx: Tx) => {
+        const { rows } = await sql`UPDATE audit_sinks SET disabled_at = ${clock.now()}
+          WHERE id = ${id} AND disabled_at IS NULL RETURNING id`.execute(tx);
+        if (rows.length === 0) throw auditError('sink_not_found', 'No active sink has that id.');
+        await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}`.execute(tx);
+        await recordAuditEvent<AuditTables>(tx, clock, ctx, {
+          tenantId: null,
+          action: 'audit.sink.disabled',
+          outcome: 'success',
+          target: { type: 'audit_sink', id },
+        });
+      }),
+  };
+}
+
+export type SinkService = ReturnType<typeof createSinkService>;
+
+interface Claimed {
+  sink_id: string;
+  event_id: string;
+  payload: string;
+  attempts: number;
+  url: string;
+  secret_sealed: string;
+  enqueued_at: Date;
+}
+
+/** Seconds before attempt n+1 after n failures: 5 s doubling, at most an hour; never given up. */
+export const backoffSeconds = (failures: number) => Math.min(5 * 2 ** Math.max(0, failures - 1), 3600);
+
+export interface ForwarderDeps {
+  db: Database;
+  clock: Clock;
+  box: SecretBox;
+  send: SendHttp;
+  batch?: number;
+  /** How long a claimed delivery is reserved for this node before another may retry it. */
+  leaseMs?: number;
+  onDelivered?: (lagMs: number) => void;
+}
+
+/**
+ * Delivers due outbox rows. A claim moves the rows' next attempt a lease ahead and commits at once, so
+ * no transaction stays open during HTTP calls and a node that dies mid-way only delays delivery. Each
+ * event is one Standard Webhooks message whose `webhook-id` is the event id: a receiver that sees an id
+ * twice (a retry after a lost acknowledgement) can drop the copy.
+ */
+export function createForwarder(deps: ForwarderDeps) {
+  const batch = deps.batch ?? 100;
+  const leaseMs = deps.leaseMs ?? 60_000;
+  const signers = new Map<string, Webhook>();
+  const signerFor = (row: Claimed) => {
+    let signer = signers.get(row.sink_id);
+    if (!signer) {
+      signer = new Webhook(deps.box.open(row.secret_sealed, `audit-sink:${row.sink_id}`));
+      signers.set(row.sink_id, signer);
+    }
+    return signer;
+  };
+
+  async function claim(now: Date): Promise<Claimed[]> {
+    return deps.db.withSystem(async (tx: Tx) => {
+      const { rows } = await sql<Claimed>`
+        UPDATE audit_outbox o SET next_attempt_at = ${new Date(now.getTime() + leaseMs)}, attempts = o.attempts + 1
+        FROM (SELECT sink_id, event_id FROM audit_outbox WHERE next_attempt_at <= ${now}
+              ORDER BY next_attempt_at LIMIT ${batch} FOR UPDATE SKIP LOCKED) due, audit_sinks s
+        WHERE o.sink_id = due.sink_id AND o.event_id = due.event_id AND s.id = o.sink_id
+          AND s.disabled_at IS NULL
+        RETURNING o.sink_id, o.event_id, o.payload::text AS payload, o.attempts, s.url, s.secret_sealed,
+          o.enqueued_at`.execute(tx);
+      return rows;
+    });
+  }
+
+  async function deliver(row: Claimed, now: Date): Promise<string | null> {
+    const body = `{"type":"audit.event","timestamp":${JSON.stringify(now.toISOString())},"data":${row.payload}}`;
+    try {
+      const signature = signerFor(row).sign(row.event_id, now, body);
+      const res = await deps.send({
+        url: row.url,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'webhook-id': row.event_id,
+          'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+          'webhook-signature': signature,
+        },
+        body,
+      });
+      return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
+    } catch (error) {
+      return (error as Error).message.slice(0, 300) || 'send failed';
+    }
+  }
+
+  return {
+    /** One pass: claim a batch, send it, record each outcome. Resolves to what happened. */
+    async deliverDue(): Promise<{ delivered: number; failed: number }> {
+      const now = deps.clock.now();
+      const claimed = await claim(now);
+      const outcomes = await Promise.all(
+        claimed.map(async (row) => ({ row, error: await deliver(row, now) })),
+      );
+      const done = outcomes.filter((o) => o.error === null);
+      const failed = outcomes.filter((o) => o.error !== null);
+      await deps.db.withSystem(async (tx: Tx) => {
+        for (const { row } of done) {
+          await sql`DELETE FROM audit_outbox WHERE sink_id = ${row.sink_id} AND event_id = ${row.event_id}`.execute(
+            tx,
+          );
+          deps.onDelivered?.(now.getTime() - row.enqueued_at.getTime());
+        }
+        for (const { row, error } of failed) {
+          const next = new Date(now.getTime() + backoffSeconds(row.attempts) * 1000);
+          await sql`UPDATE audit_outbox SET next_attempt_at = ${next}, last_error = ${error}
+            WHERE sink_id = ${row.sink_id} AND event_id = ${row.event_id}`.execute(tx);
+        }
+      });
+      return { delivered: done.length, failed: failed.length };
+    },
+  };
+}
+
+export type Forwarder = ReturnType<typeof createForwarder>;

@@ -1,0 +1,122 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { sql } from 'kysely';
+import { Counter, Gauge } from 'prom-client';
+import type { Clock } from '../platform/context.ts';
+import type { Database } from '../platform/db/index.ts';
+import type { Forwarder } from './forward.ts';
+import { appendedEvents } from './record.ts';
+import type { CheckpointSigner } from './signer.ts';
+import { createCheckpoint } from './store.ts';
+
+export interface AuditJobDeps {
+  db: Database;
+  clock: Clock;
+  signer: CheckpointSigner;
+  checkpointEveryMs: number;
+  /** Ids of every tenant (the audit capability does not read the tenants table itself). */
+  tenantIds(): AsyncIterable<string>;
+  forwarder: Forwarder;
+  forwardEveryMs: number;
+}
+
+/** Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. */
+export async function checkpointAllChains(
+  deps: Pick<AuditJobDeps, 'db' | 'clock' | 'signer' | 'tenantIds'>,
+): Promise<number> {
+  let signed = 0;
+  if (await createCheckpoint(deps.db, deps.signer, deps.clock, null)) signed += 1;
+  for await (const id of deps.tenantIds()) {
+    if (await createCheckpoint(deps.db, deps.signer, deps.clock, id)) signed += 1;
+  }
+  return signed;
+}
+
+/**
+ * Periodic jobs of the audit trail, started when the server is ready and stopped before it closes.
+ * A run that fails is logged and retried at the next tick; runs never overlap.
+ */
+export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDeps) => {
+  const timers: NodeJS.Timeout[] = [];
+  const running = new Map<string, Promise<void>>();
+  /** Runs job at most once at a time; a failure is logged and the next tick tries again. */
+  const every = (name: string, ms: number, job: () => Promise<void>) => {
+    const tick = () => {
+      if (running.has(name)) return;
+      running.set(
+        name,
+        job()
+          .catch((error: unknown) => app.log.error({ err: error }, `audit ${name} failed`))
+          .finally(() => running.delete(name)),
+      );
+    };
+    app.addHook('onReady', async () => {
+      const timer = setInterval(tick, ms);
+      timer.unref();
+      timers.push(timer);
+    });
+  };
+  every('checkpoint', deps.checkpointEveryMs, async () => {
+    const signed = await checkpointAllChains(deps);
+    if (signed > 0) app.log.info({ signed }, 'audit checkpoints signed');
+  });
+  every('forwarding', deps.forwardEveryMs, async () => {
+    // Keep going while full batches come back: a backlog drains without waiting for the next tick.
+    for (;;) {
+      const { delivered, failed } = await deps.forwarder.deliverDue();
+      if (delivered + failed < 100) return;
+    }
+  });
+  registerMetrics(app, deps.db);
+  app.addHook('onClose', async () => {
+    for (const timer of timers) clearInterval(timer);
+    await Promise.all(running.values());
+  });
+});
+
+function registerMetrics(app: FastifyInstance, db: Database) {
+  const registers = app.hasDecorator('metrics') ? [app.metrics] : [];
+  new Counter({
+    name: 'rampart_audit_events_appended_total',
+    help: 'Audit events appended by this node (rate() gives events/s)',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(appendedEvents());
+    },
+  });
+  new Gauge({
+    name: 'rampart_audit_sink_lag_seconds',
+    help: 'Age of the oldest event not yet delivered to each SIEM sink (0 when none is pending)',
+    labelNames: ['sink'],
+    registers,
+    async collect() {
+      this.reset();
+      const rows = await db.withSystem(async (tx) => {
+        const { rows } = await sql<{ id: string; lag: number }>`
+          SELECT s.id, coalesce(extract(epoch FROM now() - min(o.enqueued_at)), 0)::float8 AS lag
+          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
+          WHERE s.disabled_at IS NULL GROUP BY s.id`.execute(tx);
+        return rows;
+      });
+      for (const r of rows) this.set({ sink: r.id }, r.lag);
+    },
+  });
+  new Gauge({
+    name: 'rampart_audit_sink_pending',
+    help: 'Events waiting in the outbox for each SIEM sink',
+    labelNames: ['sink'],
+    registers,
+    async collect() {
+      this.reset();
+      const rows = await db.withSystem(async (tx) => {
+        const { rows } = await sql<{ id: string; pending: number }>`
+          SELECT s.id, count(o.event_id)::int AS pending
+          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
+          WHERE s.disabled_at IS NULL GROUP BY s.id`.execute(tx);
+        return rows;
+      });
+      for (const r of rows) this.set({ sink: r.id }, r.pending);
+    },
+  });
+}

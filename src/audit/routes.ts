@@ -1,0 +1,167 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import { actionContext } from '../platform/http/context.ts';
+import { responses, strictObject } from '../platform/http/schemas.ts';
+import type { SinkService } from './forward.ts';
+import { AuditEventPage, AuditEventSchema, ExportQuery, SearchQuery } from './schemas.ts';
+import type { EventView } from './search.ts';
+import type { AuditService } from './service.ts';
+
+const tags = ['audit'];
+const TenantParams = strictObject({ tenant: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) });
+const JsonLines = Type.String({ description: 'JSON Lines (application/x-ndjson): one AuditEvent per line' });
+
+function tenantIdOf(request: FastifyRequest): string {
+  const tenant = (request as { tenant?: { id: string } | null }).tenant;
+  if (!tenant) throw new Error('tenant route reached without a tenant');
+  return tenant.id;
+}
+
+/** Streams events as JSON Lines; an error after the first line ends the stream (the client sees it cut). */
+const jsonLines = (events: AsyncGenerator<EventView>) =>
+  Readable.from(
+    (async function* () {
+      for await (const event of events) yield `${JSON.stringify(event)}\n`;
+    })(),
+  );
+
+/**
+ * Search and export. Tenant routes (`access: 'tenant'`): users with `audit:read`/`audit:export` in the
+ * tenant, or operators under an approved elevation. Platform routes: operators, platform events only
+ * (row-level security hides every tenant's events from a platform scope).
+ */
+const Sink = strictObject({
+  id: Type.String({ format: 'uuid' }),
+  kind: Type.Literal('webhook'),
+  url: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  pending: Type.Integer({ description: 'Events waiting for delivery' }),
+  oldestPendingAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+const CreatedSink = strictObject({
+  id: Type.String({ format: 'uuid' }),
+  kind: Type.Literal('webhook'),
+  url: Type.String(),
+  secret: Type.String({ description: 'Standard Webhooks signing secret (whsec_...), shown only now' }),
+});
+
+export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks: SinkService }> = async (
+  app,
+  { audit, sinks },
+) => {
+  app.addSchema(AuditEventSchema);
+
+  app.get(
+    '/api/v1/t/:tenant/audit/events',
+    {
+      config: { access: 'tenant', permission: 'audit:read' },
+      schema: {
+        tags,
+        summary: "Search the tenant's audit trail, newest first",
+        params: TenantParams,
+        querystring: SearchQuery,
+        response: responses({ 200: AuditEventPage }),
+      },
+    },
+    async (request) => audit.search(tenantIdOf(request), request.query),
+  );
+
+  app.get(
+    '/api/v1/t/:tenant/audit/export',
+    {
+      config: { access: 'tenant', permission: 'audit:export' },
+      schema: {
+        tags,
+        summary: "Download the tenant's audit events matching the filters as JSON Lines (audited)",
+        params: TenantParams,
+        querystring: ExportQuery,
+        response: responses({ 200: JsonLines }),
+      },
+    },
+    async (request, reply) => {
+      const events = await audit.exportEvents(tenantIdOf(request), actionContext(request), request.query);
+      return reply.type('application/x-ndjson; charset=utf-8').send(jsonLines(events));
+    },
+  );
+
+  app.get(
+    '/api/v1/audit/events',
+    {
+      config: { access: 'operator', permission: 'platform-audit:read' },
+      schema: {
+        tags,
+        summary: 'Search the platform audit trail (operators and platform jobs), newest first',
+        querystring: SearchQuery,
+        response: responses({ 200: AuditEventPage }),
+      },
+    },
+    async (request) => audit.search(null, request.query),
+  );
+
+  app.get(
+    '/api/v1/audit/export',
+    {
+      config: { access: 'operator', permission: 'platform-audit:read' },
+      schema: {
+        tags,
+        summary: 'Download platform audit events matching the filters as JSON Lines (audited)',
+        querystring: ExportQuery,
+        response: responses({ 200: JsonLines }),
+      },
+    },
+    async (request, reply) => {
+      const events = await audit.exportEvents(null, actionContext(request), request.query);
+      return reply.type('application/x-ndjson; charset=utf-8').send(jsonLines(events));
+    },
+  );
+
+  app.post(
+    '/api/v1/audit/sinks',
+    {
+      config: { access: 'operator', permission: 'audit-sinks:write' },
+      schema: {
+        tags,
+        summary: 'Add an HTTPS webhook sink: every audit event is sent to it, signed (Standard Webhooks)',
+        body: strictObject({
+          kind: Type.Literal('webhook'),
+          url: Type.String({ minLength: 8, maxLength: 2000 }),
+        }),
+        response: responses({ 201: CreatedSink }),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await sinks.create(actionContext(request), request.body)),
+  );
+
+  app.get(
+    '/api/v1/audit/sinks',
+    {
+      config: { access: 'operator', permission: 'platform-audit:read' },
+      schema: {
+        tags,
+        summary: 'Active SIEM sinks and their backlog',
+        response: responses({ 200: Type.Array(Sink) }),
+      },
+    },
+    async () => sinks.list(),
+  );
+
+  app.delete(
+    '/api/v1/audit/sinks/:id',
+    {
+      config: { access: 'operator', permission: 'audit-sinks:write' },
+      schema: {
+        tags,
+        summary: 'Stop forwarding to a sink (its backlog is dropped)',
+        params: strictObject({ id: Type.String({ format: 'uuid' }) }),
+        response: responses({ 204: Type.Null() }),
+      },
+    },
+    async (request, reply) => {
+      await sinks.disable(actionContext(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+};

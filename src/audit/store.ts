@@ -1,0 +1,167 @@
+import { type Kysely, sql } from 'kysely';
+import type { Clock } from '../platform/context.ts';
+import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
+import type { CheckpointSigner } from './signer.ts';
+import type { AuditTables } from './tables.ts';
+import type { StoredCheckpoint, StoredEvent } from './walk.ts';
+
+type AnyTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
+
+/** Runs fn in the chain's scope: the tenant's, or the platform's (no tenant set). */
+export function inChain<R>(db: Database, tenantId: string | null, fn: (tx: AnyTx) => Promise<R>): Promise<R> {
+  return tenantId === null
+    ? db.withSystem<AuditTables, R>(fn)
+    : db.withTenant<AuditTables, R>(asTenantId(tenantId), fn);
+}
+
+const chainFilter = (tenantId: string | null) =>
+  tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
+
+const bytes = (value: Uint8Array | null): Uint8Array => (value ? Buffer.from(value) : Buffer.alloc(0));
+
+export interface HeadRow {
+  seq: number;
+  hash: Uint8Array;
+  legacyEvents: number;
+  prunedThrough: number;
+}
+
+export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null): Promise<HeadRow> {
+  const { rows } = await sql<{
+    seq: string;
+    head_hash: Uint8Array;
+    legacy_events: string;
+    pruned_through: string;
+  }>`
+    SELECT seq::text, head_hash, legacy_events::text, pruned_through::text
+    FROM audit_chain_heads WHERE chain = ${tenantId ?? 'platform'}`.execute(tx);
+  const row = rows[0];
+  if (!row) return { seq: 0, hash: Buffer.alloc(32), legacyEvents: 0, prunedThrough: 0 };
+  return {
+    seq: Number(row.seq),
+    hash: bytes(row.head_hash),
+    legacyEvents: Number(row.legacy_events),
+    prunedThrough: Number(row.pruned_through),
+  };
+}
+
+export interface EventRow {
+  id: string;
+  tenant_id: string | null;
+  occurred_at: Date;
+  actor_type: string;
+  actor_id: string | null;
+  actor_elevation_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+  seq: string;
+  prev_hash: Uint8Array | null;
+  hash: Uint8Array | null;
+}
+
+export const toStoredEvent = (r: EventRow): StoredEvent => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  occurredAt: r.occurred_at,
+  actorType: r.actor_type,
+  actorId: r.actor_id,
+  actorElevationId: r.actor_elevation_id,
+  action: r.action,
+  targetType: r.target_type,
+  targetId: r.target_id,
+  outcome: r.outcome,
+  ip: r.ip,
+  userAgent: r.user_agent,
+  requestId: r.request_id,
+  details: r.details,
+  seq: Number(r.seq),
+  prevHash: bytes(r.prev_hash),
+  hash: bytes(r.hash),
+});
+
+export const eventColumns = sql`id, tenant_id, occurred_at, actor_type, actor_id, actor_elevation_id, action,
+  target_type, target_id, outcome, ip::text AS ip, user_agent, request_id, details, chain_seq::text AS seq,
+  prev_hash, hash`;
+
+/** A chain's events after `afterSeq`, in sequence order, read page by page (one short transaction each). */
+export async function* chainEvents(
+  db: Database,
+  tenantId: string | null,
+  afterSeq: number,
+  pageSize = 5000,
+): AsyncGenerator<StoredEvent> {
+  let after = afterSeq;
+  for (;;) {
+    const rows = await inChain(db, tenantId, async (tx) => {
+      const { rows } = await sql<EventRow>`SELECT ${eventColumns} FROM audit_events
+        WHERE ${chainFilter(tenantId)} AND chain_seq > ${after}
+        ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
+      return rows;
+    });
+    for (const row of rows) yield toStoredEvent(row);
+    const last = rows.at(-1);
+    if (!last || rows.length < pageSize) return;
+    after = Number(last.seq);
+  }
+}
+
+export async function readCheckpoints(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+): Promise<StoredCheckpoint[]> {
+  const { rows } = await sql<{
+    tenant_id: string | null;
+    seq: string;
+    head_hash: Uint8Array;
+    signed_at: Date;
+    key_id: string;
+    signature: Uint8Array;
+  }>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature FROM audit_checkpoints
+     WHERE ${chainFilter(tenantId)} ORDER BY seq`.execute(tx);
+  return rows.map((r) => ({
+    tenantId: r.tenant_id,
+    seq: Number(r.seq),
+    headHash: bytes(r.head_hash),
+    signedAt: r.signed_at,
+    keyId: r.key_id,
+    signature: bytes(r.signature),
+  }));
+}
+
+/** Events of the chain that carry no position: legacy ones, or rows slipped in outside the chain. */
+export async function unchainedEvents(tx: Kysely<AuditTables>, tenantId: string | null) {
+  const { rows } = await sql<{ count: string; first: string | null }>`
+    SELECT count(*)::text AS count, (array_agg(id ORDER BY occurred_at DESC))[1]::text AS first
+    FROM audit_events WHERE ${chainFilter(tenantId)} AND chain_seq IS NULL`.execute(tx);
+  return { count: Number(rows[0]?.count ?? 0), newest: rows[0]?.first ?? null };
+}
+
+/**
+ * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
+ * seq and hash change together in the writer's transaction, so a committed head is always consistent.
+ */
+export async function createCheckpoint(
+  db: Database,
+  signer: CheckpointSigner,
+  clock: Clock,
+  tenantId: string | null,
+): Promise<StoredCheckpoint | null> {
+  return inChain(db, tenantId, async (tx) => {
+    const head = await readHead(tx, tenantId);
+    if (head.seq === 0) return null;
+    const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
+    const signature = signer.sign(body);
+    const { rows } = await sql<{ seq: string }>`
+      INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
+      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})
+      ON CONFLICT DO NOTHING RETURNING seq::text`.execute(tx);
+    if (rows.length === 0) return null;
+    return { ...body, keyId: signer.keyId, signature };
+  });
+}

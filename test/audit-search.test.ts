@@ -1,0 +1,189 @@
+/** Search and export of the audit trail over HTTP: filters, cursor pages, access, bad input. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordAuditEvent } from '../src/audit/index.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+
+interface View {
+  id: string;
+  seq: number;
+  occurredAt: string;
+  actor: { type: string; id: string | null; elevationId: string | null };
+  action: string;
+  target: { type: string | null; id: string | null } | null;
+  outcome: string;
+  ip: string | null;
+}
+
+let t: TestApp;
+let admin: Person;
+const base = Date.now() - 3 * 3600_000;
+const from = new Date(base - 60_000).toISOString();
+const ips = ['203.0.113.1', '203.0.113.2', '203.0.113.9', '2001:db8::7'];
+
+beforeAll(async () => {
+  t = await buildTestApp();
+  const tenant = await seedTenant(t, 'acme');
+  admin = await tenantAdmin(t, 'acme');
+  for (let i = 0; i < 60; i++) {
+    const clock = { now: () => new Date(base + i * 60_000) };
+    const ctx = {
+      actor: { type: 'user' as const, id: `u${i % 3}` },
+      ip: ips[i % 4] ?? null,
+      userAgent: 'test',
+      requestId: `r${i}`,
+    };
+    await t.db.withTenant(asTenantId(tenant.id), (tx) =>
+      recordAuditEvent(tx, clock, ctx, {
+        tenantId: tenant.id,
+        action: i % 2 ? 'identity.signin.password' : 'access.role_x.created',
+        outcome: i % 5 === 0 ? 'failure' : 'success',
+        target: { type: i % 2 ? 'user' : 'role', id: `t${i % 6}` },
+        details: { n: i },
+      }),
+    );
+  }
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function all(query: string, headers = admin.headers, limit = 7): Promise<View[]> {
+  const items: View[] = [];
+  let cursor: string | null = null;
+  for (let pages = 0; pages < 100; pages++) {
+    const url = `/api/v1/t/acme/audit/events?from=${encodeURIComponent(from)}&limit=${limit}${query}${cursor ? `&cursor=${cursor}` : ''}`;
+    const res = await t.app.inject({ url, headers });
+    expect(res.statusCode, res.body).toBe(200);
+    const page = res.json() as { items: View[]; nextCursor: string | null };
+    expect(page.items.length).toBeLessThanOrEqual(limit);
+    items.push(...page.items);
+    cursor = page.nextCursor;
+    if (!cursor) return items;
+  }
+  throw new Error('too many pages');
+}
+
+describe('search', () => {
+  it('pages newest first with a stable order, no event twice or missed', async () => {
+    const paged = await all('');
+    const whole = await all('', admin.headers, 500);
+    expect(paged.map((e) => e.id)).toEqual(whole.map((e) => e.id));
+    expect(new Set(paged.map((e) => e.id)).size).toBe(paged.length);
+    for (let i = 1; i < paged.length; i++) {
+      const [a, b] = [paged[i - 1] as View, paged[i] as View];
+      expect(a.occurredAt > b.occurredAt || (a.occurredAt === b.occurredAt && a.seq > b.seq)).toBe(true);
+    }
+    expect(paged.filter((e) => /^u\d$/.test(e.actor.id ?? ''))).toHaveLength(60);
+  });
+
+  it.each([
+    ['&actor=u1', (e: View) => e.actor.id === 'u1'],
+    ['&actorType=user', (e: View) => e.actor.type === 'user'],
+    ['&action=access.', (e: View) => e.action.startsWith('access.')],
+    ['&action=identity.signin.password', (e: View) => e.action === 'identity.signin.password'],
+    ['&action=access.role_x', (e: View) => e.action.startsWith('access.role_x')],
+    ['&targetType=role&targetId=t2', (e: View) => e.target?.type === 'role' && e.target.id === 't2'],
+    ['&outcome=failure', (e: View) => e.outcome === 'failure'],
+    ['&ip=203.0.113.0/30', (e: View) => e.ip === '203.0.113.1' || e.ip === '203.0.113.2'],
+    ['&ip=2001:db8::7', (e: View) => e.ip === '2001:db8::7'],
+    [
+      '&actor=u2&outcome=failure&action=access.',
+      (e: View) => e.actor.id === 'u2' && e.outcome === 'failure' && e.action.startsWith('access.'),
+    ],
+  ])('filter %s returns exactly the matching events', async (query, match) => {
+    const everything = await all('', admin.headers, 500);
+    const expected = everything.filter(match).map((e) => e.id);
+    expect(expected.length).toBeGreaterThan(0);
+    expect((await all(query)).map((e) => e.id)).toEqual(expected);
+  });
+
+  it('a time range keeps only events inside it', async () => {
+    const lo = new Date(base + 10 * 60_000).toISOString();
+    const hi = new Date(base + 20 * 60_000).toISOString();
+    const res = await t.app.inject({
+      url: `/api/v1/t/acme/audit/events?actor=u0&from=${encodeURIComponent(lo)}&to=${encodeURIComponent(hi)}&limit=500`,
+      headers: admin.headers,
+    });
+    const items = (res.json() as { items: View[] }).items;
+    // u0 acts at minutes 0, 3, 6, ...: 12, 15, 18 fall in [10, 20).
+    expect(items.map((e) => e.occurredAt)).toEqual(
+      [18, 15, 12].map((m) => new Date(base + m * 60_000).toISOString()),
+    );
+  });
+});
+
+describe('bad input is a 4xx problem and changes nothing', () => {
+  it.each([
+    ['cursor=not-a-cursor', 400, 'bad_cursor'],
+    [`cursor=${Buffer.from('2026-01-01T00:00:00.000000Z|x').toString('base64url')}`, 400, 'bad_cursor'],
+    ['unknown=1', 400, 'validation_failed'],
+    ['limit=5000', 400, 'validation_failed'],
+    ['from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'bad_filter'],
+    ['from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'range_too_large'],
+    ['ip=not-an-ip', 400, 'bad_filter'],
+    ['ip=10.0.0.0/99', 400, 'bad_filter'],
+    ['action=Bad%25', 400, 'validation_failed'],
+    ['outcome=maybe', 400, 'validation_failed'],
+  ])('%s -> %i %s', async (query, status, code) => {
+    const res = await t.app.inject({ url: `/api/v1/t/acme/audit/events?${query}`, headers: admin.headers });
+    expect(res.statusCode).toBe(status);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.json().code).toBe(code);
+  });
+});
+
+describe('access', () => {
+  it('refuses anonymous callers and members without audit:read', async () => {
+    expect((await t.app.inject({ url: '/api/v1/t/acme/audit/events' })).statusCode).toBe(401);
+    const plain = await member(t, 'acme', admin, 'member@acme.test');
+    expect(
+      (await t.app.inject({ url: '/api/v1/t/acme/audit/events', headers: plain.headers })).statusCode,
+    ).toBe(403);
+    expect(
+      (await t.app.inject({ url: '/api/v1/t/acme/audit/export', headers: plain.headers })).statusCode,
+    ).toBe(403);
+  });
+
+  it('operators search platform events only; tenant events stay invisible to them', async () => {
+    const res = await t.app.inject({ url: '/api/v1/audit/events?limit=500', headers: t.asOperator });
+    expect(res.statusCode).toBe(200);
+    const items = (res.json() as { items: (View & { tenantId?: string })[] }).items;
+    expect(items.some((e) => e.action === 'tenancy.tenant.created')).toBe(true);
+    expect(items.some((e) => /^u\d$/.test(e.actor.id ?? ''))).toBe(false);
+    // A tenant route is closed to an operator without an elevation.
+    expect(
+      (await t.app.inject({ url: '/api/v1/t/acme/audit/events', headers: t.asOperator })).statusCode,
+    ).toBe(403);
+  });
+});
+
+describe('export', () => {
+  it('streams every matching event as JSON Lines, and the export is audited', async () => {
+    const res = await t.app.inject({
+      url: `/api/v1/t/acme/audit/export?actor=u1&from=${encodeURIComponent(from)}`,
+      headers: admin.headers,
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/x-ndjson/);
+    const lines = res.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as View);
+    expect(lines).toHaveLength(20);
+    expect(lines.every((e) => e.actor.id === 'u1')).toBe(true);
+    const audited = await all('&action=audit.trail.exported');
+    expect(audited).toHaveLength(1);
+    expect(audited[0]?.actor.id).toBe(admin.userId);
+  });
+
+  it('the platform export is for operators', async () => {
+    const res = await t.app.inject({ url: '/api/v1/audit/export', headers: t.asOperator });
+    expect(res.statusCode).toBe(200);
+    expect(res.body.trimEnd().split('\n').length).toBeGreaterThan(0);
+    expect((await t.app.inject({ url: '/api/v1/audit/export', headers: admin.headers })).statusCode).toBe(
+      401,
+    );
+  });
+});
