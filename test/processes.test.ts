@@ -3,6 +3,7 @@
  * against one PostgreSQL database, and a graceful SIGTERM in the middle of a stream of requests.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -165,6 +166,64 @@ describe.skipIf(engineUnderTest !== 'postgres')(
         await database.drop();
       }
     });
+  },
+);
+
+describe.skipIf(engineUnderTest !== 'postgres' || !process.env.REDIS_URL)(
+  'two server processes sharing the Redis on 127.0.0.1',
+  () => {
+    it('after the sign-in limit is used up on node A, node B refuses the next request', async () => {
+      const database = await createPostgresDatabase();
+      // A fresh client address per run (sent through X-Forwarded-For from the trusted loopback peer):
+      // the Redis outlives the test and is shared with other runs.
+      const ip = `198.18.${randomInt(256)}.${randomInt(1, 255)}`;
+      try {
+        const env = (n: number) => ({
+          DATABASE_URL: database.app,
+          DATABASE_OWNER_URL: database.owner,
+          DATA_DIR: join(scratch, `redis-node-${n}`),
+          SECRET_KEY: 'c2VjcmV0LWtleS1mb3ItdGhlLXByb2Nlc3MtdGVzdHMtMDEyMzQ1Njc4OQ',
+          REDIS_URL: process.env.REDIS_URL ?? '',
+          RATE_LIMIT_STORE: 'redis',
+          RATE_LIMITS: 'signin.ip=3/60',
+          TRUST_PROXY: '127.0.0.1',
+        });
+        const a = startNode(env(1));
+        const urlA = await a.ready;
+        const b = startNode(env(2));
+        const urlB = await b.ready;
+        const token = bootstrapToken(a);
+        expect(token).toBeDefined();
+        const created = await fetch(`${urlA}/api/v1/tenants`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ slug: 'acme', displayName: 'Acme', region: 'eu-de' }),
+        });
+        expect(created.status).toBe(201);
+        const signIn = (url: string, email: string) =>
+          fetch(`${url}/api/v1/t/acme/auth/signin`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-forwarded-for': ip },
+            body: JSON.stringify({ email, password: 'not-the-password-123' }),
+          });
+        for (let i = 0; i < 3; i++) expect((await signIn(urlA, `u${i}@acme.test`)).status).toBe(401);
+        const refused = await signIn(urlB, 'u9@acme.test');
+        expect(refused.status).toBe(429);
+        expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+        expect(refused.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        // Another address is still served by node B: the refusal is this address's, not B's.
+        const other = await fetch(`${urlB}/api/v1/t/acme/auth/signin`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.19.0.1' },
+          body: JSON.stringify({ email: 'u9@acme.test', password: 'not-the-password-123' }),
+        });
+        expect(other.status).toBe(401);
+        for (const node of [a, b]) node.child.kill('SIGTERM');
+        expect(await Promise.all([a.exited, b.exited])).toEqual([0, 0]);
+      } finally {
+        await database.drop();
+      }
+    }, 120_000);
   },
 );
 

@@ -33,7 +33,7 @@ interface Scan {
   findings: string;
 }
 
-describe.skipIf(!required)('sqlmap against the sign-in and list endpoints', () => {
+describe.skipIf(!required)('sqlmap against the sign-in, list and audit search endpoints', () => {
   let t: TestApp;
   let base = '';
   let adminToken = '';
@@ -120,6 +120,18 @@ describe.skipIf(!required)('sqlmap against the sign-in and list endpoints', () =
     expect(await reached('GET', '/api/v1/t/:tenant/users', 200)).toBeGreaterThan(0);
     expect(await reached('GET', '/api/v1/t/:tenant/users', 400)).toBeGreaterThan(10);
     expect(await reached('GET', '/api/v1/t/:tenant/users', 500)).toBe(0);
+  }, 300_000);
+
+  it('finds nothing injectable in the audit search (actor, action, targetId, ip, limit)', async () => {
+    const result = await scan('audit', [
+      `--url=${base}/api/v1/t/acme/audit/events?actor=someone&action=identity.&targetId=x1&ip=127.0.0.1&limit=5`,
+      `--headers=Authorization: ${adminToken.replace(/^Bearer /, 'Bearer ')}`,
+      '-p',
+      'actor,action,targetId,ip,limit',
+    ]);
+    expectClean(result, ['actor', 'action', 'targetId', 'ip', 'limit']);
+    expect(await reached('GET', '/api/v1/t/:tenant/audit/events', 200)).toBeGreaterThan(0);
+    expect(await reached('GET', '/api/v1/t/:tenant/audit/events', 500)).toBe(0);
   }, 300_000);
 
   it('finds nothing injectable in the operator tenant list (limit, cursor)', async () => {
