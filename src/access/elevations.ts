@@ -88,6 +88,30 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
     return row;
   }
 
+  /** Ends a request or an elevation (rejected, revoked), audits it and returns its view. */
+  async function end(
+    tx: Tx,
+    row: Row,
+    status: 'rejected' | 'revoked',
+    tenantId: string,
+    ctx: ActionContext,
+    now: Date,
+  ): Promise<ElevationView> {
+    const updated = await tx
+      .updateTable('access_elevations')
+      .set({ status, ended_at: now, ended_by_type: ctx.actor.type, ended_by_id: ctx.actor.id })
+      .where('id', '=', row.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await audit(clock, tx, tenantId, ctx, {
+      action: `access.elevation.${status}`,
+      outcome: 'success',
+      target: { type: 'elevation', id: row.id },
+      details: { operatorId: row.operator_id, role: row.role_key },
+    });
+    return toView(updated, await approvalsOf(tx, row.id), now);
+  }
+
   /** The tenant of an elevation, read in the platform view (operators act across tenants). */
   async function tenantOf(id: string): Promise<string> {
     const row = await db.withSystem<AccessTables, { tenant_id: string } | undefined>((tx) =>
@@ -222,21 +246,7 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
         if (row.status !== 'pending')
           throw accessError('elevation_not_pending', `This request is ${row.status}.`);
         const now = clock.now();
-        if (decision === 'reject') {
-          const updated = await tx
-            .updateTable('access_elevations')
-            .set({ status: 'rejected', ended_at: now, ended_by_type: actor.type, ended_by_id: actor.id })
-            .where('id', '=', id)
-            .returningAll()
-            .executeTakeFirstOrThrow();
-          await audit(clock, tx, tenantId, ctx, {
-            action: 'access.elevation.rejected',
-            outcome: 'success',
-            target: { type: 'elevation', id },
-            details: { operatorId: row.operator_id, role: row.role_key },
-          });
-          return toView(updated, await approvalsOf(tx, id), now);
-        }
+        if (decision === 'reject') return end(tx, row, 'rejected', tenantId, ctx, now);
         const inserted = await tx
           .insertInto('access_elevation_approvals')
           .values({
@@ -295,19 +305,7 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
         if (row.status !== 'pending' && row.status !== 'active') {
           throw accessError('elevation_not_pending', `This request is ${row.status} already.`);
         }
-        const updated = await tx
-          .updateTable('access_elevations')
-          .set({ status: 'revoked', ended_at: now, ended_by_type: actor.type, ended_by_id: actor.id })
-          .where('id', '=', id)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        await audit(clock, tx, tenantId, ctx, {
-          action: 'access.elevation.revoked',
-          outcome: 'success',
-          target: { type: 'elevation', id },
-          details: { operatorId: row.operator_id, role: row.role_key },
-        });
-        return toView(updated, await approvalsOf(tx, id), now);
+        return end(tx, row, 'revoked', tenantId, ctx, now);
       });
       await cache.changed(tenantId);
       return view;

@@ -2,7 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import type { CheckpointSigner } from './signer.ts';
-import type { AuditTables } from './tables.ts';
+import type { AuditEventsTable, AuditTables } from './tables.ts';
 import type { StoredCheckpoint, StoredEvent } from './walk.ts';
 
 type AnyTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
@@ -45,25 +45,11 @@ export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null)
   };
 }
 
-export interface EventRow {
-  id: string;
-  tenant_id: string | null;
-  occurred_at: Date;
-  actor_type: string;
-  actor_id: string | null;
-  actor_elevation_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  ip: string | null;
-  user_agent: string | null;
-  request_id: string | null;
+/** A row as `eventColumns` reads it: details parsed (jsonb), the chain position as text under `seq`. */
+export type EventRow = Omit<AuditEventsTable, 'details' | 'chain_seq'> & {
   details: Record<string, unknown>;
   seq: string;
-  prev_hash: Uint8Array | null;
-  hash: Uint8Array | null;
-}
+};
 
 export const toStoredEvent = (r: EventRow): StoredEvent => ({
   id: r.id,
