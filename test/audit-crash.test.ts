@@ -4,10 +4,9 @@
  * chain verifies. The server runs a private build of the sources under test (so it never races the
  * build of other test files).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -15,12 +14,12 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCli } from '../src/cli/main.ts';
 import { openPgliteEngine } from '../src/platform/db/index.ts';
 import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
+import { bootstrapToken, runningServers, startServerProcess } from './server-process.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 mkdirSync(join(root, 'node_modules/.cache'), { recursive: true });
 // Inside the repository (under node_modules, ignored by git) so the build resolves its packages.
 const scratch = mkdtempSync(join(root, 'node_modules/.cache/audit-crash-'));
-const running = new Set<ChildProcess>();
 
 beforeAll(() => {
   const out = join(scratch, 'dist');
@@ -48,46 +47,12 @@ beforeAll(() => {
 }, 180_000);
 
 afterAll(() => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const child of runningServers) child.kill('SIGKILL');
   rmSync(scratch, { recursive: true, force: true });
 });
 
 function startNode(env: Record<string, string>) {
-  const child = spawn(process.execPath, [join(scratch, 'start.mjs')], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      BREACHED_ONLINE: 'off',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(child);
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr?.on('data', (chunk) => {
-    stderr += String(chunk);
-  });
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => {
-    child.on('exit', (code, signal) => {
-      running.delete(child);
-      resolve(signal ?? code);
-    });
-  });
-  const ready = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      lines.push(line);
-      if (!line.startsWith('{')) return;
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'rampart ready' && entry.url) resolve(entry.url);
-    });
-    void exited.then((code) => reject(new Error(`server exited with ${code} before ready:\n${stderr}`)));
-  });
-  const token = () => lines.map((l) => l.trim()).find((l) => /^rmp_op_\S+$/.test(l));
-  return { child, ready, exited, token };
+  return startServerProcess(root, [join(scratch, 'start.mjs')], env);
 }
 
 async function cli(args: string[], env: Record<string, string>) {
@@ -116,7 +81,7 @@ it('after kill -9 under load, every acknowledged change has its event and every 
   try {
     const node = startNode(env);
     const url = await node.ready;
-    const headers = { authorization: `Bearer ${node.token()}`, 'content-type': 'application/json' };
+    const headers = { authorization: `Bearer ${bootstrapToken(node)}`, 'content-type': 'application/json' };
 
     // Eight writers create tenants (each an audited change on the platform chain, plus the tenant's
     // first rows) until the server dies; only 201 answers count as acknowledged.

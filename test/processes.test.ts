@@ -2,22 +2,27 @@
  * Real server processes (`node bin/rampart.js start` from a fresh build): two nodes starting together
  * against one PostgreSQL database, and a graceful SIGTERM in the middle of a stream of requests.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allMigrations } from '../src/migrations.ts';
 import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
+import {
+  bootstrapToken,
+  parseJsonLine,
+  runningServers,
+  type ServerProcess,
+  startServerProcess,
+} from './server-process.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'rampart-proc-'));
-const running = new Set<ChildProcess>();
 
 beforeAll(() => {
   // The processes run the compiled build, so build it from the sources under test.
@@ -33,67 +38,13 @@ beforeAll(() => {
 }, 120_000);
 
 afterAll(() => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const child of runningServers) child.kill('SIGKILL');
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Node {
-  child: ChildProcess;
-  /** Every stdout line so far (JSON log lines and the first-run banner). */
-  lines: string[];
-  ready: Promise<string>;
-  exited: Promise<number | null>;
+function startNode(env: Record<string, string>): ServerProcess {
+  return startServerProcess(root, ['bin/rampart.js', 'start'], { SHUTDOWN_GRACE_MS: '20000', ...env });
 }
-
-function startNode(env: Record<string, string>): Node {
-  const child = spawn(process.execPath, ['bin/rampart.js', 'start'], {
-    cwd: root,
-    // A clean environment: nothing of the test runner's own DATABASE_URL (the admin) leaks in.
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      BREACHED_ONLINE: 'off',
-      SHUTDOWN_GRACE_MS: '20000',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(child);
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr?.on('data', (chunk) => {
-    stderr += String(chunk);
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => {
-      running.delete(child);
-      resolve(code);
-    });
-  });
-  const ready = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      lines.push(line);
-      const entry = parseJson(line);
-      // PORT=0: the only way to learn the address is the ready line.
-      if (entry?.msg === 'rampart ready' && typeof entry.url === 'string') resolve(entry.url);
-    });
-    void exited.then((code) => reject(new Error(`server exited with ${code} before ready:\n${stderr}`)));
-  });
-  return { child, lines, ready, exited };
-}
-
-function parseJson(line: string): Record<string, unknown> | null {
-  if (!line.startsWith('{')) return null;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-}
-
-const bootstrapToken = (node: Node) => node.lines.map((l) => l.trim()).find((l) => /^rmp_op_\S+$/.test(l));
 
 interface Answer {
   id: string;
@@ -274,7 +225,7 @@ describe('SIGTERM under load', () => {
     // The server's own log says which requests it accepted: "incoming request" carries our request id.
     const accepted = new Set(
       node.lines
-        .map(parseJson)
+        .map(parseJsonLine)
         .filter((e) => e?.msg === 'incoming request')
         .map((e) => String(e?.reqId)),
     );
