@@ -7,6 +7,8 @@ import type { LimiterFactory, StoreKind } from './store.ts';
 export interface Decision {
   /** `class-scope`, the policy's name in the RateLimit headers. */
   policy: string;
+  /** This policy's item in RateLimit-Policy (`"class-scope";q=points;w=seconds`), built once per limiter. */
+  policyHeader: string;
   limit: Limit;
   allowed: boolean;
   remaining: number;
@@ -26,6 +28,7 @@ interface Pair {
   local: RateLimiterAbstract;
   limit: Limit;
   policy: string;
+  policyHeader: string;
 }
 
 export interface RateLimitersOptions {
@@ -44,6 +47,7 @@ export const accountKey = (name: string) =>
 function decisionOf(pair: Pair, res: RateLimiterRes, allowed: boolean): Decision {
   return {
     policy: pair.policy,
+    policyHeader: pair.policyHeader,
     limit: pair.limit,
     allowed,
     remaining: Math.max(0, res.remainingPoints),
@@ -69,6 +73,7 @@ export function createRateLimiters(options: RateLimitersOptions) {
     }),
     limit,
     policy: name,
+    policyHeader: `"${name}";q=${limit.points};w=${limit.seconds}`,
   });
   for (const [routeClass, byScope] of Object.entries(options.limits)) {
     for (const [scope, limit] of Object.entries(byScope as Record<string, Limit>)) {
