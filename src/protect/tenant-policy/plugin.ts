@@ -59,16 +59,20 @@ export const tenantPolicyPlugin = fp<TenantPolicyPluginOptions>(
       },
     });
 
-    app.addHook('preHandler', async (request) => {
-      const { access, permission } = request.routeOptions.config ?? {};
-      if ((access !== 'user' && access !== 'tenant') || !permission || permission === 'self') return;
-      const tenant = (request as { tenant?: { id: string } | null }).tenant;
-      if (!tenant) return;
-      if ((await policies.get(tenant.id)).adminAllowed(request.ip)) return;
+    const checkAdminAddress = async (tenantId: string, ip: string) => {
+      if ((await policies.get(tenantId)).adminAllowed(ip)) return;
       throw protectError(
         'admin_address_not_allowed',
-        `This tenant allows administration only from its listed addresses, and ${request.ip} is not one of them.`,
+        `This tenant allows administration only from its listed addresses, and ${ip} is not one of them.`,
       );
+    };
+    // Callback-style: most requests (public, self, operator routes) have nothing to check here.
+    app.addHook('preHandler', (request, _reply, done) => {
+      const { access, permission } = request.routeOptions.config ?? {};
+      if ((access !== 'user' && access !== 'tenant') || !permission || permission === 'self') return done();
+      const tenant = (request as { tenant?: { id: string } | null }).tenant;
+      if (!tenant) return done();
+      checkAdminAddress(tenant.id, request.ip).then(() => done(), done);
     });
   },
   { name: 'rampart-tenant-policy' },
