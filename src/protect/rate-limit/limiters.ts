@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { platformError } from '../../platform/http/errors.ts';
 import type { Limit, Limits, RouteClass, Scope } from './policy.ts';
@@ -40,9 +40,11 @@ export interface RateLimitersOptions {
   onStoreFailure: (failure: StoreFailure) => void;
 }
 
-/** Account names (emails) never reach Redis or the counter table in clear: a short hash keys them. */
-export const accountKey = (name: string) =>
-  createHash('sha256').update(name).digest('base64url').slice(0, 32);
+/**
+ * Account names (emails) never reach Redis or the counter table in clear: a short hash keys them.
+ * One-shot `crypto.hash` (no Hash object): this runs on every signed-in request.
+ */
+export const accountKey = (name: string) => hash('sha256', name, 'base64url').slice(0, 32);
 
 function decisionOf(pair: Pair, res: RateLimiterRes, allowed: boolean): Decision {
   return {
