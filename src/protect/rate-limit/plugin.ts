@@ -43,10 +43,27 @@ function tenantOf(request: FastifyRequest): string | null {
   return typeof tenant === 'string' && tenant.length <= 64 ? tenant : null;
 }
 
+/**
+ * Counter keys of signed-in actors, kept so that a request does not hash its actor's name again. Bounded
+ * (cleared when full) and only for proven actors: a sign-in's email is caller-chosen and not kept.
+ */
+const actorKeys = new Map<string, string>();
+const ACTOR_KEYS_MAX = 10_000;
+
+function actorKey(name: string): string {
+  let key = actorKeys.get(name);
+  if (key === undefined) {
+    if (actorKeys.size >= ACTOR_KEYS_MAX) actorKeys.clear();
+    key = accountKey(name);
+    actorKeys.set(name, key);
+  }
+  return key;
+}
+
 /** The account a request acts for: the signed-in actor, or for a sign-in the account it names. */
 function accountOf(request: FastifyRequest): string | null {
   if (request.actor && request.actor.type !== 'anonymous' && request.actor.id) {
-    return accountKey(`${request.actor.type}:${request.actor.id}`);
+    return actorKey(`${request.actor.type}:${request.actor.id}`);
   }
   const email = (request.body as Record<string, unknown> | null | undefined)?.email;
   if (typeof email !== 'string' || email.length > 320) return null;
