@@ -42,10 +42,11 @@ export const tenantPolicyPlugin = fp<TenantPolicyPluginOptions>(
         return [];
       }
     };
-    const corsFor = (origin: string | false) => ({ ...corsPolicy, origin });
     // Most requests carry no Origin (or are not on the tenant API): their answer is the same every time,
-    // so it is built once and handed over synchronously instead of through a promise per request.
-    const noOrigin = Object.freeze(corsFor(false));
+    // so it is built once and handed over synchronously instead of through a promise per request. With
+    // `origin: false` @fastify/cors only adds `Vary: Origin` and reads no other option, so none is passed
+    // (it copies the options object twice per request).
+    const noOrigin = Object.freeze({ origin: false as const });
     await app.register(cors, {
       hideOptionsRoute: true,
       delegator: (request, callback) => {
@@ -53,7 +54,7 @@ export const tenantPolicyPlugin = fp<TenantPolicyPluginOptions>(
         const slug = typeof origin === 'string' ? tenantApi.exec(request.url)?.[1] : undefined;
         if (typeof origin !== 'string' || !slug) return callback(null, noOrigin);
         originsFor(slug).then(
-          (origins) => callback(null, origins.includes(origin) ? corsFor(origin) : noOrigin),
+          (origins) => callback(null, origins.includes(origin) ? { ...corsPolicy, origin } : noOrigin),
           (error: Error) => callback(error, { origin: false }),
         );
       },
