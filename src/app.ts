@@ -17,12 +17,16 @@ import {
 } from './access/index.ts';
 import {
   auditJobsPlugin,
+  auditRetentionRoutes,
   auditRoutes,
   checkpointSigner,
   createAuditService,
   createForwarder,
+  createRetentionService,
   createSinkService,
   denialAuditor,
+  pruneAllChains,
+  trustedKeys,
 } from './audit/index.ts';
 import {
   type BreachedScreen,
@@ -44,7 +48,7 @@ import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
 import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
-import { type Clock, systemClock } from './platform/context.ts';
+import { type Clock, systemClock, systemContext } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
 import { safeEqual } from './platform/crypto/tokens.ts';
 import type { Database } from './platform/db/index.ts';
@@ -262,7 +266,18 @@ export async function buildApp({
   const tenantPolicies = createTenantPolicyService({ db, clock, bus: invalidation });
   app.addHook('onClose', async () => tenantPolicies.close());
   await app.register(tenantPolicyPlugin, { policies: tenantPolicies, resolveTenant });
-  wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
+  const retention = createRetentionService({
+    db,
+    clock,
+    defaultDays: config.auditRetentionDays,
+    platformDays: config.auditPlatformRetentionDays,
+  });
+  wireCriticalActions(access.critical, {
+    identity,
+    roles: access.roles,
+    settings: access.settings,
+    retention,
+  });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
   app.addHook('onClose', async () => access.close());
@@ -289,10 +304,19 @@ export async function buildApp({
 
   await app.register(healthRoutes, { db });
   const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  const auditSigner = checkpointSigner(rootKey);
+  async function* allTenantIds() {
+    for (let after: string | null = null; ; ) {
+      const page = await tenancy.list(after, 500);
+      for (const t of page.items) yield t.id;
+      if (!page.more) return;
+      after = page.items.at(-1)?.slug ?? null;
+    }
+  }
   await app.register(auditJobsPlugin, {
     db,
     clock,
-    signer: checkpointSigner(rootKey),
+    signer: auditSigner,
     checkpointEveryMs: config.auditCheckpointSeconds * 1000,
     // Through the egress guard like every outbound request (OUTBOUND_ALLOW_PRIVATE admits an internal SIEM).
     forwarder: createForwarder({
@@ -302,13 +326,21 @@ export async function buildApp({
       send: async (r) => protection.outbound.request('siem', r.url, r),
     }),
     forwardEveryMs: 1000,
-    async *tenantIds() {
-      for (let after: string | null = null; ; ) {
-        const page = await tenancy.list(after, 500);
-        for (const t of page.items) yield t.id;
-        if (!page.more) return;
-        after = page.items.at(-1)?.slug ?? null;
-      }
+    tenantIds: allTenantIds,
+    // Retention: each chain pruned to its retention, up to a signed checkpoint (docs/audit.md).
+    pruning: {
+      everyMs: config.auditPruneSeconds * 1000,
+      run: () =>
+        pruneAllChains(
+          {
+            db,
+            clock,
+            keys: trustedKeys([auditSigner.publicKey]),
+            daysFor: (id) => retention.daysFor(id),
+            tenantIds: allTenantIds,
+          },
+          systemContext('audit-retention'),
+        ),
     },
   });
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
@@ -319,6 +351,7 @@ export async function buildApp({
     audit: createAuditService({ db, clock }),
     sinks: createSinkService({ db, clock, box: auditSinkBox }),
   });
+  await app.register(auditRetentionRoutes, { retention });
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,

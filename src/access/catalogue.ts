@@ -42,6 +42,7 @@ definePermissions('access', 'tenant', {
 definePermissions('audit', 'tenant', {
   'audit:read': 'Read the audit trail',
   'audit:export': 'Export the audit trail',
+  'audit:configure': 'Change how long the audit trail is kept (retention; shortening it is critical)',
 });
 definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',

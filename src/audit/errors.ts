@@ -6,4 +6,5 @@ export const auditError = defineErrors({
   range_too_large: { status: 400, title: 'Time range too large' },
   bad_sink: { status: 400, title: 'Invalid sink' },
   sink_not_found: { status: 404, title: 'No such sink' },
+  bad_retention: { status: 400, title: 'Invalid retention' },
 });

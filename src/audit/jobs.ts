@@ -18,6 +18,11 @@ export interface AuditJobDeps {
   tenantIds(): AsyncIterable<string>;
   forwarder: Forwarder;
   forwardEveryMs: number;
+  /** Retention (prune.ts): prunes every chain by its retention; absent, nothing is pruned. */
+  pruning?: {
+    everyMs: number;
+    run(): Promise<{ events: number; failures: { chain: string; error: Error }[] }>;
+  };
 }
 
 /** Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. */
@@ -67,6 +72,14 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
       if (delivered + failed < 100) return;
     }
   });
+  const { pruning } = deps;
+  if (pruning) {
+    every('pruning', pruning.everyMs, async () => {
+      const { events, failures } = await pruning.run();
+      if (events > 0) app.log.info({ events }, 'audit events pruned (retention)');
+      for (const f of failures) app.log.error({ err: f.error, chain: f.chain }, 'audit chain not pruned');
+    });
+  }
   registerMetrics(app, deps.db);
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
