@@ -24,6 +24,7 @@ import {
   createForwarder,
   createRetentionService,
   createSinkService,
+  createSyslogTransport,
   denialAuditor,
   pruneAllChains,
   trustedKeys,
@@ -324,6 +325,11 @@ export async function buildApp({
       clock,
       box: auditSinkBox,
       send: async (r) => protection.outbound.request('siem', r.url, r),
+      // Syslog over TLS: a raw connection, vetted by the same egress guard (allowlist, addresses).
+      sendSyslog: createSyslogTransport({
+        guard: (host) => protection.outbound.socketGuard('siem', host),
+        timeoutMs: config.outboundTimeoutMs,
+      }),
     }),
     forwardEveryMs: 1000,
     tenantIds: allTenantIds,
