@@ -4,8 +4,12 @@
  * neither directly nor through the pruning function. Runs on PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyBundle, writeBundle } from '../src/audit/bundle.ts';
 import {
   checkpointSigner,
   createCheckpoint,
@@ -111,6 +115,15 @@ describe('pruning', () => {
     const report = await verifyAuditChain(t.db, tenantId, { keys });
     expect(report.broken).toBeNull();
     expect(report.events).toBe(10);
+    // The offline bundle starts at the checkpoint too, and verifies with nothing but the public key.
+    const file = join(mkdtempSync(join(tmpdir(), 'rampart-retention-')), 'chain.jsonl');
+    const lines: string[] = [];
+    await writeBundle(t.db, tenantId, (line) => {
+      lines.push(line);
+    });
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    expect(JSON.parse(lines[0] ?? '{}').start.seq).toBe(15);
+    expect(await verifyBundle(file, keys)).toMatchObject({ broken: null, events: 10 });
     // Nothing more is old enough: a second run prunes nothing.
     expect((await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys })).events).toBe(0);
   });
