@@ -181,6 +181,16 @@ it('refuses plain TCP off loopback, bad CAs, and what the egress guard forbids',
       /refused/,
     );
   }
+  // Each refusal is audited in the background: let those land before the next test counts events.
+  for (let i = 0; i < 200; i++) {
+    const [row] = await t.database.engine.asOwner((o) =>
+      o.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action = 'protect.outbound.refused'`,
+      ),
+    );
+    if ((row?.n ?? 0) >= 2) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   // TLS verification is on: our receiver's self-signed certificate is not trusted without its CA.
   await expect(sendSyslog({ url: `syslog+tls://127.0.0.1:${port}`, ca: null }, ['x'])).rejects.toThrow(
     /self.signed|certificate/i,
