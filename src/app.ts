@@ -9,6 +9,7 @@ import {
   authorizer,
   createAccessService,
   fourEyesGate,
+  holdsStaffRole,
   isKnownPermission,
   operatorAuthenticator,
   permissionDef,
@@ -16,9 +17,14 @@ import {
   wireCriticalActions,
 } from './access/index.ts';
 import {
+  type AlertEngine,
+  alertRoutes,
   auditJobsPlugin,
   auditRoutes,
   checkpointSigner,
+  createAlertDelivery,
+  createAlertEngine,
+  createAlertService,
   createAuditService,
   createForwarder,
   createSinkService,
@@ -35,6 +41,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  normaliseEmail,
   type OperatorService,
   tenantSlugOf,
   toTenantRef,
@@ -101,6 +108,8 @@ export interface Services {
   bus: InvalidationBus;
   /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
   outbound: OutboundClient;
+  /** The anomaly rules: the jobs run them every second; tests run them at once. */
+  alerts: AlertEngine;
 }
 
 declare module 'fastify' {
@@ -218,6 +227,12 @@ export async function buildApp({
     mailer,
     bus: invalidation,
     outbound: protection.outbound,
+    alerts: createAlertEngine({
+      db,
+      clock,
+      // Read in the rules' tenant-scoped transaction (Access owns role assignments).
+      isStaff: (tx, userId) => holdsStaffRole(tx, userId),
+    }),
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
@@ -289,6 +304,7 @@ export async function buildApp({
 
   await app.register(healthRoutes, { db });
   const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
   await app.register(auditJobsPlugin, {
     db,
     clock,
@@ -302,6 +318,16 @@ export async function buildApp({
       send: async (r) => protection.outbound.request('siem', r.url, r),
     }),
     forwardEveryMs: 1000,
+    alerts: services.alerts,
+    alertDelivery: createAlertDelivery({
+      db,
+      clock,
+      box: alertBox,
+      send: async (r) => protection.outbound.request('alerts', r.url, r),
+      sendMail: (mail) => mailer.send(mail),
+    }),
+    alertEveryMs: 1000,
+    alertSweepEveryMs: 60_000,
     async *tenantIds() {
       for (let after: string | null = null; ; ) {
         const page = await tenancy.list(after, 500);
@@ -318,6 +344,9 @@ export async function buildApp({
   await app.register(auditRoutes, {
     audit: createAuditService({ db, clock }),
     sinks: createSinkService({ db, clock, box: auditSinkBox }),
+  });
+  await app.register(alertRoutes, {
+    alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
   });
   await app.register(accessTenantRoutes, {
     access,
