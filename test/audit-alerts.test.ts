@@ -103,7 +103,7 @@ beforeAll(async () => {
   });
   // Take the port, then leave the receiver down: the first delivery attempt must fail and be retried.
   await startReceiver();
-  port = (receiver?.address() as AddressInfo).port;
+  port = ((receiver as http.Server | null)?.address() as AddressInfo | null)?.port ?? 0;
   await stopReceiver();
 });
 afterAll(async () => {
