@@ -110,6 +110,8 @@ export interface Services {
   outbound: OutboundClient;
   /** The anomaly rules: the jobs run them every second; tests run them at once. */
   alerts: AlertEngine;
+  /** Rate limiters, block lists and the outbound guard (src/protect). */
+  protection: Protection;
 }
 
 declare module 'fastify' {
@@ -227,6 +229,7 @@ export async function buildApp({
     mailer,
     bus: invalidation,
     outbound: protection.outbound,
+    protection,
     alerts: createAlertEngine({
       db,
       clock,

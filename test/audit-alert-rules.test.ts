@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdsStaffRole } from '../src/access/index.ts';
-import { type AuditInput, createAlertEngine, recordAuditEvent } from '../src/audit/index.ts';
 import { withinWorkingHours } from '../src/audit/alert-rules.ts';
+import { type AuditInput, createAlertEngine, recordAuditEvent } from '../src/audit/index.ts';
 import type { ActionContext, Actor } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { type Person, member, tenantAdmin } from './access-helpers.ts';
+import { member, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { strongPassword } from './identity-helpers.ts';
 
@@ -70,8 +70,16 @@ describe('event rules', () => {
   it('protect.incident: outbound refusals and an unreachable limiter store, per host and store', async () => {
     const system = ctx({ type: 'system', id: 'protect' }, null);
     const refused = { action: 'protect.outbound.refused', outcome: 'failure' } as const;
-    await record(null, system, { ...refused, details: { purpose: 'siem', host: 'metadata', reason: 'private' } }, 2);
-    await record(null, system, { ...refused, details: { purpose: 'siem', host: 'other', reason: 'private' } });
+    await record(
+      null,
+      system,
+      { ...refused, details: { purpose: 'siem', host: 'metadata', reason: 'private' } },
+      2,
+    );
+    await record(null, system, {
+      ...refused,
+      details: { purpose: 'siem', host: 'other', reason: 'private' },
+    });
     await record(null, system, {
       action: 'protect.ratelimit.store_unavailable',
       outcome: 'failure',
@@ -103,15 +111,17 @@ describe('threshold rules', () => {
     expect(await ofRule(tenantId, 'access.denied_burst')).toEqual([]);
     await record(tenantId, ctx({ type: 'user', id: 'u-fast' }), denied, 20);
     await evaluate(tenantId);
-    expect((await ofRule(tenantId, 'access.denied_burst')).map((a) => a.keys)).toEqual([['actor:user:u-fast']]);
+    expect((await ofRule(tenantId, 'access.denied_burst')).map((a) => a.keys)).toEqual([
+      ['actor:user:u-fast'],
+    ]);
   });
 
   it('protect.blocks: sums the blocked counts nodes report per minute', async () => {
     const system = ctx({ type: 'system', id: 'protect' }, null);
     const blocked = (count: number) => ({
-      action: 'protect.ratelimit.blocked' as const,
+      action: 'protect.blocks.counted' as const,
       outcome: 'denied' as const,
-      details: { routeClass: 'signin', count },
+      details: { kind: 'ratelimit', source: 'signin.ip', count },
     });
     await record(null, system, blocked(60));
     await evaluate(null);
@@ -127,7 +137,9 @@ describe('threshold rules', () => {
     const denied = { action: 'access.request.denied', outcome: 'denied' } as const;
     await record(tenantId, ctx({ type: 'user', id: 'u-race' }), denied, 30);
     await Promise.all([evaluate(tenantId), other.evaluateChain(tenantId), evaluate(tenantId)]);
-    const alerts = (await ofRule(tenantId, 'access.denied_burst')).filter((a) => a.keys[0] === 'actor:user:u-race');
+    const alerts = (await ofRule(tenantId, 'access.denied_burst')).filter(
+      (a) => a.keys[0] === 'actor:user:u-race',
+    );
     expect(alerts).toHaveLength(1);
     expect(alerts[0]?.occurrences).toBe(30);
   });
@@ -147,7 +159,9 @@ describe('working hours', () => {
   });
 
   it('privileged.off_hours: a privileged action at night raises it, a sign-in or a daytime change does not', async () => {
-    const settings = (await t.app.inject({ url: '/api/v1/t/acme/audit/alert-settings', headers: admin.headers })).json();
+    const settings = (
+      await t.app.inject({ url: '/api/v1/t/acme/audit/alert-settings', headers: admin.headers })
+    ).json();
     const saved = await t.app.inject({
       method: 'PUT',
       url: '/api/v1/t/acme/audit/alert-settings',
@@ -158,7 +172,9 @@ describe('working hours', () => {
     await evaluate(tenantId);
     const night = fakeClock(new Date('2026-11-28T02:00:00Z'));
     const at = (context: ActionContext, event: AuditInput) =>
-      t.db.withTenant(asTenantId(tenantId), (tx) => recordAuditEvent(tx, night, context, { ...event, tenantId }));
+      t.db.withTenant(asTenantId(tenantId), (tx) =>
+        recordAuditEvent(tx, night, context, { ...event, tenantId }),
+      );
     await at(ctx({ type: 'user', id: 'night-owl' }), { action: 'access.role.granted', outcome: 'success' });
     await at(ctx({ type: 'user', id: 'night-owl' }), { action: 'identity.mfa.enrolled', outcome: 'success' });
     night.advance(3 * 86_400_000); // Tuesday 03:00 Berlin... then move into the working day

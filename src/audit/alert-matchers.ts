@@ -36,7 +36,8 @@ const signInActions = [
 ];
 /** Audited bulk reads of data. Single reads are not audit events; these are what "mass export" counts. */
 export const exportActions = ['audit.trail.exported'];
-const blockActions = ['protect.ip.blocked', 'protect.ratelimit.blocked'];
+/** Per-node, per-minute counts of refused requests (Protect writes them; samples are not counted). */
+const blockActions = ['protect.blocks.counted'];
 
 /** A key an event is counted under, its SQL twin, and the threshold that applies to it. */
 interface Scope {
