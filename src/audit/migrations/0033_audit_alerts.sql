@@ -22,6 +22,7 @@ CREATE TABLE audit_alert_cursors (
   seq bigint NOT NULL DEFAULT 0,
   CHECK (chain = coalesce(tenant_id::text, 'platform'))
 );
+CREATE UNIQUE INDEX audit_alert_cursors_tenant ON audit_alert_cursors (tenant_id) NULLS NOT DISTINCT;
 
 -- Alerts. `keys` are what the alert is about (account:<id>, ip:<addr>, tenant, actor:<type>:<id>, ...):
 -- a new match whose keys overlap an open alert's adds to it instead of raising another.
