@@ -6,7 +6,12 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdsStaffRole } from '../src/access/index.ts';
 import { withinWorkingHours } from '../src/audit/alert-rules.ts';
-import { type AuditInput, createAlertEngine, recordAuditEvent } from '../src/audit/index.ts';
+import {
+  type AuditInput,
+  createAlertEngine,
+  recordAuditEvent,
+  recordAuditEvents,
+} from '../src/audit/index.ts';
 import type { ActionContext, Actor } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, type Person, tenantAdmin } from './access-helpers.ts';
@@ -135,7 +140,15 @@ describe('threshold rules', () => {
   it('two nodes evaluating one chain at once count every event once', async () => {
     const other = createAlertEngine({ db: t.db, clock, isStaff: holdsStaffRole });
     const denied = { action: 'access.request.denied', outcome: 'denied' } as const;
-    await record(tenantId, ctx({ type: 'user', id: 'u-race' }), denied, 30);
+    // One transaction, so the app's own evaluator (every second) sees all 30 or none of them.
+    await t.db.withTenant(asTenantId(tenantId), (tx) =>
+      recordAuditEvents(
+        tx,
+        clock,
+        ctx({ type: 'user', id: 'u-race' }),
+        Array.from({ length: 30 }, () => ({ ...denied, tenantId })),
+      ),
+    );
     await Promise.all([evaluate(tenantId), other.evaluateChain(tenantId), evaluate(tenantId)]);
     const alerts = (await ofRule(tenantId, 'access.denied_burst')).filter(
       (a) => a.keys[0] === 'actor:user:u-race',
