@@ -9,6 +9,7 @@ import {
   authorizer,
   createAccessService,
   fourEyesGate,
+  holdsStaffRole,
   isKnownPermission,
   operatorAuthenticator,
   permissionDef,
@@ -16,10 +17,15 @@ import {
   wireCriticalActions,
 } from './access/index.ts';
 import {
+  type AlertEngine,
+  alertRoutes,
   auditJobsPlugin,
   auditRetentionRoutes,
   auditRoutes,
   checkpointSigner,
+  createAlertDelivery,
+  createAlertEngine,
+  createAlertService,
   createAuditService,
   createForwarder,
   createRetentionService,
@@ -40,6 +46,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  normaliseEmail,
   type OperatorService,
   tenantSlugOf,
   toTenantRef,
@@ -106,6 +113,10 @@ export interface Services {
   bus: InvalidationBus;
   /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
   outbound: OutboundClient;
+  /** The anomaly rules: the jobs run them every second; tests run them at once. */
+  alerts: AlertEngine;
+  /** Rate limiters, block lists and the outbound guard (src/protect). */
+  protection: Protection;
 }
 
 declare module 'fastify' {
@@ -223,6 +234,13 @@ export async function buildApp({
     mailer,
     bus: invalidation,
     outbound: protection.outbound,
+    protection,
+    alerts: createAlertEngine({
+      db,
+      clock,
+      // Read in the rules' tenant-scoped transaction (Access owns role assignments).
+      isStaff: (tx, userId) => holdsStaffRole(tx, userId),
+    }),
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
@@ -314,6 +332,7 @@ export async function buildApp({
       after = page.items.at(-1)?.slug ?? null;
     }
   }
+  const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
   await app.register(auditJobsPlugin, {
     db,
     clock,
@@ -348,6 +367,16 @@ export async function buildApp({
           systemContext('audit-retention'),
         ),
     },
+    alerts: services.alerts,
+    alertDelivery: createAlertDelivery({
+      db,
+      clock,
+      box: alertBox,
+      send: async (r) => protection.outbound.request('alerts', r.url, r),
+      sendMail: (mail) => mailer.send(mail),
+    }),
+    alertEveryMs: 1000,
+    alertSweepEveryMs: 60_000,
   });
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
@@ -358,6 +387,9 @@ export async function buildApp({
     sinks: createSinkService({ db, clock, box: auditSinkBox }),
   });
   await app.register(auditRetentionRoutes, { retention });
+  await app.register(alertRoutes, {
+    alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
+  });
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,

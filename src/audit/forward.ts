@@ -37,18 +37,19 @@ function checkSyslogSink(raw: string, caPem: string | undefined): string {
   return `syslog+${parsed.tls ? 'tls' : 'tcp'}://${host.toLowerCase()}:${parsed.port}`;
 }
 
-function checkSinkUrl(raw: string): string {
+/** A webhook URL events or alerts may be sent to; `code` is the error the caller reports. */
+export function checkSinkUrl(raw: string, code: 'bad_sink' | 'bad_alert_settings' = 'bad_sink'): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw auditError('bad_sink', 'The sink URL is not a URL.');
+    throw auditError(code, 'The webhook URL is not a URL.');
   }
   // Events are sent over TLS; plain HTTP only to this machine (a local collector, tests).
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback.has(url.hostname))) {
-    throw auditError('bad_sink', 'A webhook sink must be an https:// URL (http:// only on loopback).');
+    throw auditError(code, 'A webhook URL must be an https:// URL (http:// only on loopback).');
   }
-  if (url.username || url.password) throw auditError('bad_sink', 'Put no credentials in the sink URL.');
+  if (url.username || url.password) throw auditError(code, 'Put no credentials in the webhook URL.');
   return url.toString();
 }
 
