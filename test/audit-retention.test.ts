@@ -13,7 +13,9 @@ import { verifyBundle, writeBundle } from '../src/audit/bundle.ts';
 import {
   checkpointSigner,
   createCheckpoint,
+  createRetentionService,
   PruneRefusedError,
+  pruneAllChains,
   pruneChain,
   recordAuditEvent,
   trustedKeys,
@@ -179,6 +181,37 @@ describe('pruning', () => {
   });
 });
 
+it('the retention job prunes every chain by its own retention and skips one that does not verify', async () => {
+  const kept = await chainWithHistory(); // retention 600 days: nothing goes
+  await scoped(kept, (tx) =>
+    sql`INSERT INTO audit_retention (tenant_id, days, updated_at) VALUES (${kept}, 600, now())`.execute(tx),
+  );
+  const pruned = await chainWithHistory(); // the default, 400 days: 15 go
+  const broken = await chainWithHistory();
+  await t.engine.asOwner(async (o) => {
+    await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+    await o.query(`UPDATE audit_events SET action = 'x.y' WHERE tenant_id = $1 AND chain_seq = 2`, [broken]);
+    await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+  });
+  const retention = createRetentionService({ db: t.db, clock, defaultDays: 400, platformDays: 400 });
+  const result = await pruneAllChains(
+    {
+      db: t.db,
+      clock,
+      keys,
+      daysFor: (id) => retention.daysFor(id),
+      async *tenantIds() {
+        yield* [kept, broken, pruned];
+      },
+    },
+    pruner,
+  );
+  expect(result.failures.map((f) => [f.chain, f.error.name])).toEqual([[broken, 'PruneRefusedError']]);
+  expect((await seqs(kept)).length).toBe(23);
+  expect((await seqs(broken)).length).toBe(23);
+  expect((await seqs(pruned))[0]).toBe(16);
+});
+
 describe('what the app role cannot do', () => {
   it('cannot delete or update events, nor move pruned_through or legacy_events', async () => {
     const tenantId = await chainWithHistory();
@@ -277,11 +310,33 @@ describe('retention setting (API)', () => {
       expect(bad.statusCode).toBe(400);
       expect(bad.headers['content-type']).toMatch(/problem\+json/);
     }
+    // Another admin approves; the initiator then runs it, with the recorded parameters.
+    const bea = await tenantAdmin(app, 'keep-co', 'bea@keep-co.test');
+    const approval = shorter.json().approval;
+    const approved = await app.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/keep-co/access/approvals/${approval.id}/approve`,
+      headers: bea.headers,
+    });
+    expect(approved.statusCode, approved.body).toBe(200);
+    const run = await app.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/keep-co/access/approvals/${approval.id}/execute`,
+      headers: ada.headers,
+      payload: { params: { days: 90 } },
+    });
+    expect(run.statusCode, run.body).toBe(200);
+    expect((await app.app.inject({ url, headers: ada.headers })).json()).toEqual({
+      days: 90,
+      isDefault: false,
+    });
+
     const events = await app.app.inject({
       url: '/api/v1/t/keep-co/audit/events?action=audit.retention',
       headers: ada.headers,
     });
     expect(events.json().items).toMatchObject([
+      { action: 'audit.retention.updated', details: { days: 90, previousDays: 730 } },
       { action: 'audit.retention.updated', details: { days: 730, previousDays: 400 } },
     ]);
   });
