@@ -92,5 +92,7 @@ defineAuditActions('protect', {
     'The rate-limit store was unreachable (once a minute per class and node)',
   'protect.outbound.refused': 'The egress guard refused an outbound request',
   'protect.ip.blocked': 'A request from an address on a block list was refused (sampled)',
-  'protect.blocks.counted': 'Requests refused by rate limits and block lists in the last minute, per source',
+  'protect.waf.blocked': 'An upstream WAF reported a request it blocked (sampled)',
+  'protect.blocks.counted':
+    'Requests refused by rate limits, block lists and the upstream WAF in the last minute, per source',
 });
