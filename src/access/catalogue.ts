@@ -42,6 +42,7 @@ definePermissions('access', 'tenant', {
 definePermissions('audit', 'tenant', {
   'audit:read': 'Read the audit trail',
   'audit:export': 'Export the audit trail',
+  'audit:configure': 'Change how long the audit trail is kept (retention; shortening it is critical)',
   'alerts:read': "Read the tenant's alerts and its anomaly rule settings",
   'alerts:write': 'Acknowledge alerts; change anomaly rule thresholds, working hours and alert channels',
 });

@@ -20,6 +20,11 @@ export interface AuditJobDeps {
   tenantIds(): AsyncIterable<string>;
   forwarder: Forwarder;
   forwardEveryMs: number;
+  /** Retention (prune.ts): prunes every chain by its retention; absent, nothing is pruned. */
+  pruning?: {
+    everyMs: number;
+    run(): Promise<{ events: number; failures: { chain: string; error: Error }[] }>;
+  };
   alerts: AlertEngine;
   alertDelivery: AlertDelivery;
   /** How often the rules read the chains this node appended to lately. */
@@ -82,6 +87,14 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
       if (delivered + failed < 100) return;
     }
   });
+  const { pruning } = deps;
+  if (pruning) {
+    every('pruning', pruning.everyMs, async () => {
+      const { events, failures } = await pruning.run();
+      if (events > 0) app.log.info({ events }, 'audit events pruned (retention)');
+      for (const f of failures) app.log.error({ err: f.error, chain: f.chain }, 'audit chain not pruned');
+    });
+  }
   every('alerts', deps.alertEveryMs, async () => {
     for (const chain of recentlyAppendedChains()) await deps.alerts.evaluateChain(chain);
   });
