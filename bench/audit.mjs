@@ -49,7 +49,7 @@ const event = (tenantId, i) => ({
   details: { email: `user${i % 5000}@bench.test`, factor: 'password', attempt: i },
 });
 
-async function openEngine(kind, pgUrl, dir) {
+export async function openEngine(kind, pgUrl, dir) {
   if (kind === 'postgres') return openBenchDatabase('postgres', pgUrl);
   // On disk, so a commit is a write like on PostgreSQL, not a memory copy.
   const engine = await openPgliteEngine({ dataDir: join(dir, 'pglite') });
@@ -117,7 +117,7 @@ async function rate(fn, { seconds, concurrency, perCall }) {
   return (calls * perCall) / ((performance.now() - start) / 1000);
 }
 
-async function appends(kind, db, { quick }) {
+export async function appends(kind, db, { quick }) {
   const results = [];
   const seconds = quick ? 1.5 : 4;
   const rounds = quick ? 3 : 5;
@@ -157,7 +157,7 @@ async function appends(kind, db, { quick }) {
   return results;
 }
 
-async function verification(kind, db, { quick, log }) {
+export async function verification(kind, db, { quick, log }) {
   const tenantId = randomUUID();
   const total = quick ? 100_000 : 1_000_000;
   log(`   ${kind}: writing ${total.toLocaleString('en-US')} chained events`);
