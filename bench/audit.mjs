@@ -171,7 +171,7 @@ export async function verification(kind, db, { quick, log }) {
     async () => {
       const start = performance.now();
       let n = 0;
-      for await (const _ of chainEvents(db, tenantId, 0)) n += 1;
+      for await (const _ of chainEvents(db, tenantId, 0, total)) n += 1;
       return n / ((performance.now() - start) / 1000);
     },
     async () => {
