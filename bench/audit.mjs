@@ -5,17 +5,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
-import {
-  checkpointSigner,
-  createAuditService,
-  recordAuditEvents,
-  trustedKeys,
-  verifyAuditChain,
-} from '../dist/audit/index.js';
+import { checkpointSigner, recordAuditEvents, trustedKeys, verifyAuditChain } from '../dist/audit/index.js';
 import { chainEvents } from '../dist/audit/store.js';
 import { allMigrations } from '../dist/migrations.js';
 import { asTenantId, openDatabase, openPgliteEngine } from '../dist/platform/db/index.js';
+import { searchLatency } from './lib/audit-search.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
 import { interleave, metric } from './lib/measure.mjs';
 
@@ -182,53 +176,7 @@ export async function verification(kind, db, { quick, log }) {
       return total / ((performance.now() - start) / 1000);
     },
   );
-  return [
-    metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline),
-    ...(await searchLatency(kind, db, tenantId, total, { quick })),
-  ];
-}
-
-/**
- * Latency of one search page (100 events) on the chain just written, per filter, against the plainest
- * page there is in the same run: the newest 100 rows by the chain's primary index, no filter.
- */
-async function searchLatency(kind, db, tenantId, total, { quick }) {
-  const audit = createAuditService({ db, clock });
-  const timeOf = async (fn) => {
-    const samples = [];
-    for (let i = 0; i < (quick ? 15 : 40); i++) {
-      const start = performance.now();
-      await fn();
-      samples.push(performance.now() - start);
-    }
-    return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
-  };
-  const plain = await timeOf(() =>
-    db.withTenant(asTenantId(tenantId), (tx) =>
-      sql`SELECT * FROM audit_events WHERE tenant_id = ${tenantId} AND chain_seq IS NOT NULL
-          ORDER BY chain_seq DESC LIMIT 100`.execute(tx),
-    ),
-  );
-  const page = (query) => () => audit.search(tenantId, { limit: 100, ...query });
-  const first = await audit.search(tenantId, { limit: 100, actor: 'user-77' });
-  const middle = first.items[Math.floor(first.items.length / 2)]?.occurredAt ?? new Date().toISOString();
-  const cases = {
-    newest: {},
-    'actor (1 in 5000)': { actor: 'user-77' },
-    'action prefix': { action: 'access.' },
-    'ip /24': { ip: '198.51.100.0/24' },
-    'failures of one target': { outcome: 'failure', targetType: 'user', targetId: 'user-4242' },
-    'second page': { cursor: (await audit.search(tenantId, { limit: 100 })).nextCursor ?? undefined },
-    'time window': { to: middle, from: new Date(Date.parse(middle) - 60_000).toISOString() },
-  };
-  const rows = [];
-  for (const [label, query] of Object.entries(cases)) {
-    const ms = await timeOf(page(query));
-    rows.push(
-      metric(name, `search p50 ${label} (${(total / 1e6).toFixed(1)}M events)/${kind}`, ms, 'ms', plain),
-    );
-  }
-  return rows;
+  return [metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline)];
 }
 
 export async function run({ quick, pgUrl, log, skip }) {
@@ -243,6 +191,7 @@ export async function run({ quick, pgUrl, log, skip }) {
     try {
       results.push(...(await appends(kind, database.db, { quick })));
       results.push(...(await verification(kind, database.db, { quick, log })));
+      results.push(...(await searchLatency(kind, database.db, { quick, log })));
     } finally {
       await database.close();
       rmSync(dir, { recursive: true, force: true });
