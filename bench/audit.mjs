@@ -2,9 +2,11 @@
 // table (same indexes and triggers, chain columns filled with fixed values and no head lock), chain
 // verification speed against reading the same rows, on PGlite (on disk) and PostgreSQL.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { verifyBundle, writeBundle } from '../dist/audit/bundle.js';
 import { checkpointSigner, recordAuditEvents, trustedKeys, verifyAuditChain } from '../dist/audit/index.js';
 import { chainEvents } from '../dist/audit/store.js';
 import { allMigrations } from '../dist/migrations.js';
@@ -176,7 +178,47 @@ export async function verification(kind, db, { quick, log }) {
       return total / ((performance.now() - start) / 1000);
     },
   );
-  return [metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline)];
+  return [
+    metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline),
+    await verifyFile(kind, db, tenantId, total, keys, quick),
+  ];
+}
+
+/**
+ * `rampart audit verify-file`: the chain exported as a bundle, verified with no database, against
+ * reading and parsing the same file's lines alone.
+ */
+async function verifyFile(kind, db, tenantId, total, keys, quick) {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-bundle-'));
+  const path = join(dir, 'chain.jsonl');
+  try {
+    const out = createWriteStream(path);
+    await writeBundle(db, tenantId, (line) => {
+      out.write(`${line}\n`);
+    });
+    await new Promise((resolve, reject) => out.end((error) => (error ? reject(error) : resolve())));
+    const timed = await interleave(
+      quick ? 1 : 3,
+      async () => {
+        const start = performance.now();
+        let n = 0;
+        for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
+          if (JSON.parse(line).type === 'event') n += 1;
+        }
+        return n / ((performance.now() - start) / 1000);
+      },
+      async () => {
+        const start = performance.now();
+        const result = await verifyBundle(path, keys);
+        if (result.broken || result.events !== total)
+          throw new Error(`verify-file: ${JSON.stringify(result)}`);
+        return total / ((performance.now() - start) / 1000);
+      },
+    );
+    return metric(name, `verify-file (offline bundle)/${kind}`, timed.subject, 'events/s', timed.baseline);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export async function run({ quick, pgUrl, log, skip }) {
