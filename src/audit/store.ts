@@ -97,11 +97,20 @@ export async function* chainEvents(
         ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
       return rows;
     });
+  // One page ahead: the database produces the next page while this one is hashed. A reader that stops
+  // early leaves at most that page's short transaction to finish on its own (its failure is then moot).
+  const fetch = (from: number) => {
+    const pending = page(from, Math.min(from + pageSize, headSeq));
+    pending.catch(() => {});
+    return pending;
+  };
   let after = afterSeq;
-  while (after < headSeq) {
-    const upTo = Math.min(after + pageSize, headSeq);
-    for (const row of await page(after, upTo)) yield toStoredEvent(row);
-    after = upTo;
+  let next = after < headSeq ? fetch(after) : null;
+  while (next) {
+    const rows = await next;
+    after = Math.min(after + pageSize, headSeq);
+    next = after < headSeq ? fetch(after) : null;
+    for (const row of rows) yield toStoredEvent(row);
   }
   for (;;) {
     const rows = await page(after, null);
