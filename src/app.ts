@@ -9,6 +9,7 @@ import {
   authorizer,
   createAccessService,
   fourEyesGate,
+  holdsStaffRole,
   isKnownPermission,
   operatorAuthenticator,
   permissionDef,
@@ -16,13 +17,23 @@ import {
   wireCriticalActions,
 } from './access/index.ts';
 import {
+  type AlertEngine,
+  alertRoutes,
   auditJobsPlugin,
+  auditRetentionRoutes,
   auditRoutes,
   checkpointSigner,
+  createAlertDelivery,
+  createAlertEngine,
+  createAlertService,
   createAuditService,
   createForwarder,
+  createRetentionService,
   createSinkService,
+  createSyslogTransport,
   denialAuditor,
+  pruneAllChains,
+  trustedKeys,
 } from './audit/index.ts';
 import {
   type BreachedScreen,
@@ -35,6 +46,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  normaliseEmail,
   type OperatorService,
   tenantSlugOf,
   toTenantRef,
@@ -44,7 +56,7 @@ import { identityPages } from './identity/pages/index.ts';
 import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
 import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
-import { type Clock, systemClock } from './platform/context.ts';
+import { type Clock, systemClock, systemContext } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
 import { safeEqual } from './platform/crypto/tokens.ts';
 import type { Database } from './platform/db/index.ts';
@@ -101,6 +113,10 @@ export interface Services {
   bus: InvalidationBus;
   /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
   outbound: OutboundClient;
+  /** The anomaly rules: the jobs run them every second; tests run them at once. */
+  alerts: AlertEngine;
+  /** Rate limiters, block lists and the outbound guard (src/protect). */
+  protection: Protection;
 }
 
 declare module 'fastify' {
@@ -218,6 +234,13 @@ export async function buildApp({
     mailer,
     bus: invalidation,
     outbound: protection.outbound,
+    protection,
+    alerts: createAlertEngine({
+      db,
+      clock,
+      // Read in the rules' tenant-scoped transaction (Access owns role assignments).
+      isStaff: (tx, userId) => holdsStaffRole(tx, userId),
+    }),
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
@@ -262,7 +285,18 @@ export async function buildApp({
   const tenantPolicies = createTenantPolicyService({ db, clock, bus: invalidation });
   app.addHook('onClose', async () => tenantPolicies.close());
   await app.register(tenantPolicyPlugin, { policies: tenantPolicies, resolveTenant });
-  wireCriticalActions(access.critical, { identity, roles: access.roles, settings: access.settings });
+  const retention = createRetentionService({
+    db,
+    clock,
+    defaultDays: config.auditRetentionDays,
+    platformDays: config.auditPlatformRetentionDays,
+  });
+  wireCriticalActions(access.critical, {
+    identity,
+    roles: access.roles,
+    settings: access.settings,
+    retention,
+  });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
   app.addHook('onClose', async () => access.close());
@@ -289,10 +323,20 @@ export async function buildApp({
 
   await app.register(healthRoutes, { db });
   const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  const auditSigner = checkpointSigner(rootKey);
+  async function* allTenantIds() {
+    for (let after: string | null = null; ; ) {
+      const page = await tenancy.list(after, 500);
+      for (const t of page.items) yield t.id;
+      if (!page.more) return;
+      after = page.items.at(-1)?.slug ?? null;
+    }
+  }
+  const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
   await app.register(auditJobsPlugin, {
     db,
     clock,
-    signer: checkpointSigner(rootKey),
+    signer: auditSigner,
     checkpointEveryMs: config.auditCheckpointSeconds * 1000,
     // Through the egress guard like every outbound request (OUTBOUND_ALLOW_PRIVATE admits an internal SIEM).
     forwarder: createForwarder({
@@ -300,16 +344,39 @@ export async function buildApp({
       clock,
       box: auditSinkBox,
       send: async (r) => protection.outbound.request('siem', r.url, r),
+      // Syslog over TLS: a raw connection, vetted by the same egress guard (allowlist, addresses).
+      sendSyslog: createSyslogTransport({
+        guard: (host) => protection.outbound.socketGuard('siem', host),
+        timeoutMs: config.outboundTimeoutMs,
+      }),
     }),
     forwardEveryMs: 1000,
-    async *tenantIds() {
-      for (let after: string | null = null; ; ) {
-        const page = await tenancy.list(after, 500);
-        for (const t of page.items) yield t.id;
-        if (!page.more) return;
-        after = page.items.at(-1)?.slug ?? null;
-      }
+    tenantIds: allTenantIds,
+    // Retention: each chain pruned to its retention, up to a signed checkpoint (docs/audit.md).
+    pruning: {
+      everyMs: config.auditPruneSeconds * 1000,
+      run: () =>
+        pruneAllChains(
+          {
+            db,
+            clock,
+            keys: trustedKeys([auditSigner.publicKey]),
+            daysFor: (id) => retention.daysFor(id),
+            tenantIds: allTenantIds,
+          },
+          systemContext('audit-retention'),
+        ),
     },
+    alerts: services.alerts,
+    alertDelivery: createAlertDelivery({
+      db,
+      clock,
+      box: alertBox,
+      send: async (r) => protection.outbound.request('alerts', r.url, r),
+      sendMail: (mail) => mailer.send(mail),
+    }),
+    alertEveryMs: 1000,
+    alertSweepEveryMs: 60_000,
   });
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
@@ -318,6 +385,10 @@ export async function buildApp({
   await app.register(auditRoutes, {
     audit: createAuditService({ db, clock }),
     sinks: createSinkService({ db, clock, box: auditSinkBox }),
+  });
+  await app.register(auditRetentionRoutes, { retention });
+  await app.register(alertRoutes, {
+    alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
   });
   await app.register(accessTenantRoutes, {
     access,

@@ -79,4 +79,12 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   const doctored = await rampart('audit', 'verify-file', bundle, '--public-key', join(dir, 'key.pem'));
   expect(doctored.code).not.toBe(0);
   expect(doctored.out).toContain(`BROKEN, modified at seq 2 (event ${second.id})`);
+
+  // Nothing here is older than the retention: prune (and its dry run) delete nothing and say so.
+  const dry = await rampart('audit', 'prune', '--dry-run');
+  expect(dry.code).toBe(0);
+  expect(dry.out).toMatch(/^platform: nothing to prune \(retention 400 days, verified from seq 0\)$/m);
+  const prune = await rampart('audit', 'prune', '--tenant', 'alpha');
+  expect(prune.code).toBe(0);
+  expect(prune.out).toMatch(/^tenant alpha: nothing to prune/m);
 }, 60_000);

@@ -103,6 +103,42 @@ describe('rate limits on one node (memory store)', () => {
   });
 });
 
+describe('refusals reach the audit trail and the alerts', () => {
+  it('counts 429s per minute into one event per source, and raises protect.blocks over the threshold', async () => {
+    const t = await testApp({ RATE_LIMITS: 'signin.ip=3/60' });
+    await seedTenant(t, 'acme');
+    const settings = (
+      await t.app.inject({ url: '/api/v1/audit/alert-settings', headers: t.asOperator })
+    ).json();
+    settings.rules['protect.blocks'].threshold = 5;
+    const saved = await t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/audit/alert-settings',
+      headers: t.asOperator,
+      payload: settings,
+    });
+    expect(saved.statusCode, saved.body).toBe(200);
+    const codes: number[] = [];
+    for (let i = 0; i < 10; i++)
+      codes.push((await t.app.inject(signIn('192.0.2.30', `u${i}@acme.test`))).statusCode);
+    expect(codes.filter((c) => c === 429)).toHaveLength(7);
+    await t.app.services.protection.flushBlockCounts();
+    const counted = await t.db.withSystem<AuditTables, { details: unknown }[]>((tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select('details')
+        .where('action', '=', 'protect.blocks.counted')
+        .execute(),
+    );
+    expect(counted.map((e) => (typeof e.details === 'string' ? JSON.parse(e.details) : e.details))).toEqual([
+      { kind: 'ratelimit', source: 'signin.ip', count: 7 },
+    ]);
+    await t.app.services.alerts.evaluateChain(null);
+    const alerts = (await t.app.inject({ url: '/api/v1/audit/alerts', headers: t.asOperator })).json().items;
+    expect(alerts).toEqual([expect.objectContaining({ rule: 'protect.blocks', keys: ['chain'] })]);
+  });
+});
+
 describe('when the shared store is unreachable', () => {
   it('fails closed for sign-in (503), open for reads, and writes it to the audit trail', async () => {
     // Nothing listens on port 1: every Redis command fails at once.
@@ -127,6 +163,12 @@ describe('when the shared store is unreachable', () => {
         { store: 'redis', routeClass: 'api', mode: 'open' },
       ]),
     );
+    // And it is alerted: one platform alert for the store, however many classes failed.
+    await t.app.services.alerts.evaluateChain(null);
+    const alerts = await t.app.inject({ url: '/api/v1/audit/alerts', headers: t.asOperator });
+    expect(alerts.json().items).toEqual([
+      expect.objectContaining({ rule: 'protect.incident', keys: ['store:redis'], severity: 'high' }),
+    ]);
   });
 
   it('RATE_LIMIT_FAIL_CLOSED decides which classes are refused', async () => {

@@ -1,3 +1,4 @@
+import type { RetentionService } from '../audit/index.ts';
 import type { IdentityService, IdentitySettingsView, UserRole } from '../identity/index.ts';
 import { weakens } from '../identity/index.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
@@ -17,9 +18,14 @@ const mfaRank = { off: 0, staff: 1, all: 2 } as const;
  */
 export function wireCriticalActions(
   critical: CriticalActions,
-  deps: { identity: IdentityService; roles: RoleService; settings: AccessSettingsService },
+  deps: {
+    identity: IdentityService;
+    roles: RoleService;
+    settings: AccessSettingsService;
+    retention: RetentionService;
+  },
 ) {
-  const { identity, roles, settings } = deps;
+  const { identity, roles, settings, retention } = deps;
 
   critical.define({
     key: 'access.grant-tenant-admin',
@@ -55,6 +61,26 @@ export function wireCriticalActions(
     onByDefault: true,
     execute: ({ tenant, ctx, params }) =>
       settings.update(tenant.id, ctx, params as unknown as AccessSettings),
+  });
+
+  critical.define({
+    key: 'audit.retention.shorten',
+    description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
+    onByDefault: true,
+    execute: ({ tenant, ctx, params }) => retention.set(tenant.id, ctx, (params as { days: number }).days),
+  });
+
+  critical.gate('audit.retention', async (request, tenant) => {
+    const { days } = request.body as { days: number };
+    const current = await retention.get(tenant.id);
+    if (days >= current.days) return [];
+    return [
+      {
+        action: 'audit.retention.shorten',
+        params: { days },
+        summary: `Shorten audit retention from ${current.days} to ${days} days`,
+      },
+    ];
   });
 
   critical.gate('access.assign', async (request) => {

@@ -42,10 +42,15 @@ definePermissions('access', 'tenant', {
 definePermissions('audit', 'tenant', {
   'audit:read': 'Read the audit trail',
   'audit:export': 'Export the audit trail',
+  'audit:configure': 'Change how long the audit trail is kept (retention; shortening it is critical)',
+  'alerts:read': "Read the tenant's alerts and its anomaly rule settings",
+  'alerts:write': 'Acknowledge alerts; change anomaly rule thresholds, working hours and alert channels',
 });
 definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
   'audit-sinks:write': "Add and remove SIEM sinks (they receive every tenant's audit events)",
+  'platform-alerts:read': "Read the platform's alerts and anomaly rule settings",
+  'platform-alerts:write': "Acknowledge platform alerts; change the platform's rules and alert channels",
 });
 definePermissions('tenancy', 'platform', {
   'tenants:read': 'List and read tenants',

@@ -4,6 +4,7 @@ export { wireCriticalActions } from './actions.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
 export { authorizer, fourEyesGate, operatorAuthenticator, tenantAuthenticator } from './http.ts';
 export { accessOperatorRoutes } from './operator-routes.ts';
+export { holdsStaffRole } from './roles.ts';
 export { accessTenantRoutes } from './routes.ts';
 export { type AccessService, createAccessService } from './service.ts';
 export type { AccessTables } from './tables.ts';

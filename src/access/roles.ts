@@ -1,10 +1,11 @@
+import type { Kysely } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
 import { accessError } from './errors.ts';
-import { inTenant, type Tx } from './tables.ts';
+import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
 export interface RoleView {
   key: string;
@@ -201,3 +202,19 @@ export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
 }
 
 export type RoleService = ReturnType<typeof createRoleService>;
+
+/**
+ * Whether the user holds a role beyond member (staff, tenant-admin or a custom role), read in the
+ * caller's tenant-scoped transaction: the anomaly rules treat such users' sign-ins as staff sign-ins.
+ */
+export async function holdsStaffRole<DB>(tx: Kysely<DB>, userId: string): Promise<boolean> {
+  // Any tenant-scoped transaction will do: row-level security keeps it to the caller's tenant.
+  const row = await (tx as unknown as Kysely<AccessTables>)
+    .selectFrom('access_assignments')
+    .select('role_key')
+    .where('user_id', '=', userId)
+    .where('role_key', '<>', 'member')
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}

@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import { createWriteStream, readFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import type { Clock } from '../platform/context.ts';
+import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
+import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 import { createCheckpoint } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
@@ -27,6 +28,10 @@ export interface AuditCliDeps {
   /** Every tenant, for commands that cover all chains. */
   tenants(db: Database): AsyncIterable<ChainRef>;
   signer(): CheckpointSigner;
+  /** Days the chain keeps its events (the tenant's retention, or the platform's setting). */
+  retentionDays(db: Database, tenantId: string | null): Promise<number>;
+  /** Who the CLI acts as, in the audit events it writes. */
+  context: ActionContext;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -92,6 +97,45 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
           print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
         }
       });
+    });
+
+  audit
+    .command('prune')
+    .description("delete events older than each chain's retention, up to a signed checkpoint (audited)")
+    .option('--tenant <slug>', 'only this tenant (default: the platform and every tenant)')
+    .option('--dry-run', 'only say what would be pruned')
+    .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
+    .action(async (opts: { tenant?: string; dryRun?: boolean; publicKey: string[] }) => {
+      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
+      const failed = await deps.withDatabase(async (db) => {
+        let failures = 0;
+        for (const chain of await chains(db, opts.tenant, false)) {
+          const days = await deps.retentionDays(db, chain.id);
+          const cutoff = new Date(deps.clock.now().getTime() - days * 86_400_000);
+          try {
+            const r = await withProgress(deps.err, chain.label, (onProgress) =>
+              pruneChain(db, deps.clock, deps.context, {
+                tenantId: chain.id,
+                cutoff,
+                keys,
+                dryRun: Boolean(opts.dryRun),
+                onProgress,
+              }),
+            );
+            const verb = opts.dryRun ? 'would prune' : 'pruned';
+            print(
+              r.events === 0
+                ? `${chain.label}: nothing to prune (retention ${days} days, verified from seq ${r.fromSeq})`
+                : `${chain.label}: ${verb} ${r.events} events, seq ${r.fromSeq + 1}-${r.throughSeq} (older than ${r.cutoff.toISOString()}, retention ${days} days)`,
+            );
+          } catch (error) {
+            print(`${chain.label}: NOT pruned: ${(error as Error).message}`);
+            failures += 1;
+          }
+        }
+        return failures;
+      });
+      if (failed > 0) throw new Error(`${failed} chain(s) could not be pruned`);
     });
 
   audit

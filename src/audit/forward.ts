@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import type { ActionContext, Clock } from '../platform/context.ts';
@@ -6,6 +6,7 @@ import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
+import { formatSyslog, parseSyslogUrl, type SendSyslog, type SyslogEvent } from './syslog.ts';
 import type { AuditTables } from './tables.ts';
 
 /** One outbound HTTP request. Injected, so the egress guard (src/protect/outbound/) can carry it. */
@@ -19,18 +20,36 @@ export type SendHttp = (request: OutboundRequest) => Promise<{ status: number }>
 
 const loopback = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-function checkSinkUrl(raw: string): string {
+export type SinkKind = 'webhook' | 'syslog';
+
+function checkSyslogSink(raw: string, caPem: string | undefined): string {
+  const parsed = parseSyslogUrl(raw);
+  if (typeof parsed === 'string') throw auditError('bad_sink', parsed);
+  if (caPem !== undefined) {
+    if (!parsed.tls) throw auditError('bad_sink', 'A CA applies only to syslog+tls:// sinks.');
+    try {
+      new X509Certificate(caPem);
+    } catch {
+      throw auditError('bad_sink', 'caPem is not a PEM certificate.');
+    }
+  }
+  const host = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
+  return `syslog+${parsed.tls ? 'tls' : 'tcp'}://${host.toLowerCase()}:${parsed.port}`;
+}
+
+/** A webhook URL events or alerts may be sent to; `code` is the error the caller reports. */
+export function checkSinkUrl(raw: string, code: 'bad_sink' | 'bad_alert_settings' = 'bad_sink'): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw auditError('bad_sink', 'The sink URL is not a URL.');
+    throw auditError(code, 'The webhook URL is not a URL.');
   }
   // Events are sent over TLS; plain HTTP only to this machine (a local collector, tests).
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback.has(url.hostname))) {
-    throw auditError('bad_sink', 'A webhook sink must be an https:// URL (http:// only on loopback).');
+    throw auditError(code, 'A webhook URL must be an https:// URL (http:// only on loopback).');
   }
-  if (url.username || url.password) throw auditError('bad_sink', 'Put no credentials in the sink URL.');
+  if (url.username || url.password) throw auditError(code, 'Put no credentials in the webhook URL.');
   return url.toString();
 }
 
@@ -39,42 +58,47 @@ type Tx = SystemTx<AuditTables>;
 /** Operators' management of the platform's SIEM sinks. */
 export function createSinkService({ db, clock, box }: { db: Database; clock: Clock; box: SecretBox }) {
   return {
-    async create(ctx: ActionContext, input: { url: string }) {
-      const url = checkSinkUrl(input.url);
+    async create(ctx: ActionContext, input: { kind: SinkKind; url: string; caPem?: string }) {
+      const { kind } = input;
+      if (kind === 'webhook' && input.caPem !== undefined) {
+        throw auditError('bad_sink', 'caPem applies only to syslog sinks.');
+      }
+      const url = kind === 'syslog' ? checkSyslogSink(input.url, input.caPem) : checkSinkUrl(input.url);
       const id = randomUUID();
-      const secret = `whsec_${randomBytes(32).toString('base64')}`;
+      // Webhooks are signed (Standard Webhooks); syslog relies on TLS and carries no secret.
+      const secret = kind === 'webhook' ? `whsec_${randomBytes(32).toString('base64')}` : null;
       await db.withSystem(async (tx: Tx) => {
-        await sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, created_at)
-          VALUES (${id}, 'webhook', ${url}, ${box.seal(secret, `audit-sink:${id}`)}, ${clock.now()})`.execute(
-          tx,
-        );
+        await sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, tls_ca, created_at)
+          VALUES (${id}, ${kind}, ${url}, ${secret === null ? null : box.seal(secret, `audit-sink:${id}`)},
+            ${input.caPem ?? null}, ${clock.now()})`.execute(tx);
         await recordAuditEvent<AuditTables>(tx, clock, ctx, {
           tenantId: null,
           action: 'audit.sink.created',
           outcome: 'success',
           target: { type: 'audit_sink', id },
-          details: { url },
+          details: { kind, url, privateCa: input.caPem !== undefined },
         });
       });
       // The signing secret is shown once; only its sealed form is kept.
-      return { id, kind: 'webhook' as const, url, secret };
+      return secret === null ? { id, kind, url } : { id, kind, url, secret };
     },
 
     list: () =>
       db.withSystem(async (tx: Tx) => {
         const { rows } = await sql<{
           id: string;
+          kind: SinkKind;
           url: string;
           created_at: Date;
           pending: number;
           oldest: Date | null;
         }>`
-          SELECT s.id, s.url, s.created_at, count(o.event_id)::int AS pending, min(o.enqueued_at) AS oldest
+          SELECT s.id, s.kind, s.url, s.created_at, count(o.event_id)::int AS pending, min(o.enqueued_at) AS oldest
           FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
           WHERE s.disabled_at IS NULL GROUP BY s.id ORDER BY s.created_at`.execute(tx);
         return rows.map((r) => ({
           id: r.id,
-          kind: 'webhook' as const,
+          kind: r.kind,
           url: r.url,
           createdAt: r.created_at.toISOString(),
           pending: r.pending,
@@ -105,8 +129,10 @@ interface Claimed {
   event_id: string;
   payload: string;
   attempts: number;
+  kind: SinkKind;
   url: string;
-  secret_sealed: string;
+  secret_sealed: string | null;
+  tls_ca: string | null;
   enqueued_at: Date;
 }
 
@@ -118,6 +144,8 @@ export interface ForwarderDeps {
   clock: Clock;
   box: SecretBox;
   send: SendHttp;
+  /** Delivery to syslog sinks (syslog.ts); without it, syslog rows wait (and are retried). */
+  sendSyslog?: SendSyslog;
   batch?: number;
   /** How long a claimed delivery is reserved for this node before another may retry it. */
   leaseMs?: number;
@@ -137,7 +165,7 @@ export function createForwarder(deps: ForwarderDeps) {
   const signerFor = (row: Claimed) => {
     let signer = signers.get(row.sink_id);
     if (!signer) {
-      signer = new Webhook(deps.box.open(row.secret_sealed, `audit-sink:${row.sink_id}`));
+      signer = new Webhook(deps.box.open(row.secret_sealed ?? '', `audit-sink:${row.sink_id}`));
       signers.set(row.sink_id, signer);
     }
     return signer;
@@ -151,8 +179,8 @@ export function createForwarder(deps: ForwarderDeps) {
               ORDER BY next_attempt_at LIMIT ${batch} FOR UPDATE SKIP LOCKED) due, audit_sinks s
         WHERE o.sink_id = due.sink_id AND o.event_id = due.event_id AND s.id = o.sink_id
           AND s.disabled_at IS NULL
-        RETURNING o.sink_id, o.event_id, o.payload::text AS payload, o.attempts, s.url, s.secret_sealed,
-          o.enqueued_at`.execute(tx);
+        RETURNING o.sink_id, o.event_id, o.payload::text AS payload, o.attempts, s.kind, s.url,
+          s.secret_sealed, s.tls_ca, o.enqueued_at`.execute(tx);
       return rows;
     });
   }
@@ -178,14 +206,40 @@ export function createForwarder(deps: ForwarderDeps) {
     }
   }
 
+  /** Syslog rows: one connection per sink, the batch received entirely or failed entirely. */
+  async function deliverSyslog(rows: Claimed[]): Promise<{ row: Claimed; error: string | null }[]> {
+    const bySink = new Map<string, Claimed[]>();
+    for (const row of rows) bySink.set(row.sink_id, [...(bySink.get(row.sink_id) ?? []), row]);
+    const results = await Promise.all(
+      [...bySink.values()].map(async (batch) => {
+        const first = batch[0] as Claimed;
+        let error: string | null = null;
+        try {
+          if (!deps.sendSyslog) throw new Error('syslog delivery is not configured');
+          const messages = batch.map((row) => {
+            const event = JSON.parse(row.payload) as SyslogEvent;
+            return formatSyslog(event, row.payload);
+          });
+          await deps.sendSyslog({ url: first.url, ca: first.tls_ca }, messages);
+        } catch (e) {
+          error = (e as Error).message.slice(0, 300) || 'send failed';
+        }
+        return batch.map((row) => ({ row, error }));
+      }),
+    );
+    return results.flat();
+  }
+
   return {
     /** One pass: claim a batch, send it, record each outcome. Resolves to what happened. */
     async deliverDue(): Promise<{ delivered: number; failed: number }> {
       const now = deps.clock.now();
       const claimed = await claim(now);
-      const outcomes = await Promise.all(
-        claimed.map(async (row) => ({ row, error: await deliver(row, now) })),
-      );
+      const webhooks = claimed.filter((row) => row.kind === 'webhook');
+      const outcomes = [
+        ...(await Promise.all(webhooks.map(async (row) => ({ row, error: await deliver(row, now) })))),
+        ...(await deliverSyslog(claimed.filter((row) => row.kind === 'syslog'))),
+      ];
       const done = outcomes.filter((o) => o.error === null);
       const failed = outcomes.filter((o) => o.error !== null);
       await deps.db.withSystem(async (tx: Tx) => {

@@ -1,5 +1,9 @@
 import { readMigrations } from '../platform/db/index.ts';
 
+export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-delivery.ts';
+export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
+export { alertRoutes } from './alert-routes.ts';
+export { type AlertService, createAlertService } from './alert-service.ts';
 export { chainHash } from './canonical.ts';
 export { denialAuditor } from './denials.ts';
 export {
@@ -9,12 +13,16 @@ export {
   type SendHttp,
   type SinkService,
 } from './forward.ts';
-export { auditJobsPlugin, checkpointAllChains } from './jobs.ts';
+export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
+export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
+export { createRetentionService, type RetentionService } from './retention.ts';
+export { auditRetentionRoutes } from './retention-routes.ts';
 export { auditRoutes } from './routes.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';
+export { createSyslogTransport, formatSyslog, SD_ID, type SendSyslog } from './syslog.ts';
 export type { AuditTables } from './tables.ts';
 export { type ChainReport, verifyAuditChain } from './verify.ts';
 

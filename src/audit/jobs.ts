@@ -4,8 +4,10 @@ import { sql } from 'kysely';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
+import type { AlertDelivery } from './alert-delivery.ts';
+import { type AlertEngine, alertsRaisedByRule } from './alert-engine.ts';
 import type { Forwarder } from './forward.ts';
-import { appendedEvents } from './record.ts';
+import { appendedEvents, recentlyAppendedChains } from './record.ts';
 import type { CheckpointSigner } from './signer.ts';
 import { createCheckpoint } from './store.ts';
 
@@ -18,6 +20,24 @@ export interface AuditJobDeps {
   tenantIds(): AsyncIterable<string>;
   forwarder: Forwarder;
   forwardEveryMs: number;
+  /** Retention (prune.ts): prunes every chain by its retention; absent, nothing is pruned. */
+  pruning?: {
+    everyMs: number;
+    run(): Promise<{ events: number; failures: { chain: string; error: Error }[] }>;
+  };
+  alerts: AlertEngine;
+  alertDelivery: AlertDelivery;
+  /** How often the rules read the chains this node appended to lately. */
+  alertEveryMs: number;
+  /** How often the rules read every chain (catches what another node appended and left unread). */
+  alertSweepEveryMs: number;
+}
+
+/** Runs the anomaly rules over every chain: the platform's, then each tenant's. */
+export async function evaluateAllChains(deps: Pick<AuditJobDeps, 'alerts' | 'tenantIds'>): Promise<number> {
+  let raised = (await deps.alerts.evaluateChain(null)).length;
+  for await (const id of deps.tenantIds()) raised += (await deps.alerts.evaluateChain(id)).length;
+  return raised;
 }
 
 /** Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. */
@@ -67,6 +87,26 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
       if (delivered + failed < 100) return;
     }
   });
+  const { pruning } = deps;
+  if (pruning) {
+    every('pruning', pruning.everyMs, async () => {
+      const { events, failures } = await pruning.run();
+      if (events > 0) app.log.info({ events }, 'audit events pruned (retention)');
+      for (const f of failures) app.log.error({ err: f.error, chain: f.chain }, 'audit chain not pruned');
+    });
+  }
+  every('alerts', deps.alertEveryMs, async () => {
+    for (const chain of recentlyAppendedChains()) await deps.alerts.evaluateChain(chain);
+  });
+  every('alert sweep', deps.alertSweepEveryMs, async () => {
+    await evaluateAllChains(deps);
+  });
+  every('alert delivery', deps.alertEveryMs, async () => {
+    for (;;) {
+      const { delivered, failed } = await deps.alertDelivery.deliverDue();
+      if (delivered + failed < 50) return;
+    }
+  });
   registerMetrics(app, deps.db);
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
@@ -83,6 +123,30 @@ function registerMetrics(app: FastifyInstance, db: Database) {
     collect() {
       this.reset();
       this.inc(appendedEvents());
+    },
+  });
+  new Counter({
+    name: 'rampart_audit_alerts_raised_total',
+    help: 'Alerts raised by the anomaly rules on this node, by rule',
+    labelNames: ['rule'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [rule, n] of alertsRaisedByRule()) this.inc({ rule }, n);
+    },
+  });
+  new Gauge({
+    name: 'rampart_audit_alert_deliveries_pending',
+    help: 'Alert deliveries (webhook, email) waiting to be sent or retried',
+    registers,
+    async collect() {
+      const rows = await db.withSystem(async (tx) => {
+        const { rows } = await sql<{
+          n: number;
+        }>`SELECT count(*)::int AS n FROM audit_alert_deliveries`.execute(tx);
+        return rows;
+      });
+      this.set(rows[0]?.n ?? 0);
     },
   });
   new Gauge({

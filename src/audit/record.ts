@@ -21,6 +21,20 @@ let appended = 0;
 /** Events this process has appended (committed or not): the source of the events/s metric. */
 export const appendedEvents = () => appended;
 
+/** Chains this process appended to lately, and when: the alert rules look at those first (jobs.ts). */
+const recentChains = new Map<string | null, number>();
+const RECENT_MS = 10_000;
+
+/**
+ * Chains appended to in the last few seconds. A chain stays listed for a while after its last append
+ * because the appending transaction may commit after the rules first look.
+ */
+export function recentlyAppendedChains(): (string | null)[] {
+  const since = Date.now() - RECENT_MS;
+  for (const [chain, at] of recentChains) if (at < since) recentChains.delete(chain);
+  return [...recentChains.keys()];
+}
+
 /**
  * Writes one audit event in the caller's transaction, so the event exists if and only if the change
  * committed. The tenant comes from the transaction's scope (row-level security checks it). The event is
@@ -70,5 +84,6 @@ export async function recordAuditEvents<DB>(
   }));
   await appendToChain(tx, first.tenantId, rows);
   appended += rows.length;
+  recentChains.set(first.tenantId, Date.now());
   return rows.map((r) => r.id);
 }

@@ -32,9 +32,10 @@ const jsonLines = (events: AsyncGenerator<EventView>) =>
  * tenant, or operators under an approved elevation. Platform routes: operators, platform events only
  * (row-level security hides every tenant's events from a platform scope).
  */
+const SinkKind = Type.Union([Type.Literal('webhook'), Type.Literal('syslog')]);
 const Sink = strictObject({
   id: Type.String({ format: 'uuid' }),
-  kind: Type.Literal('webhook'),
+  kind: SinkKind,
   url: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
   pending: Type.Integer({ description: 'Events waiting for delivery' }),
@@ -42,9 +43,11 @@ const Sink = strictObject({
 });
 const CreatedSink = strictObject({
   id: Type.String({ format: 'uuid' }),
-  kind: Type.Literal('webhook'),
+  kind: SinkKind,
   url: Type.String(),
-  secret: Type.String({ description: 'Standard Webhooks signing secret (whsec_...), shown only now' }),
+  secret: Type.Optional(
+    Type.String({ description: 'Webhooks: Standard Webhooks signing secret (whsec_...), shown only now' }),
+  ),
 });
 
 export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks: SinkService }> = async (
@@ -123,10 +126,23 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       config: { access: 'operator', permission: 'audit-sinks:write' },
       schema: {
         tags,
-        summary: 'Add an HTTPS webhook sink: every audit event is sent to it, signed (Standard Webhooks)',
+        summary:
+          'Add a SIEM sink: an HTTPS webhook (signed, Standard Webhooks) or syslog over TLS (RFC 5424/5425)',
         body: strictObject({
-          kind: Type.Literal('webhook'),
-          url: Type.String({ minLength: 8, maxLength: 2000 }),
+          kind: SinkKind,
+          url: Type.String({
+            minLength: 8,
+            maxLength: 2000,
+            description:
+              'https://... (webhook), syslog+tls://host:6514 (syslog; syslog+tcp:// only on loopback)',
+          }),
+          caPem: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 20_000,
+              description: "Syslog over TLS: PEM of the private CA that signs the receiver's certificate",
+            }),
+          ),
         }),
         response: responses({ 201: CreatedSink }),
       },

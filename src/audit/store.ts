@@ -5,10 +5,14 @@ import type { CheckpointSigner } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 import type { StoredCheckpoint, StoredEvent } from './walk.ts';
 
-type AnyTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
+export type ChainTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
 
 /** Runs fn in the chain's scope: the tenant's, or the platform's (no tenant set). */
-export function inChain<R>(db: Database, tenantId: string | null, fn: (tx: AnyTx) => Promise<R>): Promise<R> {
+export function inChain<R>(
+  db: Database,
+  tenantId: string | null,
+  fn: (tx: ChainTx) => Promise<R>,
+): Promise<R> {
   return tenantId === null
     ? db.withSystem<AuditTables, R>(fn)
     : db.withTenant<AuditTables, R>(asTenantId(tenantId), fn);

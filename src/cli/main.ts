@@ -3,7 +3,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
 import { registerAuditCommands } from '../audit/cli.ts';
-import { checkpointSigner } from '../audit/index.ts';
+import { checkpointSigner, createRetentionService } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
 import { createOperatorService, toTenantRef } from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
@@ -228,6 +228,14 @@ function program(io: CliIo): Command {
         after = page.items.at(-1)?.slug ?? null;
       }
     },
+    context: cliContext(),
+    retentionDays: (db, tenantId) =>
+      createRetentionService({
+        db,
+        clock: systemClock,
+        defaultDays: config().auditRetentionDays,
+        platformDays: config().auditPlatformRetentionDays,
+      }).daysFor(tenantId),
     signer: () => {
       const cfg = config();
       return checkpointSigner(resolveRootKey(cfg.secretKey, cfg.dataDir));

@@ -33,7 +33,12 @@ export const protectPlugin = fp<ProtectOptions>(
     await app.register(securityHeadersPlugin, { hstsMaxAgeSeconds: hstsFor(config) });
     if (config.trustProxy.length > 0) await app.register(clientAddressPlugin);
     if (config.ipBlocklists.length > 0) await app.register(blockListPlugin, { protection });
-    if (config.rateLimitEnabled) await app.register(rateLimitPlugin, { limiters: protection.limiters });
+    if (config.rateLimitEnabled) {
+      await app.register(rateLimitPlugin, {
+        limiters: protection.limiters,
+        onLimited: (routeClass, scope) => protection.countLimited(routeClass, scope),
+      });
+    }
     if (tlsFilesOf(config)) {
       // With the https option Fastify's server is a node:https Server (its type says http).
       const reloader = watchTlsFiles(app.server as unknown as HttpsServer, config, app.log);

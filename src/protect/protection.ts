@@ -1,5 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
-import { recordAuditEvent } from '../audit/index.ts';
+import { recordAuditEvent, recordAuditEvents } from '../audit/index.ts';
 import type { Config } from '../platform/config/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
@@ -48,6 +48,13 @@ export interface Protection {
   blockLists: BlockLists;
   /** Audits a refused request from a listed address (sampled: once per address per 10 minutes, 30 a minute in all). */
   recordBlocked(address: string, list: string): void;
+  /** Counts a request refused by a rate limit (429); the counts reach the audit trail once a minute. */
+  countLimited(routeClass: string, scope: string): void;
+  /**
+   * Writes the refusals counted since the last flush as one `protect.blocks.counted` event per source
+   * (the `protect.blocks` anomaly rule sums them over every node). Runs every minute and at close.
+   */
+  flushBlockCounts(): Promise<void>;
   /** The guarded client every outbound HTTP request goes through; refusals are audited and counted. */
   outbound: OutboundClient;
   /** Logs through the app's logger from now on. */
@@ -127,8 +134,42 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     clock,
     log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
   });
+  const blockCounts = new Map<string, { kind: string; source: string; count: number }>();
+  const countBlock = (kind: 'ratelimit' | 'iplist', source: string) => {
+    const key = `${kind}:${source}`;
+    const entry = blockCounts.get(key);
+    if (entry) entry.count += 1;
+    else blockCounts.set(key, { kind, source, count: 1 });
+  };
+  const flushBlockCounts = async () => {
+    const counts = [...blockCounts.values()];
+    blockCounts.clear();
+    if (counts.length === 0) return;
+    await db
+      .withSystem((tx) =>
+        recordAuditEvents(
+          tx,
+          clock,
+          systemContext,
+          counts.map((c) => ({
+            tenantId: null,
+            action: 'protect.blocks.counted' as const,
+            outcome: 'denied' as const,
+            details: { kind: c.kind, source: c.source, count: c.count },
+          })),
+        ),
+      )
+      .catch((error: unknown) =>
+        log.error({ err: error }, 'could not write the block counts to the audit trail'),
+      );
+  };
+  let flushTimer: NodeJS.Timeout | null = null;
+
   let blockedWindow = { start: 0, audited: 0 };
   const recordBlocked = (address: string, list: string) => {
+    // A list named by URL is shown without its query string (feeds put access keys there).
+    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
+    countBlock('iplist', listName);
     const now = clock.now().getTime();
     if (now - blockedWindow.start >= 60_000) blockedWindow = { start: now, audited: 0 };
     if (blockedWindow.audited >= 30) return;
@@ -136,8 +177,6 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < 600_000) return;
     lastAudit.set(key, now);
     blockedWindow.audited += 1;
-    // A list named by URL is shown without its query string (feeds put access keys there).
-    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
     void auditSystem('protect.ip.blocked', { address, list: listName });
   };
 
@@ -155,10 +194,14 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     outbound,
     blockLists,
     recordBlocked,
+    countLimited: (routeClass, scope) => countBlock('ratelimit', `${routeClass}.${scope}`),
+    flushBlockCounts,
     useLogger(logger) {
       log = logger;
     },
     async ready() {
+      flushTimer ??= setInterval(() => void flushBlockCounts(), 60_000);
+      flushTimer.unref();
       await blockLists.refresh();
       blockLists.schedule(config.ipBlocklistRefreshSeconds);
       if (!redis || redis.status === 'ready') return;
@@ -189,6 +232,8 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
       });
     },
     async close() {
+      if (flushTimer) clearInterval(flushTimer);
+      await flushBlockCounts();
       blockLists.stop();
       await outbound.close();
       redis?.disconnect();

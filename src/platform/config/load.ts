@@ -27,6 +27,9 @@ const numberKeys = new Set<keyof Config>([
   'outboundMaxRedirects',
   'ipBlocklistRefreshSeconds',
   'auditCheckpointSeconds',
+  'auditRetentionDays',
+  'auditPlatformRetentionDays',
+  'auditPruneSeconds',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -74,6 +77,9 @@ const defaults = {
   ipBlocklists: [],
   ipBlocklistRefreshSeconds: 3600,
   auditCheckpointSeconds: 300,
+  auditRetentionDays: 400,
+  auditPlatformRetentionDays: 400,
+  auditPruneSeconds: 3600,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

@@ -54,6 +54,9 @@ export const configSchema = Type.Object(
     ipBlocklists: Type.Array(Type.String({ minLength: 1 })),
     ipBlocklistRefreshSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
     auditCheckpointSeconds: Type.Integer({ minimum: 10, maximum: 86_400 }),
+    auditRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
+    auditPlatformRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
+    auditPruneSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
   },
   { additionalProperties: false },
 );
@@ -219,5 +222,20 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'AUDIT_CHECKPOINT_SECONDS',
     doc: 'How often each audit hash chain head is signed (Ed25519 checkpoint).',
     default: '300',
+  },
+  auditRetentionDays: {
+    env: 'AUDIT_RETENTION_DAYS',
+    doc: "Days a tenant's audit events are kept unless the tenant sets its own (30 to 36500).",
+    default: '400',
+  },
+  auditPlatformRetentionDays: {
+    env: 'AUDIT_PLATFORM_RETENTION_DAYS',
+    doc: 'Days the platform audit chain (operators, platform jobs) keeps its events (30 to 36500).',
+    default: '400',
+  },
+  auditPruneSeconds: {
+    env: 'AUDIT_PRUNE_SECONDS',
+    doc: 'How often audit chains are pruned to their retention (up to a signed checkpoint).',
+    default: '3600',
   },
 };

@@ -62,6 +62,12 @@ export interface OutboundClient {
   fetchFor(
     purpose: string,
   ): (url: string, init: OutboundRequest) => Promise<{ status: number; text(): Promise<string> }>;
+  /**
+   * The same checks for a raw TCP or TLS connection (syslog): host allowlist and address literal now
+   * (throws OutboundRefusedError), resolved addresses in the returned `lookup`, which the caller passes
+   * to `net.connect`/`tls.connect` so the address checked is the address connected to.
+   */
+  socketGuard(purpose: string, host: string): { lookup: LookupFunction };
   close(): Promise<void>;
 }
 
@@ -235,8 +241,19 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     }
   }
 
+  function socketGuard(purpose: string, rawHost: string): { lookup: LookupFunction } {
+    const host = bare(rawHost);
+    if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
+    if (isIP(host)) {
+      const reason = forbiddenReason(host, allowPrivate);
+      if (reason) refuse({ purpose, host, reason, address: host });
+    }
+    return { lookup: lookupFor(purpose) };
+  }
+
   return {
     request: guarded,
+    socketGuard,
     fetchFor: (purpose) => (url, init) => guarded(purpose, url, init),
     async close() {
       await Promise.all([...agents.values()].map((agent) => agent.close()));

@@ -17,6 +17,8 @@ declare module 'fastify' {
 
 export interface RateLimitPluginOptions {
   limiters: RateLimiters;
+  /** Told of every 429 (Protect counts them into the audit trail). */
+  onLimited?: (routeClass: RouteClass, scope: Scope) => void;
 }
 
 const refusal: Record<Scope, string> = {
@@ -60,7 +62,7 @@ function accountOf(request: FastifyRequest): string | null {
  * (onRequest), per account once the caller is known and the body validated (preHandler).
  */
 export const rateLimitPlugin = fp<RateLimitPluginOptions>(
-  async (app: FastifyInstance, { limiters }) => {
+  async (app: FastifyInstance, { limiters, onLimited }) => {
     const limited = new Counter({
       name: 'rampart_rate_limited_total',
       help: 'Requests refused with 429, by route class and scope',
@@ -88,6 +90,7 @@ export const rateLimitPlugin = fp<RateLimitPluginOptions>(
       const headers = headersFor(decisions);
       if (!decision.allowed) {
         limited.inc({ class: routeClass, scope });
+        onLimited?.(routeClass, scope);
         throw platformError('rate_limited', `${refusal[scope]}; retry in ${decision.resetSeconds} s.`, {
           retryAfterSeconds: decision.resetSeconds,
           headers,

@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import type { ActionContext, Clock } from '../platform/context.ts';
+import type { SecretBox } from '../platform/crypto/keys.ts';
+import type { Database } from '../platform/db/index.ts';
+import { alertSecretPurpose } from './alert-delivery.ts';
+import {
+  type AlertRow,
+  type AlertView,
+  chainFilter,
+  readAlertSettings,
+  toAlertView,
+} from './alert-engine.ts';
+import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
+import { auditError } from './errors.ts';
+import { checkSinkUrl } from './forward.ts';
+import { recordAuditEvent } from './record.ts';
+import { type ChainTx, inChain } from './store.ts';
+
+export interface AlertSettingsView {
+  rules: RuleSettings;
+  workingHours: WorkingHours | null;
+  channels: { emails: string[]; webhookUrl: string | null };
+}
+
+export interface AlertServiceDeps {
+  db: Database;
+  clock: Clock;
+  box: SecretBox;
+  /** Identity's email normalisation: the lower-cased address, or null when it is not one. */
+  normaliseEmail(raw: string): string | null;
+}
+
+const parsed = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value);
+
+function encodeCursor(row: AlertRow): string {
+  return Buffer.from(`${row.raised_at.toISOString()}|${row.id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string | undefined): { at: Date; id: string } | null {
+  if (cursor === undefined) return null;
+  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const time = new Date(at ?? '');
+  if (rest.length > 0 || !id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(time.getTime())) {
+    throw auditError('bad_cursor', 'The cursor is not one this API returned; start again without it.');
+  }
+  return { at: time, id };
+}
+
+/** Alert settings, listing and acknowledgement of one chain: a tenant's (RLS-scoped) or the platform's. */
+export function createAlertService(deps: AlertServiceDeps) {
+  const { db, clock } = deps;
+  const scoped = <R>(tenantId: string | null, fn: (tx: ChainTx) => Promise<R>) => inChain(db, tenantId, fn);
+
+  const view = (row: Awaited<ReturnType<typeof readAlertSettings>>): AlertSettingsView => ({
+    rules: effectiveRules(parsed(row?.rules)),
+    workingHours: (parsed(row?.working_hours) ?? null) as WorkingHours | null,
+    channels: { emails: row?.emails ?? [], webhookUrl: row?.webhook_url ?? null },
+  });
+
+  function checkSettings(input: AlertSettingsView): AlertSettingsView {
+    const problem = input.workingHours ? timeZoneProblem(input.workingHours.timeZone) : null;
+    if (problem) throw auditError('bad_alert_settings', problem);
+    const emails = input.channels.emails.map((raw) => {
+      const email = deps.normaliseEmail(raw);
+      if (!email) throw auditError('bad_alert_settings', `"${raw.slice(0, 100)}" is not an email address.`);
+      return email;
+    });
+    const webhookUrl =
+      input.channels.webhookUrl === null
+        ? null
+        : checkSinkUrl(input.channels.webhookUrl, 'bad_alert_settings');
+    return { ...input, channels: { emails: [...new Set(emails)], webhookUrl } };
+  }
+
+  return {
+    getSettings: (tenantId: string | null) =>
+      scoped(tenantId, async (tx) => view(await readAlertSettings(tx, tenantId))),
+
+    /**
+     * Replaces the chain's alert settings. A new webhook URL gets a new signing secret, returned once.
+     * Audited with what changed in outline (rules off, channels), never the secret.
+     */
+    updateSettings: (tenantId: string | null, ctx: ActionContext, input: AlertSettingsView) =>
+      scoped(tenantId, async (tx) => {
+        const next = checkSettings(input);
+        const before = await readAlertSettings(tx, tenantId);
+        const url = next.channels.webhookUrl;
+        const keepSecret = url !== null && url === before?.webhook_url && before.webhook_secret_sealed;
+        const secret = url !== null && !keepSecret ? `whsec_${randomBytes(32).toString('base64')}` : null;
+        const sealed = keepSecret
+          ? before.webhook_secret_sealed
+          : secret
+            ? deps.box.seal(secret, alertSecretPurpose(tenantId))
+            : null;
+        const values = sql`${JSON.stringify(next.rules)}::jsonb, ${next.workingHours ? JSON.stringify(next.workingHours) : null}::jsonb,
+          ${sql.val(next.channels.emails)}::text[], ${url}, ${sealed}, ${clock.now()}`;
+        if (before) {
+          await sql`UPDATE audit_alert_settings SET (rules, working_hours, emails, webhook_url,
+              webhook_secret_sealed, updated_at) = (${values}) WHERE ${chainFilter(tenantId)}`.execute(tx);
+        } else {
+          await sql`INSERT INTO audit_alert_settings (tenant_id, rules, working_hours, emails, webhook_url,
+              webhook_secret_sealed, updated_at) VALUES (${tenantId}, ${values})`.execute(tx);
+        }
+        const off = Object.entries(next.rules)
+          .filter(([, r]) => !r.enabled)
+          .map(([id]) => id);
+        await recordAuditEvent(tx, clock, ctx, {
+          tenantId,
+          action: 'audit.alert_settings.updated',
+          outcome: 'success',
+          details: {
+            rulesOff: off.join(',') || null,
+            workingHours: next.workingHours
+              ? `${next.workingHours.days.join('')} ${next.workingHours.start}-${next.workingHours.end} ${next.workingHours.timeZone}`
+              : null,
+            emails: next.channels.emails.length,
+            webhookUrl: url,
+            newWebhookSigner: secret !== null,
+          },
+        });
+        return { ...next, ...(secret ? { webhookSecret: secret } : {}) };
+      }),
+
+    list: (
+      tenantId: string | null,
+      input: { status?: 'open' | 'acknowledged'; rule?: string; limit: number; cursor?: string },
+    ) =>
+      scoped(tenantId, async (tx) => {
+        const after = decodeCursor(input.cursor);
+        const { rows } = await sql<AlertRow>`
+          SELECT * FROM audit_alerts WHERE ${chainFilter(tenantId)}
+            ${input.status ? sql`AND status = ${input.status}` : sql``}
+            ${input.rule ? sql`AND rule = ${input.rule}` : sql``}
+            ${after ? sql`AND (raised_at, id) < (${after.at}, ${after.id}::uuid)` : sql``}
+          ORDER BY raised_at DESC, id DESC LIMIT ${input.limit + 1}`.execute(tx);
+        const page = rows.slice(0, input.limit);
+        const last = page.at(-1);
+        return {
+          items: page.map(toAlertView),
+          nextCursor: rows.length > input.limit && last ? encodeCursor(last) : null,
+        };
+      }),
+
+    /** Marks an open alert as handled by this person (audited); matches soon after still add to it. */
+    acknowledge: (tenantId: string | null, ctx: ActionContext, id: string, note: string | null) =>
+      scoped(tenantId, async (tx): Promise<AlertView> => {
+        const actor = ctx.actor.id === null ? ctx.actor.type : `${ctx.actor.type}:${ctx.actor.id}`;
+        const { rows } = await sql<AlertRow>`
+          UPDATE audit_alerts SET status = 'acknowledged', acknowledged_at = ${clock.now()},
+            acknowledged_by = ${actor}, acknowledgement_note = ${note}
+          WHERE ${chainFilter(tenantId)} AND id = ${id} AND status = 'open' RETURNING *`.execute(tx);
+        const row = rows[0];
+        if (!row) {
+          const { rows: found } = await sql`SELECT 1 FROM audit_alerts
+            WHERE ${chainFilter(tenantId)} AND id = ${id}`.execute(tx);
+          throw found.length > 0
+            ? auditError('alert_acknowledged', 'This alert has been acknowledged already.')
+            : auditError('alert_not_found', 'There is no alert with that id here.');
+        }
+        await recordAuditEvent(tx, clock, ctx, {
+          tenantId,
+          action: 'audit.alert.acknowledged',
+          outcome: 'success',
+          target: { type: 'audit_alert', id },
+          details: { rule: row.rule, note: note?.slice(0, 500) ?? null },
+        });
+        return toAlertView(row);
+      }),
+  };
+}
+
+export type AlertService = ReturnType<typeof createAlertService>;
