@@ -34,8 +34,8 @@ const ctx = {
 const actions = [
   'identity.signin.password',
   'identity.session.revoked',
-  'access.role.assigned',
-  'tenancy.tenant.updated',
+  'access.role.granted',
+  'tenancy.tenant.suspended',
 ];
 const event = (tenantId, i) => ({
   tenantId,

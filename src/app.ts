@@ -80,6 +80,7 @@ import {
   tenantPolicyPlugin,
   tenantPolicyRoutes,
   tlsOptions,
+  wafRoutes,
 } from './protect/index.ts';
 import { createTenancyService, type TenancyService, tenancyRoutes } from './tenancy/index.ts';
 
@@ -402,6 +403,7 @@ export async function buildApp({
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(tenantPolicyRoutes, { policies: tenantPolicies });
+  await app.register(wafRoutes, { protection });
   await app.register(identityOperatorRoutes, {
     identity,
     resolveTenant,

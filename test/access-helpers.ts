@@ -138,9 +138,10 @@ export async function databaseState(
       )) as { rows: unknown }[];
       state[tablename] = row?.rows;
     }
-    const audit = (await o.query(`SELECT action FROM audit_events ORDER BY occurred_at, id`)) as {
-      action: string;
-    }[];
+    // Alerts are raised by a background job some time after the events they are about: leave them out.
+    const audit = (await o.query(
+      `SELECT action FROM audit_events WHERE action <> 'audit.alert.raised' ORDER BY occurred_at, id`,
+    )) as { action: string }[];
     return { tables: state, audit: audit.map((a) => a.action) };
   });
 }

@@ -39,7 +39,7 @@ async function writeEvents(tenantId: string | null, count: number): Promise<stri
   for (let i = 1; i <= count; i++) {
     clock.advance(1000);
     const event = {
-      action: 'tenancy.tenant.updated' as const,
+      action: 'tenancy.tenant.suspended' as const,
       outcome: 'success' as const,
       target: { type: 'tenant', id: `t-${i}` },
       details: { n: i, note: `change ${i}` },
@@ -189,7 +189,7 @@ describe('tampering as the table owner', () => {
       actorType: 'operator',
       actorId: 'op-1',
       actorElevationId: null,
-      action: 'tenancy.tenant.updated',
+      action: 'tenancy.tenant.suspended',
       targetType: 'tenant',
       targetId: 't-x',
       outcome: 'success',
@@ -211,7 +211,7 @@ describe('tampering as the table owner', () => {
       [
         `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
            outcome, ip, user_agent, request_id, details, chain_seq, prev_hash, hash)
-         VALUES ($1, $2, $3, 'operator', 'op-1', 'tenancy.tenant.updated', 'tenant', 't-x', 'success',
+         VALUES ($1, $2, $3, 'operator', 'op-1', 'tenancy.tenant.suspended', 'tenant', 't-x', 'success',
            '203.0.113.7', 'vitest', 'req-audit-chain', '{}', 5, $4, $5)`,
         [forged.id, tenantId, forged.occurredAt, prev?.hash, hash],
       ],
@@ -228,7 +228,7 @@ describe('tampering as the table owner', () => {
       ['ALTER TABLE audit_events DROP CONSTRAINT audit_events_chained'],
       [
         `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome)
-         VALUES ($1, $2, now(), 'system', 'tenancy.tenant.updated', 'success')`,
+         VALUES ($1, $2, now(), 'system', 'tenancy.tenant.suspended', 'success')`,
         [id, tenantId],
       ],
       [

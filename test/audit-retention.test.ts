@@ -52,7 +52,7 @@ async function write(tenantId: string, count: number, at: number) {
     await scoped(tenantId, (tx) =>
       recordAuditEvent(tx, clock, ctx, {
         tenantId,
-        action: 'tenancy.tenant.updated',
+        action: 'tenancy.tenant.suspended',
         outcome: 'success',
         target: { type: 'tenant', id: tenantId },
         details: { n: i },
@@ -135,7 +135,7 @@ describe('pruning', () => {
     await write(tenantId, 4, realNow - 500 * DAY);
     clock.set(realNow - 490 * DAY);
     await scoped(tenantId, (tx) =>
-      recordAuditEvent(tx, clock, ctx, { tenantId, action: 'tenancy.tenant.updated', outcome: 'success' }),
+      recordAuditEvent(tx, clock, ctx, { tenantId, action: 'tenancy.tenant.suspended', outcome: 'success' }),
     );
     const result = await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys });
     expect(result.throughSeq).toBe(4);

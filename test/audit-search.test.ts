@@ -1,6 +1,6 @@
 /** Search and export of the audit trail over HTTP: filters, cursor pages, access, bad input. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordAuditEvent } from '../src/audit/index.ts';
+import { defineAuditActions, recordAuditEvent } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
@@ -15,6 +15,10 @@ interface View {
   outcome: string;
   ip: string | null;
 }
+
+// An action whose name has `_` where a prefix filter could treat it as a LIKE wildcard: the filter
+// `access.role_x` must not match `access.role.*` (no real action is shaped so yet).
+defineAuditActions('access', { 'access.role_x.created': 'test fixture' });
 
 let t: TestApp;
 let admin: Person;

@@ -107,7 +107,7 @@ describe('with tenant A set, tenant B is out of reach', () => {
     await t.db.withTenant(tenantB, (tx) =>
       recordAuditEvent(tx, systemClock, ctx, {
         tenantId: tenantB,
-        action: 'test.event.recorded',
+        action: 'identity.settings.updated',
         outcome: 'success',
       }),
     );
@@ -115,7 +115,7 @@ describe('with tenant A set, tenant B is out of reach', () => {
       t.db.withTenant(tenantA, (tx) =>
         recordAuditEvent(tx, systemClock, ctx, {
           tenantId: tenantB,
-          action: 'test.event.forged',
+          action: 'identity.settings.updated',
           outcome: 'success',
         }),
       ),
@@ -141,7 +141,7 @@ describe('with no tenant set, tenant-owned tables read as empty', () => {
       t.db.withSystem((tx) =>
         recordAuditEvent(tx, systemClock, ctx, {
           tenantId: tenantA,
-          action: 'test.event.forged',
+          action: 'identity.settings.updated',
           outcome: 'success',
         }),
       ),

@@ -139,6 +139,74 @@ describe('refusals reach the audit trail and the alerts', () => {
   });
 });
 
+describe('WAF event intake', () => {
+  it("counts an upstream WAF's blocks with Rampart's own, samples them, and refuses bad reports", async () => {
+    const t = await testApp({});
+    const report = (payload: object) =>
+      t.app.inject({ method: 'POST', url: '/api/v1/protect/waf-events', headers: t.asOperator, payload });
+    const at = new Date().toISOString();
+    const ok = await report({
+      source: 'edge-modsecurity',
+      events: [
+        { at, clientIp: '203.0.113.66', action: 'blocked', ruleId: '942100' },
+        { at, clientIp: '203.0.113.66', action: 'blocked', ruleId: '942100' },
+        { at, clientIp: '2001:db8::66', action: 'blocked', ruleId: '941100' },
+        { at, clientIp: '203.0.113.67', action: 'detected', ruleId: '920350' },
+      ],
+    });
+    expect(ok.statusCode, ok.body).toBe(202);
+    expect(ok.json()).toEqual({ accepted: 4, blocked: 3 });
+    for (const bad of [
+      { source: 'edge', events: [{ at, clientIp: 'not-an-ip', action: 'blocked', ruleId: '1' }] },
+      { source: 'edge', events: [] },
+      { source: 'Edge WAF', events: [{ at, clientIp: '192.0.2.1', action: 'blocked', ruleId: '1' }] },
+      { source: 'edge', events: [{ at, clientIp: '192.0.2.1', action: 'dropped', ruleId: '1' }] },
+      { source: 'edge', events: [{ at, clientIp: '192.0.2.1', action: 'blocked', ruleId: '1', extra: 1 }] },
+      {
+        source: 'edge',
+        events: Array.from({ length: 1001 }, () => ({
+          at,
+          clientIp: '192.0.2.1',
+          action: 'blocked',
+          ruleId: '1',
+        })),
+      },
+    ]) {
+      const res = await report(bad);
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+    }
+    await t.app.services.protection.flushBlockCounts();
+    const rows = await t.db.withSystem<AuditTables, { action: string; details: unknown }[]>((tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select(['action', 'details'])
+        .where('action', 'in', ['protect.blocks.counted', 'protect.waf.blocked'])
+        .orderBy('chain_seq')
+        .execute(),
+    );
+    const seen = rows.map((r) => ({
+      action: r.action,
+      ...(typeof r.details === 'string' ? JSON.parse(r.details) : r.details),
+    }));
+    expect(seen).toEqual([
+      {
+        action: 'protect.waf.blocked',
+        address: '203.0.113.66',
+        source: 'edge-modsecurity',
+        ruleId: '942100',
+      },
+      {
+        action: 'protect.waf.blocked',
+        address: '2001:db8::66',
+        source: 'edge-modsecurity',
+        ruleId: '941100',
+      },
+      { action: 'protect.blocks.counted', kind: 'waf', source: 'edge-modsecurity', count: 3 },
+    ]);
+  });
+});
+
 describe('when the shared store is unreachable', () => {
   it('fails closed for sign-in (503), open for reads, and writes it to the audit trail', async () => {
     // Nothing listens on port 1: every Redis command fails at once.

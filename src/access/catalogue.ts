@@ -58,6 +58,9 @@ definePermissions('tenancy', 'platform', {
   'tenants:invite-admin': "Invite a tenant's administrator (grants the operator nothing)",
 });
 definePermissions('mail', 'platform', { 'outbox:read': 'Read the development mail outbox' });
+definePermissions('protect', 'platform', {
+  'waf-events:write': "Report an upstream WAF's blocked requests (its integration's token)",
+});
 definePermissions('access', 'platform', {
   'decisions:check': 'Ask the decision API whether users hold permissions',
   'elevations:request': 'Ask for time-boxed access to a tenant',

@@ -5,6 +5,7 @@ export { type AlertEngine, type AlertView, createAlertEngine } from './alert-eng
 export { alertRoutes } from './alert-routes.ts';
 export { type AlertService, createAlertService } from './alert-service.ts';
 export { chainHash } from './canonical.ts';
+export { type AuditActionDef, auditActions, defineAuditActions, isKnownAuditAction } from './catalogue.ts';
 export { denialAuditor } from './denials.ts';
 export {
   createForwarder,

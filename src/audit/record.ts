@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SystemTx, TenantTx } from '../platform/db/index.ts';
+import { isKnownAuditAction } from './catalogue.ts';
 import { appendToChain } from './chain.ts';
 import { checkDetails } from './details.ts';
 
@@ -61,6 +62,9 @@ export async function recordAuditEvents<DB>(
   const first = events[0];
   if (!first) return [];
   if (events.some((e) => e.tenantId !== first.tenantId)) throw new Error('one append covers one chain');
+  const unknown = events.find((e) => !isKnownAuditAction(e.action));
+  if (unknown)
+    throw new Error(`audit action "${unknown.action}" is not in the catalogue (src/audit/catalogue.ts)`);
   const now = clock.now();
   const actor = context.actor as { type: string; id: string | null; elevationId?: string | null };
   const rows = events.map((event) => ({

@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
+import { auditActions } from './catalogue.ts';
 import type { SinkService } from './forward.ts';
 import { AuditEventPage, AuditEventSchema, ExportQuery, SearchQuery } from './schemas.ts';
 import type { EventView } from './search.ts';
@@ -119,6 +120,28 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       return reply.type('application/x-ndjson; charset=utf-8').send(jsonLines(events));
     },
   );
+
+  const ActionList = Type.Array(
+    strictObject({ action: Type.String(), capability: Type.String(), description: Type.String() }),
+  );
+  for (const [url, access, permission] of [
+    ['/api/v1/audit/actions', 'operator', 'platform-audit:read'],
+    ['/api/v1/t/:tenant/audit/actions', 'tenant', 'audit:read'],
+  ] as const) {
+    app.get(
+      url,
+      {
+        config: { access, permission },
+        schema: {
+          tags,
+          summary: 'The catalogue of audit actions: every action an event may name, with its meaning',
+          ...(access === 'tenant' ? { params: TenantParams } : {}),
+          response: responses({ 200: ActionList }),
+        },
+      },
+      async () => auditActions(),
+    );
+  }
 
   app.post(
     '/api/v1/audit/sinks',

@@ -6,4 +6,5 @@ export const protectError = defineErrors({
   admin_address_not_allowed: { status: 403, title: 'Address not allowed for administration' },
   would_lock_out: { status: 400, title: 'The change would lock you out' },
   invalid_policy: { status: 400, title: 'The policy is not valid' },
+  invalid_waf_event: { status: 400, title: 'The WAF event is not valid' },
 });

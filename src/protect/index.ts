@@ -18,5 +18,6 @@ export { tenantPolicyPlugin } from './tenant-policy/plugin.ts';
 export { tenantPolicyRoutes } from './tenant-policy/routes.ts';
 export { createTenantPolicyService, type TenantPolicyService } from './tenant-policy/service.ts';
 export { TLS12_ECDSA_SUITES, TLS12_RSA_SUITES, tlsOptions } from './tls.ts';
+export { wafRoutes } from './waf.ts';
 
 export const protectMigrations = readMigrations(new URL('./migrations/', import.meta.url));

@@ -48,6 +48,8 @@ export interface Protection {
   blockLists: BlockLists;
   /** Audits a refused request from a listed address (sampled: once per address per 10 minutes, 30 a minute in all). */
   recordBlocked(address: string, list: string): void;
+  /** A block an upstream WAF reported (src/protect/waf.ts): counted, and sampled like recordBlocked. */
+  recordWafBlocked(source: string, address: string, ruleId: string): void;
   /** Counts a request refused by a rate limit (429); the counts reach the audit trail once a minute. */
   countLimited(routeClass: string, scope: string): void;
   /**
@@ -135,7 +137,7 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
   });
   const blockCounts = new Map<string, { kind: string; source: string; count: number }>();
-  const countBlock = (kind: 'ratelimit' | 'iplist', source: string) => {
+  const countBlock = (kind: 'ratelimit' | 'iplist' | 'waf', source: string) => {
     const key = `${kind}:${source}`;
     const entry = blockCounts.get(key);
     if (entry) entry.count += 1;
@@ -166,10 +168,8 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
   let flushTimer: NodeJS.Timeout | null = null;
 
   let blockedWindow = { start: 0, audited: 0 };
-  const recordBlocked = (address: string, list: string) => {
-    // A list named by URL is shown without its query string (feeds put access keys there).
-    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
-    countBlock('iplist', listName);
+  /** Samples a refusal into the trail: once per address per 10 minutes, 30 a minute in all, per node. */
+  const sampleBlocked = (address: string, action: `protect.${string}`, details: Record<string, string>) => {
     const now = clock.now().getTime();
     if (now - blockedWindow.start >= 60_000) blockedWindow = { start: now, audited: 0 };
     if (blockedWindow.audited >= 30) return;
@@ -177,7 +177,17 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < 600_000) return;
     lastAudit.set(key, now);
     blockedWindow.audited += 1;
-    void auditSystem('protect.ip.blocked', { address, list: listName });
+    void auditSystem(action, { address, ...details });
+  };
+  const recordBlocked = (address: string, list: string) => {
+    // A list named by URL is shown without its query string (feeds put access keys there).
+    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
+    countBlock('iplist', listName);
+    sampleBlocked(address, 'protect.ip.blocked', { list: listName });
+  };
+  const recordWafBlocked = (source: string, address: string, ruleId: string) => {
+    countBlock('waf', source);
+    sampleBlocked(address, 'protect.waf.blocked', { source, ruleId });
   };
 
   const limiters = createRateLimiters({
@@ -194,6 +204,7 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     outbound,
     blockLists,
     recordBlocked,
+    recordWafBlocked,
     countLimited: (routeClass, scope) => countBlock('ratelimit', `${routeClass}.${scope}`),
     flushBlockCounts,
     useLogger(logger) {

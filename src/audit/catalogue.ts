@@ -1,0 +1,100 @@
+/**
+ * The audit action catalogue: every action an event may name, `capability.object.verb`, with what it
+ * records. Writing an event whose action is not here is a programming error (record.ts refuses it), so
+ * a SIEM can map every action Rampart emits from this list (`GET /api/v1/audit/actions`).
+ */
+export interface AuditActionDef {
+  action: string;
+  capability: string;
+  description: string;
+}
+
+const catalogue = new Map<string, AuditActionDef>();
+
+/** Adds a capability's actions. Exported so a test can define actions of its own for fixtures. */
+export function defineAuditActions(capability: string, entries: Record<string, string>): void {
+  for (const [action, description] of Object.entries(entries)) {
+    if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2,}$/.test(action) || !action.startsWith(`${capability}.`)) {
+      throw new Error(`audit action "${action}" is not ${capability}.object.verb`);
+    }
+    if (catalogue.has(action)) throw new Error(`audit action "${action}" is defined twice`);
+    catalogue.set(action, { action, capability, description });
+  }
+}
+
+export const isKnownAuditAction = (action: string): boolean => catalogue.has(action);
+export const auditActions = (): AuditActionDef[] =>
+  [...catalogue.values()].sort((a, b) => a.action.localeCompare(b.action));
+
+defineAuditActions('tenancy', {
+  'tenancy.tenant.created': 'A tenant was created',
+  'tenancy.tenant.suspended': 'A tenant was suspended: its users are refused',
+  'tenancy.tenant.resumed': 'A suspended tenant was reactivated',
+});
+defineAuditActions('identity', {
+  'identity.signin.password': 'A sign-in attempt with a password (outcome and reason tell how it ended)',
+  'identity.signin.second_factor': 'A second-factor step of a sign-in (TOTP or recovery code)',
+  'identity.operator.signin': "An operator's sign-in attempt (password and TOTP together)",
+  'identity.operator.created': 'An operator account was created',
+  'identity.operator.setup_started': 'An operator chose a password from a set-up link',
+  'identity.operator.setup_completed': 'An operator confirmed their TOTP and finished set-up',
+  'identity.user.invited': 'A user was invited',
+  'identity.user.invitation_accepted': 'An invited user set a password',
+  'identity.user.signup': 'A user signed up (self-service)',
+  'identity.user.email_verified': "A user's email address was verified",
+  'identity.user.imported': 'Users were imported with their existing password hashes',
+  'identity.user.locked': 'An account was locked after consecutive failures',
+  'identity.user.unlocked': 'An account was unlocked',
+  'identity.password.changed': 'A user changed their password',
+  'identity.password.reset_requested': 'A password reset link was asked for',
+  'identity.password.reset': 'A password was reset with a link',
+  'identity.policy.weakened': 'The password policy, lockout or 2FA enforcement was made weaker',
+  'identity.settings.updated': "The tenant's identity settings (policy, lockout, sessions, 2FA) changed",
+  'identity.session.revoked': 'A session was ended',
+  'identity.session.revoked_all': "All of a user's sessions were ended",
+  'identity.mfa.enrolment_started': 'TOTP enrolment began',
+  'identity.mfa.enrolment_failed': 'A TOTP enrolment code was wrong',
+  'identity.mfa.enrolled': 'TOTP was enrolled',
+  'identity.mfa.recovery_regenerated': 'New recovery codes were issued',
+});
+defineAuditActions('access', {
+  'access.request.denied': 'A request was refused for want of a permission (403)',
+  'access.role.created': 'A custom role was created',
+  'access.role.updated': 'A custom role was changed',
+  'access.role.deleted': 'A custom role was deleted',
+  'access.role.granted': 'A role was granted to a user',
+  'access.role.removed': 'A role was taken from a user',
+  'access.settings.updated': "The tenant's access settings (four-eyes list, approvers) changed",
+  'access.elevation.requested': 'An operator asked for time-boxed access to a tenant',
+  'access.elevation.approved': 'An approver approved an elevation request',
+  'access.elevation.granted': 'An elevation got all its approvals and started',
+  'access.elevation.rejected': 'An elevation request was rejected',
+  'access.elevation.revoked': 'An active elevation was ended before its expiry',
+  'access.approval.requested': 'A critical action was asked for (four-eyes)',
+  'access.approval.approved': 'A critical action was approved by a second person',
+  'access.approval.rejected': 'A critical action was rejected',
+  'access.approval.expired': 'A critical action request or approval expired unused',
+  'access.approval.params_refused': 'A critical action was run with parameters other than those approved',
+  'access.approval.executed': 'An approved critical action ran',
+  'access.approval.failed': 'An approved critical action failed when run',
+});
+defineAuditActions('audit', {
+  'audit.trail.exported': 'Audit events were exported (JSON Lines)',
+  'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
+  'audit.retention.updated': "The tenant's audit retention changed",
+  'audit.sink.created': 'A SIEM sink was added',
+  'audit.sink.disabled': 'A SIEM sink was removed',
+  'audit.alert.raised': 'An anomaly rule raised an alert',
+  'audit.alert.acknowledged': 'An alert was acknowledged',
+  'audit.alert_settings.updated': 'Anomaly rule thresholds, working hours or alert channels changed',
+});
+defineAuditActions('protect', {
+  'protect.tenant_policy.updated': "The tenant's admin address allowlist or CORS origins changed",
+  'protect.ratelimit.store_unavailable':
+    'The rate-limit store was unreachable (once a minute per class and node)',
+  'protect.outbound.refused': 'The egress guard refused an outbound request',
+  'protect.ip.blocked': 'A request from an address on a block list was refused (sampled)',
+  'protect.waf.blocked': 'An upstream WAF reported a request it blocked (sampled)',
+  'protect.blocks.counted':
+    'Requests refused by rate limits, block lists and the upstream WAF in the last minute, per source',
+});
