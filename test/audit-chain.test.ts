@@ -111,7 +111,7 @@ describe('an untouched chain', () => {
   // wrong guess (a rolled-back append, an address PostgreSQL prints differently) never breaks the chain.
   it('an append after a rolled-back append links to the committed head, not the guessed one', async () => {
     const { tenantId } = await newChain(3);
-    const event = { action: 'tenancy.tenant.updated' as const, outcome: 'success' as const, tenantId };
+    const event = { action: 'tenancy.tenant.suspended' as const, outcome: 'success' as const, tenantId };
     const rolledBack = t.db.withTenant(asTenantId(tenantId), async (tx) => {
       await recordAuditEvent(tx, clock, ctx, event);
       await recordAuditEvent(tx, clock, ctx, event);
@@ -131,7 +131,7 @@ describe('an untouched chain', () => {
           tx,
           clock,
           { ...ctx, ip },
-          { action: 'tenancy.tenant.updated', outcome: 'success', tenantId },
+          { action: 'tenancy.tenant.suspended', outcome: 'success', tenantId },
         ),
       );
     }
