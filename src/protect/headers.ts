@@ -38,8 +38,10 @@ export function securityHeaders(hstsMaxAgeSeconds: number | null): Record<string
 export const securityHeadersPlugin = fp<SecurityHeadersOptions>(
   async (app: FastifyInstance, { hstsMaxAgeSeconds }) => {
     const defaults = Object.entries(securityHeaders(hstsMaxAgeSeconds));
-    app.addHook('onSend', async (_request, reply) => {
+    // Callback-style: an async hook costs a promise per answer.
+    app.addHook('onSend', (_request, reply, payload, done) => {
       for (const [name, value] of defaults) if (!reply.hasHeader(name)) reply.header(name, value);
+      done(null, payload);
     });
   },
   { name: 'rampart-security-headers' },

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Opaque bearer tokens: a readable prefix (so leaked tokens are recognisable by secret scanners) and
@@ -10,8 +10,9 @@ export function newToken(prefix: string): { token: string; hash: Buffer } {
   return { token, hash: hashToken(token) };
 }
 
+/** SHA-256 of a token (one-shot `crypto.hash`: no Hash object per call; tokens are checked per request). */
 export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  return hash('sha256', token, 'buffer');
 }
 
 /** Compare secrets in constant time: an early exit would leak the length of the matching prefix. */

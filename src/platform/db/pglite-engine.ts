@@ -1,6 +1,9 @@
 import { PGlite } from '@electric-sql/pglite';
 import type { PostgresPoolClient, PostgresQueryResult } from 'kysely';
 import { APP_ROLE, type Engine, type OwnerSession } from './engine.ts';
+import { asTenantId, SET_TENANT_SQL } from './scope.ts';
+
+const transactionControl = new Set(['begin', 'commit', 'rollback']);
 
 /**
  * PGlite is one single-user PostgreSQL backend in this process. Every unit of work (a transaction, or a
@@ -68,9 +71,35 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
   const lock = new Exclusive();
   let appRoleActive = false;
 
-  const client = (release: () => void): PostgresPoolClient =>
-    ({
+  const client = (release: () => void): PostgresPoolClient => {
+    // Kysely opens a transaction with a lone `begin`, and a tenant-scoped one follows it with the tenant
+    // setting. Each statement is a round trip through PGlite's wire protocol (~0.1 ms here), so `begin` is
+    // held back and sent with the next statement when that is the tenant setting (one simple-protocol
+    // message), and transaction control goes as simple queries. Same statements, same order.
+    let beginHeld = false;
+    const done = (command: string) => ({ command, rowCount: 0, rows: [] });
+    return {
       async query(sql: string, params: ReadonlyArray<unknown>) {
+        const control = params.length === 0 && transactionControl.has(sql);
+        if (sql === 'begin' && control) {
+          beginHeld = true;
+          return done('BEGIN');
+        }
+        if (beginHeld) {
+          beginHeld = false;
+          const tenantId = params[0];
+          if (sql === SET_TENANT_SQL && params.length === 1 && typeof tenantId === 'string') {
+            // Checked to be a UUID (hex digits and dashes only), so it can stand in the text as a literal.
+            const literal = asTenantId(tenantId);
+            await db.exec(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
+            return { command: 'SELECT', rowCount: 1, rows: [{ set_config: literal }] };
+          }
+          await db.exec('begin');
+        }
+        if (control) {
+          await db.exec(sql);
+          return done(sql.toUpperCase());
+        }
         const result = await db.query(sql, params as unknown[]);
         return {
           command: commandOf(sql),
@@ -78,8 +107,12 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
           rows: result.rows,
         };
       },
-      release,
-    }) as PostgresPoolClient;
+      release() {
+        beginHeld = false;
+        release();
+      },
+    } as PostgresPoolClient;
+  };
 
   return {
     kind: 'pglite',

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 
 declare const tenantScoped: unique symbol;
 declare const systemScoped: unique symbol;
@@ -31,6 +31,14 @@ export function asTenantId(value: string): TenantId {
   return value;
 }
 
+/**
+ * The statement that scopes a transaction to a tenant (`true`: SET LOCAL, it ends with the transaction).
+ * Exported so the embedded engine can recognise it (pglite-engine.ts sends it together with BEGIN).
+ */
+export const SET_TENANT_SQL = "SELECT set_config('rampart.tenant_id', $1, true)";
+
+const setTenant = (tenantId: TenantId) => CompiledQuery.raw(SET_TENANT_SQL, [tenantId]);
+
 export type Scoped = {
   withTenant<DB, R>(tenantId: TenantId, fn: (tx: TenantTx<DB>) => Promise<R>): Promise<R>;
   withSystem<DB, R>(fn: (tx: SystemTx<DB>) => Promise<R>): Promise<R>;
@@ -43,7 +51,7 @@ export function createScopes(db: Kysely<unknown>): Scoped {
       // bad id rejects like every other failure instead of throwing at the call.)
       asTenantId(tenantId);
       return db.transaction().execute(async (trx) => {
-        await sql`SELECT set_config('rampart.tenant_id', ${tenantId}, true)`.execute(trx);
+        await trx.executeQuery(setTenant(tenantId));
         return fn(trx as never);
       });
     },
@@ -58,6 +66,6 @@ export function createScopes(db: Kysely<unknown>): Scoped {
  * can be written atomically with the tenant itself. Platform rows are no longer visible afterwards.
  */
 export async function enterTenant<DB>(tx: SystemTx<DB>, tenantId: TenantId): Promise<TenantTx<DB>> {
-  await sql`SELECT set_config('rampart.tenant_id', ${asTenantId(tenantId)}, true)`.execute(tx);
+  await tx.executeQuery(setTenant(asTenantId(tenantId)));
   return tx as unknown as TenantTx<DB>;
 }

@@ -98,14 +98,15 @@ export const accessPlugin = fp<AccessOptions>(
       const problem = routeAccessProblem(route.config, options);
       if (problem) throw new Error(`route ${route.method} ${route.url} ${problem}`);
     });
-    app.addHook('onRequest', async (request) => {
-      request.actor = { type: 'anonymous', id: null };
+    // One frozen anonymous actor for every request (an actor is replaced, never changed).
+    const anonymous: Actor = Object.freeze({ type: 'anonymous', id: null });
+    // Callback-style hooks: an async hook costs a promise per request, also on routes with nothing to do.
+    app.addHook('onRequest', (request, _reply, done) => {
+      request.actor = anonymous;
+      done();
     });
-    // preValidation: after the body is parsed (CSRF tokens travel in forms) but before the schema is
-    // checked, so a caller without the permission learns nothing about a protected route's input rules.
-    app.addHook('preValidation', async (request) => {
-      const { access: rule, permission } = request.routeOptions.config;
-      if (rule === undefined || rule === 'public') return;
+    const authenticate = async (request: FastifyRequest, rule: Exclude<AccessRule, 'public'>) => {
+      const { permission } = request.routeOptions.config;
       const actor = await authenticators[rule](request);
       if (!actor) {
         throw platformError('unauthenticated', 'Send a valid bearer token in the Authorization header.', {
@@ -117,12 +118,20 @@ export const accessPlugin = fp<AccessOptions>(
       if (permission !== undefined && permission !== 'self' && !(await authorize(request, permission))) {
         throw platformError('forbidden', `This needs the permission "${permission}", which you do not hold.`);
       }
+    };
+    // preValidation: after the body is parsed (CSRF tokens travel in forms) but before the schema is
+    // checked, so a caller without the permission learns nothing about a protected route's input rules.
+    app.addHook('preValidation', (request, _reply, done) => {
+      const rule = request.routeOptions.config.access;
+      if (rule === undefined || rule === 'public') return done();
+      authenticate(request, rule).then(() => done(), done);
     });
     if (fourEyes) {
       // preHandler: the body is validated, so the gate sees exactly what the handler would run with.
-      app.addHook('preHandler', async (request, reply) => {
+      app.addHook('preHandler', (request, reply, done) => {
         const gate = request.routeOptions.config.fourEyes;
-        if (gate !== undefined && (await fourEyes(request, reply, gate))) return reply;
+        if (gate === undefined) return done();
+        fourEyes(request, reply, gate).then((answered) => (answered ? undefined : done()), done);
       });
     }
   },

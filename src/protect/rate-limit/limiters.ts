@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { platformError } from '../../platform/http/errors.ts';
 import type { Limit, Limits, RouteClass, Scope } from './policy.ts';
@@ -7,6 +7,8 @@ import type { LimiterFactory, StoreKind } from './store.ts';
 export interface Decision {
   /** `class-scope`, the policy's name in the RateLimit headers. */
   policy: string;
+  /** This policy's item in RateLimit-Policy (`"class-scope";q=points;w=seconds`), built once per limiter. */
+  policyHeader: string;
   limit: Limit;
   allowed: boolean;
   remaining: number;
@@ -26,6 +28,7 @@ interface Pair {
   local: RateLimiterAbstract;
   limit: Limit;
   policy: string;
+  policyHeader: string;
 }
 
 export interface RateLimitersOptions {
@@ -37,13 +40,16 @@ export interface RateLimitersOptions {
   onStoreFailure: (failure: StoreFailure) => void;
 }
 
-/** Account names (emails) never reach Redis or the counter table in clear: a short hash keys them. */
-export const accountKey = (name: string) =>
-  createHash('sha256').update(name).digest('base64url').slice(0, 32);
+/**
+ * Account names (emails) never reach Redis or the counter table in clear: a short hash keys them.
+ * One-shot `crypto.hash` (no Hash object): this runs on every signed-in request.
+ */
+export const accountKey = (name: string) => hash('sha256', name, 'base64url').slice(0, 32);
 
 function decisionOf(pair: Pair, res: RateLimiterRes, allowed: boolean): Decision {
   return {
     policy: pair.policy,
+    policyHeader: pair.policyHeader,
     limit: pair.limit,
     allowed,
     remaining: Math.max(0, res.remainingPoints),
@@ -69,6 +75,7 @@ export function createRateLimiters(options: RateLimitersOptions) {
     }),
     limit,
     policy: name,
+    policyHeader: `"${name}";q=${limit.points};w=${limit.seconds}`,
   });
   for (const [routeClass, byScope] of Object.entries(options.limits)) {
     for (const [scope, limit] of Object.entries(byScope as Record<string, Limit>)) {
