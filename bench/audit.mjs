@@ -2,20 +2,16 @@
 // table (same indexes and triggers, chain columns filled with fixed values and no head lock), chain
 // verification speed against reading the same rows, on PGlite (on disk) and PostgreSQL.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
-import {
-  checkpointSigner,
-  createAuditService,
-  recordAuditEvents,
-  trustedKeys,
-  verifyAuditChain,
-} from '../dist/audit/index.js';
+import { createInterface } from 'node:readline';
+import { verifyBundle, writeBundle } from '../dist/audit/bundle.js';
+import { checkpointSigner, recordAuditEvents, trustedKeys, verifyAuditChain } from '../dist/audit/index.js';
 import { chainEvents } from '../dist/audit/store.js';
 import { allMigrations } from '../dist/migrations.js';
 import { asTenantId, openDatabase, openPgliteEngine } from '../dist/platform/db/index.js';
+import { searchLatency } from './lib/audit-search.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
 import { interleave, metric } from './lib/measure.mjs';
 
@@ -49,7 +45,7 @@ const event = (tenantId, i) => ({
   details: { email: `user${i % 5000}@bench.test`, factor: 'password', attempt: i },
 });
 
-async function openEngine(kind, pgUrl, dir) {
+export async function openEngine(kind, pgUrl, dir) {
   if (kind === 'postgres') return openBenchDatabase('postgres', pgUrl);
   // On disk, so a commit is a write like on PostgreSQL, not a memory copy.
   const engine = await openPgliteEngine({ dataDir: join(dir, 'pglite') });
@@ -117,7 +113,7 @@ async function rate(fn, { seconds, concurrency, perCall }) {
   return (calls * perCall) / ((performance.now() - start) / 1000);
 }
 
-async function appends(kind, db, { quick }) {
+export async function appends(kind, db, { quick }) {
   const results = [];
   const seconds = quick ? 1.5 : 4;
   const rounds = quick ? 3 : 5;
@@ -157,7 +153,7 @@ async function appends(kind, db, { quick }) {
   return results;
 }
 
-async function verification(kind, db, { quick, log }) {
+export async function verification(kind, db, { quick, log }) {
   const tenantId = randomUUID();
   const total = quick ? 100_000 : 1_000_000;
   log(`   ${kind}: writing ${total.toLocaleString('en-US')} chained events`);
@@ -171,7 +167,7 @@ async function verification(kind, db, { quick, log }) {
     async () => {
       const start = performance.now();
       let n = 0;
-      for await (const _ of chainEvents(db, tenantId, 0)) n += 1;
+      for await (const _ of chainEvents(db, tenantId, 0, total)) n += 1;
       return n / ((performance.now() - start) / 1000);
     },
     async () => {
@@ -184,51 +180,45 @@ async function verification(kind, db, { quick, log }) {
   );
   return [
     metric(name, `verify/${kind}`, timed.subject, 'events/s', timed.baseline),
-    ...(await searchLatency(kind, db, tenantId, total, { quick })),
+    await verifyFile(kind, db, tenantId, total, keys, quick),
   ];
 }
 
 /**
- * Latency of one search page (100 events) on the chain just written, per filter, against the plainest
- * page there is in the same run: the newest 100 rows by the chain's primary index, no filter.
+ * `rampart audit verify-file`: the chain exported as a bundle, verified with no database, against
+ * reading and parsing the same file's lines alone.
  */
-async function searchLatency(kind, db, tenantId, total, { quick }) {
-  const audit = createAuditService({ db, clock });
-  const timeOf = async (fn) => {
-    const samples = [];
-    for (let i = 0; i < (quick ? 15 : 40); i++) {
-      const start = performance.now();
-      await fn();
-      samples.push(performance.now() - start);
-    }
-    return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
-  };
-  const plain = await timeOf(() =>
-    db.withTenant(asTenantId(tenantId), (tx) =>
-      sql`SELECT * FROM audit_events WHERE tenant_id = ${tenantId} AND chain_seq IS NOT NULL
-          ORDER BY chain_seq DESC LIMIT 100`.execute(tx),
-    ),
-  );
-  const page = (query) => () => audit.search(tenantId, { limit: 100, ...query });
-  const first = await audit.search(tenantId, { limit: 100, actor: 'user-77' });
-  const middle = first.items[Math.floor(first.items.length / 2)]?.occurredAt ?? new Date().toISOString();
-  const cases = {
-    newest: {},
-    'actor (1 in 5000)': { actor: 'user-77' },
-    'action prefix': { action: 'access.' },
-    'ip /24': { ip: '198.51.100.0/24' },
-    'failures of one target': { outcome: 'failure', targetType: 'user', targetId: 'user-4242' },
-    'second page': { cursor: (await audit.search(tenantId, { limit: 100 })).nextCursor ?? undefined },
-    'time window': { to: middle, from: new Date(Date.parse(middle) - 60_000).toISOString() },
-  };
-  const rows = [];
-  for (const [label, query] of Object.entries(cases)) {
-    const ms = await timeOf(page(query));
-    rows.push(
-      metric(name, `search p50 ${label} (${(total / 1e6).toFixed(1)}M events)/${kind}`, ms, 'ms', plain),
+async function verifyFile(kind, db, tenantId, total, keys, quick) {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-bundle-'));
+  const path = join(dir, 'chain.jsonl');
+  try {
+    const out = createWriteStream(path);
+    await writeBundle(db, tenantId, (line) => {
+      out.write(`${line}\n`);
+    });
+    await new Promise((resolve, reject) => out.end((error) => (error ? reject(error) : resolve())));
+    const timed = await interleave(
+      quick ? 1 : 3,
+      async () => {
+        const start = performance.now();
+        let n = 0;
+        for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
+          if (JSON.parse(line).type === 'event') n += 1;
+        }
+        return n / ((performance.now() - start) / 1000);
+      },
+      async () => {
+        const start = performance.now();
+        const result = await verifyBundle(path, keys);
+        if (result.broken || result.events !== total)
+          throw new Error(`verify-file: ${JSON.stringify(result)}`);
+        return total / ((performance.now() - start) / 1000);
+      },
     );
+    return metric(name, `verify-file (offline bundle)/${kind}`, timed.subject, 'events/s', timed.baseline);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  return rows;
 }
 
 export async function run({ quick, pgUrl, log, skip }) {
@@ -243,6 +233,7 @@ export async function run({ quick, pgUrl, log, skip }) {
     try {
       results.push(...(await appends(kind, database.db, { quick })));
       results.push(...(await verification(kind, database.db, { quick, log })));
+      results.push(...(await searchLatency(kind, database.db, { quick, log })));
     } finally {
       await database.close();
       rmSync(dir, { recursive: true, force: true });

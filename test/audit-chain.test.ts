@@ -106,6 +106,50 @@ describe('an untouched chain', () => {
     );
     expect(await verify(tenantId)).toMatchObject({ events: 40, broken: null });
   });
+
+  // The one-statement append starts from the head this process last wrote; these pin down that a
+  // wrong guess (a rolled-back append, an address PostgreSQL prints differently) never breaks the chain.
+  it('an append after a rolled-back append links to the committed head, not the guessed one', async () => {
+    const { tenantId } = await newChain(3);
+    const event = { action: 'tenancy.tenant.suspended' as const, outcome: 'success' as const, tenantId };
+    const rolledBack = t.db.withTenant(asTenantId(tenantId), async (tx) => {
+      await recordAuditEvent(tx, clock, ctx, event);
+      await recordAuditEvent(tx, clock, ctx, event);
+      throw new Error('the change failed');
+    });
+    await expect(rolledBack).rejects.toThrow('the change failed');
+    await writeEvents(tenantId, 2);
+    expect(await verify(tenantId)).toMatchObject({ events: 5, headSeq: 5, broken: null });
+  });
+
+  it('IPv6 and unusual IPv4 addresses are hashed as PostgreSQL prints them', async () => {
+    const tenantId = randomUUID();
+    const ips = ['2001:DB8:0:0::7', '2001:db8::7', '::ffff:203.0.113.9', '203.0.113.9', null];
+    for (const ip of ips) {
+      await t.db.withTenant(asTenantId(tenantId), (tx) =>
+        recordAuditEvent(
+          tx,
+          clock,
+          { ...ctx, ip },
+          { action: 'tenancy.tenant.suspended', outcome: 'success', tenantId },
+        ),
+      );
+    }
+    expect(await verify(tenantId)).toMatchObject({ events: 5, broken: null });
+    // Stored as the request's address (a host: /32, /128), not as some other network.
+    const stored = await t.engine.asOwner(async (o) => {
+      const rows = await o.query<{ ip: string | null }>(
+        'SELECT ip::text AS ip FROM audit_events WHERE tenant_id = $1 ORDER BY chain_seq',
+        [tenantId],
+      );
+      const given = [];
+      for (const ip of ips) {
+        given.push((await o.query<{ ip: string | null }>('SELECT $1::inet::text AS ip', [ip]))[0]?.ip);
+      }
+      return { rows: rows.map((r) => r.ip), given };
+    });
+    expect(stored.rows).toEqual(stored.given);
+  });
 });
 
 describe('tampering as the table owner', () => {

@@ -92,6 +92,14 @@ describe('search', () => {
     ['&outcome=failure', (e: View) => e.outcome === 'failure'],
     ['&ip=203.0.113.0/30', (e: View) => e.ip === '203.0.113.1' || e.ip === '203.0.113.2'],
     ['&ip=2001:db8::7', (e: View) => e.ip === '2001:db8::7'],
+    // Blocks are searched as an inet range (ipCondition in search.ts): edges, both families.
+    ['&ip=203.0.113.2', (e: View) => e.ip === '203.0.113.2'],
+    ['&ip=203.0.113.8/29', (e: View) => e.ip === '203.0.113.9'],
+    ['&ip=203.0.113.9/32', (e: View) => e.ip === '203.0.113.9'],
+    ['&ip=203.0.113.0/24', (e: View) => e.ip?.startsWith('203.0.113.') === true],
+    ['&ip=0.0.0.0/0', (e: View) => e.ip?.includes('.') === true],
+    ['&ip=2001:db8::/32', (e: View) => e.ip === '2001:db8::7'],
+    ['&ip=2001:db8::6/127', (e: View) => e.ip === '2001:db8::7'],
     [
       '&actor=u2&outcome=failure&action=access.',
       (e: View) => e.actor.id === 'u2' && e.outcome === 'failure' && e.action.startsWith('access.'),

@@ -70,7 +70,7 @@ export async function writeBundle(
   );
   for (const c of checkpoints) if (c.seq <= head.seq) await write(checkpointLine(c));
   let count = 0;
-  for await (const event of chainEvents(db, tenantId, start?.seq ?? 0)) {
+  for await (const event of chainEvents(db, tenantId, start?.seq ?? 0, head.seq)) {
     if (event.seq > head.seq) break;
     await write(eventLine(event));
     count += 1;

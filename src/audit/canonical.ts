@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /** The fields of an event that its hash covers (everything but its chain position and hashes). */
@@ -23,13 +23,9 @@ export interface ChainedEvent {
 export const HASH_VERSION = 1;
 export const GENESIS_HASH = Buffer.alloc(32);
 
-/**
- * RFC 8785 (JCS) canonical JSON of an event. The sequence number is deliberately not part of it: the
- * position is fixed by `prev_hash`, and leaving it out lets verification tell a deleted or inserted
- * event (the links break, each event's own hash still holds) from a modified one.
- */
-export function canonicalEvent(event: ChainedEvent): string {
-  const text = canonicalize({
+/** The object whose RFC 8785 form is hashed: all keys always present (docs/audit.md). */
+export function eventObject(event: ChainedEvent) {
+  return {
     v: HASH_VERSION,
     id: event.id,
     tenant: event.tenantId,
@@ -45,14 +41,123 @@ export function canonicalEvent(event: ChainedEvent): string {
     userAgent: event.userAgent,
     requestId: event.requestId,
     details: event.details,
-  });
+  };
+}
+
+/**
+ * RFC 8785 (JCS) canonical JSON of an event. The sequence number is deliberately not part of it: the
+ * position is fixed by `prev_hash`, and leaving it out lets verification tell a deleted or inserted
+ * event (the links break, each event's own hash still holds) from a modified one.
+ *
+ * The event has a fixed shape, so its keys are written in their RFC 8785 order directly instead of
+ * sorting every object (`canonicalize` spends most of an append's CPU time doing that). Anything off
+ * that shape (a nested details value, a lone surrogate, a non-finite number) takes the `canonicalize`
+ * path, which produces the same bytes or the same error; canonical.test.ts checks both agree.
+ */
+export function canonicalEvent(event: ChainedEvent): string {
+  const fast = fastCanonicalEvent(event);
+  if (fast !== null) return fast;
+  const text = canonicalize(eventObject(event));
   if (text === undefined) throw new Error('event has no canonical form');
   return text;
 }
 
+/** Nothing JSON.stringify would escape: no quote, backslash, control character or surrogate. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what JSON escapes
+const plainText = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** A JSON string, or null when `canonicalize` would not write it the same way (lone surrogate). */
+function quoted(value: string): string | null {
+  if (plainText.test(value)) return `"${value}"`;
+  return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? JSON.stringify(value) : null;
+}
+
+/** A string-or-null field: `null`, a JSON string, or undefined when off the fast path. */
+function field(value: unknown): string | undefined {
+  if (value === null) return 'null';
+  if (typeof value !== 'string') return undefined;
+  return quoted(value) ?? undefined;
+}
+
+/** A flat details map (strings, finite numbers, booleans, null) with keys sorted by UTF-16 code units. */
+function flatDetails(details: unknown): string | null {
+  if (typeof details !== 'object' || details === null || Array.isArray(details)) return null;
+  if (typeof (details as { toJSON?: unknown }).toJSON === 'function') return null;
+  const record = details as Record<string, unknown>;
+  const parts: string[] = [];
+  // Default sort compares UTF-16 code units, the order RFC 8785 prescribes (and canonicalize uses).
+  for (const key of Object.keys(record).sort()) {
+    const value = record[key];
+    const name = quoted(key);
+    if (name === null) return null;
+    let text: string | null;
+    if (typeof value === 'string') text = quoted(value);
+    else if (typeof value === 'number') text = Number.isFinite(value) ? JSON.stringify(value) : null;
+    else if (typeof value === 'boolean' || value === null) text = String(value);
+    else text = null;
+    if (text === null) return null;
+    parts.push(`${name}:${text}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+function fastCanonicalEvent(event: ChainedEvent): string | null {
+  const id = field(event.id);
+  const tenant = field(event.tenantId);
+  const actorType = field(event.actorType);
+  const actorId = field(event.actorId);
+  const elevation = field(event.actorElevationId);
+  const action = field(event.action);
+  const targetType = field(event.targetType);
+  const targetId = field(event.targetId);
+  const outcome = field(event.outcome);
+  const ip = field(event.ip);
+  const userAgent = field(event.userAgent);
+  const requestId = field(event.requestId);
+  const details = flatDetails(event.details);
+  if (
+    id === undefined ||
+    tenant === undefined ||
+    actorType === undefined ||
+    actorId === undefined ||
+    elevation === undefined ||
+    action === undefined ||
+    targetType === undefined ||
+    targetId === undefined ||
+    outcome === undefined ||
+    ip === undefined ||
+    userAgent === undefined ||
+    requestId === undefined ||
+    details === null
+  ) {
+    return null;
+  }
+  const target =
+    event.targetType === null && event.targetId === null ? 'null' : `{"id":${targetId},"type":${targetType}}`;
+  // Keys in RFC 8785 order: action, actor, at, details, id, ip, outcome, requestId, target, tenant,
+  // userAgent, v (and elevation, id, type inside actor; id, type inside target).
+  return (
+    `{"action":${action},"actor":{"elevation":${elevation},"id":${actorId},"type":${actorType}},` +
+    `"at":"${event.occurredAt.toISOString()}","details":${details},"id":${id},"ip":${ip},` +
+    `"outcome":${outcome},"requestId":${requestId},"target":${target},"tenant":${tenant},` +
+    `"userAgent":${userAgent},"v":${HASH_VERSION}}`
+  );
+}
+
+// One reusable buffer for prev_hash || UTF-8(JSON): one-shot hashing of it is cheaper than a Hash
+// object per event. Synchronous use only (no await between writing and hashing it).
+const scratch = Buffer.allocUnsafe(64 * 1024);
+
 /** hash = SHA-256(prev_hash || UTF-8(canonical JSON)). */
 export function chainHash(prev: Uint8Array, event: ChainedEvent): Buffer {
-  return createHash('sha256').update(prev).update(canonicalEvent(event), 'utf8').digest();
+  const text = canonicalEvent(event);
+  // At most 3 UTF-8 bytes per UTF-16 code unit; larger events take the streaming path.
+  if (prev.length === 32 && 32 + text.length * 3 <= scratch.length) {
+    scratch.set(prev, 0);
+    const length = 32 + scratch.write(text, 32, 'utf8');
+    return hash('sha256', scratch.subarray(0, length), 'buffer');
+  }
+  return createHash('sha256').update(prev).update(text, 'utf8').digest();
 }
 
 /** What a checkpoint signs: RFC 8785 canonical JSON of these fields (hash in lowercase hex). */

@@ -91,7 +91,7 @@ async function verifySegment(
       message: 'a checkpoint the pruning needs is missing',
     };
   }
-  const walked = await walkChain(upTo(chainEvents(db, tenantId, from), through), {
+  const walked = await walkChain(upTo(chainEvents(db, tenantId, from, through), through), {
     start: start ? { seq: start.seq, hash: start.headHash } : genesis,
     head: { seq: through, hash: end.headHash },
     checkpoints: checkpoints.filter((c) => c.seq >= from && c.seq <= through),

@@ -104,6 +104,21 @@ function checkIpFilter(ip: string): string {
   return ip;
 }
 
+/**
+ * `ip <<= block`, written as conditions the ip index can use. Row-level security lets an index use only
+ * leakproof operators, and `<<=` is not one: it filtered every event of the time range instead (750 ms
+ * for one address among 1M events). `=` and `>=`/`<=` are leakproof. In inet order, the values that
+ * `<<=` a block are exactly those from the block's network to its last address as a host (the family
+ * compares first, then the network bits, then the mask length), so the range is the same filter.
+ * `<<=` is not repeated beside it: the planner would multiply both selectivities and, estimating a
+ * handful of rows, sort a large block's events instead of walking the time index.
+ */
+function ipCondition(ip: string) {
+  if (!ip.includes('/')) return sql`ip = ${ip}::inet`;
+  return sql`ip >= network(${ip}::inet)::inet
+    AND ip <= set_masklen(broadcast(${ip}::inet), CASE family(${ip}::inet) WHEN 4 THEN 32 ELSE 128 END)`;
+}
+
 /** The first string after every string that starts with `prefix` (prefixes are ASCII). */
 const afterPrefix = (prefix: string) =>
   prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
@@ -125,7 +140,7 @@ export function conditions(tenantId: string | null, input: SearchInput, range: {
   if (input.targetType !== undefined) where.push(sql`target_type = ${input.targetType}`);
   if (input.targetId !== undefined) where.push(sql`target_id = ${input.targetId}`);
   if (input.outcome !== undefined) where.push(sql`outcome = ${input.outcome}`);
-  if (input.ip !== undefined) where.push(sql`ip <<= ${checkIpFilter(input.ip)}::inet`);
+  if (input.ip !== undefined) where.push(ipCondition(checkIpFilter(input.ip)));
   return sql.join(where, sql` AND `);
 }
 

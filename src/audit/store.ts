@@ -79,21 +79,45 @@ export const eventColumns = sql`id, tenant_id, occurred_at, actor_type, actor_id
   target_type, target_id, outcome, ip::text AS ip, user_agent, request_id, details, chain_seq::text AS seq,
   prev_hash, hash`;
 
-/** A chain's events after `afterSeq`, in sequence order, read page by page (one short transaction each). */
+/**
+ * A chain's events after `afterSeq`, in sequence order, read page by page (one short transaction each).
+ * Up to `headSeq` each page is a bounded range of positions (`after < seq <= after + pageSize`): its cost
+ * does not depend on the planner's row estimates (without statistics on a freshly loaded table it sorted
+ * every remaining event for each page) nor on the length of the chain. Past the head, rows that should
+ * not exist are still read, so that verification can name them.
+ */
 export async function* chainEvents(
   db: Database,
   tenantId: string | null,
   afterSeq: number,
+  headSeq = afterSeq,
   pageSize = 5000,
 ): AsyncGenerator<StoredEvent> {
-  let after = afterSeq;
-  for (;;) {
-    const rows = await inChain(db, tenantId, async (tx) => {
+  const page = (after: number, upTo: number | null) =>
+    inChain(db, tenantId, async (tx) => {
+      const bound = upTo === null ? sql`` : sql`AND chain_seq <= ${upTo}`;
       const { rows } = await sql<EventRow>`SELECT ${eventColumns} FROM audit_events
-        WHERE ${chainFilter(tenantId)} AND chain_seq > ${after}
+        WHERE ${chainFilter(tenantId)} AND chain_seq > ${after} ${bound}
         ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
       return rows;
     });
+  // One page ahead: the database produces the next page while this one is hashed. A reader that stops
+  // early leaves at most that page's short transaction to finish on its own (its failure is then moot).
+  const fetch = (from: number) => {
+    const pending = page(from, Math.min(from + pageSize, headSeq));
+    pending.catch(() => {});
+    return pending;
+  };
+  let after = afterSeq;
+  let next = after < headSeq ? fetch(after) : null;
+  while (next) {
+    const rows = await next;
+    after = Math.min(after + pageSize, headSeq);
+    next = after < headSeq ? fetch(after) : null;
+    for (const row of rows) yield toStoredEvent(row);
+  }
+  for (;;) {
+    const rows = await page(after, null);
     for (const row of rows) yield toStoredEvent(row);
     const last = rows.at(-1);
     if (!last || rows.length < pageSize) return;

@@ -55,7 +55,7 @@ export async function verifyAuditChain(
   const total = head.seq - start.seq;
   options.onProgress?.(0, total);
   const walked = await walkChain(
-    chainEvents(db, tenantId, start.seq),
+    chainEvents(db, tenantId, start.seq, head.seq),
     { start, head, checkpoints: checkpoints.filter((c) => c.seq >= start.seq), keys: options.keys },
     (done) => {
       if (done % 10_000 === 0) options.onProgress?.(done, total);
