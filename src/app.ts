@@ -211,6 +211,7 @@ export async function buildApp({
     clock,
     bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
+    tenantActive: (tenantId) => tenancy.activeById(tenantId),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {

@@ -175,4 +175,20 @@ describe('decision API', () => {
     );
     expect((await decide(Array.from({ length: 101 }, () => ({ ...check[0] })))).statusCode).toBe(400);
   });
+
+  it("says no for a suspended tenant's users, from the first check after suspension, and yes again on resume", async () => {
+    const check = [{ tenantId, userId: admin.userId, permission: 'users:read' }];
+    expect((await decide(check)).json().allowed).toEqual([true]);
+    const status = (to: 'suspend' | 'resume') =>
+      t.app.inject({
+        method: 'POST',
+        url: `/api/v1/tenants/${slug}/${to}`,
+        headers: t.asOperator,
+        payload: to === 'suspend' ? { reason: 'decision API test' } : {},
+      });
+    expect((await status('suspend')).statusCode).toBe(200);
+    expect((await decide(check)).json().allowed).toEqual([false]);
+    expect((await status('resume')).statusCode).toBe(200);
+    expect((await decide(check)).json().allowed).toEqual([true]);
+  });
 });

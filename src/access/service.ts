@@ -17,6 +17,8 @@ export interface AccessDeps {
   elevationMaxMinutes: number;
   /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
+  tenantActive?: (tenantId: string) => boolean | Promise<boolean>;
   /** A publish that failed after its change committed (logged; the change stands). */
   onBackgroundError?: (error: unknown) => void;
 }
@@ -29,6 +31,8 @@ export function createAccessService(deps: AccessDeps) {
   const critical = createCriticalActions();
   definePlannedActions(critical);
   const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });
+  // A suspended tenant's users hold nothing (the decision API must not say yes for them).
+  const tenantActive = deps.tenantActive ?? (() => true);
 
   /**
    * Whether a tenant user holds a tenant permission. Deny by default: unknown permissions, platform
@@ -37,11 +41,11 @@ export function createAccessService(deps: AccessDeps) {
    */
   function decide(tenantId: string, userId: string, permission: string): boolean | Promise<boolean> {
     const cached = cache.peekUser(tenantId, userId);
-    if (cached) return cached.has(permission);
+    if (cached) return cached.has(permission) && tenantActive(tenantId);
     if (permissionDef(permission)?.scope !== 'tenant' || !uuid.test(tenantId) || !uuid.test(userId))
       return false;
-    return (cache.userPermissions(tenantId, userId) as Promise<ReadonlySet<string>>).then((p) =>
-      p.has(permission),
+    return (cache.userPermissions(tenantId, userId) as Promise<ReadonlySet<string>>).then(
+      (p) => p.has(permission) && tenantActive(tenantId),
     );
   }
 

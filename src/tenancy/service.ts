@@ -57,6 +57,8 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
       })
     : null;
 
+  const slugById = new Map<string, string>();
+
   async function mustFind(tx: SystemTx<TenancyTables>, slug: string): Promise<TenantRow> {
     const row = await createTenantRepository(tx).bySlug(slug);
     if (!row) throw tenancyError('tenant_not_found', `No tenant has the slug "${slug}".`);
@@ -124,6 +126,26 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
     suspend: (ctx: ActionContext, slug: string, reason: string) =>
       changeStatus(ctx, slug, 'suspended', reason),
     resume: (ctx: ActionContext, slug: string) => changeStatus(ctx, slug, 'active', null),
+    /**
+     * Whether the tenant with this id exists and is active: synchronous when this node holds it (the
+     * decision API's hot path). A tenant's slug never changes, so the id-to-slug map needs no
+     * invalidation; its status comes from the same bus-invalidated cache as requireActive's.
+     */
+    activeById(id: string): boolean | Promise<boolean> {
+      const nowMs = clock.now().getTime();
+      const slug = slugById.get(id);
+      const cached = slug === undefined ? undefined : cache?.get(slug, nowMs);
+      if (cached) return cached.status === 'active';
+      const mark = cache?.mark() ?? 0;
+      return system((tx) => createTenantRepository(tx).byId(id)).then((row) => {
+        if (!row) return false;
+        const tenant = toTenant(row);
+        if (slugById.size >= CACHE_MAX_ENTRIES) slugById.clear();
+        slugById.set(id, tenant.slug);
+        cache?.put(tenant.slug, tenant, mark, nowMs);
+        return tenant.status === 'active';
+      });
+    },
     /**
      * For every tenant-facing capability: the tenant behind a slug, refused when suspended. Served from
      * this node's cache when it holds the tenant; suspension is published on the bus, so every node
