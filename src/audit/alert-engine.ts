@@ -6,7 +6,7 @@ import { findMatches, type Match, type MatchContext } from './alert-matchers.ts'
 import { effectiveRules, type RuleEvent, ruleSeverity, type WorkingHours } from './alert-rules.ts';
 import { chainName } from './chain.ts';
 import { recordAuditEvent } from './record.ts';
-import { inChain } from './store.ts';
+import { chainFilter, inChain } from './store.ts';
 import type { AuditTables } from './tables.ts';
 
 type Tx = Kysely<AuditTables>;
@@ -71,9 +71,6 @@ export const toAlertView = (r: AlertRow): AlertView => ({
   acknowledgementNote: r.acknowledgement_note,
 });
 
-export const chainFilter = (tenantId: string | null) =>
-  tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
-
 interface SettingsRow {
   rules: unknown;
   working_hours: unknown;
@@ -89,7 +86,8 @@ export async function readAlertSettings(tx: Tx, tenantId: string | null): Promis
   return rows[0];
 }
 
-const parsed = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value);
+/** A jsonb value as read: an object, or its text where an engine hands jsonb back as text. */
+export const parsed = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value);
 
 interface EventRecord {
   id: string;

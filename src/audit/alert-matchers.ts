@@ -7,6 +7,7 @@ import {
   type WorkingHours,
   withinWorkingHours,
 } from './alert-rules.ts';
+import { chainFilter } from './store.ts';
 import type { AuditTables } from './tables.ts';
 
 /** One suspicious finding: what it is about (keys), the events behind it and a sentence for people. */
@@ -25,9 +26,6 @@ export interface MatchContext {
   /** Whether a tenant user is staff (holds a role beyond member); read in the evaluator's transaction. */
   isStaff(tx: Kysely<AuditTables>, userId: string): Promise<boolean>;
 }
-
-const chainFilter = (tenantId: string | null) =>
-  tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
 
 const signInActions = [
   'identity.signin.password',

@@ -4,18 +4,12 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database } from '../platform/db/index.ts';
 import { alertSecretPurpose } from './alert-delivery.ts';
-import {
-  type AlertRow,
-  type AlertView,
-  chainFilter,
-  readAlertSettings,
-  toAlertView,
-} from './alert-engine.ts';
+import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView } from './alert-engine.ts';
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
 import { auditError } from './errors.ts';
 import { checkSinkUrl } from './forward.ts';
 import { recordAuditEvent } from './record.ts';
-import { type ChainTx, inChain } from './store.ts';
+import { type ChainTx, chainFilter, inChain } from './store.ts';
 
 export interface AlertSettingsView {
   rules: RuleSettings;
@@ -30,8 +24,6 @@ export interface AlertServiceDeps {
   /** Identity's email normalisation: the lower-cased address, or null when it is not one. */
   normaliseEmail(raw: string): string | null;
 }
-
-const parsed = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value);
 
 function encodeCursor(row: AlertRow): string {
   return Buffer.from(`${row.raised_at.toISOString()}|${row.id}`, 'utf8').toString('base64url');

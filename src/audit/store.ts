@@ -18,7 +18,8 @@ export function inChain<R>(
     : db.withTenant<AuditTables, R>(asTenantId(tenantId), fn);
 }
 
-const chainFilter = (tenantId: string | null) =>
+/** The rows of one chain: a tenant's, or the platform's (tenant_id NULL). */
+export const chainFilter = (tenantId: string | null) =>
   tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
 
 const bytes = (value: Uint8Array | null): Uint8Array => (value ? Buffer.from(value) : Buffer.alloc(0));
