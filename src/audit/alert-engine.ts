@@ -7,7 +7,7 @@ import { effectiveRules, type RuleEvent, ruleSeverity, type WorkingHours } from 
 import { chainName } from './chain.ts';
 import { recordAuditEvent } from './record.ts';
 import { chainFilter, inChain } from './store.ts';
-import type { AuditTables } from './tables.ts';
+import type { AuditEventsTable, AuditTables } from './tables.ts';
 
 type Tx = Kysely<AuditTables>;
 
@@ -89,21 +89,14 @@ export async function readAlertSettings(tx: Tx, tenantId: string | null): Promis
 /** A jsonb value as read: an object, or its text where an engine hands jsonb back as text. */
 export const parsed = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value);
 
-interface EventRecord {
-  id: string;
+/** The columns the rules read; `ip` in host form (`host(ip)`: no prefix length, the form keys use). */
+type EventRecord = Omit<
+  AuditEventsTable,
+  'tenant_id' | 'request_id' | 'chain_seq' | 'prev_hash' | 'hash' | 'details'
+> & {
   seq: string;
-  occurred_at: Date;
-  actor_type: string;
-  actor_id: string | null;
-  actor_elevation_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  ip: string | null;
-  user_agent: string | null;
   details: unknown;
-}
+};
 
 async function eventsAfter(tx: Tx, tenantId: string | null, after: number): Promise<RuleEvent[]> {
   const { rows } = await sql<EventRecord>`
@@ -117,7 +110,7 @@ async function eventsAfter(tx: Tx, tenantId: string | null, after: number): Prom
     occurredAt: r.occurred_at,
     actorType: r.actor_type,
     actorId: r.actor_id,
-    elevationId: r.actor_elevation_id,
+    actorElevationId: r.actor_elevation_id,
     action: r.action,
     targetType: r.target_type,
     targetId: r.target_id,

@@ -220,12 +220,12 @@ async function matchNewLocation(ctx: MatchContext, e: RuleEvent): Promise<Match 
 
 function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
   const { rules } = ctx;
-  if (rules['elevation.used'].enabled && e.elevationId) {
+  if (rules['elevation.used'].enabled && e.actorElevationId) {
     return {
       rule: 'elevation.used',
-      keys: [`elevation:${e.elevationId}`],
+      keys: [`elevation:${e.actorElevationId}`],
       events: [e],
-      summary: `Operator ${e.actorId} acted under elevation ${e.elevationId} (${e.action}).`,
+      summary: `Operator ${e.actorId} acted under elevation ${e.actorElevationId} (${e.action}).`,
     };
   }
   if (rules['protect.incident'].enabled && e.action === 'protect.outbound.refused') {

@@ -1,13 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
 import { RuleSettingsSchema, ruleSeverity, WorkingHoursSchema } from './alert-rules.ts';
 import type { AlertService } from './alert-service.ts';
+import { TenantParams, tenantIdOf } from './http.ts';
 
 const tags = ['audit'];
-const TenantParams = strictObject({ tenant: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) =>
   Type.Union([schema, Type.Null()]);
 
@@ -61,12 +60,6 @@ const SavedSettings = strictObject({
 });
 const AckBody = strictObject({ note: Type.Optional(Text({ maxLength: 500 })) });
 const AlertParams = strictObject({ id: Uuid });
-
-function tenantIdOf(request: FastifyRequest): string {
-  const tenant = (request as { tenant?: { id: string } | null }).tenant;
-  if (!tenant) throw new Error('tenant route reached without a tenant');
-  return tenant.id;
-}
 
 /**
  * Alerts of a tenant (its admins: `alerts:read` / `alerts:write`) and of the platform (operators). The same

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { strictObject } from '../platform/http/schemas.ts';
+import type { ChainedEvent } from './canonical.ts';
 
 /**
  * The anomaly rules and their settings. A rule reads a chain's new events (alert-engine.ts) and names
@@ -154,27 +155,13 @@ const privilegedPrefixes = [
   'tenancy.tenant.',
 ];
 
-export interface RuleEvent {
-  id: string;
-  seq: number;
-  occurredAt: Date;
-  actorType: string;
-  actorId: string | null;
-  elevationId: string | null;
-  action: string;
-  targetType: string | null;
-  targetId: string | null;
-  outcome: string;
-  /** Host address as text (no prefix length), or null. */
-  ip: string | null;
-  userAgent: string | null;
-  details: Record<string, unknown>;
-}
+/** An event as the rules read it: the chained event, with its position and the address in host form. */
+export type RuleEvent = Omit<ChainedEvent, 'tenantId' | 'requestId'> & { seq: number };
 
 /** A change of who may do what (or data taken out), by a person: operator, elevated or tenant admin. */
 export const isPrivileged = (e: RuleEvent): boolean =>
   e.outcome === 'success' &&
   (e.actorType === 'operator' || e.actorType === 'user') &&
   (e.actorType === 'operator' ||
-    e.elevationId !== null ||
+    e.actorElevationId !== null ||
     privilegedPrefixes.some((p) => e.action.startsWith(p)));

@@ -1,22 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
+import { TenantParams, tenantIdOf } from './http.ts';
 import { MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, type RetentionService } from './retention.ts';
 
 const tags = ['audit'];
-const TenantParams = strictObject({ tenant: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) });
 const Retention = strictObject({
   days: Type.Integer({ minimum: MIN_RETENTION_DAYS, maximum: MAX_RETENTION_DAYS }),
   isDefault: Type.Boolean({ description: "True while the server's default applies" }),
 });
-
-function tenantIdOf(request: FastifyRequest): string {
-  const tenant = (request as { tenant?: { id: string } | null }).tenant;
-  if (!tenant) throw new Error('tenant route reached without a tenant');
-  return tenant.id;
-}
 
 /**
  * The tenant's audit retention. Shortening it is a critical action (`audit.retention.shorten`): when

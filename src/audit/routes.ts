@@ -1,24 +1,17 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
 import { auditActions } from './catalogue.ts';
 import type { SinkService } from './forward.ts';
+import { TenantParams, tenantIdOf } from './http.ts';
 import { AuditEventPage, AuditEventSchema, ExportQuery, SearchQuery } from './schemas.ts';
 import type { EventView } from './search.ts';
 import type { AuditService } from './service.ts';
 
 const tags = ['audit'];
-const TenantParams = strictObject({ tenant: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) });
 const JsonLines = Type.String({ description: 'JSON Lines (application/x-ndjson): one AuditEvent per line' });
-
-function tenantIdOf(request: FastifyRequest): string {
-  const tenant = (request as { tenant?: { id: string } | null }).tenant;
-  if (!tenant) throw new Error('tenant route reached without a tenant');
-  return tenant.id;
-}
 
 /** Streams events as JSON Lines; an error after the first line ends the stream (the client sees it cut). */
 const jsonLines = (events: AsyncGenerator<EventView>) =>
