@@ -3,14 +3,12 @@
  * (signed) to a local webhook receiver that was down at first, and by mail; acknowledgement, de-duplication
  * after it, tenant isolation and bad input on the alert API.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AlertDelivery, createAlertDelivery } from '../src/audit/index.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { webhookReceiver } from './webhook-receiver.ts';
 
 const SECRET_KEY = 'c2VjcmV0LWtleS1mb3ItdGhlLWF1ZGl0LWFsZXJ0cy10ZXN0LTAxMjM0NTY3';
 const clock = fakeClock(new Date());
@@ -19,36 +17,8 @@ let delivery: AlertDelivery;
 let tenantId = '';
 let admin: Person;
 
-const received: { id: string; alert: { id: string; rule: string; summary: string } }[] = [];
-let secret = '';
-let receiver: http.Server | null = null;
-let port = 0;
-
-function startReceiver(): Promise<void> {
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += String(chunk);
-    });
-    req.on('end', () => {
-      try {
-        new Webhook(secret).verify(body, req.headers as Record<string, string>);
-      } catch {
-        res.writeHead(400).end();
-        return;
-      }
-      received.push({ id: String(req.headers['webhook-id']), alert: JSON.parse(body).data });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) => receiver?.listen(port, '127.0.0.1', () => resolve()));
-}
-
-const stopReceiver = () =>
-  new Promise<void>((resolve) => {
-    receiver?.close(() => resolve());
-    receiver?.closeAllConnections();
-  });
+const receiver = webhookReceiver<{ type: string; data: { id: string; rule: string; summary: string } }>();
+const { received } = receiver;
 
 const api = (method: 'GET' | 'POST' | 'PUT', url: string, payload?: object, headers = admin.headers) =>
   t.app.inject({ method, url: `/api/v1/t/acme${url}`, headers, ...(payload ? { payload } : {}) });
@@ -102,12 +72,11 @@ beforeAll(async () => {
     sendMail: (mail) => t.app.services.mailer.send(mail),
   });
   // Take the port, then leave the receiver down: the first delivery attempt must fail and be retried.
-  await startReceiver();
-  port = ((receiver as http.Server | null)?.address() as AddressInfo | null)?.port ?? 0;
-  await stopReceiver();
+  await receiver.start();
+  await receiver.stop();
 });
 afterAll(async () => {
-  await stopReceiver();
+  await receiver.stop();
   await t?.close();
 });
 
@@ -116,11 +85,15 @@ describe('a burst of failed sign-ins', () => {
     const saved = await api(
       'PUT',
       '/audit/alert-settings',
-      await settingsWith({ emails: ['SecOps@Acme.test'], webhookUrl: `http://127.0.0.1:${port}/alerts` }),
+      await settingsWith({
+        emails: ['SecOps@Acme.test'],
+        webhookUrl: `http://127.0.0.1:${receiver.port}/alerts`,
+      }),
     );
     expect(saved.statusCode, saved.body).toBe(200);
-    secret = saved.json().webhookSecret;
+    const secret = saved.json().webhookSecret;
     expect(secret).toMatch(/^whsec_/);
+    receiver.trust(secret);
     expect(saved.json().channels.emails).toEqual(['secops@acme.test']);
 
     // 100 attempts: an existing account (locked after 5) and four unknown ones, one address.
@@ -151,10 +124,10 @@ describe('a burst of failed sign-ins', () => {
         `SELECT count(*)::int AS n FROM audit_alert_deliveries WHERE channel = 'webhook' AND last_error IS NOT NULL`,
       ),
     ).toBe(1);
-    await startReceiver();
+    await receiver.start();
     await drainDeliveries();
     expect(received.map((r) => r.id)).toEqual([alert.id]);
-    expect(received[0]?.alert.rule).toBe('signin.failures');
+    expect(received[0]?.body.data.rule).toBe('signin.failures');
     const mail = (await t.app.services.mailer.outbox(20)).find((m) => m.to === 'secops@acme.test');
     expect(mail?.subject).toContain('signin.failures');
     expect(mail?.text).toContain(alert.id);

@@ -2,54 +2,19 @@
  * SIEM forwarding through the durable outbox: a local webhook receiver goes down while events are
  * produced; when it is back, every event arrives, signed (Standard Webhooks), de-duplicable by id.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createForwarder, type Forwarder } from '../src/audit/index.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { webhookReceiver } from './webhook-receiver.ts';
 
 const SECRET_KEY = 'c2VjcmV0LWtleS1mb3ItdGhlLWF1ZGl0LWZvcndhcmQtdGVzdC0wMTIzNDU2';
 const clock = fakeClock(new Date());
 let t: TestApp;
 let forwarder: Forwarder;
 
-interface Received {
-  id: string;
-  body: { type: string; data: { id: string; action: string } };
-}
-const received: Received[] = [];
-let secret = '';
-let receiver: http.Server | null = null;
-let port = 0;
-
-function startReceiver(): Promise<void> {
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += String(chunk);
-    });
-    req.on('end', () => {
-      // A forged or altered message would throw here and be answered 400 (and retried).
-      try {
-        new Webhook(secret).verify(body, req.headers as Record<string, string>);
-      } catch {
-        res.writeHead(400).end();
-        return;
-      }
-      received.push({ id: String(req.headers['webhook-id']), body: JSON.parse(body) });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) => receiver?.listen(port, '127.0.0.1', () => resolve()));
-}
-
-const stopReceiver = () =>
-  new Promise<void>((resolve) => {
-    receiver?.close(() => resolve());
-    receiver?.closeAllConnections();
-  });
+const receiver = webhookReceiver<{ type: string; data: { id: string; action: string } }>();
+const { received } = receiver;
 
 beforeAll(async () => {
   t = await buildTestApp({ clock, env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32' } });
@@ -59,11 +24,10 @@ beforeAll(async () => {
     box: createSecretBox(deriveKey(Buffer.from(SECRET_KEY, 'utf8'), 'audit-sinks')),
     send: (r) => t.app.services.outbound.request('siem', r.url, r),
   });
-  await startReceiver();
-  port = (receiver ? (receiver.address() as AddressInfo) : { port: 0 }).port;
+  await receiver.start();
 });
 afterAll(async () => {
-  await stopReceiver();
+  await receiver.stop();
   await t?.close();
 });
 
@@ -99,24 +63,25 @@ it('a sink that is down loses nothing: every event arrives once it is back, sign
     method: 'POST',
     url: '/api/v1/audit/sinks',
     headers: t.asOperator,
-    payload: { kind: 'webhook', url: `http://127.0.0.1:${port}/hook` },
+    payload: { kind: 'webhook', url: `http://127.0.0.1:${receiver.port}/hook` },
   });
   expect(created.statusCode, created.body).toBe(201);
-  secret = created.json().secret;
+  const secret = created.json().secret;
   expect(secret).toMatch(/^whsec_/);
+  receiver.trust(secret);
 
   await seedTenant(t, 'first-co');
   await drain(1);
   expect(new Set(received.map((r) => r.id)).size).toBeGreaterThanOrEqual(2);
 
-  await stopReceiver();
+  await receiver.stop();
   for (const slug of ['second-co', 'third-co', 'fourth-co']) await seedTenant(t, slug);
   const failedPass = await forwarder.deliverDue();
   expect(failedPass.delivered).toBe(0);
   const backlog = await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator });
   expect(backlog.json()[0].pending).toBeGreaterThanOrEqual(3);
 
-  await startReceiver();
+  await receiver.start();
   await drain(6);
   const ids = [...new Set(received.map((r) => r.id))].sort();
   expect(ids).toEqual(await eventIdsSince(since));
