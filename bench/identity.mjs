@@ -146,7 +146,7 @@ async function sessionVsBare(engine, pgUrl, { quick }) {
       list: () => measureRps(list, { ...load, headers }),
     });
     // The second row separates what the session check costs from what every Rampart request costs
-    // (headers, CORS, rate limits, the access line, metrics): the same app's /healthz, same rounds.
+    // (headers, CORS, the access line, metrics; probes are not rate-limited): the same app's /healthz.
     return [
       metric(name, `session-validated request/${engine}`, r.session, 'req/s', r.bare),
       metric(name, `session-validated request vs /healthz/${engine}`, r.session, 'req/s', r.floor),
