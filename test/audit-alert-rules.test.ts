@@ -255,3 +255,40 @@ describe('signin.new_location', () => {
     expect(alerts.at(-1)?.summary).not.toContain('new address');
   });
 });
+
+describe('read.mass', () => {
+  it('counts answered reads of protected routes per actor, not own-account reads or refusals', async () => {
+    const reader = await tenantAdmin(t, 'acme', 'reader@acme.test', clock);
+    const settingsUrl = '/api/v1/t/acme/audit/alert-settings';
+    const current = (await t.app.inject({ url: settingsUrl, headers: admin.headers })).json();
+    current.rules['read.mass'].threshold = 5;
+    const saved = await t.app.inject({
+      method: 'PUT',
+      url: settingsUrl,
+      headers: admin.headers,
+      payload: current,
+    });
+    expect(saved.statusCode, saved.body).toBe(200);
+    await t.app.services.reads.flush();
+    const get = async (url: string, headers: Record<string, string>, status = 200) =>
+      expect((await t.app.inject({ url, headers })).statusCode).toBe(status);
+    const readersAlerts = async () =>
+      (await ofRule(tenantId, 'read.mass')).filter((a) => a.keys.includes(`actor:user:${reader.userId}`));
+
+    for (let i = 0; i < 4; i++) await get('/api/v1/t/acme/users', reader.headers);
+    // The reader's own session and a refused read are not reads of data.
+    for (let i = 0; i < 10; i++) await get('/api/v1/t/acme/me/session', reader.headers);
+    const bystander = await member(t, 'acme', admin, 'bystander@acme.test');
+    for (let i = 0; i < 10; i++) await get('/api/v1/t/acme/users', bystander.headers, 403);
+    await t.app.services.reads.flush();
+    await evaluate(tenantId);
+    expect(await readersAlerts()).toEqual([]);
+
+    await get(`/api/v1/t/acme/users/${bystander.userId}`, reader.headers);
+    await t.app.services.reads.flush();
+    await evaluate(tenantId);
+    const alerts = await readersAlerts();
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.summary).toContain('5 for actor');
+  });
+});

@@ -16,6 +16,7 @@ export {
 } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
+export { createReadCounter, type ReadCounter, readCountingPlugin } from './reads.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
 export { createRetentionService, type RetentionService } from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';
