@@ -97,6 +97,52 @@ describe('event rules', () => {
 });
 
 describe('threshold rules', () => {
+  it('keeps an alert to its first 200 keys however many accounts a burst touches', async () => {
+    const settingsUrl = '/api/v1/audit/alert-settings';
+    const current = (await t.app.inject({ url: settingsUrl, headers: t.asOperator })).json();
+    current.rules['signin.failures'] = { ...current.rules['signin.failures'], perAccount: 1, perTenant: 1 };
+    const saved = await t.app.inject({
+      method: 'PUT',
+      url: settingsUrl,
+      headers: t.asOperator,
+      payload: current,
+    });
+    expect(saved.statusCode, saved.body).toBe(200);
+    const failed = (i: number): AuditInput => ({
+      tenantId: null,
+      action: 'identity.operator.signin',
+      outcome: 'failure',
+      target: { type: 'operator', id: `op-${i}` },
+    });
+    await t.db.withSystem((tx) =>
+      recordAuditEvents(
+        tx,
+        clock,
+        ctx({ type: 'anonymous', id: null }),
+        Array.from({ length: 250 }, (_, i) => failed(i)),
+      ),
+    );
+    await evaluate(null);
+    const alerts = await ofRule(null, 'signin.failures');
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.keys).toHaveLength(200);
+    expect(alerts[0]?.keys).toEqual(expect.arrayContaining(['chain', 'account:operator:op-0']));
+    expect(alerts[0]?.occurrences).toBe(250);
+    // The next batch adds to it: still the first 200 keys, every failure counted.
+    await t.db.withSystem((tx) =>
+      recordAuditEvents(
+        tx,
+        clock,
+        ctx({ type: 'anonymous', id: null }),
+        Array.from({ length: 50 }, (_, i) => failed(1000 + i)),
+      ),
+    );
+    await evaluate(null);
+    const [after] = await ofRule(null, 'signin.failures');
+    expect(after?.keys).toEqual(alerts[0]?.keys);
+    expect(after?.occurrences).toBe(300);
+  });
+
   it('export.mass: fires at the threshold for the actor that reached it only', async () => {
     const exported = { action: 'audit.trail.exported', outcome: 'success' } as const;
     await record(tenantId, ctx({ type: 'user', id: 'u-many' }), exported, 5);
