@@ -360,6 +360,7 @@ export async function buildApp({
       box: auditSinkBox,
       send: async (r) => protection.outbound.request('siem', r.url, r),
       // Syslog over TLS: a raw connection, vetted by the same egress guard (allowlist, addresses).
+      syslogEnterpriseNumber: config.syslogEnterpriseNumber,
       sendSyslog: createSyslogTransport({
         guard: (host) => protection.outbound.socketGuard('siem', host),
         timeoutMs: config.outboundTimeoutMs,

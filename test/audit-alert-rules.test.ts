@@ -108,10 +108,10 @@ describe('threshold rules', () => {
       payload: current,
     });
     expect(saved.statusCode, saved.body).toBe(200);
-    const failed = (i: number): AuditInput => ({
+    const failed = (i: number) => ({
       tenantId: null,
-      action: 'identity.operator.signin',
-      outcome: 'failure',
+      action: 'identity.operator.signin' as const,
+      outcome: 'failure' as const,
       target: { type: 'operator', id: `op-${i}` },
     });
     await t.db.withSystem((tx) =>

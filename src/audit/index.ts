@@ -24,7 +24,7 @@ export { auditRoutes } from './routes.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';
-export { createSyslogTransport, formatSyslog, SD_ID, type SendSyslog } from './syslog.ts';
+export { createSyslogTransport, formatSyslog, type SendSyslog, sdIdFor } from './syslog.ts';
 export type { AuditTables } from './tables.ts';
 export { type ChainReport, verifyAuditChain } from './verify.ts';
 
