@@ -4,6 +4,8 @@ import type { Database } from '../platform/db/index.ts';
 import { chainEvents, inChain, readCheckpoints, readHead } from './store.ts';
 import {
   type ChainState,
+  type CheckedEvent,
+  checkEvent,
   type StoredCheckpoint,
   type StoredEvent,
   type WalkResult,
@@ -164,14 +166,19 @@ export async function verifyBundle(
     }
   }
   if (!chain) throw new Error('not an audit bundle: the first line must be {"type":"chain",...}');
-  async function* events(): AsyncGenerator<StoredEvent> {
-    if (firstEvent) yield firstEvent;
+  async function* events(): AsyncGenerator<CheckedEvent[]> {
+    let page: CheckedEvent[] = firstEvent ? [checkEvent(firstEvent)] : [];
     for (let next = await lines.next(); !next.done; next = await lines.next()) {
       if (next.value.trim() === '') continue;
       const o = JSON.parse(next.value) as Line;
       if (o.type !== 'event') throw new Error(`unexpected ${JSON.stringify(o.type)} line among the events`);
-      yield parseEvent(o as unknown as EventLine);
+      page.push(checkEvent(parseEvent(o as unknown as EventLine)));
+      if (page.length === 1000) {
+        yield page;
+        page = [];
+      }
     }
+    yield page;
   }
   return { chain: chainName, ...(await walkChain(events(), chain)) };
 }
