@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { type ChainedEvent, canonicalEvent, chainHashHex, GENESIS_HASH } from './canonical.ts';
+import { type ChainedEvent, GENESIS_HASH } from './canonical.ts';
 import { verifyCheckpointSignature } from './signer.ts';
 
 export interface StoredEvent extends ChainedEvent {
@@ -79,13 +79,6 @@ export interface CheckedEvent {
   prevHash: string;
   hash: string;
   intact: boolean;
-}
-
-/** Checks an event read in full (an offline bundle's line). */
-export function checkEvent(e: StoredEvent): CheckedEvent {
-  const prevHash = Buffer.from(e.prevHash).toString('hex');
-  const hash = Buffer.from(e.hash).toString('hex');
-  return { seq: e.seq, id: e.id, prevHash, hash, intact: chainHashHex(prevHash, canonicalEvent(e)) === hash };
 }
 
 /** The next non-empty page, or an empty one at the end. */
