@@ -94,13 +94,13 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
           if (sql === SET_TENANT_SQL && params.length === 1 && typeof tenantId === 'string') {
             // Checked to be a UUID (hex digits and dashes only), so it can stand in the text as a literal.
             const literal = asTenantId(tenantId);
-            await db.exec(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
+            await statements.simple(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
             return { command: 'SELECT', rowCount: 1, rows: [{ set_config: literal }] };
           }
-          await db.exec('begin');
+          await statements.simple('begin');
         }
         if (control) {
-          await db.exec(sql);
+          await statements.simple(sql);
           return done(sql.toUpperCase());
         }
         const result = await statements.query(sql, params);

@@ -44,6 +44,23 @@ describe('PGlite prepared statements', () => {
     expect((await statements.query(insert, [11, 'eleven'])).affectedRows).toBe(1);
   });
 
+  it('runs transaction control in the simple protocol around prepared statements', async () => {
+    const statements = createStatementCache(db);
+    const insert = 'INSERT INTO items (id, name) VALUES ($1, $2)';
+    await statements.simple("begin; SELECT set_config('app.tenant', 'a', true)");
+    await statements.query(insert, [20, 'rolled back']);
+    expect((await statements.query("SELECT current_setting('app.tenant') AS t", [])).rows).toEqual([
+      { t: 'a' },
+    ]);
+    await statements.simple('rollback');
+    await statements.simple('begin');
+    await statements.query(insert, [21, 'kept']);
+    await statements.simple('commit');
+    const { rows } = await db.query('SELECT id FROM items WHERE id IN (20, 21)');
+    expect(rows).toEqual([{ id: 21 }]);
+    await expect(statements.simple('SELEC 1')).rejects.toMatchObject({ code: '42601' });
+  });
+
   it('keeps at most the bound of statements, closing the least recently used', async () => {
     await db.exec('DEALLOCATE ALL');
     const statements = createStatementCache(db, 3);

@@ -83,6 +83,14 @@ export function createStatementCache(db: PGlite, maxStatements = 256) {
       return result as Results;
     },
 
+    /**
+     * Text in the simple protocol as one message (transaction control, the tenant setting): what
+     * `PGlite.exec` sends, without its second crossing for a Sync the simple protocol does not need.
+     */
+    async simple(text: string): Promise<void> {
+      await db.execProtocol(protocol.serialize.query(text));
+    },
+
     /** Drops every prepared statement (after the schema owner ran: tables may have changed shape). */
     async reset(): Promise<void> {
       prepared.clear();
