@@ -70,7 +70,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { AccessLogController, lazyChildLogger } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
-import { loggerOptions } from './platform/log.ts';
+import { logDestination, loggerOptions } from './platform/log.ts';
 import {
   createProtection,
   createTenantPolicyService,
@@ -152,7 +152,7 @@ export async function buildApp({
   const accessLog = new AccessLogController();
   const app = Fastify({
     ...tlsOptions(config),
-    logger: logger ?? loggerOptions(config.logLevel),
+    logger: logger ?? loggerOptions(config.logLevel, logDestination()),
     genReqId: requestIdFor,
     requestIdHeader: false,
     // One access-log line per request instead of Fastify's two (request-log.ts).
@@ -246,6 +246,8 @@ export async function buildApp({
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
+  // Filled on first use by routeConfig() (platform/http/route-config.ts); decorated so every request has it.
+  app.decorateRequest('matchedRouteConfig', null);
   // The API speaks JSON only: without this, Fastify parses text/plain and the client is told its body
   // "must be object" instead of that the content type is wrong.
   app.removeContentTypeParser('text/plain');

@@ -223,4 +223,35 @@ describe('signin.new_location', () => {
     expect(alerts.map((a) => a.keys)).toEqual([[`actor:user:${admin.userId}`]]);
     expect(alerts[0]?.summary).toContain('203.0.113.50');
   });
+
+  it('takes a browser update for the same device, another browser for a new one', async () => {
+    const staff = await tenantAdmin(t, 'acme', 'devices@acme.test', clock);
+    const signIn = (userAgent: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/v1/t/acme/auth/signin',
+        remoteAddress: '198.51.100.7',
+        headers: { 'user-agent': userAgent },
+        payload: { email: 'devices@acme.test', password: strongPassword },
+      });
+    const chrome = (version: string) =>
+      `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
+    const mine = async () =>
+      (await ofRule(tenantId, 'signin.new_location')).filter((a) =>
+        a.keys.includes(`actor:user:${staff.userId}`),
+      );
+    expect((await signIn(chrome('120.0.6099.71'))).statusCode).toBe(200);
+    await evaluate(tenantId);
+    const before = (await mine()).length;
+    expect((await signIn(chrome('121.0.6167.85'))).statusCode).toBe(200);
+    await evaluate(tenantId);
+    expect(await mine()).toHaveLength(before);
+    expect(
+      (await signIn('Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0')).statusCode,
+    ).toBe(200);
+    await evaluate(tenantId);
+    const alerts = await mine();
+    expect(alerts.at(-1)?.summary).toContain('a new device');
+    expect(alerts.at(-1)?.summary).not.toContain('new address');
+  });
 });
