@@ -36,6 +36,7 @@ const signInActions = [
 export const exportActions = ['audit.trail.exported'];
 /** Per-node, per-minute counts of refused requests (Protect writes them; samples are not counted). */
 const blockActions = ['protect.blocks.counted'];
+const readActions = ['audit.reads.counted'];
 
 /** A key an event is counted under, its SQL twin, and the threshold that applies to it. */
 interface Scope {
@@ -106,6 +107,15 @@ const thresholdRules: ThresholdRule[] = [
     scopes: [scopes.actor((r) => r['export.mass'].threshold)],
     weighted: false,
     noun: 'exports',
+  },
+  {
+    rule: 'read.mass',
+    actions: readActions,
+    outcome: 'success',
+    windowSeconds: (r) => r['read.mass'].windowSeconds,
+    scopes: [scopes.actor((r) => r['read.mass'].threshold)],
+    weighted: true,
+    noun: 'reads',
   },
   {
     rule: 'access.denied_burst',
