@@ -138,7 +138,8 @@ async function sessionVsBare(engine, pgUrl, { quick }) {
     const list = `${bench.base}/api/v1/t/bench-co/me/sessions`;
     const load = { seconds: quick ? 1 : 1.5, connections: 10 };
     const floor = `${bench.base}/healthz`;
-    for (const url of [bare.url, floor, check, list]) await measureRps(url, { ...load, seconds: 0.5, headers });
+    for (const url of [bare.url, floor, check, list])
+      await measureRps(url, { ...load, seconds: 0.5, headers });
     const r = await interleaveAll(quick ? 1 : 3, {
       bare: () => measureRps(bare.url, load),
       floor: () => measureRps(floor, load),
