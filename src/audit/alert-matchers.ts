@@ -278,8 +278,25 @@ function matchOffHours(ctx: MatchContext, e: RuleEvent): Match | null {
   };
 }
 
+/**
+ * isStaff answered once per user and batch: a batch holds each sign-in of the last second, mostly of
+ * few users, and each lookup is a statement. Within one batch's transaction the answer cannot change.
+ */
+function staffOncePerUser(isStaff: MatchContext['isStaff']): MatchContext['isStaff'] {
+  const known = new Map<string, Promise<boolean>>();
+  return (tx, userId) => {
+    let answer = known.get(userId);
+    if (!answer) {
+      answer = isStaff(tx, userId);
+      known.set(userId, answer);
+    }
+    return answer;
+  };
+}
+
 /** Every match of every enabled rule in a batch of new events (the alerts' own events excluded). */
-export async function findMatches(ctx: MatchContext, batch: RuleEvent[]): Promise<Match[]> {
+export async function findMatches(batchCtx: MatchContext, batch: RuleEvent[]): Promise<Match[]> {
+  const ctx = { ...batchCtx, isStaff: staffOncePerUser(batchCtx.isStaff) };
   const events = batch.filter((e) => !e.action.startsWith('audit.alert.'));
   const matches: Match[] = [];
   for (const rule of thresholdRules) {

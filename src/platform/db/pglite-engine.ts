@@ -1,6 +1,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import type { PostgresPoolClient, PostgresQueryResult } from 'kysely';
 import { APP_ROLE, type Engine, type OwnerSession } from './engine.ts';
+import { createStatementCache } from './pglite-statements.ts';
 import { asTenantId, SET_TENANT_SQL } from './scope.ts';
 
 const transactionControl = new Set(['begin', 'commit', 'rollback']);
@@ -69,13 +70,15 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
       : new PGlite({ ...options, dataDir: source.dataDir });
   await db.waitReady;
   const lock = new Exclusive();
+  const statements = createStatementCache(db);
   let appRoleActive = false;
 
   const client = (release: () => void): PostgresPoolClient => {
     // Kysely opens a transaction with a lone `begin`, and a tenant-scoped one follows it with the tenant
     // setting. Each statement is a round trip through PGlite's wire protocol (~0.1 ms here), so `begin` is
     // held back and sent with the next statement when that is the tenant setting (one simple-protocol
-    // message), and transaction control goes as simple queries. Same statements, same order.
+    // message), and transaction control goes as simple queries. Same statements, same order. Other
+    // statements run as prepared statements (pglite-statements.ts): parsed and planned once per text.
     let beginHeld = false;
     const done = (command: string) => ({ command, rowCount: 0, rows: [] });
     return {
@@ -91,16 +94,16 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
           if (sql === SET_TENANT_SQL && params.length === 1 && typeof tenantId === 'string') {
             // Checked to be a UUID (hex digits and dashes only), so it can stand in the text as a literal.
             const literal = asTenantId(tenantId);
-            await db.exec(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
+            await statements.simple(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
             return { command: 'SELECT', rowCount: 1, rows: [{ set_config: literal }] };
           }
-          await db.exec('begin');
+          await statements.simple('begin');
         }
         if (control) {
-          await db.exec(sql);
+          await statements.simple(sql);
           return done(sql.toUpperCase());
         }
-        const result = await db.query(sql, params as unknown[]);
+        const result = await statements.query(sql, params);
         return {
           command: commandOf(sql),
           rowCount: result.affectedRows ?? result.rows.length,
@@ -140,6 +143,9 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
         };
         return await fn(owner);
       } finally {
+        // The owner may have changed tables the app's prepared statements use. The cache forgets them
+        // before DEALLOCATE runs, so if that fails they are only left unused, never run again.
+        await statements.reset().catch(() => undefined);
         await db.exec(`SET ROLE ${APP_ROLE}`).then(
           () => {
             appRoleActive = true;
