@@ -4,6 +4,7 @@
  * and the guards (self, last administrator, wrong state, unknown user, bad input) change nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isPrivileged } from '../src/audit/alert-rules.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { databaseState, member, type Person, tenantAdmin } from './access-helpers.ts';
@@ -260,3 +261,26 @@ async function activeAdminsExcept(keep: string[]): Promise<string[]> {
   );
   return rows.map((r) => r.id).filter((id) => !keep.includes(id));
 }
+
+describe('anomaly rules', () => {
+  it('count disabling and enabling a user as privileged actions (privileged.off_hours)', () => {
+    const event = {
+      id: 'e',
+      seq: 1,
+      occurredAt: new Date(),
+      actorType: 'user',
+      actorId: 'admin',
+      actorElevationId: null,
+      targetType: 'user',
+      targetId: 'u',
+      outcome: 'success',
+      ip: null,
+      userAgent: null,
+      details: {},
+    };
+    for (const action of ['identity.user.disabled', 'identity.user.enabled']) {
+      expect(isPrivileged({ ...event, action }), action).toBe(true);
+    }
+    expect(isPrivileged({ ...event, action: 'identity.user.email_verified' })).toBe(false);
+  });
+});

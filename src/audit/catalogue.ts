@@ -45,7 +45,7 @@ defineAuditActions('identity', {
   'identity.user.imported': 'Users were imported with their existing password hashes',
   'identity.user.locked': 'An account was locked after consecutive failures',
   'identity.user.unlocked': 'An account was unlocked',
-  'identity.user.disabled': 'A user was disabled (sessions ended, permissions withheld), with the reason given',
+  'identity.user.disabled': 'A user was disabled (sessions ended, no permission held), with the reason',
   'identity.user.enabled': 'A disabled user was enabled again',
   'identity.password.changed': 'A user changed their password',
   'identity.password.reset_requested': 'A password reset link was asked for',
