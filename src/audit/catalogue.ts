@@ -88,6 +88,7 @@ defineAuditActions('audit', {
   'audit.sink.disabled': 'A SIEM sink was removed',
   'audit.alert.raised': 'An anomaly rule raised an alert',
   'audit.alert.acknowledged': 'An alert was acknowledged',
+  'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',
   'audit.alert_settings.updated': 'Anomaly rule thresholds, working hours or alert channels changed',
 });
 defineAuditActions('protect', {
