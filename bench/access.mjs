@@ -1,11 +1,10 @@
 // Access: how fast permission decisions are, in process (cached effective permissions) and over HTTP
 // (the decision API: operator token, JSON body, schema validation, batch of one) against a bare
 // Fastify route in the same run.
-import { createWriteStream } from 'node:fs';
 import { buildApp } from '../dist/app.js';
 import { createOperatorService, toTenantRef } from '../dist/identity/index.js';
 import { loadConfig } from '../dist/platform/config/index.js';
-import { loggerOptions } from '../dist/platform/log.js';
+import { logDestination, loggerOptions } from '../dist/platform/log.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { openBenchDatabase } from './lib/db.mjs';
@@ -41,7 +40,7 @@ async function benchApp(engine, pgUrl) {
     ARGON2_ITERATIONS: '1',
     RATE_LIMITS: benchRateLimits,
   });
-  const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
+  const logger = loggerOptions('info', logDestination('/dev/null'));
   const app = await buildApp({ config, db: database.db, logger, breached: await openBreachedScreen(config) });
   const { tenancy, identity, access } = app.services;
   const tenant = toTenantRef(

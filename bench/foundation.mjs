@@ -1,13 +1,13 @@
 // Foundation: the cost of Rampart's request pipeline and of row-level security, and what the embedded
 // default costs to start and to keep idle. Each subject is measured beside its baseline.
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { buildApp } from '../dist/app.js';
 import { envNames, loadConfig } from '../dist/platform/config/index.js';
-import { loggerOptions } from '../dist/platform/log.js';
+import { logDestination, loggerOptions } from '../dist/platform/log.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { startBareServer } from './lib/bare-server.mjs';
 import { startAndMeasure } from './lib/cold-start.mjs';
@@ -34,7 +34,7 @@ export const goals = {
 async function readyzVsBare(engine, db, { quick }) {
   const bare = await startBareServer();
   // Production logs every request: the lines go to /dev/null so their cost is counted, not printed.
-  const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
+  const logger = loggerOptions('info', logDestination('/dev/null'));
   // Limits raised, not switched off: the limiter's work per request is part of the measurement.
   const config = loadConfig({ DATA_DIR: 'memory://', RATE_LIMITS: benchRateLimits });
   // Wired as server.ts wires it, so the app is the one `rampart start` serves.

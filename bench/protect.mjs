@@ -1,10 +1,9 @@
 // Protect: what the rate limiter costs per request (the same app with and without it, same run), and
 // how fast the IP block lists answer with 100,000 ranges loaded.
-import { createWriteStream } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { buildApp } from '../dist/app.js';
 import { loadConfig } from '../dist/platform/config/index.js';
-import { loggerOptions } from '../dist/platform/log.js';
+import { logDestination, loggerOptions } from '../dist/platform/log.js';
 import { buildCidrSet } from '../dist/protect/reputation/cidr-set.js';
 import { openBreachedScreen } from '../dist/runtime.js';
 import { openBenchDatabase } from './lib/db.mjs';
@@ -20,7 +19,7 @@ export const goals = {
 
 /** The app as `rampart start` builds it, listening on loopback; limits raised so nothing is refused. */
 async function serve(db, env) {
-  const logger = { ...loggerOptions('info'), stream: createWriteStream('/dev/null') };
+  const logger = loggerOptions('info', logDestination('/dev/null'));
   const config = loadConfig({ DATA_DIR: 'memory://', RATE_LIMITS: benchRateLimits, ...env });
   const app = await buildApp({ config, db, logger, breached: await openBreachedScreen(config) });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

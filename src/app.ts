@@ -29,11 +29,14 @@ import {
   createAlertService,
   createAuditService,
   createForwarder,
+  createReadCounter,
   createRetentionService,
   createSinkService,
   createSyslogTransport,
   denialAuditor,
   pruneAllChains,
+  type ReadCounter,
+  readCountingPlugin,
   trustedKeys,
 } from './audit/index.ts';
 import {
@@ -72,7 +75,7 @@ import { requestIdFor } from './platform/http/request-id.ts';
 import { AccessLogController, lazyChildLogger } from './platform/http/request-log.ts';
 import { ProblemSchema } from './platform/http/schemas.ts';
 import { buildValidator } from './platform/http/validation.ts';
-import { loggerOptions } from './platform/log.ts';
+import { logDestination, loggerOptions } from './platform/log.ts';
 import {
   createProtection,
   createTenantPolicyService,
@@ -120,6 +123,8 @@ export interface Services {
   alerts: AlertEngine;
   /** Rate limiters, block lists and the outbound guard (src/protect). */
   protection: Protection;
+  /** Reads of data per actor, written to the trail every minute for `read.mass`; tests flush at once. */
+  reads: ReadCounter;
 }
 
 declare module 'fastify' {
@@ -154,7 +159,7 @@ export async function buildApp({
   const accessLog = new AccessLogController();
   const app = Fastify({
     ...tlsOptions(config),
-    logger: logger ?? loggerOptions(config.logLevel),
+    logger: logger ?? loggerOptions(config.logLevel, logDestination()),
     genReqId: requestIdFor,
     requestIdHeader: false,
     // One access-log line per request instead of Fastify's two (request-log.ts).
@@ -242,6 +247,11 @@ export async function buildApp({
     bus: invalidation,
     outbound: protection.outbound,
     protection,
+    reads: createReadCounter({
+      db,
+      clock,
+      onError: (error) => app.log.error({ err: error }, 'could not write read counts to the audit trail'),
+    }),
     alerts: createAlertEngine({
       db,
       clock,
@@ -251,6 +261,8 @@ export async function buildApp({
   };
   const resolveTenant = async (slug: string) => toTenantRef(await tenancy.requireActive(slug));
   app.decorate('services', services);
+  // Filled on first use by routeConfig() (platform/http/route-config.ts); decorated so every request has it.
+  app.decorateRequest('matchedRouteConfig', null);
   // The API speaks JSON only: without this, Fastify parses text/plain and the client is told its body
   // "must be object" instead of that the content type is wrong.
   app.removeContentTypeParser('text/plain');
@@ -328,6 +340,7 @@ export async function buildApp({
     },
   });
 
+  await app.register(readCountingPlugin, { reads: services.reads, flushEveryMs: 60_000 });
   await app.register(healthRoutes, { db });
   const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
   const auditSigner = checkpointSigner(rootKey);
@@ -352,6 +365,7 @@ export async function buildApp({
       box: auditSinkBox,
       send: async (r) => protection.outbound.request('siem', r.url, r),
       // Syslog over TLS: a raw connection, vetted by the same egress guard (allowlist, addresses).
+      syslogEnterpriseNumber: config.syslogEnterpriseNumber,
       sendSyslog: createSyslogTransport({
         guard: (host) => protection.outbound.socketGuard('siem', host),
         timeoutMs: config.outboundTimeoutMs,

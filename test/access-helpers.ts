@@ -138,9 +138,11 @@ export async function databaseState(
       )) as { rows: unknown }[];
       state[tablename] = row?.rows;
     }
-    // Alerts are raised by a background job some time after the events they are about: leave them out.
+    // Alerts and read counts are written by background jobs some time after what they are about: leave
+    // them out.
     const audit = (await o.query(
-      `SELECT action FROM audit_events WHERE action <> 'audit.alert.raised' ORDER BY occurred_at, id`,
+      `SELECT action FROM audit_events WHERE action NOT IN ('audit.alert.raised', 'audit.reads.counted')
+       ORDER BY occurred_at, id`,
     )) as { action: string }[];
     return { tables: state, audit: audit.map((a) => a.action) };
   });

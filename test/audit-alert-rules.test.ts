@@ -97,6 +97,52 @@ describe('event rules', () => {
 });
 
 describe('threshold rules', () => {
+  it('keeps an alert to its first 200 keys however many accounts a burst touches', async () => {
+    const settingsUrl = '/api/v1/audit/alert-settings';
+    const current = (await t.app.inject({ url: settingsUrl, headers: t.asOperator })).json();
+    current.rules['signin.failures'] = { ...current.rules['signin.failures'], perAccount: 1, perTenant: 1 };
+    const saved = await t.app.inject({
+      method: 'PUT',
+      url: settingsUrl,
+      headers: t.asOperator,
+      payload: current,
+    });
+    expect(saved.statusCode, saved.body).toBe(200);
+    const failed = (i: number) => ({
+      tenantId: null,
+      action: 'identity.operator.signin' as const,
+      outcome: 'failure' as const,
+      target: { type: 'operator', id: `op-${i}` },
+    });
+    await t.db.withSystem((tx) =>
+      recordAuditEvents(
+        tx,
+        clock,
+        ctx({ type: 'anonymous', id: null }),
+        Array.from({ length: 250 }, (_, i) => failed(i)),
+      ),
+    );
+    await evaluate(null);
+    const alerts = await ofRule(null, 'signin.failures');
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.keys).toHaveLength(200);
+    expect(alerts[0]?.keys).toEqual(expect.arrayContaining(['chain', 'account:operator:op-0']));
+    expect(alerts[0]?.occurrences).toBe(250);
+    // The next batch adds to it: still the first 200 keys, every failure counted.
+    await t.db.withSystem((tx) =>
+      recordAuditEvents(
+        tx,
+        clock,
+        ctx({ type: 'anonymous', id: null }),
+        Array.from({ length: 50 }, (_, i) => failed(1000 + i)),
+      ),
+    );
+    await evaluate(null);
+    const [after] = await ofRule(null, 'signin.failures');
+    expect(after?.keys).toEqual(alerts[0]?.keys);
+    expect(after?.occurrences).toBe(300);
+  });
+
   it('export.mass: fires at the threshold for the actor that reached it only', async () => {
     const exported = { action: 'audit.trail.exported', outcome: 'success' } as const;
     await record(tenantId, ctx({ type: 'user', id: 'u-many' }), exported, 5);
@@ -222,5 +268,73 @@ describe('signin.new_location', () => {
     const alerts = await ofRule(tenantId, 'signin.new_location');
     expect(alerts.map((a) => a.keys)).toEqual([[`actor:user:${admin.userId}`]]);
     expect(alerts[0]?.summary).toContain('203.0.113.50');
+  });
+
+  it('takes a browser update for the same device, another browser for a new one', async () => {
+    const staff = await tenantAdmin(t, 'acme', 'devices@acme.test', clock);
+    const signIn = (userAgent: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/v1/t/acme/auth/signin',
+        remoteAddress: '198.51.100.7',
+        headers: { 'user-agent': userAgent },
+        payload: { email: 'devices@acme.test', password: strongPassword },
+      });
+    const chrome = (version: string) =>
+      `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
+    const mine = async () =>
+      (await ofRule(tenantId, 'signin.new_location')).filter((a) =>
+        a.keys.includes(`actor:user:${staff.userId}`),
+      );
+    expect((await signIn(chrome('120.0.6099.71'))).statusCode).toBe(200);
+    await evaluate(tenantId);
+    const before = (await mine()).length;
+    expect((await signIn(chrome('121.0.6167.85'))).statusCode).toBe(200);
+    await evaluate(tenantId);
+    expect(await mine()).toHaveLength(before);
+    expect(
+      (await signIn('Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0')).statusCode,
+    ).toBe(200);
+    await evaluate(tenantId);
+    const alerts = await mine();
+    expect(alerts.at(-1)?.summary).toContain('a new device');
+    expect(alerts.at(-1)?.summary).not.toContain('new address');
+  });
+});
+
+describe('read.mass', () => {
+  it('counts answered reads of protected routes per actor, not own-account reads or refusals', async () => {
+    const reader = await tenantAdmin(t, 'acme', 'reader@acme.test', clock);
+    const settingsUrl = '/api/v1/t/acme/audit/alert-settings';
+    const current = (await t.app.inject({ url: settingsUrl, headers: admin.headers })).json();
+    current.rules['read.mass'].threshold = 5;
+    const saved = await t.app.inject({
+      method: 'PUT',
+      url: settingsUrl,
+      headers: admin.headers,
+      payload: current,
+    });
+    expect(saved.statusCode, saved.body).toBe(200);
+    await t.app.services.reads.flush();
+    const get = async (url: string, headers: Record<string, string>, status = 200) =>
+      expect((await t.app.inject({ url, headers })).statusCode).toBe(status);
+    const readersAlerts = async () =>
+      (await ofRule(tenantId, 'read.mass')).filter((a) => a.keys.includes(`actor:user:${reader.userId}`));
+
+    for (let i = 0; i < 4; i++) await get('/api/v1/t/acme/users', reader.headers);
+    // The reader's own session and a refused read are not reads of data.
+    for (let i = 0; i < 10; i++) await get('/api/v1/t/acme/me/session', reader.headers);
+    const bystander = await member(t, 'acme', admin, 'bystander@acme.test');
+    for (let i = 0; i < 10; i++) await get('/api/v1/t/acme/users', bystander.headers, 403);
+    await t.app.services.reads.flush();
+    await evaluate(tenantId);
+    expect(await readersAlerts()).toEqual([]);
+
+    await get(`/api/v1/t/acme/users/${bystander.userId}`, reader.headers);
+    await t.app.services.reads.flush();
+    await evaluate(tenantId);
+    const alerts = await readersAlerts();
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.summary).toContain('5 for actor');
   });
 });

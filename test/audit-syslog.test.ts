@@ -11,8 +11,8 @@ import {
   createSyslogTransport,
   type Forwarder,
   formatSyslog,
-  SD_ID,
   type SendSyslog,
+  sdIdFor,
 } from '../src/audit/index.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { makeDevCert } from '../src/protect/dev-cert.ts';
@@ -95,7 +95,12 @@ const stopReceiver = () => new Promise<void>((resolve) => receiver?.close(() => 
 
 beforeAll(async () => {
   cert = await makeDevCert({ hosts: ['127.0.0.1'], keyType: 'ec', days: 2 });
-  t = await buildTestApp({ clock, env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32' } });
+  // An operator's own enterprise number instead of the documentation one: the app's own forwarder job
+  // delivers too, so both must carry it.
+  t = await buildTestApp({
+    clock,
+    env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32', SYSLOG_ENTERPRISE_NUMBER: '64999' },
+  });
   sendSyslog = createSyslogTransport({
     guard: (host) => t.app.services.outbound.socketGuard('siem', host),
     timeoutMs: 5000,
@@ -106,6 +111,7 @@ beforeAll(async () => {
     box: createSecretBox(deriveKey(Buffer.from(SECRET_KEY, 'utf8'), 'audit-sinks')),
     send: (r) => t.app.services.outbound.request('siem', r.url, r),
     sendSyslog,
+    syslogEnterpriseNumber: t.config.syslogEnterpriseNumber,
   });
   await startReceiver();
   port = (receiver?.address() as AddressInfo | undefined)?.port ?? 0;
@@ -143,7 +149,12 @@ it('formats RFC 5424 with escaped structured data and the event JSON as MSG', ()
   };
   const json = JSON.stringify({ ...event, details: { note: 'a "quoted" ] \\ value, ünïcode' } });
   const parsed = parse5424(formatSyslog({ ...event, action: 'x.y"]\\z' }, json, 'host name\u00e9'));
-  expect(parsed).toMatchObject({ pri: 13 * 8 + 4, ts: event.occurredAt, msgid: 'audit', sdId: SD_ID });
+  expect(parsed).toMatchObject({
+    pri: 13 * 8 + 4,
+    ts: event.occurredAt,
+    msgid: 'audit',
+    sdId: sdIdFor(32473),
+  });
   expect(parsed.params).toEqual({
     eventId: event.id,
     chain: 'platform',
@@ -232,6 +243,7 @@ it('a syslog sink that is down loses nothing: every event arrives once it is bac
     expect(m.ts).toBe(event.occurredAt);
     expect(m.params.seq).toBe(String(event.seq));
     expect(m.params.chain).toBe(event.tenantId ?? 'platform');
+    expect(m.sdId).toBe('rampart@64999');
   }
   expect(messages.some((m) => m.params.action === 'tenancy.tenant.created')).toBe(true);
   const after = await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator });

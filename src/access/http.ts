@@ -3,6 +3,7 @@ import type { OperatorService, TenantRef } from '../identity/index.ts';
 import type { Actor, Clock } from '../platform/context.ts';
 import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
+import { routeConfig } from '../platform/http/route-config.ts';
 import { permissionDef } from './catalogue.ts';
 import type { OperatorFactor } from './elevations.ts';
 import type { AccessService } from './service.ts';
@@ -80,7 +81,7 @@ export function fourEyesGate(access: AccessService) {
     if (!classify || !tenant) throw new Error(`four-eyes gate ${gate} reached without a tenant`);
     const found = await access.approvals.firstRequired(tenant.id, await classify(request, tenant));
     if (!found) return false;
-    const permission = request.routeOptions.config.permission ?? '';
+    const permission = routeConfig(request).permission ?? '';
     const approval = await access.approvals.request(tenant, actionContext(request), found, permission);
     await reply.code(202).send({ status: 'approval_required', approval });
     return true;

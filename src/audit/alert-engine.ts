@@ -145,6 +145,13 @@ export interface EngineDeps {
 }
 
 /**
+ * The keys one alert keeps. A tenant-wide burst (every match carries `chain`) adds each account and address
+ * it touches; past this many the first ones are kept and the rest only counted in `occurrences`, so the row
+ * and its overlap test stay small under a credential-stuffing run.
+ */
+export const MAX_ALERT_KEYS = 200;
+
+/**
  * Raises a new alert for the match, or adds it to the alert it belongs to: one of the same rule whose
  * keys overlap, open, or acknowledged but still active. Returns the alert when it is new.
  */
@@ -164,7 +171,9 @@ async function raiseOrAdd(
   const found = existing[0];
   if (found) {
     await sql`UPDATE audit_alerts SET
-        keys = (SELECT array_agg(DISTINCT k) FROM unnest(keys || ${sql.val(match.keys)}::text[]) AS k),
+        keys = (SELECT array_agg(k ORDER BY first) FROM (
+          SELECT k, min(n) AS first FROM unnest(keys || ${sql.val(match.keys)}::text[]) WITH ORDINALITY AS u(k, n)
+          GROUP BY k ORDER BY min(n) LIMIT ${MAX_ALERT_KEYS}) AS kept),
         occurrences = occurrences + ${match.events.length}, last_event_id = ${last.id},
         last_seen_at = ${now}, summary = ${match.summary}
       WHERE id = ${found.id}`.execute(tx);
@@ -174,7 +183,7 @@ async function raiseOrAdd(
     INSERT INTO audit_alerts (id, tenant_id, rule, severity, keys, summary, status, occurrences,
       first_event_id, last_event_id, raised_at, last_seen_at)
     VALUES (${randomUUID()}, ${tenantId}, ${match.rule}, ${ruleSeverity[match.rule]},
-      ${sql.val(match.keys)}::text[], ${match.summary}, 'open', ${match.events.length}, ${first.id}, ${last.id},
+      ${sql.val(match.keys.slice(0, MAX_ALERT_KEYS))}::text[], ${match.summary}, 'open', ${match.events.length}, ${first.id}, ${last.id},
       ${now}, ${now})
     RETURNING *`.execute(tx);
   return rows[0] as AlertRow;

@@ -36,6 +36,7 @@ const signInActions = [
 export const exportActions = ['audit.trail.exported'];
 /** Per-node, per-minute counts of refused requests (Protect writes them; samples are not counted). */
 const blockActions = ['protect.blocks.counted'];
+const readActions = ['audit.reads.counted'];
 
 /** A key an event is counted under, its SQL twin, and the threshold that applies to it. */
 interface Scope {
@@ -106,6 +107,15 @@ const thresholdRules: ThresholdRule[] = [
     scopes: [scopes.actor((r) => r['export.mass'].threshold)],
     weighted: false,
     noun: 'exports',
+  },
+  {
+    rule: 'read.mass',
+    actions: readActions,
+    outcome: 'success',
+    windowSeconds: (r) => r['read.mass'].windowSeconds,
+    scopes: [scopes.actor((r) => r['read.mass'].threshold)],
+    weighted: true,
+    noun: 'reads',
   },
   {
     rule: 'access.denied_burst',
@@ -185,6 +195,15 @@ async function matchThreshold(ctx: MatchContext, rule: ThresholdRule, events: Ru
   return matches;
 }
 
+/**
+ * The device a user agent names, without its version numbers: `Chrome/120.0.6099.71` and `Chrome/121.0.0.0`
+ * are the same browser after an update, not a new device; another browser or system still is. The same
+ * pattern runs in SQL (regexp_replace) over the stored agents, so both sides compare alike.
+ */
+const VERSION_RUNS = '[0-9][0-9._]*';
+export const deviceOf = (userAgent: string | null) =>
+  userAgent === null ? null : userAgent.replace(new RegExp(VERSION_RUNS, 'g'), '#');
+
 /** A staff member (operator, or tenant user beyond member) signed in from an address or device not seen before. */
 async function matchNewLocation(ctx: MatchContext, e: RuleEvent): Promise<Match | null> {
   if (e.outcome !== 'success' || !e.ip || !e.targetType || !e.targetId) return null;
@@ -195,7 +214,8 @@ async function matchNewLocation(ctx: MatchContext, e: RuleEvent): Promise<Match 
   const from = new Date(e.occurredAt.getTime() - ctx.rules['signin.new_location'].lookbackDays * 86_400_000);
   const { rows } = await sql<{ seen: number; same_ip: number; same_device: number }>`
     SELECT count(*)::int AS seen, count(*) FILTER (WHERE host(ip) = ${e.ip})::int AS same_ip,
-      count(*) FILTER (WHERE user_agent IS NOT DISTINCT FROM ${e.userAgent})::int AS same_device
+      count(*) FILTER (WHERE regexp_replace(user_agent, ${VERSION_RUNS}, '#', 'g')
+        IS NOT DISTINCT FROM ${deviceOf(e.userAgent)})::int AS same_device
     FROM audit_events
     WHERE ${chainFilter(ctx.tenantId)} AND target_type = ${e.targetType} AND target_id = ${e.targetId}
       AND occurred_at > ${from} AND action = ${e.action} AND outcome = 'success' AND chain_seq < ${e.seq}`.execute(

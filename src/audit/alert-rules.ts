@@ -32,6 +32,11 @@ export const RuleSettingsSchema = strictObject({
     windowSeconds: Window,
     threshold: Threshold('Exports by one actor in the window'),
   }),
+  'read.mass': strictObject({
+    enabled: Enabled,
+    windowSeconds: Window,
+    threshold: Threshold('Reads of data (answered GETs of protected routes) by one actor in the window'),
+  }),
   'elevation.used': strictObject({ enabled: Enabled }),
   'access.denied_burst': strictObject({
     enabled: Enabled,
@@ -70,6 +75,7 @@ export const defaultRuleSettings = (): RuleSettings => ({
   'signin.new_location': { enabled: true, lookbackDays: 90 },
   'privileged.off_hours': { enabled: true },
   'export.mass': { enabled: true, windowSeconds: 3600, threshold: 5 },
+  'read.mass': { enabled: true, windowSeconds: 600, threshold: 500 },
   'elevation.used': { enabled: true },
   'access.denied_burst': { enabled: true, windowSeconds: 300, threshold: 20 },
   'protect.blocks': { enabled: true, windowSeconds: 300, threshold: 100 },
@@ -81,6 +87,7 @@ export const ruleSeverity: Record<RuleId, 'low' | 'medium' | 'high'> = {
   'signin.new_location': 'medium',
   'privileged.off_hours': 'medium',
   'export.mass': 'high',
+  'read.mass': 'high',
   'elevation.used': 'low',
   'access.denied_burst': 'medium',
   'protect.blocks': 'medium',

@@ -83,6 +83,8 @@ defineAuditActions('access', {
 defineAuditActions('audit', {
   'audit.trail.exported': 'Audit events were exported (JSON Lines)',
   'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
+  'audit.reads.counted':
+    'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",
   'audit.sink.created': 'A SIEM sink was added',
   'audit.sink.disabled': 'A SIEM sink was removed',

@@ -3,6 +3,7 @@ import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database } from '../platform/db/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import type { AppError } from '../platform/http/problem.ts';
+import { routeConfig } from '../platform/http/route-config.ts';
 import { recordAuditEvent } from './record.ts';
 
 /**
@@ -17,7 +18,7 @@ export function denialAuditor(db: Database, clock: Clock) {
     const event = {
       action: 'access.request.denied' as const,
       outcome: 'denied' as const,
-      target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? request.url}` },
+      target: { type: 'route', id: `${request.method} ${routeConfig(request).url ?? request.url}` },
       details: { reason: error.code },
     };
     const tenantId = (request as { tenant?: { id: string } | null }).tenant?.id;

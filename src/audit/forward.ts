@@ -6,7 +6,7 @@ import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
-import { formatSyslog, parseSyslogUrl, type SendSyslog, type SyslogEvent } from './syslog.ts';
+import { formatSyslog, parseSyslogUrl, type SendSyslog, type SyslogEvent, sdIdFor } from './syslog.ts';
 import type { AuditTables } from './tables.ts';
 
 /** One outbound HTTP request. Injected, so the egress guard (src/protect/outbound/) can carry it. */
@@ -146,6 +146,8 @@ export interface ForwarderDeps {
   send: SendHttp;
   /** Delivery to syslog sinks (syslog.ts); without it, syslog rows wait (and are retried). */
   sendSyslog?: SendSyslog;
+  /** IANA private enterprise number of the syslog SD-ID (default: RFC 5612's documentation number). */
+  syslogEnterpriseNumber?: number;
   batch?: number;
   /** How long a claimed delivery is reserved for this node before another may retry it. */
   leaseMs?: number;
@@ -161,6 +163,7 @@ export interface ForwarderDeps {
 export function createForwarder(deps: ForwarderDeps) {
   const batch = deps.batch ?? 100;
   const leaseMs = deps.leaseMs ?? 60_000;
+  const sdId = deps.syslogEnterpriseNumber === undefined ? undefined : sdIdFor(deps.syslogEnterpriseNumber);
   const signers = new Map<string, Webhook>();
   const signerFor = (row: Claimed) => {
     let signer = signers.get(row.sink_id);
@@ -218,7 +221,7 @@ export function createForwarder(deps: ForwarderDeps) {
           if (!deps.sendSyslog) throw new Error('syslog delivery is not configured');
           const messages = batch.map((row) => {
             const event = JSON.parse(row.payload) as SyslogEvent;
-            return formatSyslog(event, row.payload);
+            return formatSyslog(event, row.payload, undefined, sdId);
           });
           await deps.sendSyslog({ url: first.url, ca: first.tls_ca }, messages);
         } catch (e) {

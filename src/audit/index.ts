@@ -16,6 +16,7 @@ export {
 } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
+export { createReadCounter, type ReadCounter, readCountingPlugin } from './reads.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
 export { createRetentionService, type RetentionService } from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';
@@ -23,7 +24,7 @@ export { auditRoutes } from './routes.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';
-export { createSyslogTransport, formatSyslog, SD_ID, type SendSyslog } from './syslog.ts';
+export { createSyslogTransport, formatSyslog, type SendSyslog, sdIdFor } from './syslog.ts';
 export type { AuditTables } from './tables.ts';
 export { type ChainReport, verifyAuditChain } from './verify.ts';
 

@@ -12,8 +12,12 @@ import tls from 'node:tls';
 /** facility 13, "log audit" (RFC 5424 table 1). */
 const FACILITY_LOG_AUDIT = 13;
 const severity = { success: 6, failure: 5, denied: 4 } as Record<string, number>;
-/** SD-ID of our structured data; 32473 is the enterprise number RFC 5612 reserves for documentation. */
-export const SD_ID = 'rampart@32473';
+/**
+ * SD-ID of our structured data: `rampart@<IANA private enterprise number>` (RFC 5424 7.2.2). The default,
+ * 32473, is the number RFC 5612 reserves for documentation; operators set theirs (SYSLOG_ENTERPRISE_NUMBER).
+ */
+export const DOCUMENTATION_ENTERPRISE_NUMBER = 32473;
+export const sdIdFor = (enterpriseNumber: number) => `rampart@${enterpriseNumber}`;
 
 /** PRINTUSASCII (33-126) only, at most `max` characters, `-` when empty (RFC 5424 6.2 NILVALUE). */
 function headerField(value: string | null | undefined, max: number): string {
@@ -38,7 +42,12 @@ export interface SyslogEvent {
  * (event id, chain, seq, action, outcome), and the event JSON as MSG. The JSON is sent without a BOM:
  * RFC 8259 8.1 forbids one in JSON, and receivers that parse MSG as JSON would choke on it.
  */
-export function formatSyslog(event: SyslogEvent, json: string, host = osHostname()): string {
+export function formatSyslog(
+  event: SyslogEvent,
+  json: string,
+  host = osHostname(),
+  sdId = sdIdFor(DOCUMENTATION_ENTERPRISE_NUMBER),
+): string {
   const pri = FACILITY_LOG_AUDIT * 8 + (severity[event.outcome] ?? 5);
   const sd = [
     ['eventId', event.id],
@@ -50,7 +59,7 @@ export function formatSyslog(event: SyslogEvent, json: string, host = osHostname
     .map(([name, value]) => `${name}="${paramValue(value ?? '')}"`)
     .join(' ');
   const header = `<${pri}>1 ${event.occurredAt} ${headerField(host, 255)} rampart - audit`;
-  return `${header} [${SD_ID} ${sd}] ${json}`;
+  return `${header} [${sdId} ${sd}] ${json}`;
 }
 
 /** Octet-counting frame: the message's length in bytes, a space, the message. */

@@ -94,6 +94,8 @@ function program(io: CliIo): Command {
         { url: server.url, engine: cfg.databaseUrl ? 'postgres' : 'pglite' },
         'rampart ready',
       );
+      // Log lines are written in batches (platform/log.ts): the ready line goes out now, for whoever waits on it.
+      (server.app.log as unknown as { flush?: () => void }).flush?.();
     });
 
   root

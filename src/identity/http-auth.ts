@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../platform/context.ts';
 import { asTenantId } from '../platform/db/index.ts';
 import { bearerToken } from '../platform/http/access.ts';
+import { routeConfig } from '../platform/http/route-config.ts';
 import type { TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { IdentityService } from './service.ts';
@@ -23,7 +24,7 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export function tenantSlugOf(request: FastifyRequest): string {
   const slug = (request.params as { tenant?: unknown }).tenant;
-  if (typeof slug !== 'string') throw new Error(`route ${request.routeOptions.url} has no :tenant parameter`);
+  if (typeof slug !== 'string') throw new Error(`route ${routeConfig(request).url} has no :tenant parameter`);
   return slug;
 }
 
@@ -46,7 +47,7 @@ export function userAuthenticator(identity: IdentityService, resolveTenant: Tena
     // A token presented in the header must be a bearer session, a cookie a cookie session: a stolen
     // cookie value replayed as a header would otherwise skip the CSRF check below.
     if ((bearer && session.kind !== 'bearer') || (!bearer && session.kind !== 'cookie')) return null;
-    const stages = request.routeOptions.config.stages ?? ['active'];
+    const stages = routeConfig(request).stages ?? ['active'];
     if (!stages.includes(session.stage)) {
       throw identityError(
         'step_up_required',

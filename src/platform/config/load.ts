@@ -30,6 +30,7 @@ const numberKeys = new Set<keyof Config>([
   'auditRetentionDays',
   'auditPlatformRetentionDays',
   'auditPruneSeconds',
+  'syslogEnterpriseNumber',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -80,6 +81,7 @@ const defaults = {
   auditRetentionDays: 400,
   auditPlatformRetentionDays: 400,
   auditPruneSeconds: 3600,
+  syslogEnterpriseNumber: 32473,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

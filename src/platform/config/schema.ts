@@ -57,6 +57,7 @@ export const configSchema = Type.Object(
     auditRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPlatformRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPruneSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
+    syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
   },
   { additionalProperties: false },
 );
@@ -237,5 +238,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'AUDIT_PRUNE_SECONDS',
     doc: 'How often audit chains are pruned to their retention (up to a signed checkpoint).',
     default: '3600',
+  },
+  syslogEnterpriseNumber: {
+    env: 'SYSLOG_ENTERPRISE_NUMBER',
+    doc: "IANA private enterprise number in syslog sinks' SD-ID (`rampart@<number>`); set your own. 32473 is reserved for documentation (RFC 5612).",
+    default: '32473',
   },
 };

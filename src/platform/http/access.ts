@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Actor } from '../context.ts';
 import { platformError } from './errors.ts';
+import { routeConfig } from './route-config.ts';
 
 /**
  * Who may call a route, declared in its route config and read by one hook. `public` must be said
@@ -106,7 +107,7 @@ export const accessPlugin = fp<AccessOptions>(
       done();
     });
     const authenticate = async (request: FastifyRequest, rule: Exclude<AccessRule, 'public'>) => {
-      const { permission } = request.routeOptions.config;
+      const { permission } = routeConfig(request);
       const actor = await authenticators[rule](request);
       if (!actor) {
         throw platformError('unauthenticated', 'Send a valid bearer token in the Authorization header.', {
@@ -122,14 +123,14 @@ export const accessPlugin = fp<AccessOptions>(
     // preValidation: after the body is parsed (CSRF tokens travel in forms) but before the schema is
     // checked, so a caller without the permission learns nothing about a protected route's input rules.
     app.addHook('preValidation', (request, _reply, done) => {
-      const rule = request.routeOptions.config.access;
+      const rule = routeConfig(request).access;
       if (rule === undefined || rule === 'public') return done();
       authenticate(request, rule).then(() => done(), done);
     });
     if (fourEyes) {
       // preHandler: the body is validated, so the gate sees exactly what the handler would run with.
       app.addHook('preHandler', (request, reply, done) => {
-        const gate = request.routeOptions.config.fourEyes;
+        const gate = routeConfig(request).fourEyes;
         if (gate === undefined) return done();
         fourEyes(request, reply, gate).then((answered) => (answered ? undefined : done()), done);
       });

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolStats } from '../db/index.ts';
+import { routeConfig } from './route-config.ts';
 
 export interface MetricsOptions {
   poolStats: () => PoolStats;
@@ -45,7 +46,7 @@ export const metricsPlugin = fp<MetricsOptions>(
     const children = new Map<string, { observe(value: number): void }>();
     app.addHook('onResponse', (request, reply, done) => {
       // The template, not the raw URL: raw paths would make label cardinality unbounded.
-      const route = request.routeOptions.url ?? 'unmatched';
+      const route = routeConfig(request).url ?? 'unmatched';
       const key = `${route} ${request.method} ${reply.statusCode}`;
       let child = children.get(key);
       if (!child) {

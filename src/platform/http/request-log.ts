@@ -1,4 +1,5 @@
 import { type FastifyBaseLogger, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import { routeConfig } from './route-config.ts';
 
 /** The path without its query string: query strings can carry one-time tokens (reset links). */
 export function pathOf(url: string): string {
@@ -50,7 +51,7 @@ export class AccessLogController extends LogController {
         reqId: request.id,
         method: request.method,
         path: pathOf(request.url),
-        route: request.routeOptions.url ?? null,
+        route: routeConfig(request).url ?? null,
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 100) / 100,
         ip: request.ip,

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
 import { platformError } from '../../platform/http/errors.ts';
+import { routeConfig } from '../../platform/http/route-config.ts';
 import { accountKey, type Decision, type RateLimiters } from './limiters.ts';
 import { deriveClass, type RouteClass, type Scope } from './policy.ts';
 
@@ -126,7 +127,7 @@ export const rateLimitPlugin = fp<RateLimitPluginOptions>(
       ] as const;
 
     const classOf = (request: FastifyRequest): RouteClass | false =>
-      request.routeOptions.config?.rateLimit ?? (request.is404 ? 'public' : false);
+      routeConfig(request).rateLimit ?? (request.is404 ? 'public' : false);
 
     app.addHook('onRequest', (request, reply, done) => {
       const routeClass = classOf(request);

@@ -1,6 +1,7 @@
 import cors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { routeConfig } from '../../platform/http/route-config.ts';
 import { protectError } from '../errors.ts';
 import type { TenantPolicyService } from './service.ts';
 
@@ -69,7 +70,7 @@ export const tenantPolicyPlugin = fp<TenantPolicyPluginOptions>(
     };
     // Callback-style: most requests (public, self, operator routes) have nothing to check here.
     app.addHook('preHandler', (request, _reply, done) => {
-      const { access, permission } = request.routeOptions.config ?? {};
+      const { access, permission } = routeConfig(request);
       if ((access !== 'user' && access !== 'tenant') || !permission || permission === 'self') return done();
       const tenant = (request as { tenant?: { id: string } | null }).tenant;
       if (!tenant) return done();
