@@ -3,7 +3,7 @@
  * session ended, no permission held by the decision API, links cannot re-activate, every change audited,
  * and the guards (self, last administrator, wrong state, unknown user, bad input) change nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isPrivileged } from '../src/audit/alert-rules.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -110,6 +110,39 @@ describe(`disabling a user (${engineUnderTest})`, () => {
     expect(await events('identity.user.enabled')).toMatchObject([
       { actor_id: admin.userId, target_id: pat.userId, details: { status: 'active' } },
     ]);
+  });
+
+  it('a disable that commits while a sign-in verifies the password leaves that sign-in without a session', async () => {
+    const kim = await member(t, slug, admin, 'kim@disable-co.test');
+    const hasher = t.app.services.identity.deps.hasher;
+    const verify = hasher.verify.bind(hasher);
+    // The admin disables kim exactly between the reservation and the success transaction.
+    const spy = vi.spyOn(hasher, 'verify').mockImplementationOnce(async (hash, password) => {
+      const verdict = await verify(hash, password);
+      expect((await disable(admin, kim.userId)).statusCode).toBe(200);
+      return verdict;
+    });
+    try {
+      const res = await signIn(kim.email, strongPassword);
+      expect(res.statusCode).toBe(401);
+      expect(res.json().code).toBe('invalid_credentials');
+    } finally {
+      spy.mockRestore();
+    }
+    const live = await t.db.withTenant<
+      import('../src/identity/tables.ts').TenantIdentityTables,
+      { id: string }[]
+    >(asTenantId(tenantId), (tx) =>
+      tx
+        .selectFrom('sessions')
+        .select('id')
+        .where('user_id', '=', kim.userId)
+        .where('revoked_at', 'is', null)
+        .execute(),
+    );
+    expect(live).toEqual([]);
+    const failures = (await events('identity.signin.password')).filter((e) => e.target_id === kim.userId);
+    expect(failures.map((e) => e.details)).toContainEqual({ email: kim.email, reason: 'disabled' });
   });
 
   it('does not let a reset link or an invitation re-activate a disabled user', async () => {
