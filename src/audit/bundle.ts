@@ -1,9 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Database } from '../platform/db/index.ts';
+import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
 import { chainEvents, inChain, readCheckpoints, readHead } from './store.ts';
 import {
   type ChainState,
+  type CheckedEvent,
   type StoredCheckpoint,
   type StoredEvent,
   type WalkResult,
@@ -98,13 +100,18 @@ interface EventLine {
 /** Lines are read as written by writeBundle; a malformed one fails the hash checks or the parse. */
 type Line = { type: string } & Partial<EventLine> & Record<string, unknown>;
 
-function parseEvent(o: EventLine): StoredEvent {
+/** `Date.toISOString()` text as writeBundle writes it; other spellings of a time go through a Date. */
+const isoText = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** Checks an event line without building a Date or Buffers: hashes are compared as lowercase hex. */
+function checkLine(o: EventLine): CheckedEvent {
   const { actor, target } = o;
-  return {
-    seq: Number(o.seq),
+  const prevHash = String(o.prevHash).toLowerCase();
+  const hash = String(o.hash).toLowerCase();
+  const at = typeof o.at === 'string' && isoText.test(o.at) ? o.at : new Date(o.at).toISOString();
+  const event: EventFields = {
     id: o.id,
     tenantId: o.tenant,
-    occurredAt: new Date(o.at),
     actorType: actor.type,
     actorId: actor.id,
     actorElevationId: actor.elevation,
@@ -116,9 +123,9 @@ function parseEvent(o: EventLine): StoredEvent {
     userAgent: o.userAgent,
     requestId: o.requestId,
     details: o.details,
-    prevHash: unhex(o.prevHash),
-    hash: unhex(o.hash),
   };
+  const intact = chainHashHex(prevHash, canonicalEventAt(event, at)) === hash;
+  return { seq: Number(o.seq), id: o.id, prevHash, hash, intact };
 }
 
 /** Verifies a bundle file without any database: only the file and the trusted public key(s). */
@@ -132,7 +139,7 @@ export async function verifyBundle(
   let chain: ChainState | null = null;
   let chainName = '';
   const checkpoints: StoredCheckpoint[] = [];
-  let firstEvent: StoredEvent | null = null;
+  let firstEvent: CheckedEvent | null = null;
   // Header and checkpoints come first; events are then streamed into the walk, never all held at once.
   for (let next = await lines.next(); !next.done; next = await lines.next()) {
     if (next.value.trim() === '') continue;
@@ -157,21 +164,26 @@ export async function verifyBundle(
         signature: unhex(o.signature),
       });
     } else if (o.type === 'event') {
-      firstEvent = parseEvent(o as unknown as EventLine);
+      firstEvent = checkLine(o as unknown as EventLine);
       break;
     } else {
       throw new Error(`unknown line type ${JSON.stringify(o.type)}`);
     }
   }
   if (!chain) throw new Error('not an audit bundle: the first line must be {"type":"chain",...}');
-  async function* events(): AsyncGenerator<StoredEvent> {
-    if (firstEvent) yield firstEvent;
+  async function* events(): AsyncGenerator<CheckedEvent[]> {
+    let page: CheckedEvent[] = firstEvent ? [firstEvent] : [];
     for (let next = await lines.next(); !next.done; next = await lines.next()) {
       if (next.value.trim() === '') continue;
       const o = JSON.parse(next.value) as Line;
       if (o.type !== 'event') throw new Error(`unexpected ${JSON.stringify(o.type)} line among the events`);
-      yield parseEvent(o as unknown as EventLine);
+      page.push(checkLine(o as unknown as EventLine));
+      if (page.length === 1000) {
+        yield page;
+        page = [];
+      }
     }
+    yield page;
   }
   return { chain: chainName, ...(await walkChain(events(), chain)) };
 }

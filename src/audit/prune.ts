@@ -3,10 +3,11 @@ import { type Kysely, sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { pruneAlerts } from './alert-prune.ts';
+import { checkedEvents } from './check.ts';
 import { recordAuditEvent } from './record.ts';
-import { chainEvents, inChain, readCheckpoints } from './store.ts';
+import { inChain, readCheckpoints } from './store.ts';
 import type { AuditTables } from './tables.ts';
-import { type ChainBreak, genesis, type StoredEvent, walkChain } from './walk.ts';
+import { type ChainBreak, type CheckedEvent, genesis, walkChain } from './walk.ts';
 
 export interface PruneOptions {
   tenantId: string | null;
@@ -66,10 +67,11 @@ async function callPrune(
   };
 }
 
-async function* upTo(events: AsyncIterable<StoredEvent>, seq: number): AsyncGenerator<StoredEvent> {
-  for await (const event of events) {
-    if (event.seq > seq) return;
-    yield event;
+async function* upTo(pages: AsyncIterable<CheckedEvent[]>, seq: number): AsyncGenerator<CheckedEvent[]> {
+  for await (const page of pages) {
+    const within = page.filter((event) => event.seq <= seq);
+    yield within;
+    if (within.length < page.length) return;
   }
 }
 
@@ -92,7 +94,7 @@ async function verifySegment(
       message: 'a checkpoint the pruning needs is missing',
     };
   }
-  const walked = await walkChain(upTo(chainEvents(db, tenantId, from, through), through), {
+  const walked = await walkChain(upTo(checkedEvents(db, tenantId, from, through), through), {
     start: start ? { seq: start.seq, hash: start.headHash } : genesis,
     head: { seq: through, hash: end.headHash },
     checkpoints: checkpoints.filter((c) => c.seq >= from && c.seq <= through),

@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import type { CheckpointSigner } from './signer.ts';
@@ -81,23 +81,25 @@ export const eventColumns = sql`id, tenant_id, occurred_at, actor_type, actor_id
   prev_hash, hash`;
 
 /**
- * A chain's events after `afterSeq`, in sequence order, read page by page (one short transaction each).
- * Up to `headSeq` each page is a bounded range of positions (`after < seq <= after + pageSize`): its cost
- * does not depend on the planner's row estimates (without statistics on a freshly loaded table it sorted
- * every remaining event for each page) nor on the length of the chain. Past the head, rows that should
- * not exist are still read, so that verification can name them.
+ * A chain's rows after `afterSeq`, in sequence order, page by page (one short transaction each), as
+ * `columns` reads them (`seq` is the position as text). Up to `headSeq` each page is a bounded range of
+ * positions (`after < seq <= after + pageSize`): its cost does not depend on the planner's row
+ * estimates (without statistics on a freshly loaded table it sorted every remaining event for each
+ * page) nor on the length of the chain. Past the head, rows that should not exist are still read, so
+ * that verification can name them.
  */
-export async function* chainEvents(
+export async function* chainPages<Row extends { seq: string }>(
   db: Database,
   tenantId: string | null,
+  columns: RawBuilder<unknown>,
   afterSeq: number,
   headSeq = afterSeq,
   pageSize = 5000,
-): AsyncGenerator<StoredEvent> {
+): AsyncGenerator<Row[]> {
   const page = (after: number, upTo: number | null) =>
     inChain(db, tenantId, async (tx) => {
       const bound = upTo === null ? sql`` : sql`AND chain_seq <= ${upTo}`;
-      const { rows } = await sql<EventRow>`SELECT ${eventColumns} FROM audit_events
+      const { rows } = await sql<Row>`SELECT ${columns} FROM audit_events
         WHERE ${chainFilter(tenantId)} AND chain_seq > ${after} ${bound}
         ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
       return rows;
@@ -115,14 +117,26 @@ export async function* chainEvents(
     const rows = await next;
     after = Math.min(after + pageSize, headSeq);
     next = after < headSeq ? fetch(after) : null;
-    for (const row of rows) yield toStoredEvent(row);
+    yield rows;
   }
   for (;;) {
     const rows = await page(after, null);
-    for (const row of rows) yield toStoredEvent(row);
+    yield rows;
     const last = rows.at(-1);
     if (!last || rows.length < pageSize) return;
     after = Number(last.seq);
+  }
+}
+
+/** A chain's events after `afterSeq` in full, in sequence order (export, search-shaped readers). */
+export async function* chainEvents(
+  db: Database,
+  tenantId: string | null,
+  afterSeq: number,
+  headSeq = afterSeq,
+): AsyncGenerator<StoredEvent> {
+  for await (const rows of chainPages<EventRow>(db, tenantId, eventColumns, afterSeq, headSeq)) {
+    for (const row of rows) yield toStoredEvent(row);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Database } from '../platform/db/index.ts';
-import { chainEvents, inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
+import { checkedEvents } from './check.ts';
+import { inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
 import { type ChainBreak, genesis, walkChain } from './walk.ts';
 
 export interface ChainReport {
@@ -55,11 +56,9 @@ export async function verifyAuditChain(
   const total = head.seq - start.seq;
   options.onProgress?.(0, total);
   const walked = await walkChain(
-    chainEvents(db, tenantId, start.seq, head.seq),
+    checkedEvents(db, tenantId, start.seq, head.seq),
     { start, head, checkpoints: checkpoints.filter((c) => c.seq >= start.seq), keys: options.keys },
-    (done) => {
-      if (done % 10_000 === 0) options.onProgress?.(done, total);
-    },
+    (done) => options.onProgress?.(done, total),
   );
   options.onProgress?.(walked.events, total);
   if (walked.broken) return report(walked.events, walked.broken);

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { type ChainedEvent, chainHash, GENESIS_HASH } from './canonical.ts';
+import { type ChainedEvent, GENESIS_HASH } from './canonical.ts';
 import { verifyCheckpointSignature } from './signer.ts';
 
 export interface StoredEvent extends ChainedEvent {
@@ -42,8 +42,7 @@ export interface WalkResult {
   broken: ChainBreak | null;
 }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').slice(0, 16);
+const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export const genesis = { seq: 0, hash: GENESIS_HASH };
 
@@ -71,22 +70,43 @@ export function checkSignatures(state: ChainState): ChainBreak | null {
 }
 
 /**
+ * One stored event as the walk needs it: its position, id and links in lowercase hex, and whether its
+ * own hash holds (SHA-256 of the previous hash it stores and its canonical JSON is the hash it stores).
+ */
+export interface CheckedEvent {
+  seq: number;
+  id: string;
+  prevHash: string;
+  hash: string;
+  intact: boolean;
+}
+
+/** The next non-empty page, or an empty one at the end. */
+async function nextPage(pages: AsyncIterator<readonly CheckedEvent[]>): Promise<readonly CheckedEvent[]> {
+  for (;;) {
+    const next = await pages.next();
+    if (next.done) return [];
+    if (next.value.length > 0) return next.value;
+  }
+}
+
+/**
  * Walks one chain in sequence order and names the first break. Each event is checked twice: its own
- * hash (SHA-256 of the previous hash it stores and its canonical JSON: a mismatch means the event was
- * modified) and its link (the previous hash it stores must be the hash of the event before it: a
- * mismatch means an event was deleted, inserted or moved). One event of look-ahead tells those apart.
+ * hash (a mismatch means the event was modified) and its link (the previous hash it stores must be the
+ * hash of the event before it: a mismatch means an event was deleted, inserted or moved). One event of
+ * look-ahead tells those apart. Events come in pages (`onPage` hears the count after each page).
  */
 export async function walkChain(
-  events: AsyncIterable<StoredEvent>,
+  pages: AsyncIterable<readonly CheckedEvent[]>,
   state: ChainState,
-  onEvent?: (count: number) => void,
+  onPage?: (count: number) => void,
 ): Promise<WalkResult> {
   const signatureBreak = checkSignatures(state);
   const checkpoints = new Map(state.checkpoints.map((c) => [c.seq, c]));
-  let expectedPrev = state.start.hash;
-  let beforePrev: Uint8Array | null = null;
+  let expectedPrev = hexOf(state.start.hash);
+  let beforePrev: string | null = null;
   let expectedSeq = state.start.seq + 1;
-  let last: StoredEvent | null = null;
+  let last: CheckedEvent | null = null;
   let count = 0;
   const result = (broken: ChainBreak | null): WalkResult => ({
     events: count,
@@ -95,115 +115,137 @@ export async function walkChain(
     broken: broken ?? signatureBreak,
   });
 
-  const iterator = events[Symbol.asyncIterator]();
-  let next = await iterator.next();
-  while (!next.done) {
-    const cur = next.value;
-    next = await iterator.next();
-    const ahead = next.done ? null : next.value;
+  const iterator = pages[Symbol.asyncIterator]();
+  let page = await nextPage(iterator);
+  while (page.length > 0) {
+    let following: readonly CheckedEvent[] = [];
+    for (let i = 0; i < page.length; i += 1) {
+      const cur = page[i] as CheckedEvent;
+      let ahead = page[i + 1];
+      if (ahead === undefined) {
+        following = await nextPage(iterator);
+        ahead = following[0];
+      }
+      const broken = checkOne(cur, ahead ?? null);
+      if (broken) return result(broken);
+      beforePrev = expectedPrev;
+      expectedPrev = cur.hash;
+      expectedSeq = cur.seq + 1;
+      last = cur;
+      count += 1;
+    }
+    onPage?.(count);
+    page = following;
+  }
+  return result(checkEnd());
+
+  function checkOne(cur: CheckedEvent, ahead: CheckedEvent | null): ChainBreak | null {
     const at = { seq: cur.seq, eventId: cur.id };
     if (cur.seq > state.head.seq) {
-      return result({
+      return {
         kind: 'inserted',
         ...at,
         message: `event at seq ${cur.seq} lies beyond the chain head (${state.head.seq})`,
-      });
+      };
     }
-    if (!same(chainHash(cur.prevHash, cur), cur.hash)) {
-      if (ahead && same(ahead.prevHash, expectedPrev)) {
-        return result({
+    if (!cur.intact) {
+      if (ahead && ahead.prevHash === expectedPrev) {
+        return {
           kind: 'inserted',
           ...at,
           message: `event at seq ${cur.seq} was inserted: the chain continues past it`,
-        });
+        };
       }
-      return result({
+      return {
         kind: 'modified',
         ...at,
         message: `event at seq ${cur.seq} was modified: its content no longer matches its hash`,
-      });
+      };
     }
-    if (!same(cur.prevHash, expectedPrev)) {
-      if (ahead && same(cur.prevHash, ahead.hash)) {
-        return result({
-          kind: 'reordered',
-          ...at,
-          message: `event at seq ${cur.seq} was moved: it belongs after the event at seq ${ahead.seq}`,
-        });
-      }
-      if (last && beforePrev && same(cur.prevHash, beforePrev)) {
-        return result({
-          kind: 'inserted',
-          seq: last.seq,
-          eventId: last.id,
-          message: `event at seq ${last.seq} was inserted: the next event links past it`,
-        });
-      }
-      if (cur.seq > expectedSeq) {
-        const gap = cur.seq - 1 === expectedSeq ? `${expectedSeq}` : `${expectedSeq}-${cur.seq - 1}`;
-        return result({
-          kind: 'deleted',
-          seq: expectedSeq,
-          eventId: null,
-          message: `event(s) at seq ${gap} were deleted (the chain resumes at seq ${cur.seq}, event ${cur.id})`,
-        });
-      }
-      if (last) {
-        return result({
-          kind: 'modified',
-          seq: last.seq,
-          eventId: last.id,
-          message: `event at seq ${last.seq} was rewritten: the next event links to a different hash (${hex(cur.prevHash)}…)`,
-        });
-      }
-      return result({
-        kind: 'deleted',
-        seq: expectedSeq,
-        eventId: null,
-        message: `the chain does not start where expected: event(s) before seq ${cur.seq} were deleted`,
-      });
-    }
+    if (cur.prevHash !== expectedPrev) return linkBreak(cur, ahead);
     if (cur.seq !== expectedSeq) {
       const kind = cur.seq < expectedSeq ? 'inserted' : 'modified';
-      return result({
+      return {
         kind,
         ...at,
         message: `event ${cur.id} carries seq ${cur.seq} where ${expectedSeq} was expected`,
-      });
+      };
     }
     const cp = checkpoints.get(cur.seq);
-    if (cp && !same(cp.headHash, cur.hash)) {
-      return result({
+    if (cp && hexOf(cp.headHash) !== cur.hash) {
+      return {
         kind: 'modified',
         ...at,
         message: `the chain up to seq ${cur.seq} was rewritten: it does not match the checkpoint signed at ${cp.signedAt.toISOString()}`,
-      });
+      };
     }
-    beforePrev = expectedPrev;
-    expectedPrev = cur.hash;
-    expectedSeq = cur.seq + 1;
-    last = cur;
-    count += 1;
-    onEvent?.(count);
+    return null;
   }
-  const lastSeq = expectedSeq - 1;
-  const lostCheckpoint = state.checkpoints.find((c) => c.seq > lastSeq);
-  if (state.head.seq > lastSeq || lostCheckpoint) {
-    const upTo = Math.max(state.head.seq, lostCheckpoint?.seq ?? 0);
-    return result({
+
+  /** The event's own hash holds but it does not link to the one before: what happened around it. */
+  function linkBreak(cur: CheckedEvent, ahead: CheckedEvent | null): ChainBreak {
+    if (ahead && cur.prevHash === ahead.hash) {
+      return {
+        kind: 'reordered',
+        seq: cur.seq,
+        eventId: cur.id,
+        message: `event at seq ${cur.seq} was moved: it belongs after the event at seq ${ahead.seq}`,
+      };
+    }
+    if (last && beforePrev !== null && cur.prevHash === beforePrev) {
+      return {
+        kind: 'inserted',
+        seq: last.seq,
+        eventId: last.id,
+        message: `event at seq ${last.seq} was inserted: the next event links past it`,
+      };
+    }
+    if (cur.seq > expectedSeq) {
+      const gap = cur.seq - 1 === expectedSeq ? `${expectedSeq}` : `${expectedSeq}-${cur.seq - 1}`;
+      return {
+        kind: 'deleted',
+        seq: expectedSeq,
+        eventId: null,
+        message: `event(s) at seq ${gap} were deleted (the chain resumes at seq ${cur.seq}, event ${cur.id})`,
+      };
+    }
+    if (last) {
+      return {
+        kind: 'modified',
+        seq: last.seq,
+        eventId: last.id,
+        message: `event at seq ${last.seq} was rewritten: the next event links to a different hash (${cur.prevHash.slice(0, 16)}…)`,
+      };
+    }
+    return {
       kind: 'deleted',
-      seq: lastSeq + 1,
+      seq: expectedSeq,
       eventId: null,
-      message: `event(s) at seq ${lastSeq + 1}-${upTo} at the end of the chain were deleted`,
-    });
+      message: `the chain does not start where expected: event(s) before seq ${cur.seq} were deleted`,
+    };
   }
-  if (!same(state.head.hash, expectedPrev)) {
-    return result({
-      kind: 'modified',
-      seq: lastSeq,
-      eventId: last?.id ?? null,
-      message: `the chain head does not match the last event (seq ${lastSeq})`,
-    });
+
+  /** After the last event: nothing missing at the end, and the head is the last event's hash. */
+  function checkEnd(): ChainBreak | null {
+    const lastSeq = expectedSeq - 1;
+    const lostCheckpoint = state.checkpoints.find((c) => c.seq > lastSeq);
+    if (state.head.seq > lastSeq || lostCheckpoint) {
+      const upTo = Math.max(state.head.seq, lostCheckpoint?.seq ?? 0);
+      return {
+        kind: 'deleted',
+        seq: lastSeq + 1,
+        eventId: null,
+        message: `event(s) at seq ${lastSeq + 1}-${upTo} at the end of the chain were deleted`,
+      };
+    }
+    if (hexOf(state.head.hash) !== expectedPrev) {
+      return {
+        kind: 'modified',
+        seq: lastSeq,
+        eventId: last?.id ?? null,
+        message: `the chain head does not match the last event (seq ${lastSeq})`,
+      };
+    }
+    return null;
   }
-  return result(null);
 }
