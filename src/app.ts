@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import {
   type AccessService,
+  type AccessTables,
   accessOperatorRoutes,
   accessTenantRoutes,
   authorizer,
@@ -49,6 +50,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  isUserDisabled,
   normaliseEmail,
   type OperatorService,
   tenantSlugOf,
@@ -210,6 +212,8 @@ export async function buildApp({
     publicUrl: config.publicUrl,
     bus: invalidation,
     onBackgroundError,
+    // Access is built below; the callback only runs after a request committed a disable or enable.
+    userStatusChanged: (tenantId) => access.cache.changed(tenantId),
   });
   const access = createAccessService({
     db,
@@ -217,6 +221,7 @@ export async function buildApp({
     bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
     tenantActive: (tenantId) => tenancy.activeById(tenantId),
+    userDisabled: (tx, userId) => isUserDisabled<AccessTables>(tx, userId),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {

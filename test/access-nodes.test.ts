@@ -96,6 +96,52 @@ describe.skipIf(engineUnderTest !== 'postgres')('two nodes on one PostgreSQL', (
     expect(refused.statusCode).toBe(403);
     expect(refused.json().code).toBe('forbidden');
   });
+
+  it('a user disabled through node A holds nothing and is signed out on node B', async () => {
+    const sam = await member(a, slug, admin, 'sam@nodes-co.test');
+    const grant = await a.app.inject({
+      method: 'PUT',
+      url: api(`/access/users/${sam.userId}/roles/staff`),
+      headers: admin.headers,
+    });
+    expect(grant.statusCode).toBe(200);
+    const decide = async () => {
+      const res = await b.app.inject({
+        method: 'POST',
+        url: '/api/v1/access/decisions',
+        headers: a.asOperator,
+        payload: { checks: [{ tenantId, userId: sam.userId, permission: 'users:read' }] },
+      });
+      return res.json().allowed[0] as boolean;
+    };
+    // B caches both the permission and the session.
+    expect(await decide()).toBe(true);
+    expect((await b.app.inject({ url: api('/users'), headers: sam.headers })).statusCode).toBe(200);
+
+    const heard = (topic: string, key: string) =>
+      new Promise<void>((resolve) => {
+        const stop = b.bus.subscribe(topic, (k) => {
+          if (k === key) {
+            stop();
+            resolve();
+          }
+        });
+      });
+    const delivered = Promise.all([
+      heard('access', tenantId),
+      heard('identity.sessions', `user:${sam.userId}`),
+    ]);
+    const disabled = await a.app.inject({
+      method: 'POST',
+      url: api(`/users/${sam.userId}/disable`),
+      headers: admin.headers,
+      payload: { reason: 'offboarding' },
+    });
+    expect(disabled.statusCode, disabled.body).toBe(200);
+    await delivered;
+    expect(await decide()).toBe(false);
+    expect((await b.app.inject({ url: api('/users'), headers: sam.headers })).statusCode).toBe(401);
+  });
 });
 
 describe('a node that missed the invalidation', () => {

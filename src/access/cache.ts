@@ -2,7 +2,10 @@ import type { InvalidationBus } from '../platform/bus/index.ts';
 import { type Clock, systemClock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { builtinRoles, isBuiltinRole, isKnownPermission } from './catalogue.ts';
-import { inTenant } from './tables.ts';
+import { inTenant, type Tx } from './tables.ts';
+
+/** Identity's answer to "is this user disabled", read in Access's tenant transaction. */
+export type UserDisabled = (tx: Tx, userId: string) => Promise<boolean>;
 
 export const ACCESS_TOPIC = 'access';
 // The bus drops entries on every change; this only bounds how long a node could serve a permission
@@ -41,6 +44,7 @@ export function createPermissionCache(
   clock: Clock,
   bus: InvalidationBus,
   onBackgroundError: (error: unknown) => void,
+  userDisabled: UserDisabled = async () => false,
 ) {
   // The hot path reads the time once per decision: without an injected clock, without allocating a Date.
   const nowMs = clock === systemClock ? Date.now : () => clock.now().getTime();
@@ -76,15 +80,18 @@ export function createPermissionCache(
 
   async function loadUser(tenantId: string, userId: string): Promise<ReadonlySet<string>> {
     const generation = generationOf(tenantId);
-    const rows = await inTenant(db, tenantId, (tx) =>
-      tx
-        .selectFrom('access_assignments as a')
-        .leftJoin('access_roles as r', (join) =>
-          join.onRef('r.tenant_id', '=', 'a.tenant_id').onRef('r.key', '=', 'a.role_key'),
-        )
-        .select(['a.role_key', 'r.permissions'])
-        .where('a.user_id', '=', userId)
-        .execute(),
+    const rows = await inTenant(db, tenantId, async (tx) =>
+      // A disabled user keeps their assignments (enabling gives them back) but holds nothing meanwhile.
+      (await userDisabled(tx, userId))
+        ? []
+        : tx
+            .selectFrom('access_assignments as a')
+            .leftJoin('access_roles as r', (join) =>
+              join.onRef('r.tenant_id', '=', 'a.tenant_id').onRef('r.key', '=', 'a.role_key'),
+            )
+            .select(['a.role_key', 'r.permissions'])
+            .where('a.user_id', '=', userId)
+            .execute(),
     );
     const permissions = new Set(rows.flatMap((r) => rolePermissions(r.role_key, r.permissions)));
     if (generationOf(tenantId) === generation) entryOf(tenantId).users.set(userId, permissions);

@@ -2,7 +2,7 @@ import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { createApprovalService } from './approvals.ts';
-import { createPermissionCache } from './cache.ts';
+import { createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
@@ -17,6 +17,8 @@ export interface AccessDeps {
   elevationMaxMinutes: number;
   /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
+  userDisabled?: UserDisabled;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
   tenantActive?: (tenantId: string) => boolean | Promise<boolean>;
   /** A publish that failed after its change committed (logged; the change stands). */
@@ -27,7 +29,13 @@ const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function createAccessService(deps: AccessDeps) {
   const { db, clock, bus } = deps;
-  const cache = createPermissionCache(db, clock, bus, deps.onBackgroundError ?? (() => {}));
+  const cache = createPermissionCache(
+    db,
+    clock,
+    bus,
+    deps.onBackgroundError ?? (() => {}),
+    deps.userDisabled,
+  );
   const critical = createCriticalActions();
   definePlannedActions(critical);
   const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });

@@ -152,6 +152,8 @@ const privilegedPrefixes = [
   'identity.policy.',
   'identity.settings.',
   'identity.user.unlocked',
+  'identity.user.disabled',
+  'identity.user.enabled',
   'identity.session.revoked_all',
   'identity.operator.created',
   'protect.tenant_policy.',

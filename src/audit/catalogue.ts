@@ -45,6 +45,8 @@ defineAuditActions('identity', {
   'identity.user.imported': 'Users were imported with their existing password hashes',
   'identity.user.locked': 'An account was locked after consecutive failures',
   'identity.user.unlocked': 'An account was unlocked',
+  'identity.user.disabled': 'A user was disabled (sessions ended, no permission held), with the reason',
+  'identity.user.enabled': 'A disabled user was enabled again',
   'identity.password.changed': 'A user changed their password',
   'identity.password.reset_requested': 'A password reset link was asked for',
   'identity.password.reset': 'A password was reset with a link',
@@ -88,6 +90,7 @@ defineAuditActions('audit', {
   'audit.sink.disabled': 'A SIEM sink was removed',
   'audit.alert.raised': 'An anomaly rule raised an alert',
   'audit.alert.acknowledged': 'An alert was acknowledged',
+  'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',
   'audit.alert_settings.updated': 'Anomaly rule thresholds, working hours or alert channels changed',
 });
 defineAuditActions('protect', {

@@ -20,10 +20,10 @@ export interface AuditJobDeps {
   tenantIds(): AsyncIterable<string>;
   forwarder: Forwarder;
   forwardEveryMs: number;
-  /** Retention (prune.ts): prunes every chain by its retention; absent, nothing is pruned. */
+  /** Retention (prune.ts): prunes every chain and its acknowledged alerts by its retention; absent, nothing. */
   pruning?: {
     everyMs: number;
-    run(): Promise<{ events: number; failures: { chain: string; error: Error }[] }>;
+    run(): Promise<{ events: number; alerts: number; failures: { chain: string; error: Error }[] }>;
   };
   alerts: AlertEngine;
   alertDelivery: AlertDelivery;
@@ -90,8 +90,9 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
   const { pruning } = deps;
   if (pruning) {
     every('pruning', pruning.everyMs, async () => {
-      const { events, failures } = await pruning.run();
+      const { events, alerts, failures } = await pruning.run();
       if (events > 0) app.log.info({ events }, 'audit events pruned (retention)');
+      if (alerts > 0) app.log.info({ alerts }, 'acknowledged audit alerts pruned (retention)');
       for (const f of failures) app.log.error({ err: f.error, chain: f.chain }, 'audit chain not pruned');
     });
   }

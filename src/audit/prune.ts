@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
+import { pruneAlerts } from './alert-prune.ts';
 import { checkedEvents } from './check.ts';
 import { recordAuditEvent } from './record.ts';
 import { inChain, readCheckpoints } from './store.ts';
@@ -160,25 +161,28 @@ export interface PruneAllDeps {
 }
 
 /**
- * The retention job: prunes the platform chain and every tenant's, each by its own retention. A chain
- * that cannot be pruned (it does not verify) is reported and skipped; the others go on.
+ * The retention job: prunes the platform chain and every tenant's, each by its own retention, then the
+ * chain's acknowledged alerts older than it (alert-prune.ts). A chain that cannot be pruned (it does not
+ * verify) is reported and skipped, its alerts kept; the others go on.
  */
 export async function pruneAllChains(
   deps: PruneAllDeps,
   ctx: ActionContext,
-): Promise<{ events: number; failures: { chain: string; error: Error }[] }> {
+): Promise<{ events: number; alerts: number; failures: { chain: string; error: Error }[] }> {
   let events = 0;
+  let alerts = 0;
   const failures: { chain: string; error: Error }[] = [];
   const one = async (tenantId: string | null) => {
     try {
       const days = await deps.daysFor(tenantId);
       const cutoff = new Date(deps.clock.now().getTime() - days * 86_400_000);
       events += (await pruneChain(deps.db, deps.clock, ctx, { tenantId, cutoff, keys: deps.keys })).events;
+      alerts += await pruneAlerts(deps.db, deps.clock, ctx, tenantId, cutoff);
     } catch (error) {
       failures.push({ chain: tenantId ?? 'platform', error: error as Error });
     }
   };
   await one(null);
   for await (const id of deps.tenantIds()) await one(id);
-  return { events, failures };
+  return { events, alerts, failures };
 }

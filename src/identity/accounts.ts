@@ -91,7 +91,13 @@ export function createAccountService(deps: IdentityDeps) {
       .executeTakeFirst();
     if (!row)
       throw identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
-    const user = await createUserRepository(tx).byId(row.user_id);
+    // Locked, so that a disable committing meanwhile is seen: a link never re-activates a disabled user.
+    const user = await tx
+      .selectFrom('users')
+      .selectAll()
+      .where('id', '=', row.user_id)
+      .forUpdate()
+      .executeTakeFirst();
     if (!user || user.status === 'disabled')
       throw identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
     return user;

@@ -29,6 +29,11 @@ export interface IdentityDeps {
   publicUrl: string;
   /** Tells every node's session cache about revocations (see sessions.ts). */
   bus: InvalidationBus;
+  /**
+   * Called once a user's disable or enable committed, so every node drops the tenant's cached permissions
+   * (Access's cache; a disabled user holds none). Access is built after identity, hence a callback.
+   */
+  userStatusChanged?: (tenantId: string) => Promise<void>;
   /** Failures of work that must not fail the request that caused it (a bus publish after commit). */
   onBackgroundError?: (error: unknown) => void;
   /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */

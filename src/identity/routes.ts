@@ -504,6 +504,43 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       identity.accounts.unlock(await tenantOf(request), actionContext(request), request.params.id),
   );
 
+  app.post(
+    `${p}/users/:id/disable`,
+    {
+      config: { access: 'tenant', permission: 'users:write' },
+      schema: {
+        tags,
+        summary:
+          'Disable a user: sign-in refused, every session ended, no permission held (optional reason, audited)',
+        params: S.UserParams,
+        body: Type.Union([S.DisableBody, Type.Null()]),
+        response: responses({ 200: Type.Ref('User') }),
+      },
+    },
+    async (request) =>
+      identity.userStatus.disable(
+        await tenantOf(request),
+        actionContext(request),
+        request.params.id,
+        request.body?.reason ?? null,
+      ),
+  );
+
+  app.post(
+    `${p}/users/:id/enable`,
+    {
+      config: { access: 'tenant', permission: 'users:write' },
+      schema: {
+        tags,
+        summary: 'Enable a disabled user again (active, or invited if they never set a password)',
+        params: S.UserParams,
+        response: responses({ 200: Type.Ref('User') }),
+      },
+    },
+    async (request) =>
+      identity.userStatus.enable(await tenantOf(request), actionContext(request), request.params.id),
+  );
+
   app.delete(
     `${p}/users/:id/sessions`,
     {

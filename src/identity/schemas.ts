@@ -48,6 +48,11 @@ export const InviteBody = strictObject({
   displayName: Type.String({ maxLength: 200, default: '' }),
   role: Role,
 });
+export const DisableBody = strictObject({
+  reason: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 500, description: 'Why; recorded in the audit trail' }),
+  ),
+});
 export const ListQuery = strictObject({
   limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
   cursor: Type.Optional(Type.String({ maxLength: 400 })),

@@ -4,6 +4,7 @@ import { createMfaService } from './mfa.ts';
 import { createSessionService } from './sessions.ts';
 import { createSettingsService } from './settings.ts';
 import { createSignIn } from './sign-in.ts';
+import { createUserStatusService } from './user-status.ts';
 
 export function createIdentityService(deps: IdentityDeps) {
   return {
@@ -13,6 +14,7 @@ export function createIdentityService(deps: IdentityDeps) {
     mfa: createMfaService(deps),
     accounts: createAccountService(deps),
     settings: createSettingsService(deps),
+    userStatus: createUserStatusService(deps),
   };
 }
 

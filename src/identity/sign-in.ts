@@ -33,7 +33,10 @@ interface Account {
   totpEnrolled: boolean;
 }
 
-type Outcome = { kind: 'unknown' | 'locked' } | ({ kind: 'verify' } & Account);
+type Outcome =
+  | { kind: 'unknown' | 'locked' }
+  | { kind: 'disabled'; userId: string }
+  | ({ kind: 'verify' } & Account);
 
 /**
  * Identity settings per tenant, read once and kept: every sign-in needs them (lockout threshold, 2FA
@@ -110,12 +113,14 @@ export function createSignIn(deps: IdentityDeps) {
           totpEnrolled: Boolean(row.totp_enrolled),
         };
       }
+      // Only for the audit trail's reason: the caller answers all three alike.
       const exists = await tx
         .selectFrom('users')
-        .select('id')
+        .select(['id', 'status'])
         .where('email', '=', email)
-        .where('status', '=', 'active')
+        .where('status', '!=', 'invited')
         .executeTakeFirst();
+      if (exists?.status === 'disabled') return { kind: 'disabled', userId: exists.id };
       return { kind: exists ? 'locked' : 'unknown' };
     });
   }
@@ -191,6 +196,7 @@ export function createSignIn(deps: IdentityDeps) {
     if (outcome.kind !== 'verify') {
       await runDummy(deps, password);
       if (ctx.ip) await perIp.penalty(ctx.ip, 1);
+      if (outcome.kind === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
       return fail(tenant, ctx, email, outcome.kind === 'locked' ? 'locked' : 'unknown_user', null);
     }
     let verdict: Awaited<ReturnType<IdentityDeps['hasher']['verify']>>;
@@ -210,7 +216,9 @@ export function createSignIn(deps: IdentityDeps) {
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
     const rehash = verdict.needsRehash ? await deps.hasher.hash(password) : null;
-    return succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
+    const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
+    // Disabled between the reservation and now: no session, and the same answer as a wrong password.
+    return result ?? fail(tenant, ctx, email, 'disabled', outcome.userId);
   };
 }
 
@@ -246,15 +254,18 @@ async function succeed(
   kind: 'cookie' | 'bearer',
   ctx: ActionContext,
   settingsOf: (tx: Tx, tenantId: string) => Promise<IdentitySettings>,
-): Promise<SignInResult> {
+): Promise<SignInResult | null> {
   const { userId } = account;
   return inTenant(deps, tenant, async (tx) => {
     const settings = await settingsOf(tx, tenant.id);
-    await tx
+    // The status guard waits for a disable that holds the row and then sees it (no extra round trip).
+    const reset = await tx
       .updateTable('users')
       .set({ password_failures: 0, password_lockouts: 0, ...(rehash ? { password_hash: rehash } : {}) })
       .where('id', '=', userId)
-      .execute();
+      .where('status', '=', 'active')
+      .executeTakeFirst();
+    if (reset.numUpdatedRows === 0n) return null;
     const required =
       settings.mfa_required === 'all' || (settings.mfa_required === 'staff' && account.role !== 'member');
     const stage: SessionStage = account.totpEnrolled ? 'mfa' : required ? 'enrol' : 'active';

@@ -1,0 +1,132 @@
+import type { Kysely } from 'kysely';
+import type { ActionContext } from '../platform/context.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { identityError } from './errors.ts';
+import { revokeAllInTx } from './sessions.ts';
+import type { TenantIdentityTables } from './tables.ts';
+import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
+
+const notFound = () => identityError('user_not_found', 'No user has this id in this tenant.');
+
+/**
+ * Locks the tenant's active tenant-admins (ordered by id, so that two disables lock them in the same order
+ * and cannot deadlock), then the target. Two admins disabling each other at once therefore run one after
+ * the other, and the second sees that it would leave the tenant without an administrator.
+ */
+async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; otherAdmins: number }> {
+  const admins = await tx
+    .selectFrom('users')
+    .select('id')
+    .where('role', '=', 'tenant-admin')
+    .where('status', '=', 'active')
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  const user = await tx
+    .selectFrom('users')
+    .selectAll()
+    .where('id', '=', userId)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!user) throw notFound();
+  return { user, otherAdmins: admins.filter((a) => a.id !== userId).length };
+}
+
+/** Whether a user is disabled, read in any tenant-scoped transaction (Access asks before granting anything). */
+export async function isUserDisabled<DB>(tx: Kysely<DB>, userId: string): Promise<boolean> {
+  // Row-level security keeps it to the caller's tenant.
+  const row = await (tx as unknown as Kysely<TenantIdentityTables>)
+    .selectFrom('users')
+    .select('status')
+    .where('id', '=', userId)
+    .executeTakeFirst();
+  return row?.status === 'disabled';
+}
+
+export function createUserStatusService(deps: IdentityDeps) {
+  /** After the commit: every node drops the tenant's cached permissions (a disabled user holds none). */
+  const permissionsChanged = (tenant: TenantRef) => deps.userStatusChanged?.(tenant.id);
+
+  return {
+    /**
+     * Disables a user: sign-in refused (answered like a wrong password), every session ended on every
+     * node, pending password-reset links voided, no permission held. In one transaction with its audit.
+     */
+    async disable(tenant: TenantRef, ctx: ActionContext, userId: string, reason: string | null) {
+      if (ctx.actor.type === 'user' && ctx.actor.id === userId) {
+        throw identityError(
+          'cannot_disable_self',
+          'You cannot disable your own account; ask another administrator to do it.',
+        );
+      }
+      const view = await inTenant(deps, tenant, async (tx) => {
+        // A reset link mailed earlier must not work if the account is enabled again within its lifetime.
+        // Voided before the user row is locked: redeeming a link locks the link, then the user, and the
+        // same order here cannot deadlock with it.
+        const links = await tx
+          .updateTable('user_tokens')
+          .set({ used_at: deps.clock.now() })
+          .where('user_id', '=', userId)
+          .where('purpose', '=', 'reset_password')
+          .where('used_at', 'is', null)
+          .executeTakeFirst();
+        const { user, otherAdmins } = await lockTarget(tx, userId);
+        if (user.status === 'disabled')
+          throw identityError('user_already_disabled', 'This user is disabled already.');
+        if (user.role === 'tenant-admin' && user.status === 'active' && otherAdmins === 0) {
+          throw identityError(
+            'last_tenant_admin',
+            'This is the tenant\u2019s only active administrator; grant tenant-admin to another user first.',
+          );
+        }
+        const updated = await createUserRepository(tx).update(userId, { status: 'disabled' });
+        const sessionsEnded = await revokeAllInTx(deps, tx, userId);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.user.disabled',
+          outcome: 'success',
+          target: { type: 'user', id: userId },
+          details: {
+            reason,
+            previousStatus: user.status,
+            sessionsEnded,
+            resetLinksVoided: Number(links.numUpdatedRows),
+          },
+        });
+        return toPublicUser(updated, deps.clock.now());
+      });
+      await permissionsChanged(tenant);
+      return view;
+    },
+
+    /** Enables a disabled user again: `active`, or `invited` when they never set a password. */
+    async enable(tenant: TenantRef, ctx: ActionContext, userId: string) {
+      const view = await inTenant(deps, tenant, async (tx) => {
+        const repo = createUserRepository(tx);
+        const user = await tx
+          .selectFrom('users')
+          .selectAll()
+          .where('id', '=', userId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!user) throw notFound();
+        if (user.status !== 'disabled') {
+          throw identityError(
+            'user_not_disabled',
+            `This user is ${user.status}, not disabled; nothing to enable.`,
+          );
+        }
+        const status = user.password_hash === null ? 'invited' : 'active';
+        const updated = await repo.update(userId, { status });
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.user.enabled',
+          outcome: 'success',
+          target: { type: 'user', id: userId },
+          details: { status },
+        });
+        return toPublicUser(updated, deps.clock.now());
+      });
+      await permissionsChanged(tenant);
+      return view;
+    },
+  };
+}
