@@ -51,6 +51,19 @@ async function alertsOf(tenant: string | null) {
 const ofRule = async (tenant: string | null, rule: string) =>
   (await alertsOf(tenant)).filter((a) => a.rule === rule);
 
+/** Reads a chain's alert settings, changes its rules and saves them (tenant `acme` or the platform). */
+async function changeRules(
+  tenant: string | null,
+  change: (rules: Record<string, Record<string, unknown>>) => void,
+) {
+  const url = tenant === null ? '/api/v1/audit/alert-settings' : '/api/v1/t/acme/audit/alert-settings';
+  const headers = tenant === null ? t.asOperator : admin.headers;
+  const current = (await t.app.inject({ url, headers })).json();
+  change(current.rules);
+  const saved = await t.app.inject({ method: 'PUT', url, headers, payload: current });
+  expect(saved.statusCode, saved.body).toBe(200);
+}
+
 beforeAll(async () => {
   t = await buildTestApp({ clock });
   tenantId = (await seedTenant(t, 'acme')).id;
@@ -98,16 +111,9 @@ describe('event rules', () => {
 
 describe('threshold rules', () => {
   it('keeps an alert to its first 200 keys however many accounts a burst touches', async () => {
-    const settingsUrl = '/api/v1/audit/alert-settings';
-    const current = (await t.app.inject({ url: settingsUrl, headers: t.asOperator })).json();
-    current.rules['signin.failures'] = { ...current.rules['signin.failures'], perAccount: 1, perTenant: 1 };
-    const saved = await t.app.inject({
-      method: 'PUT',
-      url: settingsUrl,
-      headers: t.asOperator,
-      payload: current,
+    await changeRules(null, (rules) => {
+      rules['signin.failures'] = { ...rules['signin.failures'], perAccount: 1, perTenant: 1 };
     });
-    expect(saved.statusCode, saved.body).toBe(200);
     const failed = (i: number) => ({
       tenantId: null,
       action: 'identity.operator.signin' as const,
@@ -309,16 +315,9 @@ describe('signin.new_location', () => {
 describe('read.mass', () => {
   it('counts answered reads of protected routes per actor, not own-account reads or refusals', async () => {
     const reader = await tenantAdmin(t, 'acme', 'reader@acme.test', clock);
-    const settingsUrl = '/api/v1/t/acme/audit/alert-settings';
-    const current = (await t.app.inject({ url: settingsUrl, headers: admin.headers })).json();
-    current.rules['read.mass'].threshold = 5;
-    const saved = await t.app.inject({
-      method: 'PUT',
-      url: settingsUrl,
-      headers: admin.headers,
-      payload: current,
+    await changeRules(tenantId, (rules) => {
+      rules['read.mass'] = { ...rules['read.mass'], threshold: 5 };
     });
-    expect(saved.statusCode, saved.body).toBe(200);
     await t.app.services.reads.flush();
     const get = async (url: string, headers: Record<string, string>, status = 200) =>
       expect((await t.app.inject({ url, headers })).statusCode).toBe(status);

@@ -201,8 +201,9 @@ async function matchThreshold(ctx: MatchContext, rule: ThresholdRule, events: Ru
  * pattern runs in SQL (regexp_replace) over the stored agents, so both sides compare alike.
  */
 const VERSION_RUNS = '[0-9][0-9._]*';
+const versionRuns = new RegExp(VERSION_RUNS, 'g');
 export const deviceOf = (userAgent: string | null) =>
-  userAgent === null ? null : userAgent.replace(new RegExp(VERSION_RUNS, 'g'), '#');
+  userAgent === null ? null : userAgent.replace(versionRuns, '#');
 
 /** A staff member (operator, or tenant user beyond member) signed in from an address or device not seen before. */
 async function matchNewLocation(ctx: MatchContext, e: RuleEvent): Promise<Match | null> {

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
 import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
 import { chainPages } from './store.ts';
+import type { AuditEventsTable } from './tables.ts';
 import type { CheckedEvent } from './walk.ts';
 
 /**
@@ -18,21 +19,23 @@ const checkColumns = sql`pg_catalog.concat(chain_seq::text, ',', pg_catalog.enco
   chain_seq::text AS seq, actor_type, actor_id, actor_elevation_id, action, target_type, target_id, outcome,
   user_agent, request_id, details::text AS details`;
 
-interface CheckRow {
+type CheckRow = Pick<
+  AuditEventsTable,
+  | 'actor_type'
+  | 'actor_id'
+  | 'actor_elevation_id'
+  | 'action'
+  | 'target_type'
+  | 'target_id'
+  | 'outcome'
+  | 'user_agent'
+  | 'request_id'
+> & {
   /** seq,prev_hash,hash,id,tenant_id,ip,at as described above. */
   fixed: string;
   seq: string;
-  actor_type: string;
-  actor_id: string | null;
-  actor_elevation_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  user_agent: string | null;
-  request_id: string | null;
   details: string | null;
-}
+};
 
 const eraTime = /^(\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z(AD|BC)$/;
 

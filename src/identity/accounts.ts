@@ -92,12 +92,7 @@ export function createAccountService(deps: IdentityDeps) {
     if (!row)
       throw identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
     // Locked, so that a disable committing meanwhile is seen: a link never re-activates a disabled user.
-    const user = await tx
-      .selectFrom('users')
-      .selectAll()
-      .where('id', '=', row.user_id)
-      .forUpdate()
-      .executeTakeFirst();
+    const user = await createUserRepository(tx).lockById(row.user_id);
     if (!user || user.status === 'disabled')
       throw identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
     return user;

@@ -22,12 +22,7 @@ async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; othe
     .orderBy('id')
     .forUpdate()
     .execute();
-  const user = await tx
-    .selectFrom('users')
-    .selectAll()
-    .where('id', '=', userId)
-    .forUpdate()
-    .executeTakeFirst();
+  const user = await createUserRepository(tx).lockById(userId);
   if (!user) throw notFound();
   return { user, otherAdmins: admins.filter((a) => a.id !== userId).length };
 }
@@ -102,12 +97,7 @@ export function createUserStatusService(deps: IdentityDeps) {
     async enable(tenant: TenantRef, ctx: ActionContext, userId: string) {
       const view = await inTenant(deps, tenant, async (tx) => {
         const repo = createUserRepository(tx);
-        const user = await tx
-          .selectFrom('users')
-          .selectAll()
-          .where('id', '=', userId)
-          .forUpdate()
-          .executeTakeFirst();
+        const user = await repo.lockById(userId);
         if (!user) throw notFound();
         if (user.status !== 'disabled') {
           throw identityError(

@@ -37,6 +37,9 @@ export function createUserRepository(tx: Tx) {
     byEmail: (email: string) =>
       tx.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst(),
     byId: (id: string) => tx.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst(),
+    /** The row, locked until the transaction ends: a status change committing meanwhile is waited for. */
+    lockById: (id: string) =>
+      tx.selectFrom('users').selectAll().where('id', '=', id).forUpdate().executeTakeFirst(),
     insert: (values: {
       tenant_id: string;
       email: string;
