@@ -113,19 +113,43 @@ function flatDetails(details: unknown): string | null {
   return `{${parts.join(',')}}`;
 }
 
+/**
+ * `field` remembering its last answer. Consecutive events of an append (and of a chain being verified)
+ * mostly share their tenant, actor, address, user agent and request, so most calls are a comparison.
+ */
+function rememberedField(): (value: unknown) => string | undefined {
+  let input: unknown;
+  let output: string | undefined;
+  return (value) => {
+    if (output === undefined || value !== input) {
+      input = value;
+      output = field(value);
+    }
+    return output;
+  };
+}
+
+const tenantField = rememberedField();
+const actorTypeField = rememberedField();
+const actorIdField = rememberedField();
+const elevationField = rememberedField();
+const ipField = rememberedField();
+const userAgentField = rememberedField();
+const requestIdField = rememberedField();
+
 function fastCanonicalEvent(event: EventFields, at: string): string | null {
   const id = field(event.id);
-  const tenant = field(event.tenantId);
-  const actorType = field(event.actorType);
-  const actorId = field(event.actorId);
-  const elevation = field(event.actorElevationId);
+  const tenant = tenantField(event.tenantId);
+  const actorType = actorTypeField(event.actorType);
+  const actorId = actorIdField(event.actorId);
+  const elevation = elevationField(event.actorElevationId);
   const action = field(event.action);
   const targetType = field(event.targetType);
   const targetId = field(event.targetId);
   const outcome = field(event.outcome);
-  const ip = field(event.ip);
-  const userAgent = field(event.userAgent);
-  const requestId = field(event.requestId);
+  const ip = ipField(event.ip);
+  const userAgent = userAgentField(event.userAgent);
+  const requestId = requestIdField(event.requestId);
   const details = flatDetails(event.details);
   const atText = field(at);
   if (

