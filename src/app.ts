@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import {
   type AccessService,
   type AccessTables,
@@ -318,12 +318,19 @@ export async function buildApp({
   });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
+  // Acting on an approval (deciding, running) needs a second factor within the last minutes, when the
+  // session has one.
+  const needsStepUp = (request: FastifyRequest) =>
+    request.session !== null &&
+    request.session !== undefined &&
+    request.session.mfaAt !== null &&
+    !hasRecentSecondFactor(identity.deps, request.session);
   app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
     authorize,
     permissionScope: (name) => (isKnownPermission(name) ? permissionDef(name)?.scope : undefined),
     isKnownGate: (name) => access.critical.isKnownGate(name),
-    fourEyes: fourEyesGate(access),
+    fourEyes: fourEyesGate(access, needsStepUp),
     authenticators: {
       operator: operatorAuthenticator(services.operators),
       user: users,
@@ -414,11 +421,7 @@ export async function buildApp({
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,
-    needsStepUp: (request) =>
-      request.session !== null &&
-      request.session !== undefined &&
-      request.session.mfaAt !== null &&
-      !hasRecentSecondFactor(identity.deps, request.session),
+    needsStepUp,
   });
   await app.register(accessOperatorRoutes, { access, resolveTenant });
   await app.register(identityApiRoutes, { identity, resolveTenant });

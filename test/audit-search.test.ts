@@ -172,12 +172,61 @@ describe('access', () => {
 });
 
 describe('export', () => {
-  it('streams every matching event as JSON Lines, and the export is audited', async () => {
-    const res = await t.app.inject({
-      url: `/api/v1/t/acme/audit/export?actor=u1&from=${encodeURIComponent(from)}`,
-      headers: admin.headers,
+  const filters = { actor: 'u1', from };
+  const query = `actor=u1&from=${encodeURIComponent(from)}`;
+  const download = (who: Person, q: string, method: 'GET' | 'HEAD' = 'GET') =>
+    t.app.inject({ method, url: `/api/v1/t/acme/audit/export?${q}`, headers: who.headers });
+  const askFor = (who: Person, payload: object) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/v1/t/acme/audit/export-requests',
+      headers: who.headers,
+      payload,
     });
-    expect(res.statusCode).toBe(200);
+  const approvals = (id: string, what: string, who: Person, payload?: object) =>
+    t.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/acme/access/approvals/${id}/${what}`,
+      headers: who.headers,
+      ...(payload ? { payload } : {}),
+    });
+  let bea: Person;
+  beforeAll(async () => {
+    bea = await tenantAdmin(t, 'acme', 'bea@acme.test');
+  });
+
+  it('needs a second person by default: asked, approved, then one download with exactly those filters', async () => {
+    const direct = await download(admin, query);
+    expect(direct.statusCode).toBe(403);
+    expect(direct.json().code).toBe('approval_required');
+    expect(direct.json().detail).toMatch(/POST \/api\/v1\/t\/\{tenant\}\/audit\/export-requests/);
+
+    // Filters no export could run with are refused, not put up for approval.
+    const bad = await askFor(admin, { from, to: from });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().code).toBe('bad_filter');
+
+    const asked = await askFor(admin, filters);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval).toMatchObject({ action: 'audit.export', params: filters, status: 'pending' });
+    const use = `${query}&approval=${approval.id}`;
+    expect((await download(admin, use)).json().code).toBe('approval_not_approved');
+    expect((await approvals(approval.id, 'approve', admin)).json().code).toBe('self_approval');
+    expect((await approvals(approval.id, 'approve', bea)).statusCode).toBe(200);
+
+    // It runs by downloading only; nobody else may use it; other filters and HEAD do not use it up.
+    const run = await approvals(approval.id, 'execute', admin, { params: filters });
+    expect(run.statusCode).toBe(409);
+    expect(run.json().code).toBe('runs_on_route');
+    expect((await download(bea, use)).json().code).toBe('not_requester');
+    const other = await download(admin, `actor=u2&from=${encodeURIComponent(from)}&approval=${approval.id}`);
+    expect(other.statusCode).toBe(409);
+    expect(other.json().code).toBe('params_changed');
+    expect((await download(admin, use, 'HEAD')).statusCode).toBe(403);
+
+    const res = await download(admin, use);
+    expect(res.statusCode, res.body).toBe(200);
     expect(res.headers['content-type']).toMatch(/^application\/x-ndjson/);
     const lines = res.body
       .trimEnd()
@@ -188,6 +237,40 @@ describe('export', () => {
     const audited = await all('&action=audit.trail.exported');
     expect(audited).toHaveLength(1);
     expect(audited[0]?.actor.id).toBe(admin.userId);
+
+    // Used up: the same approval serves no second download.
+    const again = await download(admin, use);
+    expect(again.statusCode).toBe(409);
+    expect(again.json().code).toBe('approval_not_approved');
+    expect(await all('&action=access.approval.executed')).toHaveLength(1);
+    expect(await all('&action=access.approval.params_refused')).toHaveLength(1);
+    expect(await all('&action=audit.trail.exported')).toHaveLength(1);
+  });
+
+  it('a tenant without exports on its four-eyes list downloads directly', async () => {
+    const { access } = t.app.services;
+    const tenantId = (await t.app.services.tenancy.get('acme')).id;
+    const current = await access.settings.get(tenantId);
+    const ctx = {
+      actor: { type: 'system' as const, id: 'test' },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    await access.settings.update(tenantId, ctx, {
+      ...current,
+      fourEyesActions: current.fourEyesActions.filter((a) => a !== 'audit.export'),
+    });
+    try {
+      const asked = await askFor(admin, filters);
+      expect(asked.statusCode).toBe(200);
+      expect(asked.json().status).toBe('not_required');
+      const res = await download(admin, query);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.body.trimEnd().split('\n')).toHaveLength(20);
+    } finally {
+      await access.settings.update(tenantId, ctx, current);
+    }
   });
 
   it('the platform export is for operators', async () => {

@@ -1,4 +1,4 @@
-import type { RetentionService } from '../audit/index.ts';
+import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
 import type { IdentityService, IdentitySettingsView, UserRole } from '../identity/index.ts';
 import { weakens } from '../identity/index.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
@@ -13,8 +13,8 @@ const mfaRank = { off: 0, staff: 1, all: 2 } as const;
 
 /**
  * The critical actions that exist today, with the routes that perform them: granting tenant-admin
- * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, and taking
- * actions off the four-eyes list. Each runs through the same service call as the direct route.
+ * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, taking
+ * actions off the four-eyes list, shortening audit retention and exporting the audit trail. Each runs through the same service call as the direct route.
  */
 export function wireCriticalActions(
   critical: CriticalActions,
@@ -68,6 +68,40 @@ export function wireCriticalActions(
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
     execute: ({ tenant, ctx, params }) => retention.set(tenant.id, ctx, (params as { days: number }).days),
+  });
+
+  critical.define({
+    key: 'audit.export',
+    description: 'Exporting the audit trail',
+    onByDefault: true,
+    // A download: nothing to execute later. The approved request is used up by the download itself.
+    runsOn: {
+      ask: 'ask with POST /api/v1/t/{tenant}/audit/export-requests and the same filters as a JSON body',
+      run: 'download with GET /api/v1/t/{tenant}/audit/export?approval={request id} and the same filters',
+    },
+  });
+
+  // The export's filters, from the request for approval (a JSON body) or from the download (the query,
+  // less the approval it names): both validated by the same schema, so equal filters hash equally.
+  critical.gate('audit.export', async (request) => {
+    const source = (request.method === 'POST' ? request.body : request.query) as Record<string, JsonValue>;
+    const { approval: _approval, ...filters } = source ?? {};
+    // Filters no export could run with are the route's to refuse (400), not something to approve.
+    try {
+      checkAuditFilters(filters, new Date());
+    } catch {
+      return [];
+    }
+    const shown = Object.entries(filters)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(' ');
+    return [
+      {
+        action: 'audit.export',
+        params: filters,
+        summary: `Export the audit trail${shown ? ` (${shown})` : ' (everything in the default range)'}`,
+      },
+    ];
   });
 
   critical.gate('audit.retention', async (request, tenant) => {

@@ -100,6 +100,64 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     throw accessError('approval_expired', 'This request expired; ask again and have it approved anew.');
   }
 
+  type Claim = { row: Row } | { expired: Row } | { changed: Row };
+
+  /**
+   * The checks before an approved request runs, on its locked row: the same action (when the caller
+   * names one), asked by this person, approved, not expired, exactly the approved parameters. Then the
+   * row gets `status` in the caller's transaction: a second claim finds it taken.
+   */
+  async function claim(
+    tx: Tx,
+    tenantId: string,
+    ctx: ActionContext,
+    id: string,
+    params: JsonValue,
+    to: { status: 'executing' | 'executed'; action?: string },
+  ): Promise<Claim> {
+    const by = personOf(ctx);
+    const row = await locked(tx, id);
+    if (to.action !== undefined && row.action !== to.action) {
+      throw accessError('approval_other_action', `This request is for ${row.action}, not ${to.action}.`);
+    }
+    if (!samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
+      throw accessError('not_requester', 'Only the person who asked for this action runs it.');
+    }
+    if (row.status !== 'approved') {
+      throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
+    }
+    const runsOn = critical.action(row.action)?.runsOn;
+    if (to.action === undefined && runsOn) {
+      throw accessError('runs_on_route', `This approved action runs when you ${runsOn.run}.`);
+    }
+    const now = clock.now();
+    if (row.expires_at <= now) return { expired: row };
+    if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.params_refused',
+        outcome: 'denied',
+        target: { type: 'approval', id },
+        details: { action: row.action },
+      });
+      return { changed: row };
+    }
+    await tx
+      .updateTable('access_approval_requests')
+      .set(to.status === 'executed' ? { status: 'executed', executed_at: now } : { status: 'executing' })
+      .where('id', '=', id)
+      .execute();
+    return { row };
+  }
+
+  /** The claimed row, or the refusal of an expired or changed claim (after its transaction committed). */
+  async function claimedRow(tenantId: string, ctx: ActionContext, claimed: Claim): Promise<Row> {
+    if ('expired' in claimed) return refuseExpired(tenantId, ctx, claimed.expired);
+    if ('changed' in claimed) {
+      throw accessError('params_changed', 'These parameters differ from the approved ones; nothing was run.');
+    }
+    return claimed.row;
+  }
+
   return {
     /** The first of these critical actions that the tenant has on its four-eyes list, if any. */
     firstRequired: async (tenantId: string, found: Classified[]): Promise<Classified | undefined> => {
@@ -202,46 +260,40 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     },
 
     /**
+     * Uses an approved request on the safe request that does the action (an approved download): the
+     * same checks as `execute`, and the request is marked executed, with its audit event, in one
+     * transaction before the route answers, so the approval serves exactly one request.
+     */
+    async consume(tenant: TenantRef, ctx: ActionContext, id: string, what: Classified): Promise<void> {
+      const claimed = await inTenant(db, tenant.id, async (tx) => {
+        const result = await claim(tx, tenant.id, ctx, id, what.params, {
+          status: 'executed',
+          action: what.action,
+        });
+        if ('row' in result) {
+          await audit(clock, tx, tenant.id, ctx, {
+            action: 'access.approval.executed',
+            outcome: 'success',
+            target: { type: 'approval', id },
+            details: { action: result.row.action, approvedBy: result.row.decided_by_id },
+          });
+        }
+        return result;
+      });
+      await claimedRow(tenant.id, ctx, claimed);
+    },
+
+    /**
      * Runs an approved request once, with its recorded parameters. The caller sends the parameters
      * again: if they differ from what was approved, nothing runs. Claiming the request (approved ->
      * executing) commits before the action runs, so a second execution finds it taken; if the process
      * dies mid-way the request stays `executing` and is never run twice.
      */
     async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
-      const by = personOf(ctx);
-      const claim = await inTenant(db, tenant.id, async (tx) => {
-        const row = await locked(tx, id);
-        if (!samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
-          throw accessError('not_requester', 'Only the person who asked for this action runs it.');
-        }
-        if (row.status !== 'approved') {
-          throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
-        }
-        if (row.expires_at <= clock.now()) return { expired: row };
-        if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
-          await audit(clock, tx, tenant.id, ctx, {
-            action: 'access.approval.params_refused',
-            outcome: 'denied',
-            target: { type: 'approval', id },
-            details: { action: row.action },
-          });
-          return { changed: row };
-        }
-        await tx
-          .updateTable('access_approval_requests')
-          .set({ status: 'executing' })
-          .where('id', '=', id)
-          .execute();
-        return { row };
-      });
-      if ('expired' in claim) return refuseExpired(tenant.id, ctx, claim.expired);
-      if ('changed' in claim) {
-        throw accessError(
-          'params_changed',
-          'These parameters differ from the approved ones; nothing was run.',
-        );
-      }
-      const row = claim.row;
+      const claimed = await inTenant(db, tenant.id, (tx) =>
+        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }),
+      );
+      const row = await claimedRow(tenant.id, ctx, claimed);
       const def = critical.action(row.action);
       let failure: unknown = null;
       if (!def?.execute) failure = new Error(`critical action ${row.action} has no executor`);

@@ -18,6 +18,11 @@ export interface CriticalActionDef {
   onByDefault: boolean;
   /** Runs the action once approved; a capability plugs it in when the action exists. */
   execute?: (run: CriticalRun) => Promise<unknown>;
+  /**
+   * For an action done by a safe request (a download) instead of an executor: where it is asked for
+   * and how the approved request is then used, as told to the person who tries it without approval.
+   */
+  runsOn?: { ask: string; run: string };
 }
 
 /** What a request is, when it is a critical action: its key, exact parameters and a line for approvers. */
@@ -73,7 +78,6 @@ export type CriticalActions = ReturnType<typeof createCriticalActions>;
  */
 export function definePlannedActions(critical: CriticalActions) {
   const planned: [string, string][] = [
-    ['audit.export', 'Export the audit log'],
     ['tenancy.tenant.delete', 'Delete the tenant'],
     ['privacy.user.erase', "Erase a user's data"],
     ['vault.key.rotate', 'Rotate or destroy encryption keys'],

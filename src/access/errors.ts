@@ -20,4 +20,7 @@ export const accessError = defineErrors({
   params_changed: { status: 409, title: 'The parameters differ from the approved ones' },
   not_requester: { status: 403, title: 'Only the requester runs an approved action' },
   unknown_action: { status: 422, title: 'Unknown critical action' },
+  approval_required: { status: 403, title: 'This needs a second person\u2019s approval first' },
+  approval_other_action: { status: 409, title: 'The approval is for another action' },
+  runs_on_route: { status: 409, title: 'This approved action runs on its own route' },
 });

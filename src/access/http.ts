@@ -6,6 +6,7 @@ import { actionContext } from '../platform/http/context.ts';
 import { routeConfig } from '../platform/http/route-config.ts';
 import { permissionDef } from './catalogue.ts';
 import type { OperatorFactor } from './elevations.ts';
+import { accessError } from './errors.ts';
 import type { AccessService } from './service.ts';
 
 declare module 'fastify' {
@@ -72,15 +73,37 @@ export function authorizer(access: AccessService, clock: Clock) {
 
 /**
  * The four-eyes gate on routes declaring `config.fourEyes`: when the request is a critical action that
- * this tenant has on its list, it is recorded for approval and answered 202 instead of run.
+ * this tenant has on its list, it is recorded for approval and answered 202 instead of run. A safe
+ * request (a download) records nothing: it runs only by naming an approved request of its caller for
+ * exactly these parameters (`?approval=`), which it uses up.
  */
-export function fourEyesGate(access: AccessService) {
+export function fourEyesGate(access: AccessService, needsStepUp: (request: FastifyRequest) => boolean) {
   return async (request: FastifyRequest, reply: FastifyReply, gate: string): Promise<boolean> => {
     const classify = access.critical.classifier(gate);
     const tenant = request.tenant;
     if (!classify || !tenant) throw new Error(`four-eyes gate ${gate} reached without a tenant`);
     const found = await access.approvals.firstRequired(tenant.id, await classify(request, tenant));
     if (!found) return false;
+    if (request.method === 'GET' || request.method === 'HEAD') {
+      const approval = (request.query as { approval?: string } | undefined)?.approval;
+      const def = access.critical.action(found.action);
+      // HEAD would use the approval up without delivering anything.
+      if (approval === undefined || request.method === 'HEAD' || !def?.runsOn) {
+        throw accessError(
+          'approval_required',
+          `${def?.description ?? found.action} needs a second person\u2019s approval in this tenant: ` +
+            `${def?.runsOn?.ask ?? 'ask for it'}, have it approved, then ${def?.runsOn?.run ?? 'run it'}.`,
+        );
+      }
+      if (needsStepUp(request)) {
+        throw accessError(
+          'step_up_required',
+          'Confirm with your second factor (within the last 5 minutes) first.',
+        );
+      }
+      await access.approvals.consume(tenant, actionContext(request), approval, found);
+      return false;
+    }
     const permission = routeConfig(request).permission ?? '';
     const approval = await access.approvals.request(tenant, actionContext(request), found, permission);
     await reply.code(202).send({ status: 'approval_required', approval });

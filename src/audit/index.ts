@@ -21,6 +21,7 @@ export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents 
 export { createRetentionService, type RetentionService } from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';
 export { auditRoutes } from './routes.ts';
+export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';

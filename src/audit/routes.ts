@@ -6,12 +6,14 @@ import { responses, strictObject } from '../platform/http/schemas.ts';
 import { auditActions } from './catalogue.ts';
 import type { SinkService } from './forward.ts';
 import { TenantParams, tenantIdOf } from './http.ts';
-import { AuditEventPage, AuditEventSchema, ExportQuery, SearchQuery } from './schemas.ts';
+import { AuditEventPage, AuditEventSchema, ExportFilters, ExportQuery, SearchQuery } from './schemas.ts';
 import type { EventView } from './search.ts';
+import { checkFilters } from './search.ts';
 import type { AuditService } from './service.ts';
 
 const tags = ['audit'];
 const JsonLines = Type.String({ description: 'JSON Lines (application/x-ndjson): one AuditEvent per line' });
+const NotRequired = strictObject({ status: Type.Literal('not_required'), message: Type.String() });
 
 /** Streams events as JSON Lines; an error after the first line ends the stream (the client sees it cut). */
 const jsonLines = (events: AsyncGenerator<EventView>) =>
@@ -68,7 +70,9 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
   app.get(
     '/api/v1/t/:tenant/audit/export',
     {
-      config: { access: 'tenant', permission: 'audit:export' },
+      // Four-eyes by default: the download then needs `approval`, an approved export request of the
+      // caller's for exactly these filters, which it uses up (src/access/http.ts, fourEyesGate).
+      config: { access: 'tenant', permission: 'audit:export', fourEyes: 'audit.export' },
       schema: {
         tags,
         summary: "Download the tenant's audit events matching the filters as JSON Lines (audited)",
@@ -78,8 +82,31 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       },
     },
     async (request, reply) => {
-      const events = await audit.exportEvents(tenantIdOf(request), actionContext(request), request.query);
+      const { approval: _approval, ...filters } = request.query;
+      const events = await audit.exportEvents(tenantIdOf(request), actionContext(request), filters);
       return reply.type('application/x-ndjson; charset=utf-8').send(jsonLines(events));
+    },
+  );
+
+  app.post(
+    '/api/v1/t/:tenant/audit/export-requests',
+    {
+      // Answered 202 by the four-eyes gate with the approval request, when the tenant needs one.
+      config: { access: 'tenant', permission: 'audit:export', fourEyes: 'audit.export' },
+      schema: {
+        tags,
+        summary: 'Ask a second person to approve an export with these filters (202 with the request)',
+        params: TenantParams,
+        body: ExportFilters,
+        response: responses({ 200: NotRequired }),
+      },
+    },
+    async (request) => {
+      checkFilters(request.body, new Date());
+      return {
+        status: 'not_required' as const,
+        message: 'This tenant does not require approval for exports: download them directly.',
+      };
     },
   );
 

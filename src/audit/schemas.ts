@@ -41,7 +41,17 @@ export const SearchQuery = strictObject({
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
 });
 
-export const ExportQuery = strictObject(SearchFilters);
+export const ExportFilters = strictObject(SearchFilters);
+export const ExportQuery = strictObject({
+  ...SearchFilters,
+  approval: Type.Optional(
+    Type.String({
+      format: 'uuid',
+      description:
+        'The approved export request this download uses up, when the tenant has audit exports on its four-eyes list',
+    }),
+  ),
+});
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 

@@ -123,6 +123,12 @@ function ipCondition(ip: string) {
 const afterPrefix = (prefix: string) =>
   prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 
+/** Refuses filters no search could run with (a bad range or address), as the search itself would. */
+export function checkFilters(input: SearchInput, now: Date): void {
+  timeRange(input, now);
+  if (input.ip !== undefined) checkIpFilter(input.ip);
+}
+
 export function conditions(tenantId: string | null, input: SearchInput, range: { from: Date; to: Date }) {
   const where: RawBuilder<unknown>[] = [
     tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`,

@@ -1,0 +1,15 @@
+import { randomUUID } from 'node:crypto';
+import { openEngine } from './audit.mjs';
+import { recordAuditEvents } from '../dist/audit/index.js';
+import { asTenantId } from '../dist/platform/db/index.js';
+const { db, close } = await openEngine('postgres', 'postgres://postgres@127.0.0.1:5432/test');
+const clock = { now: () => new Date() };
+const ctx = { actor: { type: 'user', id: 'bench-user' }, ip: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench', requestId: 'bench-request-0001' };
+const actions = ['identity.signin.password','identity.session.revoked','access.role.granted','tenancy.tenant.suspended'];
+const event = (tenantId, i) => ({ tenantId, action: actions[i % 4], outcome: i % 7 === 0 ? 'failure' : 'success', target: { type: 'user', id: `user-${i % 5000}` }, details: { email: `user${i % 5000}@bench.test`, factor: 'password', attempt: i } });
+const tenants = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+let n = 0;
+const chained = async (w) => { const t = tenants[w]; const ev = Array.from({ length: 100 }, () => event(t, n++)); await db.withTenant(asTenantId(t), (tx) => recordAuditEvents(tx, clock, ctx, ev)); };
+const end = performance.now() + 6000;
+await Promise.all([0,1,2,3].map(async (w) => { while (performance.now() < end) await chained(w); }));
+await close();
