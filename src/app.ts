@@ -397,6 +397,7 @@ export async function buildApp({
       box: alertBox,
       send: async (r) => protection.outbound.request('alerts', r.url, r),
       sendMail: (mail) => mailer.send(mail),
+      maxAgeMs: config.auditAlertDeliveryMaxHours * 3_600_000,
     }),
     alertEveryMs: 1000,
     alertSweepEveryMs: 60_000,
