@@ -6,7 +6,7 @@ import { createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
-import { createRoleService } from './roles.ts';
+import { createRoleService, type LockActiveTenantAdmins } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
 export interface AccessDeps {
@@ -17,6 +17,11 @@ export interface AccessDeps {
   elevationMaxMinutes: number;
   /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /**
+   * Identity's lock on the tenant's active tenant-admins, taken before tenant-admin is removed from anyone
+   * (a tenant is never left without an active administrator).
+   */
+  lockActiveTenantAdmins: LockActiveTenantAdmins;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
@@ -38,7 +43,13 @@ export function createAccessService(deps: AccessDeps) {
   );
   const critical = createCriticalActions();
   definePlannedActions(critical);
-  const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });
+  const roles = createRoleService({
+    db,
+    clock,
+    cache,
+    userExists: deps.userExists,
+    lockActiveTenantAdmins: deps.lockActiveTenantAdmins,
+  });
   // A suspended tenant's users hold nothing (the decision API must not say yes for them).
   const tenantActive = deps.tenantActive ?? (() => true);
 
