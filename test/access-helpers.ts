@@ -4,6 +4,7 @@ import type { TestApp } from './helpers.ts';
 import {
   adminSession,
   inviteAndAccept,
+  inviteTenantAdmin,
   linkFromOutbox,
   strongPassword,
   totpCode,
@@ -29,13 +30,7 @@ export async function tenantAdmin(
     const admin = await adminSession(t, slug, email);
     return { ...(await whoAmI(t, slug, admin.headers)), email, secret: admin.secret };
   }
-  const invite = await t.app.inject({
-    method: 'POST',
-    url: `/api/v1/tenants/${slug}/admins`,
-    headers: t.asOperator,
-    payload: { email, displayName: 'Ada Admin' },
-  });
-  expect(invite.statusCode).toBe(201);
+  await inviteTenantAdmin(t, slug, email);
   const { token } = await linkFromOutbox(t, email);
   const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
     t.app.inject({ method: 'POST', url: `/api/v1/t/${slug}${url}`, payload, headers });
