@@ -13,6 +13,7 @@ import {
   holdsStaffRole,
   isKnownPermission,
   operatorAuthenticator,
+  operatorNeedsStepUp,
   permissionDef,
   tenantAuthenticator,
   wireCriticalActions,
@@ -320,13 +321,16 @@ export async function buildApp({
   });
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
-  // Acting on an approval (deciding, running) needs a second factor within the last minutes, when the
-  // session has one.
+  // Acting on an approval (deciding, running) needs a second factor within the last minutes: a user's
+  // when their session has one; an (elevated) operator's always, as operators have no session here and
+  // always sign in with two factors.
   const needsStepUp = (request: FastifyRequest) =>
-    request.session !== null &&
-    request.session !== undefined &&
-    request.session.mfaAt !== null &&
-    !hasRecentSecondFactor(identity.deps, request.session);
+    request.actor?.type === 'operator'
+      ? operatorNeedsStepUp(request, clock.now())
+      : request.session !== null &&
+        request.session !== undefined &&
+        request.session.mfaAt !== null &&
+        !hasRecentSecondFactor(identity.deps, request.session);
   app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
     authorize,

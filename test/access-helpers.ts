@@ -4,6 +4,7 @@ import type { TestApp } from './helpers.ts';
 import {
   adminSession,
   inviteAndAccept,
+  inviteTenantAdmin,
   linkFromOutbox,
   strongPassword,
   totpCode,
@@ -29,13 +30,7 @@ export async function tenantAdmin(
     const admin = await adminSession(t, slug, email);
     return { ...(await whoAmI(t, slug, admin.headers)), email, secret: admin.secret };
   }
-  const invite = await t.app.inject({
-    method: 'POST',
-    url: `/api/v1/tenants/${slug}/admins`,
-    headers: t.asOperator,
-    payload: { email, displayName: 'Ada Admin' },
-  });
-  expect(invite.statusCode).toBe(201);
+  await inviteTenantAdmin(t, slug, email);
   const { token } = await linkFromOutbox(t, email);
   const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
     t.app.inject({ method: 'POST', url: `/api/v1/t/${slug}${url}`, payload, headers });
@@ -81,6 +76,8 @@ export async function operatorSession(
   headers: { authorization: string };
   apiHeaders: { authorization: string };
   expiresAt: Date;
+  /** Signs the same operator in again (password + the next TOTP code): a fresh second factor. */
+  signInAgain(): Promise<{ authorization: string }>;
 }> {
   const password = 'Operator-Long-Passphrase-1';
   const issued = await t.app.services.operators.create(systemContext('test'), email, 'Op');
@@ -94,16 +91,21 @@ export async function operatorSession(
     code: totpCode(secret, clock.now().getTime()),
   });
   expect(confirm.statusCode).toBe(200);
-  // A code is accepted once: sign in with the next one.
-  clock.advance(30_000);
-  const signIn = await post('/api/v1/operator/signin', {
-    email,
-    password,
-    code: totpCode(secret, clock.now().getTime()),
-  });
-  expect(signIn.statusCode, signIn.body).toBe(200);
+  const signInAgain = async () => {
+    // A code is accepted once: sign in with the next one.
+    clock.advance(30_000);
+    const signIn = await post('/api/v1/operator/signin', {
+      email,
+      password,
+      code: totpCode(secret, clock.now().getTime()),
+    });
+    expect(signIn.statusCode, signIn.body).toBe(200);
+    return signIn;
+  };
+  const signIn = await signInAgain();
   return {
     operatorId: issued.operatorId,
+    signInAgain: async () => ({ authorization: `Bearer ${(await signInAgain()).json().token}` }),
     headers: { authorization: `Bearer ${signIn.json().token}` },
     // The same operator's API token: no second factor behind it.
     apiHeaders: { authorization: `Bearer ${issued.token}` },

@@ -35,6 +35,25 @@ export function rolePermissions(roleKey: string, custom: readonly string[] | nul
 }
 
 /**
+ * What an active elevation gives: the permissions approved (its snapshot of the role when asked for), and
+ * of those only what the role still gives. A role edited later never widens it; narrowing or deleting the
+ * role narrows or ends it; a custom role created anew after the grant started does not revive it.
+ */
+function elevationPermissions(r: {
+  role_key: string;
+  granted: string[];
+  permissions: string[] | null;
+  role_created_at: Date | null;
+  starts_at: Date | null;
+}): ReadonlySet<string> {
+  const sameRole =
+    isBuiltinRole(r.role_key) ||
+    (r.role_created_at !== null && r.starts_at !== null && r.role_created_at <= r.starts_at);
+  const current = new Set(sameRole ? rolePermissions(r.role_key, r.permissions) : []);
+  return new Set(r.granted.filter((p) => current.has(p)));
+}
+
+/**
  * Effective permissions in memory, per tenant. Every change publishes the tenant's id on the bus after
  * commit and every node (this one too) drops that tenant's entries; a bus reset drops everything. A load
  * that raced an invalidation is not stored (per-tenant generation), so a stale read cannot stick.
@@ -106,7 +125,15 @@ export function createPermissionCache(
         .leftJoin('access_roles as r', (join) =>
           join.onRef('r.tenant_id', '=', 'e.tenant_id').onRef('r.key', '=', 'e.role_key'),
         )
-        .select(['e.id', 'e.role_key', 'e.expires_at', 'r.permissions'])
+        .select([
+          'e.id',
+          'e.role_key',
+          'e.expires_at',
+          'e.starts_at',
+          'e.permissions as granted',
+          'r.permissions',
+          'r.created_at as role_created_at',
+        ])
         .where('e.operator_id', '=', operatorId)
         .where('e.status', '=', 'active')
         .where('e.expires_at', '>', clock.now())
@@ -115,7 +142,7 @@ export function createPermissionCache(
     const grants = rows.map((r) => ({
       elevationId: r.id,
       roleKey: r.role_key,
-      permissions: new Set(rolePermissions(r.role_key, r.permissions)),
+      permissions: elevationPermissions(r),
       expiresAt: r.expires_at?.getTime() ?? 0,
     }));
     if (generationOf(tenantId) === generation) entryOf(tenantId).operators.set(operatorId, grants);

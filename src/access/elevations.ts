@@ -3,8 +3,8 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
-import { isBuiltinRole } from './catalogue.ts';
 import type { CriticalActions } from './critical.ts';
+import { currentRolePermissions, pendingMinutes, samePermissions, thresholdFor } from './elevation-rules.ts';
 import { accessError } from './errors.ts';
 import { loadAccessSettings } from './settings.ts';
 import { type AccessElevationsTable, type AccessTables, inTenant, type Tx } from './tables.ts';
@@ -17,12 +17,19 @@ export interface OperatorFactor {
 
 /** Asking for an elevation needs a second factor this recent (operators sign in with password + TOTP). */
 export const ELEVATION_STEP_UP_MS = 15 * 60_000;
+/**
+ * Deciding (approving, rejecting an elevation; approving or running a four-eyes action) needs a second
+ * factor this recent, as for tenant users (identity's step-up window). Operators confirm it by signing in
+ * again.
+ */
+export const DECISION_STEP_UP_MS = 5 * 60_000;
 
 export interface ElevationView {
   id: string;
   tenantId: string;
   operatorId: string;
   role: string;
+  permissions: string[];
   reason: string;
   durationMinutes: number;
   approvalsNeeded: number;
@@ -30,6 +37,7 @@ export interface ElevationView {
   approver: 'operator' | 'tenant';
   status: 'pending' | 'active' | 'rejected' | 'revoked' | 'expired';
   requestedAt: string;
+  decideBy: string;
   startsAt: string | null;
   expiresAt: string | null;
 }
@@ -37,12 +45,16 @@ export interface ElevationView {
 type Row = { id: string } & Omit<AccessElevationsTable, 'id'>;
 
 function toView(row: Row, approvals: number, now: Date): ElevationView {
-  const expired = row.status === 'active' && row.expires_at !== null && row.expires_at <= now;
+  // Expiry is read from the clock, never written by a job: of a grant, and of a request left undecided.
+  const expired =
+    (row.status === 'active' && row.expires_at !== null && row.expires_at <= now) ||
+    (row.status === 'pending' && row.decide_by <= now);
   return {
     id: row.id,
     tenantId: row.tenant_id,
     operatorId: row.operator_id,
     role: row.role_key,
+    permissions: row.permissions,
     reason: row.reason,
     durationMinutes: row.duration_minutes,
     approvalsNeeded: row.approvals_needed,
@@ -50,14 +62,25 @@ function toView(row: Row, approvals: number, now: Date): ElevationView {
     approver: row.approver,
     status: expired ? 'expired' : row.status,
     requestedAt: row.requested_at.toISOString(),
+    decideBy: row.decide_by.toISOString(),
     startsAt: row.starts_at?.toISOString() ?? null,
     expiresAt: row.expires_at?.toISOString() ?? null,
   };
 }
 
 /** An operator's credential passed a second factor within the window (API tokens never did). */
-export const hasRecentOperatorFactor = (factor: OperatorFactor | null, now: Date, windowMs: number) =>
+export const hasRecentOperatorFactor = (
+  factor: OperatorFactor | null | undefined,
+  now: Date,
+  windowMs: number,
+) =>
   factor?.kind === 'session' && factor.mfaAt !== null && now.getTime() - factor.mfaAt.getTime() <= windowMs;
+
+/** Where a decision is made: the tenant's own route names the tenant; an operator's names their credential. */
+interface DecisionScope {
+  tenantId?: string;
+  factor?: OperatorFactor | null;
+}
 
 interface ElevationDeps {
   db: Database;
@@ -145,27 +168,26 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
         );
       }
       const view = await inTenant(db, tenant.id, async (tx) => {
-        if (!isBuiltinRole(input.role)) {
-          const custom = await tx
-            .selectFrom('access_roles')
-            .select('key')
-            .where('key', '=', input.role)
-            .executeTakeFirst();
-          if (!custom) throw accessError('role_not_found', `This tenant has no role "${input.role}".`);
-        }
+        // The role as it is now is what approvers see and the most an approval can give: a later edit of
+        // the role cannot widen the request or the elevation.
+        const permissions = await currentRolePermissions(tx, input.role);
+        if (!permissions) throw accessError('role_not_found', `This tenant has no role "${input.role}".`);
         const settings = await loadAccessSettings(tx, critical);
+        const now = clock.now();
         const row = await tx
           .insertInto('access_elevations')
           .values({
             tenant_id: tenant.id,
             operator_id: ctx.actor.id,
             role_key: input.role,
+            permissions,
             reason: input.reason,
             duration_minutes: input.durationMinutes,
-            approvals_needed: Math.min(5, Math.max(1, settings.elevationThresholds[input.role] ?? 1)),
+            approvals_needed: thresholdFor(settings, input.role),
             approver: settings.elevationApprover,
             status: 'pending',
-            requested_at: clock.now(),
+            requested_at: now,
+            decide_by: new Date(now.getTime() + pendingMinutes(settings) * 60_000),
             starts_at: null,
             expires_at: null,
             ended_at: null,
@@ -178,9 +200,14 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
           action: 'access.elevation.requested',
           outcome: 'success',
           target: { type: 'elevation', id: row.id },
-          details: { role: input.role, durationMinutes: input.durationMinutes, reason: input.reason },
+          details: {
+            role: input.role,
+            permissions: permissions.join(' '),
+            durationMinutes: input.durationMinutes,
+            reason: input.reason,
+          },
         });
-        return toView(row, 0, clock.now());
+        return toView(row, 0, now);
       });
       return view;
     },
@@ -222,12 +249,22 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
       ctx: ActionContext,
       id: string,
       decision: 'approve' | 'reject',
-      scope: { tenantId?: string } = {},
+      scope: DecisionScope = {},
     ): Promise<ElevationView> {
       if (!uuid.test(id)) throw accessError('elevation_not_found', 'There is no such elevation request.');
       const actor = ctx.actor;
       if (actor.type !== 'operator' && actor.type !== 'user')
         throw new Error('elevation decisions need a person');
+      // A tenant user's recent second factor is checked on their route (their session); an operator's here.
+      if (
+        actor.type === 'operator' &&
+        !hasRecentOperatorFactor(scope.factor, clock.now(), DECISION_STEP_UP_MS)
+      ) {
+        throw accessError(
+          'step_up_required',
+          'Sign in again with your password and authenticator code (within 5 minutes) to decide; API tokens never can.',
+        );
+      }
       const tenantId = scope.tenantId ?? (await tenantOf(id));
       const view = await inTenant(db, tenantId, async (tx) => {
         const row = await locked(tx, id);
@@ -246,7 +283,25 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
         if (row.status !== 'pending')
           throw accessError('elevation_not_pending', `This request is ${row.status}.`);
         const now = clock.now();
+        if (row.decide_by <= now) {
+          throw accessError('elevation_expired', 'This request lapsed undecided; the operator asks again.');
+        }
         if (decision === 'reject') return end(tx, row, 'rejected', tenantId, ctx, now);
+        // Approvers approve the permissions shown on the request: a role deleted or changed since then
+        // (or deleted and created anew) no longer matches what they saw.
+        const current = await currentRolePermissions(tx, row.role_key);
+        if (!current || !samePermissions(current, row.permissions)) {
+          throw accessError(
+            'elevation_role_changed',
+            `The role "${row.role_key}" was ${current ? 'changed' : 'deleted'} after this request was made; ` +
+              'reject it, and the operator asks again for the role as it is now.',
+          );
+        }
+        // A threshold raised since the request applies; one lowered since does not.
+        const needed = Math.max(
+          row.approvals_needed,
+          thresholdFor(await loadAccessSettings(tx, critical), row.role_key),
+        );
         const inserted = await tx
           .insertInto('access_elevation_approvals')
           .values({
@@ -263,19 +318,25 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
           throw accessError('already_approved', 'You approved this request already; it needs someone else.');
         }
         const approvals = await approvalsOf(tx, id);
-        const active = approvals >= row.approvals_needed;
-        const updated = active
-          ? await tx
-              .updateTable('access_elevations')
-              .set({
-                status: 'active',
-                starts_at: now,
-                expires_at: new Date(now.getTime() + row.duration_minutes * 60_000),
-              })
-              .where('id', '=', id)
-              .returningAll()
-              .executeTakeFirstOrThrow()
-          : row;
+        const active = approvals >= needed;
+        const updated =
+          active || needed > row.approvals_needed
+            ? await tx
+                .updateTable('access_elevations')
+                .set(
+                  active
+                    ? {
+                        status: 'active',
+                        approvals_needed: needed,
+                        starts_at: now,
+                        expires_at: new Date(now.getTime() + row.duration_minutes * 60_000),
+                      }
+                    : { approvals_needed: needed },
+                )
+                .where('id', '=', id)
+                .returningAll()
+                .executeTakeFirstOrThrow()
+            : row;
         await audit(clock, tx, tenantId, ctx, {
           action: active ? 'access.elevation.granted' : 'access.elevation.approved',
           outcome: 'success',
@@ -284,7 +345,7 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
             operatorId: row.operator_id,
             role: row.role_key,
             approvals,
-            needed: row.approvals_needed,
+            needed,
           },
         });
         return toView(updated, approvals, now);
@@ -294,10 +355,17 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
     },
 
     /** Ends a pending or active elevation at once: the requester, another operator or the tenant. */
-    async revoke(ctx: ActionContext, id: string, scope: { tenantId?: string } = {}): Promise<ElevationView> {
+    async revoke(ctx: ActionContext, id: string, scope: DecisionScope = {}): Promise<ElevationView> {
       if (!uuid.test(id)) throw accessError('elevation_not_found', 'There is no such elevation request.');
       const actor = ctx.actor;
       if (actor.type !== 'operator' && actor.type !== 'user') throw new Error('revocation needs a person');
+      // Ending access needs no recent factor (it only takes away), but a person: not an API token.
+      if (actor.type === 'operator' && scope.factor?.kind !== 'session') {
+        throw accessError(
+          'step_up_required',
+          'Revoke with a sign-in token (password and code), not an API token.',
+        );
+      }
       const tenantId = scope.tenantId ?? (await tenantOf(id));
       const view = await inTenant(db, tenantId, async (tx) => {
         const row = await locked(tx, id);

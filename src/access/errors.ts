@@ -10,6 +10,8 @@ export const accessError = defineErrors({
   elevation_not_found: { status: 404, title: 'No such elevation request' },
   elevation_not_pending: { status: 409, title: 'The elevation request is no longer pending' },
   elevation_too_long: { status: 422, title: 'Elevation longer than allowed' },
+  elevation_expired: { status: 409, title: 'The elevation request lapsed undecided' },
+  elevation_role_changed: { status: 409, title: 'The requested role was changed or deleted' },
   self_approval: { status: 403, title: 'You cannot approve your own request' },
   already_approved: { status: 409, title: 'You have already approved this request' },
   wrong_approver: { status: 403, title: 'This request is approved by someone else' },

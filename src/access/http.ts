@@ -5,7 +5,7 @@ import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { routeConfig } from '../platform/http/route-config.ts';
 import { permissionDef } from './catalogue.ts';
-import type { OperatorFactor } from './elevations.ts';
+import { DECISION_STEP_UP_MS, hasRecentOperatorFactor, type OperatorFactor } from './elevations.ts';
 import { accessError } from './errors.ts';
 import type { AccessService } from './service.ts';
 
@@ -15,6 +15,17 @@ declare module 'fastify' {
     operatorFactor: OperatorFactor | null;
   }
 }
+
+export const STEP_UP_MESSAGE =
+  'Confirm with your second factor within the last 5 minutes first (operators: sign in again with ' +
+  'password and authenticator code).';
+
+/**
+ * Whether an operator must confirm a second factor before deciding or running a critical action: only a
+ * sign-in token (password + TOTP) within the last 5 minutes counts; API tokens never do.
+ */
+export const operatorNeedsStepUp = (request: FastifyRequest, now: Date) =>
+  !hasRecentOperatorFactor(request.operatorFactor, now, DECISION_STEP_UP_MS);
 
 type UserAuthenticator = (request: FastifyRequest) => Promise<Actor | null>;
 
@@ -95,12 +106,7 @@ export function fourEyesGate(access: AccessService, needsStepUp: (request: Fasti
             `${def?.runsOn?.ask ?? 'ask for it'}, have it approved, then ${def?.runsOn?.run ?? 'run it'}.`,
         );
       }
-      if (needsStepUp(request)) {
-        throw accessError(
-          'step_up_required',
-          'Confirm with your second factor (within the last 5 minutes) first.',
-        );
-      }
+      if (needsStepUp(request)) throw accessError('step_up_required', STEP_UP_MESSAGE);
       await access.approvals.consume(tenant, actionContext(request), approval, found);
       return false;
     }

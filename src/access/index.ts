@@ -2,7 +2,13 @@ import { readMigrations } from '../platform/db/index.ts';
 
 export { wireCriticalActions } from './actions.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
-export { authorizer, fourEyesGate, operatorAuthenticator, tenantAuthenticator } from './http.ts';
+export {
+  authorizer,
+  fourEyesGate,
+  operatorAuthenticator,
+  operatorNeedsStepUp,
+  tenantAuthenticator,
+} from './http.ts';
 export { accessOperatorRoutes } from './operator-routes.ts';
 export { holdsStaffRole } from './roles.ts';
 export { accessTenantRoutes } from './routes.ts';

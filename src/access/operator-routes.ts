@@ -85,16 +85,20 @@ export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
         config: { access: 'operator', permission: 'elevations:approve' },
         schema: {
           tags,
-          summary: `${decision[0]?.toUpperCase()}${decision.slice(1)} an operator's elevation (never your own approval)`,
+          summary:
+            `${decision[0]?.toUpperCase()}${decision.slice(1)} an operator's elevation (never your own ` +
+            'approval; a sign-in token, within 5 minutes of it to approve or reject; never an API token)',
           params: S.PlatformIdParams,
           response: responses({ 200: S.Elevation }),
         },
       },
       async (request) => {
         const ctx = operatorContext(request);
+        // The service checks the credential: a sign-in token, with a recent second factor to decide.
+        const scope = { factor: request.operatorFactor };
         return decision === 'revoke'
-          ? access.elevations.revoke(ctx, request.params.id)
-          : access.elevations.decide(ctx, request.params.id, decision);
+          ? access.elevations.revoke(ctx, request.params.id, scope)
+          : access.elevations.decide(ctx, request.params.id, decision, scope);
       },
     );
   }

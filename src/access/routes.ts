@@ -8,6 +8,7 @@ import { responses } from '../platform/http/schemas.ts';
 import { allPermissions } from './catalogue.ts';
 import type { JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
+import { STEP_UP_MESSAGE } from './http.ts';
 import * as S from './schemas.ts';
 import type { AccessService } from './service.ts';
 
@@ -29,12 +30,7 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
 }> = async (app, { access, holds, needsStepUp }) => {
   /** Deciding on or running a critical action is itself critical: a recent second factor, like identity's. */
   const stepUp = (request: FastifyRequest) => {
-    if (needsStepUp(request)) {
-      throw accessError(
-        'step_up_required',
-        'Confirm with your second factor (within the last 5 minutes) first.',
-      );
-    }
+    if (needsStepUp(request)) throw accessError('step_up_required', STEP_UP_MESSAGE);
   };
   const p = '/api/v1/t/:tenant/access';
 
@@ -305,6 +301,9 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
         },
       },
       async (request) => {
+        // Granting an operator access to the tenant is as critical as a four-eyes decision. Revoking only
+        // takes access away and stays as quick as possible.
+        if (decision !== 'revoke') stepUp(request);
         const scope = { tenantId: tenantOf(request).id };
         const ctx = actionContext(request);
         return decision === 'revoke'

@@ -88,6 +88,8 @@ export const Elevation = strictObject({
   tenantId: Type.String(),
   operatorId: Type.String(),
   role: Type.String(),
+  /** The role's permissions when the request was made: what an approval grants, at most. */
+  permissions: Type.Array(Type.String()),
   reason: Type.String(),
   durationMinutes: Type.Integer(),
   approvalsNeeded: Type.Integer(),
@@ -95,6 +97,8 @@ export const Elevation = strictObject({
   approver: Type.String(),
   status: Type.String(),
   requestedAt: Type.String(),
+  /** A pending request lapses (status `expired`) if not decided by then. */
+  decideBy: Type.String(),
   startsAt: Type.Union([Type.String(), Type.Null()]),
   expiresAt: Type.Union([Type.String(), Type.Null()]),
 });

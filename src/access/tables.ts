@@ -35,6 +35,10 @@ export interface AccessElevationsTable {
   duration_minutes: number;
   approvals_needed: number;
   approver: 'operator' | 'tenant';
+  /** The role's permissions when asked for: what approvers see, and the most the elevation gives. */
+  permissions: string[];
+  /** A pending request not decided by then lapses. */
+  decide_by: Date;
   status: 'pending' | 'active' | 'rejected' | 'revoked';
   requested_at: Date;
   starts_at: Date | null;

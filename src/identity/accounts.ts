@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { OutboundMail } from '../mail/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
@@ -98,31 +99,98 @@ export function createAccountService(deps: IdentityDeps) {
     return user;
   }
 
+  async function inviteInTx(
+    tx: Tx,
+    outbox: OutboundMail[],
+    tenant: TenantRef,
+    ctx: ActionContext,
+    input: { email: string; displayName: string; role: UserRole },
+  ) {
+    const email = mustEmail(input.email);
+    const user = await createUserRepository(tx).insert({
+      tenant_id: tenant.id,
+      email,
+      display_name: input.displayName,
+      role: input.role,
+      status: 'invited',
+    });
+    if (!user) throw identityError('user_exists', `A user with the email ${email} exists in this tenant.`);
+    await issueLink(tx, tenant, user.id, email, 'invite', outbox);
+    await audit(deps, tx, tenant, ctx, {
+      action: 'identity.user.invited',
+      outcome: 'success',
+      target: { type: 'user', id: user.id },
+      details: { email, role: input.role },
+    });
+    return toPublicUser(user, deps.clock.now());
+  }
+
+  /**
+   * An active tenant-admin (users.role is the label Access keeps: tenant-admin when any assignment is), or
+   * an invited one whose link is unused and unexpired. A disabled admin or a lapsed invitation does not
+   * count, so a tenant left without a working administrator can be given a first one again.
+   */
+  async function hasAdminOrPendingAdmin(tx: Tx): Promise<boolean> {
+    const now = deps.clock.now();
+    const found = await tx
+      .selectFrom('users as u')
+      .select('u.id')
+      .where('u.role', '=', 'tenant-admin')
+      .where((eb) =>
+        eb.or([
+          eb('u.status', '=', 'active'),
+          eb.and([
+            eb('u.status', '=', 'invited'),
+            eb.exists(
+              eb
+                .selectFrom('user_tokens as k')
+                .select('k.id')
+                .whereRef('k.user_id', '=', 'u.id')
+                .where('k.purpose', '=', 'invite')
+                .where('k.used_at', 'is', null)
+                .where('k.expires_at', '>', now),
+            ),
+          ]),
+        ]),
+      )
+      .limit(1)
+      .executeTakeFirst();
+    return found !== undefined;
+  }
+
   return {
     invite: (
       tenant: TenantRef,
       ctx: ActionContext,
       input: { email: string; displayName: string; role: UserRole },
+    ) => withMail(deps, tenant, (tx, outbox) => inviteInTx(tx, outbox, tenant, ctx, input)),
+
+    /**
+     * An operator's invitation of a tenant's first administrator, refused once the tenant has one (or a
+     * pending invitation for one that can still be accepted): later administrators are the tenant's own
+     * business, and an operator who needs access asks for an elevation. Two first invitations at once take
+     * turns on a lock keyed by the tenant, so at most one of them is sent.
+     */
+    inviteFirstAdmin: (
+      tenant: TenantRef,
+      ctx: ActionContext,
+      input: { email: string; displayName: string },
     ) =>
       withMail(deps, tenant, async (tx, outbox) => {
-        const email = mustEmail(input.email);
-        const user = await createUserRepository(tx).insert({
-          tenant_id: tenant.id,
-          email,
-          display_name: input.displayName,
-          role: input.role,
-          status: 'invited',
-        });
-        if (!user)
-          throw identityError('user_exists', `A user with the email ${email} exists in this tenant.`);
-        await issueLink(tx, tenant, user.id, email, 'invite', outbox);
-        await audit(deps, tx, tenant, ctx, {
-          action: 'identity.user.invited',
-          outcome: 'success',
-          target: { type: 'user', id: user.id },
-          details: { email, role: input.role },
-        });
-        return toPublicUser(user, deps.clock.now());
+        await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.first_admin'), hashtext(${tenant.id}))`.execute(
+          tx,
+        );
+        if (await hasAdminOrPendingAdmin(tx)) {
+          throw identityError(
+            'tenant_has_admin',
+            'This tenant already has an administrator (or a pending invitation for its first one). Its own ' +
+              'administrators invite further ones (POST /api/v1/t/' +
+              tenant.slug +
+              '/users with role tenant-admin, approved by a second person under four-eyes); an operator who ' +
+              'needs access asks for an elevation (POST /api/v1/access/elevations).',
+          );
+        }
+        return inviteInTx(tx, outbox, tenant, ctx, { ...input, role: 'tenant-admin' });
       }),
 
     acceptInvite: (tenant: TenantRef, ctx: ActionContext, token: string, password: string) =>

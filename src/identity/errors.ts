@@ -10,6 +10,7 @@ export const identityError = defineErrors({
   user_not_disabled: { status: 409, title: 'User is not disabled' },
   cannot_disable_self: { status: 409, title: 'You cannot disable your own account' },
   last_tenant_admin: { status: 409, title: 'Last tenant administrator' },
+  tenant_has_admin: { status: 409, title: 'The tenant already has an administrator' },
   session_not_found: { status: 404, title: 'No such session' },
   invalid_email: { status: 400, title: 'Invalid email address' },
   token_invalid: { status: 400, title: 'Link invalid or expired' },

@@ -86,7 +86,8 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         tags,
         summary:
-          'Invite a tenant administrator (mails a single-use link); operators get no access themselves',
+          "Invite a tenant's first administrator (mails a single-use link); refused (409) once it has one " +
+          'or a pending invitation for one; operators get no access themselves',
         params: strictObject({ slug: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) }),
         body: strictObject({ email: Email, displayName: Type.String({ maxLength: 200, default: '' }) }),
         response: responses({ 201: Type.Ref('User') }),
@@ -94,10 +95,7 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
     },
     async (request, reply) => {
       const tenant = await resolveTenant(request.params.slug);
-      const user = await identity.accounts.invite(tenant, actionContext(request), {
-        ...request.body,
-        role: 'tenant-admin',
-      });
+      const user = await identity.accounts.inviteFirstAdmin(tenant, actionContext(request), request.body);
       return reply.status(201).send(user);
     },
   );

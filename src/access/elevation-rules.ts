@@ -1,0 +1,29 @@
+import { rolePermissions } from './cache.ts';
+import { builtinRoles, isBuiltinRole } from './catalogue.ts';
+import type { AccessSettings } from './settings.ts';
+import type { Tx } from './tables.ts';
+
+/** A pending elevation request waits for its decision as long as the tenant's four-eyes requests do, at most a day. */
+export const PENDING_MAX_MINUTES = 1440;
+export const pendingMinutes = (settings: AccessSettings) =>
+  Math.min(settings.approvalTtlMinutes, PENDING_MAX_MINUTES);
+
+/** Approvals a role's elevation needs under these settings (1 to 5). */
+export const thresholdFor = (settings: AccessSettings, roleKey: string) =>
+  Math.min(5, Math.max(1, settings.elevationThresholds[roleKey] ?? 1));
+
+/** The permissions a role gives in the transaction's tenant now, or null when there is no such role. */
+export async function currentRolePermissions(tx: Tx, roleKey: string): Promise<string[] | null> {
+  if (isBuiltinRole(roleKey)) return builtinRoles[roleKey].permissions();
+  const row = await tx
+    .selectFrom('access_roles')
+    .select('permissions')
+    .where('key', '=', roleKey)
+    .executeTakeFirst();
+  return row ? rolePermissions(roleKey, row.permissions) : null;
+}
+
+export function samePermissions(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(a);
+  return set.size === new Set(b).size && b.every((p) => set.has(p));
+}
