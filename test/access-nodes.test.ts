@@ -176,5 +176,6 @@ describe('a node that missed the invalidation', () => {
       await b.close();
       await a.close();
     }
-  });
+    // Two apps, a tenant, an admin and a member: seconds when quiet, much more on a loaded machine.
+  }, 120_000);
 });
