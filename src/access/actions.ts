@@ -179,6 +179,12 @@ export function wireCriticalActions(
     for (const [role, needed] of Object.entries(current.elevationThresholds)) {
       if ((next.elevationThresholds[role] ?? 1) < needed) weakened.push(`${needed} approvals for ${role}`);
     }
+    // A longer TTL keeps approvals (and requests waiting for one) usable for longer.
+    if (next.approvalTtlMinutes > current.approvalTtlMinutes) {
+      weakened.push(
+        `approvals used within ${current.approvalTtlMinutes} minutes (asked: ${next.approvalTtlMinutes})`,
+      );
+    }
     if (weakened.length === 0) return [];
     return [
       {

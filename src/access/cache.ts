@@ -20,6 +20,18 @@ export interface Grant {
   expiresAt: number;
 }
 
+/**
+ * What the cache may hold. Entries are only made for tenants that are known and active, but a caller can
+ * still name any number of users there (made-up ids load as "no permissions"), so both are capped.
+ */
+export interface CacheLimits {
+  /** Tenants with cached entries. */
+  tenants: number;
+  /** Cached users, over all tenants. */
+  users: number;
+}
+export const defaultCacheLimits: CacheLimits = { tenants: 10_000, users: 50_000 };
+
 interface TenantEntry {
   /** Entries of this tenant are served until then. */
   until: number;
@@ -64,16 +76,32 @@ export function createPermissionCache(
   bus: InvalidationBus,
   onBackgroundError: (error: unknown) => void,
   userDisabled: UserDisabled = async () => false,
+  limits: CacheLimits = defaultCacheLimits,
 ) {
   // The hot path reads the time once per decision: without an injected clock, without allocating a Date.
   const nowMs = clock === systemClock ? Date.now : () => clock.now().getTime();
+  // In creation order, so the oldest entry (the first to expire) is always first.
   const tenants = new Map<string, TenantEntry>();
+  let users = 0;
   const generations = new Map<string, number>();
   let resets = 0;
   const generationOf = (tenantId: string) => `${resets}:${generations.get(tenantId) ?? 0}`;
+  const drop = (tenantId: string, entry: TenantEntry) => {
+    users -= entry.users.size;
+    tenants.delete(tenantId);
+  };
+  /** Drops expired tenants, then the oldest, until a new tenant and a new user fit. Runs on loads only. */
+  const makeRoom = () => {
+    const now = nowMs();
+    for (const [tenantId, entry] of tenants) {
+      if (entry.until > now && tenants.size < limits.tenants && users < limits.users) return;
+      drop(tenantId, entry);
+    }
+  };
   const entryOf = (tenantId: string) => {
-    let entry = tenants.get(tenantId);
+    let entry = live(tenantId);
     if (!entry) {
+      makeRoom();
       entry = { until: nowMs() + SAFETY_TTL_MS, users: new Map(), operators: new Map() };
       tenants.set(tenantId, entry);
     }
@@ -84,21 +112,52 @@ export function createPermissionCache(
     const entry = tenants.get(tenantId);
     if (!entry) return undefined;
     if (entry.until > nowMs()) return entry;
-    tenants.delete(tenantId);
+    drop(tenantId, entry);
     return undefined;
+  };
+  const storeUser = (tenantId: string, userId: string, permissions: ReadonlySet<string>) => {
+    if (users >= limits.users) makeRoom();
+    const entry = entryOf(tenantId);
+    if (!entry.users.has(userId)) users += 1;
+    entry.users.set(userId, permissions);
   };
   const invalidate = (tenantId: string) => {
     generations.set(tenantId, (generations.get(tenantId) ?? 0) + 1);
-    tenants.delete(tenantId);
+    const entry = tenants.get(tenantId);
+    if (entry) drop(tenantId, entry);
   };
   const unsubscribe = bus.subscribe(ACCESS_TOPIC, invalidate);
   const unReset = bus.onReset(() => {
     resets += 1;
     tenants.clear();
+    users = 0;
   });
+  // Loads in flight, so checks of one user that arrive together (one batch) read the database once. A
+  // load is joined only in the generation it started in: after an invalidation, a new one starts.
+  const loading = new Map<string, { generation: string; permissions: Promise<ReadonlySet<string>> }>();
 
-  async function loadUser(tenantId: string, userId: string): Promise<ReadonlySet<string>> {
+  function userPermissions(
+    tenantId: string,
+    userId: string,
+  ): Promise<ReadonlySet<string>> | ReadonlySet<string> {
+    const cached = live(tenantId)?.users.get(userId);
+    if (cached) return cached;
+    const key = `${tenantId}/${userId}`;
     const generation = generationOf(tenantId);
+    const pending = loading.get(key);
+    if (pending?.generation === generation) return pending.permissions;
+    const permissions = loadUser(tenantId, userId, generation).finally(() => {
+      if (loading.get(key)?.permissions === permissions) loading.delete(key);
+    });
+    loading.set(key, { generation, permissions });
+    return permissions;
+  }
+
+  async function loadUser(
+    tenantId: string,
+    userId: string,
+    generation: string,
+  ): Promise<ReadonlySet<string>> {
     const rows = await inTenant(db, tenantId, async (tx) =>
       // A disabled user keeps their assignments (enabling gives them back) but holds nothing meanwhile.
       (await userDisabled(tx, userId))
@@ -113,7 +172,7 @@ export function createPermissionCache(
             .execute(),
     );
     const permissions = new Set(rows.flatMap((r) => rolePermissions(r.role_key, r.permissions)));
-    if (generationOf(tenantId) === generation) entryOf(tenantId).users.set(userId, permissions);
+    if (generationOf(tenantId) === generation) storeUser(tenantId, userId, permissions);
     return permissions;
   }
 
@@ -152,8 +211,7 @@ export function createPermissionCache(
   return {
     /** The cached permissions of a user, or undefined when they must be loaded. */
     peekUser: (tenantId: string, userId: string) => live(tenantId)?.users.get(userId),
-    userPermissions: (tenantId: string, userId: string): Promise<ReadonlySet<string>> | ReadonlySet<string> =>
-      live(tenantId)?.users.get(userId) ?? loadUser(tenantId, userId),
+    userPermissions,
     operatorGrants: async (tenantId: string, operatorId: string): Promise<readonly Grant[]> =>
       live(tenantId)?.operators.get(operatorId) ?? loadOperator(tenantId, operatorId),
     /**
@@ -163,6 +221,10 @@ export function createPermissionCache(
      */
     changed: async (tenantId: string) => {
       await bus.publish(ACCESS_TOPIC, tenantId).catch(onBackgroundError);
+    },
+    /** How much is cached (tests check that made-up ids cannot grow it without bound). */
+    get size() {
+      return { tenants: tenants.size, users };
     },
     close() {
       unsubscribe();

@@ -33,7 +33,7 @@ export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request) => {
-      const answers = request.body.checks.map((c) => access.decide(c.tenantId, c.userId, c.permission));
+      const answers = access.decideAll(request.body.checks);
       // Cached answers are plain booleans; only misses wait for the database.
       const allowed = answers.some((a) => typeof a !== 'boolean')
         ? await Promise.all(answers)

@@ -127,18 +127,29 @@ export function createRoleService({ db, clock, cache, userExists, lockActiveTena
         if (isBuiltinRole(key))
           throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
         const permissions = checkPermissions(input.permissions);
-        const updated = await tx
+        // Locked, so the trail's "before" is what this change replaced even when two changes race.
+        const before = await tx
+          .selectFrom('access_roles')
+          .select(['name', 'permissions'])
+          .where('key', '=', key)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!before) throw accessError('role_not_found', `There is no custom role "${key}".`);
+        await tx
           .updateTable('access_roles')
           .set({ name: input.name, permissions, updated_at: clock.now() })
           .where('key', '=', key)
-          .returning('key')
-          .executeTakeFirst();
-        if (!updated) throw accessError('role_not_found', `There is no custom role "${key}".`);
+          .execute();
         await audit(clock, tx, tenantId, ctx, {
           action: 'access.role.updated',
           outcome: 'success',
           target: { type: 'role', id: key },
-          details: { permissions: permissions.join(' ') },
+          details: {
+            permissions: permissions.join(' '),
+            permissionsBefore: [...before.permissions].sort().join(' '),
+            name: input.name,
+            nameBefore: before.name,
+          },
         });
         return { key, name: input.name, builtin: false, permissions };
       }),

@@ -2,7 +2,7 @@ import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { createApprovalService } from './approvals.ts';
-import { createPermissionCache, type UserDisabled } from './cache.ts';
+import { type CacheLimits, createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
@@ -28,6 +28,14 @@ export interface AccessDeps {
   tenantActive?: (tenantId: string) => boolean | Promise<boolean>;
   /** A publish that failed after its change committed (logged; the change stands). */
   onBackgroundError?: (error: unknown) => void;
+  /** Bounds of the permission cache (tests use small ones). */
+  cacheLimits?: CacheLimits;
+}
+
+export interface DecisionCheck {
+  tenantId: string;
+  userId: string;
+  permission: string;
 }
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -40,6 +48,7 @@ export function createAccessService(deps: AccessDeps) {
     bus,
     deps.onBackgroundError ?? (() => {}),
     deps.userDisabled,
+    deps.cacheLimits,
   );
   const critical = createCriticalActions();
   definePlannedActions(critical);
@@ -63,9 +72,32 @@ export function createAccessService(deps: AccessDeps) {
     if (cached) return cached.has(permission) && tenantActive(tenantId);
     if (permissionDef(permission)?.scope !== 'tenant' || !uuid.test(tenantId) || !uuid.test(userId))
       return false;
-    return (cache.userPermissions(tenantId, userId) as Promise<ReadonlySet<string>>).then(
-      (p) => p.has(permission) && tenantActive(tenantId),
-    );
+    // The tenant first: made-up or suspended tenants must not load permissions or make cache entries.
+    const active = tenantActive(tenantId);
+    if (typeof active === 'boolean') return active && holds(tenantId, userId, permission);
+    return active.then((yes) => yes && holds(tenantId, userId, permission));
+  }
+
+  function holds(tenantId: string, userId: string, permission: string): boolean | Promise<boolean> {
+    const permissions = cache.userPermissions(tenantId, userId);
+    return permissions instanceof Promise
+      ? permissions.then((p) => p.has(permission))
+      : permissions.has(permission);
+  }
+
+  /** A batch in order; identical checks in it are decided once. */
+  function decideAll(checks: readonly DecisionCheck[]): (boolean | Promise<boolean>)[] {
+    if (checks.length < 2) return checks.map((c) => decide(c.tenantId, c.userId, c.permission));
+    const answers = new Map<string, boolean | Promise<boolean>>();
+    return checks.map((c) => {
+      const key = `${c.tenantId} ${c.userId} ${c.permission}`;
+      let answer = answers.get(key);
+      if (answer === undefined) {
+        answer = decide(c.tenantId, c.userId, c.permission);
+        answers.set(key, answer);
+      }
+      return answer;
+    });
   }
 
   return {
@@ -73,6 +105,7 @@ export function createAccessService(deps: AccessDeps) {
     critical,
     roles,
     decide,
+    decideAll,
     settings: createAccessSettingsService({ db, clock, critical }),
     approvals: createApprovalService({ db, clock, critical }),
     elevations: createElevationService({ db, clock, cache, critical, maxMinutes: deps.elevationMaxMinutes }),

@@ -16,16 +16,22 @@ export interface AccessSettings {
   elevationThresholds: Record<string, number>;
 }
 
-export async function loadAccessSettings(tx: Tx, critical: CriticalActions): Promise<AccessSettings> {
-  const row = await tx.selectFrom('access_settings').selectAll().executeTakeFirst();
-  if (!row) {
-    return {
-      fourEyesActions: critical.defaults(),
-      approvalTtlMinutes: 1440,
-      elevationApprover: 'operator',
-      elevationThresholds: {},
-    };
-  }
+const defaultSettings = (critical: CriticalActions): AccessSettings => ({
+  fourEyesActions: critical.defaults(),
+  approvalTtlMinutes: 1440,
+  elevationApprover: 'operator',
+  elevationThresholds: {},
+});
+
+/** The tenant's settings; `forUpdate` locks the row until the transaction ends (a change's "before"). */
+export async function loadAccessSettings(
+  tx: Tx,
+  critical: CriticalActions,
+  forUpdate = false,
+): Promise<AccessSettings> {
+  const select = tx.selectFrom('access_settings').selectAll();
+  const row = await (forUpdate ? select.forUpdate() : select).executeTakeFirst();
+  if (!row) return defaultSettings(critical);
   const thresholds = row.elevation_thresholds;
   return {
     fourEyesActions: row.four_eyes_actions,
@@ -34,6 +40,41 @@ export async function loadAccessSettings(tx: Tx, critical: CriticalActions): Pro
     elevationThresholds: typeof thresholds === 'string' ? JSON.parse(thresholds) : thresholds,
   };
 }
+
+// Audit details are flat and their strings at most 2,048 characters: lists and maps become one short line.
+const MAX_DETAIL = 2048;
+function listDetail(items: readonly string[]): string {
+  const text = items.join(' ');
+  return text.length <= MAX_DETAIL ? text : `${text.slice(0, MAX_DETAIL - 40)} ... (${items.length} in all)`;
+}
+const thresholdsDetail = (thresholds: Record<string, number>) =>
+  listDetail(
+    Object.keys(thresholds)
+      .sort()
+      .map((role) => `${role}=${thresholds[role]}`),
+  );
+
+/** Old and new values of every setting, so the trail shows what a change did. */
+function changeDetails(before: AccessSettings, after: AccessSettings) {
+  return {
+    fourEyesActions: listDetail(after.fourEyesActions),
+    fourEyesActionsBefore: listDetail([...before.fourEyesActions].sort()),
+    approvalTtlMinutes: after.approvalTtlMinutes,
+    approvalTtlMinutesBefore: before.approvalTtlMinutes,
+    elevationApprover: after.elevationApprover,
+    elevationApproverBefore: before.elevationApprover,
+    elevationThresholds: thresholdsDetail(after.elevationThresholds),
+    elevationThresholdsBefore: thresholdsDetail(before.elevationThresholds),
+  };
+}
+
+const rowOf = (settings: AccessSettings, now: Date) => ({
+  four_eyes_actions: [...new Set(settings.fourEyesActions)].sort(),
+  approval_ttl_minutes: settings.approvalTtlMinutes,
+  elevation_approver: settings.elevationApprover,
+  elevation_thresholds: JSON.stringify(settings.elevationThresholds),
+  updated_at: now,
+});
 
 export function createAccessSettingsService(deps: { db: Database; clock: Clock; critical: CriticalActions }) {
   const { db, clock, critical } = deps;
@@ -51,28 +92,23 @@ export function createAccessSettingsService(deps: { db: Database; clock: Clock; 
             throw accessError('unknown_action', `"${action}" is not a critical action Rampart knows.`);
           }
         }
-        const values = {
-          four_eyes_actions: [...new Set(next.fourEyesActions)].sort(),
-          approval_ttl_minutes: next.approvalTtlMinutes,
-          elevation_approver: next.elevationApprover,
-          elevation_thresholds: JSON.stringify(next.elevationThresholds),
-          updated_at: clock.now(),
-        };
+        // A row to lock, so the "before" recorded is the one this change replaces, even when two race.
         await tx
           .insertInto('access_settings')
-          .values({ tenant_id: tenantId, ...values })
-          .onConflict((oc) => oc.column('tenant_id').doUpdateSet(values))
+          .values({ tenant_id: tenantId, ...rowOf(defaultSettings(critical), clock.now()) })
+          .onConflict((oc) => oc.column('tenant_id').doNothing())
           .execute();
+        const before = await loadAccessSettings(tx, critical, true);
+        const values = rowOf(next, clock.now());
+        await tx.updateTable('access_settings').set(values).where('tenant_id', '=', tenantId).execute();
+        const after = await loadAccessSettings(tx, critical);
         await audit(clock, tx, tenantId, ctx, {
           action: 'access.settings.updated',
           outcome: 'success',
           target: { type: 'tenant', id: tenantId },
-          details: {
-            fourEyesActions: values.four_eyes_actions.join(' '),
-            elevationApprover: next.elevationApprover,
-          },
+          details: changeDetails(before, after),
         });
-        return loadAccessSettings(tx, critical);
+        return after;
       }),
   };
 }

@@ -45,6 +45,12 @@ export const TENANTS_TOPIC = 'tenancy.tenants';
 // The bus drops a tenant on every node when it is suspended or resumed; the TTL bounds a lost message.
 const CACHE_TTL_MS = 30_000;
 const CACHE_MAX_ENTRIES = 10_000;
+/** Bus topic of new tenants; the key is the tenant's id (drops "no such tenant" answers on every node). */
+export const TENANT_IDS_TOPIC = 'tenancy.tenant-ids';
+// Ids no tenant has are remembered briefly: a stream of made-up ids then costs one read per id, not one
+// per check. New tenants are announced, so the TTL only bounds a lost message.
+const UNKNOWN_TTL_MS = 10_000;
+const UNKNOWN_MAX_ENTRIES = 10_000;
 
 export function createTenancyService({ db, clock, bus, onBackgroundError }: TenancyDeps) {
   const system = <R>(fn: (tx: SystemTx<TenancyTables>) => Promise<R>) => db.withSystem(fn);
@@ -56,8 +62,35 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
         ttlMs: CACHE_TTL_MS,
       })
     : null;
+  const unknownIds = bus
+    ? createInvalidatedCache<true>({
+        bus,
+        topic: TENANT_IDS_TOPIC,
+        maxEntries: UNKNOWN_MAX_ENTRIES,
+        ttlMs: UNKNOWN_TTL_MS,
+      })
+    : null;
 
   const slugById = new Map<string, string>();
+  // Reads by id in flight, joined by checks of the same tenant that arrive together (one batch) unless
+  // an invalidation arrived since the read started.
+  const readsById = new Map<string, { marks: string; active: Promise<boolean> }>();
+  const marks = () => `${cache?.mark() ?? 0}:${unknownIds?.mark() ?? 0}`;
+
+  async function readById(id: string, nowMs: number): Promise<boolean> {
+    const mark = cache?.mark() ?? 0;
+    const unknownMark = unknownIds?.mark() ?? 0;
+    const row = await system((tx) => createTenantRepository(tx).byId(id));
+    if (!row) {
+      unknownIds?.put(id, true, unknownMark, nowMs);
+      return false;
+    }
+    const tenant = toTenant(row);
+    if (slugById.size >= CACHE_MAX_ENTRIES) slugById.clear();
+    slugById.set(id, tenant.slug);
+    cache?.put(tenant.slug, tenant, mark, nowMs);
+    return tenant.status === 'active';
+  }
 
   async function mustFind(tx: SystemTx<TenancyTables>, slug: string): Promise<TenantRow> {
     const row = await createTenantRepository(tx).bySlug(slug);
@@ -99,7 +132,7 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
 
   return {
     async create(ctx: ActionContext, input: { slug: string; displayName: string; region: string }) {
-      return system(async (tx) => {
+      const created = await system(async (tx) => {
         const row = await createTenantRepository(tx).insert({
           slug: input.slug,
           display_name: input.displayName,
@@ -117,6 +150,9 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
         await createTenantSettingsRepository(scoped).create(row.id);
         return toTenant(row);
       });
+      // After the commit: a node that answered "no such tenant" for this id forgets it.
+      await bus?.publish(TENANT_IDS_TOPIC, created.id).catch((error: unknown) => onBackgroundError?.(error));
+      return created;
     },
     get: (slug: string) => system(async (tx) => toTenant(await mustFind(tx, slug))),
     async list(after: string | null, limit: number) {
@@ -129,22 +165,23 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
     /**
      * Whether the tenant with this id exists and is active: synchronous when this node holds it (the
      * decision API's hot path). A tenant's slug never changes, so the id-to-slug map needs no
-     * invalidation; its status comes from the same bus-invalidated cache as requireActive's.
+     * invalidation; its status comes from the same bus-invalidated cache as requireActive's. An id no
+     * tenant has is answered from a short-lived cache of such ids; `id` must be a uuid.
      */
     activeById(id: string): boolean | Promise<boolean> {
       const nowMs = clock.now().getTime();
       const slug = slugById.get(id);
       const cached = slug === undefined ? undefined : cache?.get(slug, nowMs);
       if (cached) return cached.status === 'active';
-      const mark = cache?.mark() ?? 0;
-      return system((tx) => createTenantRepository(tx).byId(id)).then((row) => {
-        if (!row) return false;
-        const tenant = toTenant(row);
-        if (slugById.size >= CACHE_MAX_ENTRIES) slugById.clear();
-        slugById.set(id, tenant.slug);
-        cache?.put(tenant.slug, tenant, mark, nowMs);
-        return tenant.status === 'active';
+      if (unknownIds?.get(id, nowMs)) return false;
+      const current = marks();
+      const pending = readsById.get(id);
+      if (pending?.marks === current) return pending.active;
+      const active = readById(id, nowMs).finally(() => {
+        if (readsById.get(id)?.active === active) readsById.delete(id);
       });
+      readsById.set(id, { marks: current, active });
+      return active;
     },
     /**
      * For every tenant-facing capability: the tenant behind a slug, refused when suspended. Served from
