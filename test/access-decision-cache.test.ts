@@ -109,6 +109,7 @@ describe('the permission cache', () => {
       bus,
       elevationMaxMinutes: 60,
       userExists: async () => true,
+      lockActiveTenantAdmins: async () => [],
       tenantActive: (id) => tenancy.activeById(id),
       cacheLimits: { tenants: 2, users: 10 },
     });
