@@ -42,6 +42,7 @@ import {
 import {
   type BreachedScreen,
   createIdentityService,
+  createOperatorAdmin,
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
@@ -53,6 +54,7 @@ import {
   isUserDisabled,
   normaliseEmail,
   type OperatorService,
+  operatorAdminRoutes,
   tenantSlugOf,
   toTenantRef,
   userAuthenticator,
@@ -437,7 +439,11 @@ export async function buildApp({
       hasher: identity.deps.hasher,
       totpBox: createSecretBox(deriveKey(rootKey, 'operator-totp')),
       publicUrl: config.publicUrl,
+      breached,
     }),
+  });
+  await app.register(operatorAdminRoutes, {
+    admin: createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError }),
   });
   await app.register(identityPages, {
     identity,
