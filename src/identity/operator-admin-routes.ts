@@ -22,7 +22,7 @@ const TokenInfo = strictObject({
   expiresAt: Timestamp,
   current: Type.Boolean(),
 });
-const DisableBody = strictObject({
+export const OperatorDisableBody = strictObject({
   reason: Type.Optional(Text({ minLength: 1, maxLength: 500 })),
 });
 
@@ -103,7 +103,7 @@ export const operatorAdminRoutes: FastifyPluginAsyncTypebox<{ admin: OperatorAdm
         summary:
           'Disable an operator: every credential revoked, sign-in refused (not yourself, not the last one)',
         params: IdParams,
-        body: Type.Union([DisableBody, Type.Null()]),
+        body: Type.Union([OperatorDisableBody, Type.Null()]),
         response: responses({
           200: strictObject({ ...OperatorSummary.properties, revoked: Type.Integer() }),
         }),

@@ -187,7 +187,8 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
         );
         return revoked;
       });
-      publish([row.token_hash.toString('hex')]);
+      // PGlite hands bytea back as a Uint8Array, whose toString is not hex.
+      publish([Buffer.from(row.token_hash).toString('hex')]);
     },
 
     /** Revokes every live credential of an operator (theirs or, with operators:write, anyone's). */
