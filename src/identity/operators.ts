@@ -31,7 +31,8 @@ export interface OperatorDeps {
 export const OPERATOR_TOKENS_TOPIC = 'operator-tokens';
 // Verified operator credentials kept per node, so an operator-authenticated request (the decision API
 // above all) needs no database round trip. An entry never outlives its token's expiry; the TTL bounds
-// a missed bus message; a change to a token publishes its hash, a bus reset drops everything.
+// a missed bus message. A revocation publishes the token's hash (hex), or `operator:<id>` for all of an
+// operator's (operator-admin.ts); a bus reset drops everything.
 const CREDENTIAL_TTL_MS = 30_000;
 const CREDENTIAL_CACHE_MAX = 10_000;
 
@@ -189,9 +190,6 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
     },
 
     verify,
-
-    /** Stops listening on the bus (the app closes it on shutdown). */
-    close: () => credentials.close(),
   };
 }
 
