@@ -8,8 +8,8 @@ import type { BreachedScreen } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt } from './lockout.ts';
+import { acceptOperatorPassword } from './operator-password.ts';
 import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
-import { checkPasswordRules, type PasswordPolicy, type PolicyViolation } from './policy.ts';
 import type { IdentityTables } from './tables.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -17,23 +17,6 @@ const SETUP_TTL_MS = 24 * 3_600_000;
 const SESSION_TTL_MS = 8 * 3_600_000;
 const THRESHOLD = 5;
 const LOCK_MS = 15 * 60_000;
-
-/**
- * Operators' password policy is fixed for the platform, not configurable: 12 to 128 characters, then
- * the compromised-password screen (common list, breached filter). No composition rules: length and the
- * screen are what resists guessing (NIST SP 800-63B).
- */
-export const OPERATOR_PASSWORD_POLICY: PasswordPolicy = {
-  minLength: 12,
-  maxLength: 128,
-  requireLower: false,
-  requireUpper: false,
-  requireDigit: false,
-  requireSpecial: false,
-  forbidPersonal: false,
-  historyCount: 0,
-  maxAgeDays: null,
-};
 
 export interface OperatorAuthDeps {
   db: Database;
@@ -68,33 +51,6 @@ export async function issueOperatorSetupLink<DB>(
     })
     .execute();
   return `${publicUrl}/operator/setup?token=${encodeURIComponent(token)}`;
-}
-
-/** Checks a new operator password against the platform policy; returns it normalised or throws 422. */
-export async function acceptOperatorPassword(breached: BreachedScreen, raw: string): Promise<string> {
-  const password = normalisePassword(raw);
-  const violations: PolicyViolation[] = checkPasswordRules(OPERATOR_PASSWORD_POLICY, password, { email: '' });
-  if (violations.length === 0) {
-    const screen = await breached.check(password);
-    if (screen.breached) {
-      violations.push(
-        screen.source === 'common'
-          ? { rule: 'common', message: 'This password is among the most common ones; choose another.' }
-          : {
-              rule: 'breached',
-              message: screen.onlineUnavailable
-                ? 'The compromised-password check is unavailable right now; try again in a few minutes.'
-                : 'This password appears in a known data breach; choose another.',
-            },
-      );
-    }
-  }
-  if (violations.length > 0) {
-    throw identityError('password_rejected', violations.map((v) => `Operators: ${v.message}`).join(' '), {
-      errors: violations.map((v) => ({ pointer: `/policy/${v.rule}`, message: v.message })),
-    });
-  }
-  return password;
 }
 
 /**
@@ -179,6 +135,14 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
       }
       throw error;
     }
+  }
+
+  /** Why a verified attempt failed: both factors right but no token means a replayed code or a disable. */
+  async function failedAfterVerifying(tx: Tx, id: string, passwordOk: boolean, step: number | null) {
+    if (!passwordOk) return 'wrong_password';
+    if (step === null) return 'wrong_code';
+    const row = await tx.selectFrom('operators').select('status').where('id', '=', id).executeTakeFirst();
+    return row?.status === 'disabled' ? 'disabled' : 'replayed_code';
   }
 
   /** Why no attempt was reserved, for the audit trail only (the caller's answer is the same). */
@@ -304,7 +268,7 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
             : null;
         if (!reserved || !fresh || fresh.numUpdatedRows === 0n) {
           const why = reserved
-            ? { id: reserved.id, reason: !passwordOk ? 'wrong_password' : 'wrong_code' }
+            ? { id: reserved.id, reason: await failedAfterVerifying(tx, reserved.id, passwordOk, step) }
             : await refusedBeforeVerifying(tx, email);
           await lockAtThreshold(tx, ctx, email, now);
           await audit(tx, ctx, 'identity.operator.signin', 'failure', why.id, why.reason);
