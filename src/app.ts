@@ -43,6 +43,7 @@ import {
 import {
   type BreachedScreen,
   createIdentityService,
+  createOperatorAdmin,
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
@@ -55,6 +56,7 @@ import {
   lockActiveTenantAdmins,
   normaliseEmail,
   type OperatorService,
+  operatorAdminRoutes,
   tenantSlugOf,
   toTenantRef,
   userAuthenticator,
@@ -444,7 +446,11 @@ export async function buildApp({
       hasher: identity.deps.hasher,
       totpBox: createSecretBox(deriveKey(rootKey, 'operator-totp')),
       publicUrl: config.publicUrl,
+      breached,
     }),
+  });
+  await app.register(operatorAdminRoutes, {
+    admin: createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError }),
   });
   await app.register(identityPages, {
     identity,

@@ -2,7 +2,7 @@
  * The `rampart` command, run in-process with captured output, against an embedded database in a
  * temporary DATA_DIR (or this file's own PostgreSQL database when DATABASE_URL is set).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -68,6 +68,10 @@ describe('--help', () => {
     [['tenants', 'suspend'], /--reason <text>/],
     [['tenants', 'resume'], /resume a suspended tenant/],
     [['operators', 'create'], /--email <email>/],
+    [['operators', 'disable'], /--reason <text>/],
+    [['operators', 'enable'], /enable a disabled operator/],
+    [['operators', 'revoke-tokens'], /revoke every live credential/],
+    [['operators', 'unlock'], /lockout/],
     [['config', 'check'], /validate the configuration/],
   ])('rampart %s --help', async (command, expected) => {
     const { code, out } = await rampart([...command, '--help']);
@@ -202,5 +206,49 @@ describe('migrate, tenants, operators', () => {
     const res = await rampart(['operators', 'create', '--email', 'not-an-email']);
     expect(res.code).toBe(1);
     expect(res.err).toMatch(/not-an-email/);
+  });
+
+  it('operators disable | enable | revoke-tokens | unlock, audited as the CLI; never the last active operator', async () => {
+    const second = await rampart(['operators', 'create', '--email', 'second@example.com']);
+    expect(second.code, second.err).toBe(0);
+
+    const disabled = await rampart(['operators', 'disable', 'Second@Example.com', '--reason', 'left']);
+    expect(disabled.code, disabled.err).toBe(0);
+    expect(disabled.out).toMatch(/disabled operator second@example.com; 2 credential\(s\) revoked/);
+    const twice = await rampart(['operators', 'disable', 'second@example.com']);
+    expect(twice.code).toBe(1);
+    expect(twice.err).toMatch(/disabled already/);
+    // ops@example.com (created above) is now the only active operator.
+    const last = await rampart(['operators', 'disable', 'ops@example.com']);
+    expect(last.code).toBe(1);
+    expect(last.err).toMatch(/last active operator/);
+
+    const enabled = await rampart(['operators', 'enable', 'second@example.com']);
+    expect(enabled.code, enabled.err).toBe(0);
+    expect(enabled.out).toContain('enabled operator second@example.com');
+    const revoked = await rampart(['operators', 'revoke-tokens', 'ops@example.com']);
+    expect(revoked.code, revoked.err).toBe(0);
+    expect(revoked.out).toMatch(/revoked 2 credential\(s\) of operator ops@example.com/);
+    const unlocked = await rampart(['operators', 'unlock', 'second@example.com']);
+    expect(unlocked.code, unlocked.err).toBe(0);
+
+    const unknown = await rampart(['operators', 'unlock', 'nobody@example.com']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/nobody@example.com/);
+    const badReason = await rampart(['operators', 'disable', 'second@example.com', '--reason', '']);
+    expect(badReason.code).toBe(1);
+    expect(badReason.err).toMatch(/--reason/);
+
+    const bundle = join(mkdtempSync(join(tmpdir(), 'rampart-cli-audit-')), 'platform.jsonl');
+    const exported = await rampart(['audit', 'export', '--out', bundle]);
+    expect(exported.code, exported.err).toBe(0);
+    const events = readFileSync(bundle, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('identity.operator.'))
+      .map((line) => JSON.parse(line) as { action?: string; actor?: { type: string; id: string } });
+    for (const action of ['disabled', 'enabled', 'tokens_revoked', 'unlocked']) {
+      const event = events.find((e) => e.action === `identity.operator.${action}`);
+      expect(event?.actor, action).toMatchObject({ type: 'system', id: expect.stringMatching(/^cli:/) });
+    }
   });
 });

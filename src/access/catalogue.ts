@@ -30,6 +30,9 @@ definePermissions('identity', 'tenant', {
   'users:write': 'Invite users, unlock accounts and end their sessions',
   'policy:write': 'Change the password policy, lockout, 2FA enforcement and session limits',
 });
+definePermissions('identity', 'platform', {
+  'operators:write': 'Disable and enable operators, revoke their credentials and clear their lockout',
+});
 definePermissions('access', 'tenant', {
   'roles:read': 'Read roles, role assignments and the access settings',
   'roles:write': 'Create, change and delete custom roles',

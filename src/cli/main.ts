@@ -5,7 +5,13 @@ import { Command, CommanderError } from 'commander';
 import { registerAuditCommands } from '../audit/cli.ts';
 import { checkpointSigner, createRetentionService } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
-import { createOperatorService, toTenantRef } from '../identity/index.ts';
+import {
+  createOperatorAdmin,
+  createOperatorService,
+  type OperatorAdmin,
+  OperatorDisableBody,
+  toTenantRef,
+} from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
 import { allMigrations } from '../migrations.ts';
 import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
@@ -57,6 +63,24 @@ async function withAnnouncingTenancy<T>(
       const onBackgroundError = (error: unknown) =>
         io.err.write(`warning: running servers were not told (${String(error)}); they notice within 30 s\n`);
       return await fn(createTenancyService({ db, clock: systemClock, bus, onBackgroundError }));
+    } finally {
+      await bus.close();
+    }
+  });
+}
+
+/** Operator administration that announces revocations on the bus, so running servers drop them at once. */
+async function withOperatorAdmin<T>(
+  config: Config,
+  io: CliIo,
+  fn: (admin: OperatorAdmin) => Promise<T>,
+): Promise<T> {
+  return withDatabase(config, async (db) => {
+    const bus = await openConfiguredBus(config);
+    try {
+      const onBackgroundError = (error: unknown) =>
+        io.err.write(`warning: running servers were not told (${String(error)}); they notice within 30 s\n`);
+      return await fn(createOperatorAdmin({ db, clock: systemClock, bus, onBackgroundError }));
     } finally {
       await bus.close();
     }
@@ -163,9 +187,8 @@ function program(io: CliIo): Command {
       });
     });
 
-  root
-    .command('operators')
-    .description('manage platform operators')
+  const operators = root.command('operators').description('manage platform operators');
+  operators
     .command('create')
     .description('create an operator and print its API token once')
     .requiredOption('--email <email>', 'login email')
@@ -184,6 +207,48 @@ function program(io: CliIo): Command {
         );
         print(issued.token);
         print(`interactive sign-in (password + TOTP): set up within 24 hours at ${issued.setupLink}`);
+      });
+    });
+
+  operators
+    .command('disable <email>')
+    .description('disable an operator: every credential revoked on every node, sign-in refused')
+    .option('--reason <text>', 'why (recorded in the audit trail)')
+    .action(async (email: string, opts: { reason?: string }) => {
+      if (opts.reason !== undefined)
+        checkInput(OperatorDisableBody, { reason: opts.reason }, { reason: '--reason' });
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const { id } = await admin.findByEmail(email);
+        const done = await admin.disable(cliContext(), id, opts.reason ?? null);
+        print(`disabled operator ${done.email}; ${done.revoked} credential(s) revoked`);
+      });
+    });
+  operators
+    .command('enable <email>')
+    .description('enable a disabled operator (their old credentials stay revoked)')
+    .action(async (email: string) => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const done = await admin.enable(cliContext(), (await admin.findByEmail(email)).id);
+        print(`enabled operator ${done.email}`);
+      });
+    });
+  operators
+    .command('revoke-tokens <email>')
+    .description('revoke every live credential of an operator (API token, sessions, set-up links)')
+    .action(async (email: string) => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const operator = await admin.findByEmail(email);
+        const { revoked } = await admin.revokeAll(cliContext(), operator.id);
+        print(`revoked ${revoked} credential(s) of operator ${operator.email}`);
+      });
+    });
+  operators
+    .command('unlock <email>')
+    .description("clear an operator's sign-in lockout")
+    .action(async (email: string) => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const done = await admin.unlock(cliContext(), (await admin.findByEmail(email)).id);
+        print(`unlocked operator ${done.email}`);
       });
     });
 

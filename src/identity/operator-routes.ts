@@ -27,7 +27,7 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         tags,
         summary:
-          'Operator set-up, step 1: choose a password (12+ characters); returns the TOTP secret to enrol',
+          'Operator set-up, step 1: choose a password (12-128 characters, not common or breached); returns the TOTP secret to enrol',
         body: strictObject({ token: SetupToken, password: Password }),
         response: responses({ 200: Enrolment }),
       },

@@ -4,10 +4,12 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
+import type { BreachedScreen } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt } from './lockout.ts';
-import { normalisePassword, type PasswordHasher } from './passwords/index.ts';
+import { acceptOperatorPassword } from './operator-password.ts';
+import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
 import type { IdentityTables } from './tables.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -15,7 +17,6 @@ const SETUP_TTL_MS = 24 * 3_600_000;
 const SESSION_TTL_MS = 8 * 3_600_000;
 const THRESHOLD = 5;
 const LOCK_MS = 15 * 60_000;
-const minPasswordLength = 12;
 
 export interface OperatorAuthDeps {
   db: Database;
@@ -23,6 +24,7 @@ export interface OperatorAuthDeps {
   hasher: PasswordHasher;
   totpBox: SecretBox;
   publicUrl: string;
+  breached: BreachedScreen;
 }
 
 type Tx = SystemTx<IdentityTables>;
@@ -90,23 +92,94 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
     return row;
   }
 
+  /**
+   * Verifies the password of a reserved attempt; unknown, disabled and locked operators cost a dummy
+   * verification, so the answer time says nothing. When the hasher refuses (busy) or fails, the
+   * attempt never happened: its slot is given back (else five busy answers would lock the operator out)
+   * and the refusal is audited.
+   */
+  async function checkPassword(
+    ctx: ActionContext,
+    reserved: { id: string; password_hash: string | null } | undefined,
+    password: string,
+  ): Promise<boolean> {
+    try {
+      if (reserved?.password_hash) {
+        return (await deps.hasher.verify(reserved.password_hash, normalisePassword(password))).ok;
+      }
+      await deps.hasher.verifyDummy(password);
+      return false;
+    } catch (error) {
+      const busy = error instanceof HasherBusyError;
+      await system(async (tx) => {
+        if (reserved) {
+          await tx
+            .updateTable('operators')
+            .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
+            .where('id', '=', reserved.id)
+            .execute();
+        }
+        await audit(
+          tx,
+          ctx,
+          'identity.operator.signin',
+          'failure',
+          reserved?.id ?? null,
+          busy ? 'busy' : 'error',
+        );
+      });
+      if (busy) {
+        throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
+          retryAfterSeconds: error.retryAfterSeconds,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** Why a verified attempt failed: both factors right but no token means a replayed code or a disable. */
+  async function failedAfterVerifying(tx: Tx, id: string, passwordOk: boolean, step: number | null) {
+    if (!passwordOk) return 'wrong_password';
+    if (step === null) return 'wrong_code';
+    const row = await tx.selectFrom('operators').select('status').where('id', '=', id).executeTakeFirst();
+    return row?.status === 'disabled' ? 'disabled' : 'replayed_code';
+  }
+
+  /** Why no attempt was reserved, for the audit trail only (the caller's answer is the same). */
+  async function refusedBeforeVerifying(tx: Tx, email: string) {
+    const row = await tx
+      .selectFrom('operators')
+      .select(['id', 'status'])
+      .where('email', '=', email)
+      .executeTakeFirst();
+    if (!row) return { id: null, reason: 'unknown_operator' };
+    return { id: row.id, reason: row.status === 'disabled' ? 'disabled' : 'locked_or_not_enrolled' };
+  }
+
+  /**
+   * Sets the lock once the count reached the threshold, exactly once however many failures finish
+   * together. Also run when no attempt was reserved: a count left at the threshold without a lock (a
+   * process that died between reservation and verdict) would otherwise refuse every attempt forever;
+   * this turns it into an ordinary lock that ends after LOCK_MS.
+   */
+  async function lockAtThreshold(tx: Tx, ctx: ActionContext, email: string, now: Date) {
+    const locked = await tx
+      .updateTable('operators')
+      .set({ password_locked_until: new Date(now.getTime() + LOCK_MS) })
+      .where('email', '=', email)
+      .where('password_failures', '>=', THRESHOLD)
+      .where('password_locked_until', 'is', null)
+      .returning('id')
+      .executeTakeFirst();
+    if (locked) await audit(tx, ctx, 'identity.operator.locked', 'success', locked.id, 'password_failures');
+  }
+
   return {
     /** Step 1 of set-up: choose a password; returns a TOTP secret to enrol (confirmed in step 2). */
     begin: (ctx: ActionContext, token: string, password: string) =>
       system(async (tx) => {
         const { operator_id: id } = await setupOperator(tx, token);
-        const normalised = normalisePassword(password);
-        if ([...normalised].length < minPasswordLength) {
-          throw identityError(
-            'password_rejected',
-            `Operators use at least ${minPasswordLength} characters.`,
-            {
-              errors: [
-                { pointer: '/policy/min_length', message: `Use at least ${minPasswordLength} characters.` },
-              ],
-            },
-          );
-        }
+        const normalised = await acceptOperatorPassword(deps.breached, password);
         const secret = newTotpSecret();
         const operator = await tx
           .updateTable('operators')
@@ -175,45 +248,30 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           .returning(['id', 'password_hash', 'totp_ciphertext'])
           .executeTakeFirst(),
       );
-      // Unknown or locked operators cost a dummy verification too: the answer time says nothing.
-      let passwordOk = false;
-      if (reserved?.password_hash) {
-        passwordOk = (await deps.hasher.verify(reserved.password_hash, normalisePassword(password))).ok;
-      } else {
-        await deps.hasher.verifyDummy(password);
-      }
+      const passwordOk = await checkPassword(ctx, reserved, password);
       return system(async (tx) => {
         const step =
           passwordOk && reserved?.totp_ciphertext
             ? totpStep(deps.totpBox.open(reserved.totp_ciphertext, `operator:${reserved.id}`), code, now)
             : null;
+        // The status guard waits for a disable holding the row and then sees it: no token for a
+        // disabled operator even when the disable committed during the verification.
         const fresh =
           step !== null && reserved
             ? await tx
                 .updateTable('operators')
-                .set({ totp_last_step: step, password_failures: 0 })
+                .set({ totp_last_step: step, password_failures: 0, password_locked_until: null })
                 .where('id', '=', reserved.id)
+                .where('status', '=', 'active')
                 .where(sql<boolean>`totp_last_step < ${step}`)
                 .executeTakeFirst()
             : null;
         if (!reserved || !fresh || fresh.numUpdatedRows === 0n) {
-          if (reserved) {
-            await tx
-              .updateTable('operators')
-              .set({ password_locked_until: new Date(now.getTime() + LOCK_MS) })
-              .where('id', '=', reserved.id)
-              .where('password_failures', '>=', THRESHOLD)
-              .where('password_locked_until', 'is', null)
-              .execute();
-          }
-          await audit(
-            tx,
-            ctx,
-            'identity.operator.signin',
-            'failure',
-            reserved?.id ?? null,
-            !reserved ? 'unknown_or_locked' : !passwordOk ? 'wrong_password' : 'wrong_code',
-          );
+          const why = reserved
+            ? { id: reserved.id, reason: await failedAfterVerifying(tx, reserved.id, passwordOk, step) }
+            : await refusedBeforeVerifying(tx, email);
+          await lockAtThreshold(tx, ctx, email, now);
+          await audit(tx, ctx, 'identity.operator.signin', 'failure', why.id, why.reason);
           // Thrown after the transaction body so the audit event and the counter still commit.
           return null;
         }

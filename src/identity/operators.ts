@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { recordAuditEvent } from '../audit/index.ts';
-import type { InvalidationBus } from '../platform/bus/index.ts';
+import { createInProcessBus, createInvalidatedCache, type InvalidationBus } from '../platform/bus/index.ts';
 import { type ActionContext, type Actor, type Clock, systemContext } from '../platform/context.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
@@ -31,9 +31,18 @@ export interface OperatorDeps {
 export const OPERATOR_TOKENS_TOPIC = 'operator-tokens';
 // Verified operator credentials kept per node, so an operator-authenticated request (the decision API
 // above all) needs no database round trip. An entry never outlives its token's expiry; the TTL bounds
-// a missed bus message; a change to a token publishes its hash, a bus reset drops everything.
+// a missed bus message. A revocation publishes the token's hash (hex), or `operator:<id>` for all of an
+// operator's (operator-admin.ts); a bus reset drops everything.
 const CREDENTIAL_TTL_MS = 30_000;
 const CREDENTIAL_CACHE_MAX = 10_000;
+
+/** The bus key that drops every cached credential of one operator (disable, revoke-all). */
+export const operatorKey = (operatorId: string) => `operator:${operatorId}`;
+
+interface CachedCredential {
+  credential: OperatorCredential;
+  expiresAt: number;
+}
 
 export interface OperatorCredential {
   actor: { type: 'operator'; id: string };
@@ -97,22 +106,37 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
    * password and a TOTP code at `mfaAt`; `api` tokens passed no second factor. Access uses this to
    * require a recent second factor for elevation.
    */
-  const credentials = new Map<string, { credential: OperatorCredential; until: number }>();
-  bus?.subscribe(OPERATOR_TOKENS_TOPIC, (key) => credentials.delete(key));
-  bus?.onReset(() => credentials.clear());
+  const credentials = createInvalidatedCache<CachedCredential>({
+    bus: bus ?? createInProcessBus(),
+    topic: OPERATOR_TOKENS_TOPIC,
+    maxEntries: CREDENTIAL_CACHE_MAX,
+    ttlMs: CREDENTIAL_TTL_MS,
+    onMessage(key, cache) {
+      // `operator:<id>`: all of an operator's credentials (disable, revoke-all); else one token's hash.
+      if (key.startsWith('operator:')) {
+        const id = key.slice('operator:'.length);
+        cache.deleteWhere((c) => c.credential.actor.id === id);
+      } else cache.delete(key);
+    },
+  });
 
   async function verify(token: string): Promise<OperatorCredential | null> {
     if (!token.startsWith(`${TOKEN_PREFIX}_`)) return null;
     const now = clock.now();
     const hash = hashToken(token);
     const key = hash.toString('hex');
-    const hit = credentials.get(key);
-    if (hit && hit.until > now.getTime()) return hit.credential;
+    const hit = credentials.get(key, now.getTime());
+    if (hit && hit.expiresAt > now.getTime()) return hit.credential;
+    // A revocation that arrives while the database is read must not be overwritten by the old answer.
+    const mark = credentials.mark();
     const found = await lookup(hash, now);
     if (found) {
-      if (credentials.size >= CREDENTIAL_CACHE_MAX) credentials.clear();
-      const until = Math.min(found.expiresAt.getTime(), now.getTime() + CREDENTIAL_TTL_MS);
-      credentials.set(key, { credential: found.credential, until });
+      credentials.put(
+        key,
+        { credential: found.credential, expiresAt: found.expiresAt.getTime() },
+        mark,
+        now.getTime(),
+      );
     }
     return found?.credential ?? null;
   }

@@ -17,7 +17,8 @@ export type AccessRule = 'public' | 'metrics' | 'operator' | 'user' | 'tenant';
 
 /**
  * The permission a route needs, from the catalogue (src/access/catalogue.ts), or `self`: any signed-in
- * user of the tenant acting on their own account (their profile, sessions, second factor).
+ * user of the tenant acting on their own account (their profile, sessions, second factor), or any
+ * operator acting on their own credentials (sign-out, their tokens).
  */
 export type RoutePermission = string;
 
@@ -76,7 +77,9 @@ export function routeAccessProblem(
   }
   if (typeof permission !== 'string') return 'declares no permission (config.permission)';
   if (permission === 'self') {
-    return access === 'user' ? null : 'may use the permission "self" only with access "user"';
+    return access === 'user' || access === 'operator'
+      ? null
+      : 'may use the permission "self" only with access "user" or "operator"';
   }
   const scope = options.permissionScope(permission);
   if (scope === undefined) return `declares an unknown permission "${permission}"`;

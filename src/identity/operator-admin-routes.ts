@@ -1,0 +1,156 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import { bearerToken } from '../platform/http/access.ts';
+import { actionContext } from '../platform/http/context.ts';
+import { responses, strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
+import type { OperatorAdmin } from './operator-admin.ts';
+
+const tags = ['operators'];
+const IdParams = strictObject({ id: Uuid });
+const OperatorSummary = strictObject({
+  id: Type.String(),
+  email: Type.String(),
+  status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+});
+// Never the token or its hash: the response schema drops anything else a row might carry.
+const TokenInfo = strictObject({
+  id: Type.String(),
+  kind: Type.Union([Type.Literal('api'), Type.Literal('session'), Type.Literal('setup')]),
+  label: Type.String(),
+  createdAt: Timestamp,
+  expiresAt: Timestamp,
+  current: Type.Boolean(),
+});
+export const OperatorDisableBody = strictObject({
+  reason: Type.Optional(Text({ minLength: 1, maxLength: 500 })),
+});
+
+/** The operator behind the request (routes here are `access: 'operator'`, so it is one). */
+const operatorOf = (request: FastifyRequest): string => {
+  const { actor } = request;
+  if (actor.type !== 'operator' || !actor.id) throw new Error('operator route reached without an operator');
+  return actor.id;
+};
+
+/**
+ * Operators' credentials: their own (sign-out, list, revoke; `self`) and other operators' status and
+ * credentials (`operators:write`). Every revocation reaches every node's credential cache at once.
+ */
+export const operatorAdminRoutes: FastifyPluginAsyncTypebox<{ admin: OperatorAdmin }> = async (
+  app,
+  { admin },
+) => {
+  app.post(
+    '/api/v1/operator/signout',
+    {
+      config: { access: 'operator', permission: 'self' },
+      schema: {
+        tags,
+        summary: 'End the credential this request is made with',
+        response: responses({ 204: Type.Null() }),
+      },
+    },
+    async (request, reply) => {
+      await admin.signOut(actionContext(request), operatorOf(request), bearerToken(request) ?? '');
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/api/v1/operator/tokens',
+    {
+      config: { access: 'operator', permission: 'self' },
+      schema: {
+        tags,
+        summary: 'Your live credentials (API tokens, sign-in sessions, set-up links); never the secret',
+        response: responses({ 200: Type.Array(TokenInfo) }),
+      },
+    },
+    async (request) => {
+      const tokens = await admin.listOwn(operatorOf(request), bearerToken(request));
+      return tokens.map((t) => ({
+        ...t,
+        createdAt: t.createdAt.toISOString(),
+        expiresAt: t.expiresAt.toISOString(),
+      }));
+    },
+  );
+
+  app.delete(
+    '/api/v1/operator/tokens/:id',
+    {
+      config: { access: 'operator', permission: 'self' },
+      schema: {
+        tags,
+        summary: 'Revoke one of your credentials, on every node at once',
+        params: IdParams,
+        response: responses({ 204: Type.Null() }),
+      },
+    },
+    async (request, reply) => {
+      await admin.revokeOwn(actionContext(request), operatorOf(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/v1/operators/:id/disable',
+    {
+      config: { access: 'operator', permission: 'operators:write' },
+      schema: {
+        tags,
+        summary:
+          'Disable an operator: every credential revoked, sign-in refused (not yourself, not the last one)',
+        params: IdParams,
+        body: Type.Union([OperatorDisableBody, Type.Null()]),
+        response: responses({
+          200: strictObject({ ...OperatorSummary.properties, revoked: Type.Integer() }),
+        }),
+      },
+    },
+    async (request) => admin.disable(actionContext(request), request.params.id, request.body?.reason ?? null),
+  );
+
+  app.post(
+    '/api/v1/operators/:id/enable',
+    {
+      config: { access: 'operator', permission: 'operators:write' },
+      schema: {
+        tags,
+        summary: 'Enable a disabled operator (their old credentials stay revoked)',
+        params: IdParams,
+        response: responses({ 200: OperatorSummary }),
+      },
+    },
+    async (request) => admin.enable(actionContext(request), request.params.id),
+  );
+
+  app.post(
+    '/api/v1/operators/:id/revoke-tokens',
+    {
+      config: { access: 'operator', permission: 'operators:write' },
+      schema: {
+        tags,
+        summary: 'Revoke every live credential of an operator, on every node at once',
+        params: IdParams,
+        response: responses({ 200: strictObject({ revoked: Type.Integer() }) }),
+      },
+    },
+    async (request) => admin.revokeAll(actionContext(request), request.params.id),
+  );
+
+  app.post(
+    '/api/v1/operators/:id/unlock',
+    {
+      config: { access: 'operator', permission: 'operators:write' },
+      schema: {
+        tags,
+        summary: "Clear an operator's sign-in lockout",
+        params: IdParams,
+        response: responses({ 200: OperatorSummary }),
+      },
+    },
+    async (request) => admin.unlock(actionContext(request), request.params.id),
+  );
+};
