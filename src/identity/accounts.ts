@@ -3,7 +3,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import { acceptNewPassword, storePassword } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
-import { normaliseEmail } from './email.ts';
+import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { revokeAllInTx, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
@@ -39,6 +39,7 @@ async function withMail<R>(
 
 export function createAccountService(deps: IdentityDeps) {
   const mustEmail = (raw: string) => {
+    if (hasControlCharacters(raw)) throw controlCharactersError();
     const email = normaliseEmail(raw);
     if (!email) throw identityError('invalid_email', `"${raw.slice(0, 100)}" is not an email address.`);
     return email;
@@ -207,6 +208,7 @@ export function createAccountService(deps: IdentityDeps) {
     /** Always answers the same; mails a link only when the account exists. */
     forgotPassword: (tenant: TenantRef, ctx: ActionContext, rawEmail: string) =>
       withMail(deps, tenant, async (tx, outbox) => {
+        if (hasControlCharacters(rawEmail)) throw controlCharactersError();
         const email = normaliseEmail(rawEmail);
         const user = email ? await createUserRepository(tx).byEmail(email) : undefined;
         if (user && user.status === 'active' && email)

@@ -3,7 +3,7 @@ import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
-import { normaliseEmail } from './email.ts';
+import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
@@ -190,6 +190,7 @@ export function createSignIn(deps: IdentityDeps) {
     ctx: ActionContext,
   ): Promise<SignInResult> {
     await throttle(ctx);
+    if (hasControlCharacters(rawEmail)) throw controlCharactersError();
     const password = normalisePassword(rawPassword);
     const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
     const outcome = await reserve(tenant, email);
