@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
+import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
@@ -216,7 +217,7 @@ export function createSignIn(deps: IdentityDeps) {
       if (ctx.ip) await perIp.penalty(ctx.ip, 1);
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
-    const rehash = verdict.needsRehash ? await deps.hasher.hash(password) : null;
+    const rehash = verdict.needsRehash ? await hashing(() => deps.hasher.hash(password)) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
     // Disabled between the reservation and now: no session, and the same answer as a wrong password.
     return result ?? fail(tenant, ctx, email, 'disabled', outcome.userId);
