@@ -6,16 +6,12 @@ import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
-import { attemptAllowed, countAttempt } from './lockout.ts';
+import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
 import { createSession, SESSIONS_TOPIC, type SessionStage } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
-
-// "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
-const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
-const MAX_LOCK_SECONDS = 24 * 3600;
 
 export interface SignInResult {
   stage: SessionStage;
@@ -134,28 +130,10 @@ export function createSignIn(deps: IdentityDeps) {
     userId: string | null,
   ): Promise<never> {
     await inTenant(deps, tenant, async (tx) => {
-      let locked = false;
-      if (userId && reason === 'wrong_password') {
-        const settings = await settingsOf(tx, tenant.id);
-        const now = deps.clock.now();
-        // One conditional UPDATE: of several failures finishing together, exactly one sets the lock
-        // (the row lock serialises them; the others then see it set). The wait doubles per lockout.
-        const until =
-          settings.lockout_mode === 'admin'
-            ? sql<Date>`${ADMIN_LOCK}::timestamptz`
-            : sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${settings.lockout_base_seconds} * power(2, password_lockouts), ${MAX_LOCK_SECONDS}))`;
-        const lockedRow = await tx
-          .updateTable('users')
-          .set({ password_locked_until: until, password_lockouts: sql`password_lockouts + 1` })
-          .where('id', '=', userId)
-          .where('password_failures', '>=', settings.lockout_threshold)
-          .where((eb) =>
-            eb.or([eb('password_locked_until', 'is', null), eb('password_locked_until', '<=', now)]),
-          )
-          .returning('id')
-          .executeTakeFirst();
-        locked = lockedRow !== undefined;
-      }
+      const locked =
+        userId !== null &&
+        reason === 'wrong_password' &&
+        (await lockOverThreshold(tx, await settingsOf(tx, tenant.id), deps.clock.now(), userId)).length > 0;
       await audit(deps, tx, tenant, ctx, {
         action: 'identity.signin.password',
         outcome: 'failure',
