@@ -3,9 +3,6 @@ import type { ActionContext } from '../platform/context.ts';
 import { createChangePassword } from './change-password.ts';
 import { acceptNewPassword, storePassword } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
-
-type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
-
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
@@ -13,6 +10,8 @@ import { revokeAllInTx } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser } from './users.ts';
+
+type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
 
 /**
  * Runs fn in the tenant's transaction and sends the mail it queued only after the commit: a link to a
