@@ -229,6 +229,15 @@ describe('the alert API', () => {
         ...before,
         channels: { emails: [], webhookUrl: 'http://alerts.example.com/hook' },
       }),
+      // Regression: a NUL byte reached PostgreSQL (which refuses it in text) and gave a 500.
+      api('PUT', '/audit/alert-settings', {
+        ...before,
+        channels: { emails: ['secops\u0000@acme.test'], webhookUrl: null },
+      }),
+      api('PUT', '/audit/alert-settings', {
+        ...before,
+        channels: { emails: [], webhookUrl: 'https://alerts.example.com/h\u0000ook' },
+      }),
     ];
     for (const res of await Promise.all(bad)) {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);

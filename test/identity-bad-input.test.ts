@@ -96,6 +96,99 @@ describe('identity bad input', () => {
     expect(await counts()).toEqual(before);
   });
 
+  // Regression: a NUL byte in an email or free-text field reached PostgreSQL, which refuses 0x00 in text,
+  // and the request answered 500. Every such field now refuses control characters with a named 4xx.
+  it('refuses a NUL byte (or another control character) in emails and free text with a 4xx, changing nothing', async () => {
+    const member = await t.app.inject({
+      method: 'POST',
+      url: api('/users'),
+      headers: admin.headers,
+      payload: { email: 'nul-target@input-co.test', role: 'member' },
+    });
+    const memberId = (member.json() as { id: string }).id;
+    const before = await counts();
+    const nul = '\u0000';
+    const cases: { url: string; payload: object; headers?: Record<string, string>; pointer: string }[] = [
+      {
+        url: api('/auth/signin'),
+        payload: { email: `a${nul}@b.test`, password: 'x' },
+        pointer: '/body/email',
+      },
+      {
+        url: api('/password/forgot'),
+        payload: { email: `nul-target@input-co.test${nul}` },
+        pointer: '/body/email',
+      },
+      {
+        url: api('/signup'),
+        payload: { email: `s${nul}@input-co.test`, password: 'Some-Password-1' },
+        pointer: '/body/email',
+      },
+      {
+        url: api('/signup'),
+        payload: { email: 's@input-co.test', displayName: `Eve${nul}`, password: 'Some-Password-1' },
+        pointer: '/body/displayName',
+      },
+      {
+        url: api('/users'),
+        headers: admin.headers,
+        payload: { email: `i${nul}@input-co.test`, role: 'member' },
+        pointer: '/body/email',
+      },
+      {
+        url: api('/users'),
+        headers: admin.headers,
+        payload: { email: 'i@input-co.test', displayName: `Ivy\u001b[31m`, role: 'member' },
+        pointer: '/body/displayName',
+      },
+      {
+        url: api(`/users/${memberId}/disable`),
+        headers: admin.headers,
+        payload: { reason: `left${nul}` },
+        pointer: '/body/reason',
+      },
+    ];
+    for (const c of cases) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: c.url,
+        payload: c.payload,
+        headers: c.headers ?? {},
+      });
+      expect(res.statusCode, `${c.url} ${res.body.slice(0, 200)}`).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().errors?.[0]?.pointer, c.url).toBe(c.pointer);
+    }
+    expect(await counts()).toEqual(before);
+    const after = await t.app.inject({ url: api(`/users/${memberId}`), headers: admin.headers });
+    expect(after.json().status).toBe('invited');
+  });
+
+  it('refuses control characters in the services too (a caller that skips the schemas gets a 400, not a 500)', async () => {
+    const tenant = { id: asTenantId((await t.app.services.tenancy.get(slug)).id), slug };
+    const ctx = {
+      actor: { type: 'anonymous' as const, id: null },
+      ip: '127.0.0.1',
+      userAgent: null,
+      requestId: null,
+    };
+    const identity = t.app.services.identity;
+    await expect(identity.signIn(tenant, 'x\u0000@input-co.test', 'pw', 'bearer', ctx)).rejects.toMatchObject(
+      {
+        code: 'invalid_email',
+      },
+    );
+    await expect(
+      identity.accounts.forgotPassword(tenant, ctx, 'x\u0000@input-co.test'),
+    ).rejects.toMatchObject({
+      code: 'invalid_email',
+    });
+    const { normaliseEmail } = await import('../src/identity/email.ts');
+    expect(normaliseEmail('a\u0000b@input-co.test')).toBeNull();
+    expect(normaliseEmail('ab@input-co.test\u0085')).toBeNull();
+    expect(normaliseEmail(' AB@Input-Co.test ')).toBe('ab@input-co.test');
+  });
+
   it('treats composed and decomposed unicode passwords as the same password', async () => {
     const email = 'unicode@input-co.test';
     await t.app.inject({

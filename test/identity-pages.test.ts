@@ -78,6 +78,23 @@ describe('hosted pages', () => {
     expect((await t.app.services.mailer.outbox(500)).length).toBe(before);
   });
 
+  // Regression: a NUL byte typed into a form reached PostgreSQL (which refuses it in text) and gave a 500.
+  it('gives the sign-in and forgot forms back with an error when the email holds a NUL byte', async () => {
+    const forms: [string, Record<string, string>][] = [
+      ['/signin', { email: `${member}\u0000`, password: 'x' }],
+      ['/forgot', { email: `${member}\u0000` }],
+    ];
+    for (const [path, fields] of forms) {
+      const res = await postForm(page(path), fields);
+      expect(res.statusCode, path).toBe(400);
+      expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(res.body).toContain('control characters');
+      expect(res.body).toContain(`action="${page(path)}"`);
+    }
+    const outbox = await t.app.services.mailer.outbox(50);
+    expect(outbox.filter((m) => m.subject.startsWith('Reset your password'))).toEqual([]);
+  });
+
   it('sends visitors without a session to sign-in, and unknown tenants get an HTML 404', async () => {
     const account = await t.app.inject({ url: page('/account') });
     expect(account.statusCode).toBe(303);

@@ -36,6 +36,22 @@ describe('security headers', () => {
     expect(API_CSP).toContain("frame-ancestors 'none'");
   });
 
+  // Regression: API answers carrying secrets (sign-in tokens, TOTP secrets, recovery codes, operator
+  // tokens) had no Cache-Control, so a browser or proxy cache could keep them.
+  it('API answers, the sign-in answer and errors included, say Cache-Control: no-store', async () => {
+    for (const res of [
+      await t.app.inject({ url: '/api/v1/tenants', headers: t.asOperator }),
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/t/acme/auth/signin',
+        payload: { email: 'nobody@acme.test', password: 'not-the-password' },
+      }),
+      await t.app.inject({ method: 'POST', url: '/api/v1/operator/signin', payload: {} }),
+    ]) {
+      expect(res.headers['cache-control'], res.body.slice(0, 100)).toBe('no-store');
+    }
+  });
+
   it('hosted pages keep their own CSP (no unsafe-inline, framing refused) and the same-origin referrer policy', async () => {
     const res = await t.app.inject({ url: '/t/acme/signin' });
     expect(res.statusCode).toBe(200);

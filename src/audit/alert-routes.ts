@@ -37,12 +37,13 @@ const ListQuery = strictObject({
   cursor: Type.Optional(Type.String({ maxLength: 200 })),
 });
 const Channels = strictObject({
-  emails: Type.Array(Type.String({ minLength: 3, maxLength: 254 }), {
+  // Text(): no control characters (PostgreSQL refuses NUL; that would be a 500, not a named 400).
+  emails: Type.Array(Text({ minLength: 3, maxLength: 254 }), {
     maxItems: 20,
     description: 'Alert mail recipients',
   }),
   webhookUrl: Nullable(
-    Type.String({ minLength: 8, maxLength: 2000, description: 'https:// (http:// on loopback)' }),
+    Text({ minLength: 8, maxLength: 2000, description: 'https:// (http:// on loopback)' }),
   ),
 });
 const Settings = strictObject({

@@ -57,6 +57,8 @@ defineAuditActions('identity', {
   'identity.password.changed': 'A user changed their password',
   'identity.password.reset_requested': 'A password reset link was asked for',
   'identity.password.reset': 'A password was reset with a link',
+  'identity.link.refused':
+    'A mailed link (invitation, email verification, password reset) was refused: unknown, used, expired or its user disabled',
   'identity.policy.weakened': 'The password policy, lockout or 2FA enforcement was made weaker',
   'identity.settings.updated': "The tenant's identity settings (policy, lockout, sessions, 2FA) changed",
   'identity.session.revoked': 'A session was ended',

@@ -1,13 +1,30 @@
 import type { IdentityDeps, Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { normalisePassword } from './passwords/index.ts';
+import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import { checkPasswordRules, type IdentitySettings, type PolicyViolation, policyOf } from './policy.ts';
 import type { UserRow } from './users.ts';
 
 /**
+ * Runs argon2 work through the bounded hasher. A full queue is overload, not a fault: the caller gets
+ * 503 `busy` with Retry-After (as sign-in does), never a 500.
+ */
+export async function hashing<R>(work: () => Promise<R>): Promise<R> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof HasherBusyError) {
+      throw identityError('busy', 'The server is checking many passwords right now; try again shortly.', {
+        retryAfterSeconds: error.retryAfterSeconds,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
  * Every path that sets a password comes through here: policy rules, the compromised-password screen
  * and password history, then an argon2id hash. Returns the new hash; throws password_rejected with
- * every violated rule named.
+ * every violated rule named, or `busy` (503) when the hasher's queue is full.
  */
 export async function acceptNewPassword(
   deps: IdentityDeps,
@@ -49,7 +66,7 @@ export async function acceptNewPassword(
       errors: violations.map((v) => ({ pointer: `/policy/${v.rule}`, message: v.message })),
     });
   }
-  return deps.hasher.hash(password);
+  return hashing(() => deps.hasher.hash(password));
 }
 
 async function inHistory(
@@ -70,7 +87,7 @@ async function inHistory(
     (h): h is string => !!h,
   );
   for (const hash of hashes.slice(0, count)) {
-    if ((await deps.hasher.verify(hash, password)).ok) return true;
+    if ((await hashing(() => deps.hasher.verify(hash, password))).ok) return true;
   }
   return false;
 }

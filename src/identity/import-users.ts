@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
-import { normaliseEmail } from './email.ts';
+import { hasControlCharacters, normaliseEmail } from './email.ts';
 import { hashFormat } from './passwords/index.ts';
 import type { UserRole } from './tables.ts';
 
@@ -44,6 +44,7 @@ export function validateRow(row: ImportRow, line: number): Valid | string {
   const role = (row.role === undefined || row.role === '' ? 'member' : row.role) as UserRole;
   if (!roles.has(role)) return `role must be one of ${[...roles].join(', ')}`;
   const displayName = typeof row.displayName === 'string' ? row.displayName.slice(0, 200) : '';
+  if (hasControlCharacters(displayName)) return 'displayName contains control characters';
   const hash = typeof row.passwordHash === 'string' && row.passwordHash !== '' ? row.passwordHash : null;
   if (hash !== null && hashFormat(hash) === null) {
     return 'passwordHash is not an accepted format (argon2 PHC, bcrypt $2a/$2b/$2y, or a documented salted SHA-256 layout)';

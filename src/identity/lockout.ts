@@ -1,4 +1,6 @@
 import { sql } from 'kysely';
+import type { Tx } from './deps.ts';
+import type { IdentitySettings } from './policy.ts';
 
 /**
  * The attempt reservation shared by tenant users and operators (tables with `password_failures` and
@@ -13,3 +15,42 @@ export const countAttempt = (now: Date) => ({
 
 export const attemptAllowed = (now: Date, threshold: number) =>
   sql<boolean>`((password_locked_until IS NULL AND password_failures < ${threshold}) OR password_locked_until <= ${now})`;
+
+// "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
+const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
+const MAX_LOCK_SECONDS = 24 * 3600;
+
+/** The lock a user gets on reaching the threshold: admin mode for good, else a wait doubling per lockout. */
+const lockUntil = (settings: IdentitySettings, now: Date) =>
+  settings.lockout_mode === 'admin'
+    ? sql<Date>`${ADMIN_LOCK}::timestamptz`
+    : sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${settings.lockout_base_seconds} * power(2, password_lockouts), ${MAX_LOCK_SECONDS}))`;
+
+/**
+ * Locks tenant users whose failure count reached the threshold; returns their ids. With a user id
+ * (after a failed attempt): one conditional UPDATE, so of several failures finishing together exactly
+ * one sets the lock (the row lock serialises them; the others then see it set). Without (the threshold
+ * was lowered): every user whose count is now over it and whom no lock covers, since the reservation
+ * refuses them and only a lock time ever lets them try again.
+ */
+export async function lockOverThreshold(
+  tx: Tx,
+  settings: IdentitySettings,
+  now: Date,
+  userId: string | null,
+): Promise<string[]> {
+  const update = tx
+    .updateTable('users')
+    .set({ password_locked_until: lockUntil(settings, now), password_lockouts: sql`password_lockouts + 1` })
+    .where('password_failures', '>=', settings.lockout_threshold);
+  const scoped =
+    userId === null
+      ? update.where('password_locked_until', 'is', null)
+      : update
+          .where('id', '=', userId)
+          .where((eb) =>
+            eb.or([eb('password_locked_until', 'is', null), eb('password_locked_until', '<=', now)]),
+          );
+  const rows = await scoped.returning('id').execute();
+  return rows.map((r) => r.id);
+}

@@ -120,17 +120,7 @@ export function createMfaService(deps: IdentityDeps) {
         if (!row || row.confirmed_at) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
         const secret = deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId));
         const step = totpStep(secret, code, deps.clock.now());
-        if (step === null) {
-          await audit(deps, tx, tenant, ctx, {
-            action: 'identity.mfa.enrolment_failed',
-            outcome: 'failure',
-            target: { type: 'user', id: session.userId },
-          });
-          throw identityError(
-            'invalid_code',
-            'That code does not match; check the clock of your device and try the next code.',
-          );
-        }
+        if (step === null) return null;
         await tx
           .updateTable('user_totp')
           .set({ confirmed_at: deps.clock.now(), last_used_step: step })
@@ -144,6 +134,20 @@ export function createMfaService(deps: IdentityDeps) {
           target: { type: 'user', id: session.userId },
         });
         return { recoveryCodes, ...rotated };
+      }).then(async (result) => {
+        if (result) return result;
+        // Recorded in its own transaction: thrown inside the one above, the rollback would erase it.
+        await inTenant(deps, tenant, (tx) =>
+          audit(deps, tx, tenant, ctx, {
+            action: 'identity.mfa.enrolment_failed',
+            outcome: 'failure',
+            target: { type: 'user', id: session.userId },
+          }),
+        );
+        throw identityError(
+          'invalid_code',
+          'That code does not match; check the clock of your device and try the next code.',
+        );
       }),
 
     /** The second step of sign-in (or step-up): a TOTP or recovery code. Separate lockout counter. */

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Mailer } from '../mail/index.ts';
 import { actionContext } from '../platform/http/context.ts';
-import { responses, strictObject } from '../platform/http/schemas.ts';
+import { responses, strictObject, Text } from '../platform/http/schemas.ts';
 import type { TenantResolver } from './http-auth.ts';
 import type { OperatorSignIn } from './operator-sign-in.ts';
 import { Email, Password } from './schemas.ts';
@@ -89,7 +89,7 @@ export const identityOperatorRoutes: FastifyPluginAsyncTypebox<{
           "Invite a tenant's first administrator (mails a single-use link); refused (409) once it has one " +
           'or a pending invitation for one; operators get no access themselves',
         params: strictObject({ slug: Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' }) }),
-        body: strictObject({ email: Email, displayName: Type.String({ maxLength: 200, default: '' }) }),
+        body: strictObject({ email: Email, displayName: Text({ maxLength: 200, default: '' }) }),
         response: responses({ 201: Type.Ref('User') }),
       },
     },

@@ -1,9 +1,14 @@
 import { Type } from '@sinclair/typebox';
-import { strictObject, Timestamp, Uuid } from '../platform/http/schemas.ts';
+import { strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
 
 // Bounded so a 1 MB "password" is refused by validation before anything hashes it.
 export const Password = Type.String({ minLength: 1, maxLength: 1024 });
-export const Email = Type.String({ minLength: 3, maxLength: 254 });
+// No control characters (C0, DEL, C1): PostgreSQL text refuses NUL, which would otherwise surface as a 500.
+export const Email = Type.String({
+  minLength: 3,
+  maxLength: 254,
+  pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$',
+});
 export const Code = Type.String({
   minLength: 6,
   maxLength: 32,
@@ -45,12 +50,12 @@ export const UserPage = strictObject({
 });
 export const InviteBody = strictObject({
   email: Email,
-  displayName: Type.String({ maxLength: 200, default: '' }),
+  displayName: Text({ maxLength: 200, default: '' }),
   role: Role,
 });
 export const DisableBody = strictObject({
   reason: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 500, description: 'Why; recorded in the audit trail' }),
+    Text({ minLength: 1, maxLength: 500, description: 'Why; recorded in the audit trail' }),
   ),
 });
 export const ListQuery = strictObject({
@@ -117,7 +122,7 @@ export const Enrolled = strictObject({ recoveryCodes: Type.Array(Type.String()),
 export const RecoveryCodes = strictObject({ recoveryCodes: Type.Array(Type.String()) });
 export const SignUpBody = strictObject({
   email: Email,
-  displayName: Type.String({ maxLength: 200, default: '' }),
+  displayName: Text({ maxLength: 200, default: '' }),
   password: Password,
 });
 export const AcceptBody = strictObject({ token: LinkToken, password: Password });

@@ -1,3 +1,4 @@
+import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createAccountService } from './accounts.ts';
 import type { IdentityDeps } from './deps.ts';
 import { createMfaService } from './mfa.ts';
@@ -6,13 +7,17 @@ import { createSettingsService } from './settings.ts';
 import { createSignIn } from './sign-in.ts';
 import { createUserStatusService } from './user-status.ts';
 
-export function createIdentityService(deps: IdentityDeps) {
+export function createIdentityService(given: IdentityDeps) {
+  // One failed-attempt budget per client address for sign-in and change-password (both check a
+  // password): Protect's shared limiter, or else one per process, created here so both use the same.
+  const failedSignIns = given.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
+  const deps: IdentityDeps = { ...given, failedSignIns };
   return {
     deps,
     signIn: createSignIn(deps),
     sessions: createSessionService(deps),
     mfa: createMfaService(deps),
-    accounts: createAccountService(deps),
+    accounts: createAccountService(deps, failedSignIns),
     settings: createSettingsService(deps),
     userStatus: createUserStatusService(deps),
   };

@@ -1,5 +1,6 @@
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { lockOverThreshold } from './lockout.ts';
 import { type IdentitySettings, type PasswordPolicy, policyOf, weakens } from './policy.ts';
 import { sessionsChanged } from './sessions.ts';
 
@@ -66,6 +67,20 @@ export function createSettingsService(deps: IdentityDeps) {
           .executeTakeFirstOrThrow();
         // Cached sessions carry the idle limit: every node re-reads them.
         sessionsChanged(deps, tx, `tenant:${tenant.id}`);
+        // A lowered threshold leaves users with more failures than it and no lock time: sign-in refuses
+        // them, and nothing would ever let them try again. They get the lock the threshold means now.
+        const lockedNow =
+          updated.lockout_threshold < current.lockout_threshold
+            ? await lockOverThreshold(tx, updated, deps.clock.now(), null)
+            : [];
+        for (const userId of lockedNow) {
+          await audit(deps, tx, tenant, ctx, {
+            action: 'identity.user.locked',
+            outcome: 'success',
+            target: { type: 'user', id: userId },
+            details: { reason: 'threshold_lowered' },
+          });
+        }
         const weakened = weakens(policyOf(current), policyOf(updated));
         const mfaWeakened = rank(updated.mfa_required) < rank(current.mfa_required);
         await audit(deps, tx, tenant, ctx, {

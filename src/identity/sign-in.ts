@@ -2,19 +2,16 @@ import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
+import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
-import { normaliseEmail } from './email.ts';
+import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
-import { attemptAllowed, countAttempt } from './lockout.ts';
+import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
 import { createSession, SESSIONS_TOPIC, type SessionStage } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
-
-// "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
-const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
-const MAX_LOCK_SECONDS = 24 * 3600;
 
 export interface SignInResult {
   stage: SessionStage;
@@ -133,28 +130,10 @@ export function createSignIn(deps: IdentityDeps) {
     userId: string | null,
   ): Promise<never> {
     await inTenant(deps, tenant, async (tx) => {
-      let locked = false;
-      if (userId && reason === 'wrong_password') {
-        const settings = await settingsOf(tx, tenant.id);
-        const now = deps.clock.now();
-        // One conditional UPDATE: of several failures finishing together, exactly one sets the lock
-        // (the row lock serialises them; the others then see it set). The wait doubles per lockout.
-        const until =
-          settings.lockout_mode === 'admin'
-            ? sql<Date>`${ADMIN_LOCK}::timestamptz`
-            : sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${settings.lockout_base_seconds} * power(2, password_lockouts), ${MAX_LOCK_SECONDS}))`;
-        const lockedRow = await tx
-          .updateTable('users')
-          .set({ password_locked_until: until, password_lockouts: sql`password_lockouts + 1` })
-          .where('id', '=', userId)
-          .where('password_failures', '>=', settings.lockout_threshold)
-          .where((eb) =>
-            eb.or([eb('password_locked_until', 'is', null), eb('password_locked_until', '<=', now)]),
-          )
-          .returning('id')
-          .executeTakeFirst();
-        locked = lockedRow !== undefined;
-      }
+      const locked =
+        userId !== null &&
+        reason === 'wrong_password' &&
+        (await lockOverThreshold(tx, await settingsOf(tx, tenant.id), deps.clock.now(), userId)).length > 0;
       await audit(deps, tx, tenant, ctx, {
         action: 'identity.signin.password',
         outcome: 'failure',
@@ -190,6 +169,7 @@ export function createSignIn(deps: IdentityDeps) {
     ctx: ActionContext,
   ): Promise<SignInResult> {
     await throttle(ctx);
+    if (hasControlCharacters(rawEmail)) throw controlCharactersError();
     const password = normalisePassword(rawPassword);
     const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
     const outcome = await reserve(tenant, email);
@@ -215,7 +195,7 @@ export function createSignIn(deps: IdentityDeps) {
       if (ctx.ip) await perIp.penalty(ctx.ip, 1);
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
-    const rehash = verdict.needsRehash ? await deps.hasher.hash(password) : null;
+    const rehash = verdict.needsRehash ? await hashing(() => deps.hasher.hash(password)) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
     // Disabled between the reservation and now: no session, and the same answer as a wrong password.
     return result ?? fail(tenant, ctx, email, 'disabled', outcome.userId);

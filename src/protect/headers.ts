@@ -32,15 +32,19 @@ export function securityHeaders(hstsMaxAgeSeconds: number | null): Record<string
 }
 
 /**
- * Sets the defaults in the first onSend hook (root level), so encapsulated plugins that set a header
+ * Sets the defaults (and `Cache-Control: no-store` on /api/) in the first onSend hook (root level), so encapsulated plugins that set a header
  * later (the pages' CSP and referrer policy) override it, and routes that set one themselves keep theirs.
  */
 export const securityHeadersPlugin = fp<SecurityHeadersOptions>(
   async (app: FastifyInstance, { hstsMaxAgeSeconds }) => {
     const defaults = Object.entries(securityHeaders(hstsMaxAgeSeconds));
     // Callback-style: an async hook costs a promise per answer.
-    app.addHook('onSend', (_request, reply, payload, done) => {
+    app.addHook('onSend', (request, reply, payload, done) => {
       for (const [name, value] of defaults) if (!reply.hasHeader(name)) reply.header(name, value);
+      // API answers carry session tokens, TOTP secrets and recovery codes: no cache (browser or proxy)
+      // may keep a copy. An auth API has nothing worth caching, so every /api/ answer says so.
+      if (request.url.startsWith('/api/') && !reply.hasHeader('cache-control'))
+        reply.header('cache-control', 'no-store');
       done(null, payload);
     });
   },

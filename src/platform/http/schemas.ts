@@ -33,7 +33,15 @@ export const strictObject: typeof Type.Object = ((
  * 500), and a lone UTF-16 surrogate would be silently stored as U+FFFD: both are refused here, with the
  * other control characters. `multiline` lets tab and line breaks through.
  */
-export function Text(options: { minLength?: number; maxLength?: number; multiline?: boolean } = {}) {
+export function Text(
+  options: {
+    minLength?: number;
+    maxLength?: number;
+    multiline?: boolean;
+    default?: string;
+    description?: string;
+  } = {},
+) {
   const { multiline = false, ...limits } = options;
   const controls = multiline ? '\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f' : '\\u0000-\\u001f';
   return Type.String({ ...limits, pattern: `^[^${controls}\\u007f\\ud800-\\udfff]*$` });

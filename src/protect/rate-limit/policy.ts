@@ -54,8 +54,9 @@ export function applyOverrides(limits: Limits, entries: string[]): string[] {
   return problems;
 }
 
+// Changing the password checks the current one, so it is limited like a sign-in (a password oracle).
 const signinPath =
-  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email)$/;
+  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email|me\/password|account\/password)$/;
 const tokenPath = /\/(token|introspect|revoke|device_authorization)$/;
 
 /**

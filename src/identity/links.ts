@@ -1,0 +1,152 @@
+import type { OutboundMail } from '../mail/index.ts';
+import type { ActionContext } from '../platform/context.ts';
+import { hashToken, newToken } from '../platform/crypto/tokens.ts';
+import { AppError } from '../platform/http/problem.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { identityError } from './errors.ts';
+import type { UserTokensTable } from './tables.ts';
+import { createUserRepository } from './users.ts';
+
+export type Purpose = UserTokensTable['purpose'];
+const lifetimeMs: Record<Purpose, number> = {
+  invite: 7 * 86_400_000,
+  verify_email: 2 * 86_400_000,
+  reset_password: 3_600_000,
+};
+const pagePath: Record<Purpose, string> = {
+  invite: 'invite',
+  verify_email: 'verify-email',
+  reset_password: 'reset',
+};
+const subjects: Record<Purpose, string> = {
+  invite: 'You are invited',
+  verify_email: 'Confirm your email address',
+  reset_password: 'Reset your password',
+};
+
+const invalid = () =>
+  identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
+
+/** Single-use, expiring link tokens mailed to users; only their SHA-256 is stored. */
+export function createLinks(deps: IdentityDeps) {
+  /** Marks the user's unused links of one purpose used: a newer link, a reset or a change voids them. */
+  const voidLinks = (tx: Tx, userId: string, purpose: Purpose) =>
+    tx
+      .updateTable('user_tokens')
+      .set({ used_at: deps.clock.now() })
+      .where('user_id', '=', userId)
+      .where('purpose', '=', purpose)
+      .where('used_at', 'is', null)
+      .execute();
+
+  return {
+    voidLinks,
+
+    /** Issues a link and queues its mail; only the newest password-reset link of a user stays valid. */
+    async issue(
+      tx: Tx,
+      tenant: TenantRef,
+      userId: string,
+      email: string,
+      purpose: Purpose,
+      outbox: OutboundMail[],
+    ) {
+      if (purpose === 'reset_password') await voidLinks(tx, userId, purpose);
+      const { token, hash } = newToken('rmp_l');
+      await tx
+        .insertInto('user_tokens')
+        .values({
+          tenant_id: tenant.id,
+          user_id: userId,
+          purpose,
+          token_hash: hash,
+          expires_at: new Date(deps.clock.now().getTime() + lifetimeMs[purpose]),
+          used_at: null,
+        })
+        .execute();
+      const link = `${deps.publicUrl}/t/${tenant.slug}/${pagePath[purpose]}?token=${encodeURIComponent(token)}`;
+      outbox.push({
+        to: email,
+        subject: `${subjects[purpose]} (${tenant.slug})`,
+        text: `${subjects[purpose]}:\n\n${link}\n\nThe link works once and expires.`,
+      });
+    },
+
+    /**
+     * Consumes a link token atomically: of two uses, exactly one succeeds. The same statement uses up
+     * the user's other unused links of that purpose (an older reset link must not outlive a reset), and
+     * takes their row locks in one go before the user's, the order a disable takes them in too.
+     */
+    async consume(tx: Tx, token: string, purpose: Purpose) {
+      const now = deps.clock.now();
+      const hash = hashToken(token);
+      const rows = await tx
+        .updateTable('user_tokens')
+        .set({ used_at: now })
+        .where('purpose', '=', purpose)
+        .where('used_at', 'is', null)
+        .where('user_id', '=', (eb) =>
+          eb
+            .selectFrom('user_tokens as t')
+            .select('t.user_id')
+            .where('t.token_hash', '=', hash)
+            .where('t.purpose', '=', purpose)
+            .where('t.used_at', 'is', null)
+            .where('t.expires_at', '>', now),
+        )
+        .returning(['user_id', 'token_hash'])
+        .execute();
+      // PGlite hands bytea back as a Uint8Array, node-postgres as a Buffer.
+      const row = rows.find((r) => Buffer.from(r.token_hash).equals(hash));
+      if (!row) throw invalid();
+      // Locked, so that a disable committing meanwhile is seen: a link never re-activates a disabled user.
+      const user = await createUserRepository(tx).lockById(row.user_id);
+      if (!user || user.status === 'disabled') throw invalid();
+      return user;
+    },
+
+    /**
+     * Runs a redemption; a refused link is audited in its own transaction (the redemption's rolled
+     * back), with why it was refused and never the token itself.
+     */
+    async redeeming<R>(
+      tenant: TenantRef,
+      ctx: ActionContext,
+      token: string,
+      purpose: Purpose,
+      run: () => Promise<R>,
+    ): Promise<R> {
+      try {
+        return await run();
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'token_invalid') {
+          await inTenant(deps, tenant, async (tx) => {
+            const known = await tx
+              .selectFrom('user_tokens as t')
+              .innerJoin('users as u', 'u.id', 't.user_id')
+              .select(['t.user_id', 't.used_at', 't.expires_at', 'u.status'])
+              .where('t.token_hash', '=', hashToken(token))
+              .where('t.purpose', '=', purpose)
+              .executeTakeFirst();
+            const reason = !known
+              ? 'unknown'
+              : known.used_at
+                ? 'used'
+                : known.expires_at <= deps.clock.now()
+                  ? 'expired'
+                  : known.status === 'disabled'
+                    ? 'user_disabled'
+                    : 'used';
+            await audit(deps, tx, tenant, ctx, {
+              action: 'identity.link.refused',
+              outcome: 'failure',
+              ...(known ? { target: { type: 'user', id: known.user_id } } : {}),
+              details: { purpose, reason },
+            });
+          });
+        }
+        throw error;
+      }
+    },
+  };
+}
