@@ -6,6 +6,7 @@ import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
+import type { Holdings } from './holdings.ts';
 import { loadAccessSettings } from './settings.ts';
 import { type AccessApprovalRequestsTable, inTenant, type Tx } from './tables.ts';
 
@@ -72,8 +73,52 @@ const samePerson = (a: { type: string; id: string }, b: { type: string | null; i
 
 const minutes = (m: number) => m * 60_000;
 
-export function createApprovalService(deps: { db: Database; clock: Clock; critical: CriticalActions }) {
-  const { db, clock, critical } = deps;
+/** What `claim` needs checked outside its transaction (they read through the cache and other capabilities). */
+interface Standing {
+  /** The approver this was checked for, and whether they still hold `approvals:decide` in the tenant. */
+  approver: { type: string | null; id: string | null; decides: boolean };
+  /** The hash of the current state the action would overwrite, when the request recorded one. */
+  basisHash: Buffer | null;
+}
+
+export function createApprovalService(deps: {
+  db: Database;
+  clock: Clock;
+  critical: CriticalActions;
+  holdings: Holdings;
+}) {
+  const { db, clock, critical, holdings } = deps;
+
+  /** The hash of the state an action would overwrite now; null when it overwrites nothing. */
+  async function basisHash(tenant: TenantRef, action: string, params: JsonValue): Promise<Buffer | null> {
+    const state = await critical.action(action)?.basis?.(tenant, params);
+    // Through JSON first: dates become strings, undefined members drop out, as in the stored params.
+    return state === undefined ? null : paramsHash(JSON.parse(JSON.stringify(state)) as JsonValue);
+  }
+
+  /**
+   * Whether the approval still counts and the state is still the one it was asked against, read before
+   * the claim (the cache and other capabilities open their own transactions). The claim then compares
+   * under the row lock; a change in the short gap between is no different from two edits racing.
+   */
+  async function standing(tenant: TenantRef, id: string): Promise<Standing> {
+    const row = await inTenant(db, tenant.id, (tx) =>
+      tx.selectFrom('access_approval_requests').selectAll().where('id', '=', id).executeTakeFirst(),
+    );
+    const type = row?.decided_by_type ?? null;
+    const approverId = row?.decided_by_id ?? null;
+    // The approver's permission now, as the access hook would answer it: a user's roles (nothing while
+    // disabled), an operator's live elevations.
+    const decides =
+      type !== null && approverId !== null
+        ? (await holdings(tenant.id, { type, id: approverId })).has('approvals:decide')
+        : false;
+    const basis =
+      row?.status === 'approved' && row.basis_hash
+        ? await basisHash(tenant, row.action, row.params as JsonValue)
+        : null;
+    return { approver: { type, id: approverId, decides }, basisHash: basis };
+  }
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
@@ -100,12 +145,18 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     throw accessError('approval_expired', 'This request expired; ask again and have it approved anew.');
   }
 
-  type Claim = { row: Row } | { expired: Row } | { changed: Row };
+  type Claim =
+    | { row: Row }
+    | { expired: Row }
+    | { changed: Row }
+    | { approverLost: Row }
+    | { stateChanged: Row };
 
   /**
    * The checks before an approved request runs, on its locked row: the same action (when the caller
-   * names one), asked by this person, approved, not expired, exactly the approved parameters. Then the
-   * row gets `status` in the caller's transaction: a second claim finds it taken.
+   * names one), asked by this person, approved, not expired, exactly the approved parameters, an
+   * approver who still holds `approvals:decide`, and the state it was asked against. Then the row gets
+   * `status` in the caller's transaction: a second claim finds it taken.
    */
   async function claim(
     tx: Tx,
@@ -114,6 +165,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     id: string,
     params: JsonValue,
     to: { status: 'executing' | 'executed'; action?: string },
+    standing: Standing,
   ): Promise<Claim> {
     const by = personOf(ctx);
     const row = await locked(tx, id);
@@ -141,6 +193,35 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
       });
       return { changed: row };
     }
+    if (!samePerson({ type: row.decided_by_type ?? '', id: row.decided_by_id ?? '' }, standing.approver)) {
+      // Approved anew by someone else since `standing` looked: their standing was not checked.
+      throw accessError('approval_not_approved', 'The approval changed while it was checked; run it again.');
+    }
+    if (!standing.approver.decides) {
+      // The approval no longer counts: back to pending, for someone who may decide to approve again.
+      await tx
+        .updateTable('access_approval_requests')
+        .set({ status: 'pending', decided_by_type: null, decided_by_id: null, decided_at: null })
+        .where('id', '=', id)
+        .execute();
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.approver_lost',
+        outcome: 'denied',
+        target: { type: 'approval', id },
+        details: { action: row.action, approvedBy: row.decided_by_id },
+      });
+      return { approverLost: row };
+    }
+    const recorded = row.basis_hash ? Buffer.from(row.basis_hash) : null;
+    if (recorded && !(standing.basisHash && safeEqual(standing.basisHash, recorded))) {
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.state_changed',
+        outcome: 'denied',
+        target: { type: 'approval', id },
+        details: { action: row.action },
+      });
+      return { stateChanged: row };
+    }
     await tx
       .updateTable('access_approval_requests')
       .set(to.status === 'executed' ? { status: 'executed', executed_at: now } : { status: 'executing' })
@@ -149,11 +230,26 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     return { row };
   }
 
-  /** The claimed row, or the refusal of an expired or changed claim (after its transaction committed). */
+  /** The claimed row, or the refusal of a claim that failed a check (after its transaction committed). */
   async function claimedRow(tenantId: string, ctx: ActionContext, claimed: Claim): Promise<Row> {
     if ('expired' in claimed) return refuseExpired(tenantId, ctx, claimed.expired);
     if ('changed' in claimed) {
       throw accessError('params_changed', 'These parameters differ from the approved ones; nothing was run.');
+    }
+    if ('approverLost' in claimed) {
+      throw accessError(
+        'approver_lost_permission',
+        'The person who approved this no longer holds approvals:decide in this tenant (role removed, ' +
+          'account disabled, or elevation ended); nothing was run. It is pending again: have someone ' +
+          'who may decide approve it.',
+      );
+    }
+    if ('stateChanged' in claimed) {
+      throw accessError(
+        'state_changed',
+        'What this action changes was changed after it was asked for, and running it would undo that; ' +
+          'nothing was run. Ask again, against the current state.',
+      );
     }
     return claimed.row;
   }
@@ -166,8 +262,9 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
       return found.find((c) => fourEyesActions.includes(c.action));
     },
 
-    request: (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) =>
-      inTenant(db, tenant.id, async (tx) => {
+    request: async (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) => {
+      const basis = await basisHash(tenant, what.action, what.params);
+      return inTenant(db, tenant.id, async (tx) => {
         const settings = await loadAccessSettings(tx, critical);
         const by = personOf(ctx);
         const now = clock.now();
@@ -179,6 +276,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
             permission,
             params: JSON.stringify(what.params),
             params_hash: paramsHash(what.params),
+            basis_hash: basis,
             summary: what.summary,
             requested_by_type: by.type,
             requested_by_id: by.id,
@@ -200,7 +298,8 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
           details: { action: what.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
         });
         return toView(row, now);
-      }),
+      });
+    },
 
     list: (tenantId: string, status: ApprovalView['status'] | undefined) =>
       inTenant(db, tenantId, async (tx) => {
@@ -265,11 +364,17 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
      * transaction before the route answers, so the approval serves exactly one request.
      */
     async consume(tenant: TenantRef, ctx: ActionContext, id: string, what: Classified): Promise<void> {
+      const checked = await standing(tenant, id);
       const claimed = await inTenant(db, tenant.id, async (tx) => {
-        const result = await claim(tx, tenant.id, ctx, id, what.params, {
-          status: 'executed',
-          action: what.action,
-        });
+        const result = await claim(
+          tx,
+          tenant.id,
+          ctx,
+          id,
+          what.params,
+          { status: 'executed', action: what.action },
+          checked,
+        );
         if ('row' in result) {
           await audit(clock, tx, tenant.id, ctx, {
             action: 'access.approval.executed',
@@ -290,8 +395,9 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
      * dies mid-way the request stays `executing` and is never run twice.
      */
     async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
+      const checked = await standing(tenant, id);
       const claimed = await inTenant(db, tenant.id, (tx) =>
-        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }),
+        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }, checked),
       );
       const row = await claimedRow(tenant.id, ctx, claimed);
       const def = critical.action(row.action);

@@ -2,9 +2,10 @@ import type { Kysely } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
-import type { PermissionCache } from './cache.ts';
+import { type PermissionCache, rolePermissions } from './cache.ts';
 import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
 import { accessError } from './errors.ts';
+import type { Holdings } from './holdings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
 export interface RoleView {
@@ -25,6 +26,8 @@ interface RolesDeps {
   cache: PermissionCache;
   /** Asks identity whether the user exists in the tenant (capabilities never read each other's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /** What the caller holds: nobody gives a permission they do not hold themselves. */
+  holdings: Holdings;
 }
 
 /** Only tenant permissions can be given through a tenant's role; platform ones belong to operators. */
@@ -45,14 +48,84 @@ const builtinViews = (): RoleView[] =>
     permissions: role.permissions(),
   }));
 
-/** Whether a role key names a built-in role or one of this tenant's custom roles. */
-async function roleExists(tx: Tx, key: string): Promise<boolean> {
-  if (isBuiltinRole(key)) return true;
-  const row = await tx.selectFrom('access_roles').select('key').where('key', '=', key).executeTakeFirst();
-  return row !== undefined;
+/** The permissions a built-in role or one of this tenant's custom roles gives; null when there is no such role. */
+async function permissionsOfRole(tx: Tx, key: string): Promise<string[] | null> {
+  if (isBuiltinRole(key)) return builtinRoles[key].permissions();
+  const row = await tx
+    .selectFrom('access_roles')
+    .select('permissions')
+    .where('key', '=', key)
+    .executeTakeFirst();
+  return row ? rolePermissions(key, row.permissions) : null;
 }
 
-export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
+/**
+ * Refuses to give permissions the caller does not hold: otherwise anyone allowed to write roles or
+ * assign them could raise themselves (or an accomplice) above their own rights.
+ */
+function refuseUnheld(held: ReadonlySet<string>, given: readonly string[], what: string): void {
+  const missing = given.filter((p) => !held.has(p));
+  if (missing.length > 0) {
+    throw accessError(
+      'permission_not_held',
+      `${what} would give ${missing.join(', ')}, which you do not hold; only someone who holds a permission may give it.`,
+    );
+  }
+}
+
+/** Nobody changes their own roles: a second person decides what someone may do. */
+function refuseSelfAssignment(ctx: ActionContext, userId: string): void {
+  if (ctx.actor.type === 'user' && ctx.actor.id === userId) {
+    throw accessError('self_assignment', 'You cannot give yourself a role; ask another administrator.');
+  }
+}
+
+/** The checks before a role is granted: not to oneself, an existing role, nothing the caller lacks. */
+async function checkAssignment(
+  tx: Tx,
+  held: ReadonlySet<string>,
+  ctx: ActionContext,
+  userId: string,
+  roleKey: string,
+): Promise<string[]> {
+  refuseSelfAssignment(ctx, userId);
+  const permissions = await permissionsOfRole(tx, roleKey);
+  if (!permissions) throw accessError('role_not_found', `There is no role "${roleKey}".`);
+  refuseUnheld(held, permissions, `The role "${roleKey}"`);
+  return permissions;
+}
+
+/** Whether anyone holds a custom role: a user by assignment, or an operator by a live elevation. */
+async function roleHeld(tx: Tx, key: string, now: Date): Promise<boolean> {
+  const assigned = await tx
+    .selectFrom('access_assignments')
+    .select('user_id')
+    .where('role_key', '=', key)
+    .limit(1)
+    .executeTakeFirst();
+  if (assigned) return true;
+  const elevated = await tx
+    .selectFrom('access_elevations')
+    .select('id')
+    .where('role_key', '=', key)
+    .where((eb) =>
+      eb.or([
+        eb('status', '=', 'pending'),
+        eb.and([eb('status', '=', 'active'), eb('expires_at', '>', now)]),
+      ]),
+    )
+    .limit(1)
+    .executeTakeFirst();
+  return elevated !== undefined;
+}
+
+/** A custom role's stored permissions, locked for the caller's change; null when there is none. */
+async function customRole(tx: Tx, key: string, lock: boolean) {
+  const query = tx.selectFrom('access_roles').select(['name', 'permissions']).where('key', '=', key);
+  return (await (lock ? query.forUpdate() : query).executeTakeFirst()) ?? null;
+}
+
+export function createRoleService({ db, clock, cache, userExists, holdings }: RolesDeps) {
   /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
   async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
     const result = await inTenant(db, tenantId, fn);
@@ -71,10 +144,11 @@ export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
       ];
     },
 
-    create: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
-      change(tenantId, async (tx) => {
-        if (isBuiltinRole(key)) throw accessError('builtin_role', `"${key}" is a built-in role.`);
-        const permissions = checkPermissions(input.permissions);
+    async create(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key)) throw accessError('builtin_role', `"${key}" is a built-in role.`);
+      const permissions = checkPermissions(input.permissions);
+      refuseUnheld(await holdings(tenantId, ctx.actor), permissions, `The role "${key}"`);
+      return change(tenantId, async (tx) => {
         const now = clock.now();
         const inserted = await tx
           .insertInto('access_roles')
@@ -98,13 +172,44 @@ export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
           details: { permissions: permissions.join(' ') },
         });
         return { key, name: input.name, builtin: false, permissions };
+      });
+    },
+
+    /**
+     * What changing a custom role would add, for the four-eyes gate: refused outright when it adds a
+     * permission the caller lacks; null when the route will refuse it anyway (built-in or unknown role).
+     */
+    async planUpdate(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key)) return null;
+      const permissions = checkPermissions(input.permissions);
+      const held = await holdings(tenantId, ctx.actor);
+      return inTenant(db, tenantId, async (tx) => {
+        const current = await customRole(tx, key, false);
+        if (!current) return null;
+        const added = permissions.filter((p) => !current.permissions.includes(p));
+        refuseUnheld(held, added, `Changing the role "${key}"`);
+        return { permissions, added, held: await roleHeld(tx, key, clock.now()) };
+      });
+    },
+
+    /** A custom role's name and permissions as stored (what an approved change would overwrite). */
+    state: (tenantId: string, key: string) =>
+      inTenant(db, tenantId, async (tx) => {
+        const row = await customRole(tx, key, false);
+        return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
       }),
 
-    update: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
-      change(tenantId, async (tx) => {
-        if (isBuiltinRole(key))
-          throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
-        const permissions = checkPermissions(input.permissions);
+    /** Changes a custom role; it may add only permissions the caller holds (keeping others is allowed). */
+    async update(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key))
+        throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
+      const permissions = checkPermissions(input.permissions);
+      const held = await holdings(tenantId, ctx.actor);
+      return change(tenantId, async (tx) => {
+        const current = await customRole(tx, key, true);
+        if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
+        const added = permissions.filter((p) => !current.permissions.includes(p));
+        refuseUnheld(held, added, `Changing the role "${key}"`);
         const updated = await tx
           .updateTable('access_roles')
           .set({ name: input.name, permissions, updated_at: clock.now() })
@@ -119,7 +224,8 @@ export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
           details: { permissions: permissions.join(' ') },
         });
         return { key, name: input.name, builtin: false, permissions };
-      }),
+      });
+    },
 
     /** Deletes a custom role and, in the same transaction, every assignment of it. */
     remove: (tenantId: string, ctx: ActionContext, key: string) =>
@@ -152,16 +258,34 @@ export function createRoleService({ db, clock, cache, userExists }: RolesDeps) {
         return rows.map((r) => r.role_key);
       }),
 
-    /** Grants a role; granting one the user holds already changes nothing and records nothing. */
+    /**
+     * The checks `assign` makes, without granting anything (for the four-eyes gate, so a grant that would
+     * be refused is refused now rather than put up for approval); the role's permissions.
+     */
+    async planAssignment(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+      const held = await holdings(tenantId, ctx.actor);
+      return inTenant(db, tenantId, (tx) => checkAssignment(tx, held, ctx, userId, roleKey));
+    },
+
+    /** Refuses giving these permissions (a built-in role on invitation) when the caller lacks one. */
+    async checkGrant(tenantId: string, ctx: ActionContext, permissions: readonly string[], what: string) {
+      refuseUnheld(await holdings(tenantId, ctx.actor), permissions, what);
+    },
+
+    /**
+     * Grants a role; granting one the user holds already changes nothing and records nothing. Never to
+     * oneself, and never a role giving a permission the caller does not hold.
+     */
     async assign(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+      refuseSelfAssignment(ctx, userId);
       // Users are disabled, never deleted, so the answer cannot go stale before the insert below (whose
       // foreign key would refuse a missing user anyway).
       if (!(await userExists(tenantId, userId))) {
         throw accessError('user_not_found', 'There is no such user in this tenant.');
       }
+      const held = await holdings(tenantId, ctx.actor);
       return change(tenantId, async (tx) => {
-        if (!(await roleExists(tx, roleKey)))
-          throw accessError('role_not_found', `There is no role "${roleKey}".`);
+        await checkAssignment(tx, held, ctx, userId, roleKey);
         const inserted = await tx
           .insertInto('access_assignments')
           .values({ tenant_id: tenantId, user_id: userId, role_key: roleKey })

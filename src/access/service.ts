@@ -6,6 +6,7 @@ import { createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
+import { createHoldings } from './holdings.ts';
 import { createRoleService } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
@@ -38,9 +39,10 @@ export function createAccessService(deps: AccessDeps) {
   );
   const critical = createCriticalActions();
   definePlannedActions(critical);
-  const roles = createRoleService({ db, clock, cache, userExists: deps.userExists });
   // A suspended tenant's users hold nothing (the decision API must not say yes for them).
   const tenantActive = deps.tenantActive ?? (() => true);
+  const holdings = createHoldings(cache, clock, tenantActive);
+  const roles = createRoleService({ db, clock, cache, userExists: deps.userExists, holdings });
 
   /**
    * Whether a tenant user holds a tenant permission. Deny by default: unknown permissions, platform
@@ -63,7 +65,7 @@ export function createAccessService(deps: AccessDeps) {
     roles,
     decide,
     settings: createAccessSettingsService({ db, clock, critical }),
-    approvals: createApprovalService({ db, clock, critical }),
+    approvals: createApprovalService({ db, clock, critical, holdings }),
     elevations: createElevationService({ db, clock, cache, critical, maxMinutes: deps.elevationMaxMinutes }),
     close: () => cache.close(),
   };
