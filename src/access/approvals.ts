@@ -1,26 +1,14 @@
-import { createHash } from 'node:crypto';
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import type { Database } from '../platform/db/index.ts';
+import { createStandingCheck, paramsHash, type Standing } from './approval-standing.ts';
 import { audit } from './audit.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
 import type { Holdings } from './holdings.ts';
 import { loadAccessSettings } from './settings.ts';
 import { type AccessApprovalRequestsTable, inTenant, type Tx } from './tables.ts';
-
-/** JSON with object keys sorted at every level: equal parameters give equal bytes, so equal hashes. */
-export function canonicalJson(value: JsonValue): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k] as JsonValue)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-export const paramsHash = (params: JsonValue) => createHash('sha256').update(canonicalJson(params)).digest();
 
 export interface ApprovalView {
   id: string;
@@ -73,14 +61,6 @@ const samePerson = (a: { type: string; id: string }, b: { type: string | null; i
 
 const minutes = (m: number) => m * 60_000;
 
-/** What `claim` needs checked outside its transaction (they read through the cache and other capabilities). */
-interface Standing {
-  /** The approver this was checked for, and whether they still hold `approvals:decide` in the tenant. */
-  approver: { type: string | null; id: string | null; decides: boolean };
-  /** The hash of the current state the action would overwrite, when the request recorded one. */
-  basisHash: Buffer | null;
-}
-
 export function createApprovalService(deps: {
   db: Database;
   clock: Clock;
@@ -89,36 +69,7 @@ export function createApprovalService(deps: {
 }) {
   const { db, clock, critical, holdings } = deps;
 
-  /** The hash of the state an action would overwrite now; null when it overwrites nothing. */
-  async function basisHash(tenant: TenantRef, action: string, params: JsonValue): Promise<Buffer | null> {
-    const state = await critical.action(action)?.basis?.(tenant, params);
-    // Through JSON first: dates become strings, undefined members drop out, as in the stored params.
-    return state === undefined ? null : paramsHash(JSON.parse(JSON.stringify(state)) as JsonValue);
-  }
-
-  /**
-   * Whether the approval still counts and the state is still the one it was asked against, read before
-   * the claim (the cache and other capabilities open their own transactions). The claim then compares
-   * under the row lock; a change in the short gap between is no different from two edits racing.
-   */
-  async function standing(tenant: TenantRef, id: string): Promise<Standing> {
-    const row = await inTenant(db, tenant.id, (tx) =>
-      tx.selectFrom('access_approval_requests').selectAll().where('id', '=', id).executeTakeFirst(),
-    );
-    const type = row?.decided_by_type ?? null;
-    const approverId = row?.decided_by_id ?? null;
-    // The approver's permission now, as the access hook would answer it: a user's roles (nothing while
-    // disabled), an operator's live elevations.
-    const decides =
-      type !== null && approverId !== null
-        ? (await holdings(tenant.id, { type, id: approverId })).has('approvals:decide')
-        : false;
-    const basis =
-      row?.status === 'approved' && row.basis_hash
-        ? await basisHash(tenant, row.action, row.params as JsonValue)
-        : null;
-    return { approver: { type, id: approverId, decides }, basisHash: basis };
-  }
+  const standings = createStandingCheck({ db, critical, holdings });
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
@@ -194,7 +145,7 @@ export function createApprovalService(deps: {
       return { changed: row };
     }
     if (!samePerson({ type: row.decided_by_type ?? '', id: row.decided_by_id ?? '' }, standing.approver)) {
-      // Approved anew by someone else since `standing` looked: their standing was not checked.
+      // Approved anew by someone else since `standings.of` looked: their standing was not checked.
       throw accessError('approval_not_approved', 'The approval changed while it was checked; run it again.');
     }
     if (!standing.approver.decides) {
@@ -263,7 +214,7 @@ export function createApprovalService(deps: {
     },
 
     request: async (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) => {
-      const basis = await basisHash(tenant, what.action, what.params);
+      const basis = await standings.basisHash(tenant, what.action, what.params);
       return inTenant(db, tenant.id, async (tx) => {
         const settings = await loadAccessSettings(tx, critical);
         const by = personOf(ctx);
@@ -364,7 +315,7 @@ export function createApprovalService(deps: {
      * transaction before the route answers, so the approval serves exactly one request.
      */
     async consume(tenant: TenantRef, ctx: ActionContext, id: string, what: Classified): Promise<void> {
-      const checked = await standing(tenant, id);
+      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, async (tx) => {
         const result = await claim(
           tx,
@@ -395,7 +346,7 @@ export function createApprovalService(deps: {
      * dies mid-way the request stays `executing` and is never run twice.
      */
     async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
-      const checked = await standing(tenant, id);
+      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, (tx) =>
         claim(tx, tenant.id, ctx, id, params, { status: 'executing' }, checked),
       );
