@@ -51,6 +51,7 @@ import {
   identityOperatorRoutes,
   identitySharedSchemas,
   isUserDisabled,
+  lockActiveTenantAdmins,
   normaliseEmail,
   type OperatorService,
   tenantSlugOf,
@@ -222,6 +223,7 @@ export async function buildApp({
     elevationMaxMinutes: config.elevationMaxMinutes,
     tenantActive: (tenantId) => tenancy.activeById(tenantId),
     userDisabled: (tx, userId) => isUserDisabled<AccessTables>(tx, userId),
+    lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {
@@ -402,6 +404,7 @@ export async function buildApp({
       box: alertBox,
       send: async (r) => protection.outbound.request('alerts', r.url, r),
       sendMail: (mail) => mailer.send(mail),
+      maxAgeMs: config.auditAlertDeliveryMaxHours * 3_600_000,
     }),
     alertEveryMs: 1000,
     alertSweepEveryMs: 60_000,

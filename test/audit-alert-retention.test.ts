@@ -1,7 +1,7 @@
 /**
  * Retention of alerts: the pruning job deletes acknowledged alerts older than their chain's retention
- * (audited), keeps open, recent and still-undelivered ones, and the app role cannot delete an open or a
- * recent alert however it asks. Runs on PGlite and, with DATABASE_URL, PostgreSQL.
+ * (audited) with their given-up deliveries, keeps open, recent and still-undelivered ones, and the app role
+ * cannot delete an open or a recent alert, or one with a delivery pending, however it asks. Runs on PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
@@ -33,6 +33,8 @@ interface AlertAt {
   acknowledged: number;
   lastSeen?: number;
   pendingDelivery?: boolean;
+  /** A delivery given up at its maximum age (migration 0042). */
+  failedDelivery?: boolean;
 }
 
 async function alert(tenantId: string | null, at: AlertAt): Promise<string> {
@@ -50,6 +52,14 @@ async function alert(tenantId: string | null, at: AlertAt): Promise<string> {
           enqueued_at, attempts, next_attempt_at, last_error)
         VALUES (${id}, 'email', 'soc@example.test', ${tenantId}, '{}'::jsonb, ${ago(at.acknowledged + 1)}, 40,
           ${new Date(realNow)}, 'HTTP 503')`.execute(tx);
+    }
+    if (at.failedDelivery) {
+      await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, payload,
+          enqueued_at, attempts, next_attempt_at, last_error, failed_at)
+        VALUES (${id}, 'webhook', 'https://hooks.example.test/a', ${tenantId}, '{}'::jsonb,
+          ${ago(at.acknowledged + 1)}, 80, ${ago(at.acknowledged - 2)}, 'HTTP 503', ${ago(at.acknowledged - 2)})`.execute(
+        tx,
+      );
     }
   });
   return id;
@@ -126,6 +136,31 @@ describe('alert retention', () => {
     // A second run finds nothing and records nothing more.
     expect(await pruneAlerts(t.db, clock, pruner, acme, new Date(realNow - 400 * DAY))).toBe(0);
     expect(await prunedEvents(acme)).toHaveLength(1);
+  });
+
+  it('a delivery given up goes with its alert; a pending one keeps it, even against a direct delete', async () => {
+    const tenantId = randomUUID();
+    const gaveUp = await alert(tenantId, { status: 'acknowledged', acknowledged: 500, failedDelivery: true });
+    const pending = await alert(tenantId, {
+      status: 'acknowledged',
+      acknowledged: 500,
+      pendingDelivery: true,
+    });
+    expect(await pruneAlerts(t.db, clock, pruner, tenantId, new Date(realNow - 400 * DAY))).toBe(1);
+    expect(await alertIds(tenantId)).toEqual([pending]);
+    const left = await t.engine.asOwner((o) =>
+      o.query<{ alert_id: string }>('SELECT alert_id FROM audit_alert_deliveries WHERE alert_id = ANY($1)', [
+        [gaveUp, pending],
+      ]),
+    );
+    expect(left.map((r) => r.alert_id)).toEqual([pending]);
+    // Past the pruning job's own check: the database refuses to cascade to a pending delivery.
+    await expect(
+      t.db.withTenant(asTenantId(tenantId), (tx) =>
+        sql`DELETE FROM audit_alerts WHERE id = ${pending}`.execute(tx),
+      ),
+    ).rejects.toThrow(/has a delivery pending/);
+    expect(await alertIds(tenantId)).toEqual([pending]);
   });
 
   it('a cutoff in the future is clamped to the retention floor: nothing recent or open goes', async () => {

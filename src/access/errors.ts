@@ -6,6 +6,7 @@ export const accessError = defineErrors({
   builtin_role: { status: 409, title: 'Built-in roles cannot be changed' },
   unknown_permission: { status: 422, title: 'Unknown permission' },
   user_not_found: { status: 404, title: 'No such user' },
+  last_tenant_admin: { status: 409, title: 'Last tenant administrator' },
   elevation_not_found: { status: 404, title: 'No such elevation request' },
   elevation_not_pending: { status: 409, title: 'The elevation request is no longer pending' },
   elevation_too_long: { status: 422, title: 'Elevation longer than allowed' },

@@ -29,7 +29,14 @@ interface RolesDeps {
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
   /** What the caller holds: nobody gives a permission they do not hold themselves. */
   holdings: Holdings;
+  lockActiveTenantAdmins: LockActiveTenantAdmins;
 }
+
+/**
+ * Identity's lock on the tenant's active tenant-admins (their user rows, ordered by id, FOR UPDATE) in
+ * Access's transaction; returns their ids. Identity's disable takes the same locks in the same order.
+ */
+export type LockActiveTenantAdmins = (tx: Tx) => Promise<string[]>;
 
 /** Only tenant permissions can be given through a tenant's role; platform ones belong to operators. */
 function checkPermissions(permissions: readonly string[]): string[] {
@@ -49,7 +56,29 @@ const builtinViews = (): RoleView[] =>
     permissions: role.permissions(),
   }));
 
-export function createRoleService({ db, clock, cache, userExists, holdings }: RolesDeps) {
+/**
+ * Refuses to take tenant-admin from the tenant's last active administrator: nobody could assign roles
+ * afterwards. The locks are taken before the delete, so a concurrent disable or removal of another
+ * administrator waits for this transaction (or this one for it) and the second sees the first's result.
+ */
+async function keepAnAdmin(tx: Tx, lock: LockActiveTenantAdmins, userId: string): Promise<void> {
+  const admins = await lock(tx);
+  if (admins.includes(userId) && admins.length === 1) {
+    throw accessError(
+      'last_tenant_admin',
+      'This user is the tenant\u2019s only active administrator; grant tenant-admin to another user first.',
+    );
+  }
+}
+
+export function createRoleService({
+  db,
+  clock,
+  cache,
+  userExists,
+  holdings,
+  lockActiveTenantAdmins,
+}: RolesDeps) {
   /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
   async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
     const result = await inTenant(db, tenantId, fn);
@@ -229,8 +258,10 @@ export function createRoleService({ db, clock, cache, userExists, holdings }: Ro
       });
     },
 
+    /** Takes a role from a user; never the tenant's last active tenant-admin (refused, nothing changes). */
     unassign: (tenantId: string, ctx: ActionContext, userId: string, roleKey: string) =>
       change(tenantId, async (tx) => {
+        if (roleKey === 'tenant-admin') await keepAnAdmin(tx, lockActiveTenantAdmins, userId);
         const deleted = await tx
           .deleteFrom('access_assignments')
           .where('user_id', '=', userId)

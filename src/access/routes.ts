@@ -166,7 +166,7 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
       config: { access: 'tenant', permission: 'roles:assign' },
       schema: {
         tags,
-        summary: 'Remove a role from a user',
+        summary: 'Remove a role from a user (never tenant-admin from the last active administrator: 409)',
         params: S.UserRoleParams,
         response: responses({ 200: S.UserRoles }),
       },

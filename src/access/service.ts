@@ -7,7 +7,7 @@ import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
 import { createHoldings } from './holdings.ts';
-import { createRoleService } from './roles.ts';
+import { createRoleService, type LockActiveTenantAdmins } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
 export interface AccessDeps {
@@ -18,6 +18,11 @@ export interface AccessDeps {
   elevationMaxMinutes: number;
   /** Identity's answer to "does this user exist in this tenant" (access never reads identity's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /**
+   * Identity's lock on the tenant's active tenant-admins, taken before tenant-admin is removed from anyone
+   * (a tenant is never left without an active administrator).
+   */
+  lockActiveTenantAdmins: LockActiveTenantAdmins;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
@@ -42,7 +47,14 @@ export function createAccessService(deps: AccessDeps) {
   // A suspended tenant's users hold nothing (the decision API must not say yes for them).
   const tenantActive = deps.tenantActive ?? (() => true);
   const holdings = createHoldings(cache, clock, tenantActive);
-  const roles = createRoleService({ db, clock, cache, userExists: deps.userExists, holdings });
+  const roles = createRoleService({
+    db,
+    clock,
+    cache,
+    userExists: deps.userExists,
+    holdings,
+    lockActiveTenantAdmins: deps.lockActiveTenantAdmins,
+  });
 
   /**
    * Whether a tenant user holds a tenant permission. Deny by default: unknown permissions, platform

@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
-import type { Clock } from '../platform/context.ts';
+import { type Clock, systemContext } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
-import type { Database, SystemTx } from '../platform/db/index.ts';
+import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
 import type { AlertView } from './alert-engine.ts';
 import { backoffSeconds, type SendHttp } from './forward.ts';
+import { recordAuditEvent } from './record.ts';
 import type { AuditTables } from './tables.ts';
 
 export type SendMail = (mail: { to: string; subject: string; text: string }) => Promise<void>;
@@ -17,7 +18,11 @@ export interface AlertDeliveryDeps {
   sendMail: SendMail;
   batch?: number;
   leaseMs?: number;
+  /** How long after it was first due a delivery is still retried (AUDIT_ALERT_DELIVERY_MAX_HOURS). */
+  maxAgeMs?: number;
 }
+
+export const DEFAULT_ALERT_DELIVERY_MAX_AGE_MS = 72 * 3_600_000;
 
 interface Claimed {
   alert_id: string;
@@ -27,6 +32,7 @@ interface Claimed {
   secret_sealed: string | null;
   payload: string;
   attempts: number;
+  enqueued_at: Date;
 }
 
 type Tx = SystemTx<AuditTables>;
@@ -55,14 +61,21 @@ function mailOf(alert: AlertView) {
   };
 }
 
+const whereRow = (row: Claimed) =>
+  sql`alert_id = ${row.alert_id} AND channel = ${row.channel} AND destination = ${row.destination}`;
+
 /**
  * Delivers raised alerts to their channels, at least once: a claim leases the rows and commits before
  * any network call; a failure is retried with the SIEM forwarder's backoff. A webhook carries the alert
- * id as `webhook-id` (Standard Webhooks), so a receiver drops a repeat.
+ * id as `webhook-id` (Standard Webhooks), so a receiver drops a repeat. Unlike SIEM forwarding, an alert
+ * delivery gives up: one still failing `maxAgeMs` after it was first due is marked failed and audited
+ * (an alert days late is no longer a page worth sending, and a queue of them would only grow).
  */
 export function createAlertDelivery(deps: AlertDeliveryDeps) {
   const batch = deps.batch ?? 50;
   const leaseMs = deps.leaseMs ?? 60_000;
+  const maxAgeMs = deps.maxAgeMs ?? DEFAULT_ALERT_DELIVERY_MAX_AGE_MS;
+  const context = systemContext('audit-alerts');
 
   const claim = (now: Date) =>
     deps.db.withSystem(async (tx: Tx) => {
@@ -70,12 +83,41 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
         UPDATE audit_alert_deliveries d SET next_attempt_at = ${new Date(now.getTime() + leaseMs)},
           attempts = d.attempts + 1
         FROM (SELECT alert_id, channel, destination FROM audit_alert_deliveries
-              WHERE next_attempt_at <= ${now} ORDER BY next_attempt_at LIMIT ${batch}
+              WHERE next_attempt_at <= ${now} AND failed_at IS NULL ORDER BY next_attempt_at LIMIT ${batch}
               FOR UPDATE SKIP LOCKED) due
         WHERE d.alert_id = due.alert_id AND d.channel = due.channel AND d.destination = due.destination
         RETURNING d.alert_id, d.channel, d.destination, d.tenant_id, d.secret_sealed, d.payload::text AS payload,
-          d.attempts`.execute(tx);
+          d.attempts, d.enqueued_at`.execute(tx);
       return rows;
+    });
+
+  /**
+   * Marks a delivery failed for good, in one transaction with `audit.alert.delivery_failed` in the
+   * alert's chain. Returns false when another node settled it meanwhile (its lease had run out).
+   */
+  const giveUp = (row: Claimed, error: string, now: Date) =>
+    deps.db.withSystem(async (tx: Tx) => {
+      const updated = await sql`UPDATE audit_alert_deliveries SET failed_at = ${now}, last_error = ${error}
+        WHERE ${whereRow(row)} AND failed_at IS NULL`.execute(tx);
+      if (updated.numAffectedRows !== 1n) return false;
+      // The queue is visible only with no tenant set, so the tenant's chain is entered after the update.
+      const chainTx =
+        row.tenant_id === null ? tx : await enterTenant<AuditTables>(tx, asTenantId(row.tenant_id));
+      await recordAuditEvent<AuditTables>(chainTx, deps.clock, context, {
+        tenantId: row.tenant_id,
+        action: 'audit.alert.delivery_failed',
+        outcome: 'failure',
+        target: { type: 'audit_alert', id: row.alert_id },
+        details: {
+          channel: row.channel,
+          // A webhook URL is audited with the settings already; mail addresses only ever as a count.
+          webhookUrl: row.channel === 'webhook' ? row.destination : null,
+          attempts: row.attempts,
+          firstDueAt: new Date(row.enqueued_at).toISOString(),
+          lastError: error,
+        },
+      });
+      return true;
     });
 
   async function deliver(row: Claimed, now: Date): Promise<string | null> {
@@ -105,28 +147,38 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
     }
   }
 
+  /** Schedules the next attempt after the backoff, but not after the deadline: the last try is on time. */
+  const retryLater = (tx: Tx, row: Claimed, error: string, now: Date, deadline: number) => {
+    const next = new Date(Math.min(now.getTime() + backoffSeconds(row.attempts) * 1000, deadline));
+    return sql`UPDATE audit_alert_deliveries SET next_attempt_at = ${next}, last_error = ${error}
+      WHERE ${whereRow(row)}`.execute(tx);
+  };
+
   return {
-    async deliverDue(): Promise<{ delivered: number; failed: number }> {
+    async deliverDue(): Promise<{ delivered: number; failed: number; gaveUp: number }> {
       const now = deps.clock.now();
       const claimed = await claim(now);
-      if (claimed.length === 0) return { delivered: 0, failed: 0 };
+      if (claimed.length === 0) return { delivered: 0, failed: 0, gaveUp: 0 };
       const outcomes = await Promise.all(
         claimed.map(async (row) => ({ row, error: await deliver(row, now) })),
       );
+      const expired: { row: Claimed; error: string }[] = [];
       await deps.db.withSystem(async (tx: Tx) => {
         for (const { row, error } of outcomes) {
-          const where = sql`alert_id = ${row.alert_id} AND channel = ${row.channel} AND destination = ${row.destination}`;
+          const deadline = new Date(row.enqueued_at).getTime() + maxAgeMs;
           if (error === null) {
-            await sql`DELETE FROM audit_alert_deliveries WHERE ${where}`.execute(tx);
+            await sql`DELETE FROM audit_alert_deliveries WHERE ${whereRow(row)}`.execute(tx);
+          } else if (now.getTime() >= deadline) {
+            expired.push({ row, error });
           } else {
-            const next = new Date(now.getTime() + backoffSeconds(row.attempts) * 1000);
-            await sql`UPDATE audit_alert_deliveries SET next_attempt_at = ${next}, last_error = ${error}
-              WHERE ${where}`.execute(tx);
+            await retryLater(tx, row, error, now, deadline);
           }
         }
       });
+      let gaveUp = 0;
+      for (const { row, error } of expired) if (await giveUp(row, error, now)) gaveUp += 1;
       const delivered = outcomes.filter((o) => o.error === null).length;
-      return { delivered, failed: outcomes.length - delivered };
+      return { delivered, failed: outcomes.length - delivered, gaveUp };
     },
   };
 }

@@ -7,8 +7,9 @@ import type { AuditTables } from './tables.ts';
 
 /**
  * Deletes the chain's acknowledged alerts that were acknowledged and last matched before the cutoff and
- * have no delivery pending (a delivery is deleted once it succeeds; a remaining one is still being retried,
- * so its alert stays until it is delivered). One transaction with its audit event (`audit.alert.pruned`).
+ * have no delivery pending (a delivery is deleted once it succeeds; a pending one is still being retried,
+ * so its alert stays until it is delivered or given up). A given-up delivery goes with its alert (the
+ * foreign key cascades, migration 0042). One transaction with its audit event (`audit.alert.pruned`).
  * The database refuses to delete an open or a recent alert whatever the cutoff (migration 0036), and the
  * query clamps the cutoff to the same floor so that a clock ahead of the database's is not an error.
  */
@@ -21,10 +22,10 @@ export async function pruneAlerts(
 ): Promise<number> {
   // The delivery queue is visible only with no tenant set (the delivery job's scope, migration 0033).
   // Deliveries are queued only when an alert is raised, never for an old one, so this cannot go stale;
-  // if it did, the foreign key would refuse the delete and the job would report the chain.
+  // if it did, a trigger would refuse to cascade to the pending delivery and the job would report the chain.
   const pending = await db.withSystem(async (tx: SystemTx<AuditTables>) => {
     const { rows } = await sql<{ alert_id: string }>`SELECT DISTINCT alert_id FROM audit_alert_deliveries
-      WHERE ${chainFilter(tenantId)}`.execute(tx);
+      WHERE ${chainFilter(tenantId)} AND failed_at IS NULL`.execute(tx);
     return rows.map((r) => r.alert_id);
   });
   return inChain(db, tenantId, async (tx) => {

@@ -97,7 +97,8 @@ describe('canonicalEvent', () => {
       }),
       { numRuns: 20_000 },
     );
-  });
+    // Seconds on a quiet machine; a loaded one (CI beside other jobs) may need far more.
+  }, 120_000);
 
   it('matches canonicalize on a typical event (a check that the property above can fail)', () => {
     const e: ChainedEvent = {

@@ -95,6 +95,8 @@ defineAuditActions('audit', {
   'audit.alert.raised': 'An anomaly rule raised an alert',
   'audit.alert.acknowledged': 'An alert was acknowledged',
   'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',
+  'audit.alert.delivery_failed':
+    'An alert delivery (webhook or mail) still failed at its maximum age and is no longer attempted',
   'audit.alert_settings.updated': 'Anomaly rule thresholds, working hours or alert channels changed',
 });
 defineAuditActions('protect', {

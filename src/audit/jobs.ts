@@ -104,7 +104,8 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
   });
   every('alert delivery', deps.alertEveryMs, async () => {
     for (;;) {
-      const { delivered, failed } = await deps.alertDelivery.deliverDue();
+      const { delivered, failed, gaveUp } = await deps.alertDelivery.deliverDue();
+      if (gaveUp > 0) app.log.warn({ gaveUp }, 'alert deliveries given up at their maximum age (audited)');
       if (delivered + failed < 50) return;
     }
   });
@@ -136,18 +137,26 @@ function registerMetrics(app: FastifyInstance, db: Database) {
       for (const [rule, n] of alertsRaisedByRule()) this.inc({ rule }, n);
     },
   });
+  const deliveries = (state: 'pending' | 'failed') =>
+    db.withSystem(async (tx) => {
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_alert_deliveries
+        WHERE failed_at IS ${state === 'pending' ? sql`NULL` : sql`NOT NULL`}`.execute(tx);
+      return rows[0]?.n ?? 0;
+    });
   new Gauge({
     name: 'rampart_audit_alert_deliveries_pending',
     help: 'Alert deliveries (webhook, email) waiting to be sent or retried',
     registers,
     async collect() {
-      const rows = await db.withSystem(async (tx) => {
-        const { rows } = await sql<{
-          n: number;
-        }>`SELECT count(*)::int AS n FROM audit_alert_deliveries`.execute(tx);
-        return rows;
-      });
-      this.set(rows[0]?.n ?? 0);
+      this.set(await deliveries('pending'));
+    },
+  });
+  new Gauge({
+    name: 'rampart_audit_alert_deliveries_failed',
+    help: 'Alert deliveries given up at their maximum age (kept until their alert is pruned)',
+    registers,
+    async collect() {
+      this.set(await deliveries('failed'));
     },
   });
   new Gauge({

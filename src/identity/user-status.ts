@@ -9,12 +9,17 @@ import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 const notFound = () => identityError('user_not_found', 'No user has this id in this tenant.');
 
 /**
- * Locks the tenant's active tenant-admins (ordered by id, so that two disables lock them in the same order
- * and cannot deadlock), then the target. Two admins disabling each other at once therefore run one after
- * the other, and the second sees that it would leave the tenant without an administrator.
+ * Locks the user rows of the tenant's active tenant-admins, ordered by id, in the caller's tenant-scoped
+ * transaction, and returns their ids. Every change that could leave a tenant without an active
+ * administrator takes these locks first (disabling a user here, removing the tenant-admin role in
+ * Access): the same rows in the same order, so two such changes cannot deadlock and run one after the
+ * other, and the second counts the administrators the first left.
  */
-async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; otherAdmins: number }> {
-  const admins = await tx
+export async function lockActiveTenantAdmins<DB>(tx: Kysely<DB>): Promise<string[]> {
+  // Row-level security keeps it to the caller's tenant. A matching row that another transaction is
+  // changing is waited for and checked again once that commits (READ COMMITTED), so an administrator who
+  // was disabled or lost the role meanwhile drops out of the answer.
+  const rows = await (tx as unknown as Kysely<TenantIdentityTables>)
     .selectFrom('users')
     .select('id')
     .where('role', '=', 'tenant-admin')
@@ -22,9 +27,15 @@ async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; othe
     .orderBy('id')
     .forUpdate()
     .execute();
+  return rows.map((r) => r.id);
+}
+
+/** The active tenant-admins locked first, then the target (see lockActiveTenantAdmins). */
+async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; otherAdmins: number }> {
+  const admins = await lockActiveTenantAdmins<TenantIdentityTables>(tx);
   const user = await createUserRepository(tx).lockById(userId);
   if (!user) throw notFound();
-  return { user, otherAdmins: admins.filter((a) => a.id !== userId).length };
+  return { user, otherAdmins: admins.filter((id) => id !== userId).length };
 }
 
 /** Whether a user is disabled, read in any tenant-scoped transaction (Access asks before granting anything). */

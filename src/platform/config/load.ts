@@ -30,6 +30,7 @@ const numberKeys = new Set<keyof Config>([
   'auditRetentionDays',
   'auditPlatformRetentionDays',
   'auditPruneSeconds',
+  'auditAlertDeliveryMaxHours',
   'syslogEnterpriseNumber',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
@@ -81,6 +82,7 @@ const defaults = {
   auditRetentionDays: 400,
   auditPlatformRetentionDays: 400,
   auditPruneSeconds: 3600,
+  auditAlertDeliveryMaxHours: 72,
   syslogEnterpriseNumber: 32473,
 } satisfies Partial<Config>;
 

@@ -57,6 +57,7 @@ export const configSchema = Type.Object(
     auditRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPlatformRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPruneSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
+    auditAlertDeliveryMaxHours: Type.Integer({ minimum: 1, maximum: 720 }),
     syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
   },
   { additionalProperties: false },
@@ -238,6 +239,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'AUDIT_PRUNE_SECONDS',
     doc: 'How often audit chains are pruned to their retention (up to a signed checkpoint).',
     default: '3600',
+  },
+  auditAlertDeliveryMaxHours: {
+    env: 'AUDIT_ALERT_DELIVERY_MAX_HOURS',
+    doc: 'Hours an alert delivery (webhook, mail) is retried once due, then marked failed (1 to 720); SIEM sinks retry forever.',
+    default: '72',
   },
   syslogEnterpriseNumber: {
     env: 'SYSLOG_ENTERPRISE_NUMBER',
