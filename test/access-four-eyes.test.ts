@@ -136,7 +136,7 @@ describe('four-eyes', () => {
     });
     expect(grant.statusCode).toBe(202);
     const { approval } = grant.json();
-    expect(approval.params).toEqual({ via: 'assign', userId: pat.userId });
+    expect(approval.params).toEqual({ via: 'assign', userId: pat.userId, role: 'tenant-admin' });
     expect((await t.app.inject({ url: api('/users'), headers: pat.headers })).statusCode).toBe(403);
     const rejected = await decide(bea, approval.id, 'reject');
     expect(rejected.json().status).toBe('rejected');

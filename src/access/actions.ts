@@ -1,13 +1,21 @@
 import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
-import type { IdentityService, IdentitySettingsView, UserRole } from '../identity/index.ts';
+import type { IdentityService, IdentitySettingsView, TenantRef, UserRole } from '../identity/index.ts';
 import { weakens } from '../identity/index.ts';
+import { actionContext } from '../platform/http/context.ts';
+import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import type { RoleService } from './roles.ts';
 import type { AccessSettings, AccessSettingsService } from './settings.ts';
 
+/**
+ * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
+ * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, or adding one to a
+ * custom role someone holds (the whole new role, as PUT would write it).
+ */
 type GrantParams =
-  | { via: 'assign'; userId: string }
-  | { via: 'invite'; email: string; displayName: string; role: UserRole };
+  | { via: 'assign'; userId: string; role?: string }
+  | { via: 'invite'; email: string; displayName: string; role: UserRole }
+  | { via: 'role'; role: string; name: string; permissions: string[] };
 
 const mfaRank = { off: 0, staff: 1, all: 2 } as const;
 
@@ -29,24 +37,38 @@ export function wireCriticalActions(
 
   critical.define({
     key: 'access.grant-tenant-admin',
-    description: 'Grant the tenant-admin role (by assignment or by invitation)',
+    description: 'Grant tenant-admin, or a role with administrator powers',
     onByDefault: true,
+    // Each path re-runs the checks of the direct route: not to oneself, nothing the runner lacks.
     async execute({ tenant, ctx, params }) {
       const p = params as GrantParams;
-      if (p.via === 'assign') return roles.assign(tenant.id, ctx, p.userId, 'tenant-admin');
+      if (p.via === 'assign') return roles.assign(tenant.id, ctx, p.userId, p.role ?? 'tenant-admin');
+      if (p.via === 'role') {
+        return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions });
+      }
+      await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
       return identity.accounts.invite(tenant, ctx, {
         email: p.email,
         displayName: p.displayName,
         role: p.role,
       });
     },
+    // A role change writes the whole role: it runs only on the role the approver saw.
+    basis: async ({ id }, params) => {
+      const p = params as GrantParams;
+      return p.via === 'role' ? roles.state(id, p.role) : undefined;
+    },
   });
+  // The settings actions write back a whole document: each runs only on the document it was asked on.
+  const identitySettings = async (tenant: TenantRef) =>
+    (await identity.settings.get(tenant)) as unknown as JsonValue;
   critical.define({
     key: 'identity.password-policy.weaken',
     description: 'Weaken the password policy',
     onByDefault: true,
     execute: ({ tenant, ctx, params }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+    basis: identitySettings,
   });
   critical.define({
     key: 'identity.mfa-enforcement.weaken',
@@ -54,6 +76,7 @@ export function wireCriticalActions(
     onByDefault: true,
     execute: ({ tenant, ctx, params }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+    basis: identitySettings,
   });
   critical.define({
     key: 'access.four-eyes.reduce',
@@ -61,6 +84,7 @@ export function wireCriticalActions(
     onByDefault: true,
     execute: ({ tenant, ctx, params }) =>
       settings.update(tenant.id, ctx, params as unknown as AccessSettings),
+    basis: async (tenant) => (await settings.get(tenant.id)) as unknown as JsonValue,
   });
 
   critical.define({
@@ -68,6 +92,7 @@ export function wireCriticalActions(
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
     execute: ({ tenant, ctx, params }) => retention.set(tenant.id, ctx, (params as { days: number }).days),
+    basis: async (tenant) => ({ days: (await retention.get(tenant.id)).days }),
   });
 
   critical.define({
@@ -117,21 +142,48 @@ export function wireCriticalActions(
     ];
   });
 
-  critical.gate('access.assign', async (request) => {
+  // Any role that gives an administrator power, built in or custom. A grant the route would refuse (to
+  // oneself, beyond the caller's own permissions, an unknown role) is refused here, never put up for
+  // approval.
+  critical.gate('access.assign', async (request, tenant) => {
     const { userId, role } = request.params as { userId: string; role: string };
-    if (role !== 'tenant-admin') return [];
+    const permissions = await roles.planAssignment(tenant.id, actionContext(request), userId, role);
+    const powers = adminPowersIn(permissions);
+    if (powers.length === 0) return [];
     return [
       {
         action: 'access.grant-tenant-admin',
-        params: { via: 'assign', userId },
-        summary: `Grant tenant-admin to user ${userId}`,
+        params: { via: 'assign', userId, role },
+        summary:
+          role === 'tenant-admin'
+            ? `Grant tenant-admin to user ${userId}`
+            : `Grant the role ${role} (administrator powers: ${powers.join(', ')}) to user ${userId}`,
       },
     ];
   });
 
-  critical.gate('identity.invite', async (request) => {
+  // Adding an administrator power to a custom role someone holds grants it to them all.
+  critical.gate('access.role', async (request, tenant) => {
+    const { role } = request.params as { role: string };
+    const body = request.body as { name: string; permissions: string[] };
+    const plan = await roles.planUpdate(tenant.id, actionContext(request), role, body);
+    if (!plan?.held) return [];
+    const powers = adminPowersIn(plan.added);
+    if (powers.length === 0) return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'role', role, name: body.name, permissions: plan.permissions },
+        summary: `Add administrator powers (${powers.join(', ')}) to the role ${role}, which is held`,
+      },
+    ];
+  });
+
+  critical.gate('identity.invite', async (request, tenant) => {
     const body = request.body as { email: string; displayName: string; role: UserRole };
-    if (body.role !== 'tenant-admin') return [];
+    const permissions = builtinRoles[body.role].permissions();
+    await roles.checkGrant(tenant.id, actionContext(request), permissions, `Inviting as ${body.role}`);
+    if (adminPowersIn(permissions).length === 0) return [];
     return [
       {
         action: 'access.grant-tenant-admin',

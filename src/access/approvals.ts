@@ -1,25 +1,14 @@
-import { createHash } from 'node:crypto';
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import type { Database } from '../platform/db/index.ts';
+import { createStandingCheck, paramsHash, type Standing } from './approval-standing.ts';
 import { audit } from './audit.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
+import type { Holdings } from './holdings.ts';
 import { loadAccessSettings } from './settings.ts';
 import { type AccessApprovalRequestsTable, inTenant, type Tx } from './tables.ts';
-
-/** JSON with object keys sorted at every level: equal parameters give equal bytes, so equal hashes. */
-export function canonicalJson(value: JsonValue): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k] as JsonValue)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-export const paramsHash = (params: JsonValue) => createHash('sha256').update(canonicalJson(params)).digest();
 
 export interface ApprovalView {
   id: string;
@@ -72,8 +61,15 @@ const samePerson = (a: { type: string; id: string }, b: { type: string | null; i
 
 const minutes = (m: number) => m * 60_000;
 
-export function createApprovalService(deps: { db: Database; clock: Clock; critical: CriticalActions }) {
-  const { db, clock, critical } = deps;
+export function createApprovalService(deps: {
+  db: Database;
+  clock: Clock;
+  critical: CriticalActions;
+  holdings: Holdings;
+}) {
+  const { db, clock, critical, holdings } = deps;
+
+  const standings = createStandingCheck({ db, critical, holdings });
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
@@ -100,12 +96,18 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     throw accessError('approval_expired', 'This request expired; ask again and have it approved anew.');
   }
 
-  type Claim = { row: Row } | { expired: Row } | { changed: Row };
+  type Claim =
+    | { row: Row }
+    | { expired: Row }
+    | { changed: Row }
+    | { approverLost: Row }
+    | { stateChanged: Row };
 
   /**
    * The checks before an approved request runs, on its locked row: the same action (when the caller
-   * names one), asked by this person, approved, not expired, exactly the approved parameters. Then the
-   * row gets `status` in the caller's transaction: a second claim finds it taken.
+   * names one), asked by this person, approved, not expired, exactly the approved parameters, an
+   * approver who still holds `approvals:decide`, and the state it was asked against. Then the row gets
+   * `status` in the caller's transaction: a second claim finds it taken.
    */
   async function claim(
     tx: Tx,
@@ -114,6 +116,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     id: string,
     params: JsonValue,
     to: { status: 'executing' | 'executed'; action?: string },
+    standing: Standing,
   ): Promise<Claim> {
     const by = personOf(ctx);
     const row = await locked(tx, id);
@@ -141,6 +144,35 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
       });
       return { changed: row };
     }
+    if (!samePerson({ type: row.decided_by_type ?? '', id: row.decided_by_id ?? '' }, standing.approver)) {
+      // Approved anew by someone else since `standings.of` looked: their standing was not checked.
+      throw accessError('approval_not_approved', 'The approval changed while it was checked; run it again.');
+    }
+    if (!standing.approver.decides) {
+      // The approval no longer counts: back to pending, for someone who may decide to approve again.
+      await tx
+        .updateTable('access_approval_requests')
+        .set({ status: 'pending', decided_by_type: null, decided_by_id: null, decided_at: null })
+        .where('id', '=', id)
+        .execute();
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.approver_lost',
+        outcome: 'denied',
+        target: { type: 'approval', id },
+        details: { action: row.action, approvedBy: row.decided_by_id },
+      });
+      return { approverLost: row };
+    }
+    const recorded = row.basis_hash ? Buffer.from(row.basis_hash) : null;
+    if (recorded && !(standing.basisHash && safeEqual(standing.basisHash, recorded))) {
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.state_changed',
+        outcome: 'denied',
+        target: { type: 'approval', id },
+        details: { action: row.action },
+      });
+      return { stateChanged: row };
+    }
     await tx
       .updateTable('access_approval_requests')
       .set(to.status === 'executed' ? { status: 'executed', executed_at: now } : { status: 'executing' })
@@ -149,11 +181,26 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
     return { row };
   }
 
-  /** The claimed row, or the refusal of an expired or changed claim (after its transaction committed). */
+  /** The claimed row, or the refusal of a claim that failed a check (after its transaction committed). */
   async function claimedRow(tenantId: string, ctx: ActionContext, claimed: Claim): Promise<Row> {
     if ('expired' in claimed) return refuseExpired(tenantId, ctx, claimed.expired);
     if ('changed' in claimed) {
       throw accessError('params_changed', 'These parameters differ from the approved ones; nothing was run.');
+    }
+    if ('approverLost' in claimed) {
+      throw accessError(
+        'approver_lost_permission',
+        'The person who approved this no longer holds approvals:decide in this tenant (role removed, ' +
+          'account disabled, or elevation ended); nothing was run. It is pending again: have someone ' +
+          'who may decide approve it.',
+      );
+    }
+    if ('stateChanged' in claimed) {
+      throw accessError(
+        'state_changed',
+        'What this action changes was changed after it was asked for, and running it would undo that; ' +
+          'nothing was run. Ask again, against the current state.',
+      );
     }
     return claimed.row;
   }
@@ -166,8 +213,9 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
       return found.find((c) => fourEyesActions.includes(c.action));
     },
 
-    request: (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) =>
-      inTenant(db, tenant.id, async (tx) => {
+    request: async (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) => {
+      const basis = await standings.basisHash(tenant, what.action, what.params);
+      return inTenant(db, tenant.id, async (tx) => {
         const settings = await loadAccessSettings(tx, critical);
         const by = personOf(ctx);
         const now = clock.now();
@@ -179,6 +227,7 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
             permission,
             params: JSON.stringify(what.params),
             params_hash: paramsHash(what.params),
+            basis_hash: basis,
             summary: what.summary,
             requested_by_type: by.type,
             requested_by_id: by.id,
@@ -200,7 +249,8 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
           details: { action: what.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
         });
         return toView(row, now);
-      }),
+      });
+    },
 
     list: (tenantId: string, status: ApprovalView['status'] | undefined) =>
       inTenant(db, tenantId, async (tx) => {
@@ -265,11 +315,17 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
      * transaction before the route answers, so the approval serves exactly one request.
      */
     async consume(tenant: TenantRef, ctx: ActionContext, id: string, what: Classified): Promise<void> {
+      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, async (tx) => {
-        const result = await claim(tx, tenant.id, ctx, id, what.params, {
-          status: 'executed',
-          action: what.action,
-        });
+        const result = await claim(
+          tx,
+          tenant.id,
+          ctx,
+          id,
+          what.params,
+          { status: 'executed', action: what.action },
+          checked,
+        );
         if ('row' in result) {
           await audit(clock, tx, tenant.id, ctx, {
             action: 'access.approval.executed',
@@ -290,8 +346,9 @@ export function createApprovalService(deps: { db: Database; clock: Clock; critic
      * dies mid-way the request stays `executing` and is never run twice.
      */
     async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
+      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, (tx) =>
-        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }),
+        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }, checked),
       );
       const row = await claimedRow(tenant.id, ctx, claimed);
       const def = critical.action(row.action);

@@ -70,6 +70,35 @@ definePermissions('access', 'platform', {
   'elevations:approve': "Approve, reject or revoke other operators' elevation requests",
 });
 
+/**
+ * Administrator powers: the tenant permissions that let their holder change who holds what (roles,
+ * assignments, operators' elevations) or weaken the tenant's controls (the four-eyes list and its
+ * approvals, the password and 2FA policy, audit retention, anomaly alerts). Granting a role that gives
+ * any of them, or adding one to a role someone holds, is the critical action `access.grant-tenant-admin`.
+ * `users:write` is not one: inviting as tenant-admin is gated by itself, and enabling a user gives back
+ * only what they held.
+ */
+export const adminPowers: readonly string[] = [
+  'roles:assign',
+  'roles:write',
+  'elevations:decide',
+  'access:configure',
+  'approvals:decide',
+  'policy:write',
+  'audit:configure',
+  'alerts:write',
+];
+for (const name of adminPowers) {
+  if (catalogue.get(name)?.scope !== 'tenant')
+    throw new Error(`administrator power "${name}" is not a tenant permission`);
+}
+
+/** The administrator powers among these permissions (sorted, no repeats). */
+export const adminPowersIn = (permissions: Iterable<string>): string[] => {
+  const given = new Set(permissions);
+  return adminPowers.filter((p) => given.has(p)).sort();
+};
+
 export const isKnownPermission = (name: string): boolean => catalogue.has(name);
 export const permissionDef = (name: string): PermissionDef | undefined => catalogue.get(name);
 export const allPermissions = (): PermissionDef[] => [...catalogue.values()];

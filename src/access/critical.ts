@@ -19,6 +19,12 @@ export interface CriticalActionDef {
   /** Runs the action once approved; a capability plugs it in when the action exists. */
   execute?: (run: CriticalRun) => Promise<unknown>;
   /**
+   * The current state the action would overwrite (a whole settings document, a role), read for these
+   * parameters; undefined when it overwrites nothing. A request stores its hash, and an approved
+   * request runs only while the state still hashes the same: it never undoes a later change unseen.
+   */
+  basis?: (tenant: TenantRef, params: JsonValue) => Promise<JsonValue | undefined>;
+  /**
    * For an action done by a safe request (a download) instead of an executor: where it is asked for
    * and how the approved request is then used, as told to the person who tries it without approval.
    */

@@ -26,4 +26,8 @@ export const accessError = defineErrors({
   approval_required: { status: 403, title: 'This needs a second person\u2019s approval first' },
   approval_other_action: { status: 409, title: 'The approval is for another action' },
   runs_on_route: { status: 409, title: 'This approved action runs on its own route' },
+  permission_not_held: { status: 403, title: 'You cannot give a permission you do not hold' },
+  self_assignment: { status: 403, title: 'You cannot change your own roles' },
+  approver_lost_permission: { status: 409, title: 'The approver can no longer approve this' },
+  state_changed: { status: 409, title: 'What this action changes has changed since it was asked for' },
 });

@@ -5,6 +5,8 @@ import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
 import { accessError } from './errors.ts';
+import { checkAssignment, customRole, refuseSelfAssignment, refuseUnheld, roleHeld } from './grants.ts';
+import type { Holdings } from './holdings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
 export interface RoleView {
@@ -25,6 +27,8 @@ interface RolesDeps {
   cache: PermissionCache;
   /** Asks identity whether the user exists in the tenant (capabilities never read each other's tables). */
   userExists: (tenantId: string, userId: string) => Promise<boolean>;
+  /** What the caller holds: nobody gives a permission they do not hold themselves. */
+  holdings: Holdings;
   lockActiveTenantAdmins: LockActiveTenantAdmins;
 }
 
@@ -52,13 +56,6 @@ const builtinViews = (): RoleView[] =>
     permissions: role.permissions(),
   }));
 
-/** Whether a role key names a built-in role or one of this tenant's custom roles. */
-async function roleExists(tx: Tx, key: string): Promise<boolean> {
-  if (isBuiltinRole(key)) return true;
-  const row = await tx.selectFrom('access_roles').select('key').where('key', '=', key).executeTakeFirst();
-  return row !== undefined;
-}
-
 /**
  * Refuses to take tenant-admin from the tenant's last active administrator: nobody could assign roles
  * afterwards. The locks are taken before the delete, so a concurrent disable or removal of another
@@ -74,7 +71,14 @@ async function keepAnAdmin(tx: Tx, lock: LockActiveTenantAdmins, userId: string)
   }
 }
 
-export function createRoleService({ db, clock, cache, userExists, lockActiveTenantAdmins }: RolesDeps) {
+export function createRoleService({
+  db,
+  clock,
+  cache,
+  userExists,
+  holdings,
+  lockActiveTenantAdmins,
+}: RolesDeps) {
   /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
   async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
     const result = await inTenant(db, tenantId, fn);
@@ -93,10 +97,11 @@ export function createRoleService({ db, clock, cache, userExists, lockActiveTena
       ];
     },
 
-    create: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
-      change(tenantId, async (tx) => {
-        if (isBuiltinRole(key)) throw accessError('builtin_role', `"${key}" is a built-in role.`);
-        const permissions = checkPermissions(input.permissions);
+    async create(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key)) throw accessError('builtin_role', `"${key}" is a built-in role.`);
+      const permissions = checkPermissions(input.permissions);
+      refuseUnheld(await holdings(tenantId, ctx.actor), permissions, `The role "${key}"`);
+      return change(tenantId, async (tx) => {
         const now = clock.now();
         const inserted = await tx
           .insertInto('access_roles')
@@ -120,21 +125,45 @@ export function createRoleService({ db, clock, cache, userExists, lockActiveTena
           details: { permissions: permissions.join(' ') },
         });
         return { key, name: input.name, builtin: false, permissions };
+      });
+    },
+
+    /**
+     * What changing a custom role would add, for the four-eyes gate: refused outright when it adds a
+     * permission the caller lacks; null when the route will refuse it anyway (built-in or unknown role).
+     */
+    async planUpdate(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key)) return null;
+      const permissions = checkPermissions(input.permissions);
+      const held = await holdings(tenantId, ctx.actor);
+      return inTenant(db, tenantId, async (tx) => {
+        const current = await customRole(tx, key, false);
+        if (!current) return null;
+        const added = permissions.filter((p) => !current.permissions.includes(p));
+        refuseUnheld(held, added, `Changing the role "${key}"`);
+        return { permissions, added, held: await roleHeld(tx, key, clock.now()) };
+      });
+    },
+
+    /** A custom role's name and permissions as stored (what an approved change would overwrite). */
+    state: (tenantId: string, key: string) =>
+      inTenant(db, tenantId, async (tx) => {
+        const row = await customRole(tx, key, false);
+        return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
       }),
 
-    update: (tenantId: string, ctx: ActionContext, key: string, input: RoleInput) =>
-      change(tenantId, async (tx) => {
-        if (isBuiltinRole(key))
-          throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
-        const permissions = checkPermissions(input.permissions);
+    /** Changes a custom role; it may add only permissions the caller holds (keeping others is allowed). */
+    async update(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+      if (isBuiltinRole(key))
+        throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
+      const permissions = checkPermissions(input.permissions);
+      const held = await holdings(tenantId, ctx.actor);
+      return change(tenantId, async (tx) => {
         // Locked, so the trail's "before" is what this change replaced even when two changes race.
-        const before = await tx
-          .selectFrom('access_roles')
-          .select(['name', 'permissions'])
-          .where('key', '=', key)
-          .forUpdate()
-          .executeTakeFirst();
-        if (!before) throw accessError('role_not_found', `There is no custom role "${key}".`);
+        const current = await customRole(tx, key, true);
+        if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
+        const added = permissions.filter((p) => !current.permissions.includes(p));
+        refuseUnheld(held, added, `Changing the role "${key}"`);
         await tx
           .updateTable('access_roles')
           .set({ name: input.name, permissions, updated_at: clock.now() })
@@ -146,13 +175,14 @@ export function createRoleService({ db, clock, cache, userExists, lockActiveTena
           target: { type: 'role', id: key },
           details: {
             permissions: permissions.join(' '),
-            permissionsBefore: [...before.permissions].sort().join(' '),
+            permissionsBefore: [...current.permissions].sort().join(' '),
             name: input.name,
-            nameBefore: before.name,
+            nameBefore: current.name,
           },
         });
         return { key, name: input.name, builtin: false, permissions };
-      }),
+      });
+    },
 
     /** Deletes a custom role and, in the same transaction, every assignment of it. */
     remove: (tenantId: string, ctx: ActionContext, key: string) =>
@@ -185,16 +215,34 @@ export function createRoleService({ db, clock, cache, userExists, lockActiveTena
         return rows.map((r) => r.role_key);
       }),
 
-    /** Grants a role; granting one the user holds already changes nothing and records nothing. */
+    /**
+     * The checks `assign` makes, without granting anything (for the four-eyes gate, so a grant that would
+     * be refused is refused now rather than put up for approval); the role's permissions.
+     */
+    async planAssignment(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+      const held = await holdings(tenantId, ctx.actor);
+      return inTenant(db, tenantId, (tx) => checkAssignment(tx, held, ctx, userId, roleKey));
+    },
+
+    /** Refuses giving these permissions (a built-in role on invitation) when the caller lacks one. */
+    async checkGrant(tenantId: string, ctx: ActionContext, permissions: readonly string[], what: string) {
+      refuseUnheld(await holdings(tenantId, ctx.actor), permissions, what);
+    },
+
+    /**
+     * Grants a role; granting one the user holds already changes nothing and records nothing. Never to
+     * oneself, and never a role giving a permission the caller does not hold.
+     */
     async assign(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+      refuseSelfAssignment(ctx, userId);
       // Users are disabled, never deleted, so the answer cannot go stale before the insert below (whose
       // foreign key would refuse a missing user anyway).
       if (!(await userExists(tenantId, userId))) {
         throw accessError('user_not_found', 'There is no such user in this tenant.');
       }
+      const held = await holdings(tenantId, ctx.actor);
       return change(tenantId, async (tx) => {
-        if (!(await roleExists(tx, roleKey)))
-          throw accessError('role_not_found', `There is no role "${roleKey}".`);
+        await checkAssignment(tx, held, ctx, userId, roleKey);
         const inserted = await tx
           .insertInto('access_assignments')
           .values({ tenant_id: tenantId, user_id: userId, role_key: roleKey })

@@ -88,13 +88,14 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
   app.put(
     `${p}/roles/:role`,
     {
-      config: { access: 'tenant', permission: 'roles:write' },
+      config: { access: 'tenant', permission: 'roles:write', fourEyes: 'access.role' },
       schema: {
         tags,
-        summary: 'Change a custom role',
+        summary:
+          'Change a custom role (adding an administrator power to a role someone holds needs a second person when four-eyes is on)',
         params: S.RoleParams,
         body: S.RoleBody,
-        response: responses({ 200: S.Role }),
+        response: responses({ 200: S.Role, 202: S.ApprovalRequired }),
       },
     },
     async (request) =>
@@ -141,7 +142,8 @@ export const accessTenantRoutes: FastifyPluginAsyncTypebox<{
       config: { access: 'tenant', permission: 'roles:assign', fourEyes: 'access.assign' },
       schema: {
         tags,
-        summary: 'Grant a role (granting tenant-admin needs a second person when four-eyes is on)',
+        summary:
+          'Grant a role, never to oneself (a role with administrator powers needs a second person when four-eyes is on)',
         params: S.UserRoleParams,
         response: responses({ 200: S.UserRoles, 202: S.ApprovalRequired }),
       },

@@ -6,6 +6,7 @@ import { type CacheLimits, createPermissionCache, type UserDisabled } from './ca
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
+import { createHoldings } from './holdings.ts';
 import { createRoleService, type LockActiveTenantAdmins } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
@@ -52,15 +53,17 @@ export function createAccessService(deps: AccessDeps) {
   );
   const critical = createCriticalActions();
   definePlannedActions(critical);
+  // A suspended tenant's users hold nothing (the decision API must not say yes for them).
+  const tenantActive = deps.tenantActive ?? (() => true);
+  const holdings = createHoldings(cache, clock, tenantActive);
   const roles = createRoleService({
     db,
     clock,
     cache,
     userExists: deps.userExists,
+    holdings,
     lockActiveTenantAdmins: deps.lockActiveTenantAdmins,
   });
-  // A suspended tenant's users hold nothing (the decision API must not say yes for them).
-  const tenantActive = deps.tenantActive ?? (() => true);
 
   /**
    * Whether a tenant user holds a tenant permission. Deny by default: unknown permissions, platform
@@ -107,7 +110,7 @@ export function createAccessService(deps: AccessDeps) {
     decide,
     decideAll,
     settings: createAccessSettingsService({ db, clock, critical }),
-    approvals: createApprovalService({ db, clock, critical }),
+    approvals: createApprovalService({ db, clock, critical, holdings }),
     elevations: createElevationService({ db, clock, cache, critical, maxMinutes: deps.elevationMaxMinutes }),
     close: () => cache.close(),
   };

@@ -65,6 +65,8 @@ export interface AccessApprovalRequestsTable {
   permission: string;
   params: unknown;
   params_hash: Buffer;
+  /** SHA-256 of the state the request was made against (see `CriticalActionDef.basis`), if any. */
+  basis_hash: Buffer | null;
   summary: string;
   requested_by_type: 'operator' | 'user';
   requested_by_id: string;

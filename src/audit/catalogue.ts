@@ -88,6 +88,10 @@ defineAuditActions('access', {
   'access.approval.params_refused': 'A critical action was run with parameters other than those approved',
   'access.approval.executed': 'An approved critical action ran',
   'access.approval.failed': 'An approved critical action failed when run',
+  'access.approval.approver_lost':
+    'An approved critical action was refused: its approver no longer holds approvals:decide (back to pending)',
+  'access.approval.state_changed':
+    'An approved critical action was refused: what it changes was changed after it was asked for',
 });
 defineAuditActions('audit', {
   'audit.trail.exported': 'Audit events were exported (JSON Lines)',
