@@ -16,8 +16,16 @@ export const totpCode = (secret: string, at = Date.now()) =>
 
 export const strongPassword = 'Correct-Horse-Battery-42';
 
-/** Creates a tenant admin through the real invitation flow and signs them in (enrolling TOTP). */
-export async function adminSession(t: TestApp, slug: string, email = `admin@${slug}.test`) {
+/**
+ * Creates a tenant admin through the real invitation flow and signs them in (enrolling TOTP). `now` is
+ * the time the authenticator shows (the app's fake clock, when the test runs on one).
+ */
+export async function adminSession(
+  t: TestApp,
+  slug: string,
+  email = `admin@${slug}.test`,
+  now: () => number = Date.now,
+) {
   const invite = await t.app.inject({
     method: 'POST',
     url: `/api/v1/tenants/${slug}/admins`,
@@ -45,7 +53,7 @@ export async function adminSession(t: TestApp, slug: string, email = `admin@${sl
     method: 'POST',
     url: `/api/v1/t/${slug}/me/mfa/totp/confirm`,
     headers: auth,
-    payload: { code: totpCode(secret) },
+    payload: { code: totpCode(secret, now()) },
   });
   const done = confirm.json() as { token: string; recoveryCodes: string[] };
   return {

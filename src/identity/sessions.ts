@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
@@ -77,9 +78,17 @@ export const csrfMatches = (deps: IdentityDeps, sessionId: string, given: string
 export const hasRecentSecondFactor = (deps: IdentityDeps, session: ValidSession) =>
   session.mfaAt !== null && deps.clock.now().getTime() - session.mfaAt.getTime() <= STEP_UP_WINDOW_MS;
 
+/**
+ * When a session ends at the latest: its stored expiry, or sooner when the tenant has since shortened
+ * the absolute limit (the limit is the tenant's current setting, not the one at sign-in).
+ */
+const absoluteEnd = (createdAt: Date, expiresAt: Date, absoluteHours: number) =>
+  Math.min(expiresAt.getTime(), createdAt.getTime() + absoluteHours * 3_600_000);
+
 /** What a node keeps about a validated session, by token hash. */
 interface CachedSession {
   session: ValidSession;
+  /** absoluteEnd under the settings read with it; a settings change drops the entry (`tenant:<id>`). */
   expiresAt: number;
   idleMs: number;
   /** last_seen_at as this node last read or wrote it. */
@@ -154,13 +163,15 @@ export function createSessionService(deps: IdentityDeps) {
           's.last_seen_at',
           's.expires_at',
         ])
-        .select(['u.email', 'u.role', 'st.session_idle_minutes'])
+        .select(['u.email', 'u.role', 'st.session_idle_minutes', 'st.session_absolute_hours'])
         .where('s.token_hash', '=', hash)
         .where('s.revoked_at', 'is', null)
         .where('s.expires_at', '>', now)
         .where('u.status', '=', 'active')
         .executeTakeFirst();
       if (!row) return null;
+      const expiresAt = absoluteEnd(row.created_at, row.expires_at, row.session_absolute_hours);
+      if (now.getTime() >= expiresAt) return null;
       const idleMs = row.session_idle_minutes * 60_000;
       if (now.getTime() - row.last_seen_at.getTime() > idleMs) return null;
       let lastSeenStored = row.last_seen_at.getTime();
@@ -181,7 +192,7 @@ export function createSessionService(deps: IdentityDeps) {
       });
       const entry = {
         session,
-        expiresAt: row.expires_at.getTime(),
+        expiresAt,
         idleMs,
         lastSeenStored,
         lastUsed: now.getTime(),
@@ -225,16 +236,19 @@ export function createSessionService(deps: IdentityDeps) {
     },
 
     list: (tenant: TenantRef, userId: string) =>
-      inTenant(deps, tenant, (tx) =>
-        tx
-          .selectFrom('sessions')
-          .select(['id', 'kind', 'created_at', 'last_seen_at', 'ip', 'user_agent'])
-          .where('user_id', '=', userId)
-          .where('revoked_at', 'is', null)
-          .where('expires_at', '>', deps.clock.now())
-          .orderBy('created_at', 'desc')
-          .execute(),
-      ),
+      inTenant(deps, tenant, (tx) => {
+        const now = deps.clock.now();
+        return tx
+          .selectFrom('sessions as s')
+          .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
+          .select(['s.id', 's.kind', 's.created_at', 's.last_seen_at', 's.ip', 's.user_agent'])
+          .where('s.user_id', '=', userId)
+          .where('s.revoked_at', 'is', null)
+          .where('s.expires_at', '>', now)
+          .where(sql<boolean>`s.created_at + st.session_absolute_hours * interval '1 hour' > ${now}`)
+          .orderBy('s.created_at', 'desc')
+          .execute();
+      }),
 
     /** Revokes one of the user's own sessions; false when there is no such live session. */
     revoke: (tenant: TenantRef, userId: string, sessionId: string, ctx: ActionContext) =>

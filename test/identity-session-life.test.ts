@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { adminSession, inviteAndAccept, strongPassword, totpCode } from './identity-helpers.ts';
+
+// Session lifetime and privilege after sign-in: limits and 2FA enforcement that change while a session
+// lives, rotation at a second factor, step-up and enrolment. On a fake clock, so hours pass instantly.
+const clock = fakeClock(new Date('2026-03-02T08:00:00Z'));
+const at = () => clock.now().getTime();
+const HOUR = 3_600_000;
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await buildTestApp({ clock });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+type Admin = Awaited<ReturnType<typeof adminSession>>;
+const api = (slug: string, path: string) => `/api/v1/t/${slug}${path}`;
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+async function tenantWithAdmin(slug: string): Promise<Admin> {
+  await seedTenant(t, slug);
+  return adminSession(t, slug, undefined, at);
+}
+
+async function signIn(slug: string, email: string) {
+  const res = await t.app.inject({
+    method: 'POST',
+    url: api(slug, '/auth/signin'),
+    payload: { email, password: strongPassword },
+  });
+  expect(res.statusCode).toBe(200);
+  return res.json() as { stage: string; token: string };
+}
+
+/** A fresh second factor for the admin (a new time step, since a code is accepted once). */
+async function stepUp(slug: string, admin: Admin) {
+  clock.advance(30_000);
+  const res = await t.app.inject({
+    method: 'POST',
+    url: api(slug, '/auth/second-factor'),
+    headers: admin.headers,
+    payload: { code: totpCode(admin.secret, at()) },
+  });
+  expect(res.statusCode, res.body).toBe(200);
+  admin.headers = bearer((res.json() as { token: string }).token);
+}
+
+async function changeSettings(
+  slug: string,
+  admin: Admin,
+  change: (s: { session: { idleMinutes: number; absoluteHours: number }; mfaRequired: string }) => void,
+) {
+  const current = (await t.app.inject({ url: api(slug, '/settings') })).json();
+  change(current);
+  return t.app.inject({
+    method: 'PUT',
+    url: api(slug, '/settings'),
+    headers: admin.headers,
+    payload: current,
+  });
+}
+
+const currentSession = (slug: string, token: string) =>
+  t.app.inject({ url: api(slug, '/me/session'), headers: bearer(token) });
+
+describe('absolute session limit', () => {
+  it('applies a shortened limit to sessions that already exist (bug: it was fixed at sign-in)', async () => {
+    const slug = 'life-absolute';
+    const admin = await tenantWithAdmin(slug);
+    const longIdle = await changeSettings(slug, admin, (s) => {
+      s.session = { idleMinutes: 1440, absoluteHours: 12 };
+    });
+    expect(longIdle.statusCode, longIdle.body).toBe(200);
+    await inviteAndAccept(t, slug, admin, 'member@life-absolute.test');
+    const member = await signIn(slug, 'member@life-absolute.test');
+    expect(member.stage).toBe('active');
+
+    clock.advance(2 * HOUR);
+    await stepUp(slug, admin);
+    // Cached on this node from here on.
+    expect((await currentSession(slug, member.token)).statusCode).toBe(200);
+
+    const shorter = await changeSettings(slug, admin, (s) => {
+      s.session.absoluteHours = 1;
+    });
+    expect(shorter.statusCode, shorter.body).toBe(200);
+    // Signed in 2 h ago, the limit is now 1 h: over, on the next request.
+    expect((await currentSession(slug, member.token)).statusCode).toBe(401);
+    // A fresh sign-in gets the new limit in full, and not more.
+    const again = await signIn(slug, 'member@life-absolute.test');
+    expect((await currentSession(slug, again.token)).statusCode).toBe(200);
+    clock.advance(HOUR - 60_000);
+    expect((await currentSession(slug, again.token)).statusCode).toBe(200);
+    const mine = await t.app.inject({ url: api(slug, '/me/sessions'), headers: bearer(again.token) });
+    expect(mine.json()).toHaveLength(1);
+    clock.advance(60_000);
+    expect((await currentSession(slug, again.token)).statusCode).toBe(401);
+  });
+});
+
