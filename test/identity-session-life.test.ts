@@ -101,3 +101,23 @@ describe('absolute session limit', () => {
   });
 });
 
+describe('rotation at a second factor', () => {
+  it('keeps the sign-in time and absolute expiry (bug: each step-up gave a fresh full lifetime)', async () => {
+    const slug = 'life-rotate';
+    const admin = await tenantWithAdmin(slug);
+    const signedInAt = (await currentSession(slug, admin.headers.authorization.slice(7))).json().createdAt;
+    const set = await changeSettings(slug, admin, (s) => {
+      s.session = { idleMinutes: 1440, absoluteHours: 12 };
+    });
+    expect(set.statusCode, set.body).toBe(200);
+    clock.advance(11 * HOUR);
+    await stepUp(slug, admin);
+    const rotated = admin.headers.authorization.slice(7);
+    const now = await currentSession(slug, rotated);
+    expect(now.statusCode).toBe(200);
+    expect(now.json().createdAt).toBe(signedInAt);
+    clock.advance(HOUR);
+    // 12 h after the password sign-in, whatever happened in between.
+    expect((await currentSession(slug, rotated)).statusCode).toBe(401);
+  });
+});

@@ -230,7 +230,7 @@ export function createMfaService(deps: IdentityDeps) {
   /** A second factor raises privilege: the old token is revoked and a new one issued. */
   async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {
     const settings = await loadSettings(tx, tenant.id);
-    await revokeSessionInTx(deps, tx, session.id);
+    const carried = await revokeSessionInTx(deps, tx, session.id);
     const next = await createSession(
       deps,
       tx,
@@ -241,6 +241,7 @@ export function createMfaService(deps: IdentityDeps) {
         stage: 'active',
         kind: session.kind,
         mfaAt: deps.clock.now(),
+        carried,
       },
       ctx,
     );

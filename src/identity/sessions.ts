@@ -32,6 +32,12 @@ export interface ValidSession {
   createdAt: Date;
 }
 
+/** When a session began (the password sign-in) and when it ends at the latest. */
+export interface SessionLifetime {
+  createdAt: Date;
+  expiresAt: Date;
+}
+
 export async function createSession(
   deps: IdentityDeps,
   tx: Tx,
@@ -42,10 +48,16 @@ export async function createSession(
     stage: SessionStage;
     kind: 'cookie' | 'bearer';
     mfaAt: Date | null;
+    /** A rotated session keeps the sign-in time and absolute expiry of the one it replaces. */
+    carried?: SessionLifetime;
   },
   ctx: ActionContext,
 ): Promise<{ id: string; token: string }> {
   const now = deps.clock.now();
+  const lifetime = input.carried ?? {
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + settings.session_absolute_hours * 3_600_000),
+  };
   const { token, hash } = newToken(SESSION_PREFIX);
   const row = await tx
     .insertInto('sessions')
@@ -55,9 +67,9 @@ export async function createSession(
       token_hash: hash,
       stage: input.stage,
       kind: input.kind,
-      created_at: now,
+      created_at: lifetime.createdAt,
       last_seen_at: now,
-      expires_at: new Date(now.getTime() + settings.session_absolute_hours * 3_600_000),
+      expires_at: lifetime.expiresAt,
       mfa_at: input.mfaAt,
       revoked_at: null,
       ip: ctx.ip,
@@ -312,12 +324,22 @@ export async function revokeAllInTx(
   return Number(result.numUpdatedRows);
 }
 
-/** Ends one session (a rotation at a privilege change, for instance); every node forgets it. */
-export async function revokeSessionInTx(deps: IdentityDeps, tx: Tx, sessionId: string): Promise<void> {
-  await tx
+/**
+ * Ends one session (a rotation at a privilege change, for instance); every node forgets it. Answers its
+ * lifetime, which the rotated session carries on: a second factor must not restart the clock, or a
+ * client with an authenticator could keep one sign-in alive forever.
+ */
+export async function revokeSessionInTx(
+  deps: IdentityDeps,
+  tx: Tx,
+  sessionId: string,
+): Promise<SessionLifetime> {
+  const row = await tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
     .where('id', '=', sessionId)
-    .execute();
+    .returning(['created_at', 'expires_at'])
+    .executeTakeFirstOrThrow();
   sessionsChanged(deps, tx, `session:${sessionId}`);
+  return { createdAt: row.created_at, expiresAt: row.expires_at };
 }
