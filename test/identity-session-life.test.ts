@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toTenantRef } from '../src/identity/index.ts';
+import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession, inviteAndAccept, strongPassword, totpCode } from './identity-helpers.ts';
 
@@ -119,5 +121,43 @@ describe('rotation at a second factor', () => {
     clock.advance(HOUR);
     // 12 h after the password sign-in, whatever happened in between.
     expect((await currentSession(slug, rotated)).statusCode).toBe(401);
+  });
+});
+
+describe('rotation of an ended session', () => {
+  it('issues no token for a session revoked while the second factor was checked (bug: it did)', async () => {
+    const slug = 'life-revoked';
+    const admin = await tenantWithAdmin(slug);
+    const tenant = toTenantRef(await t.app.services.tenancy.requireActive(slug));
+    const token = admin.headers.authorization.slice(7);
+    // The session as the step-up request read it, before a sign-out elsewhere committed.
+    const stale = await t.app.services.identity.sessions.validate(tenant, token);
+    expect(stale).not.toBeNull();
+    const out = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/auth/signout'),
+      headers: admin.headers,
+    });
+    expect(out.statusCode).toBe(200);
+    clock.advance(30_000);
+    const ctx = {
+      actor: { type: 'user' as const, id: stale?.userId ?? '' },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    const verify = t.app.services.identity.mfa.verify(
+      tenant,
+      stale as NonNullable<typeof stale>,
+      totpCode(admin.secret, at()),
+      ctx,
+    );
+    await expect(verify).rejects.toMatchObject({ code: 'unauthenticated', spec: { status: 401 } });
+    // Nothing was issued: a new sign-in is this user's only live session.
+    await signIn(slug, admin.email);
+    const rows = await t.db.withTenant<TenantIdentityTables, { id: string }[]>(tenant.id, (tx) =>
+      tx.selectFrom('sessions').select('id').where('revoked_at', 'is', null).execute(),
+    );
+    expect(rows).toHaveLength(1);
   });
 });

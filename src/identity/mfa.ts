@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { Secret } from 'otpauth';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
+import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { createSession, revokeSessionInTx, type ValidSession } from './sessions.ts';
@@ -231,6 +232,8 @@ export function createMfaService(deps: IdentityDeps) {
   async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {
     const settings = await loadSettings(tx, tenant.id);
     const carried = await revokeSessionInTx(deps, tx, session.id);
+    // Ended while this request ran (a sign-out, password reset or disable won the race): no new token.
+    if (!carried) throw platformError('unauthenticated', 'This session has ended; sign in again.');
     const next = await createSession(
       deps,
       tx,

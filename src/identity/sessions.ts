@@ -313,6 +313,7 @@ export async function revokeAllInTx(
   userId: string,
   keep?: string,
 ): Promise<number> {
+  await lockUser(tx, userId);
   let query = tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
@@ -327,19 +328,41 @@ export async function revokeAllInTx(
 /**
  * Ends one session (a rotation at a privilege change, for instance); every node forgets it. Answers its
  * lifetime, which the rotated session carries on: a second factor must not restart the clock, or a
- * client with an authenticator could keep one sign-in alive forever.
+ * client with an authenticator could keep one sign-in alive forever. Null when it had ended already.
  */
 export async function revokeSessionInTx(
   deps: IdentityDeps,
   tx: Tx,
   sessionId: string,
-): Promise<SessionLifetime> {
+): Promise<SessionLifetime | null> {
+  await lockUserOf(tx, sessionId);
+  // Only a live session: one revoked meanwhile (sign-out, password reset, disable) answers null, and the
+  // caller issues nothing in its place.
   const row = await tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
     .where('id', '=', sessionId)
+    .where('revoked_at', 'is', null)
     .returning(['created_at', 'expires_at'])
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  if (!row) return null;
   sessionsChanged(deps, tx, `session:${sessionId}`);
   return { createdAt: row.created_at, expiresAt: row.expires_at };
 }
+
+/**
+ * Whatever ends all of a user's sessions and whatever rotates one takes the user's row first, so they run
+ * one after the other: a revoke-all that started first is seen by the rotation (the old session is
+ * revoked, no new one is issued); one that starts later sees the rotated session and ends it too.
+ * Without the lock a revoke-all's statement could miss a session inserted after its snapshot.
+ */
+const lockUser = (tx: Tx, userId: string) =>
+  tx.selectFrom('users').select('id').where('id', '=', userId).forUpdate().execute();
+
+const lockUserOf = (tx: Tx, sessionId: string) =>
+  tx
+    .selectFrom('users')
+    .select('id')
+    .where('id', '=', tx.selectFrom('sessions').select('user_id').where('id', '=', sessionId))
+    .forUpdate()
+    .execute();
