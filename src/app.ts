@@ -3,6 +3,7 @@ import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import {
+  ACCESS_TOPIC,
   type AccessService,
   type AccessTables,
   accessOperatorRoutes,
@@ -214,6 +215,7 @@ export async function buildApp({
     onBackgroundError,
     // Access is built below; the callback only runs after a request committed a disable or enable.
     userStatusChanged: (tenantId) => access.cache.changed(tenantId),
+    permissionsTopic: ACCESS_TOPIC,
   });
   const access = createAccessService({
     db,

@@ -161,3 +161,116 @@ describe('rotation of an ended session', () => {
     expect(rows).toHaveLength(1);
   });
 });
+
+describe('2FA enforcement for sessions already signed in', () => {
+  // The default enforcement is `staff`: members sign in without a second factor.
+  const me = (slug: string, token: string) => t.app.inject({ url: api(slug, '/me'), headers: bearer(token) });
+
+  it('sends a session without a second factor to enrolment once 2FA is required (bug: it stayed in)', async () => {
+    const slug = 'life-enforce';
+    const admin = await tenantWithAdmin(slug);
+    await inviteAndAccept(t, slug, admin, 'member@life-enforce.test');
+    const member = await signIn(slug, 'member@life-enforce.test');
+    expect(member.stage).toBe('active');
+    expect((await me(slug, member.token)).statusCode).toBe(200);
+
+    const all = await changeSettings(slug, admin, (s) => {
+      s.mfaRequired = 'all';
+    });
+    expect(all.statusCode, all.body).toBe(200);
+    const refused = await me(slug, member.token);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({
+      code: 'step_up_required',
+      detail: 'Enrol a second factor first.',
+    });
+    // Enrolling is what the session may still do; it then continues with a second factor.
+    const start = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp'),
+      headers: bearer(member.token),
+    });
+    expect(start.statusCode, start.body).toBe(200);
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp/confirm'),
+      headers: bearer(member.token),
+      payload: { code: totpCode((start.json() as { secret: string }).secret, at()) },
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+    expect((await me(slug, (confirm.json() as { token: string }).token)).statusCode).toBe(200);
+  });
+
+  it('asks for the code of an authenticator enrolled in another session', async () => {
+    const slug = 'life-enforce-code';
+    const admin = await tenantWithAdmin(slug);
+    await inviteAndAccept(t, slug, admin, 'member@life-enforce-code.test');
+    const phone = await signIn(slug, 'member@life-enforce-code.test');
+    const laptop = await signIn(slug, 'member@life-enforce-code.test');
+    expect((await me(slug, laptop.token)).statusCode).toBe(200);
+    const start = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp'),
+      headers: bearer(phone.token),
+    });
+    const { secret } = start.json() as { secret: string };
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp/confirm'),
+      headers: bearer(phone.token),
+      payload: { code: totpCode(secret, at()) },
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+    expect((await me(slug, laptop.token)).statusCode).toBe(200);
+
+    await changeSettings(slug, admin, (s) => {
+      s.mfaRequired = 'all';
+    });
+    const refused = await me(slug, laptop.token);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ detail: 'Enter the code from your authenticator first.' });
+    clock.advance(30_000);
+    const code = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/auth/second-factor'),
+      headers: bearer(laptop.token),
+      payload: { code: totpCode(secret, at()) },
+    });
+    expect(code.statusCode, code.body).toBe(200);
+    expect((await me(slug, (code.json() as { token: string }).token)).statusCode).toBe(200);
+  });
+
+  it('applies 2FA for staff to a member granted a staff role while signed in (bug: it did not)', async () => {
+    const slug = 'life-promote';
+    const admin = await tenantWithAdmin(slug);
+    const staff = await changeSettings(slug, admin, (s) => {
+      s.mfaRequired = 'staff';
+    });
+    expect(staff.statusCode, staff.body).toBe(200);
+    const { user } = await inviteAndAccept(t, slug, admin, 'member@life-promote.test');
+    const member = await signIn(slug, 'member@life-promote.test');
+    expect(member.stage).toBe('active');
+    expect((await me(slug, member.token)).statusCode).toBe(200);
+
+    const grant = await t.app.inject({
+      method: 'PUT',
+      url: api(slug, `/access/users/${user.id}/roles/staff`),
+      headers: admin.headers,
+    });
+    expect(grant.statusCode, grant.body).toBe(200);
+    const refused = await me(slug, member.token);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({
+      code: 'step_up_required',
+      detail: 'Enrol a second factor first.',
+    });
+
+    const revoke = await t.app.inject({
+      method: 'DELETE',
+      url: api(slug, `/access/users/${user.id}/roles/staff`),
+      headers: admin.headers,
+    });
+    expect(revoke.statusCode, revoke.body).toBe(200);
+    expect((await me(slug, member.token)).statusCode).toBe(200);
+  });
+});

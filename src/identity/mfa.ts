@@ -5,7 +5,7 @@ import { hmac } from '../platform/crypto/keys.ts';
 import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { createSession, revokeSessionInTx, type ValidSession } from './sessions.ts';
+import { createSession, revokeSessionInTx, sessionsChanged, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -137,6 +137,8 @@ export function createMfaService(deps: IdentityDeps) {
           .set({ confirmed_at: deps.clock.now(), last_used_step: step })
           .where('user_id', '=', session.userId)
           .execute();
+        // The user's other sessions now need this factor for 2FA enforcement and step-up: re-read them.
+        sessionsChanged(deps, tx, `user:${session.userId}`);
         const recoveryCodes = await issueRecoveryCodes(tx, tenant, session.userId);
         const rotated = await rotate(tx, tenant, session, ctx);
         await audit(deps, tx, tenant, ctx, {

@@ -30,6 +30,28 @@ export interface ValidSession {
   kind: 'cookie' | 'bearer';
   mfaAt: Date | null;
   createdAt: Date;
+  /** The user has a confirmed authenticator (whether or not this session used it). */
+  totpEnrolled: boolean;
+}
+
+/** Whether the tenant's 2FA enforcement covers a user with this role label. */
+export const secondFactorRequired = (policy: IdentitySettings['mfa_required'], role: UserRole) =>
+  policy === 'all' || (policy === 'staff' && role !== 'member');
+
+/**
+ * The stage a session is in now. One signed in without a second factor while 2FA was not asked of the
+ * user falls back to the step a sign-in would give today (`mfa` with an authenticator, else `enrol`)
+ * once the tenant asks it: enforcement turned on, or a staff role granted. Its signed-in routes then
+ * answer as for that stage, until the second factor is given or enrolled.
+ */
+export function currentStage(
+  stored: SessionStage,
+  mfaAt: Date | null,
+  required: boolean,
+  totpEnrolled: boolean,
+): SessionStage {
+  if (stored !== 'active' || mfaAt !== null || !required) return stored;
+  return totpEnrolled ? 'mfa' : 'enrol';
 }
 
 /** When a session began (the password sign-in) and when it ends at the latest. */
@@ -127,7 +149,7 @@ export function sessionsChanged(
 }
 
 function sessionCache(deps: IdentityDeps) {
-  return createInvalidatedCache<CachedSession>({
+  const cache = createInvalidatedCache<CachedSession>({
     bus: deps.bus,
     topic: SESSIONS_TOPIC,
     maxEntries: CACHE_MAX_ENTRIES,
@@ -140,6 +162,15 @@ function sessionCache(deps: IdentityDeps) {
       else cache.clear();
     },
   });
+  // A role change moves the user's role label, and with it whether 2FA is asked of them: Access
+  // announces every permission change per tenant, and this node then re-reads that tenant's sessions.
+  const { permissionsTopic } = deps;
+  if (permissionsTopic) {
+    deps.bus.subscribe(permissionsTopic, (tenantId) =>
+      cache.deleteWhere((c) => c.session.tenantId === tenantId),
+    );
+  }
+  return cache;
 }
 
 export function createSessionService(deps: IdentityDeps) {
@@ -164,6 +195,7 @@ export function createSessionService(deps: IdentityDeps) {
         .selectFrom('sessions as s')
         .innerJoin('users as u', 'u.id', 's.user_id')
         .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
+        .leftJoin('user_totp as t', 't.user_id', 's.user_id')
         .select([
           's.id',
           's.tenant_id',
@@ -176,6 +208,7 @@ export function createSessionService(deps: IdentityDeps) {
           's.expires_at',
         ])
         .select(['u.email', 'u.role', 'st.session_idle_minutes', 'st.session_absolute_hours'])
+        .select(['st.mfa_required', 't.confirmed_at as totp_confirmed_at'])
         .where('s.token_hash', '=', hash)
         .where('s.revoked_at', 'is', null)
         .where('s.expires_at', '>', now)
@@ -191,16 +224,19 @@ export function createSessionService(deps: IdentityDeps) {
         await tx.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', row.id).execute();
         lastSeenStored = now.getTime();
       }
+      const totpEnrolled = row.totp_confirmed_at !== null;
+      const required = secondFactorRequired(row.mfa_required, row.role);
       const session: ValidSession = Object.freeze({
         id: row.id,
         tenantId: row.tenant_id,
         userId: row.user_id,
         email: row.email,
         role: row.role,
-        stage: row.stage,
+        stage: currentStage(row.stage, row.mfa_at, required, totpEnrolled),
         kind: row.kind,
         mfaAt: row.mfa_at,
         createdAt: row.created_at,
+        totpEnrolled,
       });
       const entry = {
         session,
