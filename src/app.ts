@@ -46,12 +46,12 @@ import {
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
-  hasRecentSecondFactor,
   type IdentityService,
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
   isUserDisabled,
+  needsUserStepUp,
   normaliseEmail,
   type OperatorService,
   tenantSlugOf,
@@ -321,12 +321,8 @@ export async function buildApp({
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
   // Acting on an approval (deciding, running) needs a second factor within the last minutes, when the
-  // session has one.
-  const needsStepUp = (request: FastifyRequest) =>
-    request.session !== null &&
-    request.session !== undefined &&
-    request.session.mfaAt !== null &&
-    !hasRecentSecondFactor(identity.deps, request.session);
+  // user has one (identity decides; not only when this session used it).
+  const needsStepUp = (request: FastifyRequest) => needsUserStepUp(identity.deps, request);
   app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
     authorize,

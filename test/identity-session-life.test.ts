@@ -2,7 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toTenantRef } from '../src/identity/index.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, inviteAndAccept, strongPassword, totpCode } from './identity-helpers.ts';
+import {
+  adminSession,
+  inviteAndAccept,
+  linkFromOutbox,
+  strongPassword,
+  totpCode,
+} from './identity-helpers.ts';
 
 // Session lifetime and privilege after sign-in: limits and 2FA enforcement that change while a session
 // lives, rotation at a second factor, step-up and enrolment. On a fake clock, so hours pass instantly.
@@ -272,5 +278,82 @@ describe('2FA enforcement for sessions already signed in', () => {
     });
     expect(revoke.statusCode, revoke.body).toBe(200);
     expect((await me(slug, member.token)).statusCode).toBe(200);
+  });
+});
+
+describe('step-up for sensitive changes', () => {
+  it('asks a session signed in before the admin enrolled TOTP for the code (bug: it skipped step-up)', async () => {
+    const slug = 'life-stepup';
+    const first = await tenantWithAdmin(slug);
+    const second = await adminSession(t, slug, `second@${slug}.test`, at);
+    // Lowering the enforcement to off takes a second administrator's approval.
+    const asked = await changeSettings(slug, first, (s) => {
+      s.mfaRequired = 'off';
+    });
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json() as { approval: { id: string; params: unknown } };
+    const approve = await t.app.inject({
+      method: 'POST',
+      url: api(slug, `/access/approvals/${approval.id}/approve`),
+      headers: second.headers,
+    });
+    expect(approve.statusCode, approve.body).toBe(200);
+    const run = await t.app.inject({
+      method: 'POST',
+      url: api(slug, `/access/approvals/${approval.id}/execute`),
+      headers: first.headers,
+      payload: { params: approval.params },
+    });
+    expect(run.statusCode, run.body).toBe(200);
+    const email = `third@${slug}.test`;
+    const invite = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/tenants/${slug}/admins`,
+      headers: t.asOperator,
+      payload: { email, displayName: 'Tam Third' },
+    });
+    expect(invite.statusCode, invite.body).toBe(201);
+    const { token } = await linkFromOutbox(t, email);
+    const accepted = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/invitations/accept'),
+      payload: { token, password: strongPassword },
+    });
+    expect(accepted.statusCode, accepted.body).toBe(200);
+    const old = await signIn(slug, email);
+    expect(old.stage).toBe('active');
+    const asOld = { headers: bearer(old.token), secret: '' } as Admin;
+    // No authenticator yet: nothing to step up with, the change goes through.
+    const before = await changeSettings(slug, asOld, (s) => {
+      s.session.idleMinutes += 1;
+    });
+    expect(before.statusCode, before.body).toBe(200);
+
+    const other = await signIn(slug, email);
+    const start = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp'),
+      headers: bearer(other.token),
+    });
+    const { secret } = start.json() as { secret: string };
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/mfa/totp/confirm'),
+      headers: bearer(other.token),
+      payload: { code: totpCode(secret, at()) },
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+
+    const refused = await changeSettings(slug, asOld, (s) => {
+      s.session.idleMinutes += 1;
+    });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'step_up_required' });
+    asOld.secret = secret;
+    await stepUp(slug, asOld);
+    const after = await changeSettings(slug, asOld, (s) => {
+      s.session.idleMinutes += 1;
+    });
+    expect(after.statusCode, after.body).toBe(200);
   });
 });

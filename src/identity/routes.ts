@@ -6,7 +6,7 @@ import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
 import type { TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
-import { type TenantResolver, tenantSlugOf } from './http-auth.ts';
+import { needsUserStepUp, type TenantResolver, tenantSlugOf } from './http-auth.ts';
 import * as S from './schemas.ts';
 import type { IdentityService } from './service.ts';
 import { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
@@ -75,8 +75,8 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request) => {
-      const { tenant, session } = signedIn(request);
-      if (!hasRecentSecondFactor(identity.deps, session) && session.mfaAt !== null) {
+      const { tenant } = signedIn(request);
+      if (needsUserStepUp(identity.deps, request)) {
         throw identityError('step_up_required', 'Confirm with your second factor within the last 5 minutes.');
       }
       if (request.body.passwordPolicy.minLength > request.body.passwordPolicy.maxLength) {

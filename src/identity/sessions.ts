@@ -109,7 +109,7 @@ export const csrfTokenFor = (deps: IdentityDeps, sessionId: string) =>
 export const csrfMatches = (deps: IdentityDeps, sessionId: string, given: string) =>
   safeEqual(csrfTokenFor(deps, sessionId), given);
 
-export const hasRecentSecondFactor = (deps: IdentityDeps, session: ValidSession) =>
+export const hasRecentSecondFactor = (deps: Pick<IdentityDeps, 'clock'>, session: ValidSession) =>
   session.mfaAt !== null && deps.clock.now().getTime() - session.mfaAt.getTime() <= STEP_UP_WINDOW_MS;
 
 /**
