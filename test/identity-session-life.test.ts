@@ -357,3 +357,72 @@ describe('step-up for sensitive changes', () => {
     expect(after.statusCode, after.body).toBe(200);
   });
 });
+
+describe('TOTP enrolment re-authenticates', () => {
+  it('asks an older session for the password before binding an authenticator (bug: any session could)', async () => {
+    const slug = 'life-enrol';
+    const admin = await tenantWithAdmin(slug);
+    await inviteAndAccept(t, slug, admin, 'member@life-enrol.test');
+    const member = await signIn(slug, 'member@life-enrol.test');
+    const start = (payload?: object) =>
+      t.app.inject({
+        method: 'POST',
+        url: api(slug, '/me/mfa/totp'),
+        headers: bearer(member.token),
+        ...(payload ? { payload } : {}),
+      });
+    // Fresh from the password sign-in: no need to ask again.
+    expect((await start()).statusCode).toBe(200);
+
+    clock.advance(6 * 60_000);
+    const asked = await start();
+    expect(asked.statusCode).toBe(403);
+    expect(asked.json()).toMatchObject({ code: 'reauthentication_required' });
+    const wrong = await start({ currentPassword: 'not-the-password' });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json()).toMatchObject({ code: 'invalid_credentials' });
+    const right = await start({ currentPassword: strongPassword });
+    expect(right.statusCode, right.body).toBe(200);
+  });
+
+  it('shows the password field on the hosted page only once the sign-in is older than 5 minutes', async () => {
+    const slug = 'life-enrol-page';
+    const admin = await tenantWithAdmin(slug);
+    await inviteAndAccept(t, slug, admin, 'member@life-enrol-page.test');
+    const origin = new URL(t.config.publicUrl).origin;
+    const post = (url: string, fields: Record<string, string>, cookie: string) =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin, cookie },
+        payload: new URLSearchParams(fields).toString(),
+      });
+    const signedIn = await post(
+      `/t/${slug}/signin`,
+      { email: 'member@life-enrol-page.test', password: strongPassword },
+      '',
+    );
+    const value = signedIn.cookies.find((c) => c.name === 'rampart_session')?.value ?? '';
+    const cookie = `rampart_session=${value}`;
+    const enrolPage = () => t.app.inject({ url: `/t/${slug}/mfa/enrol`, headers: { cookie } });
+    const fresh = await enrolPage();
+    expect(fresh.statusCode).toBe(200);
+    expect(fresh.body).not.toContain('name="currentPassword"');
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(fresh.body)?.[1] ?? '';
+    expect((await post(`/t/${slug}/mfa/enrol/start`, { _csrf: csrf }, cookie)).statusCode).toBe(200);
+
+    clock.advance(6 * 60_000);
+    const later = await enrolPage();
+    expect(later.body).toContain('name="currentPassword"');
+    const without = await post(`/t/${slug}/mfa/enrol/start`, { _csrf: csrf }, cookie);
+    expect(without.statusCode).toBe(403);
+    expect(without.body).toContain('name="currentPassword"');
+    const withPassword = await post(
+      `/t/${slug}/mfa/enrol/start`,
+      { _csrf: csrf, currentPassword: strongPassword },
+      cookie,
+    );
+    expect(withPassword.statusCode).toBe(200);
+    expect(withPassword.body).toContain('id="totp-secret"');
+  });
+});

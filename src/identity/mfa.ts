@@ -5,6 +5,7 @@ import { hmac } from '../platform/crypto/keys.ts';
 import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
+import { confirmPasswordUnlessFresh } from './reauth.ts';
 import { createSession, revokeSessionInTx, sessionsChanged, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
@@ -80,9 +81,18 @@ export function createMfaService(deps: IdentityDeps) {
   }
 
   return {
-    /** Starts (or restarts) enrolment: a fresh secret, its otpauth URI and a QR code as SVG. */
-    beginEnrol: (tenant: TenantRef, session: ValidSession, ctx: ActionContext) =>
-      inTenant(deps, tenant, async (tx) => {
+    /**
+     * Starts (or restarts) enrolment: a fresh secret, its otpauth URI and a QR code as SVG. Needs the
+     * current password unless the session was signed in within the last 5 minutes.
+     */
+    beginEnrol: async (
+      tenant: TenantRef,
+      session: ValidSession,
+      ctx: ActionContext,
+      currentPassword?: string,
+    ) => {
+      await confirmPasswordUnlessFresh(deps, tenant, session, currentPassword, ctx);
+      return inTenant(deps, tenant, async (tx) => {
         const existing = await tx
           .selectFrom('user_totp')
           .select('confirmed_at')
@@ -108,7 +118,8 @@ export function createMfaService(deps: IdentityDeps) {
           target: { type: 'user', id: session.userId },
         });
         return enrolmentFor(secret, session.email, tenant.slug);
-      }),
+      });
+    },
 
     /** Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session. */
     confirmEnrol: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>

@@ -243,14 +243,17 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       config: { ...userRoute, stages: ['enrol', 'active'] },
       schema: {
         tags,
-        summary: 'Start TOTP enrolment: secret, otpauth URI and QR code',
+        summary:
+          'Start TOTP enrolment: secret, otpauth URI and QR code (currentPassword needed when signed in more than 5 minutes ago)',
         params: S.TenantParams,
+        body: Type.Union([S.EnrolStartBody, Type.Null()]),
         response: responses({ 200: S.Enrolment }),
       },
     },
     async (request) => {
       const { tenant, session } = signedIn(request);
-      return identity.mfa.beginEnrol(tenant, session, actionContext(request));
+      const password = request.body?.currentPassword;
+      return identity.mfa.beginEnrol(tenant, session, actionContext(request), password);
     },
   );
 
