@@ -3,6 +3,7 @@ import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import {
+  ACCESS_TOPIC,
   type AccessService,
   type AccessTables,
   accessOperatorRoutes,
@@ -47,13 +48,13 @@ import {
   createOperatorService,
   createOperatorSignIn,
   createPasswordHasher,
-  hasRecentSecondFactor,
   type IdentityService,
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
   isUserDisabled,
   lockActiveTenantAdmins,
+  needsUserStepUp,
   normaliseEmail,
   type OperatorService,
   operatorAdminRoutes,
@@ -218,6 +219,7 @@ export async function buildApp({
     onBackgroundError,
     // Access is built below; the callback only runs after a request committed a disable or enable.
     userStatusChanged: (tenantId) => access.cache.changed(tenantId),
+    permissionsTopic: ACCESS_TOPIC,
   });
   const access = createAccessService({
     db,
@@ -324,15 +326,12 @@ export async function buildApp({
   const users = userAuthenticator(identity, resolveTenant);
   const authorize = authorizer(access, clock);
   // Acting on an approval (deciding, running) needs a second factor within the last minutes: a user's
-  // when their session has one; an (elevated) operator's always, as operators have no session here and
-  // always sign in with two factors.
+  // when they have one enrolled (identity decides; not only when this session used it); an (elevated)
+  // operator's always, as operators have no session here and always sign in with two factors.
   const needsStepUp = (request: FastifyRequest) =>
     request.actor?.type === 'operator'
       ? operatorNeedsStepUp(request, clock.now())
-      : request.session !== null &&
-        request.session !== undefined &&
-        request.session.mfaAt !== null &&
-        !hasRecentSecondFactor(identity.deps, request.session);
+      : needsUserStepUp(identity.deps, request);
   app.addHook('onClose', async () => access.close());
   await app.register(accessPlugin, {
     authorize,

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'eyes-co';
@@ -128,7 +128,7 @@ describe('four-eyes', () => {
   });
 
   it('granting tenant-admin, and taking actions off the list, need a second person too', async () => {
-    const pat = await member(t, slug, ada, 'pat@eyes-co.test');
+    const pat = await withSecondFactor(t, slug, await member(t, slug, ada, 'pat@eyes-co.test'), clock);
     const grant = await t.app.inject({
       method: 'PUT',
       url: api(`/access/users/${pat.userId}/roles/tenant-admin`),

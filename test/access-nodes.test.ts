@@ -12,7 +12,7 @@ import { createInProcessBus, openInvalidationBus } from '../src/platform/bus/ind
 import type { Database } from '../src/platform/db/index.ts';
 import { openDatabase, openPostgresEngine } from '../src/platform/db/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
-import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'nodes-co';
@@ -56,7 +56,7 @@ describe.skipIf(engineUnderTest !== 'postgres')('two nodes on one PostgreSQL', (
     };
     tenantId = (await seedTenant(a, slug)).id;
     admin = await tenantAdmin(a, slug);
-    pat = await member(a, slug, admin, 'pat@nodes-co.test');
+    pat = await withSecondFactor(a, slug, await member(a, slug, admin, 'pat@nodes-co.test'));
   });
   afterAll(async () => {
     await b?.app.close();
@@ -98,7 +98,7 @@ describe.skipIf(engineUnderTest !== 'postgres')('two nodes on one PostgreSQL', (
   });
 
   it('a user disabled through node A holds nothing and is signed out on node B', async () => {
-    const sam = await member(a, slug, admin, 'sam@nodes-co.test');
+    const sam = await withSecondFactor(a, slug, await member(a, slug, admin, 'sam@nodes-co.test'));
     const grant = await a.app.inject({
       method: 'PUT',
       url: api(`/access/users/${sam.userId}/roles/staff`),
@@ -160,7 +160,12 @@ describe('a node that missed the invalidation', () => {
     try {
       await seedTenant(a, 'lost-co');
       const admin = await tenantAdmin(a, 'lost-co', undefined, clock);
-      const pat = await member(a, 'lost-co', admin, 'pat@lost-co.test');
+      const pat = await withSecondFactor(
+        a,
+        'lost-co',
+        await member(a, 'lost-co', admin, 'pat@lost-co.test'),
+        clock,
+      );
       const url = `/api/v1/t/lost-co/access/users/${pat.userId}/roles/staff`;
       expect((await a.app.inject({ method: 'PUT', url, headers: admin.headers })).statusCode).toBe(200);
       expect((await b.inject({ url: '/api/v1/t/lost-co/users', headers: pat.headers })).statusCode).toBe(200);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'rbac-co';
@@ -15,7 +15,7 @@ beforeAll(async () => {
   t = await buildTestApp();
   tenantId = (await seedTenant(t, slug)).id;
   admin = await tenantAdmin(t, slug);
-  pat = await member(t, slug, admin, 'pat@rbac-co.test');
+  pat = await withSecondFactor(t, slug, await member(t, slug, admin, 'pat@rbac-co.test'));
 });
 afterAll(async () => {
   await t?.close();

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isPrivileged } from '../src/audit/alert-rules.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, member, type Person, tenantAdmin } from './access-helpers.ts';
+import { databaseState, member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
 import { inviteAndAccept, linkFromOutbox, strongPassword } from './identity-helpers.ts';
 
@@ -61,7 +61,7 @@ const problemOf = (body: string) => {
 
 describe(`disabling a user (${engineUnderTest})`, () => {
   it('ends every session, refuses sign-in exactly like a wrong password, and withholds every permission', async () => {
-    const pat = await member(t, slug, admin, 'pat@disable-co.test');
+    const pat = await withSecondFactor(t, slug, await member(t, slug, admin, 'pat@disable-co.test'));
     const grant = await t.app.inject({
       method: 'PUT',
       url: api(`/access/users/${pat.userId}/roles/staff`),
@@ -198,7 +198,7 @@ describe(`disabling a user (${engineUnderTest})`, () => {
   });
 
   it('refuses disabling oneself, the last active administrator, twice, or enabling an active user', async () => {
-    const other = await member(t, slug, admin, 'helper@disable-co.test');
+    const other = await withSecondFactor(t, slug, await member(t, slug, admin, 'helper@disable-co.test'));
     const role = await t.app.inject({
       method: 'POST',
       url: api('/access/roles'),

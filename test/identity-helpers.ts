@@ -43,8 +43,16 @@ export async function inviteTenantAdmin(t: TestApp, slug: string, email: string,
   });
 }
 
-/** Creates a tenant admin through the real invitation flow and signs them in (enrolling TOTP). */
-export async function adminSession(t: TestApp, slug: string, email = `admin@${slug}.test`) {
+/**
+ * Creates a tenant admin through the real invitation flow and signs them in (enrolling TOTP). `now` is
+ * the time the authenticator shows (the app's fake clock, when the test runs on one).
+ */
+export async function adminSession(
+  t: TestApp,
+  slug: string,
+  email = `admin@${slug}.test`,
+  now: () => number = Date.now,
+) {
   await inviteTenantAdmin(t, slug, email);
   const { token } = await linkFromOutbox(t, email);
   const accept = await t.app.inject({
@@ -66,7 +74,7 @@ export async function adminSession(t: TestApp, slug: string, email = `admin@${sl
     method: 'POST',
     url: `/api/v1/t/${slug}/me/mfa/totp/confirm`,
     headers: auth,
-    payload: { code: totpCode(secret) },
+    payload: { code: totpCode(secret, now()) },
   });
   const done = confirm.json() as { token: string; recoveryCodes: string[] };
   return {

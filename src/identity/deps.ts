@@ -34,6 +34,11 @@ export interface IdentityDeps {
    * (Access's cache; a disabled user holds none). Access is built after identity, hence a callback.
    */
   userStatusChanged?: (tenantId: string) => Promise<void>;
+  /**
+   * Access's bus topic of permission changes (the message is the tenant's id). A role grant can make 2FA
+   * required of a signed-in user, so the session cache drops the tenant's sessions on it.
+   */
+  permissionsTopic?: string;
   /** Failures of work that must not fail the request that caused it (a bus publish after commit). */
   onBackgroundError?: (error: unknown) => void;
   /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */

@@ -16,6 +16,7 @@ export const identityError = defineErrors({
   token_invalid: { status: 400, title: 'Link invalid or expired' },
   signup_closed: { status: 403, title: 'Self sign-up is off' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },
+  reauthentication_required: { status: 403, title: 'Confirm with your password' },
   mfa_not_enrolled: { status: 409, title: 'No second factor enrolled' },
   mfa_already_enrolled: { status: 409, title: 'Second factor already enrolled' },
   web_only: { status: 403, title: 'Only on the web' },

@@ -3,10 +3,10 @@ import type { Actor } from '../platform/context.ts';
 import { asTenantId } from '../platform/db/index.ts';
 import { bearerToken } from '../platform/http/access.ts';
 import { routeConfig } from '../platform/http/route-config.ts';
-import type { TenantRef } from './deps.ts';
+import type { IdentityDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { IdentityService } from './service.ts';
-import { csrfMatches, type ValidSession } from './sessions.ts';
+import { csrfMatches, hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 
 export const SESSION_COOKIE = 'rampart_session';
 
@@ -68,6 +68,17 @@ export function userAuthenticator(identity: IdentityService, resolveTenant: Tena
     }
     return { type: 'user', id: session.userId };
   };
+}
+
+/**
+ * Whether a signed-in user must give a second factor before a sensitive change (policy, roles,
+ * approvals): whenever they have a confirmed authenticator and this session has not used it within the
+ * last 5 minutes. The user decides, not the session: one signed in before the authenticator was
+ * enrolled never used it, and must not be the way around it.
+ */
+export function needsUserStepUp(deps: Pick<IdentityDeps, 'clock'>, request: FastifyRequest): boolean {
+  const { session } = request;
+  return Boolean(session?.totpEnrolled) && !(session && hasRecentSecondFactor(deps, session));
 }
 
 export function setSessionCookie(reply: FastifyReply, token: string, secure: boolean, path: string) {

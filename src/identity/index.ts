@@ -4,6 +4,7 @@ export type { BreachedScreen, TenantRef } from './deps.ts';
 export { normaliseEmail } from './email.ts';
 export { identityError } from './errors.ts';
 export {
+  needsUserStepUp,
   SESSION_COOKIE,
   setSessionCookie,
   tenantSlugOf,

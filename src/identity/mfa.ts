@@ -2,9 +2,11 @@ import { sql } from 'kysely';
 import { Secret } from 'otpauth';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
+import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { createSession, revokeSessionInTx, type ValidSession } from './sessions.ts';
+import { confirmPasswordUnlessFresh } from './reauth.ts';
+import { createSession, revokeSessionInTx, sessionsChanged, type ValidSession } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -79,9 +81,18 @@ export function createMfaService(deps: IdentityDeps) {
   }
 
   return {
-    /** Starts (or restarts) enrolment: a fresh secret, its otpauth URI and a QR code as SVG. */
-    beginEnrol: (tenant: TenantRef, session: ValidSession, ctx: ActionContext) =>
-      inTenant(deps, tenant, async (tx) => {
+    /**
+     * Starts (or restarts) enrolment: a fresh secret, its otpauth URI and a QR code as SVG. Needs the
+     * current password unless the session was signed in within the last 5 minutes.
+     */
+    beginEnrol: async (
+      tenant: TenantRef,
+      session: ValidSession,
+      ctx: ActionContext,
+      currentPassword?: string,
+    ) => {
+      await confirmPasswordUnlessFresh(deps, tenant, session, currentPassword, ctx);
+      return inTenant(deps, tenant, async (tx) => {
         const existing = await tx
           .selectFrom('user_totp')
           .select('confirmed_at')
@@ -107,7 +118,8 @@ export function createMfaService(deps: IdentityDeps) {
           target: { type: 'user', id: session.userId },
         });
         return enrolmentFor(secret, session.email, tenant.slug);
-      }),
+      });
+    },
 
     /** Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session. */
     confirmEnrol: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>
@@ -126,6 +138,8 @@ export function createMfaService(deps: IdentityDeps) {
           .set({ confirmed_at: deps.clock.now(), last_used_step: step })
           .where('user_id', '=', session.userId)
           .execute();
+        // The user's other sessions now need this factor for 2FA enforcement and step-up: re-read them.
+        sessionsChanged(deps, tx, `user:${session.userId}`);
         const recoveryCodes = await issueRecoveryCodes(tx, tenant, session.userId);
         const rotated = await rotate(tx, tenant, session, ctx);
         await audit(deps, tx, tenant, ctx, {
@@ -234,7 +248,9 @@ export function createMfaService(deps: IdentityDeps) {
   /** A second factor raises privilege: the old token is revoked and a new one issued. */
   async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {
     const settings = await loadSettings(tx, tenant.id);
-    await revokeSessionInTx(deps, tx, session.id);
+    const carried = await revokeSessionInTx(deps, tx, session.id);
+    // Ended while this request ran (a sign-out, password reset or disable won the race): no new token.
+    if (!carried) throw platformError('unauthenticated', 'This session has ended; sign in again.');
     const next = await createSession(
       deps,
       tx,
@@ -245,6 +261,7 @@ export function createMfaService(deps: IdentityDeps) {
         stage: 'active',
         kind: session.kind,
         mfaAt: deps.clock.now(),
+        carried,
       },
       ctx,
     );

@@ -6,7 +6,7 @@ import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
 import type { TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
-import { type TenantResolver, tenantSlugOf } from './http-auth.ts';
+import { needsUserStepUp, type TenantResolver, tenantSlugOf } from './http-auth.ts';
 import * as S from './schemas.ts';
 import type { IdentityService } from './service.ts';
 import { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
@@ -75,8 +75,8 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     async (request) => {
-      const { tenant, session } = signedIn(request);
-      if (!hasRecentSecondFactor(identity.deps, session) && session.mfaAt !== null) {
+      const { tenant } = signedIn(request);
+      if (needsUserStepUp(identity.deps, request)) {
         throw identityError('step_up_required', 'Confirm with your second factor within the last 5 minutes.');
       }
       if (request.body.passwordPolicy.minLength > request.body.passwordPolicy.maxLength) {
@@ -243,14 +243,17 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
       config: { ...userRoute, stages: ['enrol', 'active'] },
       schema: {
         tags,
-        summary: 'Start TOTP enrolment: secret, otpauth URI and QR code',
+        summary:
+          'Start TOTP enrolment: secret, otpauth URI and QR code (currentPassword needed when signed in more than 5 minutes ago)',
         params: S.TenantParams,
+        body: Type.Union([S.EnrolStartBody, Type.Null()]),
         response: responses({ 200: S.Enrolment }),
       },
     },
     async (request) => {
       const { tenant, session } = signedIn(request);
-      return identity.mfa.beginEnrol(tenant, session, actionContext(request));
+      const password = request.body?.currentPassword;
+      return identity.mfa.beginEnrol(tenant, session, actionContext(request), password);
     },
   );
 

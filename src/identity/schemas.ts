@@ -29,6 +29,8 @@ export const SignInReply = strictObject({
   passwordExpired: Type.Boolean(),
 });
 export const CodeBody = strictObject({ code: Code });
+/** Needed when the session was signed in more than 5 minutes ago. */
+export const EnrolStartBody = strictObject({ currentPassword: Type.Optional(Password) });
 export const TokenReply = strictObject({ token: Type.String() });
 
 export const PublicUser = strictObject(

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
@@ -29,6 +30,34 @@ export interface ValidSession {
   kind: 'cookie' | 'bearer';
   mfaAt: Date | null;
   createdAt: Date;
+  /** The user has a confirmed authenticator (whether or not this session used it). */
+  totpEnrolled: boolean;
+}
+
+/** Whether the tenant's 2FA enforcement covers a user with this role label. */
+export const secondFactorRequired = (policy: IdentitySettings['mfa_required'], role: UserRole) =>
+  policy === 'all' || (policy === 'staff' && role !== 'member');
+
+/**
+ * The stage a session is in now. One signed in without a second factor while 2FA was not asked of the
+ * user falls back to the step a sign-in would give today (`mfa` with an authenticator, else `enrol`)
+ * once the tenant asks it: enforcement turned on, or a staff role granted. Its signed-in routes then
+ * answer as for that stage, until the second factor is given or enrolled.
+ */
+export function currentStage(
+  stored: SessionStage,
+  mfaAt: Date | null,
+  required: boolean,
+  totpEnrolled: boolean,
+): SessionStage {
+  if (stored !== 'active' || mfaAt !== null || !required) return stored;
+  return totpEnrolled ? 'mfa' : 'enrol';
+}
+
+/** When a session began (the password sign-in) and when it ends at the latest. */
+export interface SessionLifetime {
+  createdAt: Date;
+  expiresAt: Date;
 }
 
 export async function createSession(
@@ -41,10 +70,16 @@ export async function createSession(
     stage: SessionStage;
     kind: 'cookie' | 'bearer';
     mfaAt: Date | null;
+    /** A rotated session keeps the sign-in time and absolute expiry of the one it replaces. */
+    carried?: SessionLifetime;
   },
   ctx: ActionContext,
 ): Promise<{ id: string; token: string }> {
   const now = deps.clock.now();
+  const lifetime = input.carried ?? {
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + settings.session_absolute_hours * 3_600_000),
+  };
   const { token, hash } = newToken(SESSION_PREFIX);
   const row = await tx
     .insertInto('sessions')
@@ -54,9 +89,9 @@ export async function createSession(
       token_hash: hash,
       stage: input.stage,
       kind: input.kind,
-      created_at: now,
+      created_at: lifetime.createdAt,
       last_seen_at: now,
-      expires_at: new Date(now.getTime() + settings.session_absolute_hours * 3_600_000),
+      expires_at: lifetime.expiresAt,
       mfa_at: input.mfaAt,
       revoked_at: null,
       ip: ctx.ip,
@@ -74,12 +109,20 @@ export const csrfTokenFor = (deps: IdentityDeps, sessionId: string) =>
 export const csrfMatches = (deps: IdentityDeps, sessionId: string, given: string) =>
   safeEqual(csrfTokenFor(deps, sessionId), given);
 
-export const hasRecentSecondFactor = (deps: IdentityDeps, session: ValidSession) =>
+export const hasRecentSecondFactor = (deps: Pick<IdentityDeps, 'clock'>, session: ValidSession) =>
   session.mfaAt !== null && deps.clock.now().getTime() - session.mfaAt.getTime() <= STEP_UP_WINDOW_MS;
+
+/**
+ * When a session ends at the latest: its stored expiry, or sooner when the tenant has since shortened
+ * the absolute limit (the limit is the tenant's current setting, not the one at sign-in).
+ */
+const absoluteEnd = (createdAt: Date, expiresAt: Date, absoluteHours: number) =>
+  Math.min(expiresAt.getTime(), createdAt.getTime() + absoluteHours * 3_600_000);
 
 /** What a node keeps about a validated session, by token hash. */
 interface CachedSession {
   session: ValidSession;
+  /** absoluteEnd under the settings read with it; a settings change drops the entry (`tenant:<id>`). */
   expiresAt: number;
   idleMs: number;
   /** last_seen_at as this node last read or wrote it. */
@@ -106,7 +149,7 @@ export function sessionsChanged(
 }
 
 function sessionCache(deps: IdentityDeps) {
-  return createInvalidatedCache<CachedSession>({
+  const cache = createInvalidatedCache<CachedSession>({
     bus: deps.bus,
     topic: SESSIONS_TOPIC,
     maxEntries: CACHE_MAX_ENTRIES,
@@ -119,6 +162,15 @@ function sessionCache(deps: IdentityDeps) {
       else cache.clear();
     },
   });
+  // A role change moves the user's role label, and with it whether 2FA is asked of them: Access
+  // announces every permission change per tenant, and this node then re-reads that tenant's sessions.
+  const { permissionsTopic } = deps;
+  if (permissionsTopic) {
+    deps.bus.subscribe(permissionsTopic, (tenantId) =>
+      cache.deleteWhere((c) => c.session.tenantId === tenantId),
+    );
+  }
+  return cache;
 }
 
 export function createSessionService(deps: IdentityDeps) {
@@ -143,6 +195,7 @@ export function createSessionService(deps: IdentityDeps) {
         .selectFrom('sessions as s')
         .innerJoin('users as u', 'u.id', 's.user_id')
         .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
+        .leftJoin('user_totp as t', 't.user_id', 's.user_id')
         .select([
           's.id',
           's.tenant_id',
@@ -154,13 +207,16 @@ export function createSessionService(deps: IdentityDeps) {
           's.last_seen_at',
           's.expires_at',
         ])
-        .select(['u.email', 'u.role', 'st.session_idle_minutes'])
+        .select(['u.email', 'u.role', 'st.session_idle_minutes', 'st.session_absolute_hours'])
+        .select(['st.mfa_required', 't.confirmed_at as totp_confirmed_at'])
         .where('s.token_hash', '=', hash)
         .where('s.revoked_at', 'is', null)
         .where('s.expires_at', '>', now)
         .where('u.status', '=', 'active')
         .executeTakeFirst();
       if (!row) return null;
+      const expiresAt = absoluteEnd(row.created_at, row.expires_at, row.session_absolute_hours);
+      if (now.getTime() >= expiresAt) return null;
       const idleMs = row.session_idle_minutes * 60_000;
       if (now.getTime() - row.last_seen_at.getTime() > idleMs) return null;
       let lastSeenStored = row.last_seen_at.getTime();
@@ -168,20 +224,23 @@ export function createSessionService(deps: IdentityDeps) {
         await tx.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', row.id).execute();
         lastSeenStored = now.getTime();
       }
+      const totpEnrolled = row.totp_confirmed_at !== null;
+      const required = secondFactorRequired(row.mfa_required, row.role);
       const session: ValidSession = Object.freeze({
         id: row.id,
         tenantId: row.tenant_id,
         userId: row.user_id,
         email: row.email,
         role: row.role,
-        stage: row.stage,
+        stage: currentStage(row.stage, row.mfa_at, required, totpEnrolled),
         kind: row.kind,
         mfaAt: row.mfa_at,
         createdAt: row.created_at,
+        totpEnrolled,
       });
       const entry = {
         session,
-        expiresAt: row.expires_at.getTime(),
+        expiresAt,
         idleMs,
         lastSeenStored,
         lastUsed: now.getTime(),
@@ -225,16 +284,19 @@ export function createSessionService(deps: IdentityDeps) {
     },
 
     list: (tenant: TenantRef, userId: string) =>
-      inTenant(deps, tenant, (tx) =>
-        tx
-          .selectFrom('sessions')
-          .select(['id', 'kind', 'created_at', 'last_seen_at', 'ip', 'user_agent'])
-          .where('user_id', '=', userId)
-          .where('revoked_at', 'is', null)
-          .where('expires_at', '>', deps.clock.now())
-          .orderBy('created_at', 'desc')
-          .execute(),
-      ),
+      inTenant(deps, tenant, (tx) => {
+        const now = deps.clock.now();
+        return tx
+          .selectFrom('sessions as s')
+          .innerJoin('identity_settings as st', 'st.tenant_id', 's.tenant_id')
+          .select(['s.id', 's.kind', 's.created_at', 's.last_seen_at', 's.ip', 's.user_agent'])
+          .where('s.user_id', '=', userId)
+          .where('s.revoked_at', 'is', null)
+          .where('s.expires_at', '>', now)
+          .where(sql<boolean>`s.created_at + st.session_absolute_hours * interval '1 hour' > ${now}`)
+          .orderBy('s.created_at', 'desc')
+          .execute();
+      }),
 
     /** Revokes one of the user's own sessions; false when there is no such live session. */
     revoke: (tenant: TenantRef, userId: string, sessionId: string, ctx: ActionContext) =>
@@ -287,6 +349,7 @@ export async function revokeAllInTx(
   userId: string,
   keep?: string,
 ): Promise<number> {
+  await lockUser(tx, userId);
   let query = tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
@@ -298,12 +361,44 @@ export async function revokeAllInTx(
   return Number(result.numUpdatedRows);
 }
 
-/** Ends one session (a rotation at a privilege change, for instance); every node forgets it. */
-export async function revokeSessionInTx(deps: IdentityDeps, tx: Tx, sessionId: string): Promise<void> {
-  await tx
+/**
+ * Ends one session (a rotation at a privilege change, for instance); every node forgets it. Answers its
+ * lifetime, which the rotated session carries on: a second factor must not restart the clock, or a
+ * client with an authenticator could keep one sign-in alive forever. Null when it had ended already.
+ */
+export async function revokeSessionInTx(
+  deps: IdentityDeps,
+  tx: Tx,
+  sessionId: string,
+): Promise<SessionLifetime | null> {
+  await lockUserOf(tx, sessionId);
+  // Only a live session: one revoked meanwhile (sign-out, password reset, disable) answers null, and the
+  // caller issues nothing in its place.
+  const row = await tx
     .updateTable('sessions')
     .set({ revoked_at: deps.clock.now() })
     .where('id', '=', sessionId)
-    .execute();
+    .where('revoked_at', 'is', null)
+    .returning(['created_at', 'expires_at'])
+    .executeTakeFirst();
+  if (!row) return null;
   sessionsChanged(deps, tx, `session:${sessionId}`);
+  return { createdAt: row.created_at, expiresAt: row.expires_at };
 }
+
+/**
+ * Whatever ends all of a user's sessions and whatever rotates one takes the user's row first, so they run
+ * one after the other: a revoke-all that started first is seen by the rotation (the old session is
+ * revoked, no new one is issued); one that starts later sees the rotated session and ends it too.
+ * Without the lock a revoke-all's statement could miss a session inserted after its snapshot.
+ */
+const lockUser = (tx: Tx, userId: string) =>
+  tx.selectFrom('users').select('id').where('id', '=', userId).forUpdate().execute();
+
+const lockUserOf = (tx: Tx, sessionId: string) =>
+  tx
+    .selectFrom('users')
+    .select('id')
+    .where('id', '=', tx.selectFrom('sessions').select('user_id').where('id', '=', sessionId))
+    .forUpdate()
+    .execute();

@@ -9,7 +9,7 @@ import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
-import { createSession, SESSIONS_TOPIC, type SessionStage } from './sessions.ts';
+import { createSession, SESSIONS_TOPIC, type SessionStage, secondFactorRequired } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
 
@@ -246,8 +246,7 @@ async function succeed(
       .where('status', '=', 'active')
       .executeTakeFirst();
     if (reset.numUpdatedRows === 0n) return null;
-    const required =
-      settings.mfa_required === 'all' || (settings.mfa_required === 'staff' && account.role !== 'member');
+    const required = secondFactorRequired(settings.mfa_required, account.role);
     const stage: SessionStage = account.totpEnrolled ? 'mfa' : required ? 'enrol' : 'active';
     const session = await createSession(
       deps,

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actionContext } from '../../platform/http/context.ts';
+import { signedInRecently } from '../reauth.ts';
 import { signedIn } from '../routes.ts';
+import type { ValidSession } from '../sessions.ts';
 import {
   cookieJar,
   csrfFor,
@@ -10,7 +12,7 @@ import {
   pathsFor,
   sendHtml,
 } from './context.ts';
-import { CodeForm, CsrfForm, TenantParams } from './forms.ts';
+import { CodeForm, EnrolStartForm, TenantParams } from './forms.ts';
 import { html, type SafeHtml } from './html.ts';
 import { csrfField, type FormError, field, form, renderPage, submit } from './layout.ts';
 
@@ -39,8 +41,30 @@ ${field({ name: 'code', label: 'Code from the app', autocomplete: 'one-time-code
 ${submit('Confirm')}`,
     );
 
-  const restart = (paths: Paths, csrf: string, label: string) =>
-    form(paths.enrolStart, html`${csrfField(csrf)}${submit(label, 'secondary')}`, 'inline');
+  // Starting asks for the password again once the sign-in is more than 5 minutes old (reauth.ts).
+  const passwordField = (session: ValidSession, error?: FormError) =>
+    !signedInRecently(identity.deps, session) &&
+    field({
+      name: 'currentPassword',
+      label: 'Current password',
+      type: 'password',
+      autocomplete: 'current-password',
+      invalid: Boolean(error),
+      hint: 'You signed in a while ago: confirm it is you.',
+    });
+
+  const startForm = (paths: Paths, session: ValidSession, label: string, error?: FormError) =>
+    form(
+      paths.enrolStart,
+      html`${csrfField(csrfFor(identity, session))}${passwordField(session, error)}${submit(label)}`,
+    );
+
+  const restart = (paths: Paths, session: ValidSession, label: string) =>
+    form(
+      paths.enrolStart,
+      html`${csrfField(csrfFor(identity, session))}${passwordField(session)}${submit(label, 'secondary')}`,
+      'inline',
+    );
 
   const page = async (slug: string, body: SafeHtml, error?: FormError) =>
     renderPage({ title: TITLE, tenantName: (await findTenant(slug)).name, error }, body);
@@ -58,7 +82,7 @@ ${submit('Confirm')}`,
         : html`<p>${
             session.stage === 'enrol' ? 'Your organisation asks for a second step at sign-in. ' : ''
           }You will need an authenticator app on your phone (for example FreeOTP, Aegis or Google Authenticator).</p>
-${form(paths.enrolStart, html`${csrfField(csrf)}${submit('Set up an authenticator app')}`)}
+${startForm(paths, session, 'Set up an authenticator app')}
 ${form(paths.signOut, html`${csrfField(csrf)}${submit('Sign out', 'secondary')}`, 'inline')}`;
       return sendHtml(reply, 200, await page(tenant.slug, body));
     },
@@ -66,13 +90,14 @@ ${form(paths.signOut, html`${csrfField(csrf)}${submit('Sign out', 'secondary')}`
 
   app.post(
     '/t/:tenant/mfa/enrol/start',
-    { config: enrolStages, schema: { hide: true, params: TenantParams, body: CsrfForm } },
+    { config: enrolStages, schema: { hide: true, params: TenantParams, body: EnrolStartForm } },
     async (request, reply) => {
       const { tenant, session } = signedIn(request);
       const paths = pathsFor(tenant.slug);
       const csrf = csrfFor(identity, session);
       try {
-        const enrolment = await identity.mfa.beginEnrol(tenant, session, actionContext(request));
+        const password = request.body.currentPassword || undefined;
+        const enrolment = await identity.mfa.beginEnrol(tenant, session, actionContext(request), password);
         // An <img> with a data: URI: the SVG cannot run script there, and the CSP allows img-src data:.
         const qr = `data:image/svg+xml;base64,${Buffer.from(enrolment.qrSvg).toString('base64')}`;
         const body = html`<ol class="steps">
@@ -85,7 +110,8 @@ ${confirmForm(paths, csrf)}`;
         return sendHtml(reply, 200, await page(tenant.slug, body));
       } catch (error) {
         const failure = formFailure(reply, error);
-        const body = html`<p><a href="${paths.account}">Back to your account</a></p>`;
+        const body = html`${startForm(paths, session, 'Set up an authenticator app', failure)}
+<p><a href="${paths.account}">Back to your account</a></p>`;
         return sendHtml(reply, reply.statusCode, await page(tenant.slug, body, failure));
       }
     },
@@ -111,7 +137,7 @@ ${confirmForm(paths, csrf)}`;
         const csrf = csrfFor(identity, session);
         const body = html`<p>The key you added to your app stays valid: enter its current code. If the app has no entry for this account, start again.</p>
 ${confirmForm(paths, csrf, failure)}
-${restart(paths, csrf, 'Start again with a new QR code')}`;
+${restart(paths, session, 'Start again with a new QR code')}`;
         return sendHtml(reply, reply.statusCode, await page(tenant.slug, body, failure));
       }
     },

@@ -11,6 +11,7 @@ const FormPassword = Type.String({ maxLength: 1024 });
 export { SessionParams, TenantParams };
 export const SignInForm = strictObject({ email: FormEmail, password: FormPassword });
 export const CsrfForm = strictObject({ _csrf: Csrf });
+export const EnrolStartForm = strictObject({ _csrf: Csrf, currentPassword: Type.Optional(FormPassword) });
 export const CodeForm = strictObject({ _csrf: Csrf, code: Type.String({ maxLength: 64 }) });
 export const ChangePasswordForm = strictObject({
   _csrf: Csrf,
