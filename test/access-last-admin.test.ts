@@ -10,7 +10,7 @@ import type { AuditTables } from '../src/audit/index.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, member, type Person, tenantAdmin } from './access-helpers.ts';
+import { databaseState, member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
 
 let t: TestApp;
@@ -69,7 +69,7 @@ describe(`removing tenant-admin (${engineUnderTest})`, () => {
   it('is refused for the only active administrator, by themself or by anyone else, and changes nothing', async () => {
     const c = await freshTenant('last-admin-co');
     // Someone else who may assign roles without being an administrator.
-    const pat = await member(t, c.slug, c.admin, 'pat@last-admin-co.test');
+    const plain = await member(t, c.slug, c.admin, 'pat@last-admin-co.test');
     const role = await t.app.inject({
       method: 'POST',
       url: c.api('/access/roles'),
@@ -79,8 +79,10 @@ describe(`removing tenant-admin (${engineUnderTest})`, () => {
     expect(role.statusCode, role.body).toBe(201);
     // roles:assign is an administrator power: granting it over HTTP needs a second administrator's
     // approval (docs/access.md, "Four-eyes"), and this tenant has one administrator. The platform grants it.
-    await t.app.services.access.roles.assign(c.tenantId, systemContext('test'), pat.userId, 'role-desk');
-    expect(await c.rolesOf(pat.userId)).toEqual(['member', 'role-desk']);
+    await t.app.services.access.roles.assign(c.tenantId, systemContext('test'), plain.userId, 'role-desk');
+    expect(await c.rolesOf(plain.userId)).toEqual(['member', 'role-desk']);
+    // A role beyond member makes pat staff, and staff need a second factor (the default policy).
+    const pat = await withSecondFactor(t, c.slug, plain);
     const before = await databaseState(t);
     const removalsBefore = await c.removals();
 
