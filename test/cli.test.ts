@@ -72,6 +72,8 @@ describe('--help', () => {
     [['operators', 'enable'], /enable a disabled operator/],
     [['operators', 'revoke-tokens'], /revoke every live credential/],
     [['operators', 'unlock'], /lockout/],
+    [['operators', 'list'], /last use/],
+    [['operators', 'token'], /--label <text>/],
     [['config', 'check'], /validate the configuration/],
   ])('rampart %s --help', async (command, expected) => {
     const { code, out } = await rampart([...command, '--help']);
@@ -250,5 +252,45 @@ describe('migrate, tenants, operators', () => {
       const event = events.find((e) => e.action === `identity.operator.${action}`);
       expect(event?.actor, action).toMatchObject({ type: 'system', id: expect.stringMatching(/^cli:/) });
     }
+  });
+
+  it('operators token issues a further API token once, audited; operators list shows it without secrets', async () => {
+    const issued = await rampart(['operators', 'token', 'Second@Example.com', '--label', 'deploy bot']);
+    expect(issued.code, issued.err).toBe(0);
+    const token = /^(rmp_op_\S+)$/m.exec(issued.out)?.[1];
+    expect(issued.out).toMatch(/issued API token "deploy bot" to operator second@example.com/);
+    expect(token).toBeDefined();
+
+    const listed = await rampart(['operators', 'list']);
+    expect(listed.code, listed.err).toBe(0);
+    const line = listed.out.split('\n').find((l) => l.startsWith('second@example.com\t'));
+    // active, no TOTP enrolled yet, not locked, one live credential (the new token), never used.
+    expect(line).toBe('second@example.com\tactive\tno\tno\t1\tnever');
+    expect(listed.out).not.toContain(token ?? 'missing');
+
+    for (const [args, message] of [
+      [['operators', 'token', 'nobody@example.com'], /nobody@example.com/],
+      [['operators', 'token', 'second@example.com', '--label', ''], /--label/],
+      [['operators', 'token', 'second@example.com', '--label', 'x'.repeat(101)], /--label/],
+    ] as const) {
+      const refused = await rampart([...args]);
+      expect(refused.code, args.join(' ')).toBe(1);
+      expect(refused.err).toMatch(message);
+    }
+    expect((await rampart(['operators', 'disable', 'second@example.com'])).code).toBe(0);
+    const disabled = await rampart(['operators', 'token', 'second@example.com']);
+    expect(disabled.code).toBe(1);
+    expect(disabled.err).toMatch(/disabled; enable them first/);
+
+    const bundle = join(mkdtempSync(join(tmpdir(), 'rampart-cli-audit-')), 'platform.jsonl');
+    expect((await rampart(['audit', 'export', '--out', bundle])).code).toBe(0);
+    const text = readFileSync(bundle, 'utf8');
+    const events = text
+      .split('\n')
+      .filter((l) => l.includes('identity.operator.token_issued'))
+      .map((l) => JSON.parse(l) as { details?: Record<string, unknown> });
+    expect(events).toHaveLength(1);
+    expect(events[0]?.details).toMatchObject({ label: 'deploy bot', issuedId: expect.any(String) });
+    expect(text).not.toContain(token ?? 'missing');
   });
 });

@@ -83,7 +83,15 @@ describe('an operator ends their own credentials', () => {
     expect(tokens.map((x) => x.kind).sort()).toEqual(['api', 'session']);
     expect(tokens.find((x) => x.current)?.kind).toBe('session');
     for (const token of tokens) {
-      expect(Object.keys(token).sort()).toEqual(['createdAt', 'current', 'expiresAt', 'id', 'kind', 'label']);
+      expect(Object.keys(token).sort()).toEqual([
+        'createdAt',
+        'current',
+        'expiresAt',
+        'id',
+        'kind',
+        'label',
+        'lastUsedAt',
+      ]);
     }
     expect(listed.body).not.toMatch(/rmp_op_/);
     const api = tokens.find((x) => x.kind === 'api');
@@ -283,5 +291,62 @@ describe('operator password policy (fixed for the platform)', () => {
     expect((refused as AppError).extra.errors?.[0]?.pointer).toBe('/policy/breached');
     const ok = await setUp('max@policy.test', `${'Long-enough-'.repeat(10)}abcdefgh`);
     expect(ok.statusCode, ok.body).toBe(200);
+  });
+});
+
+describe('the operator list', () => {
+  type Listed = {
+    email: string;
+    status: string;
+    secondFactor: boolean;
+    liveCredentials: number;
+    lastUsedAt: string | null;
+  };
+  const listed = async (headers: object, email: string) => {
+    const res = await call('GET', '/api/v1/operators', headers);
+    expect(res.statusCode, res.body).toBe(200);
+    return { entry: (res.json() as Listed[]).find((o) => o.email === email), body: res.body };
+  };
+
+  it('shows status, second factor, live credentials and last use, never a credential', async () => {
+    const viewer = await operatorSession(t, 'viewer@ops.test', clock);
+    const op = await operatorSession(t, 'watched@ops.test', clock);
+    const { entry, body } = await listed(viewer.headers, 'watched@ops.test');
+    // The API token and the sign-in session are live; the sign-in was the session's first use.
+    expect(entry).toMatchObject({ status: 'active', secondFactor: true, liveCredentials: 2 });
+    expect(Date.parse(entry?.lastUsedAt ?? '')).toBeLessThanOrEqual(clock.now().getTime());
+    for (const header of [op.headers, op.apiHeaders, viewer.headers])
+      expect(body).not.toContain(header.authorization.slice('Bearer '.length));
+    expect(body).not.toMatch(/token_hash|password|totp/i);
+
+    const first = clock.now().toISOString();
+    expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    expect((await listed(viewer.headers, 'watched@ops.test')).entry?.lastUsedAt).toBe(first);
+    // Recorded to the minute: a use 30 s later writes nothing, one a minute after the record does.
+    clock.advance(30_000);
+    expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    expect((await listed(viewer.headers, 'watched@ops.test')).entry?.lastUsedAt).toBe(first);
+    clock.advance(31_000);
+    const later = clock.now().toISOString();
+    expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    expect((await listed(viewer.headers, 'watched@ops.test')).entry?.lastUsedAt).toBe(later);
+    const own = await call('GET', '/api/v1/operator/tokens', op.headers);
+    const api = (own.json() as Array<{ kind: string; lastUsedAt: string | null }>).find(
+      (k) => k.kind === 'api',
+    );
+    expect(api?.lastUsedAt).toBe(later);
+
+    expect(
+      (await call('POST', `/api/v1/operators/${op.operatorId}/disable`, viewer.headers)).statusCode,
+    ).toBe(200);
+    expect((await listed(viewer.headers, 'watched@ops.test')).entry).toMatchObject({
+      status: 'disabled',
+      liveCredentials: 0,
+      lastUsedAt: later,
+    });
+  });
+
+  it('is for operators only', async () => {
+    expect((await call('GET', '/api/v1/operators', {})).statusCode).toBe(401);
   });
 });

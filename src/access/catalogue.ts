@@ -31,6 +31,7 @@ definePermissions('identity', 'tenant', {
   'policy:write': 'Change the password policy, lockout, 2FA enforcement and session limits',
 });
 definePermissions('identity', 'platform', {
+  'operators:read': 'List operators: status, second factor, lockout, live credentials and when last used',
   'operators:write': 'Disable and enable operators, revoke their credentials and clear their lockout',
 });
 definePermissions('access', 'tenant', {

@@ -10,6 +10,7 @@ import {
   createOperatorService,
   type OperatorAdmin,
   OperatorDisableBody,
+  OperatorTokenLabel,
   toTenantRef,
 } from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
@@ -210,6 +211,40 @@ function program(io: CliIo): Command {
       });
     });
 
+  operators
+    .command('list')
+    .description('list operators: status, second factor, lockout, live credentials, last use')
+    .action(async () => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const rows = await admin.list();
+        const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace('T', ' ') : 'never');
+        print(['email', 'status', '2fa', 'locked', 'live', 'last used'].join('\t'));
+        for (const o of rows) {
+          const cells = [o.email, o.status, o.secondFactor ? 'yes' : 'no', o.locked ? 'yes' : 'no'];
+          print([...cells, String(o.liveCredentials), day(o.lastUsedAt)].join('\t'));
+        }
+      });
+    });
+  operators
+    .command('token <email>')
+    .description('issue a further API token to an active operator and print it once')
+    .option('--label <text>', 'what the token is for (shown in the token list)', 'api')
+    .action(async (email: string, opts: { label: string }) => {
+      checkInput(OperatorTokenLabel, { label: opts.label }, { label: '--label' });
+      const cfg = config();
+      await withDatabase(cfg, async (db) => {
+        const issued = await createOperatorService({
+          db,
+          clock: systemClock,
+          tokenTtlDays: cfg.operatorTokenTtlDays,
+          publicUrl: cfg.publicUrl,
+        }).issueToken(cliContext(), email, opts.label);
+        print(
+          `issued API token "${opts.label}" to operator ${issued.email} (shown once, expires ${issued.expiresAt.toISOString()}):`,
+        );
+        print(issued.token);
+      });
+    });
   operators
     .command('disable <email>')
     .description('disable an operator: every credential revoked on every node, sign-in refused')

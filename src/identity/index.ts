@@ -12,7 +12,7 @@ export {
   userAuthenticator,
 } from './http-auth.ts';
 export { createOperatorAdmin, type OperatorAdmin } from './operator-admin.ts';
-export { OperatorDisableBody, operatorAdminRoutes } from './operator-admin-routes.ts';
+export { OperatorDisableBody, OperatorTokenLabel, operatorAdminRoutes } from './operator-admin-routes.ts';
 export { identityOperatorRoutes } from './operator-routes.ts';
 export { createOperatorSignIn, type OperatorSignIn } from './operator-sign-in.ts';
 export {

@@ -20,8 +20,23 @@ const TokenInfo = strictObject({
   label: Type.String(),
   createdAt: Timestamp,
   expiresAt: Timestamp,
+  lastUsedAt: Type.Union([Timestamp, Type.Null()]),
   current: Type.Boolean(),
 });
+const OperatorListEntry = strictObject({
+  id: Type.String(),
+  email: Type.String(),
+  displayName: Type.String(),
+  status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+  secondFactor: Type.Boolean(),
+  locked: Type.Boolean(),
+  createdAt: Timestamp,
+  liveCredentials: Type.Integer(),
+  lastUsedAt: Type.Union([Timestamp, Type.Null()]),
+});
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+/** The label of a further API token (`rampart operators token EMAIL --label TEXT`). */
+export const OperatorTokenLabel = strictObject({ label: Text({ minLength: 1, maxLength: 100 }) });
 export const OperatorDisableBody = strictObject({
   reason: Type.Optional(Text({ minLength: 1, maxLength: 500 })),
 });
@@ -73,8 +88,27 @@ export const operatorAdminRoutes: FastifyPluginAsyncTypebox<{ admin: OperatorAdm
         ...t,
         createdAt: t.createdAt.toISOString(),
         expiresAt: t.expiresAt.toISOString(),
+        lastUsedAt: iso(t.lastUsedAt),
       }));
     },
+  );
+
+  app.get(
+    '/api/v1/operators',
+    {
+      config: { access: 'operator', permission: 'operators:read' },
+      schema: {
+        tags,
+        summary: 'Every operator with status, second factor, lockout, live credentials and last use',
+        response: responses({ 200: Type.Array(OperatorListEntry) }),
+      },
+    },
+    async () =>
+      (await admin.list()).map((o) => ({
+        ...o,
+        createdAt: o.createdAt.toISOString(),
+        lastUsedAt: iso(o.lastUsedAt),
+      })),
   );
 
   app.delete(

@@ -32,8 +32,27 @@ export interface OperatorTokenInfo {
   label: string;
   createdAt: Date;
   expiresAt: Date;
+  /** When it was last used (recorded to the minute); null if never. */
+  lastUsedAt: Date | null;
   /** The token this request was made with. */
   current: boolean;
+}
+
+/** One operator as the list shows them: never a credential, only whether and when they are used. */
+export interface OperatorListEntry {
+  id: string;
+  email: string;
+  displayName: string;
+  status: 'active' | 'disabled';
+  /** A confirmed TOTP authenticator (interactive sign-in needs one). */
+  secondFactor: boolean;
+  /** Sign-in refused until the lockout ends or someone unlocks them. */
+  locked: boolean;
+  createdAt: Date;
+  /** Live API tokens and sign-in sessions (set-up links not counted). */
+  liveCredentials: number;
+  /** The latest use of any of their credentials, live or not (to the minute); null if never. */
+  lastUsedAt: Date | null;
 }
 
 export interface OperatorSummary {
@@ -114,13 +133,56 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
       return row;
     },
 
+    /** Every operator, by email, with their credentials' state (never a credential). */
+    list: (): Promise<OperatorListEntry[]> =>
+      system(async (tx) => {
+        const now = deps.clock.now();
+        const rows = await tx
+          .selectFrom('operators as o')
+          .leftJoin('operator_tokens as t', 't.operator_id', 'o.id')
+          .select((eb) => [
+            'o.id',
+            'o.email',
+            'o.display_name',
+            'o.status',
+            'o.created_at',
+            'o.totp_confirmed_at',
+            'o.password_locked_until',
+            eb.fn.max('t.last_used_at').as('last_used_at'),
+            eb.fn
+              .count<string>('t.id')
+              .filterWhere((w) =>
+                w.and([
+                  w('t.revoked_at', 'is', null),
+                  w('t.expires_at', '>', now),
+                  w('t.kind', '!=', 'setup'),
+                ]),
+              )
+              .as('live'),
+          ])
+          .groupBy('o.id')
+          .orderBy('o.email')
+          .execute();
+        return rows.map((r) => ({
+          id: r.id,
+          email: r.email,
+          displayName: r.display_name,
+          status: r.status,
+          secondFactor: r.totp_confirmed_at !== null,
+          locked: r.password_locked_until !== null && r.password_locked_until > now,
+          createdAt: r.created_at,
+          liveCredentials: Number(r.live),
+          lastUsedAt: r.last_used_at === null ? null : new Date(r.last_used_at),
+        }));
+      }),
+
     /** The caller's live credentials; never the token or its hash. */
     listOwn: (operatorId: string, currentToken: string | null): Promise<OperatorTokenInfo[]> =>
       system(async (tx) => {
         const current = currentToken ? hashToken(currentToken) : null;
         const rows = await tx
           .selectFrom('operator_tokens')
-          .select(['id', 'kind', 'label', 'created_at', 'expires_at', 'token_hash'])
+          .select(['id', 'kind', 'label', 'created_at', 'expires_at', 'last_used_at', 'token_hash'])
           .where('operator_id', '=', operatorId)
           .where('revoked_at', 'is', null)
           .where('expires_at', '>', deps.clock.now())
@@ -133,6 +195,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
           label: r.label,
           createdAt: r.created_at,
           expiresAt: r.expires_at,
+          lastUsedAt: r.last_used_at,
           current: current?.equals(r.token_hash) ?? false,
         }));
       }),

@@ -285,7 +285,8 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
             label: 'session',
             kind: 'session',
             expires_at: expiresAt,
-            last_used_at: null,
+            // The sign-in is its first use.
+            last_used_at: now,
             revoked_at: null,
             mfa_at: now,
           })

@@ -12,6 +12,8 @@ import type { IdentityTables } from './tables.ts';
 export const operatorError = defineErrors({
   invalid_email: { status: 400, title: 'Invalid email address' },
   operator_exists: { status: 409, title: 'Operator already exists' },
+  operator_not_found: { status: 404, title: 'Operator not found' },
+  operator_disabled: { status: 409, title: 'Operator is disabled' },
 });
 
 const TOKEN_PREFIX = 'rmp_op';
@@ -39,9 +41,16 @@ const CREDENTIAL_CACHE_MAX = 10_000;
 /** The bus key that drops every cached credential of one operator (disable, revoke-all). */
 export const operatorKey = (operatorId: string) => `operator:${operatorId}`;
 
+// A token's last use is written at most once a minute per token and node: the operator list shows
+// stale or forgotten credentials, and a request costs no write.
+const LAST_USE_RESOLUTION_MS = 60_000;
+
 interface CachedCredential {
   credential: OperatorCredential;
   expiresAt: number;
+  tokenId: string;
+  /** When this node last wrote (or read) the token's last_used_at, in ms. */
+  stampedAt: number;
 }
 
 export interface OperatorCredential {
@@ -63,6 +72,25 @@ export interface IssuedOperator {
 export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus }: OperatorDeps) {
   const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
 
+  /** A new API token for the operator; only its SHA-256 is stored, the token is returned once. */
+  async function insertApiToken(tx: SystemTx<IdentityTables>, operatorId: string, label: string) {
+    const { token, hash } = newToken(TOKEN_PREFIX);
+    const expiresAt = new Date(clock.now().getTime() + tokenTtlDays * 86_400_000);
+    const row = await tx
+      .insertInto('operator_tokens')
+      .values({
+        operator_id: operatorId,
+        token_hash: hash,
+        label,
+        expires_at: expiresAt,
+        last_used_at: null,
+        revoked_at: null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { id: row.id, token, expiresAt };
+  }
+
   async function insertWithToken(
     tx: SystemTx<IdentityTables>,
     ctx: ActionContext,
@@ -77,19 +105,7 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
       .executeTakeFirst();
     if (!operator)
       throw operatorError('operator_exists', `An operator with the email ${email} exists already.`);
-    const { token, hash } = newToken(TOKEN_PREFIX);
-    const expiresAt = new Date(clock.now().getTime() + tokenTtlDays * 86_400_000);
-    await tx
-      .insertInto('operator_tokens')
-      .values({
-        operator_id: operator.id,
-        token_hash: hash,
-        label: 'initial',
-        expires_at: expiresAt,
-        last_used_at: null,
-        revoked_at: null,
-      })
-      .execute();
+    const { token, expiresAt } = await insertApiToken(tx, operator.id, 'initial');
     await recordAuditEvent(tx, clock, ctx, {
       tenantId: null,
       action: 'identity.operator.created',
@@ -126,19 +142,32 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
     const hash = hashToken(token);
     const key = hash.toString('hex');
     const hit = credentials.get(key, now.getTime());
-    if (hit && hit.expiresAt > now.getTime()) return hit.credential;
+    if (hit && hit.expiresAt > now.getTime()) {
+      await stampUse(hit, now);
+      return hit.credential;
+    }
     // A revocation that arrives while the database is read must not be overwritten by the old answer.
     const mark = credentials.mark();
     const found = await lookup(hash, now);
-    if (found) {
-      credentials.put(
-        key,
-        { credential: found.credential, expiresAt: found.expiresAt.getTime() },
-        mark,
-        now.getTime(),
-      );
-    }
-    return found?.credential ?? null;
+    if (!found) return null;
+    credentials.put(key, found, mark, now.getTime());
+    await stampUse(found, now);
+    return found.credential;
+  }
+
+  /** Records the token's use when the last record is a minute old or more (on this node or another). */
+  async function stampUse(entry: CachedCredential, now: Date): Promise<void> {
+    if (now.getTime() - entry.stampedAt < LAST_USE_RESOLUTION_MS) return;
+    entry.stampedAt = now.getTime();
+    const before = new Date(now.getTime() - LAST_USE_RESOLUTION_MS);
+    await system((tx) =>
+      tx
+        .updateTable('operator_tokens')
+        .set({ last_used_at: now })
+        .where('id', '=', entry.tokenId)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', before)]))
+        .execute(),
+    );
   }
 
   function lookup(hash: Buffer, now: Date) {
@@ -147,7 +176,14 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
       const row = await tx
         .selectFrom('operator_tokens as t')
         .innerJoin('operators as o', 'o.id', 't.operator_id')
-        .select(['t.id as tokenId', 'o.id as operatorId', 't.kind', 't.mfa_at', 't.expires_at'])
+        .select([
+          't.id as tokenId',
+          'o.id as operatorId',
+          't.kind',
+          't.mfa_at',
+          't.expires_at',
+          't.last_used_at',
+        ])
         .where('t.token_hash', '=', hash)
         .where('t.revoked_at', 'is', null)
         .where('t.kind', '!=', 'setup')
@@ -160,7 +196,12 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
         kind: row.kind === 'session' ? 'session' : 'api',
         mfaAt: row.mfa_at ?? null,
       };
-      return { credential, expiresAt: row.expires_at };
+      return {
+        credential,
+        expiresAt: row.expires_at.getTime(),
+        tokenId: row.tokenId,
+        stampedAt: row.last_used_at?.getTime() ?? Number.NEGATIVE_INFINITY,
+      } satisfies CachedCredential;
     });
   }
 
@@ -181,6 +222,50 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
         const existing = await tx.selectFrom('operators').select('id').limit(1).executeTakeFirst();
         if (existing) return null;
         return insertWithToken(tx, systemContext('bootstrap'), email, 'Initial operator');
+      });
+    },
+
+    /**
+     * A further API token for an existing, active operator (automation, a replaced token): printed once
+     * by the CLI, audited, never shown again.
+     */
+    async issueToken(
+      ctx: ActionContext,
+      rawEmail: string,
+      label: string,
+    ): Promise<{ operatorId: string; email: string; tokenId: string; token: string; expiresAt: Date }> {
+      const email = normaliseEmail(rawEmail);
+      return system(async (tx) => {
+        const operator = email
+          ? await tx
+              .selectFrom('operators')
+              .select(['id', 'status'])
+              .where('email', '=', email)
+              .forUpdate()
+              .executeTakeFirst()
+          : undefined;
+        if (!operator || !email)
+          throw operatorError('operator_not_found', `There is no operator with the email ${rawEmail}.`);
+        if (operator.status !== 'active')
+          throw operatorError(
+            'operator_disabled',
+            `The operator ${email} is disabled; enable them first (rampart operators enable ${email}).`,
+          );
+        const issued = await insertApiToken(tx, operator.id, label);
+        await recordAuditEvent(tx, clock, ctx, {
+          tenantId: null,
+          action: 'identity.operator.token_issued',
+          outcome: 'success',
+          target: { type: 'operator', id: operator.id },
+          details: { issuedId: issued.id, label, expiresAt: issued.expiresAt.toISOString() },
+        });
+        return {
+          operatorId: operator.id,
+          email,
+          tokenId: issued.id,
+          token: issued.token,
+          expiresAt: issued.expiresAt,
+        };
       });
     },
 
