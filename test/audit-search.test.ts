@@ -1,7 +1,9 @@
 /** Search and export of the audit trail over HTTP: filters, cursor pages, access, bad input. */
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAuditActions, recordAuditEvent } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
+import { toAppError } from '../src/platform/http/error-handler.ts';
 import { member, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
 
@@ -134,6 +136,10 @@ describe('bad input is a 4xx problem and changes nothing', () => {
     ['limit=5000', 400, 'validation_failed'],
     ['from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'bad_filter'],
     ['from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'range_too_large'],
+    // Date.parse rolls these over or allows them; PostgreSQL refuses them (was a 500).
+    [`cursor=${Buffer.from('2026-02-30T00:00:00.000000Z|1').toString('base64url')}`, 400, 'bad_cursor'],
+    [`cursor=${Buffer.from('0000-01-01T00:00:00.000000Z|1').toString('base64url')}`, 400, 'bad_cursor'],
+    ['ip=fe80::1%25eth0', 400, 'bad_filter'],
     ['ip=not-an-ip', 400, 'bad_filter'],
     ['ip=10.0.0.0/99', 400, 'bad_filter'],
     ['action=Bad%25', 400, 'validation_failed'],
@@ -143,6 +149,29 @@ describe('bad input is a 4xx problem and changes nothing', () => {
     expect(res.statusCode).toBe(status);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.json().code).toBe(code);
+  });
+});
+
+describe('a value the database refuses', () => {
+  it('is a 400 problem naming what to check, not a 500 (the backstop behind the checks above)', async () => {
+    const error = await t.db
+      .withSystem((tx) => sql`SELECT '2026-02-30'::timestamptz`.execute(tx))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(error).not.toBeNull();
+    const problem = toAppError(error as Error);
+    expect(problem.spec.status).toBe(400);
+    expect(problem.code).toBe('value_not_accepted');
+    // Anything else from the database stays a 500.
+    const other = await t.db
+      .withSystem((tx) => sql`SELECT * FROM no_such_table`.execute(tx))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(toAppError(other as Error).spec.status).toBe(500);
   });
 });
 

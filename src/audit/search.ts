@@ -60,16 +60,18 @@ const cursorText = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)\|(\d{1,18})$/;
 
 export const encodeCursor = (p: Position) => Buffer.from(`${p.at}|${p.seq}`, 'utf8').toString('base64url');
 
+/** A day that exists in years 1-9999 (Date.parse rolls 2026-02-30 over; PostgreSQL refuses it). */
+const isRealTime = (at: string): boolean => {
+  const millis = `${at.slice(0, 23)}Z`;
+  const time = Date.parse(millis);
+  return !Number.isNaN(time) && !at.startsWith('0000') && new Date(time).toISOString() === millis;
+};
+
 export function decodeCursor(cursor: string | undefined): Position | null {
   if (cursor === undefined) return null;
   const match = cursorText.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   const at = match?.[1];
-  if (
-    !match ||
-    !at ||
-    Number.isNaN(Date.parse(at)) ||
-    encodeCursor({ at, seq: Number(match[2]) }) !== cursor
-  ) {
+  if (!match || !at || !isRealTime(at) || encodeCursor({ at, seq: Number(match[2]) }) !== cursor) {
     throw auditError('bad_cursor', 'The cursor is not one this API returned; start again without it.');
   }
   return { at, seq: Number(match[2]) };
@@ -98,7 +100,8 @@ function checkIpFilter(ip: string): string {
   const family = isIP(address ?? '');
   const max = family === 6 ? 128 : 32;
   const okPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= max);
-  if (family === 0 || !okPrefix || extra !== undefined) {
+  // Node reads a zone index (fe80::1%eth0) as IPv6; PostgreSQL's inet does not.
+  if (family === 0 || ip.includes('%') || !okPrefix || extra !== undefined) {
     throw auditError('bad_filter', '`ip` must be an IP address or a CIDR block such as 203.0.113.0/24.');
   }
   return ip;

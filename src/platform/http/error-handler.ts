@@ -28,6 +28,12 @@ function fieldErrors(error: FastifyError): FieldError[] {
 }
 
 /** Maps anything thrown during a request to an AppError; unknown errors become a logged 500. */
+/** PostgreSQL's class 22, data exception (invalid datetime, invalid text representation, …). */
+export const isDataException = (error: unknown): boolean => {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code) && typeof severity === 'string';
+};
+
 export function toAppError(error: FastifyError | AppError | Error): AppError {
   if (error instanceof AppError) return error;
   const fe = error as FastifyError;
@@ -49,6 +55,16 @@ export function toAppError(error: FastifyError | AppError | Error): AppError {
   }
   if (error instanceof SyntaxError && fe.statusCode === 400) {
     return platformError('malformed_json', 'Send a well-formed JSON document (RFC 8259) as the body.');
+  }
+  if (isDataException(error)) {
+    // A backstop, not the way input is checked: schemas and handlers refuse bad values with a named
+    // problem first. A value that slipped past them (a date PostgreSQL has no such day for, an address
+    // form it does not parse) is still the client's, and the handler logs it to be caught earlier.
+    return platformError(
+      'value_not_accepted',
+      'A value in the request is not one the database accepts (an impossible date, an address form it ' +
+        'does not read); check the values you sent.',
+    );
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new AppError(
@@ -102,6 +118,8 @@ export const errorHandlerPlugin = fp<ErrorHandlerOptions>(
     app.setErrorHandler(async (error: FastifyError, request, reply) => {
       const appError = toAppError(error);
       if (appError.spec.status >= 500) request.log.error({ err: error }, 'request failed');
+      else if (appError.code === 'value_not_accepted')
+        request.log.warn({ err: error }, 'a value reached the database unchecked');
       else request.log.info({ code: appError.code }, 'request refused');
       if (appError.spec.status === 403 && onDenied) await onDenied(request, appError);
       return sendProblem(request, reply, appError);

@@ -14,5 +14,6 @@ export const platformError = defineErrors({
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   unavailable: { status: 503, title: 'Temporarily unavailable' },
+  value_not_accepted: { status: 400, title: 'A value is not accepted' },
   internal: { status: 500, title: 'Internal error' },
 });
