@@ -187,3 +187,43 @@ describe('elevation', () => {
     expect(back.json().approval.action).toBe('access.four-eyes.reduce');
   });
 });
+
+describe('an elevated operator reading the tenant audit trail', () => {
+  it('is audited search by search, with the elevation and the filters; a tenant reader is not', async () => {
+    const reader = await tenantAdmin(t, slug, 'reader@elev-co.test', clock);
+    const searcher = await operatorSession(t, 'trail-reader@ops.test', clock);
+    const asked = await ask(searcher, 'tenant-admin', 30);
+    expect(asked.statusCode, asked.body).toBe(201);
+    const { id, approver } = asked.json();
+    // Whoever this tenant's settings (changed by the tests above) name decides.
+    const approved =
+      approver === 'tenant'
+        ? await t.app.inject({
+            method: 'POST',
+            url: api(`/access/elevations/${id}/approve`),
+            headers: reader.headers,
+          })
+        : await decide(await operatorSession(t, 'trail-approver@ops.test', clock), id, 'approve');
+    expect(approved.statusCode, approved.body).toBe(200);
+    const searched = () => audit().then((all) => all.filter((e) => e.action === 'audit.trail.searched'));
+    const before = (await searched()).length;
+
+    const own = await t.app.inject({ url: api('/audit/events?limit=5'), headers: reader.headers });
+    expect(own.statusCode, own.body).toBe(200);
+    expect(await searched()).toHaveLength(before);
+
+    const res = await t.app.inject({
+      url: api('/audit/events?limit=5&action=access.role.created'),
+      headers: searcher.headers,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const after = await searched();
+    expect(after).toHaveLength(before + 1);
+    const event = after.at(-1);
+    expect(event?.actor_id).toBe(searcher.operatorId);
+    expect(detailsOf(event?.details)).toMatchObject({
+      elevationId: id,
+      filters: 'action=access.role.created',
+    });
+  });
+});

@@ -96,6 +96,7 @@ defineAuditActions('access', {
 });
 defineAuditActions('audit', {
   'audit.trail.exported': 'Audit events were exported (JSON Lines)',
+  'audit.trail.searched': "An operator (under an elevation) searched a tenant's audit trail, with the filters",
   'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
   'audit.reads.counted':
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',

@@ -64,7 +64,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
         response: responses({ 200: AuditEventPage }),
       },
     },
-    async (request) => audit.search(tenantIdOf(request), request.query),
+    async (request) => audit.search(tenantIdOf(request), request.query, actionContext(request)),
   );
 
   app.get(

@@ -21,13 +21,46 @@ export interface AuditServiceDeps {
 
 const EXPORT_PAGE = 1000;
 
+/** The filters as `name=value` words, for the audit event of a search or an export. */
+const describeFilters = (input: SearchInput): string =>
+  Object.entries(input)
+    .filter(([k, v]) => v !== undefined && k !== 'cursor' && k !== 'limit')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ')
+    .slice(0, 2000);
+
+const rangeDetails = (range: { from: Date; to: Date }) => ({
+  from: range.from.toISOString(),
+  to: range.to.toISOString(),
+});
+
 /** Search and export of one chain's events: a tenant's (RLS-scoped) or the platform's. */
 export function createAuditService({ db, clock }: AuditServiceDeps) {
   return {
-    async search(tenantId: string | null, input: SearchInput & { limit: number; cursor?: string }) {
+    /**
+     * One page of a chain's events. An operator searching a tenant's trail (only possible under an
+     * approved elevation) is audited one by one, in the search's own transaction: the read counts of
+     * other reads are kept in memory for a minute and a crash would lose them.
+     */
+    async search(
+      tenantId: string | null,
+      input: SearchInput & { limit: number; cursor?: string },
+      ctx?: ActionContext,
+    ) {
       const after = decodeCursor(input.cursor);
-      const where = conditions(tenantId, input, timeRange(input, clock.now()));
-      const page = await inChain(db, tenantId, (tx) => searchPage(tx, where, after, input.limit));
+      const range = timeRange(input, clock.now());
+      const where = conditions(tenantId, input, range);
+      const page = await inChain(db, tenantId, async (tx) => {
+        if (tenantId !== null && ctx?.actor.type === 'operator') {
+          await recordAuditEvent(tx, clock, ctx, {
+            tenantId,
+            action: 'audit.trail.searched',
+            outcome: 'success',
+            details: { filters: describeFilters(input), ...rangeDetails(range) },
+          });
+        }
+        return searchPage(tx, where, after, input.limit);
+      });
       return {
         items: page.events.map(toView),
         nextCursor: page.more && page.last ? encodeCursor(page.last) : null,
@@ -45,17 +78,12 @@ export function createAuditService({ db, clock }: AuditServiceDeps) {
     ): Promise<AsyncGenerator<EventView>> {
       const range = timeRange(input, clock.now());
       const where = conditions(tenantId, input, range);
-      const filters = Object.entries(input)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' ')
-        .slice(0, 2000);
       await inChain(db, tenantId, (tx) =>
         recordAuditEvent(tx, clock, ctx, {
           tenantId,
           action: 'audit.trail.exported',
           outcome: 'success',
-          details: { filters, from: range.from.toISOString(), to: range.to.toISOString() },
+          details: { filters: describeFilters(input), ...rangeDetails(range) },
         }),
       );
       return (async function* () {
