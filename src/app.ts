@@ -58,6 +58,7 @@ import {
   normaliseEmail,
   type OperatorService,
   operatorAdminRoutes,
+  type PasswordHasher,
   tenantSlugOf,
   toTenantRef,
   userAuthenticator,
@@ -102,6 +103,8 @@ export interface AppDeps {
   logger?: FastifyServerOptions['logger'];
   /** Compromised-password screening; built from the configuration by the caller (see runtime.ts). */
   breached: BreachedScreen;
+  /** The bounded argon2id hasher; built from the configuration when absent (tests pass a double). */
+  hasher?: PasswordHasher;
   mailer?: Mailer;
   /**
    * Cross-node cache invalidation (runtime.ts opens it from REDIS_URL / DATABASE_URL; the caller closes
@@ -150,6 +153,15 @@ function defaultMailer(config: Config, db: Database): Mailer {
   );
 }
 
+/** The password hasher's parameters from the configuration. */
+export const argon2Options = (config: Config) => ({
+  params: {
+    memoryKiB: config.argon2MemoryKiB,
+    iterations: config.argon2Iterations,
+    parallelism: config.argon2Parallelism,
+  },
+});
+
 /** Builds the whole Rampart app from one plugin per capability. Never listens: see server.ts. */
 export async function buildApp({
   config,
@@ -157,6 +169,7 @@ export async function buildApp({
   clock = systemClock,
   logger,
   breached,
+  hasher,
   mailer = defaultMailer(config, db),
   bus,
   protection: givenProtection,
@@ -203,13 +216,7 @@ export async function buildApp({
   const identity = createIdentityService({
     db,
     clock,
-    hasher: createPasswordHasher({
-      params: {
-        memoryKiB: config.argon2MemoryKiB,
-        iterations: config.argon2Iterations,
-        parallelism: config.argon2Parallelism,
-      },
-    }),
+    hasher: hasher ?? createPasswordHasher(argon2Options(config)),
     breached,
     mailer,
     failedSignIns: protection.limiters.failedSignIns,

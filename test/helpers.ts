@@ -3,8 +3,13 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { buildApp } from '../src/app.ts';
-import { createOperatorService } from '../src/identity/index.ts';
+import { argon2Options, buildApp } from '../src/app.ts';
+import {
+  type BreachedScreen,
+  createOperatorService,
+  createPasswordHasher,
+  type PasswordHasher,
+} from '../src/identity/index.ts';
 import { allMigrations } from '../src/migrations.ts';
 import { type Config, loadConfig } from '../src/platform/config/index.ts';
 import { type Clock, systemClock } from '../src/platform/context.ts';
@@ -113,17 +118,27 @@ export interface TestApp {
 
 /** The whole app on a fresh database, with one operator; requests go through app.inject(). */
 export async function buildTestApp(
-  options: { env?: Record<string, string>; clock?: Clock } = {},
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    /** Wraps the app's real hasher (a double that watches or delays it). */
+    hasher?: (real: PasswordHasher) => PasswordHasher;
+    /** Wraps the app's real compromised-password screen. */
+    breached?: (real: BreachedScreen) => BreachedScreen;
+  } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = testConfig(options.env);
   const clock = options.clock ?? systemClock;
+  const breached = await openBreachedScreen(config);
+  const hasher = createPasswordHasher(argon2Options(config));
   const app = await buildApp({
     config,
     db: database.db,
     clock,
     logger: false,
-    breached: await openBreachedScreen(config),
+    breached: options.breached ? options.breached(breached) : breached,
+    hasher: options.hasher ? options.hasher(hasher) : hasher,
   });
   const issued = await createOperatorService({
     db: database.db,

@@ -1,16 +1,24 @@
 import { sql } from 'kysely';
 import type { OutboundMail } from '../mail/index.ts';
 import type { ActionContext } from '../platform/context.ts';
+import { AppError } from '../platform/http/problem.ts';
 import { createChangePassword } from './change-password.ts';
-import { acceptNewPassword, storePassword } from './credentials.ts';
+import {
+  assertPasswordUnchanged,
+  readPasswordSubject,
+  ScreeningStale,
+  screenNewPassword,
+  settingPassword,
+  settingsForWrite,
+  storePassword,
+} from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { revokeAllInTx } from './sessions.ts';
-import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
-import { createUserRepository, toPublicUser } from './users.ts';
+import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
 type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
 
@@ -97,6 +105,41 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
     return found !== undefined;
   }
 
+  /**
+   * Redeems a link that sets a password. The link is only looked at first (valid, unused, unexpired,
+   * user not disabled) in a short transaction that also reads the policy and the user's old hashes; the
+   * screening and the hash run with no transaction open; then the write transaction uses the link up
+   * (exactly once, whatever runs concurrently), re-checks that the user and the policy are as screened
+   * (else screens again), stores the hash and runs `finish`. A refused link is audited by `redeeming`.
+   */
+  const redeemWithPassword = (
+    tenant: TenantRef,
+    ctx: ActionContext,
+    token: string,
+    purpose: 'invite' | 'reset_password',
+    password: string,
+    finish: (tx: Tx, user: UserRow) => Promise<void>,
+  ) =>
+    links.redeeming(tenant, ctx, token, purpose, () =>
+      settingPassword({
+        read: () =>
+          inTenant(deps, tenant, async (tx) => {
+            const user = await links.peek(tx, token, purpose);
+            return { user, subject: await readPasswordSubject(tx, tenant.id, user) };
+          }),
+        screen: ({ subject }) => screenNewPassword(deps, subject, password),
+        write: ({ user: read, subject }, hash) =>
+          inTenant(deps, tenant, async (tx) => {
+            await settingsForWrite(tx, subject);
+            const user = await links.consume(tx, token, purpose);
+            if (user.id !== read.id || user.status !== read.status) throw new ScreeningStale();
+            assertPasswordUnchanged(subject, user);
+            await storePassword(deps, tx, user, hash);
+            await finish(tx, user);
+          }),
+      }),
+    );
+
   return {
     invite: (
       tenant: TenantRef,
@@ -133,73 +176,81 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
       }),
 
     acceptInvite: (tenant: TenantRef, ctx: ActionContext, token: string, password: string) =>
-      links.redeeming(tenant, ctx, token, 'invite', () =>
-        inTenant(deps, tenant, async (tx) => {
-          const user = await links.consume(tx, token, 'invite');
-          const hash = await acceptNewPassword(deps, tx, await loadSettings(tx, tenant.id), user, password);
-          await storePassword(deps, tx, user, hash);
-          await createUserRepository(tx).update(user.id, {
-            status: 'active',
-            email_verified_at: deps.clock.now(),
-          });
-          await audit(
-            deps,
-            tx,
-            tenant,
-            { ...ctx, actor: { type: 'user', id: user.id } },
-            {
-              action: 'identity.user.invitation_accepted',
-              outcome: 'success',
-              target: { type: 'user', id: user.id },
-            },
-          );
-        }),
-      ),
+      redeemWithPassword(tenant, ctx, token, 'invite', password, async (tx, user) => {
+        await createUserRepository(tx).update(user.id, {
+          status: 'active',
+          email_verified_at: deps.clock.now(),
+        });
+        await audit(
+          deps,
+          tx,
+          tenant,
+          { ...ctx, actor: { type: 'user', id: user.id } },
+          {
+            action: 'identity.user.invitation_accepted',
+            outcome: 'success',
+            target: { type: 'user', id: user.id },
+          },
+        );
+      }),
 
-    signUp: (
+    /**
+     * Reads the policy (and whether sign-up is open) in one short transaction, screens and hashes the
+     * password with none open, then inserts the user in a second one that re-checks both.
+     */
+    signUp: async (
       tenant: TenantRef,
       ctx: ActionContext,
       input: { email: string; displayName: string; password: string },
-    ) =>
-      withMail(deps, tenant, async (tx, outbox) => {
-        const settings = await loadSettings(tx, tenant.id);
-        if (!settings.self_signup) return 'closed' as const;
-        const email = mustEmail(input.email);
-        const probe = {
-          id: '00000000-0000-0000-0000-000000000000',
-          email,
-          display_name: input.displayName,
-          password_hash: null,
-        };
-        const hash = await acceptNewPassword(deps, tx, settings, probe, input.password);
-        const user = await createUserRepository(tx).insert({
-          tenant_id: tenant.id,
-          email,
-          display_name: input.displayName,
-          role: 'member',
-          status: 'active',
+    ) => {
+      const closed = () =>
+        identityError(
+          'signup_closed',
+          'This organisation does not allow self sign-up; ask an administrator for an invitation.',
+        );
+      try {
+        await settingPassword({
+          read: () =>
+            inTenant(deps, tenant, async (tx) => {
+              const subject = await readPasswordSubject(tx, tenant.id, null);
+              if (!subject.settings.self_signup) throw closed();
+              const email = mustEmail(input.email);
+              return { email, subject: { ...subject, person: { email, name: input.displayName } } };
+            }),
+          // Hashed whether or not the address is registered: the answer's time must not reveal accounts.
+          screen: ({ subject }) => screenNewPassword(deps, subject, input.password),
+          write: ({ email, subject }, hash) =>
+            withMail(deps, tenant, async (tx, outbox) => {
+              if (!(await settingsForWrite(tx, subject)).self_signup) throw closed();
+              const user = await createUserRepository(tx).insert({
+                tenant_id: tenant.id,
+                email,
+                display_name: input.displayName,
+                role: 'member',
+                status: 'active',
+              });
+              // Same answer whether or not the address is registered: sign-up must not reveal accounts.
+              if (!user) {
+                await audit(deps, tx, tenant, ctx, {
+                  action: 'identity.user.signup',
+                  outcome: 'failure',
+                  details: { email, reason: 'exists' },
+                });
+                return;
+              }
+              await storePassword(deps, tx, user, hash);
+              await links.issue(tx, tenant, user.id, email, 'verify_email', outbox);
+              await audit(deps, tx, tenant, ctx, {
+                action: 'identity.user.signup',
+                outcome: 'success',
+                target: { type: 'user', id: user.id },
+                details: { email },
+              });
+            }),
         });
-        // Same answer whether or not the address is registered: sign-up must not reveal accounts.
-        if (!user) {
-          await audit(deps, tx, tenant, ctx, {
-            action: 'identity.user.signup',
-            outcome: 'failure',
-            details: { email, reason: 'exists' },
-          });
-          return 'done' as const;
-        }
-        await storePassword(deps, tx, user, hash);
-        await links.issue(tx, tenant, user.id, email, 'verify_email', outbox);
-        await audit(deps, tx, tenant, ctx, {
-          action: 'identity.user.signup',
-          outcome: 'success',
-          target: { type: 'user', id: user.id },
-          details: { email },
-        });
-        return 'done' as const;
-      }).then(async (outcome) => {
-        if (outcome === 'done') return;
-        // Audited on its own: the refusal is thrown only after this commits.
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'signup_closed')) throw error;
+        // Audited on its own: the transaction that refused rolled back.
         await inTenant(deps, tenant, (tx) =>
           audit(deps, tx, tenant, ctx, {
             action: 'identity.user.signup',
@@ -207,11 +258,9 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
             details: { email: normaliseEmail(input.email), reason: 'signup_closed' },
           }),
         );
-        throw identityError(
-          'signup_closed',
-          'This organisation does not allow self sign-up; ask an administrator for an invitation.',
-        );
-      }),
+        throw error;
+      }
+    },
 
     verifyEmail: (tenant: TenantRef, ctx: ActionContext, token: string) =>
       links.redeeming(tenant, ctx, token, 'verify_email', () =>
@@ -244,27 +293,22 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
 
     /** Sets a new password from a reset link; unlocks the account and ends every session. */
     resetPassword: (tenant: TenantRef, ctx: ActionContext, token: string, password: string) =>
-      links.redeeming(tenant, ctx, token, 'reset_password', () =>
-        inTenant(deps, tenant, async (tx) => {
-          const user = await links.consume(tx, token, 'reset_password');
-          const hash = await acceptNewPassword(deps, tx, await loadSettings(tx, tenant.id), user, password);
-          await storePassword(deps, tx, user, hash);
-          await createUserRepository(tx).update(user.id, { password_lockouts: 0 });
-          const ended = await revokeAllInTx(deps, tx, user.id);
-          await audit(
-            deps,
-            tx,
-            tenant,
-            { ...ctx, actor: { type: 'user', id: user.id } },
-            {
-              action: 'identity.password.reset',
-              outcome: 'success',
-              target: { type: 'user', id: user.id },
-              details: { sessionsEnded: ended, unlocked: true },
-            },
-          );
-        }),
-      ),
+      redeemWithPassword(tenant, ctx, token, 'reset_password', password, async (tx, user) => {
+        await createUserRepository(tx).update(user.id, { password_lockouts: 0 });
+        const ended = await revokeAllInTx(deps, tx, user.id);
+        await audit(
+          deps,
+          tx,
+          tenant,
+          { ...ctx, actor: { type: 'user', id: user.id } },
+          {
+            action: 'identity.password.reset',
+            outcome: 'success',
+            target: { type: 'user', id: user.id },
+            details: { sessionsEnded: ended, unlocked: true },
+          },
+        );
+      }),
 
     /** Web only (cookie sessions); a wrong current password counts like a wrong sign-in password. */
     changePassword: createChangePassword(deps, links, perIp),

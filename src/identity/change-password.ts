@@ -1,6 +1,13 @@
 import { sql } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
-import { acceptNewPassword, hashing, storePassword } from './credentials.ts';
+import {
+  hashing,
+  readPasswordSubject,
+  screenNewPassword,
+  settingPassword,
+  settingsForWrite,
+  storePassword,
+} from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
@@ -68,6 +75,23 @@ export function createChangePassword(
     throw wrong();
   }
 
+  /**
+   * The password changed (another session, a reset) after the current one was verified: what was verified
+   * is no longer the current password, so the change is refused, audited in its own transaction. Not a
+   * wrong guess: it counts against neither the account nor the address.
+   */
+  async function changedMeanwhile(tenant: TenantRef, ctx: ActionContext, userId: string): Promise<never> {
+    await inTenant(deps, tenant, (tx) =>
+      audit(deps, tx, tenant, ctx, {
+        action: 'identity.password.changed',
+        outcome: 'failure',
+        target: { type: 'user', id: userId },
+        details: { reason: 'changed_meanwhile' },
+      }),
+    );
+    throw wrong();
+  }
+
   /** The current password was right: the attempt counts no more, whatever happens to the new one. */
   const clearFailures = (tenant: TenantRef, userId: string, delta: 'all' | 'one') =>
     inTenant(deps, tenant, (tx) =>
@@ -113,24 +137,42 @@ export function createChangePassword(
     }
     if (!ok) return fail(tenant, ctx, session.userId, 'wrong_current');
     try {
-      await inTenant(deps, tenant, async (tx) => {
-        // Reset links go first: a disable takes the links' row locks before the user's, and so do we.
-        await links.voidLinks(tx, session.userId, 'reset_password');
-        const user = await createUserRepository(tx).lockById(session.userId);
-        if (user?.status !== 'active') throw wrong();
-        const newHash = await acceptNewPassword(deps, tx, await loadSettings(tx, tenant.id), user, next);
-        await storePassword(deps, tx, user, newHash);
-        // Other sessions end; this one stays.
-        await revokeAllInTx(deps, tx, user.id, session.id);
-        await audit(deps, tx, tenant, ctx, {
-          action: 'identity.password.changed',
-          outcome: 'success',
-          target: { type: 'user', id: user.id },
-        });
+      await settingPassword({
+        read: () =>
+          inTenant(deps, tenant, async (tx) => {
+            const user = await createUserRepository(tx).byId(session.userId);
+            if (user?.status !== 'active') throw wrong();
+            const subject = await readPasswordSubject(tx, tenant.id, user);
+            // The current password was verified against this hash: a change since then makes it stale.
+            if (subject.currentHash !== hash) throw new PasswordChangedMeanwhile();
+            return subject;
+          }),
+        screen: (subject) => screenNewPassword(deps, subject, next),
+        write: (subject, newHash) =>
+          inTenant(deps, tenant, async (tx) => {
+            await settingsForWrite(tx, subject);
+            // Reset links go first: a disable takes the links' row locks before the user's, and so do we.
+            await links.voidLinks(tx, session.userId, 'reset_password');
+            const user = await createUserRepository(tx).lockById(session.userId);
+            if (user?.status !== 'active') throw wrong();
+            if (user.password_hash !== hash) throw new PasswordChangedMeanwhile();
+            await storePassword(deps, tx, user, newHash);
+            // Other sessions end; this one stays.
+            await revokeAllInTx(deps, tx, user.id, session.id);
+            await audit(deps, tx, tenant, ctx, {
+              action: 'identity.password.changed',
+              outcome: 'success',
+              target: { type: 'user', id: user.id },
+            });
+          }),
       });
     } catch (error) {
       await clearFailures(tenant, session.userId, 'all');
+      if (error instanceof PasswordChangedMeanwhile) return changedMeanwhile(tenant, ctx, session.userId);
       throw error;
     }
   };
 }
+
+/** The write found another password than the one the current password was verified against. */
+class PasswordChangedMeanwhile extends Error {}

@@ -21,6 +21,7 @@ export const identityError = defineErrors({
   mfa_already_enrolled: { status: 409, title: 'Second factor already enrolled' },
   web_only: { status: 403, title: 'Only on the web' },
   busy: { status: 503, title: 'Too many sign-ins at once' },
+  changed_meanwhile: { status: 409, title: 'Changed while the password was checked' },
   throttled: { status: 429, title: 'Too many attempts' },
   csrf_failed: { status: 403, title: 'Missing or wrong CSRF token' },
 });

@@ -73,6 +73,25 @@ export function createLinks(deps: IdentityDeps) {
     },
 
     /**
+     * The user a link token is valid for, without using it up (nothing locked): what a redemption reads
+     * before the slow work it does outside any transaction. `consume` decides later, exactly once.
+     */
+    async peek(tx: Tx, token: string, purpose: Purpose) {
+      const found = await tx
+        .selectFrom('user_tokens as t')
+        .innerJoin('users as u', 'u.id', 't.user_id')
+        .selectAll('u')
+        .where('t.token_hash', '=', hashToken(token))
+        .where('t.purpose', '=', purpose)
+        .where('t.used_at', 'is', null)
+        .where('t.expires_at', '>', deps.clock.now())
+        .where('u.status', '!=', 'disabled')
+        .executeTakeFirst();
+      if (!found) throw invalid();
+      return found;
+    },
+
+    /**
      * Consumes a link token atomically: of two uses, exactly one succeeds. The same statement uses up
      * the user's other unused links of that purpose (an older reset link must not outlive a reset), and
      * takes their row locks in one go before the user's, the order a disable takes them in too.

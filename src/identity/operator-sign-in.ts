@@ -4,6 +4,7 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
+import { hashing } from './credentials.ts';
 import type { BreachedScreen } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
@@ -175,16 +176,23 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
   }
 
   return {
-    /** Step 1 of set-up: choose a password; returns a TOTP secret to enrol (confirmed in step 2). */
-    begin: (ctx: ActionContext, token: string, password: string) =>
-      system(async (tx) => {
+    /**
+     * Step 1 of set-up: choose a password; returns a TOTP secret to enrol (confirmed in step 2). The link
+     * is checked in a short transaction, the password screened and hashed with none open (the screen may
+     * ask the range API over the network, the hasher may queue), and the write checks the link again.
+     */
+    async begin(ctx: ActionContext, token: string, password: string) {
+      await system((tx) => setupOperator(tx, token));
+      const normalised = await acceptOperatorPassword(deps.breached, password);
+      const passwordHash = await hashing(() => deps.hasher.hash(normalised));
+      return system(async (tx) => {
+        // Revoked (a disable, a newer link) or expired meanwhile: refused like any spent link.
         const { operator_id: id } = await setupOperator(tx, token);
-        const normalised = await acceptOperatorPassword(deps.breached, password);
         const secret = newTotpSecret();
         const operator = await tx
           .updateTable('operators')
           .set({
-            password_hash: await deps.hasher.hash(normalised),
+            password_hash: passwordHash,
             totp_ciphertext: deps.totpBox.seal(secret, `operator:${id}`),
             totp_confirmed_at: null,
             totp_last_step: 0,
@@ -194,7 +202,8 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           .executeTakeFirstOrThrow();
         await audit(tx, ctx, 'identity.operator.setup_started', 'success', id);
         return enrolmentFor(secret, operator.email, 'Rampart operators');
-      }),
+      });
+    },
 
     /** Step 2: confirm the authenticator with a first code; the set-up link is used up. */
     confirm: (ctx: ActionContext, token: string, code: string) =>
