@@ -81,6 +81,8 @@ defineAuditActions('access', {
   'access.elevation.granted': 'An elevation got all its approvals and started',
   'access.elevation.rejected': 'An elevation request was rejected',
   'access.elevation.revoked': 'An active elevation was ended before its expiry',
+  'access.elevation.approval_refused':
+    'A tenant approver was refused: they lack a permission the elevation gives, or elevations:decide itself',
   'access.approval.requested': 'A critical action was asked for (four-eyes)',
   'access.approval.approved': 'A critical action was approved by a second person',
   'access.approval.rejected': 'A critical action was rejected',
