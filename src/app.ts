@@ -54,6 +54,7 @@ import {
   identitySharedSchemas,
   isUserDisabled,
   lockActiveTenantAdmins,
+  lockUsers,
   needsUserStepUp,
   normaliseEmail,
   type OperatorService,
@@ -234,8 +235,9 @@ export async function buildApp({
     bus: invalidation,
     elevationMaxMinutes: config.elevationMaxMinutes,
     tenantActive: (tenantId) => tenancy.activeById(tenantId),
-    userDisabled: (tx, userId) => isUserDisabled<AccessTables>(tx, userId),
+    userDisabled: (tx, userId, lock) => isUserDisabled<AccessTables>(tx, userId, lock),
     lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
+    lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {

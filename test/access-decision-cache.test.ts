@@ -110,6 +110,7 @@ describe('the permission cache', () => {
       elevationMaxMinutes: 60,
       userExists: async () => true,
       lockActiveTenantAdmins: async () => [],
+      lockUsers: async () => {},
       tenantActive: (id) => tenancy.activeById(id),
       cacheLimits: { tenants: 2, users: 10 },
     });

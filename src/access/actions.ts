@@ -5,7 +5,8 @@ import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import type { RoleService } from './roles.ts';
-import type { AccessSettings, AccessSettingsService } from './settings.ts';
+import { type AccessSettings, type AccessSettingsService, loadAccessSettings } from './settings.ts';
+import type { Tx } from './tables.ts';
 
 /**
  * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
@@ -40,59 +41,61 @@ export function wireCriticalActions(
     description: 'Grant tenant-admin, or a role with administrator powers',
     onByDefault: true,
     // Each path re-runs the checks of the direct route: not to oneself, nothing the runner lacks.
-    async execute({ tenant, ctx, params }) {
+    async execute({ tenant, ctx, params, guard }) {
       const p = params as GrantParams;
-      if (p.via === 'assign') return roles.assign(tenant.id, ctx, p.userId, p.role ?? 'tenant-admin');
+      if (p.via === 'assign') return roles.assign(tenant.id, ctx, p.userId, p.role ?? 'tenant-admin', guard);
       if (p.via === 'role') {
-        return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions });
+        return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions }, guard);
       }
       await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
-      return identity.accounts.invite(tenant, ctx, {
-        email: p.email,
-        displayName: p.displayName,
-        role: p.role,
-      });
+      return identity.accounts.invite(
+        tenant,
+        ctx,
+        { email: p.email, displayName: p.displayName, role: p.role },
+        guard,
+      );
     },
     // A role change writes the whole role: it runs only on the role the approver saw.
-    basis: async ({ id }, params) => {
+    basis: async (tx, _tenant, params) => {
       const p = params as GrantParams;
-      return p.via === 'role' ? roles.state(id, p.role) : undefined;
+      return p.via === 'role' ? roles.lockedState(tx, p.role) : undefined;
     },
   });
   // The settings actions write back a whole document: each runs only on the document it was asked on.
-  const identitySettings = async (tenant: TenantRef) =>
-    (await identity.settings.get(tenant)) as unknown as JsonValue;
+  const identitySettings = async (tx: Tx, tenant: TenantRef) =>
+    (await identity.settings.lockedIn(tx, tenant)) as unknown as JsonValue;
   critical.define({
     key: 'identity.password-policy.weaken',
     description: 'Weaken the password policy',
     onByDefault: true,
-    execute: ({ tenant, ctx, params }) =>
-      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+    execute: ({ tenant, ctx, params, guard }) =>
+      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
     basis: identitySettings,
   });
   critical.define({
     key: 'identity.mfa-enforcement.weaken',
     description: 'Turn off or lower 2FA enforcement',
     onByDefault: true,
-    execute: ({ tenant, ctx, params }) =>
-      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView),
+    execute: ({ tenant, ctx, params, guard }) =>
+      identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
     basis: identitySettings,
   });
   critical.define({
     key: 'access.four-eyes.reduce',
     description: 'Take critical actions off the four-eyes list, or weaken elevation approval',
     onByDefault: true,
-    execute: ({ tenant, ctx, params }) =>
-      settings.update(tenant.id, ctx, params as unknown as AccessSettings),
-    basis: async (tenant) => (await settings.get(tenant.id)) as unknown as JsonValue,
+    execute: ({ tenant, ctx, params, guard }) =>
+      settings.update(tenant.id, ctx, params as unknown as AccessSettings, guard),
+    basis: async (tx) => (await loadAccessSettings(tx, critical, true)) as unknown as JsonValue,
   });
 
   critical.define({
     key: 'audit.retention.shorten',
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
-    execute: ({ tenant, ctx, params }) => retention.set(tenant.id, ctx, (params as { days: number }).days),
-    basis: async (tenant) => ({ days: (await retention.get(tenant.id)).days }),
+    execute: ({ tenant, ctx, params, guard }) =>
+      retention.set(tenant.id, ctx, (params as { days: number }).days, guard),
+    basis: async (tx) => ({ days: (await retention.lockedIn(tx)).days }),
   });
 
   critical.define({

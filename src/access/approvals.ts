@@ -1,63 +1,17 @@
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
-import type { Database } from '../platform/db/index.ts';
-import { createStandingCheck, paramsHash, type Standing } from './approval-standing.ts';
+import type { Database, TxGuard } from '../platform/db/index.ts';
+import { createStandingCheck, paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
+import { type ApprovalView, personOf, type Row, samePerson, toView } from './approval-view.ts';
 import { audit } from './audit.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
-import type { Holdings } from './holdings.ts';
+import type { LockedHoldings } from './locked-holdings.ts';
 import { loadAccessSettings } from './settings.ts';
-import { type AccessApprovalRequestsTable, inTenant, type Tx } from './tables.ts';
+import { inTenant, type Tx } from './tables.ts';
 
-export interface ApprovalView {
-  id: string;
-  action: string;
-  permission: string;
-  summary: string;
-  params: JsonValue;
-  paramsHash: string;
-  status: 'pending' | 'approved' | 'rejected' | 'executing' | 'executed' | 'failed' | 'expired';
-  requestedBy: { type: string; id: string };
-  requestedAt: string;
-  expiresAt: string;
-  decidedBy: { type: string; id: string } | null;
-  decidedAt: string | null;
-  executedAt: string | null;
-}
-
-type Row = { id: string } & Omit<AccessApprovalRequestsTable, 'id'>;
-
-function toView(row: Row, now: Date): ApprovalView {
-  const waiting = row.status === 'pending' || row.status === 'approved';
-  return {
-    id: row.id,
-    action: row.action,
-    permission: row.permission,
-    summary: row.summary,
-    params: row.params as JsonValue,
-    paramsHash: Buffer.from(row.params_hash).toString('hex'),
-    // Expiry is read from the clock, never written by a job.
-    status: waiting && row.expires_at <= now ? 'expired' : row.status,
-    requestedBy: { type: row.requested_by_type, id: row.requested_by_id },
-    requestedAt: row.requested_at.toISOString(),
-    expiresAt: row.expires_at.toISOString(),
-    decidedBy:
-      row.decided_by_type && row.decided_by_id ? { type: row.decided_by_type, id: row.decided_by_id } : null,
-    decidedAt: row.decided_at?.toISOString() ?? null,
-    executedAt: row.executed_at?.toISOString() ?? null,
-  };
-}
-
-/** The person behind an actor: an operator (under an elevation) or a tenant user. */
-function personOf(ctx: ActionContext): { type: 'operator' | 'user'; id: string } {
-  const actor = ctx.actor;
-  if (actor.type !== 'operator' && actor.type !== 'user') throw new Error('four-eyes needs a person');
-  return { type: actor.type, id: actor.id };
-}
-
-const samePerson = (a: { type: string; id: string }, b: { type: string | null; id: string | null }) =>
-  a.type === b.type && a.id === b.id;
+export type { ApprovalView } from './approval-view.ts';
 
 const minutes = (m: number) => m * 60_000;
 
@@ -65,11 +19,11 @@ export function createApprovalService(deps: {
   db: Database;
   clock: Clock;
   critical: CriticalActions;
-  holdings: Holdings;
+  lockedHoldings: LockedHoldings;
 }) {
-  const { db, clock, critical, holdings } = deps;
+  const { db, clock, critical, lockedHoldings } = deps;
 
-  const standings = createStandingCheck({ db, critical, holdings });
+  const standings = createStandingCheck({ critical, lockedHoldings });
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
@@ -96,27 +50,48 @@ export function createApprovalService(deps: {
     throw accessError('approval_expired', 'This request expired; ask again and have it approved anew.');
   }
 
-  type Claim =
-    | { row: Row }
-    | { expired: Row }
-    | { changed: Row }
-    | { approverLost: Row }
-    | { stateChanged: Row };
+  type Claim = { row: Row } | { expired: Row } | { changed: Row } | { lost: StandingLoss };
+
+  /**
+   * An approval that no longer stands, recorded on its locked row: one whose approver lost the right goes
+   * back to pending (for someone who may decide to approve again); one whose state changed stays
+   * approved (it is refused again until it expires). Nothing ran.
+   */
+  async function recordLoss(tx: Tx, tenantId: string, ctx: ActionContext, row: Row, loss: StandingLoss) {
+    await tx
+      .updateTable('access_approval_requests')
+      .set(
+        loss === 'approverLost'
+          ? { status: 'pending', decided_by_type: null, decided_by_id: null, decided_at: null }
+          : { status: 'approved' },
+      )
+      .where('id', '=', row.id)
+      .execute();
+    await audit(clock, tx, tenantId, ctx, {
+      action: loss === 'approverLost' ? 'access.approval.approver_lost' : 'access.approval.state_changed',
+      outcome: 'denied',
+      target: { type: 'approval', id: row.id },
+      details:
+        loss === 'approverLost'
+          ? { action: row.action, approvedBy: row.decided_by_id }
+          : { action: row.action },
+    });
+  }
 
   /**
    * The checks before an approved request runs, on its locked row: the same action (when the caller
-   * names one), asked by this person, approved, not expired, exactly the approved parameters, an
-   * approver who still holds `approvals:decide`, and the state it was asked against. Then the row gets
-   * `status` in the caller's transaction: a second claim finds it taken.
+   * names one), asked by this person, approved, not expired, exactly the approved parameters; then, in
+   * this transaction and with what they read locked, an approver who still holds `approvals:decide` and
+   * the state it was asked against. Then the row gets `status` in the caller's transaction: a second
+   * claim finds it taken.
    */
   async function claim(
     tx: Tx,
-    tenantId: string,
+    tenant: TenantRef,
     ctx: ActionContext,
     id: string,
     params: JsonValue,
     to: { status: 'executing' | 'executed'; action?: string },
-    standing: Standing,
   ): Promise<Claim> {
     const by = personOf(ctx);
     const row = await locked(tx, id);
@@ -136,7 +111,7 @@ export function createApprovalService(deps: {
     const now = clock.now();
     if (row.expires_at <= now) return { expired: row };
     if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
-      await audit(clock, tx, tenantId, ctx, {
+      await audit(clock, tx, tenant.id, ctx, {
         action: 'access.approval.params_refused',
         outcome: 'denied',
         target: { type: 'approval', id },
@@ -144,34 +119,10 @@ export function createApprovalService(deps: {
       });
       return { changed: row };
     }
-    if (!samePerson({ type: row.decided_by_type ?? '', id: row.decided_by_id ?? '' }, standing.approver)) {
-      // Approved anew by someone else since `standings.of` looked: their standing was not checked.
-      throw accessError('approval_not_approved', 'The approval changed while it was checked; run it again.');
-    }
-    if (!standing.approver.decides) {
-      // The approval no longer counts: back to pending, for someone who may decide to approve again.
-      await tx
-        .updateTable('access_approval_requests')
-        .set({ status: 'pending', decided_by_type: null, decided_by_id: null, decided_at: null })
-        .where('id', '=', id)
-        .execute();
-      await audit(clock, tx, tenantId, ctx, {
-        action: 'access.approval.approver_lost',
-        outcome: 'denied',
-        target: { type: 'approval', id },
-        details: { action: row.action, approvedBy: row.decided_by_id },
-      });
-      return { approverLost: row };
-    }
-    const recorded = row.basis_hash ? Buffer.from(row.basis_hash) : null;
-    if (recorded && !(standing.basisHash && safeEqual(standing.basisHash, recorded))) {
-      await audit(clock, tx, tenantId, ctx, {
-        action: 'access.approval.state_changed',
-        outcome: 'denied',
-        target: { type: 'approval', id },
-        details: { action: row.action },
-      });
-      return { stateChanged: row };
+    const lost = await standings.check(tx, tenant, row);
+    if (lost) {
+      await recordLoss(tx, tenant.id, ctx, row, lost);
+      return { lost };
     }
     await tx
       .updateTable('access_approval_requests')
@@ -181,28 +132,50 @@ export function createApprovalService(deps: {
     return { row };
   }
 
+  /** The refusal of an approval that no longer stands. */
+  function lossError(loss: StandingLoss) {
+    return loss === 'approverLost'
+      ? accessError(
+          'approver_lost_permission',
+          'The person who approved this no longer holds approvals:decide in this tenant (role removed, ' +
+            'account disabled, or elevation ended); nothing was run. It is pending again: have someone ' +
+            'who may decide approve it.',
+        )
+      : accessError(
+          'state_changed',
+          'What this action changes was changed after it was asked for, and running it would undo that; ' +
+            'nothing was run. Ask again, against the current state.',
+        );
+  }
+
   /** The claimed row, or the refusal of a claim that failed a check (after its transaction committed). */
   async function claimedRow(tenantId: string, ctx: ActionContext, claimed: Claim): Promise<Row> {
     if ('expired' in claimed) return refuseExpired(tenantId, ctx, claimed.expired);
     if ('changed' in claimed) {
       throw accessError('params_changed', 'These parameters differ from the approved ones; nothing was run.');
     }
-    if ('approverLost' in claimed) {
-      throw accessError(
-        'approver_lost_permission',
-        'The person who approved this no longer holds approvals:decide in this tenant (role removed, ' +
-          'account disabled, or elevation ended); nothing was run. It is pending again: have someone ' +
-          'who may decide approve it.',
-      );
-    }
-    if ('stateChanged' in claimed) {
-      throw accessError(
-        'state_changed',
-        'What this action changes was changed after it was asked for, and running it would undo that; ' +
-          'nothing was run. Ask again, against the current state.',
-      );
-    }
+    if ('lost' in claimed) throw lossError(claimed.lost);
     return claimed.row;
+  }
+
+  /** Runs the claimed request's executor with the guard of its re-checks; what failed, and whether it was guarded. */
+  async function run(tenant: TenantRef, ctx: ActionContext, row: Row) {
+    const def = critical.action(row.action);
+    let guarded = false;
+    const guard: TxGuard = async (tx) => {
+      guarded = true;
+      const lost = await standings.check(tx as Tx, tenant, row);
+      if (lost) throw new StandingLost(lost);
+    };
+    if (!def?.execute) {
+      return { failure: new Error(`critical action ${row.action} has no executor`), guarded };
+    }
+    try {
+      await def.execute({ tenant, ctx, params: row.params as JsonValue, guard });
+      return { failure: null, guarded };
+    } catch (error) {
+      return { failure: error, guarded };
+    }
   }
 
   return {
@@ -214,8 +187,8 @@ export function createApprovalService(deps: {
     },
 
     request: async (tenant: TenantRef, ctx: ActionContext, what: Classified, permission: string) => {
-      const basis = await standings.basisHash(tenant, what.action, what.params);
       return inTenant(db, tenant.id, async (tx) => {
+        const basis = await standings.basisHash(tx, tenant, what.action, what.params);
         const settings = await loadAccessSettings(tx, critical);
         const by = personOf(ctx);
         const now = clock.now();
@@ -315,17 +288,11 @@ export function createApprovalService(deps: {
      * transaction before the route answers, so the approval serves exactly one request.
      */
     async consume(tenant: TenantRef, ctx: ActionContext, id: string, what: Classified): Promise<void> {
-      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, async (tx) => {
-        const result = await claim(
-          tx,
-          tenant.id,
-          ctx,
-          id,
-          what.params,
-          { status: 'executed', action: what.action },
-          checked,
-        );
+        const result = await claim(tx, tenant, ctx, id, what.params, {
+          status: 'executed',
+          action: what.action,
+        });
         if ('row' in result) {
           await audit(clock, tx, tenant.id, ctx, {
             action: 'access.approval.executed',
@@ -343,23 +310,21 @@ export function createApprovalService(deps: {
      * Runs an approved request once, with its recorded parameters. The caller sends the parameters
      * again: if they differ from what was approved, nothing runs. Claiming the request (approved ->
      * executing) commits before the action runs, so a second execution finds it taken; if the process
-     * dies mid-way the request stays `executing` and is never run twice.
+     * dies mid-way the request stays `executing` and is never run twice. The approver's standing and the
+     * state are checked in the claim and again, locked, in the action's own transaction (the `guard`).
      */
     async execute(tenant: TenantRef, ctx: ActionContext, id: string, params: JsonValue) {
-      const checked = await standings.of(tenant, id);
       const claimed = await inTenant(db, tenant.id, (tx) =>
-        claim(tx, tenant.id, ctx, id, params, { status: 'executing' }, checked),
+        claim(tx, tenant, ctx, id, params, { status: 'executing' }),
       );
       const row = await claimedRow(tenant.id, ctx, claimed);
-      const def = critical.action(row.action);
-      let failure: unknown = null;
-      if (!def?.execute) failure = new Error(`critical action ${row.action} has no executor`);
-      else {
-        try {
-          await def.execute({ tenant, ctx, params: row.params as JsonValue });
-        } catch (error) {
-          failure = error;
-        }
+      const { failure, guarded } = await run(tenant, ctx, row);
+      if (failure instanceof StandingLost && guarded) {
+        // The guard refused in the action's transaction, which rolled back: nothing ran.
+        await inTenant(db, tenant.id, async (tx) =>
+          recordLoss(tx, tenant.id, ctx, await locked(tx, id), failure.loss),
+        );
+        throw lossError(failure.loss);
       }
       const finished = await inTenant(db, tenant.id, async (tx) => {
         const updated = await tx
@@ -377,6 +342,8 @@ export function createApprovalService(deps: {
         return toView(updated, clock.now());
       });
       if (failure) throw failure;
+      // An executor that never called the guard ran without the re-checks: a bug in that capability.
+      if (!guarded) throw new Error(`critical action ${row.action} ran without its approval's guard`);
       return finished;
     },
   };

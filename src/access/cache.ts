@@ -4,8 +4,11 @@ import type { Database } from '../platform/db/index.ts';
 import { builtinRoles, isBuiltinRole, isKnownPermission } from './catalogue.ts';
 import { inTenant, type Tx } from './tables.ts';
 
-/** Identity's answer to "is this user disabled", read in Access's tenant transaction. */
-export type UserDisabled = (tx: Tx, userId: string) => Promise<boolean>;
+/**
+ * Identity's answer to "is this user disabled", read in Access's tenant transaction; `lock`: the user's
+ * row is held FOR SHARE until that transaction commits (see locked-holdings.ts).
+ */
+export type UserDisabled = (tx: Tx, userId: string, lock?: boolean) => Promise<boolean>;
 
 export const ACCESS_TOPIC = 'access';
 // The bus drops entries on every change; this only bounds how long a node could serve a permission
@@ -51,7 +54,7 @@ export function rolePermissions(roleKey: string, custom: readonly string[] | nul
  * of those only what the role still gives. A role edited later never widens it; narrowing or deleting the
  * role narrows or ends it; a custom role created anew after the grant started does not revive it.
  */
-function elevationPermissions(r: {
+export function elevationPermissions(r: {
   role_key: string;
   granted: string[];
   permissions: string[] | null;

@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
+import type { TxGuard } from '../platform/db/index.ts';
+import type { Tx } from './tables.ts';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -9,6 +11,13 @@ export interface CriticalRun {
   tenant: TenantRef;
   ctx: ActionContext;
   params: JsonValue;
+  /**
+   * The approval's re-checks (its approver still holds `approvals:decide`, the state is the one it was
+   * asked against), which lock what they read: the executor passes it to the service that writes, which
+   * calls it first in its transaction, so nothing can change either answer before the action commits.
+   * It throws when the approval no longer stands (that transaction rolls back: nothing ran).
+   */
+  guard: TxGuard;
 }
 
 export interface CriticalActionDef {
@@ -22,8 +31,9 @@ export interface CriticalActionDef {
    * The current state the action would overwrite (a whole settings document, a role), read for these
    * parameters; undefined when it overwrites nothing. A request stores its hash, and an approved
    * request runs only while the state still hashes the same: it never undoes a later change unseen.
+   * Read in the caller's transaction and locked (FOR UPDATE) until it commits.
    */
-  basis?: (tenant: TenantRef, params: JsonValue) => Promise<JsonValue | undefined>;
+  basis?: (tx: Tx, tenant: TenantRef, params: JsonValue) => Promise<JsonValue | undefined>;
   /**
    * For an action done by a safe request (a download) instead of an executor: where it is asked for
    * and how the approved request is then used, as told to the person who tries it without approval.

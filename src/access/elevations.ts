@@ -4,93 +4,34 @@ import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import type { CriticalActions } from './critical.ts';
+import { refuseApprover } from './elevation-approver.ts';
 import { currentRolePermissions, pendingMinutes, samePermissions, thresholdFor } from './elevation-rules.ts';
+import {
+  DECISION_STEP_UP_MS,
+  type DecisionScope,
+  ELEVATION_STEP_UP_MS,
+  type ElevationView,
+  hasRecentOperatorFactor,
+  type OperatorFactor,
+  type Row,
+  toView,
+} from './elevation-view.ts';
 import { accessError } from './errors.ts';
+import type { LockedHoldings } from './locked-holdings.ts';
 import { loadAccessSettings } from './settings.ts';
-import { type AccessElevationsTable, type AccessTables, inTenant, type Tx } from './tables.ts';
-
-/** How an operator's credential was obtained (see identity's OperatorCredential). */
-export interface OperatorFactor {
-  kind: 'session' | 'api';
-  mfaAt: Date | null;
-}
-
-/** Asking for an elevation needs a second factor this recent (operators sign in with password + TOTP). */
-export const ELEVATION_STEP_UP_MS = 15 * 60_000;
-/**
- * Deciding (approving, rejecting an elevation; approving or running a four-eyes action) needs a second
- * factor this recent, as for tenant users (identity's step-up window). Operators confirm it by signing in
- * again.
- */
-export const DECISION_STEP_UP_MS = 5 * 60_000;
-
-export interface ElevationView {
-  id: string;
-  tenantId: string;
-  operatorId: string;
-  role: string;
-  permissions: string[];
-  reason: string;
-  durationMinutes: number;
-  approvalsNeeded: number;
-  approvals: number;
-  approver: 'operator' | 'tenant';
-  status: 'pending' | 'active' | 'rejected' | 'revoked' | 'expired';
-  requestedAt: string;
-  decideBy: string;
-  startsAt: string | null;
-  expiresAt: string | null;
-}
-
-type Row = { id: string } & Omit<AccessElevationsTable, 'id'>;
-
-function toView(row: Row, approvals: number, now: Date): ElevationView {
-  // Expiry is read from the clock, never written by a job: of a grant, and of a request left undecided.
-  const expired =
-    (row.status === 'active' && row.expires_at !== null && row.expires_at <= now) ||
-    (row.status === 'pending' && row.decide_by <= now);
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    operatorId: row.operator_id,
-    role: row.role_key,
-    permissions: row.permissions,
-    reason: row.reason,
-    durationMinutes: row.duration_minutes,
-    approvalsNeeded: row.approvals_needed,
-    approvals,
-    approver: row.approver,
-    status: expired ? 'expired' : row.status,
-    requestedAt: row.requested_at.toISOString(),
-    decideBy: row.decide_by.toISOString(),
-    startsAt: row.starts_at?.toISOString() ?? null,
-    expiresAt: row.expires_at?.toISOString() ?? null,
-  };
-}
-
-/** An operator's credential passed a second factor within the window (API tokens never did). */
-export const hasRecentOperatorFactor = (
-  factor: OperatorFactor | null | undefined,
-  now: Date,
-  windowMs: number,
-) =>
-  factor?.kind === 'session' && factor.mfaAt !== null && now.getTime() - factor.mfaAt.getTime() <= windowMs;
-
-/** Where a decision is made: the tenant's own route names the tenant; an operator's names their credential. */
-interface DecisionScope {
-  tenantId?: string;
-  factor?: OperatorFactor | null;
-}
+import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
 interface ElevationDeps {
   db: Database;
   clock: Clock;
   cache: PermissionCache;
   critical: CriticalActions;
+  lockedHoldings: LockedHoldings;
   maxMinutes: number;
 }
 
-export function createElevationService({ db, clock, cache, critical, maxMinutes }: ElevationDeps) {
+export function createElevationService(deps: ElevationDeps) {
+  const { db, clock, cache, critical, maxMinutes } = deps;
   async function approvalsOf(tx: Tx, id: string) {
     const row = await tx
       .selectFrom('access_elevation_approvals')
@@ -297,6 +238,11 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
               'reject it, and the operator asks again for the role as it is now.',
           );
         }
+        // Security review: a tenant approver gives at most what they hold, and holds it until this commits.
+        if (actor.type === 'user') {
+          const refusal = await refuseApprover(tx, deps, tenantId, { ...ctx, actor }, row);
+          if (refusal) return refusal;
+        }
         // A threshold raised since the request applies; one lowered since does not.
         const needed = Math.max(
           row.approvals_needed,
@@ -350,6 +296,8 @@ export function createElevationService({ db, clock, cache, critical, maxMinutes 
         });
         return toView(updated, approvals, now);
       });
+      // A refused approval committed its audit event and nothing else.
+      if (view instanceof Error) throw view;
       await cache.changed(tenantId);
       return view;
     },

@@ -28,6 +28,7 @@ export const accessError = defineErrors({
   runs_on_route: { status: 409, title: 'This approved action runs on its own route' },
   permission_not_held: { status: 403, title: 'You cannot give a permission you do not hold' },
   self_assignment: { status: 403, title: 'You cannot change your own roles' },
+  decide_permission_lost: { status: 403, title: 'You no longer hold the permission to decide this' },
   approver_lost_permission: { status: 409, title: 'The approver can no longer approve this' },
   state_changed: { status: 409, title: 'What this action changes has changed since it was asked for' },
 });

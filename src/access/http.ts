@@ -5,7 +5,7 @@ import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { routeConfig } from '../platform/http/route-config.ts';
 import { permissionDef } from './catalogue.ts';
-import { DECISION_STEP_UP_MS, hasRecentOperatorFactor, type OperatorFactor } from './elevations.ts';
+import { DECISION_STEP_UP_MS, hasRecentOperatorFactor, type OperatorFactor } from './elevation-view.ts';
 import { accessError } from './errors.ts';
 import type { AccessService } from './service.ts';
 

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database } from '../platform/db/index.ts';
+import type { Database, TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
@@ -30,6 +30,7 @@ interface RolesDeps {
   /** What the caller holds: nobody gives a permission they do not hold themselves. */
   holdings: Holdings;
   lockActiveTenantAdmins: LockActiveTenantAdmins;
+  lockUsers: LockUsers;
 }
 
 /**
@@ -37,6 +38,12 @@ interface RolesDeps {
  * Access's transaction; returns their ids. Identity's disable takes the same locks in the same order.
  */
 export type LockActiveTenantAdmins = (tx: Tx) => Promise<string[]>;
+
+/**
+ * Identity's lock on these users' rows in Access's transaction, taken before their assignments are
+ * deleted: the user row first, as the re-check of an approver (locked-holdings.ts) and a disable take it.
+ */
+export type LockUsers = (tx: Tx, userIds: readonly string[]) => Promise<void>;
 
 /** Only tenant permissions can be given through a tenant's role; platform ones belong to operators. */
 function checkPermissions(permissions: readonly string[]): string[] {
@@ -78,6 +85,7 @@ export function createRoleService({
   userExists,
   holdings,
   lockActiveTenantAdmins,
+  lockUsers,
 }: RolesDeps) {
   /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
   async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
@@ -145,20 +153,26 @@ export function createRoleService({
       });
     },
 
-    /** A custom role's name and permissions as stored (what an approved change would overwrite). */
-    state: (tenantId: string, key: string) =>
-      inTenant(db, tenantId, async (tx) => {
-        const row = await customRole(tx, key, false);
-        return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
-      }),
+    /**
+     * A custom role's name and permissions as stored (what an approved change would overwrite), read in
+     * the caller's transaction and locked until it commits.
+     */
+    async lockedState(tx: Tx, key: string) {
+      const row = await customRole(tx, key, true);
+      return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
+    },
 
-    /** Changes a custom role; it may add only permissions the caller holds (keeping others is allowed). */
-    async update(tenantId: string, ctx: ActionContext, key: string, input: RoleInput) {
+    /**
+     * Changes a custom role; it may add only permissions the caller holds (keeping others is allowed).
+     * An approved change passes the approval's `guard`, run first in this transaction.
+     */
+    async update(tenantId: string, ctx: ActionContext, key: string, input: RoleInput, guard?: TxGuard) {
       if (isBuiltinRole(key))
         throw accessError('builtin_role', `"${key}" is built in; create a custom role.`);
       const permissions = checkPermissions(input.permissions);
       const held = await holdings(tenantId, ctx.actor);
       return change(tenantId, async (tx) => {
+        await guard?.(tx);
         // Locked, so the trail's "before" is what this change replaced even when two changes race.
         const current = await customRole(tx, key, true);
         if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
@@ -189,6 +203,15 @@ export function createRoleService({
       change(tenantId, async (tx) => {
         if (isBuiltinRole(key))
           throw accessError('builtin_role', `"${key}" is built in and cannot be deleted.`);
+        const holders = await tx
+          .selectFrom('access_assignments')
+          .select('user_id')
+          .where('role_key', '=', key)
+          .execute();
+        await lockUsers(
+          tx,
+          holders.map((h) => h.user_id),
+        );
         const removed = await tx
           .deleteFrom('access_assignments')
           .where('role_key', '=', key)
@@ -231,9 +254,10 @@ export function createRoleService({
 
     /**
      * Grants a role; granting one the user holds already changes nothing and records nothing. Never to
-     * oneself, and never a role giving a permission the caller does not hold.
+     * oneself, and never a role giving a permission the caller does not hold. An approved grant passes
+     * the approval's `guard`, run first in this transaction.
      */
-    async assign(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
+    async assign(tenantId: string, ctx: ActionContext, userId: string, roleKey: string, guard?: TxGuard) {
       refuseSelfAssignment(ctx, userId);
       // Users are disabled, never deleted, so the answer cannot go stale before the insert below (whose
       // foreign key would refuse a missing user anyway).
@@ -242,6 +266,7 @@ export function createRoleService({
       }
       const held = await holdings(tenantId, ctx.actor);
       return change(tenantId, async (tx) => {
+        await guard?.(tx);
         await checkAssignment(tx, held, ctx, userId, roleKey);
         const inserted = await tx
           .insertInto('access_assignments')
@@ -266,6 +291,7 @@ export function createRoleService({
     unassign: (tenantId: string, ctx: ActionContext, userId: string, roleKey: string) =>
       change(tenantId, async (tx) => {
         if (roleKey === 'tenant-admin') await keepAnAdmin(tx, lockActiveTenantAdmins, userId);
+        await lockUsers(tx, [userId]);
         const deleted = await tx
           .deleteFrom('access_assignments')
           .where('user_id', '=', userId)

@@ -7,7 +7,8 @@ import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
 import { createHoldings } from './holdings.ts';
-import { createRoleService, type LockActiveTenantAdmins } from './roles.ts';
+import { createLockedHoldings } from './locked-holdings.ts';
+import { createRoleService, type LockActiveTenantAdmins, type LockUsers } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
 export interface AccessDeps {
@@ -23,6 +24,8 @@ export interface AccessDeps {
    * (a tenant is never left without an active administrator).
    */
   lockActiveTenantAdmins: LockActiveTenantAdmins;
+  /** Identity's lock on these users' rows, taken before their assignments are deleted (see roles.ts). */
+  lockUsers: LockUsers;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
@@ -56,6 +59,9 @@ export function createAccessService(deps: AccessDeps) {
   // A suspended tenant's users hold nothing (the decision API must not say yes for them).
   const tenantActive = deps.tenantActive ?? (() => true);
   const holdings = createHoldings(cache, clock, tenantActive);
+  // The same answer read in a caller's transaction with its rows locked: for checks that must still hold
+  // when what they allow commits (an approver's standing).
+  const lockedHoldings = createLockedHoldings(clock, deps.userDisabled ?? (async () => false));
   const roles = createRoleService({
     db,
     clock,
@@ -63,6 +69,7 @@ export function createAccessService(deps: AccessDeps) {
     userExists: deps.userExists,
     holdings,
     lockActiveTenantAdmins: deps.lockActiveTenantAdmins,
+    lockUsers: deps.lockUsers,
   });
 
   /**
@@ -110,8 +117,15 @@ export function createAccessService(deps: AccessDeps) {
     decide,
     decideAll,
     settings: createAccessSettingsService({ db, clock, critical }),
-    approvals: createApprovalService({ db, clock, critical, holdings }),
-    elevations: createElevationService({ db, clock, cache, critical, maxMinutes: deps.elevationMaxMinutes }),
+    approvals: createApprovalService({ db, clock, critical, lockedHoldings }),
+    elevations: createElevationService({
+      db,
+      clock,
+      cache,
+      critical,
+      lockedHoldings,
+      maxMinutes: deps.elevationMaxMinutes,
+    }),
     close: () => cache.close(),
   };
 }

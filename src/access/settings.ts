@@ -1,5 +1,5 @@
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database } from '../platform/db/index.ts';
+import type { Database, TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { CriticalActions } from './critical.ts';
 import { accessError } from './errors.ts';
@@ -83,10 +83,12 @@ export function createAccessSettingsService(deps: { db: Database; clock: Clock; 
 
     /**
      * Replaces the tenant's access settings. Taking an action off the four-eyes list is itself a
-     * four-eyes action (`access.four-eyes.reduce`), gated on the route like the others.
+     * four-eyes action (`access.four-eyes.reduce`), gated on the route like the others; an approved
+     * change passes the approval's `guard`, run first in this transaction.
      */
-    update: (tenantId: string, ctx: ActionContext, next: AccessSettings) =>
+    update: (tenantId: string, ctx: ActionContext, next: AccessSettings, guard?: TxGuard) =>
       inTenant(db, tenantId, async (tx) => {
+        await guard?.(tx);
         for (const action of next.fourEyesActions) {
           if (!critical.isKnown(action)) {
             throw accessError('unknown_action', `"${action}" is not a critical action Rampart knows.`);

@@ -82,6 +82,8 @@ defineAuditActions('access', {
   'access.elevation.granted': 'An elevation got all its approvals and started',
   'access.elevation.rejected': 'An elevation request was rejected',
   'access.elevation.revoked': 'An active elevation was ended before its expiry',
+  'access.elevation.approval_refused':
+    'A tenant approver was refused: they lack a permission the elevation gives, or elevations:decide itself',
   'access.approval.requested': 'A critical action was asked for (four-eyes)',
   'access.approval.approved': 'A critical action was approved by a second person',
   'access.approval.rejected': 'A critical action was rejected',
@@ -96,7 +98,8 @@ defineAuditActions('access', {
 });
 defineAuditActions('audit', {
   'audit.trail.exported': 'Audit events were exported (JSON Lines)',
-  'audit.trail.searched': "An operator (under an elevation) searched a tenant's audit trail, with the filters",
+  'audit.trail.searched':
+    "An operator (under an elevation) searched a tenant's audit trail, with the filters",
   'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
   'audit.reads.counted':
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { OutboundMail } from '../mail/index.ts';
 import type { ActionContext } from '../platform/context.ts';
+import type { TxGuard } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
 import { createChangePassword } from './change-password.ts';
 import {
@@ -145,7 +146,13 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
       tenant: TenantRef,
       ctx: ActionContext,
       input: { email: string; displayName: string; role: UserRole },
-    ) => withMail(deps, tenant, (tx, outbox) => inviteInTx(tx, outbox, tenant, ctx, input)),
+      // An approved invitation (four-eyes) passes the approval's re-checks, run first in this transaction.
+      guard?: TxGuard,
+    ) =>
+      withMail(deps, tenant, async (tx, outbox) => {
+        await guard?.(tx);
+        return inviteInTx(tx, outbox, tenant, ctx, input);
+      }),
 
     /**
      * An operator's invitation of a tenant's first administrator, refused once the tenant has one (or a

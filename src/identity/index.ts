@@ -28,7 +28,7 @@ export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 export type { IdentitySettingsView } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
-export { isUserDisabled, lockActiveTenantAdmins } from './user-status.ts';
+export { isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
 
 export const identityMigrations = readMigrations(new URL('./migrations/', import.meta.url));
 

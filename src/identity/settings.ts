@@ -1,4 +1,5 @@
 import type { ActionContext } from '../platform/context.ts';
+import type { AnyTenantTx, TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { lockOverThreshold } from './lockout.ts';
 import { type IdentitySettings, type PasswordPolicy, policyOf, weakens } from './policy.ts';
@@ -20,9 +21,10 @@ export const toView = (s: IdentitySettings): IdentitySettingsView => ({
   session: { idleMinutes: s.session_idle_minutes, absoluteHours: s.session_absolute_hours },
 });
 
-/** The tenant's settings row, created with defaults on first use. */
-export async function loadSettings(tx: Tx, tenantId: string): Promise<IdentitySettings> {
-  const row = await tx.selectFrom('identity_settings').selectAll().executeTakeFirst();
+/** The tenant's settings row, created with defaults on first use; `lock`: FOR UPDATE until commit. */
+export async function loadSettings(tx: Tx, tenantId: string, lock = false): Promise<IdentitySettings> {
+  const query = tx.selectFrom('identity_settings').selectAll();
+  const row = await (lock ? query.forUpdate() : query).executeTakeFirst();
   if (row) return row;
   return tx
     .insertInto('identity_settings')
@@ -37,9 +39,20 @@ export function createSettingsService(deps: IdentityDeps) {
     get: (tenant: TenantRef) =>
       inTenant(deps, tenant, async (tx) => toView(await loadSettings(tx, tenant.id))),
 
-    /** Admin-only (the route checks). Weakening the password policy is flagged for four-eyes approval. */
-    update: (tenant: TenantRef, ctx: ActionContext, next: IdentitySettingsView) =>
+    /**
+     * The settings as `get` shows them, read in the caller's transaction and locked until it commits:
+     * what an approved change compares with, so no other change can land between that and the write.
+     */
+    lockedIn: async (tx: AnyTenantTx, tenant: TenantRef) =>
+      toView(await loadSettings(tx as Tx, tenant.id, true)),
+
+    /**
+     * Admin-only (the route checks). Weakening the password policy is flagged for four-eyes approval;
+     * an approved change passes the approval's `guard`, run first in this transaction.
+     */
+    update: (tenant: TenantRef, ctx: ActionContext, next: IdentitySettingsView, guard?: TxGuard) =>
       inTenant(deps, tenant, async (tx) => {
+        await guard?.(tx);
         const current = await loadSettings(tx, tenant.id);
         const p = next.passwordPolicy;
         const updated = await tx

@@ -30,6 +30,23 @@ export async function lockActiveTenantAdmins<DB>(tx: Kysely<DB>): Promise<string
   return rows.map((r) => r.id);
 }
 
+/**
+ * Locks these users' rows (FOR NO KEY UPDATE, ordered by id) in the caller's tenant-scoped transaction.
+ * Access takes them before it deletes assignments: deleting one updates the user's derived role label
+ * (a trigger), and Access's re-check of an approver locks the user row before their assignments, so the
+ * user row must come first on both sides or the two deadlock.
+ */
+export async function lockUsers<DB>(tx: Kysely<DB>, userIds: readonly string[]): Promise<void> {
+  if (userIds.length === 0) return;
+  await (tx as unknown as Kysely<TenantIdentityTables>)
+    .selectFrom('users')
+    .select('id')
+    .where('id', 'in', [...new Set(userIds)])
+    .orderBy('id')
+    .forNoKeyUpdate()
+    .execute();
+}
+
 /** The active tenant-admins locked first, then the target (see lockActiveTenantAdmins). */
 async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; otherAdmins: number }> {
   const admins = await lockActiveTenantAdmins<TenantIdentityTables>(tx);
@@ -38,14 +55,18 @@ async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; othe
   return { user, otherAdmins: admins.filter((id) => id !== userId).length };
 }
 
-/** Whether a user is disabled, read in any tenant-scoped transaction (Access asks before granting anything). */
-export async function isUserDisabled<DB>(tx: Kysely<DB>, userId: string): Promise<boolean> {
+/**
+ * Whether a user is disabled, read in any tenant-scoped transaction (Access asks before granting anything).
+ * `lock`: the row is held FOR SHARE until the caller commits, so a disable (which locks it FOR UPDATE)
+ * waits for the caller, or the caller for it and then reads `disabled` (Access's re-check of an approver).
+ */
+export async function isUserDisabled<DB>(tx: Kysely<DB>, userId: string, lock = false): Promise<boolean> {
   // Row-level security keeps it to the caller's tenant.
-  const row = await (tx as unknown as Kysely<TenantIdentityTables>)
+  const query = (tx as unknown as Kysely<TenantIdentityTables>)
     .selectFrom('users')
     .select('status')
-    .where('id', '=', userId)
-    .executeTakeFirst();
+    .where('id', '=', userId);
+  const row = await (lock ? query.forShare() : query).executeTakeFirst();
   return row?.status === 'disabled';
 }
 

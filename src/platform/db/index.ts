@@ -4,7 +4,16 @@ export { type Migration, migrate, orderMigrations, readMigrations } from './migr
 export { openPgliteEngine, type PgliteEngine, type PgliteSource } from './pglite-engine.ts';
 export { openPostgresEngine, type PostgresSource } from './postgres-engine.ts';
 export { readRoleFacts, roleProblems, UnsafeRoleError } from './role-check.ts';
-export { asTenantId, enterTenant, isTenantId, type SystemTx, type TenantId, type TenantTx } from './scope.ts';
+export {
+  type AnyTenantTx,
+  asTenantId,
+  enterTenant,
+  isTenantId,
+  type SystemTx,
+  type TenantId,
+  type TenantTx,
+  type TxGuard,
+} from './scope.ts';
 
 import { readMigrations } from './migrator.ts';
 /** Platform migrations (roles, RLS helpers) that every capability's migrations build on. */

@@ -69,3 +69,18 @@ export async function enterTenant<DB>(tx: SystemTx<DB>, tenantId: TenantId): Pro
   await tx.executeQuery(setTenant(asTenantId(tenantId)));
   return tx as unknown as TenantTx<DB>;
 }
+
+/**
+ * A check that must hold in the very transaction that makes a change, run first in it: Access's
+ * four-eyes re-checks (the approver still holds the right, the state is the one approved), which lock
+ * the rows they read so nothing can take the answer away before the change commits. A capability whose
+ * service runs an approved action takes one and calls it in its transaction before writing.
+ */
+export type TxGuard = (tx: AnyTenantTx) => Promise<void>;
+
+/**
+ * A tenant-scoped transaction over any capability's tables, for code run in another capability's
+ * transaction (a guard, a locked read); the receiver narrows it to its own tables.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any capability's table map; each receiver casts to its own.
+export type AnyTenantTx = TenantTx<any>;

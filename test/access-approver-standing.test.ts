@@ -1,0 +1,333 @@
+/**
+ * Approvers who give more than they hold, or whose right is checked apart from what it allows (security
+ * review of src/access):
+ * - a tenant user with `elevations:decide` could approve an operator's elevation to a role whose
+ *   permissions they did not hold (role assignment refuses this with `permission_not_held`);
+ * - an approved four-eyes action checked that its approver still held `approvals:decide`, and that the
+ *   state was the one it was asked against, before and outside the transaction that did the action: a
+ *   role removed (or a change made) in between did not stop it;
+ * - approving an elevation used the route's (cached) answer for `elevations:decide`, not one read in
+ *   the transaction that records the approval.
+ * Runs on both engines; the races are real on PostgreSQL (PGlite runs one transaction at a time).
+ */
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditTables } from '../src/audit/index.ts';
+import { systemContext } from '../src/platform/context.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { member, operatorSession, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
+import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+
+const slug = 'standing-co';
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+const clock = fakeClock(new Date());
+const ctx = systemContext('test');
+let t: TestApp;
+let tenantId: string;
+let ada: Person;
+let bea: Person;
+let cy: Person;
+let pat: Person;
+let operators = 0;
+
+beforeAll(async () => {
+  t = await buildTestApp({ clock });
+  tenantId = (await seedTenant(t, slug)).id;
+  ada = await tenantAdmin(t, slug, `ada@${slug}.test`, clock);
+  bea = await tenantAdmin(t, slug, `bea@${slug}.test`, clock);
+  cy = await tenantAdmin(t, slug, `cy@${slug}.test`, clock);
+  // pat decides on elevations and may read users: nothing more.
+  await roles().create(tenantId, ctx, 'gatekeeper', {
+    name: 'Gatekeeper',
+    permissions: ['elevations:decide', 'users:read'],
+  });
+  await roles().create(tenantId, ctx, 'helper', { name: 'Helper', permissions: ['users:read'] });
+  pat = await member(t, slug, ada, `pat@${slug}.test`);
+  await roles().assign(tenantId, ctx, pat.userId, 'gatekeeper');
+  pat = await withSecondFactor(t, slug, pat, clock);
+  const settings = t.app.services.access.settings;
+  await settings.update(tenantId, ctx, { ...(await settings.get(tenantId)), elevationApprover: 'tenant' });
+  // A long password history, so each test can ask for a shorter one (a weakening: four-eyes).
+  const identitySettings = t.app.services.identity.settings;
+  const tenant = { id: asTenantId(tenantId), slug };
+  const current = await identitySettings.get(tenant);
+  await identitySettings.update(tenant, ctx, {
+    ...current,
+    passwordPolicy: { ...current.passwordPolicy, historyCount: history },
+  });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const roles = () => t.app.services.access.roles;
+type Headers = { headers: Record<string, string> };
+const call = (who: Headers, method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, payload?: object) =>
+  t.app.inject({ method, url: api(path), headers: who.headers, ...(payload ? { payload } : {}) });
+const settings = async () => (await t.app.inject({ url: api('/settings') })).json();
+const decide = (who: Headers, id: string) => call(who, 'POST', `/access/approvals/${id}/approve`);
+const execute = (who: Headers, id: string, params: unknown) =>
+  call(who, 'POST', `/access/approvals/${id}/execute`, { params });
+const removeAdmin = (who: Headers, userId: string) =>
+  call(who, 'DELETE', `/access/users/${userId}/roles/tenant-admin`);
+const approvalOf = async (id: string) =>
+  (await call(cy, 'GET', '/access/approvals')).json().find((a: { id: string }) => a.id === id);
+
+async function askElevation(role: string) {
+  const op = await operatorSession(t, `op${++operators}@ops.test`, clock);
+  const asked = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/access/elevations',
+    headers: op.headers,
+    payload: { tenant: slug, role, reason: 'Ticket 5100: support case', durationMinutes: 30 },
+  });
+  expect(asked.statusCode, asked.body).toBe(201);
+  return asked.json() as { id: string; permissions: string[] };
+}
+const elevate = (who: Headers, id: string) => call(who, 'POST', `/access/elevations/${id}/approve`);
+const elevationOf = async (id: string) =>
+  (await call(ada, 'GET', '/access/elevations')).json().find((e: { id: string }) => e.id === id);
+
+/** A weaker password policy each time (a shorter password history). */
+let history = 20;
+async function askWeakening(): Promise<{ id: string; params: object }> {
+  const current = await settings();
+  const weaker = { ...current, passwordPolicy: { ...current.passwordPolicy, historyCount: --history } };
+  const asked = await call(ada, 'PUT', '/settings', weaker);
+  expect(asked.statusCode, asked.body).toBe(202);
+  expect(asked.json().approval.action).toBe('identity.password-policy.weaken');
+  return asked.json().approval;
+}
+
+/** The audit events of these actions in chain order (the chain head is locked until commit: commit order). */
+async function trail(...actions: string[]): Promise<string[]> {
+  const rows = await t.db.withTenant<AuditTables, { action: string }[]>(asTenantId(tenantId), (tx) =>
+    tx
+      .selectFrom('audit_events')
+      .select('action')
+      .where('action', 'in', actions)
+      .orderBy('chain_seq')
+      .execute(),
+  );
+  return rows.map((r) => r.action);
+}
+const count = async (action: string) => (await trail(action)).length;
+
+function expectRefused(res: Awaited<ReturnType<typeof call>>, status: number, code: string) {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toMatch(/application\/problem\+json/);
+  expect(res.json().code).toBe(code);
+}
+
+/** Replaces a service method for one call's duration (the routes and executors look it up at each call). */
+async function patched<O extends object, K extends keyof O>(
+  owner: O,
+  key: K,
+  replacement: (original: O[K]) => O[K],
+  during: () => Promise<void>,
+) {
+  const original = owner[key];
+  owner[key] = replacement(original);
+  try {
+    await during();
+  } finally {
+    owner[key] = original;
+  }
+}
+
+/**
+ * On PostgreSQL: waits until some session is blocked by the session `pid` (a removal waiting for the
+ * locks of the transaction under test). Bounded: if nothing ever waits, the assertions that follow fail.
+ */
+async function untilSomeoneWaitsFor(pid: number): Promise<boolean> {
+  if (t.database.engine.kind === 'pglite') return false;
+  for (let i = 0; i < 300; i++) {
+    const [row] = await t.database.engine.asOwner((o) =>
+      o.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))',
+        [pid],
+      ),
+    );
+    if ((row?.n ?? 0) > 0) return true;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
+}
+
+describe('a tenant approver of an elevation gives at most what they hold', () => {
+  it('refuses approving a role with permissions the approver lacks: 403, nothing recorded, audited (was: granted)', async () => {
+    const asked = await askElevation('tenant-admin');
+    const refused = await elevate(pat, asked.id);
+    expectRefused(refused, 403, 'permission_not_held');
+    // The message names what is missing (pat holds elevations:decide and users:read, nothing else).
+    expect(refused.json().detail).toMatch(/roles:assign/);
+    expect(refused.json().detail).not.toMatch(/users:read/);
+    expect(await elevationOf(asked.id)).toMatchObject({ status: 'pending', approvals: 0 });
+    expect(await count('access.elevation.approval_refused')).toBe(1);
+
+    // Within what pat holds: approved. Someone who holds all of tenant-admin approves the first.
+    const helper = await askElevation('helper');
+    expect((await elevate(pat, helper.id)).json().status).toBe('active');
+    expect((await elevate(ada, asked.id)).json().status).toBe('active');
+  });
+
+  it("re-reads the approver's elevations:decide in the transaction that records the approval (was: the route's cached answer)", async () => {
+    const asked = await askElevation('helper');
+    const elevations = t.app.services.access.elevations;
+    let response: Awaited<ReturnType<typeof elevate>> | undefined;
+    // The role is removed after the route checked elevations:decide and before the decision is recorded.
+    await patched(
+      elevations,
+      'decide',
+      (original) =>
+        async (...args) => {
+          await roles().unassign(tenantId, ctx, pat.userId, 'gatekeeper');
+          return original(...args);
+        },
+      async () => {
+        response = await elevate(pat, asked.id);
+      },
+    );
+    if (!response) throw new Error('no response');
+    expectRefused(response, 403, 'decide_permission_lost');
+    expect(await elevationOf(asked.id)).toMatchObject({ status: 'pending', approvals: 0 });
+    expect(await count('access.elevation.approval_refused')).toBe(2);
+    await roles().assign(tenantId, ctx, pat.userId, 'gatekeeper');
+  });
+
+  it("race: approving an elevation and removing the approver's role at once never grants after the removal", async () => {
+    for (let round = 0; round < 3; round++) {
+      const asked = await askElevation('helper');
+      const [approval, removal] = await Promise.all([
+        elevate(pat, asked.id),
+        call(ada, 'DELETE', `/access/users/${pat.userId}/roles/gatekeeper`),
+      ]);
+      expect(removal.statusCode, removal.body).toBe(200);
+      const order = await trail('access.elevation.granted', 'access.role.removed');
+      if (approval.statusCode === 200) {
+        // Granted while pat still held elevations:decide: committed before the removal.
+        expect(approval.json().status).toBe('active');
+        expect(order.slice(-2)).toEqual(['access.elevation.granted', 'access.role.removed']);
+      } else {
+        // Refused by the route (the removal came first) or in the approving transaction.
+        expect(approval.statusCode, approval.body).toBe(403);
+        expect(['forbidden', 'decide_permission_lost']).toContain(approval.json().code);
+        expect(await elevationOf(asked.id)).toMatchObject({ status: 'pending', approvals: 0 });
+      }
+      await roles().assign(tenantId, ctx, pat.userId, 'gatekeeper');
+    }
+  });
+});
+
+describe("an approved action re-checks its approver and state in the action's own transaction", () => {
+  it('an approver who loses approvals:decide after the claim, before the action commits, stops it (was: ran)', async () => {
+    const asked = await askWeakening();
+    expect((await decide(bea, asked.id)).statusCode).toBe(200);
+    const identitySettings = t.app.services.identity.settings;
+    let run: Awaited<ReturnType<typeof execute>> | undefined;
+    await patched(
+      identitySettings,
+      'update',
+      (original) =>
+        async (...args) => {
+          // The executor is called: the claim (and its checks) committed. Now the approver loses the right.
+          expect((await removeAdmin(cy, bea.userId)).statusCode).toBe(200);
+          return original(...args);
+        },
+      async () => {
+        run = await execute(ada, asked.id, asked.params);
+      },
+    );
+    if (!run) throw new Error('no response');
+    expectRefused(run, 409, 'approver_lost_permission');
+    expect((await settings()).passwordPolicy.historyCount).not.toBe(history);
+    expect((await approvalOf(asked.id)).status).toBe('pending');
+    await roles().assign(tenantId, ctx, bea.userId, 'tenant-admin');
+  });
+
+  it('a state changed after the claim, before the action, stops it (was: overwritten)', async () => {
+    const asked = await askWeakening();
+    expect((await decide(bea, asked.id)).statusCode).toBe(200);
+    const identitySettings = t.app.services.identity.settings;
+    let run: Awaited<ReturnType<typeof execute>> | undefined;
+    await patched(
+      identitySettings,
+      'update',
+      (original) =>
+        async (...args) => {
+          const [tenant] = args;
+          // Someone else's change lands in between (not four-eyes: self sign-up only).
+          const current = await identitySettings.get(tenant);
+          await original(tenant, ctx, { ...current, selfSignup: !current.selfSignup });
+          return original(...args);
+        },
+      async () => {
+        run = await execute(ada, asked.id, asked.params);
+      },
+    );
+    if (!run) throw new Error('no response');
+    expectRefused(run, 409, 'state_changed');
+    expect((await settings()).passwordPolicy.historyCount).not.toBe(history);
+    expect((await approvalOf(asked.id)).status).toBe('approved');
+  });
+
+  it("a removal of the approver's role while the action's transaction runs waits for it to commit", async () => {
+    const asked = await askWeakening();
+    expect((await decide(bea, asked.id)).statusCode).toBe(200);
+    const identitySettings = t.app.services.identity.settings;
+    let removal: ReturnType<typeof removeAdmin> | undefined;
+    let waited = false;
+    let run: Awaited<ReturnType<typeof execute>> | undefined;
+    await patched(
+      identitySettings,
+      'update',
+      (original) => async (tenant, c, next, guard) =>
+        // After the guard checked (and locked) the approver's standing, in the action's transaction:
+        // the removal starts, and on PostgreSQL this waits until it is blocked on those locks.
+        original(tenant, c, next, async (tx) => {
+          if (!guard) throw new Error('the executor passed no guard');
+          await guard(tx);
+          removal = removeAdmin(cy, bea.userId);
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(tx);
+          waited = await untilSomeoneWaitsFor(rows[0]?.pid ?? 0);
+        }),
+      async () => {
+        run = await execute(ada, asked.id, asked.params);
+      },
+    );
+    if (!run || !removal) throw new Error('the action did not run its guard');
+    // On PostgreSQL the removal was seen waiting for the action's transaction (PGlite runs one at a time).
+    expect(waited).toBe(t.database.engine.kind === 'postgres');
+    expect(run.statusCode, run.body).toBe(200);
+    expect((await removal).statusCode).toBe(200);
+    // The action committed while bea still held approvals:decide; the removal committed after it.
+    expect((await trail('identity.settings.updated', 'access.role.removed')).slice(-2)).toEqual([
+      'identity.settings.updated',
+      'access.role.removed',
+    ]);
+    await roles().assign(tenantId, ctx, bea.userId, 'tenant-admin');
+  });
+
+  it('race: running an approved action and removing its approver at once never runs it after the removal', async () => {
+    for (let round = 0; round < 3; round++) {
+      const asked = await askWeakening();
+      expect((await decide(bea, asked.id)).statusCode).toBe(200);
+      const [run, removal] = await Promise.all([
+        execute(ada, asked.id, asked.params),
+        removeAdmin(cy, bea.userId),
+      ]);
+      expect(removal.statusCode, removal.body).toBe(200);
+      const order = await trail('identity.settings.updated', 'access.role.removed');
+      if (run.statusCode === 200) {
+        // It ran: the approver still held approvals:decide when it committed, before the removal did.
+        expect(order.slice(-2)).toEqual(['identity.settings.updated', 'access.role.removed']);
+        expect((await settings()).passwordPolicy.historyCount).toBe(history);
+      } else {
+        expectRefused(run, 409, 'approver_lost_permission');
+        expect(order.at(-1)).toBe('access.role.removed');
+        expect((await settings()).passwordPolicy.historyCount).not.toBe(history);
+      }
+      await roles().assign(tenantId, ctx, bea.userId, 'tenant-admin');
+    }
+  });
+});
