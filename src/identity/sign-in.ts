@@ -197,8 +197,9 @@ export function createSignIn(deps: IdentityDeps) {
     }
     const rehash = verdict.needsRehash ? await hashing(() => deps.hasher.hash(password)) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
-    // Disabled between the reservation and now: no session, and the same answer as a wrong password.
-    return result ?? fail(tenant, ctx, email, 'disabled', outcome.userId);
+    // Disabled, or given another password, between the reservation and now: no session, and the same
+    // answer as a wrong password.
+    return typeof result === 'string' ? fail(tenant, ctx, email, result, outcome.userId) : result;
   };
 }
 
@@ -234,18 +235,24 @@ async function succeed(
   kind: 'cookie' | 'bearer',
   ctx: ActionContext,
   settingsOf: (tx: Tx, tenantId: string) => Promise<IdentitySettings>,
-): Promise<SignInResult | null> {
+): Promise<SignInResult | 'disabled' | 'password_changed'> {
   const { userId } = account;
   return inTenant(deps, tenant, async (tx) => {
     const settings = await settingsOf(tx, tenant.id);
-    // The status guard waits for a disable that holds the row and then sees it (no extra round trip).
+    // The guards wait for a disable or a password change that holds the row and then see it (no extra
+    // round trip): a password replaced while this one was verified (a reset after a compromise) signs
+    // nobody in, and the upgrade of the old hash must not write it back over the new one.
     const reset = await tx
       .updateTable('users')
       .set({ password_failures: 0, password_lockouts: 0, ...(rehash ? { password_hash: rehash } : {}) })
       .where('id', '=', userId)
       .where('status', '=', 'active')
+      .where('password_hash', '=', account.hash)
       .executeTakeFirst();
-    if (reset.numUpdatedRows === 0n) return null;
+    if (reset.numUpdatedRows === 0n) {
+      const now = await tx.selectFrom('users').select('status').where('id', '=', userId).executeTakeFirst();
+      return now?.status === 'active' ? 'password_changed' : 'disabled';
+    }
     const required = secondFactorRequired(settings.mfa_required, account.role);
     const stage: SessionStage = account.totpEnrolled ? 'mfa' : required ? 'enrol' : 'active';
     const session = await createSession(
