@@ -7,27 +7,13 @@ import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './d
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
+import { withMail } from './outgoing-mail.ts';
 import { revokeAllInTx } from './sessions.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser } from './users.ts';
 
 type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
-
-/**
- * Runs fn in the tenant's transaction and sends the mail it queued only after the commit: a link to a
- * token that was rolled back must never go out, and the mailer must not hold the transaction open.
- */
-async function withMail<R>(
-  deps: IdentityDeps,
-  tenant: TenantRef,
-  fn: (tx: Tx, outbox: OutboundMail[]) => Promise<R>,
-): Promise<R> {
-  const outbox: OutboundMail[] = [];
-  const result = await inTenant(deps, tenant, (tx) => fn(tx, outbox));
-  for (const mail of outbox) await deps.mailer.send(mail);
-  return result;
-}
 
 export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) {
   const links = createLinks(deps);
