@@ -5,6 +5,7 @@ import { createChangePassword } from './change-password.ts';
 import { acceptNewPassword, storePassword } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
+import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { withMail } from './outgoing-mail.ts';
@@ -17,6 +18,7 @@ type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
 
 export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) {
   const links = createLinks(deps);
+  const verification = createEmailVerification(deps, links);
   const mustEmail = (raw: string) => {
     if (hasControlCharacters(raw)) throw controlCharactersError();
     const email = normaliseEmail(raw);
@@ -164,9 +166,14 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
           display_name: input.displayName,
           role: 'member',
           status: 'active',
+          // No session until the address is confirmed (sign-in.ts); invited users confirm it by accepting.
+          email_verification_required: true,
         });
-        // Same answer whether or not the address is registered: sign-up must not reveal accounts.
+        // Same answer whether or not the address is registered: sign-up must not reveal accounts. Both
+        // paths mail the address once (a verification link, or a notice to the owner), in the background.
         if (!user) {
+          const existing = await createUserRepository(tx).byEmail(email);
+          if (existing) await verification.noticeExistingAccount(tx, tenant, existing.id, email, outbox);
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.user.signup',
             outcome: 'failure',
@@ -235,7 +242,11 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
           const user = await links.consume(tx, token, 'reset_password');
           const hash = await acceptNewPassword(deps, tx, await loadSettings(tx, tenant.id), user, password);
           await storePassword(deps, tx, user, hash);
-          await createUserRepository(tx).update(user.id, { password_lockouts: 0 });
+          // The reset link reached the address, which proves it as a verification link would.
+          await createUserRepository(tx).update(user.id, {
+            password_lockouts: 0,
+            email_verified_at: user.email_verified_at ?? deps.clock.now(),
+          });
           const ended = await revokeAllInTx(deps, tx, user.id);
           await audit(
             deps,
