@@ -65,7 +65,14 @@ import {
   userAuthenticator,
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
-import { createOutboxMailer, createSmtpMailer, type Mailer } from './mail/index.ts';
+import {
+  createMailDispatcher,
+  createOutboxMailer,
+  createSmtpMailer,
+  type MailDispatcher,
+  type Mailer,
+  registerMailMetrics,
+} from './mail/index.ts';
 import { createInProcessBus, type InvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock, systemContext } from './platform/context.ts';
@@ -106,6 +113,7 @@ export interface AppDeps {
   breached: BreachedScreen;
   /** The bounded argon2id hasher; built from the configuration when absent (tests pass a double). */
   hasher?: PasswordHasher;
+  /** How mail leaves (SMTP or the development outbox); the app sends through its dispatcher. */
   mailer?: Mailer;
   /**
    * Cross-node cache invalidation (runtime.ts opens it from REDIS_URL / DATABASE_URL; the caller closes
@@ -123,7 +131,11 @@ export interface Services {
   tenancy: TenancyService;
   operators: OperatorService;
   identity: IdentityService;
-  mailer: Mailer;
+  /**
+   * Mail after a commit goes through `dispatch` (background, retried, never part of an answer); `outbox`
+   * waits for what was queued before it. See src/mail/dispatcher.ts.
+   */
+  mailer: MailDispatcher;
   access: AccessService;
   bus: InvalidationBus;
   /** The guarded client for every outbound HTTP request (webhooks, SIEM, feeds): see src/protect/outbound. */
@@ -210,6 +222,15 @@ export async function buildApp({
     : createInProcessBus((error) => app.log.error({ err: error }, 'invalidation bus'));
   const invalidation = bus ?? (ownBus as InvalidationBus);
   if (ownBus) app.addHook('onClose', () => ownBus.close());
+  // Mail leaves in the background (docs/decisions/0015-mail-dispatch.md); closing waits for what is queued.
+  const dispatcher = createMailDispatcher({
+    transport: mailer,
+    log: {
+      warn: (details, message) => app.log.warn(details, message),
+      error: (details, message) => app.log.error(details, message),
+    },
+  });
+  app.addHook('onClose', () => dispatcher.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
   const protection = givenProtection ?? createProtection({ config, db, clock });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
@@ -219,7 +240,7 @@ export async function buildApp({
     clock,
     hasher: hasher ?? createPasswordHasher(argon2Options(config)),
     breached,
-    mailer,
+    mailer: dispatcher,
     failedSignIns: protection.limiters.failedSignIns,
     keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
     publicUrl: config.publicUrl,
@@ -259,7 +280,7 @@ export async function buildApp({
       bus: invalidation,
     }),
     identity,
-    mailer,
+    mailer: dispatcher,
     bus: invalidation,
     outbound: protection.outbound,
     protection,
@@ -316,6 +337,7 @@ export async function buildApp({
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
+  registerMailMetrics(app.metrics, dispatcher);
   await app.register(protectPlugin, { config, protection });
   const tenantPolicies = createTenantPolicyService({ db, clock, bus: invalidation });
   app.addHook('onClose', async () => tenantPolicies.close());
@@ -417,6 +439,7 @@ export async function buildApp({
       clock,
       box: alertBox,
       send: async (r) => protection.outbound.request('alerts', r.url, r),
+      // Straight to the transport: alert delivery keeps its own durable retries and needs the error.
       sendMail: (mail) => mailer.send(mail),
       maxAgeMs: config.auditAlertDeliveryMaxHours * 3_600_000,
     }),
@@ -447,7 +470,7 @@ export async function buildApp({
   await app.register(identityOperatorRoutes, {
     identity,
     resolveTenant,
-    mailer,
+    mailer: dispatcher,
     operatorSignIn: createOperatorSignIn({
       db,
       clock,

@@ -15,31 +15,19 @@ import {
 } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
+import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
+import { withMail } from './outgoing-mail.ts';
 import { revokeAllInTx } from './sessions.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
 type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
 
-/**
- * Runs fn in the tenant's transaction and sends the mail it queued only after the commit: a link to a
- * token that was rolled back must never go out, and the mailer must not hold the transaction open.
- */
-async function withMail<R>(
-  deps: IdentityDeps,
-  tenant: TenantRef,
-  fn: (tx: Tx, outbox: OutboundMail[]) => Promise<R>,
-): Promise<R> {
-  const outbox: OutboundMail[] = [];
-  const result = await inTenant(deps, tenant, (tx) => fn(tx, outbox));
-  for (const mail of outbox) await deps.mailer.send(mail);
-  return result;
-}
-
 export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) {
   const links = createLinks(deps);
+  const verification = createEmailVerification(deps, links);
   const mustEmail = (raw: string) => {
     if (hasControlCharacters(raw)) throw controlCharactersError();
     const email = normaliseEmail(raw);
@@ -235,9 +223,17 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
                 display_name: input.displayName,
                 role: 'member',
                 status: 'active',
+                // No session until the address is confirmed (sign-in.ts); invited users confirm it by
+                // accepting.
+                email_verification_required: true,
               });
               // Same answer whether or not the address is registered: sign-up must not reveal accounts.
+              // Both paths mail the address once (a verification link, or a notice to the owner), in the
+              // background.
               if (!user) {
+                const existing = await createUserRepository(tx).byEmail(email);
+                if (existing)
+                  await verification.noticeExistingAccount(tx, tenant, existing.id, email, outbox);
                 await audit(deps, tx, tenant, ctx, {
                   action: 'identity.user.signup',
                   outcome: 'failure',
@@ -301,7 +297,11 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
     /** Sets a new password from a reset link; unlocks the account and ends every session. */
     resetPassword: (tenant: TenantRef, ctx: ActionContext, token: string, password: string) =>
       redeemWithPassword(tenant, ctx, token, 'reset_password', password, async (tx, user) => {
-        await createUserRepository(tx).update(user.id, { password_lockouts: 0 });
+        // The reset link reached the address, which proves it as a verification link would.
+        await createUserRepository(tx).update(user.id, {
+          password_lockouts: 0,
+          email_verified_at: user.email_verified_at ?? deps.clock.now(),
+        });
         const ended = await revokeAllInTx(deps, tx, user.id);
         await audit(
           deps,

@@ -1,5 +1,5 @@
 import { type AuditInput, recordAuditEvent } from '../audit/index.ts';
-import type { Mailer } from '../mail/index.ts';
+import type { MailDispatcher } from '../mail/index.ts';
 import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
@@ -24,7 +24,11 @@ export interface IdentityDeps {
   clock: Clock;
   hasher: PasswordHasher;
   breached: BreachedScreen;
-  mailer: Mailer;
+  /**
+   * Mail leaves in the background, after the commit (`withMail`): how long the mail server takes, or
+   * whether it fails, must never show in an answer (it would tell which addresses have accounts).
+   */
+  mailer: Pick<MailDispatcher, 'dispatch'>;
   keys: IdentityKeys;
   publicUrl: string;
   /** Tells every node's session cache about revocations (see sessions.ts). */

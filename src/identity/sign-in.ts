@@ -5,7 +5,9 @@ import type { ActionContext } from '../platform/context.ts';
 import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
+import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
+import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
@@ -28,6 +30,8 @@ interface Account {
   role: UserRole;
   passwordChangedAt: Date | null;
   totpEnrolled: boolean;
+  /** Self-signed-up and not yet confirmed: the right password gets no session (email-verification.ts). */
+  mustVerifyEmail: boolean;
 }
 
 type Outcome =
@@ -72,6 +76,7 @@ export function createSignIn(deps: IdentityDeps) {
   // capability passes its shared limiter (Redis/PostgreSQL across nodes); per-process only without one.
   const perIp = deps.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
   const settingsOf = settingsCache(deps);
+  const verification = createEmailVerification(deps, createLinks(deps));
 
   async function reserve(tenant: TenantRef, email: string): Promise<Outcome> {
     return inTenant(deps, tenant, async (tx) => {
@@ -86,7 +91,15 @@ export function createSignIn(deps: IdentityDeps) {
         .where('status', '=', 'active')
         .where('password_hash', 'is not', null)
         .where(attemptAllowed(now, settings.lockout_threshold))
-        .returning(['id', 'password_hash', 'email', 'role', 'password_changed_at'])
+        .returning([
+          'id',
+          'password_hash',
+          'email',
+          'role',
+          'password_changed_at',
+          'email_verification_required',
+          'email_verified_at',
+        ])
         .returning((eb) =>
           eb
             .exists(
@@ -108,6 +121,7 @@ export function createSignIn(deps: IdentityDeps) {
           role: row.role,
           passwordChangedAt: row.password_changed_at,
           totpEnrolled: Boolean(row.totp_enrolled),
+          mustVerifyEmail: row.email_verification_required && row.email_verified_at === null,
         };
       }
       // Only for the audit trail's reason: the caller answers all three alike.
@@ -194,6 +208,12 @@ export function createSignIn(deps: IdentityDeps) {
     if (!verdict.ok) {
       if (ctx.ip) await perIp.penalty(ctx.ip, 1);
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
+    }
+    // Only now, with the right password: before, an unconfirmed account answers like any other, so the
+    // refusal tells nothing to someone who does not know the password. It throws email_not_verified.
+    if (outcome.mustVerifyEmail) {
+      const unverified = await verification.refuseUnverified(tenant, ctx, outcome.userId, email);
+      if (unverified === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
     }
     const rehash = verdict.needsRehash ? await hashing(() => deps.hasher.hash(password)) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);

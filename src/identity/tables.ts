@@ -65,6 +65,12 @@ export interface UsersTable {
   password_hash: string | null;
   password_changed_at: Date | null;
   email_verified_at: Date | null;
+  /** Self sign-up: no session while email_verified_at is null (migration 0047). */
+  email_verification_required: Generated<boolean>;
+  /** The last verification link a refused sign-in mailed (one per few minutes). */
+  verification_resent_at: Generated<Date | null>;
+  /** The last "someone tried to sign up with your address" notice (one per few minutes). */
+  signup_notice_at: Generated<Date | null>;
   password_failures: Generated<number>;
   password_locked_until: Date | null;
   password_lockouts: Generated<number>;

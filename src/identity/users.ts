@@ -46,6 +46,7 @@ export function createUserRepository(tx: Tx) {
       display_name: string;
       role: UserRole;
       status: 'invited' | 'active';
+      email_verification_required?: boolean;
     }) =>
       tx
         .insertInto('users')

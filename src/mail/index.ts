@@ -1,6 +1,14 @@
 import { readMigrations } from '../platform/db/index.ts';
 
 export {
+  createMailDispatcher,
+  type DispatchCounts,
+  type DispatchLog,
+  type DispatchOptions,
+  type MailDispatcher,
+} from './dispatcher.ts';
+export { registerMailMetrics } from './metrics.ts';
+export {
   createOutboxMailer,
   createSmtpMailer,
   type Mailer,

@@ -72,9 +72,19 @@ export function createOutboxMailer(db: Database, from: string, folder: string | 
   };
 }
 
-/** Real delivery through the SMTP server in SMTP_URL (smtp:// with STARTTLS when offered, or smtps://). */
+/**
+ * Real delivery through the SMTP server in SMTP_URL (smtp:// with STARTTLS when offered, or smtps://).
+ * Timeouts far below nodemailer's defaults (2 minutes to connect, 10 of silence): a server that does not
+ * answer must not hold the dispatcher's queue, or shutdown, for minutes. Query parameters in SMTP_URL
+ * (`?connectionTimeout=…`) override them.
+ */
 export function createSmtpMailer(url: string, from: string): Mailer {
-  const transport = nodemailer.createTransport(url);
+  const transport = nodemailer.createTransport({
+    url,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 30_000,
+  });
   return {
     async send(mail) {
       await transport.sendMail({ from, ...mail });

@@ -39,8 +39,10 @@ export const notices = {
   invited: 'Your password is set. Sign in to continue.',
   reset: 'Your password was changed and every session ended. Sign in with the new password.',
   signedout: 'You are signed out.',
-  signup: 'If the address was new, your account is ready: sign in. We sent a link to confirm the address.',
-  verified: 'Your email address is confirmed.',
+  signup:
+    'Check your inbox: we sent a message to this address. If it was new, confirm it with the link in the ' +
+    'message, then sign in.',
+  verified: 'Your email address is confirmed. You can sign in now.',
   sent: 'If an account uses this address, we sent it a link to reset the password. The link works once, for one hour.',
   password: 'Your password was changed. Your other sessions were ended.',
   revoked: 'The session was ended.',
