@@ -381,6 +381,34 @@ describe('TOTP enrolment re-authenticates', () => {
     expect(right.statusCode, right.body).toBe(200);
   });
 
+  it('counts a wrong password there like a wrong sign-in: five lock the account (bug: it was a free oracle)', async () => {
+    const slug = 'life-enrol-lock';
+    const admin = await tenantWithAdmin(slug);
+    await inviteAndAccept(t, slug, admin, 'member@life-enrol-lock.test');
+    const member = await signIn(slug, 'member@life-enrol-lock.test');
+    const start = (currentPassword: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: api(slug, '/me/mfa/totp'),
+        headers: bearer(member.token),
+        payload: { currentPassword },
+      });
+    clock.advance(6 * 60_000);
+    for (let i = 0; i < 5; i++) {
+      const wrong = await start(`not-the-password-${i}`);
+      expect(wrong.statusCode).toBe(401);
+      expect(wrong.json()).toMatchObject({ code: 'invalid_credentials' });
+    }
+    // Locked now: the right password is refused there and at sign-in, alike.
+    expect((await start(strongPassword)).json()).toMatchObject({ code: 'invalid_credentials' });
+    const signInAgain = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/auth/signin'),
+      payload: { email: 'member@life-enrol-lock.test', password: strongPassword },
+    });
+    expect(signInAgain.statusCode).toBe(401);
+  });
+
   it('shows the password field on the hosted page only once the sign-in is older than 5 minutes', async () => {
     const slug = 'life-enrol-page';
     const admin = await tenantWithAdmin(slug);

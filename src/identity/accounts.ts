@@ -23,9 +23,7 @@ import { revokeAllInTx } from './sessions.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
-type FailedAttempts = NonNullable<IdentityDeps['failedSignIns']>;
-
-export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) {
+export function createAccountService(deps: IdentityDeps) {
   const links = createLinks(deps);
   const verification = createEmailVerification(deps, links);
   const mustEmail = (raw: string) => {
@@ -318,7 +316,7 @@ export function createAccountService(deps: IdentityDeps, perIp: FailedAttempts) 
       }),
 
     /** Web only (cookie sessions); a wrong current password counts like a wrong sign-in password. */
-    changePassword: createChangePassword(deps, links, perIp),
+    changePassword: createChangePassword(deps, links),
 
     unlock: (tenant: TenantRef, ctx: ActionContext, userId: string) =>
       inTenant(deps, tenant, async (tx) => {

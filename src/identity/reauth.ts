@@ -1,5 +1,6 @@
 import type { ActionContext } from '../platform/context.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { createCurrentPasswordCheck } from './current-password.ts';
+import type { IdentityDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { ValidSession } from './sessions.ts';
 
@@ -14,8 +15,9 @@ export const signedInRecently = (deps: Pick<IdentityDeps, 'clock'>, session: Val
 /**
  * Binding an authenticator to the account asks for the password again unless the session is fresh:
  * whoever merely holds a session (a copied cookie, a computer left unlocked) must not be able to add
- * their own second factor. The hash is verified outside any transaction, like a sign-in's; a wrong
- * password is audited in a transaction of its own, so the refusal cannot roll it back.
+ * their own second factor. The password is verified outside any transaction and counts like a sign-in
+ * password: a wrong one against the account's lockout and the address's budget (current-password.ts),
+ * audited as a failed `identity.mfa.enrolment_started`.
  */
 export async function confirmPasswordUnlessFresh(
   deps: IdentityDeps,
@@ -31,17 +33,7 @@ export async function confirmPasswordUnlessFresh(
       'Enter your current password: this session was signed in more than 5 minutes ago.',
     );
   }
-  const user = await inTenant(deps, tenant, (tx) =>
-    tx.selectFrom('users').select('password_hash').where('id', '=', session.userId).executeTakeFirst(),
-  );
-  if (user?.password_hash && (await deps.hasher.verify(user.password_hash, password)).ok) return;
-  await inTenant(deps, tenant, (tx) =>
-    audit(deps, tx, tenant, ctx, {
-      action: 'identity.mfa.enrolment_started',
-      outcome: 'failure',
-      target: { type: 'user', id: session.userId },
-      details: { reason: 'wrong_password' },
-    }),
-  );
-  throw identityError('invalid_credentials', 'The current password is not correct.');
+  const current = createCurrentPasswordCheck(deps);
+  await current.verify(tenant, ctx, session.userId, password, 'identity.mfa.enrolment_started');
+  await current.clearFailures(tenant, session.userId, 'all');
 }

@@ -17,7 +17,7 @@ export function createIdentityService(given: IdentityDeps) {
     signIn: createSignIn(deps),
     sessions: createSessionService(deps),
     mfa: createMfaService(deps),
-    accounts: createAccountService(deps, failedSignIns),
+    accounts: createAccountService(deps),
     settings: createSettingsService(deps),
     userStatus: createUserStatusService(deps),
   };

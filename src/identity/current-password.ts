@@ -1,0 +1,121 @@
+import { sql } from 'kysely';
+import type { ActionContext } from '../platform/context.ts';
+import { hashing } from './credentials.ts';
+import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { identityError } from './errors.ts';
+import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
+import { normalisePassword } from './passwords/index.ts';
+import { loadSettings } from './settings.ts';
+
+/** The audited action a wrong current password is recorded under. */
+type CheckedFor = 'identity.password.changed' | 'identity.mfa.enrolment_started';
+
+export const wrongCurrentPassword = () =>
+  identityError('invalid_credentials', 'The current password is not correct.');
+
+/**
+ * Asking for the current password inside a session (changing it, binding a second factor) makes the
+ * session a password oracle: a wrong answer counts exactly like a wrong sign-in password, against the
+ * account's lockout (the same reservation, so concurrent guesses get no more than `threshold`
+ * verifications) and against the client address's failed sign-in budget.
+ */
+export function createCurrentPasswordCheck(deps: IdentityDeps) {
+  const perIp = deps.failedSignIns;
+
+  /** Counts the attempt before verifying; null when the account is locked (or not active). */
+  const reserve = (tenant: TenantRef, userId: string) =>
+    inTenant(deps, tenant, async (tx) => {
+      const settings = await loadSettings(tx, tenant.id);
+      const now = deps.clock.now();
+      const row = await tx
+        .updateTable('users')
+        .set(countAttempt(now))
+        .where('id', '=', userId)
+        .where('status', '=', 'active')
+        .where('password_hash', 'is not', null)
+        .where(attemptAllowed(now, settings.lockout_threshold))
+        .returning('password_hash')
+        .executeTakeFirst();
+      return row?.password_hash ?? null;
+    });
+
+  /** Recorded in its own transaction, after the attempt's: nothing rolls the failure back. */
+  async function fail(
+    tenant: TenantRef,
+    ctx: ActionContext,
+    userId: string,
+    action: CheckedFor,
+    reason: 'locked' | 'wrong_current',
+  ): Promise<never> {
+    if (ctx.ip) await perIp?.penalty(ctx.ip, 1);
+    await inTenant(deps, tenant, async (tx) => {
+      const locked =
+        reason === 'wrong_current' &&
+        (await lockOverThreshold(tx, await loadSettings(tx, tenant.id), deps.clock.now(), userId)).length > 0;
+      const target = { type: 'user', id: userId };
+      await audit(deps, tx, tenant, ctx, { action, outcome: 'failure', target, details: { reason } });
+      if (locked) {
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.user.locked',
+          outcome: 'success',
+          target,
+          details: { reason: 'password_failures' },
+        });
+      }
+    });
+    throw wrongCurrentPassword();
+  }
+
+  /** The current password was right: the attempt counts no more (`one`: only this attempt's count). */
+  const clearFailures = (tenant: TenantRef, userId: string, delta: 'all' | 'one') =>
+    inTenant(deps, tenant, (tx) =>
+      tx
+        .updateTable('users')
+        .set({ password_failures: delta === 'all' ? 0 : sql`GREATEST(password_failures - 1, 0)` })
+        .where('id', '=', userId)
+        .execute(),
+    );
+
+  async function throttle(ctx: ActionContext) {
+    const used = ctx.ip ? await perIp?.get(ctx.ip) : null;
+    if (used && used.remainingPoints <= 0) {
+      throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
+        retryAfterSeconds: Math.ceil(used.msBeforeNext / 1000),
+      });
+    }
+  }
+
+  return {
+    /**
+     * Verifies the user's current password outside any transaction, counted as above. Returns the hash
+     * it was verified against (a later write can check the password did not change meanwhile); throws
+     * invalid_credentials (wrong or locked, alike), throttled, or busy (not counted).
+     */
+    async verify(
+      tenant: TenantRef,
+      ctx: ActionContext,
+      userId: string,
+      current: string,
+      action: CheckedFor,
+    ): Promise<string> {
+      await throttle(ctx);
+      const password = normalisePassword(current);
+      const hash = await reserve(tenant, userId);
+      if (hash === null) {
+        await hashing(() => deps.hasher.verifyDummy(password));
+        return fail(tenant, ctx, userId, action, 'locked');
+      }
+      let ok: boolean;
+      try {
+        ok = (await hashing(() => deps.hasher.verify(hash, password))).ok;
+      } catch (error) {
+        // Not evaluated (overload): the attempt must not count against the user.
+        await clearFailures(tenant, userId, 'one');
+        throw error;
+      }
+      if (!ok) return fail(tenant, ctx, userId, action, 'wrong_current');
+      return hash;
+    },
+    clearFailures,
+  };
+}
