@@ -63,6 +63,7 @@ import {
   tenantSlugOf,
   toTenantRef,
   userAuthenticator,
+  wrapLegacyHashesJob,
 } from './identity/index.ts';
 import { identityPages } from './identity/pages/index.ts';
 import {
@@ -397,6 +398,20 @@ export async function buildApp({
       after = page.items.at(-1)?.slug ?? null;
     }
   }
+  // Fast legacy password hashes (imported salted SHA-256, cheap bcrypt) wrapped in argon2id at low
+  // priority, a few per tenant every LEGACY_HASH_WRAP_SECONDS (docs/identity.md, "Import").
+  await app.register(wrapLegacyHashesJob, {
+    identity: identity.deps,
+    async *tenants() {
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 500);
+        for (const t of page.items) yield toTenantRef(t);
+        if (!page.more) return;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+    },
+    everyMs: config.legacyHashWrapSeconds * 1000,
+  });
   const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
   await app.register(auditJobsPlugin, {
     db,

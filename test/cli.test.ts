@@ -2,7 +2,8 @@
  * The `rampart` command, run in-process with captured output, against an embedded database in a
  * temporary DATA_DIR (or this file's own PostgreSQL database when DATABASE_URL is set).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -75,6 +76,8 @@ describe('--help', () => {
     [['operators', 'list'], /last use/],
     [['operators', 'token'], /--label <text>/],
     [['config', 'check'], /validate the configuration/],
+    [['users', 'import'], /--tenant <slug>/],
+    [['users', 'wrap-legacy-hashes'], /salted SHA-256.*--tenant <slug>/s],
   ])('rampart %s --help', async (command, expected) => {
     const { code, out } = await rampart([...command, '--help']);
     expect(code).toBe(0);
@@ -292,5 +295,39 @@ describe('migrate, tenants, operators', () => {
     expect(events).toHaveLength(1);
     expect(events[0]?.details).toMatchObject({ label: 'deploy bot', issuedId: expect.any(String) });
     expect(text).not.toContain(token ?? 'missing');
+  });
+});
+
+describe('users import | wrap-legacy-hashes', () => {
+  it('import says how many fast hashes remain; wrap-legacy-hashes wraps them, per tenant or all', async () => {
+    for (const slug of ['cli-wrap-a', 'cli-wrap-b']) {
+      const made = await rampart(['tenants', 'create', '--slug', slug, '--name', slug, '--region', 'eu-de']);
+      expect(made.code, made.err).toBe(0);
+    }
+    const file = join(mkdtempSync(join(tmpdir(), 'rampart-cli-import-')), 'users.jsonl');
+    const digest = createHash('sha256').update('0a0bcli-pw').digest('hex');
+    writeFileSync(
+      file,
+      ['one', 'two']
+        .map((n) => JSON.stringify({ email: `${n}@cli.test`, passwordHash: `sha256$0a0b$${digest}` }))
+        .join('\n'),
+    );
+    for (const slug of ['cli-wrap-a', 'cli-wrap-b']) {
+      const imported = await rampart(['users', 'import', file, '--tenant', slug]);
+      expect(imported.code, imported.err).toBe(0);
+      expect(imported.out).toContain('2 imported, 0 rejected');
+      expect(imported.out).toContain(`2 password hashes in a fast legacy format`);
+      expect(imported.out).toContain(`rampart users wrap-legacy-hashes --tenant ${slug}`);
+    }
+    const one = await rampart(['users', 'wrap-legacy-hashes', '--tenant', 'cli-wrap-a']);
+    expect(one.code, one.err).toBe(0);
+    expect(one.out).toBe('cli-wrap-a: 2 wrapped, 0 changed meanwhile (left as they are), 0 remaining\n');
+    const all = await rampart(['users', 'wrap-legacy-hashes']);
+    expect(all.code, all.err).toBe(0);
+    expect(all.out).toContain('cli-wrap-a: no fast password hashes\n');
+    expect(all.out).toContain('cli-wrap-b: 2 wrapped, 0 changed meanwhile (left as they are), 0 remaining\n');
+    const unknown = await rampart(['users', 'wrap-legacy-hashes', '--tenant', 'no-such-tenant']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/^error: /);
   });
 });

@@ -58,6 +58,8 @@ defineAuditActions('identity', {
   'identity.password.changed': 'A user changed their password',
   'identity.password.reset_requested': 'A password reset link was asked for',
   'identity.password.reset': 'A password was reset with a link',
+  'identity.password.hashes_wrapped':
+    'Fast legacy password hashes (imported salted SHA-256, cheap bcrypt) were wrapped in argon2id, with the count',
   'identity.link.refused':
     'A mailed link (invitation, email verification, password reset) was refused: unknown, used, expired or its user disabled',
   'identity.policy.weakened': 'The password policy, lockout or 2FA enforcement was made weaker',

@@ -8,6 +8,7 @@ import { registerBreachedCommands } from '../identity/breached/index.ts';
 import {
   createOperatorAdmin,
   createOperatorService,
+  createPasswordHasher,
   type OperatorAdmin,
   OperatorDisableBody,
   OperatorTokenLabel,
@@ -314,6 +315,30 @@ function program(io: CliIo): Command {
         const tenant = await createTenancyService({ db, clock: systemClock }).requireActive(slug);
         return fn(db, toTenantRef(tenant));
       }),
+    withTenantsDb: (slug, fn) =>
+      withDatabase(config(), async (db) => {
+        const tenancy = createTenancyService({ db, clock: systemClock });
+        // A named tenant may be suspended: its hashes at rest need wrapping all the same.
+        if (slug !== undefined) return fn(db, [toTenantRef(await tenancy.get(slug))]);
+        const all = [];
+        for (let after: string | null = null; ; ) {
+          const page = await tenancy.list(after, 200);
+          all.push(...page.items.map(toTenantRef));
+          if (!page.more) break;
+          after = page.items.at(-1)?.slug ?? null;
+        }
+        return fn(db, all);
+      }),
+    hasher: () => {
+      const cfg = config();
+      return createPasswordHasher({
+        params: {
+          memoryKiB: cfg.argon2MemoryKiB,
+          iterations: cfg.argon2Iterations,
+          parallelism: cfg.argon2Parallelism,
+        },
+      });
+    },
   });
   registerAuditCommands(root, {
     out: io.out,

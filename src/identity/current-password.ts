@@ -4,7 +4,7 @@ import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
-import { normalisePassword } from './passwords/index.ts';
+import { normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
 
 /** The audited action a wrong current password is recorded under. */
@@ -45,7 +45,7 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
     ctx: ActionContext,
     userId: string,
     action: CheckedFor,
-    reason: 'locked' | 'wrong_current',
+    reason: 'locked' | 'wrong_current' | 'unusable_hash',
   ): Promise<never> {
     if (ctx.ip) await perIp?.penalty(ctx.ip, 1);
     await inTenant(deps, tenant, async (tx) => {
@@ -109,6 +109,11 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
       try {
         ok = (await hashing(() => deps.hasher.verify(hash, password))).ok;
       } catch (error) {
+        // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
+        if (error instanceof UnsupportedHashFormatError) {
+          await hashing(() => deps.hasher.verifyDummy(password));
+          return fail(tenant, ctx, userId, action, 'unusable_hash');
+        }
         // Not evaluated (overload): the attempt must not count against the user.
         await clearFailures(tenant, userId, 'one');
         throw error;

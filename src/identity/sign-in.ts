@@ -9,7 +9,7 @@ import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
-import { HasherBusyError, normalisePassword } from './passwords/index.ts';
+import { HasherBusyError, normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
 import { createSession, SESSIONS_TOPIC, type SessionStage, secondFactorRequired } from './sessions.ts';
 import { loadSettings } from './settings.ts';
@@ -197,6 +197,12 @@ export function createSignIn(deps: IdentityDeps) {
     try {
       verdict = await deps.hasher.verify(outcome.hash, password);
     } catch (error) {
+      if (error instanceof UnsupportedHashFormatError) {
+        // A stored hash nobody can verify (damaged or tampered with): refused like a wrong password,
+        // after a dummy verification so it takes as long, and named in the audit trail as a data error.
+        await runDummy(deps, password);
+        return fail(tenant, ctx, email, 'unusable_hash', outcome.userId);
+      }
       await giveBackSlot(deps, tenant, outcome.userId);
       if (error instanceof HasherBusyError) {
         throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { importLimits } from './params.ts';
 
-export type HashFormat = 'argon2id' | 'argon2i' | 'argon2d' | 'bcrypt' | 'sha256-salted';
+export type HashFormat = 'argon2id' | 'argon2i' | 'argon2d' | 'bcrypt' | 'sha256-salted' | 'rampart-wrap';
 
 /**
  * Salted SHA-256 layouts accepted for import (docs/decisions/0012-password-hashing.md). Exactly these:
@@ -18,6 +18,17 @@ export type HashFormat = 'argon2id' | 'argon2i' | 'argon2d' | 'bcrypt' | 'sha256
  */
 export type Sha256Layout = 'ldap-ssha256' | 'dollar-text-salt' | 'colon-hex-salt';
 
+/** The legacy function a wrapped hash (wrapped.ts) applies before argon2id: everything but its output. */
+export type LegacyDescriptor =
+  | {
+      scheme: 'sha256';
+      layout: Sha256Layout;
+      salt: Buffer;
+      /** Whether the salt goes before the password in the digested message. */
+      saltFirst: boolean;
+    }
+  | { scheme: 'bcrypt'; minor: 'a' | 'b'; cost: number; salt: string };
+
 export type ParsedHash =
   | { kind: 'argon2'; format: 'argon2id' | 'argon2i' | 'argon2d' }
   | { kind: 'bcrypt'; format: 'bcrypt'; cost: number }
@@ -29,7 +40,8 @@ export type ParsedHash =
       digest: Buffer;
       /** Whether the salt goes before the password in the digested message. */
       saltFirst: boolean;
-    };
+    }
+  | { kind: 'wrapped'; format: 'rampart-wrap'; legacy: LegacyDescriptor; argon2: string };
 
 // Long enough for any legitimate hash; bounds the work spent on a hostile import row.
 const maxStoredLength = 512;
@@ -41,6 +53,8 @@ const argon2Pattern =
 const bcryptPattern = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 const ldapPattern = /^\{SSHA256\}([A-Za-z0-9+/]+={0,2})$/;
 const dollarPattern = /^sha256\$([^$\s]{1,128})\$([0-9a-fA-F]{64})$/;
+export const wrapPrefix = '$rampart-wrap$v=1$';
+const wrappedPattern = /^\$rampart-wrap\$v=1\$(sha256|bcrypt)\$([a-z]=[^$]+)(\$argon2id\$.+)$/;
 const colonPattern = /^sha256:((?:[0-9a-fA-F]{2}){1,64}):([0-9a-fA-F]{64})$/;
 
 /** Which supported format a stored hash is in, or null when it is not one Rampart accepts. */
@@ -50,6 +64,7 @@ export function hashFormat(stored: string): HashFormat | null {
 
 export function parseHash(stored: string): ParsedHash | null {
   if (typeof stored !== 'string' || stored.length > maxStoredLength) return null;
+  if (stored.startsWith(wrapPrefix)) return parseWrapped(stored);
   if (stored.startsWith('$argon2')) return parseArgon2(stored);
   if (stored.startsWith('$2')) return parseBcrypt(stored);
   return parseSha256(stored);
@@ -119,6 +134,40 @@ function parseSha256(stored: string): ParsedHash | null {
     return sha256('colon-hex-salt', Buffer.from(colon[1], 'hex'), Buffer.from(colon[2], 'hex'), true);
   }
   return null;
+}
+
+/**
+ * `$rampart-wrap$v=1$<scheme>$<descriptor>$argon2id$…` (wrapped.ts, decision 0012): argon2id of a legacy
+ * hash's output. The descriptor holds what recomputing that output needs (layout and salt, or bcrypt's
+ * minor version, cost and salt), never the output itself. Strict: anything else, a parameter out of
+ * order or an argon2 part outside the import limits, is not a wrapped hash.
+ */
+function parseWrapped(stored: string): ParsedHash | null {
+  const match = wrappedPattern.exec(stored);
+  if (match === null) return null;
+  const [, scheme, descriptor, argon2 = ''] = match;
+  if (parseArgon2(argon2)?.format !== 'argon2id') return null;
+  const legacy =
+    scheme === 'sha256' ? sha256Descriptor(descriptor ?? '') : bcryptDescriptor(descriptor ?? '');
+  return legacy === null ? null : { kind: 'wrapped', format: 'rampart-wrap', legacy, argon2 };
+}
+
+function sha256Descriptor(text: string): LegacyDescriptor | null {
+  const match = /^l=(ldap-ssha256|dollar-text-salt|colon-hex-salt),s=([A-Za-z0-9+/]{2,171})$/.exec(text);
+  if (match?.[1] === undefined || match[2] === undefined) return null;
+  const salt = Buffer.from(match[2], 'base64');
+  // Canonical unpadded base64 of 1 to 128 bytes: one salt has one spelling.
+  if (salt.toString('base64').replace(/=+$/, '') !== match[2] || salt.length > 128) return null;
+  const layout = match[1] as Sha256Layout;
+  return { scheme: 'sha256', layout, salt, saltFirst: layout !== 'ldap-ssha256' };
+}
+
+function bcryptDescriptor(text: string): LegacyDescriptor | null {
+  const match = /^r=2([ab]),c=(\d\d),s=([./A-Za-z0-9]{22})$/.exec(text);
+  if (match?.[1] === undefined || match[3] === undefined) return null;
+  const cost = Number(match[2]);
+  if (cost < 4 || cost > importLimits.bcryptMaxCost) return null;
+  return { scheme: 'bcrypt', minor: match[1] as 'a' | 'b', cost, salt: match[3] };
 }
 
 function sha256(layout: Sha256Layout, salt: Buffer, digest: Buffer, saltFirst: boolean): ParsedHash {

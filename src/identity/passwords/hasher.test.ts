@@ -106,8 +106,10 @@ describe('verifyDummy and stats', () => {
       verifications: 0,
       dummyVerifications: 2,
       hashes: 0,
+      wraps: 0,
       active: 0,
       queued: 0,
+      maxConcurrent: 1,
     });
     const stored = await hasher.hash('pw');
     await hasher.verify(stored, 'pw');
@@ -115,8 +117,10 @@ describe('verifyDummy and stats', () => {
       verifications: 1,
       dummyVerifications: 2,
       hashes: 1,
+      wraps: 0,
       active: 0,
       queued: 0,
+      maxConcurrent: 1,
     });
   });
 });
@@ -144,8 +148,10 @@ describe('bounded concurrency', () => {
       verifications: 3,
       dummyVerifications: 0,
       hashes: 1,
+      wraps: 0,
       active: 0,
       queued: 0,
+      maxConcurrent: 1,
     });
   });
 

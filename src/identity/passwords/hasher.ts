@@ -6,6 +6,7 @@ import { verifyBcrypt, verifySha256 } from './legacy.ts';
 import { createConcurrencyLimiter } from './limiter.ts';
 import { candidateForms, normalisePassword } from './normalise.ts';
 import { type Argon2Params, assertValidArgon2Params } from './params.ts';
+import { formatWrapped, legacyOutput, legacyParts, wrapWorthy } from './wrapped.ts';
 
 export interface PasswordHasherOptions {
   params: Argon2Params;
@@ -25,14 +26,22 @@ export interface PasswordHasherStats {
   verifications: number;
   dummyVerifications: number;
   hashes: number;
+  /** Legacy hashes wrapped in argon2id (wrapped.ts). */
+  wraps: number;
   active: number;
   queued: number;
+  maxConcurrent: number;
 }
 
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
   verify(stored: string, password: string): Promise<VerifyResult>;
   verifyDummy(password: string): Promise<void>;
+  /**
+   * The wrapped form (argon2id of the legacy output) of a stored hash in a fast legacy format, or null
+   * when the stored hash is not one to wrap. Runs through the same limiter as sign-ins.
+   */
+  wrap(stored: string): Promise<string | null>;
   stats(): PasswordHasherStats;
 }
 
@@ -56,11 +65,12 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
     timeCost: params.iterations,
     parallelism: params.parallelism,
   } as const;
+  const maxConcurrent = options.maxConcurrent ?? availableParallelism();
   const limiter = createConcurrencyLimiter({
-    maxConcurrent: options.maxConcurrent ?? availableParallelism(),
+    maxConcurrent,
     maxQueue: options.maxQueue ?? defaultMaxQueue,
   });
-  const counters = { verifications: 0, dummyVerifications: 0, hashes: 0 };
+  const counters = { verifications: 0, dummyVerifications: 0, hashes: 0, wraps: 0 };
 
   // Unknown and locked accounts are checked against this hash so they take as long as a real
   // argon2id verification at the current parameters: the response time must not reveal whether
@@ -101,6 +111,21 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
     return false;
   }
 
+  async function verifyWrapped(parsed: WrappedHash, password: string): Promise<boolean> {
+    // As for legacy hashes: the exporting system may not have normalised.
+    for (const form of candidateForms(password)) {
+      let ok: boolean;
+      try {
+        ok = await argon2.verify(parsed.argon2, await legacyOutput(parsed.legacy, form));
+      } catch {
+        // A descriptor or PHC string the parser let through but a library refuses: a data error, never a 500.
+        throw new UnsupportedHashFormatError();
+      }
+      if (ok) return true;
+    }
+    return false;
+  }
+
   return {
     hash(password) {
       return limiter.run(() => {
@@ -115,6 +140,9 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
       return limiter.run(async () => {
         counters.verifications += 1;
         if (parsed.kind === 'argon2') return verifyArgon2(stored, password);
+        // A wrapped hash is always replaced by plain argon2id of the password once it is known.
+        if (parsed.kind === 'wrapped')
+          return { ok: await verifyWrapped(parsed, password), needsRehash: true };
         // Legacy formats are always upgraded to argon2id on a successful sign-in.
         return { ok: await verifyLegacy(parsed, stored, password), needsRehash: true };
       });
@@ -129,8 +157,18 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
       });
     },
 
+    async wrap(stored) {
+      const parsed = parseHash(stored);
+      const parts = parsed !== null && wrapWorthy(parsed) ? legacyParts(stored, parsed) : null;
+      if (parts === null) return null;
+      return limiter.run(async () => {
+        counters.wraps += 1;
+        return formatWrapped(parts.legacy, await argon2.hash(parts.output, argon2Options));
+      });
+    },
+
     stats() {
-      return { ...counters, active: limiter.active, queued: limiter.queued };
+      return { ...counters, active: limiter.active, queued: limiter.queued, maxConcurrent };
     },
   };
 }
@@ -139,6 +177,8 @@ function argon2Candidates(password: string): [string, ...string[]] {
   const normalised = normalisePassword(password);
   return normalised === password ? [normalised] : [normalised, password];
 }
+
+type WrappedHash = Extract<ParsedHash, { kind: 'wrapped' }>;
 
 function verifyLegacyDigest(parsed: ParsedHash, password: string): boolean {
   return parsed.kind === 'sha256-salted' && verifySha256(parsed, password);

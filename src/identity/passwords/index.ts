@@ -1,4 +1,4 @@
-export { type HashFormat, hashFormat, type Sha256Layout } from './formats.ts';
+export { type HashFormat, hashFormat, parseHash, type Sha256Layout } from './formats.ts';
 export {
   createPasswordHasher,
   type PasswordHasher,
@@ -10,3 +10,4 @@ export {
 export { HasherBusyError } from './limiter.ts';
 export { normalisePassword } from './normalise.ts';
 export { type Argon2Params, defaultArgon2Params, importLimits } from './params.ts';
+export { bcryptWrapBelowCost, wrapWorthy } from './wrapped.ts';

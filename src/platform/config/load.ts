@@ -30,6 +30,7 @@ const numberKeys = new Set<keyof Config>([
   'auditRetentionDays',
   'auditPlatformRetentionDays',
   'auditPruneSeconds',
+  'legacyHashWrapSeconds',
   'auditAlertDeliveryMaxHours',
   'syslogEnterpriseNumber',
 ]);
@@ -82,6 +83,7 @@ const defaults = {
   auditRetentionDays: 400,
   auditPlatformRetentionDays: 400,
   auditPruneSeconds: 3600,
+  legacyHashWrapSeconds: 60,
   auditAlertDeliveryMaxHours: 72,
   syslogEnterpriseNumber: 32473,
 } satisfies Partial<Config>;

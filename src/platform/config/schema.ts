@@ -57,6 +57,7 @@ export const configSchema = Type.Object(
     auditRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPlatformRetentionDays: Type.Integer({ minimum: 30, maximum: 36_500 }),
     auditPruneSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
+    legacyHashWrapSeconds: Type.Integer({ minimum: 10, maximum: 86_400 }),
     auditAlertDeliveryMaxHours: Type.Integer({ minimum: 1, maximum: 720 }),
     syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
   },
@@ -239,6 +240,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'AUDIT_PRUNE_SECONDS',
     doc: 'How often audit chains are pruned to their retention (up to a signed checkpoint).',
     default: '3600',
+  },
+  legacyHashWrapSeconds: {
+    env: 'LEGACY_HASH_WRAP_SECONDS',
+    doc: 'How often the background job wraps fast imported password hashes (salted SHA-256, bcrypt below cost 10) in argon2id (10 to 86400).',
+    default: '60',
   },
   auditAlertDeliveryMaxHours: {
     env: 'AUDIT_ALERT_DELIVERY_MAX_HOURS',
