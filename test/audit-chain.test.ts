@@ -3,7 +3,14 @@
  * trigger disabled, as such an attacker would do. verify must name the first bad event every time.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyBundle, writeBundle } from '../src/audit/bundle.ts';
+import { registerAuditCommands } from '../src/audit/cli.ts';
 import {
   chainHash,
   checkpointSigner,
@@ -12,8 +19,9 @@ import {
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
+import { listChains } from '../src/audit/store.ts';
 import type { ActionContext } from '../src/platform/context.ts';
-import { asTenantId } from '../src/platform/db/index.ts';
+import { asTenantId, type Database } from '../src/platform/db/index.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -300,5 +308,226 @@ describe('tampering as the table owner', () => {
       keys: trustedKeys([signer.publicKey, forger.publicKey]),
     });
     expect(withBoth.broken).toBeNull();
+  });
+});
+
+describe('a chain appended to while verify runs', () => {
+  /** t.db, except that before its `nth` tenant transaction `before` runs (and is awaited). */
+  function interleaved(nth: number, before: () => Promise<unknown>): Database {
+    let calls = 0;
+    return new Proxy(t.db, {
+      get(target, prop, receiver) {
+        if (prop !== 'withTenant') return Reflect.get(target, prop, receiver);
+        return async (...args: Parameters<Database['withTenant']>) => {
+          calls += 1;
+          if (calls === nth) await before();
+          return target.withTenant(...args);
+        };
+      },
+    });
+  }
+
+  it('walks the events appended after it read the head, and verifies', async () => {
+    const { tenantId } = await newChain(20);
+    // Transaction 1 reads the head (20), 2 reads positions 1-20; the append lands before 3, which
+    // reads the head again together with the rows beyond it.
+    const db = interleaved(3, () => writeEvents(tenantId, 1));
+    const progress: [number, number][] = [];
+    const report = await verifyAuditChain(db, tenantId, {
+      keys,
+      onProgress: (done, total) => progress.push([done, total]),
+    });
+    expect(report).toMatchObject({ events: 21, headSeq: 21, broken: null });
+    expect(progress.at(-1)).toEqual([21, 21]);
+  });
+
+  it('still names a row beyond the head it read again', async () => {
+    const { tenantId } = await newChain(5);
+    const stray = randomUUID();
+    const db = interleaved(3, async () => {
+      await writeEvents(tenantId, 2);
+      await tamper([
+        `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq, prev_hash, hash)
+         VALUES ($1, $2, now(), 'system', 'tenancy.tenant.suspended', 'success', 9, $3, $3)`,
+        [stray, tenantId, Buffer.alloc(32, 1)],
+      ]);
+    });
+    const report = await verifyAuditChain(db, tenantId, { keys });
+    expect(report.headSeq).toBe(7);
+    expect(report.broken).toMatchObject({ kind: 'inserted', seq: 9, eventId: stray });
+  });
+});
+
+describe('offline bundles (verify-file)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-audit-bundle-'));
+  type Json = Record<string, unknown>;
+
+  async function bundleOf(tenantId: string | null): Promise<Json[]> {
+    const lines: string[] = [];
+    await writeBundle(t.db, tenantId, (line) => {
+      lines.push(line);
+    });
+    return lines.map((l) => JSON.parse(l) as Json);
+  }
+
+  function check(lines: Json[], options?: { allowUnsignedTail?: boolean }) {
+    const file = join(dir, `${randomUUID()}.jsonl`);
+    writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    return verifyBundle(file, keys, options);
+  }
+
+  /** A chain of 10 events signed at seq 3 and 10. */
+  async function signedChain() {
+    const { tenantId, ids } = await newChain(3);
+    const first = await createCheckpoint(t.db, signer, clock, tenantId);
+    ids.push(...(await writeEvents(tenantId, 7)));
+    const last = await createCheckpoint(t.db, signer, clock, tenantId);
+    return { tenantId, ids, first, last };
+  }
+
+  it('a genuine bundle verifies and says how far it is signed, and when', async () => {
+    const { tenantId, last } = await signedChain();
+    const result = await check(await bundleOf(tenantId));
+    expect(result).toMatchObject({ chain: tenantId, broken: null, events: 10, unsigned: 0 });
+    expect(result.lastSigned).toEqual({ seq: 10, at: last?.signedAt });
+  });
+
+  it('events after the last signed checkpoint fail, unless allowed (then they are counted)', async () => {
+    const { tenantId } = await signedChain();
+    await writeEvents(tenantId, 2);
+    const lines = await bundleOf(tenantId);
+    expect((await check(lines)).broken).toMatchObject({ kind: 'unsigned', seq: 11 });
+    const allowed = await check(lines, { allowUnsignedTail: true });
+    expect(allowed).toMatchObject({ broken: null, events: 12, unsigned: 2, lastSigned: { seq: 10 } });
+  });
+
+  it('a made-up bundle with no checkpoint lines is refused', async () => {
+    const tenantId = randomUUID();
+    let prev: Buffer = Buffer.alloc(32);
+    const events: Json[] = [];
+    for (let seq = 1; seq <= 3; seq++) {
+      const event = {
+        id: randomUUID(),
+        tenantId,
+        occurredAt: new Date(`2026-01-0${seq}T00:00:00.000Z`),
+        actorType: 'system',
+        actorId: null,
+        actorElevationId: null,
+        action: 'tenancy.tenant.suspended',
+        targetType: null,
+        targetId: null,
+        outcome: 'success',
+        ip: null,
+        userAgent: null,
+        requestId: null,
+        details: {},
+      };
+      const hash = chainHash(prev, event);
+      events.push({
+        type: 'event',
+        seq,
+        id: event.id,
+        tenant: tenantId,
+        at: event.occurredAt.toISOString(),
+        actor: { type: 'system', id: null, elevation: null },
+        action: event.action,
+        target: null,
+        outcome: 'success',
+        ip: null,
+        userAgent: null,
+        requestId: null,
+        details: {},
+        prevHash: prev.toString('hex'),
+        hash: hash.toString('hex'),
+      });
+      prev = hash;
+    }
+    const header = {
+      type: 'chain',
+      version: 1,
+      chain: tenantId,
+      start: { seq: 0, hash: '0'.repeat(64) },
+      head: { seq: 3, hash: prev.toString('hex') },
+    };
+    expect((await check([header, ...events])).broken).toMatchObject({ kind: 'unsigned', seq: 1 });
+    // Nor may it claim to start somewhere no signed checkpoint vouches for.
+    const midway = { ...header, start: { seq: 7, hash: 'ab'.repeat(32) } };
+    const renumbered = events.map((e) => ({ ...e, seq: (e.seq as number) + 7 }));
+    expect((await check([midway, ...renumbered], { allowUnsignedTail: true })).broken).toMatchObject({
+      kind: 'checkpoint',
+      seq: 7,
+    });
+  });
+
+  it('a truncated bundle with its head rewritten is refused', async () => {
+    const { tenantId } = await signedChain();
+    const lines = await bundleOf(tenantId);
+    const kept = lines.filter((l) => l.type !== 'event' || (l.seq as number) <= 6);
+    const sixth = kept.at(-1) as Json;
+    const header = { ...(kept[0] as Json), head: { seq: 6, hash: sixth.hash } };
+    // The checkpoint at 10 gives the cut away, and without it the events after seq 3 are unsigned.
+    expect((await check([header, ...kept.slice(1)])).broken).toMatchObject({ kind: 'deleted', seq: 7 });
+    const withoutLast = kept.slice(1).filter((l) => l.type !== 'checkpoint' || l.seq !== 10);
+    const cut = await check([header, ...withoutLast]);
+    expect(cut.broken).toMatchObject({ kind: 'unsigned', seq: 4 });
+    expect(cut.lastSigned?.seq).toBe(3);
+  });
+
+  it("another tenant's bundle relabelled as this tenant's is refused", async () => {
+    const a = await signedChain();
+    const b = await signedChain();
+    const lines = await bundleOf(b.tenantId);
+    const header = { ...(lines[0] as Json), chain: a.tenantId };
+    // Only the first line relabelled: the checkpoints name chain b.
+    expect((await check([header, ...lines.slice(1)])).broken).toMatchObject({ kind: 'checkpoint' });
+    // The checkpoints relabelled too: their signatures no longer hold.
+    const relabelled = lines.slice(1).map((l) => (l.type === 'checkpoint' ? { ...l, chain: a.tenantId } : l));
+    expect((await check([header, ...relabelled])).broken).toMatchObject({ kind: 'checkpoint' });
+    // The checkpoints dropped: the events still name tenant b.
+    const bare = lines.slice(1).filter((l) => l.type === 'event');
+    expect((await check([header, ...bare], { allowUnsignedTail: true })).broken).toMatchObject({
+      kind: 'inserted',
+      seq: 1,
+      eventId: b.ids[0],
+    });
+  });
+});
+
+describe('rampart audit verify covers every chain', () => {
+  it('including a chain whose tenant no longer exists (or never did)', async () => {
+    const { tenantId: orphan, ids } = await newChain(3);
+    expect(await listChains(t.db)).toContain(orphan);
+    // The CLI with no tenants listed: the chain is still verified, and its tampering fails the run.
+    const run = async (...args: string[]) => {
+      let out = '';
+      const root = new Command().exitOverride();
+      registerAuditCommands(root, {
+        out: new Writable({
+          write(chunk, _encoding, done) {
+            out += String(chunk);
+            done();
+          },
+        }),
+        err: new Writable({ write: (_c, _e, done) => done() }),
+        clock,
+        withDatabase: (fn) => fn(t.db),
+        tenantId: async () => orphan,
+        async *tenants() {},
+        signer: () => signer,
+        retentionDays: async () => 400,
+        context: ctx,
+      });
+      const failure = await root.parseAsync(['node', 'rampart', ...args]).then(
+        () => null,
+        (error: Error) => error,
+      );
+      return { out, failure };
+    };
+    const ok = await run('audit', 'verify');
+    expect(ok.out).toMatch(new RegExp(`^chain ${orphan} \\(no tenant\\): ok, 3 events up to seq 3`, 'm'));
+    await tamper([`UPDATE audit_events SET outcome = 'denied' WHERE id = $1`, [ids[1]]]);
+    const broken = await run('audit', 'verify');
+    expect(broken.out).toContain(`chain ${orphan} (no tenant): BROKEN, modified at seq 2`);
+    expect(broken.failure?.message).toMatch(/chain\(s\) failed verification/);
   });
 });

@@ -66,8 +66,36 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   const bundle = join(dir, 'platform.jsonl');
   expect((await rampart('audit', 'export', '--out', bundle)).out).toMatch(/wrote 3 events/);
   const offline = await rampart('audit', 'verify-file', bundle, '--public-key', join(dir, 'key.pem'));
-  expect(offline.out).toMatch(/^platform: ok, 3 events, 1 signed checkpoints$/m);
+  expect(offline.out).toMatch(
+    /^platform: ok, 3 events, 1 signed checkpoints, signed through seq 3 at \d{4}-\d\d-\d\dT[\d:.]+Z$/m,
+  );
   expect(offline.code).toBe(0);
+
+  // A fourth tenant: the platform chain's fourth event is after its last checkpoint. The bundle of
+  // that head fails offline (a named failure) unless the unsigned tail is allowed, and then it is counted.
+  expect(
+    (await rampart('tenants', 'create', '--slug', 'delta', '--name', 'delta', '--region', 'eu-de')).code,
+  ).toBe(0);
+  const tailed = join(dir, 'tailed.jsonl');
+  expect((await rampart('audit', 'export', '--out', tailed)).out).toMatch(/wrote 4 events/);
+  const unsigned = await rampart('audit', 'verify-file', tailed, '--public-key', join(dir, 'key.pem'));
+  expect(unsigned.code).not.toBe(0);
+  expect(unsigned.out).toMatch(
+    /^platform: BROKEN, unsigned at seq 4: 1 event\(s\) after the last signed checkpoint, seq 3/m,
+  );
+  expect(unsigned.err).toContain('--allow-unsigned-tail');
+  const allowed = await rampart(
+    'audit',
+    'verify-file',
+    tailed,
+    '--public-key',
+    join(dir, 'key.pem'),
+    '--allow-unsigned-tail',
+  );
+  expect(allowed.code).toBe(0);
+  expect(allowed.out).toMatch(
+    /^platform: ok, 4 events, 1 signed checkpoints, signed through seq 3 at .*, 1 events after it unsigned$/m,
+  );
 
   // Change one event's slug in the bundle: verify-file names that event.
   const lines = readFileSync(bundle, 'utf8').trimEnd().split('\n');

@@ -125,7 +125,14 @@ describe('pruning', () => {
     });
     writeFileSync(file, `${lines.join('\n')}\n`);
     expect(JSON.parse(lines[0] ?? '{}').start.seq).toBe(15);
-    expect(await verifyBundle(file, keys)).toMatchObject({ broken: null, events: 10 });
+    // Its last two events (the pruning's own) are after the newest checkpoint: refused unless allowed.
+    expect((await verifyBundle(file, keys)).broken).toMatchObject({ kind: 'unsigned', seq: 24 });
+    expect(await verifyBundle(file, keys, { allowUnsignedTail: true })).toMatchObject({
+      broken: null,
+      events: 10,
+      unsigned: 2,
+      lastSigned: { seq: 23 },
+    });
     // Nothing more is old enough: a second run prunes nothing.
     expect((await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys })).events).toBe(0);
   });
@@ -178,6 +185,55 @@ describe('pruning', () => {
       await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
     });
     expect((await verifyAuditChain(t.db, other, { keys })).broken).toMatchObject({ kind: 'checkpoint' });
+  });
+});
+
+describe('the pruned prefix stays empty', () => {
+  const zero = Buffer.alloc(32);
+  const forgedAt = (tenantId: string, id: string, seq: number) =>
+    sql`INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq,
+      prev_hash, hash) VALUES (${id}, ${tenantId}, now(), 'system', 'tenancy.tenant.suspended', 'success',
+      ${seq}, ${zero}, ${zero})`;
+
+  it('the app role cannot write an event back into it', async () => {
+    const tenantId = await chainWithHistory();
+    await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys });
+    for (const seq of [2, 15]) {
+      await expect(
+        scoped(tenantId, (tx) => forgedAt(tenantId, randomUUID(), seq).execute(tx)),
+      ).rejects.toThrow(/pruned prefix/);
+    }
+    expect(await seqs(tenantId)).toEqual([16, 17, 18, 19, 20, 21, 22, 23, 24]);
+    expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
+    // Appending goes on as before.
+    await write(tenantId, 1, realNow);
+    expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
+  });
+
+  it('verify names a row the table owner wrote into it past the trigger', async () => {
+    const tenantId = await chainWithHistory();
+    await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys });
+    const [low, high] = [randomUUID(), randomUUID()];
+    await t.engine.asOwner(async (o) => {
+      await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_not_in_pruned_prefix');
+      try {
+        for (const [id, seq] of [
+          [high, 9],
+          [low, 2],
+        ] as const) {
+          await o.query(
+            `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq,
+               prev_hash, hash) VALUES ($1, $2, now(), 'system', 'tenancy.tenant.suspended', 'success', $3, $4, $4)`,
+            [id, tenantId, seq, zero],
+          );
+        }
+      } finally {
+        await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_not_in_pruned_prefix');
+      }
+    });
+    const report = await verifyAuditChain(t.db, tenantId, { keys });
+    expect(report.broken).toMatchObject({ kind: 'inserted', seq: 2, eventId: low });
+    expect(report.broken?.message).toMatch(/^2 event\(s\) were inserted into the pruned part/);
   });
 });
 

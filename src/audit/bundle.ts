@@ -4,8 +4,10 @@ import type { Database } from '../platform/db/index.ts';
 import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
 import { chainEvents, inChain, readCheckpoints, readHead } from './store.ts';
 import {
+  type ChainBreak,
   type ChainState,
   type CheckedEvent,
+  checkSignatures,
   type StoredCheckpoint,
   type StoredEvent,
   type WalkResult,
@@ -128,25 +130,93 @@ function checkLine(o: EventLine): CheckedEvent {
   return { seq: Number(o.seq), id: o.id, prevHash, hash, intact };
 }
 
-/** Verifies a bundle file without any database: only the file and the trusted public key(s). */
+export interface BundleOptions {
+  /** Accept events after the last signed checkpoint (they are counted in `unsigned`). */
+  allowUnsignedTail?: boolean;
+}
+
+export interface BundleResult extends WalkResult {
+  chain: string;
+  /** The newest checkpoint that vouches for the bundle's events (its start or one of them), if any. */
+  lastSigned: { seq: number; at: Date } | null;
+  /** Events after `lastSigned` (all of them when there is none): no signature covers them. */
+  unsigned: number;
+}
+
+const ZERO_HASH = '0'.repeat(64);
+const hexText = /^[0-9a-f]{64}$/;
+
+/** The header's start and head, or what is wrong with them. */
+function readPosition(value: unknown, what: string): { seq: number; hash: string } {
+  const v = value as { seq?: unknown; hash?: unknown } | null;
+  const seq = v?.seq;
+  const hash = typeof v?.hash === 'string' ? v.hash.toLowerCase() : '';
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0 || !hexText.test(hash)) {
+    throw new Error(`not an audit bundle: the chain line's ${what} must be {"seq":N,"hash":"<64 hex>"}`);
+  }
+  return { seq, hash };
+}
+
+/**
+ * Where the bundle may start: genesis, or a checkpoint in the bundle with that position and hash (whose
+ * signature the walk checks with the others). A start that is neither is the bundle's own claim only.
+ */
+function startBreak(
+  start: { seq: number; hash: string },
+  checkpoints: StoredCheckpoint[],
+): ChainBreak | null {
+  if (start.seq === 0 && start.hash === ZERO_HASH) return null;
+  const signed = checkpoints.find((c) => c.seq === start.seq);
+  if (signed && hex(signed.headHash) === start.hash) return null;
+  return {
+    kind: 'checkpoint',
+    seq: start.seq,
+    eventId: null,
+    message: signed
+      ? `the bundle starts at seq ${start.seq} with a hash that its signed checkpoint there does not have`
+      : `the bundle starts at seq ${start.seq}, which is neither the chain's beginning nor a signed checkpoint in the bundle`,
+  };
+}
+
+/** The first checkpoint of another chain than the header's, as a break. */
+function foreignCheckpoint(chainName: string, checkpoints: StoredCheckpoint[]): ChainBreak | null {
+  const foreign = checkpoints.find((c) => (c.tenantId ?? 'platform') !== chainName);
+  if (!foreign) return null;
+  return {
+    kind: 'checkpoint',
+    seq: foreign.seq,
+    eventId: null,
+    message: `checkpoint at seq ${foreign.seq} belongs to chain ${foreign.tenantId ?? 'platform'}, not ${chainName}`,
+  };
+}
+
+/**
+ * Verifies a bundle file without any database: only the file and the trusted public key(s). Nothing
+ * the bundle says about itself is taken on trust: it must start at the chain's beginning or at a signed
+ * checkpoint it carries; every checkpoint and event must belong to the chain its first line names; and
+ * events after the last signed checkpoint are a failure (`unsigned`) unless `allowUnsignedTail`.
+ */
 export async function verifyBundle(
   path: string,
   keys: ChainState['keys'],
-): Promise<WalkResult & { chain: string }> {
+  options: BundleOptions = {},
+): Promise<BundleResult> {
   const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity })[
     Symbol.asyncIterator
   ]();
   let chain: ChainState | null = null;
   let chainName = '';
+  let start = { seq: 0, hash: ZERO_HASH };
   const checkpoints: StoredCheckpoint[] = [];
-  let firstEvent: CheckedEvent | null = null;
+  let firstEvent: EventLine | null = null;
   // Header and checkpoints come first; events are then streamed into the walk, never all held at once.
   for (let next = await lines.next(); !next.done; next = await lines.next()) {
     if (next.value.trim() === '') continue;
     const o = JSON.parse(next.value) as Line;
     if (o.type === 'chain') {
-      const start = o.start as { seq: number; hash: string };
-      const head = o.head as { seq: number; hash: string };
+      if (chain) throw new Error('not an audit bundle: it has a second chain line');
+      start = readPosition(o.start, 'start');
+      const head = readPosition(o.head, 'head');
       chainName = String(o.chain);
       chain = {
         start: { seq: start.seq, hash: unhex(start.hash) },
@@ -154,6 +224,8 @@ export async function verifyBundle(
         checkpoints,
         keys,
       };
+    } else if (!chain) {
+      break;
     } else if (o.type === 'checkpoint') {
       checkpoints.push({
         tenantId: o.chain === 'platform' ? null : String(o.chain),
@@ -164,19 +236,54 @@ export async function verifyBundle(
         signature: unhex(o.signature),
       });
     } else if (o.type === 'event') {
-      firstEvent = checkLine(o as unknown as EventLine);
+      firstEvent = o as unknown as EventLine;
       break;
     } else {
       throw new Error(`unknown line type ${JSON.stringify(o.type)}`);
     }
   }
   if (!chain) throw new Error('not an audit bundle: the first line must be {"type":"chain",...}');
+  const state = chain;
+  const tenant = chainName === 'platform' ? null : chainName;
+  const result = (walked: WalkResult, broken: ChainBreak | null, lastSigned: BundleResult['lastSigned']) => ({
+    chain: chainName,
+    ...walked,
+    broken,
+    lastSigned,
+    unsigned: walked.lastSeq - (lastSigned?.seq ?? state.start.seq),
+  });
+  const notWalked: WalkResult = {
+    events: 0,
+    checkpoints: checkpoints.length,
+    lastSeq: start.seq,
+    broken: null,
+  };
+  // Signatures first: the start may rest only on a checkpoint that verifies.
+  const refused =
+    foreignCheckpoint(chainName, checkpoints) ?? checkSignatures(state) ?? startBreak(start, checkpoints);
+  if (refused) return result(notWalked, refused, null);
+
+  // An event of another chain ends the stream; the walk then stops before it and the break names it.
+  let foreign: ChainBreak | null = null;
+  const own = (o: EventLine): boolean => {
+    if (o.tenant === tenant) return true;
+    foreign = {
+      kind: 'inserted',
+      seq: Number(o.seq),
+      eventId: String(o.id),
+      message: `event at seq ${o.seq} belongs to chain ${o.tenant ?? 'platform'}, not ${chainName}`,
+    };
+    return false;
+  };
   async function* events(): AsyncGenerator<CheckedEvent[]> {
-    let page: CheckedEvent[] = firstEvent ? [firstEvent] : [];
+    if (!firstEvent) return;
+    if (!own(firstEvent)) return;
+    let page: CheckedEvent[] = [checkLine(firstEvent)];
     for (let next = await lines.next(); !next.done; next = await lines.next()) {
       if (next.value.trim() === '') continue;
       const o = JSON.parse(next.value) as Line;
       if (o.type !== 'event') throw new Error(`unexpected ${JSON.stringify(o.type)} line among the events`);
+      if (!own(o as unknown as EventLine)) break;
       page.push(checkLine(o as unknown as EventLine));
       if (page.length === 1000) {
         yield page;
@@ -185,5 +292,33 @@ export async function verifyBundle(
     }
     yield page;
   }
-  return { chain: chainName, ...(await walkChain(events(), chain)) };
+  const walked = await walkChain(events(), state);
+  const stray = foreign as ChainBreak | null;
+  // The walk checked every checkpoint's signature and, up to its last event, that each one's head is
+  // the hash of the event at its position; the start's checkpoint was compared above.
+  const signed = checkpoints
+    .filter((c) => c.seq >= state.start.seq && c.seq <= walked.lastSeq)
+    .reduce<StoredCheckpoint | null>((a, c) => (a && a.seq >= c.seq ? a : c), null);
+  const lastSigned = signed ? { seq: signed.seq, at: signed.signedAt } : null;
+  if (stray && (!walked.broken || walked.broken.seq === null || walked.broken.seq >= (stray.seq ?? 0))) {
+    return result(walked, stray, lastSigned);
+  }
+  if (walked.broken) return result(walked, walked.broken, lastSigned);
+  const tail = walked.lastSeq - (lastSigned?.seq ?? state.start.seq);
+  if (tail > 0 && !options.allowUnsignedTail) {
+    const since = lastSigned
+      ? `the last signed checkpoint, seq ${lastSigned.seq} (signed ${lastSigned.at.toISOString()})`
+      : 'the start: the bundle has no signed checkpoint over its events';
+    return result(
+      walked,
+      {
+        kind: 'unsigned',
+        seq: walked.lastSeq - tail + 1,
+        eventId: null,
+        message: `${tail} event(s) after ${since} are covered by no signature`,
+      },
+      lastSigned,
+    );
+  }
+  return result(walked, null, lastSigned);
 }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
 import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
-import { chainPages } from './store.ts';
+import { chainPages, type FollowedHead } from './store.ts';
 import type { AuditEventsTable } from './tables.ts';
 import type { CheckedEvent } from './walk.ts';
 
@@ -90,14 +90,19 @@ function checkRow(row: CheckRow): CheckedEvent {
   return { seq: Number(seq), id, prevHash, hash, intact };
 }
 
-/** A chain's events after `afterSeq`, checked page by page, in sequence order. */
+/**
+ * A chain's events after `afterSeq`, checked page by page, in sequence order. With `follow`, the head
+ * is read again at `headSeq` and the events appended meanwhile come too (chainPages).
+ */
 export async function* checkedEvents(
   db: Database,
   tenantId: string | null,
   afterSeq: number,
   headSeq: number,
+  follow?: (head: FollowedHead) => void,
 ): AsyncGenerator<CheckedEvent[]> {
-  for await (const rows of chainPages<CheckRow>(db, tenantId, checkColumns, afterSeq, headSeq)) {
+  const pages = chainPages<CheckRow>(db, tenantId, checkColumns, afterSeq, headSeq, undefined, follow);
+  for await (const rows of pages) {
     yield rows.map(checkRow);
   }
 }

@@ -8,7 +8,7 @@ import type { Database } from '../platform/db/index.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { createCheckpoint } from './store.ts';
+import { createCheckpoint, listChains } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -47,11 +47,22 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
   const print = (line: string) => deps.out.write(`${line}\n`);
   const audit = root.command('audit').description('the audit trail: verify, checkpoint, export');
 
+  /**
+   * The chains a command covers: one tenant's, the platform's, or every chain that has a head (whether
+   * or not its tenant still exists) together with every tenant (whose chain may have no head yet).
+   */
   async function chains(db: Database, slug: string | undefined, platform: boolean): Promise<ChainRef[]> {
     if (slug) return [{ id: await deps.tenantId(db, slug), label: `tenant ${slug}` }];
     const all: ChainRef[] = [{ id: null, label: 'platform' }];
     if (platform) return all;
-    for await (const t of deps.tenants(db)) all.push(t);
+    const tenants = new Map<string, ChainRef>();
+    for await (const t of deps.tenants(db)) if (t.id !== null) tenants.set(t.id, t);
+    for (const id of await listChains(db)) {
+      if (id === null) continue;
+      all.push(tenants.get(id) ?? { id, label: `chain ${id} (no tenant)` });
+      tenants.delete(id);
+    }
+    all.push(...tenants.values());
     return all;
   }
 
@@ -172,13 +183,30 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .command('verify-file <bundle>')
     .description('verify an exported bundle offline, with no database: only the bundle and the public key')
     .requiredOption('--public-key <file>', 'trusted Ed25519 public key (PEM)', collect, [])
-    .action(async (bundle: string, opts: { publicKey: string[] }) => {
-      const result = await verifyBundle(bundle, keysFrom(opts.publicKey));
+    .option(
+      '--allow-unsigned-tail',
+      'accept events after the last signed checkpoint (they are counted; no signature covers them)',
+    )
+    .action(async (bundle: string, opts: { publicKey: string[]; allowUnsignedTail?: boolean }) => {
+      const result = await verifyBundle(bundle, keysFrom(opts.publicKey), {
+        allowUnsignedTail: Boolean(opts.allowUnsignedTail),
+      });
       if (result.broken) {
         print(describeBreak(result.chain, result.broken));
-        throw new Error('the bundle failed verification');
+        throw new Error(
+          result.broken.kind === 'unsigned'
+            ? 'the bundle has events no signed checkpoint covers (--allow-unsigned-tail accepts them)'
+            : 'the bundle failed verification',
+        );
       }
-      print(`${result.chain}: ok, ${result.events} events, ${result.checkpoints} signed checkpoints`);
+      const signed = result.lastSigned
+        ? `signed through seq ${result.lastSigned.seq} at ${result.lastSigned.at.toISOString()}`
+        : 'no signed checkpoint over its events';
+      const after = result.lastSigned ? ' after it' : '';
+      const tail = result.unsigned > 0 ? `, ${result.unsigned} events${after} unsigned` : '';
+      print(
+        `${result.chain}: ok, ${result.events} events, ${result.checkpoints} signed checkpoints, ${signed}${tail}`,
+      );
     });
 }
 
@@ -204,7 +232,11 @@ async function withProgress<T>(
       if (!started) {
         bar.start(Math.max(total, 1), done);
         started = true;
-      } else bar.update(done);
+      } else {
+        // verify follows a chain that grows while it runs: the total grows with it.
+        if (total > bar.getTotal()) bar.setTotal(total);
+        bar.update(done);
+      }
     });
   } finally {
     if (started) bar.stop();

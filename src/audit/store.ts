@@ -18,6 +18,18 @@ export function inChain<R>(
     : db.withTenant<AuditTables, R>(asTenantId(tenantId), fn);
 }
 
+/**
+ * Every chain that has a head, the platform's first: tenant ids (null for the platform), whether or not
+ * a tenant of that id still exists (migration 0053's audit_chains()).
+ */
+export async function listChains(db: Database): Promise<(string | null)[]> {
+  return db.withSystem<AuditTables, (string | null)[]>(async (tx) => {
+    const { rows } = await sql<{ tenant_id: string | null }>`
+      SELECT tenant_id::text AS tenant_id FROM audit_chains()`.execute(tx);
+    return rows.map((r) => r.tenant_id);
+  });
+}
+
 /** The rows of one chain: a tenant's, or the platform's (tenant_id NULL). */
 export const chainFilter = (tenantId: string | null) =>
   tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
@@ -80,6 +92,12 @@ export const eventColumns = sql`id, tenant_id, occurred_at, actor_type, actor_id
   target_type, target_id, outcome, ip::text AS ip, user_agent, request_id, details, chain_seq::text AS seq,
   prev_hash, hash`;
 
+/** The chain's head as a reader that follows it reads it again: its position and hash. */
+export interface FollowedHead {
+  seq: number;
+  hash: Uint8Array;
+}
+
 /**
  * A chain's rows after `afterSeq`, in sequence order, page by page (one short transaction each), as
  * `columns` reads them (`seq` is the position as text). Up to `headSeq` each page is a bounded range of
@@ -87,6 +105,11 @@ export const eventColumns = sql`id, tenant_id, occurred_at, actor_type, actor_id
  * estimates (without statistics on a freshly loaded table it sorted every remaining event for each
  * page) nor on the length of the chain. Past the head, rows that should not exist are still read, so
  * that verification can name them.
+ *
+ * With `follow`, the head is read again once the rows up to `headSeq` are read, in the same statement
+ * as the first rows beyond it: if it moved on (events appended meanwhile), `follow` hears the new head
+ * and the rows up to it come next, read like the others; only rows beyond the head of that statement
+ * follow them. Without it, every row after `headSeq` comes as it is (readers that stop at the head).
  */
 export async function* chainPages<Row extends { seq: string }>(
   db: Database,
@@ -95,6 +118,7 @@ export async function* chainPages<Row extends { seq: string }>(
   afterSeq: number,
   headSeq = afterSeq,
   pageSize = 5000,
+  follow?: (head: FollowedHead) => void,
 ): AsyncGenerator<Row[]> {
   const page = (after: number, upTo: number | null) =>
     inChain(db, tenantId, async (tx) => {
@@ -104,20 +128,56 @@ export async function* chainPages<Row extends { seq: string }>(
         ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
       return rows;
     });
+  // The head and the first rows beyond it (and beyond `after`) in one statement, hence one snapshot:
+  // an append commits its events and its head together, so no committed event lies beyond this head.
+  const beyondHead = (after: number) =>
+    inChain(db, tenantId, async (tx) => {
+      const { rows } = await sql<Row & { head_seq: string | null; head_hash: Uint8Array | null }>`
+        SELECT h.seq::text AS head_seq, h.head_hash, e.*
+        FROM (SELECT 1) AS one
+        LEFT JOIN audit_chain_heads h ON h.chain = ${tenantId ?? 'platform'}
+        LEFT JOIN LATERAL (SELECT ${columns} FROM audit_events
+          WHERE ${chainFilter(tenantId)} AND chain_seq > greatest(${after}::bigint, coalesce(h.seq, 0))
+          ORDER BY chain_seq LIMIT ${pageSize}) e ON true`.execute(tx);
+      const first = rows[0];
+      const head =
+        first?.head_seq == null ? null : { seq: Number(first.head_seq), hash: bytes(first.head_hash) };
+      const events: Row[] = [];
+      for (const { head_seq: _seq, head_hash: _hash, ...row } of rows) {
+        if (row.seq !== null) events.push(row as unknown as Row);
+      }
+      return { head, rows: events };
+    });
   // One page ahead: the database produces the next page while this one is hashed. A reader that stops
   // early leaves at most that page's short transaction to finish on its own (its failure is then moot).
-  const fetch = (from: number) => {
-    const pending = page(from, Math.min(from + pageSize, headSeq));
+  const fetch = (from: number, upTo: number) => {
+    const pending = page(from, Math.min(from + pageSize, upTo));
     pending.catch(() => {});
     return pending;
   };
-  let after = afterSeq;
-  let next = after < headSeq ? fetch(after) : null;
-  while (next) {
-    const rows = await next;
-    after = Math.min(after + pageSize, headSeq);
-    next = after < headSeq ? fetch(after) : null;
-    yield rows;
+  async function* upTo(from: number, to: number): AsyncGenerator<Row[]> {
+    let after = from;
+    let next = after < to ? fetch(after, to) : null;
+    while (next) {
+      const rows = await next;
+      after = Math.min(after + pageSize, to);
+      next = after < to ? fetch(after, to) : null;
+      yield rows;
+    }
+  }
+  yield* upTo(afterSeq, headSeq);
+  let after = Math.max(afterSeq, headSeq);
+  if (follow) {
+    const tail = await beyondHead(after);
+    if (tail.head && tail.head.seq > after) {
+      follow(tail.head);
+      yield* upTo(after, tail.head.seq);
+      after = tail.head.seq;
+    }
+    yield tail.rows;
+    const last = tail.rows.at(-1);
+    if (!last || tail.rows.length < pageSize) return;
+    after = Number(last.seq);
   }
   for (;;) {
     const rows = await page(after, null);
@@ -169,6 +229,28 @@ export async function unchainedEvents(tx: Kysely<AuditTables>, tenantId: string 
     SELECT count(*)::text AS count, (array_agg(id ORDER BY occurred_at DESC))[1]::text AS first
     FROM audit_events WHERE ${chainFilter(tenantId)} AND chain_seq IS NULL`.execute(tx);
   return { count: Number(rows[0]?.count ?? 0), newest: rows[0]?.first ?? null };
+}
+
+/**
+ * Events of the chain at or below `prunedThrough`: retention deleted that range, so any row there was
+ * written back into it (the insert trigger of migration 0052 refuses that, except to the table owner
+ * with the trigger off). One range scan of the chain's position index; usually it finds nothing.
+ */
+export async function eventsInPrunedRange(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  prunedThrough: number,
+): Promise<{ count: number; first: { seq: number; id: string } | null }> {
+  if (prunedThrough <= 0) return { count: 0, first: null };
+  const { rows } = await sql<{ count: string; seq: string | null; id: string | null }>`
+    SELECT count(*)::text AS count, min(chain_seq)::text AS seq,
+      (array_agg(id ORDER BY chain_seq))[1]::text AS id
+    FROM audit_events WHERE ${chainFilter(tenantId)} AND chain_seq IS NOT NULL
+      AND chain_seq <= ${prunedThrough}`.execute(tx);
+  const row = rows[0];
+  const count = Number(row?.count ?? 0);
+  if (count === 0 || !row?.seq || !row.id) return { count: 0, first: null };
+  return { count, first: { seq: Number(row.seq), id: row.id } };
 }
 
 /**

@@ -17,7 +17,8 @@ export interface StoredCheckpoint {
   signature: Uint8Array;
 }
 
-export type BreakKind = 'modified' | 'deleted' | 'inserted' | 'reordered' | 'checkpoint';
+/** `unsigned`: only from verify-file, events after the bundle's last signed checkpoint (bundle.ts). */
+export type BreakKind = 'modified' | 'deleted' | 'inserted' | 'reordered' | 'checkpoint' | 'unsigned';
 
 /** The first thing found wrong, named by position and, where the event still exists, by id. */
 export interface ChainBreak {
