@@ -168,12 +168,18 @@ describe('the catalogue: every tenant-owned table is under row-level security', 
       rls: boolean;
       forced: boolean;
       policies: string[];
+      otherPolicies: string[];
       ledByTenant: boolean;
     }>(`
       SELECT c.relname AS table, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
              coalesce((SELECT array_agg(coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' / ' ||
                                         coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''))
-                         FROM pg_policy p WHERE p.polrelid = c.oid), '{}') AS policies,
+                         FROM pg_policy p WHERE p.polrelid = c.oid
+                          AND (0 = ANY (p.polroles) OR 'rampart_app'::regrole = ANY (p.polroles))), '{}')
+               AS policies,
+             coalesce((SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p
+                        WHERE p.polrelid = c.oid AND NOT (0 = ANY (p.polroles))
+                          AND NOT ('rampart_app'::regrole = ANY (p.polroles))), '{}') AS "otherPolicies",
              EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum) AS "ledByTenant"
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -191,6 +197,11 @@ describe('the catalogue: every tenant-owned table is under row-level security', 
       expect(row.policies.length, `${row.table} has no policy`).toBeGreaterThan(0);
       // Policies are permissive and OR together: a single one not bound to the current tenant opens the table.
       for (const policy of row.policies) expect(policy, row.table).toContain('rampart_current_tenant()');
+      // Policies for other roles do not reach the app. The one there is lets the owner's
+      // SECURITY DEFINER audit_chains() list chain names (migration 0053); any other is a decision to make.
+      expect(row.otherPolicies, row.table).toEqual(
+        row.table === 'audit_chain_heads' ? ['audit_chain_list'] : [],
+      );
     }
   });
 

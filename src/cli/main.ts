@@ -11,6 +11,7 @@ import {
   createPasswordHasher,
   type OperatorAdmin,
   OperatorDisableBody,
+  type OperatorService,
   OperatorTokenLabel,
   toTenantRef,
 } from '../identity/index.ts';
@@ -72,6 +73,20 @@ async function withAnnouncingTenancy<T>(
 }
 
 /** Operator administration that announces revocations on the bus, so running servers drop them at once. */
+/** The operator service on the configured database (creating operators, issuing their tokens). */
+function withOperators<T>(config: Config, fn: (operators: OperatorService) => Promise<T>): Promise<T> {
+  return withDatabase(config, (db) =>
+    fn(
+      createOperatorService({
+        db,
+        clock: systemClock,
+        tokenTtlDays: config.operatorTokenTtlDays,
+        publicUrl: config.publicUrl,
+      }),
+    ),
+  );
+}
+
 async function withOperatorAdmin<T>(
   config: Config,
   io: CliIo,
@@ -196,14 +211,8 @@ function program(io: CliIo): Command {
     .requiredOption('--email <email>', 'login email')
     .option('--name <name>', 'display name', 'Operator')
     .action(async (opts: { email: string; name: string }) => {
-      const cfg = config();
-      await withDatabase(cfg, async (db) => {
-        const issued = await createOperatorService({
-          db,
-          clock: systemClock,
-          tokenTtlDays: cfg.operatorTokenTtlDays,
-          publicUrl: cfg.publicUrl,
-        }).create(cliContext(), opts.email, opts.name);
+      await withOperators(config(), async (operators) => {
+        const issued = await operators.create(cliContext(), opts.email, opts.name);
         print(
           `created operator ${issued.email}; API token (shown once, expires ${issued.expiresAt.toISOString()}):`,
         );
@@ -232,14 +241,8 @@ function program(io: CliIo): Command {
     .option('--label <text>', 'what the token is for (shown in the token list)', 'api')
     .action(async (email: string, opts: { label: string }) => {
       checkInput(OperatorTokenLabel, { label: opts.label }, { label: '--label' });
-      const cfg = config();
-      await withDatabase(cfg, async (db) => {
-        const issued = await createOperatorService({
-          db,
-          clock: systemClock,
-          tokenTtlDays: cfg.operatorTokenTtlDays,
-          publicUrl: cfg.publicUrl,
-        }).issueToken(cliContext(), email, opts.label);
+      await withOperators(config(), async (operators) => {
+        const issued = await operators.issueToken(cliContext(), email, opts.label);
         print(
           `issued API token "${opts.label}" to operator ${issued.email} (shown once, expires ${issued.expiresAt.toISOString()}):`,
         );
