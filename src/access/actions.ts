@@ -91,7 +91,8 @@ export function wireCriticalActions(
     key: 'audit.retention.shorten',
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
-    execute: ({ tenant, ctx, params }) => retention.set(tenant.id, ctx, (params as { days: number }).days),
+    execute: ({ tenant, ctx, params }) =>
+      retention.set(tenant.id, ctx, (params as { days: number }).days, { approved: true }),
     basis: async (tenant) => ({ days: (await retention.get(tenant.id)).days }),
   });
 
@@ -129,6 +130,8 @@ export function wireCriticalActions(
     ];
   });
 
+  // A first look: a lengthening that commits after it makes this PUT a shortening, which the write
+  // itself then refuses unapproved (retention.set decides again on the locked row).
   critical.gate('audit.retention', async (request, tenant) => {
     const { days } = request.body as { days: number };
     const current = await retention.get(tenant.id);
