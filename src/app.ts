@@ -156,6 +156,8 @@ declare module 'fastify' {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+/** Asked of access: does this tenant need a second approver to shorten its audit retention? */
+const shortenRetention = { action: 'audit.retention.shorten', params: {}, summary: '' };
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -348,6 +350,8 @@ export async function buildApp({
     clock,
     defaultDays: config.auditRetentionDays,
     platformDays: config.auditPlatformRetentionDays,
+    shorteningNeedsApproval: async (tenantId) =>
+      (await access.approvals.firstRequired(tenantId, [shortenRetention])) !== undefined,
   });
   wireCriticalActions(access.critical, {
     identity,

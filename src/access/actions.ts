@@ -94,8 +94,8 @@ export function wireCriticalActions(
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
     execute: ({ tenant, ctx, params, guard }) =>
-      retention.set(tenant.id, ctx, (params as { days: number }).days, guard),
-    basis: async (tx) => ({ days: (await retention.lockedIn(tx)).days }),
+      retention.set(tenant.id, ctx, (params as { days: number }).days, { approved: true, guard }),
+    basis: async (tx, tenant) => ({ days: (await retention.lockedIn(tx, tenant.id)).days }),
   });
 
   critical.define({
@@ -132,6 +132,8 @@ export function wireCriticalActions(
     ];
   });
 
+  // A first look: a lengthening that commits after it makes this PUT a shortening, which the write
+  // itself then refuses unapproved (retention.set decides again on the locked row).
   critical.gate('audit.retention', async (request, tenant) => {
     const { days } = request.body as { days: number };
     const current = await retention.get(tenant.id);

@@ -2,9 +2,10 @@ import type { KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
+import { type ExpectedPoint, parseExpectedPoint, readExpectFile, reportAnchors } from './anchors.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
@@ -34,7 +35,29 @@ export interface AuditCliDeps {
   context: ActionContext;
 }
 
+interface VerifyOpts {
+  tenant?: string;
+  platform?: boolean;
+  publicKey: string[];
+  expect: ExpectedPoint[];
+  expectFile?: string;
+  maxCheckpointAge?: number;
+}
+
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+function collectPoint(value: string, previous: ExpectedPoint[]): ExpectedPoint[] {
+  try {
+    return [...previous, parseExpectedPoint(value)];
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function parseSeconds(value: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('give a whole number of seconds');
+  return Number(value);
+}
 
 function describeBreak(label: string, b: ChainBreak): string {
   const where = b.seq === null ? '' : ` at seq ${b.seq}`;
@@ -80,20 +103,46 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       collect,
       [],
     )
-    .action(async (opts: { tenant?: string; platform?: boolean; publicKey: string[] }) => {
+    .option(
+      '--expect <chain:seq:hash>',
+      "a point the chain must contain, as kept outside the database (a SIEM's audit.checkpoint)",
+      collectPoint,
+      [],
+    )
+    .option('--expect-file <file>', 'points to expect, one <chain>:<seq>:<hash> a line')
+    .option(
+      '--max-checkpoint-age <seconds>',
+      'fail when events older than this are not covered by a checkpoint this old',
+      parseSeconds,
+    )
+    .action(async (opts: VerifyOpts) => {
       const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
+      const points = [...opts.expect, ...(opts.expectFile ? readExpectFile(opts.expectFile) : [])];
       const broken = await deps.withDatabase(async (db) => {
         let failures = 0;
-        for (const chain of await chains(db, opts.tenant, Boolean(opts.platform))) {
+        const verified = await chains(db, opts.tenant, Boolean(opts.platform));
+        for (const chain of verified) {
           const report = await withProgress(deps.err, chain.label, (onProgress) =>
             verifyAuditChain(db, chain.id, { keys, onProgress }),
           );
           print(summarise(chain.label, report));
           if (report.broken) failures += 1;
         }
-        return failures;
+        // After the chains verified: are they behind what was seen outside the database?
+        const anchorOptions = { points, now: deps.clock.now(), allChains: !opts.tenant && !opts.platform };
+        return (
+          failures +
+          (await reportAnchors(
+            db,
+            verified,
+            opts.maxCheckpointAge === undefined
+              ? anchorOptions
+              : { ...anchorOptions, maxCheckpointAgeSeconds: opts.maxCheckpointAge },
+            print,
+          ))
+        );
       });
-      if (broken > 0) throw new Error(`${broken} chain(s) failed verification`);
+      if (broken > 0) throw new Error(`${broken} check(s) failed verification`);
     });
 
   audit

@@ -4,9 +4,17 @@ import { Webhook } from 'standardwebhooks';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
+import type { CheckpointMessage } from './checkpoint-messages.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
-import { formatSyslog, parseSyslogUrl, type SendSyslog, type SyslogEvent, sdIdFor } from './syslog.ts';
+import {
+  formatSyslog,
+  formatSyslogCheckpoint,
+  parseSyslogUrl,
+  type SendSyslog,
+  type SyslogEvent,
+  sdIdFor,
+} from './syslog.ts';
 import type { AuditTables } from './tables.ts';
 
 /** One outbound HTTP request. Injected, so the egress guard (src/protect/outbound/) can carry it. */
@@ -134,6 +142,8 @@ interface Claimed {
   secret_sealed: string | null;
   tls_ca: string | null;
   enqueued_at: Date;
+  /** What the row carries: an event, or a signed checkpoint (checkpoint-messages.ts). */
+  message: 'audit.event' | 'audit.checkpoint';
 }
 
 /** Seconds before attempt n+1 after n failures: 5 s doubling, at most an hour; never given up. */
@@ -183,13 +193,13 @@ export function createForwarder(deps: ForwarderDeps) {
         WHERE o.sink_id = due.sink_id AND o.event_id = due.event_id AND s.id = o.sink_id
           AND s.disabled_at IS NULL
         RETURNING o.sink_id, o.event_id, o.payload::text AS payload, o.attempts, s.kind, s.url,
-          s.secret_sealed, s.tls_ca, o.enqueued_at`.execute(tx);
+          s.secret_sealed, s.tls_ca, o.enqueued_at, o.message`.execute(tx);
       return rows;
     });
   }
 
   async function deliver(row: Claimed, now: Date): Promise<string | null> {
-    const body = `{"type":"audit.event","timestamp":${JSON.stringify(now.toISOString())},"data":${row.payload}}`;
+    const body = `{"type":${JSON.stringify(row.message)},"timestamp":${JSON.stringify(now.toISOString())},"data":${row.payload}}`;
     try {
       const signature = signerFor(row).sign(row.event_id, now, body);
       const res = await deps.send({
@@ -219,10 +229,16 @@ export function createForwarder(deps: ForwarderDeps) {
         let error: string | null = null;
         try {
           if (!deps.sendSyslog) throw new Error('syslog delivery is not configured');
-          const messages = batch.map((row) => {
-            const event = JSON.parse(row.payload) as SyslogEvent;
-            return formatSyslog(event, row.payload, undefined, sdId);
-          });
+          const messages = batch.map((row) =>
+            row.message === 'audit.checkpoint'
+              ? formatSyslogCheckpoint(
+                  JSON.parse(row.payload) as CheckpointMessage,
+                  row.payload,
+                  undefined,
+                  sdId,
+                )
+              : formatSyslog(JSON.parse(row.payload) as SyslogEvent, row.payload, undefined, sdId),
+          );
           await deps.sendSyslog({ url: first.url, ca: first.tls_ca }, messages);
         } catch (e) {
           error = (e as Error).message.slice(0, 300) || 'send failed';

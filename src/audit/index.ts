@@ -4,8 +4,16 @@ export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-
 export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
 export { alertRoutes } from './alert-routes.ts';
 export { type AlertService, createAlertService } from './alert-service.ts';
+export {
+  checkExpectedPoint,
+  checkpointLag,
+  describeCheckpointLag,
+  type ExpectedPoint,
+  parseExpectedPoint,
+} from './anchors.ts';
 export { chainHash } from './canonical.ts';
 export { type AuditActionDef, auditActions, defineAuditActions, isKnownAuditAction } from './catalogue.ts';
+export { type CheckpointMessage, checkpointMessage } from './checkpoint-messages.ts';
 export { denialAuditor } from './denials.ts';
 export {
   createForwarder,
@@ -18,14 +26,25 @@ export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
 export { createReadCounter, type ReadCounter, readCountingPlugin } from './reads.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
-export { createRetentionService, type RetentionService } from './retention.ts';
+export {
+  createRetentionService,
+  RETENTION_CHANGE_DELAY_DAYS,
+  type RetentionService,
+  retentionInForce,
+} from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';
 export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 export { createCheckpoint } from './store.ts';
-export { createSyslogTransport, formatSyslog, type SendSyslog, sdIdFor } from './syslog.ts';
+export {
+  createSyslogTransport,
+  formatSyslog,
+  formatSyslogCheckpoint,
+  type SendSyslog,
+  sdIdFor,
+} from './syslog.ts';
 export type { AuditTables } from './tables.ts';
 export { type ChainReport, verifyAuditChain } from './verify.ts';
 

@@ -8,6 +8,13 @@ import type { AuditTables } from './tables.ts';
 /** The shortest retention a tenant may set; the database enforces the same floor (migration 0034). */
 export const MIN_RETENTION_DAYS = 30;
 export const MAX_RETENTION_DAYS = 36_500;
+/**
+ * How long a shortened retention waits before pruning uses it (the database uses the same, migration
+ * 0055): whoever shortens it cannot have evidence deleted at the next hourly prune.
+ */
+export const RETENTION_CHANGE_DELAY_DAYS = 30;
+const DAY_MS = 86_400_000;
+const delayMs = RETENTION_CHANGE_DELAY_DAYS * DAY_MS;
 
 export interface RetentionView {
   days: number;
@@ -22,66 +29,138 @@ export interface RetentionDeps {
   defaultDays: number;
   /** Days the platform chain keeps events (AUDIT_PLATFORM_RETENTION_DAYS). */
   platformDays: number;
+  /**
+   * Whether shortening the tenant's retention needs a second person's approval (access: the tenant has
+   * `audit.retention.shorten` on its four-eyes list). Absent: it never does.
+   */
+  shorteningNeedsApproval?: (tenantId: string) => Promise<boolean>;
+}
+
+interface StoredRetention {
+  days: number;
+  previous_days: number | null;
+  changed_at: Date | null;
+}
+
+const clampDays = (days: number) => Math.min(MAX_RETENTION_DAYS, Math.max(MIN_RETENTION_DAYS, days));
+
+/** The longest of the setting and the one it replaced while the change is younger than the delay. */
+export function retentionInForce(row: StoredRetention, at: Date): number {
+  const recent =
+    row.previous_days !== null &&
+    row.changed_at !== null &&
+    row.changed_at.getTime() > at.getTime() - delayMs;
+  return recent ? Math.max(row.days, row.previous_days ?? 0) : row.days;
+}
+
+/**
+ * Reads the tenant's row locked until the transaction ends. While the tenant has no row (the default
+ * applies) there is nothing to lock, so an advisory lock on the tenant serialises setters first: two
+ * setters never decide against a value the other is about to replace.
+ */
+async function lockRetention(tx: AnyTenantTx, tenantId: string) {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_retention'), hashtext(${tenantId}))`.execute(
+    tx,
+  );
+  const { rows } = await sql<StoredRetention>`SELECT days, previous_days, changed_at FROM audit_retention
+    FOR UPDATE`.execute(tx);
+  return rows[0];
 }
 
 /** Each chain's retention: a tenant's own setting (tenant admins change it) or the server's defaults. */
 export function createRetentionService(deps: RetentionDeps) {
   const { db, clock } = deps;
 
-  async function get(tenantId: string): Promise<RetentionView> {
-    return db.withTenant<AuditTables, RetentionView>(asTenantId(tenantId), async (tx) => {
-      const { rows } = await sql<{ days: number }>`SELECT days FROM audit_retention`.execute(tx);
-      const days = rows[0]?.days;
-      return days === undefined ? { days: deps.defaultDays, isDefault: true } : { days, isDefault: false };
+  const stored = (tenantId: string) =>
+    db.withTenant<AuditTables, StoredRetention | undefined>(asTenantId(tenantId), async (tx) => {
+      const { rows } = await sql<StoredRetention>`SELECT days, previous_days, changed_at
+        FROM audit_retention`.execute(tx);
+      return rows[0];
     });
-  }
 
-  /** The tenant's own setting, locked until the caller's transaction commits; undefined when it has none. */
-  async function lockedDays(tx: AnyTenantTx): Promise<number | undefined> {
-    const { rows } = await sql<{ days: number }>`SELECT days FROM audit_retention FOR UPDATE`.execute(tx);
-    return rows[0]?.days;
+  async function get(tenantId: string): Promise<RetentionView> {
+    const row = await stored(tenantId);
+    return row === undefined
+      ? { days: deps.defaultDays, isDefault: true }
+      : { days: row.days, isDefault: false };
   }
 
   return {
     get,
 
-    /** `get`, read in the caller's transaction and locked (what an approved change compares with). */
-    async lockedIn(tx: AnyTenantTx): Promise<RetentionView> {
-      const days = await lockedDays(tx);
-      return days === undefined ? { days: deps.defaultDays, isDefault: true } : { days, isDefault: false };
-    },
-
-    /** Days the chain keeps its events: the platform's setting, or the tenant's. */
-    async daysFor(tenantId: string | null): Promise<number> {
-      return tenantId === null ? deps.platformDays : (await get(tenantId)).days;
+    /**
+     * `get`, read in the caller's transaction and locked as `set` locks it (what an approved change
+     * compares with; the same lock order as a concurrent `set`).
+     */
+    async lockedIn(tx: AnyTenantTx, tenantId: string): Promise<RetentionView> {
+      const row = await lockRetention(tx, tenantId);
+      return row === undefined
+        ? { days: deps.defaultDays, isDefault: true }
+        : { days: row.days, isDefault: false };
     },
 
     /**
-     * Sets the tenant's retention (audited). Shortening it is a four-eyes critical action (access): an
-     * approved change passes the approval's `guard`, run first in this transaction.
+     * Days pruning keeps the chain's events: the platform's setting, or the longest retention the
+     * tenant had in effect during the last 30 days (a shortening takes effect 30 days after it was made).
      */
-    async set(tenantId: string, ctx: ActionContext, days: number, guard?: TxGuard): Promise<RetentionView> {
+    async daysFor(tenantId: string | null): Promise<number> {
+      if (tenantId === null) return deps.platformDays;
+      const row = await stored(tenantId);
+      return row === undefined ? deps.defaultDays : retentionInForce(row, clock.now());
+    },
+
+    /**
+     * Sets the tenant's retention (audited). Shortening it is a four-eyes critical action (access): the
+     * route's gate asks for approval when it sees a shortening, but it reads the retention before this
+     * write, so the write decides again on the locked row. An approved request runs with `approved` and
+     * its approval's `guard`, run first in this transaction.
+     */
+    async set(
+      tenantId: string,
+      ctx: ActionContext,
+      days: number,
+      options: { approved?: boolean; guard?: TxGuard } = {},
+    ): Promise<RetentionView> {
       if (!Number.isInteger(days) || days < MIN_RETENTION_DAYS || days > MAX_RETENTION_DAYS) {
         throw auditError(
           'bad_retention',
           `Retention is a whole number of days from ${MIN_RETENTION_DAYS} to ${MAX_RETENTION_DAYS}.`,
         );
       }
+      // Read before the locked transaction (it reads access settings in a transaction of its own).
+      const needsApproval = !options.approved && ((await deps.shorteningNeedsApproval?.(tenantId)) ?? false);
       await db.withTenant<AuditTables, void>(asTenantId(tenantId), async (tx) => {
-        await guard?.(tx);
-        // Read in this transaction: the "previous" recorded is the value this change replaced.
-        const previous = { days: (await lockedDays(tx)) ?? deps.defaultDays };
-        await sql`INSERT INTO audit_retention (tenant_id, days, updated_at)
-          VALUES (${tenantId}, ${days}, ${clock.now()})
+        await options.guard?.(tx);
+        const row = await lockRetention(tx, tenantId);
+        const previous = row?.days ?? deps.defaultDays;
+        if (days < previous && needsApproval) {
+          // A lengthening committed after the gate looked: this is now a shortening, never run unapproved.
+          throw auditError(
+            'retention_changed',
+            `The retention is now ${previous} days (it changed while this request was checked), so ${days} ` +
+              'days would shorten it, which needs a second person\u2019s approval in this tenant. Nothing was ' +
+              'changed; send the request again to ask for approval.',
+          );
+        }
+        // previous_days on a first own setting: the default that applied (the database cannot know it);
+        // on an update the database's trigger keeps the history itself (migration 0055).
+        await sql`INSERT INTO audit_retention (tenant_id, days, updated_at, previous_days)
+          VALUES (${tenantId}, ${days}, ${clock.now()}, ${clampDays(deps.defaultDays)})
           ON CONFLICT (tenant_id) DO UPDATE SET days = excluded.days, updated_at = excluded.updated_at`.execute(
           tx,
         );
+        const shortened = days < (row ? retentionInForce(row, clock.now()) : deps.defaultDays);
         await recordAuditEvent<AuditTables>(tx, clock, ctx, {
           tenantId,
           action: 'audit.retention.updated',
           outcome: 'success',
           target: { type: 'tenant', id: tenantId },
-          details: { days, previousDays: previous.days },
+          details: {
+            days,
+            previousDays: previous,
+            // When pruning starts to use a shorter retention.
+            ...(shortened ? { prunesByItFrom: new Date(clock.now().getTime() + delayMs).toISOString() } : {}),
+          },
         });
       });
       return { days, isDefault: false };

@@ -1,6 +1,7 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
+import { queueCheckpointForSinks } from './checkpoint-messages.ts';
 import type { CheckpointSigner } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 import type { StoredCheckpoint, StoredEvent } from './walk.ts';
@@ -273,6 +274,9 @@ export async function createCheckpoint(
       VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})
       ON CONFLICT DO NOTHING RETURNING seq::text`.execute(tx);
     if (rows.length === 0) return null;
-    return { ...body, keyId: signer.keyId, signature };
+    const checkpoint = { ...body, keyId: signer.keyId, signature };
+    // Also to the SIEM, in this transaction: a high-water mark the database cannot take back.
+    await queueCheckpointForSinks(tx, checkpoint);
+    return checkpoint;
   });
 }

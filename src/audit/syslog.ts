@@ -62,6 +62,30 @@ export function formatSyslog(
   return `${header} [${sdId} ${sd}] ${json}`;
 }
 
+/**
+ * A signed checkpoint (`audit.checkpoint`) as one RFC 5424 message: MSGID `checkpoint`, structured data
+ * with what a receiver keeps as the chain's high-water mark (chain, seq, head hash, key id) and the
+ * message id to drop copies by; MSG is the checkpoint JSON with its signature (checkpoint-messages.ts).
+ */
+export function formatSyslogCheckpoint(
+  checkpoint: { id: string; chain: string; seq: number; head: string; at: string; keyId: string },
+  json: string,
+  host = osHostname(),
+  sdId = sdIdFor(DOCUMENTATION_ENTERPRISE_NUMBER),
+): string {
+  const pri = FACILITY_LOG_AUDIT * 8 + 6;
+  const sd = [
+    ['checkpointId', checkpoint.id],
+    ['chain', checkpoint.chain],
+    ['seq', String(checkpoint.seq)],
+    ['head', checkpoint.head],
+    ['keyId', checkpoint.keyId],
+  ]
+    .map(([name, value]) => `${name}="${paramValue(value ?? '')}"`)
+    .join(' ');
+  return `<${pri}>1 ${checkpoint.at} ${headerField(host, 255)} rampart - checkpoint [${sdId} ${sd}] ${json}`;
+}
+
 /** Octet-counting frame: the message's length in bytes, a space, the message. */
 export const frame = (message: string) => `${Buffer.byteLength(message, 'utf8')} ${message}`;
 

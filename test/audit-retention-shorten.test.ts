@@ -1,0 +1,213 @@
+/**
+ * Shortening the audit retention (security review, LOW):
+ * - the four-eyes gate read the retention before the write, so a PUT racing an approved (or direct)
+ *   lengthening wrote a shorter value without approval; the write now decides on the locked row;
+ * - a shortening took effect at the next hourly prune; pruning now keeps events for the longest
+ *   retention in effect during the last 30 days (the app with its clock, the database with its own).
+ * The delay runs on PGlite and PostgreSQL; the race needs two connections, so PostgreSQL only.
+ */
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  checkpointSigner,
+  createCheckpoint,
+  createRetentionService,
+  pruneAllChains,
+  pruneChain,
+  recordAuditEvent,
+  trustedKeys,
+} from '../src/audit/index.ts';
+import { type ActionContext, systemContext } from '../src/platform/context.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { tenantAdmin } from './access-helpers.ts';
+import {
+  buildTestApp,
+  createTestDatabase,
+  engineUnderTest,
+  seedTenant,
+  type TestApp,
+  type TestDatabase,
+} from './helpers.ts';
+
+const DAY = 86_400_000;
+const signer = checkpointSigner(Buffer.from('audit-retention-shorten-test-root-key'));
+const keys = trustedKeys([signer.publicKey]);
+const ctx: ActionContext = { actor: { type: 'user', id: 'u-1' }, ip: null, userAgent: null, requestId: null };
+const pruner = systemContext('audit-retention');
+
+describe('a shortened retention takes effect for pruning only after 30 days', () => {
+  let t: TestDatabase;
+  let now = Date.now();
+  const clock = { now: () => new Date(now) };
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  async function write(tenantId: string, count: number, at: number) {
+    const before = now;
+    now = at;
+    for (let i = 0; i < count; i++) {
+      await t.db.withTenant(asTenantId(tenantId), (tx) =>
+        recordAuditEvent(tx, clock, ctx, {
+          tenantId,
+          action: 'tenancy.tenant.suspended',
+          outcome: 'success',
+        }),
+      );
+    }
+    await createCheckpoint(t.db, signer, clock, tenantId);
+    now = before;
+  }
+
+  const count = async (tenantId: string) =>
+    (
+      await t.engine.asOwner((o) =>
+        o.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE tenant_id = $1', [
+          tenantId,
+        ]),
+      )
+    )[0]?.n;
+
+  it('the next prune after shortening 400 to 30 days deletes nothing younger than 400 days', async () => {
+    now = Date.now();
+    const tenantId = randomUUID();
+    await write(tenantId, 5, now - 100 * DAY);
+    await write(tenantId, 2, now - DAY);
+    const retention = createRetentionService({ db: t.db, clock, defaultDays: 400, platformDays: 400 });
+    const prune = () =>
+      pruneAllChains(
+        {
+          db: t.db,
+          clock,
+          keys,
+          daysFor: (id) => retention.daysFor(id),
+          async *tenantIds() {
+            yield tenantId;
+          },
+        },
+        pruner,
+      );
+
+    await retention.set(tenantId, ctx, 30);
+    expect(await retention.get(tenantId)).toEqual({ days: 30, isDefault: false });
+    expect(await retention.daysFor(tenantId)).toBe(400); // the setting shows; pruning keeps the old one
+    expect((await prune()).events).toBe(0);
+    // The database keeps to it too, whatever cutoff the app passes (its own clock and history).
+    const direct = await pruneChain(t.db, clock, pruner, {
+      tenantId,
+      cutoff: new Date(now - 30 * DAY),
+      keys,
+    });
+    expect(direct.events).toBe(0);
+    expect(await count(tenantId)).toBe(8); // 7 written, one audit.retention.updated
+
+    // The app role cannot clear or back-date the history: the database keeps it.
+    await t.db.withTenant(asTenantId(tenantId), async (tx) => {
+      await sql`UPDATE audit_retention SET previous_days = NULL, changed_at = '2000-01-01', days = 31`.execute(
+        tx,
+      );
+    });
+    expect(await retention.daysFor(tenantId)).toBe(400);
+    expect((await pruneChain(t.db, clock, pruner, { tenantId, cutoff: new Date(now), keys })).events).toBe(0);
+
+    // 31 days on (the database's clock cannot be faked: its change time is moved back as its owner).
+    now += 31 * DAY;
+    await t.engine.asOwner(async (o) => {
+      // Its history trigger keeps even the owner from back-dating the change: off for this one statement.
+      await o.exec('ALTER TABLE audit_retention DISABLE TRIGGER audit_retention_history');
+      try {
+        await o.query(
+          `UPDATE audit_retention SET changed_at = changed_at - interval '31 days' WHERE tenant_id = $1`,
+          [tenantId],
+        );
+      } finally {
+        await o.exec('ALTER TABLE audit_retention ENABLE TRIGGER audit_retention_history');
+      }
+    });
+    expect(await retention.daysFor(tenantId)).toBe(31);
+    expect((await prune()).events).toBe(5);
+  });
+
+  it('a lengthening applies at once, and a later shortening keeps the longest of the last 30 days', async () => {
+    now = Date.now();
+    const tenantId = randomUUID();
+    await write(tenantId, 1, now);
+    const retention = createRetentionService({ db: t.db, clock, defaultDays: 100, platformDays: 400 });
+    await retention.set(tenantId, ctx, 900);
+    expect(await retention.daysFor(tenantId)).toBe(900);
+    await retention.set(tenantId, ctx, 300);
+    await retention.set(tenantId, ctx, 60);
+    expect(await retention.daysFor(tenantId)).toBe(900);
+  });
+});
+
+describe.skipIf(engineUnderTest !== 'postgres')('a PUT racing a lengthening (PostgreSQL)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await buildTestApp();
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('cannot write a shorter value than the lengthening it raced without approval', async () => {
+    const tenant = await seedTenant(app, 'race-co');
+    const ada = await tenantAdmin(app, 'race-co');
+    const bea = await tenantAdmin(app, 'race-co', 'bea@race-co.test');
+    const url = '/api/v1/t/race-co/audit/retention';
+    const owner = app.database.urls?.owner ?? '';
+    const holder = new pg.Client({ connectionString: owner });
+    const watcher = new pg.Client({ connectionString: owner });
+    await holder.connect();
+    await watcher.connect();
+    const waiting = async (n: number) => {
+      for (let i = 0; i < 400; i++) {
+        const { rows } = await watcher.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        if ((rows[0]?.n ?? 0) >= n) return;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      throw new Error(`fewer than ${n} sessions ever waited`);
+    };
+    try {
+      // Hold the tenant's chain head: Ada's lengthening writes its value, then waits to append its event.
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM audit_chain_heads WHERE chain = $1 FOR UPDATE', [tenant.id]);
+      const lengthen = app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 1000 } });
+      await waiting(1);
+      // Bea's gate reads 400 (Ada has not committed): 500 looks like a lengthening, no approval asked.
+      const racer = app.app.inject({ method: 'PUT', url, headers: bea.headers, payload: { days: 500 } });
+      await waiting(2);
+      await holder.query('COMMIT');
+      const [longer, raced] = await Promise.all([lengthen, racer]);
+
+      expect(longer.statusCode, longer.body).toBe(200);
+      // Once Ada committed, 500 shortens 1000: refused, nothing written, ask again (then for approval).
+      expect(raced.statusCode, raced.body).toBe(409);
+      expect(raced.json()).toMatchObject({ code: 'retention_changed' });
+      expect((await app.app.inject({ url, headers: ada.headers })).json()).toEqual({
+        days: 1000,
+        isDefault: false,
+      });
+      const again = await app.app.inject({
+        method: 'PUT',
+        url,
+        headers: bea.headers,
+        payload: { days: 500 },
+      });
+      expect(again.statusCode, again.body).toBe(202);
+      expect(again.json().approval.action).toBe('audit.retention.shorten');
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      await watcher.end();
+    }
+  });
+});
