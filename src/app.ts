@@ -384,6 +384,7 @@ export async function buildApp({
         guard: (host) => protection.outbound.socketGuard('siem', host),
         timeoutMs: config.outboundTimeoutMs,
       }),
+      maxBacklog: config.auditSinkMaxBacklog,
     }),
     forwardEveryMs: 1000,
     tenantIds: allTenantIds,
@@ -420,7 +421,7 @@ export async function buildApp({
   await app.register(tenancyRoutes, { tenancy });
   await app.register(auditRoutes, {
     audit: createAuditService({ db, clock }),
-    sinks: createSinkService({ db, clock, box: auditSinkBox }),
+    sinks: createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog }),
   });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {

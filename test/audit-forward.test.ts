@@ -94,17 +94,23 @@ it('a sink that is down loses nothing: every event arrives once it is back, sign
   expect(after.json()[0]).toMatchObject({ pending: 0, oldestPendingAt: null });
 });
 
-it('disabling a sink stops forwarding and is audited', async () => {
+it('disabling a sink drains it (the notice included), then stops it; audited', async () => {
   const [sink] = (await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json();
   const res = await t.app.inject({
     method: 'DELETE',
     url: `/api/v1/audit/sinks/${sink.id}`,
     headers: t.asOperator,
   });
-  expect(res.statusCode).toBe(204);
+  expect(res.statusCode).toBe(202);
+  expect((await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json()).toMatchObject([
+    { id: sink.id, state: 'draining' },
+  ]);
+  await drain(1);
+  expect(received.at(-1)?.body.data.action).toBe('audit.sink.disabled');
   expect((await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json()).toEqual([]);
   const events = await t.app.inject({ url: '/api/v1/audit/events?action=audit.sink', headers: t.asOperator });
   expect(events.json().items.map((e: { action: string }) => e.action)).toEqual([
+    'audit.sink.stopped',
     'audit.sink.disabled',
     'audit.sink.created',
   ]);

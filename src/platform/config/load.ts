@@ -32,6 +32,7 @@ const numberKeys = new Set<keyof Config>([
   'auditPruneSeconds',
   'auditAlertDeliveryMaxHours',
   'syslogEnterpriseNumber',
+  'auditSinkMaxBacklog',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -84,6 +85,7 @@ const defaults = {
   auditPruneSeconds: 3600,
   auditAlertDeliveryMaxHours: 72,
   syslogEnterpriseNumber: 32473,
+  auditSinkMaxBacklog: 1_000_000,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

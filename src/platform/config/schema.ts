@@ -59,6 +59,7 @@ export const configSchema = Type.Object(
     auditPruneSeconds: Type.Integer({ minimum: 60, maximum: 7 * 86_400 }),
     auditAlertDeliveryMaxHours: Type.Integer({ minimum: 1, maximum: 720 }),
     syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
+    auditSinkMaxBacklog: Type.Integer({ minimum: 1000, maximum: 100_000_000 }),
   },
   { additionalProperties: false },
 );
@@ -249,5 +250,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'SYSLOG_ENTERPRISE_NUMBER',
     doc: "IANA private enterprise number in syslog sinks' SD-ID (`rampart@<number>`); set your own. 32473 is reserved for documentation (RFC 5612).",
     default: '32473',
+  },
+  auditSinkMaxBacklog: {
+    env: 'AUDIT_SINK_MAX_BACKLOG',
+    doc: 'Undelivered events one SIEM sink may hold (1000 to 100000000); beyond it the oldest are dropped, counted and audited.',
+    default: '1000000',
   },
 };
