@@ -2,7 +2,7 @@
  * SIEM forwarding through the durable outbox: a local webhook receiver goes down while events are
  * produced; when it is back, every event arrives, signed (Standard Webhooks), de-duplicable by id.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createForwarder, type Forwarder } from '../src/audit/index.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
@@ -17,6 +17,8 @@ const receiver = webhookReceiver<{ type: string; data: { id: string; action: str
 const { received } = receiver;
 
 beforeAll(async () => {
+  // The app's periodic jobs stay still: this test runs the passes (on the fake clock).
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   t = await buildTestApp({ clock, env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32' } });
   forwarder = createForwarder({
     db: t.db,
@@ -29,6 +31,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await receiver.stop();
   await t?.close();
+  vi.useRealTimers();
 });
 
 async function drain(rounds: number) {

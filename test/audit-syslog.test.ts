@@ -5,7 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import {
   createForwarder,
   createSyslogTransport,
@@ -95,8 +95,9 @@ const stopReceiver = () => new Promise<void>((resolve) => receiver?.close(() => 
 
 beforeAll(async () => {
   cert = await makeDevCert({ hosts: ['127.0.0.1'], keyType: 'ec', days: 2 });
-  // An operator's own enterprise number instead of the documentation one: the app's own forwarder job
-  // delivers too, so both must carry it.
+  // The app's periodic jobs stay still (its forwarder would race this one on the fake clock, whose
+  // jumps expire a sink's lease mid-delivery); the operator's own enterprise number is set all the same.
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   t = await buildTestApp({
     clock,
     env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32', SYSLOG_ENTERPRISE_NUMBER: '64999' },
@@ -119,6 +120,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopReceiver();
   await t?.close();
+  vi.useRealTimers();
 });
 
 async function drain(rounds: number) {
