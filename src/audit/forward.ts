@@ -526,11 +526,14 @@ export function createForwarder(deps: ForwarderDeps) {
     async enforceBacklog(): Promise<{ sink: string; dropped: number }[]> {
       const overflowed: { sink: string; dropped: number }[] = [];
       const sinks = await deps.db.withSystem(async (tx: Tx) => {
-        await sql`DELETE FROM audit_outbox o USING audit_sinks s
-          WHERE o.sink_id = s.id AND s.stopped_at IS NOT NULL`.execute(tx);
-        const { rows } = await sql<{
-          id: string;
-        }>`SELECT id FROM audit_sinks WHERE stopped_at IS NULL`.execute(tx);
+        // Only a transaction open while a sink stopped can have queued such a row: look a day back,
+        // one sink at a time (its rows by index), never over the whole queue.
+        const since = new Date(deps.clock.now().getTime() - 86_400_000);
+        const { rows: stopped } = await sql<{ id: string }>`SELECT id FROM audit_sinks
+          WHERE stopped_at > ${since}`.execute(tx);
+        for (const { id } of stopped) await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}`.execute(tx);
+        const { rows } = await sql<{ id: string }>`SELECT id FROM audit_sinks
+          WHERE stopped_at IS NULL`.execute(tx);
         return rows;
       });
       for (const { id } of sinks) {
