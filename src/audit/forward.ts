@@ -464,7 +464,7 @@ export function createForwarder(deps: ForwarderDeps) {
       const limit = probe ? 1 : quota;
       const rows = await claim(sink, limit, now);
       if (rows.length === 0) {
-        // Another node took the due rows: give the sink back (still backing off if it was).
+        // Nothing (more) due, or another node took it: give the sink back (still backing off if it was).
         await deps.db.withSystem((tx: Tx) =>
           sql`UPDATE audit_sinks SET next_attempt_at = CASE WHEN failures = 0 THEN NULL ELSE ${now}::timestamptz END
             WHERE id = ${sink.id}`.execute(tx),
