@@ -16,6 +16,7 @@ import {
   operatorAuthenticator,
   operatorNeedsStepUp,
   permissionDef,
+  SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
 } from './access/index.ts';
@@ -157,7 +158,7 @@ declare module 'fastify' {
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 /** Asked of access: does this tenant need a second approver to shorten its audit retention? */
-const shortenRetention = { action: 'audit.retention.shorten', params: {}, summary: '' };
+const shortenRetention = { action: SHORTEN_RETENTION, params: {}, summary: '' };
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -434,6 +435,7 @@ export async function buildApp({
         guard: (host) => protection.outbound.socketGuard('siem', host),
         timeoutMs: config.outboundTimeoutMs,
       }),
+      maxBacklog: config.auditSinkMaxBacklog,
     }),
     forwardEveryMs: 1000,
     tenantIds: allTenantIds,
@@ -471,7 +473,7 @@ export async function buildApp({
   await app.register(tenancyRoutes, { tenancy });
   await app.register(auditRoutes, {
     audit: createAuditService({ db, clock }),
-    sinks: createSinkService({ db, clock, box: auditSinkBox }),
+    sinks: createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog }),
   });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {

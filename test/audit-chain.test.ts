@@ -528,6 +528,6 @@ describe('rampart audit verify covers every chain', () => {
     await tamper([`UPDATE audit_events SET outcome = 'denied' WHERE id = $1`, [ids[1]]]);
     const broken = await run('audit', 'verify');
     expect(broken.out).toContain(`chain ${orphan} (no tenant): BROKEN, modified at seq 2`);
-    expect(broken.failure?.message).toMatch(/chain\(s\) failed verification/);
+    expect(broken.failure?.message).toMatch(/check\(s\) failed verification/);
   });
 });

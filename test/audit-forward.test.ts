@@ -2,7 +2,7 @@
  * SIEM forwarding through the durable outbox: a local webhook receiver goes down while events are
  * produced; when it is back, every event arrives, signed (Standard Webhooks), de-duplicable by id.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createForwarder, type Forwarder } from '../src/audit/index.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
@@ -17,6 +17,8 @@ const receiver = webhookReceiver<{ type: string; data: { id: string; action: str
 const { received } = receiver;
 
 beforeAll(async () => {
+  // The app's periodic jobs stay still: this test runs the passes (on the fake clock).
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   t = await buildTestApp({ clock, env: { SECRET_KEY, OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32' } });
   forwarder = createForwarder({
     db: t.db,
@@ -29,6 +31,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await receiver.stop();
   await t?.close();
+  vi.useRealTimers();
 });
 
 async function drain(rounds: number) {
@@ -94,17 +97,23 @@ it('a sink that is down loses nothing: every event arrives once it is back, sign
   expect(after.json()[0]).toMatchObject({ pending: 0, oldestPendingAt: null });
 });
 
-it('disabling a sink stops forwarding and is audited', async () => {
+it('disabling a sink drains it (the notice included), then stops it; audited', async () => {
   const [sink] = (await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json();
   const res = await t.app.inject({
     method: 'DELETE',
     url: `/api/v1/audit/sinks/${sink.id}`,
     headers: t.asOperator,
   });
-  expect(res.statusCode).toBe(204);
+  expect(res.statusCode).toBe(202);
+  expect((await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json()).toMatchObject([
+    { id: sink.id, state: 'draining' },
+  ]);
+  await drain(1);
+  expect(received.at(-1)?.body.data.action).toBe('audit.sink.disabled');
   expect((await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json()).toEqual([]);
   const events = await t.app.inject({ url: '/api/v1/audit/events?action=audit.sink', headers: t.asOperator });
   expect(events.json().items.map((e: { action: string }) => e.action)).toEqual([
+    'audit.sink.stopped',
     'audit.sink.disabled',
     'audit.sink.created',
   ]);

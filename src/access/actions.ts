@@ -25,6 +25,9 @@ const mfaRank = { off: 0, staff: 1, all: 2 } as const;
  * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, taking
  * actions off the four-eyes list, shortening audit retention and exporting the audit trail. Each runs through the same service call as the direct route.
  */
+/** The four-eyes key of shortening the audit retention (asked of access by the retention service). */
+export const SHORTEN_RETENTION = 'audit.retention.shorten';
+
 export function wireCriticalActions(
   critical: CriticalActions,
   deps: {
@@ -90,7 +93,7 @@ export function wireCriticalActions(
   });
 
   critical.define({
-    key: 'audit.retention.shorten',
+    key: SHORTEN_RETENTION,
     description: 'Shorten how long the audit trail is kept (older events are pruned sooner)',
     onByDefault: true,
     execute: ({ tenant, ctx, params, guard }) =>

@@ -52,7 +52,8 @@ definePermissions('audit', 'tenant', {
 });
 definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
-  'audit-sinks:write': "Add and remove SIEM sinks (they receive every tenant's audit events)",
+  'audit-sinks:write':
+    "Add and disable SIEM sinks (they receive every tenant's audit events; a disabled one drains first)",
   'platform-alerts:read': "Read the platform's alerts and anomaly rule settings",
   'platform-alerts:write': "Acknowledge platform alerts; change the platform's rules and alert channels",
 });

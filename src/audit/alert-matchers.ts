@@ -257,6 +257,14 @@ function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
       summary: `Outbound ${String(e.details.purpose)} request to ${String(e.details.host)} refused (${String(e.details.reason)}).`,
     };
   }
+  if (rules['protect.incident'].enabled && e.action === 'audit.sink.overflowed') {
+    return {
+      rule: 'protect.incident',
+      keys: [`sink:${e.targetId}`],
+      events: [e],
+      summary: `SIEM sink ${e.targetId} is overflowing: its oldest undelivered events are being dropped (${String(e.details.dropped)} so far).`,
+    };
+  }
   if (rules['protect.incident'].enabled && e.action === 'protect.ratelimit.store_unavailable') {
     return {
       rule: 'protect.incident',

@@ -107,7 +107,14 @@ defineAuditActions('audit', {
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",
   'audit.sink.created': 'A SIEM sink was added',
-  'audit.sink.disabled': 'A SIEM sink was removed',
+  'audit.sink.disabled':
+    'A SIEM sink was disabled: it receives no new events and drains its backlog (this event included)',
+  'audit.sink.stopped':
+    'A disabled SIEM sink stopped: its backlog was delivered, or an operator stopped it at once (dropped count)',
+  'audit.sink.overflowed':
+    "A SIEM sink's backlog reached its maximum: its oldest undelivered events are being dropped (counted)",
+  'audit.sink.recovered':
+    'A SIEM sink that was overflowing receives again, with the number of events it lost',
   'audit.alert.raised': 'An anomaly rule raised an alert',
   'audit.alert.acknowledged': 'An alert was acknowledged',
   'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',

@@ -6,6 +6,7 @@ export const auditError = defineErrors({
   range_too_large: { status: 400, title: 'Time range too large' },
   bad_sink: { status: 400, title: 'Invalid sink' },
   sink_not_found: { status: 404, title: 'No such sink' },
+  sink_draining: { status: 409, title: 'Sink already draining' },
   bad_retention: { status: 400, title: 'Invalid retention' },
   retention_changed: { status: 409, title: 'Retention changed meanwhile' },
   bad_alert_settings: { status: 400, title: 'Invalid alert settings' },

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
-import type { ActionContext, Clock } from '../platform/context.ts';
+import { type ActionContext, type Clock, systemContext } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import type { CheckpointMessage } from './checkpoint-messages.ts';
@@ -63,8 +63,87 @@ export function checkSinkUrl(raw: string, code: 'bad_sink' | 'bad_alert_settings
 
 type Tx = SystemTx<AuditTables>;
 
+/** A sink's lifecycle: receiving events, draining its backlog after being disabled, stopped. */
+export type SinkState = 'active' | 'draining' | 'stopped';
+
+/** Backlog a sink may hold unless configured (AUDIT_SINK_MAX_BACKLOG). */
+export const DEFAULT_MAX_BACKLOG = 1_000_000;
+
+export interface SinkStatus {
+  id: string;
+  kind: SinkKind;
+  url: string;
+  state: Exclude<SinkState, 'stopped'>;
+  createdAt: string;
+  /** Undelivered events, counted up to the maximum backlog + 1 (a bounded count). */
+  pending: number;
+  oldestPendingAt: string | null;
+  /** Consecutive failed deliveries (0 when healthy); while above 0, one probe delivery at a time. */
+  failures: number;
+  nextAttemptAt: string | null;
+  lastErrorClass: string | null;
+  lastFailureAt: string | null;
+  /** Since when the backlog is at its maximum and its oldest events are being dropped, else null. */
+  overflowingSince: string | null;
+  /** Events dropped from this sink's backlog since it was added (overflow). */
+  dropped: number;
+}
+
+/**
+ * Every sink still delivering (active or draining), with its backlog: each count stops at `cap` rows
+ * (the maximum backlog + 1) so that reading it stays bounded however far a sink is behind.
+ */
+export async function sinkStatuses(tx: Tx, cap: number): Promise<SinkStatus[]> {
+  const { rows } = await sql<{
+    id: string;
+    kind: SinkKind;
+    url: string;
+    disabled_at: Date | null;
+    created_at: Date;
+    pending: number;
+    oldest: Date | null;
+    failures: number;
+    next_attempt_at: Date | null;
+    last_error_class: string | null;
+    last_failure_at: Date | null;
+    overflowed_at: Date | null;
+    dropped_total: string;
+  }>`
+    SELECT s.id, s.kind, s.url, s.disabled_at, s.created_at, s.failures, s.next_attempt_at,
+      s.last_error_class, s.last_failure_at, s.overflowed_at, s.dropped_total::text AS dropped_total,
+      (SELECT count(*)::int FROM (SELECT 1 FROM audit_outbox o WHERE o.sink_id = s.id LIMIT ${cap}) b) AS pending,
+      (SELECT o.enqueued_at FROM audit_outbox o WHERE o.sink_id = s.id
+        ORDER BY o.enqueued_at, o.event_id LIMIT 1) AS oldest
+    FROM audit_sinks s WHERE s.stopped_at IS NULL ORDER BY s.created_at, s.id`.execute(tx);
+  return rows.map((r) => ({
+    id: r.id,
+    kind: r.kind,
+    url: r.url,
+    state: r.disabled_at === null ? 'active' : 'draining',
+    createdAt: r.created_at.toISOString(),
+    pending: r.pending,
+    oldestPendingAt: r.oldest?.toISOString() ?? null,
+    failures: r.failures,
+    nextAttemptAt: r.next_attempt_at?.toISOString() ?? null,
+    lastErrorClass: r.last_error_class,
+    lastFailureAt: r.last_failure_at?.toISOString() ?? null,
+    overflowingSince: r.overflowed_at?.toISOString() ?? null,
+    dropped: Number(r.dropped_total),
+  }));
+}
+
 /** Operators' management of the platform's SIEM sinks. */
-export function createSinkService({ db, clock, box }: { db: Database; clock: Clock; box: SecretBox }) {
+export function createSinkService({
+  db,
+  clock,
+  box,
+  maxBacklog = DEFAULT_MAX_BACKLOG,
+}: {
+  db: Database;
+  clock: Clock;
+  box: SecretBox;
+  maxBacklog?: number;
+}) {
   return {
     async create(ctx: ActionContext, input: { kind: SinkKind; url: string; caPem?: string }) {
       const { kind } = input;
@@ -91,46 +170,61 @@ export function createSinkService({ db, clock, box }: { db: Database; clock: Clo
       return secret === null ? { id, kind, url } : { id, kind, url, secret };
     },
 
-    list: () =>
-      db.withSystem(async (tx: Tx) => {
-        const { rows } = await sql<{
-          id: string;
-          kind: SinkKind;
-          url: string;
-          created_at: Date;
-          pending: number;
-          oldest: Date | null;
-        }>`
-          SELECT s.id, s.kind, s.url, s.created_at, count(o.event_id)::int AS pending, min(o.enqueued_at) AS oldest
-          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
-          WHERE s.disabled_at IS NULL GROUP BY s.id ORDER BY s.created_at`.execute(tx);
-        return rows.map((r) => ({
-          id: r.id,
-          kind: r.kind,
-          url: r.url,
-          createdAt: r.created_at.toISOString(),
-          pending: r.pending,
-          oldestPendingAt: r.oldest?.toISOString() ?? null,
-        }));
-      }),
+    /** Sinks still delivering (active and draining), with their backlog and delivery state. */
+    list: () => db.withSystem((tx: Tx) => sinkStatuses(tx, maxBacklog + 1)),
 
-    disable: (ctx: ActionContext, id: string) =>
-      db.withSystem(async (tx: Tx) => {
-        const { rows } = await sql`UPDATE audit_sinks SET disabled_at = ${clock.now()}
-          WHERE id = ${id} AND disabled_at IS NULL RETURNING id`.execute(tx);
-        if (rows.length === 0) throw auditError('sink_not_found', 'No active sink has that id.');
-        await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}`.execute(tx);
-        await recordAuditEvent<AuditTables>(tx, clock, ctx, {
-          tenantId: null,
-          action: 'audit.sink.disabled',
-          outcome: 'success',
-          target: { type: 'audit_sink', id },
-        });
+    /**
+     * Disables a sink. An active sink receives `audit.sink.disabled` like every other sink (the event
+     * is queued while it is still active), then gets no new events and drains: it stops once its
+     * backlog, that notice last, is delivered. `now` on a draining sink stops it at once and drops what
+     * it still holds, audited with the count (the remaining sinks receive that).
+     */
+    disable: (ctx: ActionContext, id: string, options: { now?: boolean } = {}) =>
+      db.withSystem(async (tx: Tx): Promise<{ state: 'draining' | 'stopped'; dropped: number }> => {
+        const { rows } = await sql<{ disabled_at: Date | null }>`SELECT disabled_at FROM audit_sinks
+          WHERE id = ${id} AND stopped_at IS NULL FOR NO KEY UPDATE`.execute(tx);
+        const sink = rows[0];
+        if (!sink) throw auditError('sink_not_found', 'No active or draining sink has that id.');
+        if (sink.disabled_at === null) {
+          // Recorded first, while the sink is still active: it is queued for this sink too.
+          await recordAuditEvent<AuditTables>(tx, clock, ctx, {
+            tenantId: null,
+            action: 'audit.sink.disabled',
+            outcome: 'success',
+            target: { type: 'audit_sink', id },
+            details: { immediate: options.now === true },
+          });
+          await sql`UPDATE audit_sinks SET disabled_at = ${clock.now()} WHERE id = ${id}`.execute(tx);
+          if (!options.now) return { state: 'draining', dropped: 0 };
+        } else if (!options.now) {
+          throw auditError(
+            'sink_draining',
+            'The sink is already draining its backlog; add ?now=true to stop it at once and drop what it holds.',
+          );
+        }
+        const dropped = await stopSink(tx, clock, ctx, id, false);
+        return { state: 'stopped', dropped };
       }),
   };
 }
 
 export type SinkService = ReturnType<typeof createSinkService>;
+
+/** Stops a disabled sink: deletes what it still holds and records `audit.sink.stopped` (to the others). */
+async function stopSink(tx: Tx, clock: Clock, ctx: ActionContext, id: string, drained: boolean) {
+  const deleted = await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}`.execute(tx);
+  const dropped = Number(deleted.numAffectedRows ?? 0n);
+  await sql`UPDATE audit_sinks SET stopped_at = ${clock.now()}, next_attempt_at = NULL,
+    dropped_total = dropped_total + ${dropped} WHERE id = ${id}`.execute(tx);
+  await recordAuditEvent<AuditTables>(tx, clock, ctx, {
+    tenantId: null,
+    action: 'audit.sink.stopped',
+    outcome: 'success',
+    target: { type: 'audit_sink', id },
+    details: { drained, dropped },
+  });
+  return dropped;
+}
 
 interface Claimed {
   sink_id: string;
@@ -146,6 +240,36 @@ interface Claimed {
   message: 'audit.event' | 'audit.checkpoint';
 }
 
+/** A sink due for delivery, leased to this pass. */
+interface DueSink {
+  id: string;
+  kind: SinkKind;
+  url: string;
+  secret_sealed: string | null;
+  tls_ca: string | null;
+  failures: number;
+  overflowed_at: Date | null;
+  overflow_dropped: string;
+}
+
+/**
+ * What kind of failure a delivery met, for operators (stored on the sink and listed): a short class,
+ * never the message, which may carry a receiver's text or an address.
+ */
+export function errorClass(error: string): string {
+  const http = /^HTTP (\d)\d\d$/.exec(error);
+  if (http) return http[1] === '4' ? 'http_4xx' : http[1] === '5' ? 'http_5xx' : 'http_other';
+  const text = error.toLowerCase();
+  if (text.includes('not configured')) return 'not_configured';
+  if (text.includes('refused:') || text.includes('outbound request to')) return 'egress_refused';
+  if (/timed? ?out|timeout|etimedout/.test(text)) return 'timeout';
+  if (/econnrefused|connection refused/.test(text)) return 'connection_refused';
+  if (/enotfound|eai_again|getaddrinfo|has no address/.test(text)) return 'dns';
+  if (/cert|tls|ssl|self.signed|handshake/.test(text)) return 'tls';
+  if (/econnreset|epipe|socket|closed|hang up|other side/.test(text)) return 'connection';
+  return 'other';
+}
+
 /** Seconds before attempt n+1 after n failures: 5 s doubling, at most an hour; never given up. */
 export const backoffSeconds = (failures: number) => Math.min(5 * 2 ** Math.max(0, failures - 1), 3600);
 
@@ -158,21 +282,33 @@ export interface ForwarderDeps {
   sendSyslog?: SendSyslog;
   /** IANA private enterprise number of the syslog SD-ID (default: RFC 5612's documentation number). */
   syslogEnterpriseNumber?: number;
+  /** Rows claimed per pass over all due sinks; each sink gets an equal share of it (its quota). */
   batch?: number;
-  /** How long a claimed delivery is reserved for this node before another may retry it. */
+  /** How long a claimed sink and its rows are reserved for this node before another may retry them. */
   leaseMs?: number;
+  /** Undelivered events a sink may hold (AUDIT_SINK_MAX_BACKLOG); beyond it the oldest are dropped. */
+  maxBacklog?: number;
   onDelivered?: (lagMs: number) => void;
 }
 
+/** The platform job whose events (a sink stopped, overflowed, recovered) the forwarder records. */
+const forwarding = systemContext('audit-forwarding');
+
 /**
- * Delivers due outbox rows. A claim moves the rows' next attempt a lease ahead and commits at once, so
- * no transaction stays open during HTTP calls and a node that dies mid-way only delays delivery. Each
- * event is one Standard Webhooks message whose `webhook-id` is the event id: a receiver that sees an id
- * twice (a retry after a lost acknowledgement) can drop the copy.
+ * Delivers queued events, sink by sink. A pass leases every due sink that has due rows (a sink is due
+ * unless it is backing off after a failure, or another node holds it), gives each an equal share of the
+ * batch, and runs the sinks side by side: each claims its own rows oldest first, sends them and records
+ * its own outcome, so a slow or dead sink delays the others at most until the end of the pass. A sink
+ * that failed is backed off as a whole (5 s doubling to an hour, forever) and then probed with one
+ * event; when the probe is acknowledged its backlog flows again in the same pass. Claims commit at once
+ * (no transaction is open during network calls) and a node that dies mid-way only delays delivery.
+ * Each event is one Standard Webhooks message whose `webhook-id` is the event id: a receiver that sees
+ * an id twice (a retry after a lost acknowledgement) can drop the copy.
  */
 export function createForwarder(deps: ForwarderDeps) {
   const batch = deps.batch ?? 100;
   const leaseMs = deps.leaseMs ?? 60_000;
+  const maxBacklog = deps.maxBacklog ?? DEFAULT_MAX_BACKLOG;
   const sdId = deps.syslogEnterpriseNumber === undefined ? undefined : sdIdFor(deps.syslogEnterpriseNumber);
   const signers = new Map<string, Webhook>();
   const signerFor = (row: Claimed) => {
@@ -184,18 +320,49 @@ export function createForwarder(deps: ForwarderDeps) {
     return signer;
   };
 
-  async function claim(now: Date): Promise<Claimed[]> {
+  /** Leases the sinks that are due and have due rows (one node at a time per sink). */
+  async function claimSinks(now: Date): Promise<DueSink[]> {
     return deps.db.withSystem(async (tx: Tx) => {
-      const { rows } = await sql<Claimed>`
-        UPDATE audit_outbox o SET next_attempt_at = ${new Date(now.getTime() + leaseMs)}, attempts = o.attempts + 1
-        FROM (SELECT sink_id, event_id FROM audit_outbox WHERE next_attempt_at <= ${now}
-              ORDER BY next_attempt_at LIMIT ${batch} FOR UPDATE SKIP LOCKED) due, audit_sinks s
-        WHERE o.sink_id = due.sink_id AND o.event_id = due.event_id AND s.id = o.sink_id
-          AND s.disabled_at IS NULL
-        RETURNING o.sink_id, o.event_id, o.payload::text AS payload, o.attempts, s.kind, s.url,
-          s.secret_sealed, s.tls_ca, o.enqueued_at, o.message`.execute(tx);
+      const { rows } = await sql<DueSink>`
+        WITH due AS MATERIALIZED (
+          SELECT d.id FROM audit_sinks d
+          WHERE d.stopped_at IS NULL AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ${now})
+            AND EXISTS (SELECT 1 FROM audit_outbox o WHERE o.sink_id = d.id AND o.next_attempt_at <= ${now})
+          FOR NO KEY UPDATE SKIP LOCKED)
+        UPDATE audit_sinks s SET next_attempt_at = ${new Date(now.getTime() + leaseMs)}
+        FROM due WHERE s.id = due.id
+        RETURNING s.id, s.kind, s.url, s.secret_sealed, s.tls_ca, s.failures, s.overflowed_at,
+          s.overflow_dropped::text AS overflow_dropped`.execute(tx);
       return rows;
     });
+  }
+
+  /** Claims up to `limit` of a sink's due rows, oldest first. */
+  async function claim(sink: DueSink, limit: number, now: Date): Promise<Claimed[]> {
+    const rows = await deps.db.withSystem(async (tx: Tx) => {
+      const { rows } = await sql<
+        Pick<Claimed, 'event_id' | 'payload' | 'attempts' | 'enqueued_at' | 'message'>
+      >`
+        WITH due AS MATERIALIZED (
+          SELECT event_id FROM audit_outbox WHERE sink_id = ${sink.id} AND next_attempt_at <= ${now}
+          ORDER BY enqueued_at, event_id LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+        UPDATE audit_outbox o SET next_attempt_at = ${new Date(now.getTime() + leaseMs)}, attempts = o.attempts + 1
+        FROM due WHERE o.sink_id = ${sink.id} AND o.event_id = due.event_id
+        RETURNING o.event_id, o.payload::text AS payload, o.attempts, o.enqueued_at, o.message`.execute(tx);
+      return rows;
+    });
+    const oldestFirst = (a: Claimed, b: Claimed) =>
+      a.enqueued_at.getTime() - b.enqueued_at.getTime() || (a.event_id < b.event_id ? -1 : 1);
+    return rows
+      .map((row) => ({
+        ...row,
+        sink_id: sink.id,
+        kind: sink.kind,
+        url: sink.url,
+        secret_sealed: sink.secret_sealed,
+        tls_ca: sink.tls_ca,
+      }))
+      .sort(oldestFirst);
   }
 
   async function deliver(row: Claimed, now: Date): Promise<string | null> {
@@ -249,33 +416,178 @@ export function createForwarder(deps: ForwarderDeps) {
     return results.flat();
   }
 
-  return {
-    /** One pass: claim a batch, send it, record each outcome. Resolves to what happened. */
-    async deliverDue(): Promise<{ delivered: number; failed: number }> {
-      const now = deps.clock.now();
-      const claimed = await claim(now);
-      const webhooks = claimed.filter((row) => row.kind === 'webhook');
-      const outcomes = [
-        ...(await Promise.all(webhooks.map(async (row) => ({ row, error: await deliver(row, now) })))),
-        ...(await deliverSyslog(claimed.filter((row) => row.kind === 'syslog'))),
-      ];
-      const done = outcomes.filter((o) => o.error === null);
-      const failed = outcomes.filter((o) => o.error !== null);
-      await deps.db.withSystem(async (tx: Tx) => {
-        for (const { row } of done) {
+  /** Sends one sink's claimed rows: webhooks one message each, syslog one connection for all. */
+  async function send(sink: DueSink, rows: Claimed[], now: Date) {
+    if (sink.kind === 'syslog') return deliverSyslog(rows);
+    return Promise.all(rows.map(async (row) => ({ row, error: await deliver(row, now) })));
+  }
+
+  /**
+   * Records a sink's outcome: acknowledged rows deleted; on any failure the sink backs off as a whole
+   * (its failed rows due again as soon as the sink is) and keeps the class of the error.
+   */
+  async function record(sink: DueSink, outcomes: { row: Claimed; error: string | null }[], now: Date) {
+    const failed = outcomes.filter((o) => o.error !== null);
+    await deps.db.withSystem(async (tx: Tx) => {
+      for (const { row, error } of outcomes) {
+        if (error === null) {
           await sql`DELETE FROM audit_outbox WHERE sink_id = ${row.sink_id} AND event_id = ${row.event_id}`.execute(
             tx,
           );
           deps.onDelivered?.(now.getTime() - row.enqueued_at.getTime());
-        }
-        for (const { row, error } of failed) {
-          const next = new Date(now.getTime() + backoffSeconds(row.attempts) * 1000);
-          await sql`UPDATE audit_outbox SET next_attempt_at = ${next}, last_error = ${error}
+        } else {
+          await sql`UPDATE audit_outbox SET next_attempt_at = ${now}, last_error = ${error}
             WHERE sink_id = ${row.sink_id} AND event_id = ${row.event_id}`.execute(tx);
         }
-      });
-      return { delivered: done.length, failed: failed.length };
+      }
+      const { rows } = await sql<{ failures: number; overflowed_at: Date | null; overflow_dropped: string }>`
+        SELECT failures, overflowed_at, overflow_dropped::text AS overflow_dropped FROM audit_sinks
+        WHERE id = ${sink.id} FOR NO KEY UPDATE`.execute(tx);
+      const state = rows[0];
+      if (!state) return;
+      const first = failed[0];
+      if (first) {
+        const failures = state.failures + 1;
+        await sql`UPDATE audit_sinks SET failures = ${failures}, last_failure_at = ${now},
+          last_error_class = ${errorClass(first.error ?? '')},
+          next_attempt_at = ${new Date(now.getTime() + backoffSeconds(failures) * 1000)}
+          WHERE id = ${sink.id}`.execute(tx);
+        return;
+      }
+      await sql`UPDATE audit_sinks SET failures = 0, next_attempt_at = NULL, last_error_class = NULL,
+        overflowed_at = NULL, overflow_dropped = 0 WHERE id = ${sink.id}`.execute(tx);
+      if (state.overflowed_at !== null) {
+        // It receives again: say how many events it lost while overflowing (it receives this too).
+        await recordAuditEvent<AuditTables>(tx, deps.clock, forwarding, {
+          tenantId: null,
+          action: 'audit.sink.recovered',
+          outcome: 'success',
+          target: { type: 'audit_sink', id: sink.id },
+          details: {
+            dropped: Number(state.overflow_dropped),
+            overflowingSince: state.overflowed_at.toISOString(),
+          },
+        });
+      }
+    });
+    return failed.length;
+  }
+
+  /** One sink's share of a pass; a probe that succeeds lets the backlog flow at once. */
+  async function sinkPass(sink: DueSink, quota: number, now: Date) {
+    let delivered = 0;
+    let failed = 0;
+    let probe = sink.failures > 0;
+    for (;;) {
+      const limit = probe ? 1 : quota;
+      const rows = await claim(sink, limit, now);
+      if (rows.length === 0) {
+        // Nothing (more) due, or another node took it: give the sink back (still backing off if it was).
+        await deps.db.withSystem((tx: Tx) =>
+          sql`UPDATE audit_sinks SET next_attempt_at = CASE WHEN failures = 0 THEN NULL ELSE ${now}::timestamptz END
+            WHERE id = ${sink.id}`.execute(tx),
+        );
+        return { delivered, failed, full: false };
+      }
+      const outcomes = await send(sink, rows, now);
+      const failedNow = (await record(sink, outcomes, now)) ?? 0;
+      delivered += rows.length - failedNow;
+      failed += failedNow;
+      if (probe && failedNow === 0) {
+        probe = false;
+        continue;
+      }
+      return { delivered, failed, full: failedNow === 0 && rows.length === limit };
+    }
+  }
+
+  /** Disabled sinks whose backlog is delivered stop, audited (the other sinks receive that). */
+  async function stopDrained() {
+    await deps.db.withSystem(async (tx: Tx) => {
+      const { rows } = await sql<{ id: string }>`SELECT id FROM audit_sinks s
+        WHERE disabled_at IS NOT NULL AND stopped_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM audit_outbox o WHERE o.sink_id = s.id)
+        FOR NO KEY UPDATE SKIP LOCKED`.execute(tx);
+      for (const { id } of rows) await stopSink(tx, deps.clock, forwarding, id, true);
+    });
+  }
+
+  return {
+    /**
+     * One pass: lease the due sinks, deliver each one's share side by side, record each outcome, stop
+     * sinks that finished draining. `more`: some sink used its whole share (a backlog to go on with).
+     */
+    async deliverDue(): Promise<{ delivered: number; failed: number; more: boolean }> {
+      const now = deps.clock.now();
+      const sinks = await claimSinks(now);
+      const quota = Math.max(1, Math.ceil(batch / Math.max(1, sinks.length)));
+      const settled = await Promise.allSettled(sinks.map((sink) => sinkPass(sink, quota, now)));
+      await stopDrained();
+      let delivered = 0;
+      let failed = 0;
+      let more = false;
+      for (const result of settled) {
+        if (result.status === 'rejected') throw result.reason;
+        delivered += result.value.delivered;
+        failed += result.value.failed;
+        more ||= result.value.full;
+      }
+      return { delivered, failed, more };
     },
+
+    /**
+     * Keeps each sink's backlog at most `maxBacklog`: beyond it the oldest rows are dropped and counted,
+     * and a sink that starts overflowing is audited (`audit.sink.overflowed`; the `protect.incident`
+     * rule raises a platform alert from it). Counting stops at the maximum, so the check stays bounded.
+     * Also removes rows queued by a transaction that raced a sink's stop.
+     */
+    async enforceBacklog(): Promise<{ sink: string; dropped: number }[]> {
+      const overflowed: { sink: string; dropped: number }[] = [];
+      const sinks = await deps.db.withSystem(async (tx: Tx) => {
+        // Only a transaction open while a sink stopped can have queued such a row: look a day back,
+        // one sink at a time (its rows by index), never over the whole queue.
+        const since = new Date(deps.clock.now().getTime() - 86_400_000);
+        const { rows: stopped } = await sql<{ id: string }>`SELECT id FROM audit_sinks
+          WHERE stopped_at > ${since}`.execute(tx);
+        for (const { id } of stopped) await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}`.execute(tx);
+        const { rows } = await sql<{ id: string }>`SELECT id FROM audit_sinks
+          WHERE stopped_at IS NULL`.execute(tx);
+        return rows;
+      });
+      for (const { id } of sinks) {
+        const dropped = await deps.db.withSystem(async (tx: Tx) => {
+          const { rows } = await sql<{ enqueued_at: Date; event_id: string }>`
+            SELECT enqueued_at, event_id FROM audit_outbox WHERE sink_id = ${id}
+            ORDER BY enqueued_at DESC, event_id DESC OFFSET ${maxBacklog} LIMIT 1`.execute(tx);
+          const boundary = rows[0];
+          if (!boundary) return 0;
+          const deleted = await sql`DELETE FROM audit_outbox WHERE sink_id = ${id}
+            AND (enqueued_at, event_id) <= (${boundary.enqueued_at}, ${boundary.event_id}::uuid)`.execute(tx);
+          const dropped = Number(deleted.numAffectedRows ?? 0n);
+          const { rows: before } = await sql<{ overflowed_at: Date | null }>`
+            SELECT overflowed_at FROM audit_sinks WHERE id = ${id} FOR NO KEY UPDATE`.execute(tx);
+          await sql`UPDATE audit_sinks SET overflowed_at = coalesce(overflowed_at, ${deps.clock.now()}),
+            overflow_dropped = overflow_dropped + ${dropped}, dropped_total = dropped_total + ${dropped}
+            WHERE id = ${id}`.execute(tx);
+          if (before[0]?.overflowed_at === null) {
+            // Once per episode; later drops are counted on the sink and reported when it recovers.
+            await recordAuditEvent<AuditTables>(tx, deps.clock, forwarding, {
+              tenantId: null,
+              action: 'audit.sink.overflowed',
+              outcome: 'failure',
+              target: { type: 'audit_sink', id },
+              details: { dropped, maxBacklog, droppedThrough: boundary.enqueued_at.toISOString() },
+            });
+          }
+          return dropped;
+        });
+        if (dropped > 0) overflowed.push({ sink: id, dropped });
+      }
+      return overflowed;
+    },
+
+    /** Sinks still delivering, with their bounded backlog (metrics). */
+    statuses: () => deps.db.withSystem((tx: Tx) => sinkStatuses(tx, maxBacklog + 1)),
   };
 }
 

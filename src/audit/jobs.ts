@@ -6,7 +6,7 @@ import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import type { AlertDelivery } from './alert-delivery.ts';
 import { type AlertEngine, alertsRaisedByRule } from './alert-engine.ts';
-import type { Forwarder } from './forward.ts';
+import type { Forwarder, SinkStatus } from './forward.ts';
 import { appendedEvents, recentlyAppendedChains } from './record.ts';
 import type { CheckpointSigner } from './signer.ts';
 import { createCheckpoint } from './store.ts';
@@ -20,6 +20,8 @@ export interface AuditJobDeps {
   tenantIds(): AsyncIterable<string>;
   forwarder: Forwarder;
   forwardEveryMs: number;
+  /** How often each sink's backlog is held to its maximum (default 60 s). */
+  sinkBacklogEveryMs?: number;
   /** Retention (prune.ts): prunes every chain and its acknowledged alerts by its retention; absent, nothing. */
   pruning?: {
     everyMs: number;
@@ -81,10 +83,15 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
     if (signed > 0) app.log.info({ signed }, 'audit checkpoints signed');
   });
   every('forwarding', deps.forwardEveryMs, async () => {
-    // Keep going while full batches come back: a backlog drains without waiting for the next tick.
+    // Keep going while some sink used its whole share: a backlog drains without waiting for the next tick.
     for (;;) {
-      const { delivered, failed } = await deps.forwarder.deliverDue();
-      if (delivered + failed < 100) return;
+      const { more } = await deps.forwarder.deliverDue();
+      if (!more) return;
+    }
+  });
+  every('sink backlog', deps.sinkBacklogEveryMs ?? 60_000, async () => {
+    for (const { sink, dropped } of await deps.forwarder.enforceBacklog()) {
+      app.log.warn({ sink, dropped }, 'SIEM sink backlog at its maximum: oldest events dropped (audited)');
     }
   });
   const { pruning } = deps;
@@ -109,14 +116,14 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
       if (delivered + failed < 50) return;
     }
   });
-  registerMetrics(app, deps.db);
+  registerMetrics(app, deps.db, deps.forwarder, deps.clock);
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
     await Promise.all(running.values());
   });
 });
 
-function registerMetrics(app: FastifyInstance, db: Database) {
+function registerMetrics(app: FastifyInstance, db: Database, forwarder: Forwarder, clock: Clock) {
   const registers = app.hasDecorator('metrics') ? [app.metrics] : [];
   new Counter({
     name: 'rampart_audit_events_appended_total',
@@ -159,38 +166,37 @@ function registerMetrics(app: FastifyInstance, db: Database) {
       this.set(await deliveries('failed'));
     },
   });
-  new Gauge({
-    name: 'rampart_audit_sink_lag_seconds',
-    help: 'Age of the oldest event not yet delivered to each SIEM sink (0 when none is pending)',
-    labelNames: ['sink'],
-    registers,
-    async collect() {
-      this.reset();
-      const rows = await db.withSystem(async (tx) => {
-        const { rows } = await sql<{ id: string; lag: number }>`
-          SELECT s.id, coalesce(extract(epoch FROM now() - min(o.enqueued_at)), 0)::float8 AS lag
-          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
-          WHERE s.disabled_at IS NULL GROUP BY s.id`.execute(tx);
-        return rows;
-      });
-      for (const r of rows) this.set({ sink: r.id }, r.lag);
-    },
-  });
-  new Gauge({
-    name: 'rampart_audit_sink_pending',
-    help: 'Events waiting in the outbox for each SIEM sink',
-    labelNames: ['sink'],
-    registers,
-    async collect() {
-      this.reset();
-      const rows = await db.withSystem(async (tx) => {
-        const { rows } = await sql<{ id: string; pending: number }>`
-          SELECT s.id, count(o.event_id)::int AS pending
-          FROM audit_sinks s LEFT JOIN audit_outbox o ON o.sink_id = s.id
-          WHERE s.disabled_at IS NULL GROUP BY s.id`.execute(tx);
-        return rows;
-      });
-      for (const r of rows) this.set({ sink: r.id }, r.pending);
-    },
-  });
+  // Sinks still delivering (active and draining); each backlog counted up to the maximum + 1.
+  const sinkGauge = (name: string, help: string, value: (s: SinkStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['sink'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const s of await forwarder.statuses()) this.set({ sink: s.id }, value(s));
+      },
+    });
+  sinkGauge(
+    'rampart_audit_sink_lag_seconds',
+    'Age of the oldest event not yet delivered to each SIEM sink (0 when none is pending)',
+    (s) =>
+      s.oldestPendingAt ? Math.max(0, clock.now().getTime() - Date.parse(s.oldestPendingAt)) / 1000 : 0,
+  );
+  sinkGauge(
+    'rampart_audit_sink_pending',
+    'Events waiting in the outbox for each SIEM sink (counted up to AUDIT_SINK_MAX_BACKLOG + 1)',
+    (s) => s.pending,
+  );
+  sinkGauge(
+    'rampart_audit_sink_failures',
+    'Consecutive failed deliveries to each SIEM sink (0 when healthy; above 0 it is backed off and probed)',
+    (s) => s.failures,
+  );
+  sinkGauge(
+    'rampart_audit_sink_dropped_events',
+    'Events dropped from each SIEM sink backlog at its maximum since the sink was added',
+    (s) => s.dropped,
+  );
 }

@@ -33,9 +33,31 @@ const Sink = strictObject({
   id: Type.String({ format: 'uuid' }),
   kind: SinkKind,
   url: Type.String(),
+  state: Type.Union([Type.Literal('active'), Type.Literal('draining')], {
+    description: 'draining: disabled, delivering its backlog (the disable notice last), then it stops',
+  }),
   createdAt: Type.String({ format: 'date-time' }),
-  pending: Type.Integer({ description: 'Events waiting for delivery' }),
+  pending: Type.Integer({
+    description:
+      'Events waiting for delivery, counted up to the maximum backlog + 1 (AUDIT_SINK_MAX_BACKLOG)',
+  }),
   oldestPendingAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  failures: Type.Integer({ description: 'Consecutive failed deliveries; while above 0 the sink is probed' }),
+  nextAttemptAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'When the sink is tried next while backing off (or leased to a node); null when due',
+  }),
+  lastErrorClass: Type.Union([Type.String(), Type.Null()], {
+    description: 'Class of the last failure: timeout, connection_refused, http_5xx, tls, dns, ...',
+  }),
+  lastFailureAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  overflowingSince: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'Set while the backlog is at its maximum and its oldest events are dropped',
+  }),
+  dropped: Type.Integer({ description: 'Events dropped from its backlog since the sink was added' }),
+});
+const Disabled = strictObject({
+  state: Type.Union([Type.Literal('draining'), Type.Literal('stopped')]),
+  dropped: Type.Integer({ description: 'Undelivered events dropped (stopping at once)' }),
 });
 const CreatedSink = strictObject({
   id: Type.String({ format: 'uuid' }),
@@ -200,7 +222,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       config: { access: 'operator', permission: 'platform-audit:read' },
       schema: {
         tags,
-        summary: 'Active SIEM sinks and their backlog',
+        summary: 'SIEM sinks still delivering (active and draining), their backlog and delivery state',
         response: responses({ 200: Type.Array(Sink) }),
       },
     },
@@ -213,14 +235,24 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       config: { access: 'operator', permission: 'audit-sinks:write' },
       schema: {
         tags,
-        summary: 'Stop forwarding to a sink (its backlog is dropped)',
+        summary:
+          'Disable a sink: 202, it drains its backlog and the disable notice, then stops; ?now=true stops it at once (200, its backlog dropped and counted)',
         params: strictObject({ id: Type.String({ format: 'uuid' }) }),
-        response: responses({ 204: Type.Null() }),
+        querystring: strictObject({
+          now: Type.Optional(
+            Type.Boolean({
+              description: 'Stop at once, dropping the undelivered backlog (audited with the count)',
+            }),
+          ),
+        }),
+        response: responses({ 200: Disabled, 202: Disabled }),
       },
     },
     async (request, reply) => {
-      await sinks.disable(actionContext(request), request.params.id);
-      return reply.status(204).send(null);
+      const result = await sinks.disable(actionContext(request), request.params.id, {
+        now: request.query.now === true,
+      });
+      return reply.status(result.state === 'draining' ? 202 : 200).send(result);
     },
   );
 };

@@ -33,6 +33,7 @@ const numberKeys = new Set<keyof Config>([
   'legacyHashWrapSeconds',
   'auditAlertDeliveryMaxHours',
   'syslogEnterpriseNumber',
+  'auditSinkMaxBacklog',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -86,6 +87,7 @@ const defaults = {
   legacyHashWrapSeconds: 60,
   auditAlertDeliveryMaxHours: 72,
   syslogEnterpriseNumber: 32473,
+  auditSinkMaxBacklog: 1_000_000,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

@@ -60,6 +60,7 @@ export const configSchema = Type.Object(
     legacyHashWrapSeconds: Type.Integer({ minimum: 10, maximum: 86_400 }),
     auditAlertDeliveryMaxHours: Type.Integer({ minimum: 1, maximum: 720 }),
     syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
+    auditSinkMaxBacklog: Type.Integer({ minimum: 1000, maximum: 100_000_000 }),
   },
   { additionalProperties: false },
 );
@@ -255,5 +256,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'SYSLOG_ENTERPRISE_NUMBER',
     doc: "IANA private enterprise number in syslog sinks' SD-ID (`rampart@<number>`); set your own. 32473 is reserved for documentation (RFC 5612).",
     default: '32473',
+  },
+  auditSinkMaxBacklog: {
+    env: 'AUDIT_SINK_MAX_BACKLOG',
+    doc: 'Undelivered events one SIEM sink may hold (1000 to 100000000); beyond it the oldest are dropped, counted and audited.',
+    default: '1000000',
   },
 };
