@@ -89,6 +89,30 @@ describe('mail dispatcher', () => {
     expect(lines.join('\n')).not.toContain('user1@example.test');
   });
 
+  it("logs an SMTP refusal by its codes, never the server's text (it quotes the recipient)", async () => {
+    const { lines, log } = logDouble();
+    const refusing = {
+      async send(m: OutboundMail) {
+        throw Object.assign(
+          new Error(`Can't send mail - all recipients were rejected: 550 <${m.to}> rejected`),
+          {
+            code: 'EENVELOPE',
+            responseCode: 550,
+            command: 'RCPT TO',
+          },
+        );
+      },
+      outbox: async () => [],
+    };
+    const d = createMailDispatcher({ transport: refusing, log, attempts: 1, sleep: async () => {} });
+    d.dispatch(mail(1));
+    await d.settled();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('"code":"EENVELOPE"');
+    expect(lines[0]).toContain('"responseCode":550');
+    expect(lines[0]).not.toContain('user1@example.test');
+  });
+
   it('delivers on a later try', async () => {
     const t = transportDouble(1);
     const d = createMailDispatcher({ transport: t.transport, log: logDouble().log, sleep: async () => {} });

@@ -267,13 +267,21 @@ async function succeed(
     const settings = await settingsOf(tx, tenant.id);
     // The guards wait for a disable or a password change that holds the row and then see it (no extra
     // round trip): a password replaced while this one was verified (a reset after a compromise) signs
-    // nobody in, and the upgrade of the old hash must not write it back over the new one.
+    // nobody in, and the upgrade of the old hash must not write it back over the new one. "Replaced" is
+    // password_changed_at, which every password-setting path moves, not the hash: the background job
+    // that wraps a legacy hash (wrap-legacy.ts) changes the hash of the same password, and the upgrade
+    // written over its wrapped form is still right.
+    const changedAt = account.passwordChangedAt;
     const reset = await tx
       .updateTable('users')
       .set({ password_failures: 0, password_lockouts: 0, ...(rehash ? { password_hash: rehash } : {}) })
       .where('id', '=', userId)
       .where('status', '=', 'active')
-      .where('password_hash', '=', account.hash)
+      .where((eb) =>
+        changedAt === null
+          ? eb('password_changed_at', 'is', null)
+          : eb('password_changed_at', '=', changedAt),
+      )
       .executeTakeFirst();
     if (reset.numUpdatedRows === 0n) {
       const now = await tx.selectFrom('users').select('status').where('id', '=', userId).executeTakeFirst();

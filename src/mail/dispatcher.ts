@@ -50,11 +50,24 @@ const realSleep = (ms: number) =>
     setTimeout(resolve, ms).unref();
   });
 
-/** An SMTP error's message can quote the server; kept short, and the mail itself is never logged. */
-const describe = (error: unknown) => ({
-  code: (error as { code?: unknown })?.code ?? null,
-  message: String((error as { message?: unknown })?.message ?? error).slice(0, 200),
-});
+/**
+ * What went wrong, without the server's text: an SMTP reply often quotes the recipient ("550 <alice@…>
+ * rejected"), and neither addresses nor the mail itself belong in the logs. The error's class, code
+ * (nodemailer's EAUTH, ESOCKET, …), the SMTP reply code and the command it answered say enough; an
+ * error with no SMTP reply (the connection: "connect ECONNREFUSED 10.0.0.5:587") keeps its message.
+ */
+const describe = (error: unknown) => {
+  const e = error as { name?: unknown; code?: unknown; responseCode?: unknown; command?: unknown };
+  const responseCode = typeof e?.responseCode === 'number' ? e.responseCode : null;
+  return {
+    type: typeof e?.name === 'string' ? e.name : typeof error,
+    code: typeof e?.code === 'string' ? e.code : null,
+    responseCode,
+    command: typeof e?.command === 'string' ? e.command.split(' ')[0] : null,
+    message:
+      responseCode === null ? String((error as { message?: unknown })?.message ?? error).slice(0, 200) : null,
+  };
+};
 
 /**
  * A small in-process queue between "the transaction committed" and "the mail left": requests hand

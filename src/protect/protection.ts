@@ -95,12 +95,22 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     lastAudit.set(key, now);
     return true;
   };
-  const auditSystem = (action: `protect.${string}`, details: Record<string, string>) =>
-    db
+  // Events written in the background (a request does not wait for them); the flush and close wait for
+  // them first, so the counts land after the samples they include and nothing is cut off at shutdown.
+  const writing = new Set<Promise<void>>();
+  const auditSystem = (action: `protect.${string}`, details: Record<string, string>) => {
+    const write = db
       .withSystem((tx) =>
         recordAuditEvent(tx, clock, systemContext, { tenantId: null, action, outcome: 'failure', details }),
       )
-      .catch((error: unknown) => log.error({ err: error, action }, 'could not write the audit event'));
+      .then(
+        () => {},
+        (error: unknown) => log.error({ err: error, action }, 'could not write the audit event'),
+      )
+      .finally(() => writing.delete(write));
+    writing.add(write);
+    return write;
+  };
   const onStoreFailure = (failure: StoreFailure) => {
     storeErrors?.inc({ store: failure.store, class: failure.routeClass });
     if (!due(`store:${failure.routeClass}`)) return;
@@ -144,6 +154,7 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     else blockCounts.set(key, { kind, source, count: 1 });
   };
   const flushBlockCounts = async () => {
+    await Promise.all([...writing]);
     const counts = [...blockCounts.values()];
     blockCounts.clear();
     if (counts.length === 0) return;

@@ -28,10 +28,15 @@ function fieldErrors(error: FastifyError): FieldError[] {
 }
 
 /** Maps anything thrown during a request to an AppError; unknown errors become a logged 500. */
-/** PostgreSQL's class 22, data exception (invalid datetime, invalid text representation, …). */
+/**
+ * PostgreSQL data exceptions that only a value sent in can cause: an invalid datetime format (22007), a
+ * datetime out of range (22008), an invalid text representation (22P02), an invalid parameter value
+ * (22023). Others of class 22 (a numeric overflow, the prune function's chain gap) are the server's.
+ */
+const clientValueCodes = new Set(['22007', '22008', '22P02', '22023']);
 export const isDataException = (error: unknown): boolean => {
   const { code, severity } = error as { code?: unknown; severity?: unknown };
-  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code) && typeof severity === 'string';
+  return typeof code === 'string' && clientValueCodes.has(code) && typeof severity === 'string';
 };
 
 export function toAppError(error: FastifyError | AppError | Error): AppError {
