@@ -74,6 +74,7 @@ export function wireCriticalActions(
     execute: ({ tenant, ctx, params, guard }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
     basis: identitySettings,
+    lockStateFirst: true,
   });
   critical.define({
     key: 'identity.mfa-enforcement.weaken',
@@ -82,6 +83,7 @@ export function wireCriticalActions(
     execute: ({ tenant, ctx, params, guard }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
     basis: identitySettings,
+    lockStateFirst: true,
   });
   critical.define({
     key: 'access.four-eyes.reduce',

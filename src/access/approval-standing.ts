@@ -59,14 +59,17 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
   async function check(tx: Tx, tenant: TenantRef, row: Checked): Promise<StandingLoss | null> {
     const type = row.decided_by_type;
     const id = row.decided_by_id;
+    const recorded = row.basis_hash ? Buffer.from(row.basis_hash) : null;
+    const stateNow = () => basisHash(tx, tenant, row.action, row.params as JsonValue);
+    // Lock order (see lockStateFirst): the state first for state others lock before users' rows.
+    const early = recorded && critical.action(row.action)?.lockStateFirst ? await stateNow() : undefined;
     // The approver's permission now, as the access hook would answer it: a user's roles (nothing while
     // disabled), an operator's live elevations.
     const decides =
       type !== null && id !== null && (await lockedHoldings(tx, { type, id })).has('approvals:decide');
     if (!decides) return 'approverLost';
-    const recorded = row.basis_hash ? Buffer.from(row.basis_hash) : null;
     if (!recorded) return null;
-    const now = await basisHash(tx, tenant, row.action, row.params as JsonValue);
+    const now = early === undefined ? await stateNow() : early;
     return now && safeEqual(now, recorded) ? null : 'stateChanged';
   }
 

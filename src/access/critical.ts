@@ -35,6 +35,14 @@ export interface CriticalActionDef {
    */
   basis?: (tx: Tx, tenant: TenantRef, params: JsonValue) => Promise<JsonValue | undefined>;
   /**
+   * Lock the state (basis) before the approver's rows when re-checking an approval. For state that
+   * other writers lock before users' rows (the identity settings: every password-setting path reads
+   * them FOR SHARE, then writes the user): the same order, so an approver changing their own password
+   * meanwhile waits instead of deadlocking. Default: the approver's rows first (roles are locked after
+   * their holders by role deletion).
+   */
+  lockStateFirst?: boolean;
+  /**
    * For an action done by a safe request (a download) instead of an executor: where it is asked for
    * and how the approved request is then used, as told to the person who tries it without approval.
    */
