@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { verifyBundle, writeBundle } from '../dist/audit/bundle.js';
 import { uncheckedPages } from '../dist/audit/check.js';
-import { checkpointSigner, recordAuditEvents, trustedKeys, verifyAuditChain } from '../dist/audit/index.js';
+import {
+  checkpointSigner,
+  createCheckpoint,
+  recordAuditEvents,
+  trustedKeys,
+  verifyAuditChain,
+} from '../dist/audit/index.js';
 import { allMigrations } from '../dist/migrations.js';
 import { asTenantId, openDatabase, openPgliteEngine } from '../dist/platform/db/index.js';
 import { searchLatency } from './lib/audit-search.mjs';
@@ -161,7 +167,10 @@ export async function verification(kind, db, { quick, log }) {
     const events = Array.from({ length: 1000 }, (_, j) => event(tenantId, i + j));
     await db.withTenant(asTenantId(tenantId), (tx) => recordAuditEvents(tx, clock, ctx, events));
   }
-  const keys = trustedKeys([checkpointSigner(Buffer.from('bench-root-key-0123456789abcdef')).publicKey]);
+  const signer = checkpointSigner(Buffer.from('bench-root-key-0123456789abcdef'));
+  const keys = trustedKeys([signer.publicKey]);
+  // Signed up to its head, as the checkpoint job leaves a chain: verify-file refuses an unsigned tail.
+  await createCheckpoint(db, signer, clock, tenantId);
   const timed = await interleave(
     quick ? 1 : 3,
     async () => {

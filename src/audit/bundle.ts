@@ -307,15 +307,15 @@ export async function verifyBundle(
   const tail = walked.lastSeq - (lastSigned?.seq ?? state.start.seq);
   if (tail > 0 && !options.allowUnsignedTail) {
     const since = lastSigned
-      ? `the last signed checkpoint, seq ${lastSigned.seq} (signed ${lastSigned.at.toISOString()})`
-      : 'the start: the bundle has no signed checkpoint over its events';
+      ? `after the last signed checkpoint, seq ${lastSigned.seq} (signed ${lastSigned.at.toISOString()})`
+      : 'in the bundle (it has no signed checkpoint over its events)';
     return result(
       walked,
       {
         kind: 'unsigned',
         seq: walked.lastSeq - tail + 1,
         eventId: null,
-        message: `${tail} event(s) after ${since} are covered by no signature`,
+        message: `${tail} event(s) ${since} are covered by no signature`,
       },
       lastSigned,
     );

@@ -234,7 +234,7 @@ export async function unchainedEvents(tx: Kysely<AuditTables>, tenantId: string 
 
 /**
  * Events of the chain at or below `prunedThrough`: retention deleted that range, so any row there was
- * written back into it (the insert trigger of migration 0052 refuses that, except to the table owner
+ * written back into it (the insert trigger of migrations 0052 and 0057 refuses that, except to the table owner
  * with the trigger off). One range scan of the chain's position index; usually it finds nothing.
  */
 export async function eventsInPrunedRange(
