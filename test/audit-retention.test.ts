@@ -203,6 +203,18 @@ describe('the pruned prefix stays empty', () => {
         scoped(tenantId, (tx) => forgedAt(tenantId, randomUUID(), seq).execute(tx)),
       ).rejects.toThrow(/pruned prefix/);
     }
+    // One statement of several rows (the guard checks once per statement): a forged row among others
+    // refuses the whole statement, whichever row it is.
+    await expect(
+      scoped(tenantId, (tx) =>
+        sql`INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq,
+          prev_hash, hash) VALUES
+          (${randomUUID()}, ${tenantId}, now(), 'system', 'tenancy.tenant.suspended', 'success', 900, ${zero}, ${zero}),
+          (${randomUUID()}, ${tenantId}, now(), 'system', 'tenancy.tenant.suspended', 'success', 3, ${zero}, ${zero})`.execute(
+          tx,
+        ),
+      ),
+    ).rejects.toThrow(/seq 3 of chain .* lies in its pruned prefix/);
     expect(await seqs(tenantId)).toEqual([16, 17, 18, 19, 20, 21, 22, 23, 24]);
     expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
     // Appending goes on as before.
