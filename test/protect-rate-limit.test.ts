@@ -63,6 +63,34 @@ describe('rate limits on one node (memory store)', () => {
     expect(metrics.body).toMatch(/rampart_rate_limited_total\{class="signin",scope="ip"\} 1/);
   });
 
+  it('counts an IPv6 client by its /64: a fresh address per request from one network is one budget', async () => {
+    const t = await testApp({ RATE_LIMITS: 'signin.ip=3/60' });
+    await seedTenant(t, 'acme');
+    // Three addresses of 2001:db8:1:2::/64, written three ways.
+    for (const ip of ['2001:db8:1:2::1', '2001:db8:1:2:aaaa:bbbb:cccc:dddd', '2001:0db8:0001:0002::ffff'])
+      expect((await t.app.inject(signIn(ip))).statusCode).toBe(401);
+    const refused = await t.app.inject(signIn('2001:db8:1:2:1234::5'));
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json().detail).toMatch(/your address/);
+    // The neighbouring /64 is another client; an IPv4-mapped address counts as its IPv4 address.
+    expect((await t.app.inject(signIn('2001:db8:1:3::1'))).statusCode).toBe(401);
+    for (let i = 0; i < 3; i++)
+      expect((await t.app.inject(signIn(i % 2 ? '::ffff:192.0.2.77' : '192.0.2.77'))).statusCode).toBe(401);
+    expect((await t.app.inject(signIn('192.0.2.77'))).statusCode).toBe(429);
+  });
+
+  it('charges the failed sign-in budget of an IPv6 client to its /64', async () => {
+    const t = await testApp({ RATE_LIMITS: 'failures.ip=3/300' });
+    await seedTenant(t, 'acme');
+    // Each failure from a fresh address of the same /64, each for another account.
+    for (let i = 0; i < 3; i++)
+      expect((await t.app.inject(signIn(`2001:db8:77:1::${i + 1}`, `user${i}@acme.test`))).statusCode).toBe(401);
+    const throttled = await t.app.inject(signIn('2001:db8:77:1:ffff::9', 'someone@acme.test'));
+    expect(throttled.statusCode).toBe(429);
+    expect(throttled.json().code).toBe('throttled');
+    expect((await t.app.inject(signIn('2001:db8:77:2::1', 'someone@acme.test'))).statusCode).toBe(401);
+  });
+
   it('limits one account across addresses, and one tenant across addresses', async () => {
     const t = await testApp({ RATE_LIMITS: 'api.account=5/60,public.tenant=2/60' });
     // The operator's first two requests.

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { platformError } from '../../platform/http/errors.ts';
+import { addressKey } from './address-key.ts';
 import type { Limit, Limits, RouteClass, Scope } from './policy.ts';
 import type { LimiterFactory, StoreKind } from './store.ts';
 
@@ -109,12 +110,14 @@ export function createRateLimiters(options: RateLimitersOptions) {
   }
 
   /**
-   * The failed sign-in budget per address, in the shape identity's sign-in uses (get, penalty). A store
-   * failure follows the sign-in class's setting: closed refuses the sign-in (503), open uses this node's count.
+   * The failed sign-in budget per address (an IPv6 address counts as its /64: address-key.ts), in the
+   * shape identity's sign-in uses (get, penalty). A store failure follows the sign-in class's setting:
+   * closed refuses the sign-in (503), open uses this node's count.
    */
   const failures = pairs.get('failures-ip') as Pair;
   const failedSignIns = {
-    async get(key: string) {
+    async get(ip: string) {
+      const key = addressKey(ip);
       try {
         return await failures.shared.get(key);
       } catch (error) {
@@ -122,7 +125,8 @@ export function createRateLimiters(options: RateLimitersOptions) {
         return failures.local.get(key);
       }
     },
-    async penalty(key: string, points = 1) {
+    async penalty(ip: string, points = 1) {
+      const key = addressKey(ip);
       try {
         return await failures.shared.penalty(key, points);
       } catch (error) {

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
 import { platformError } from '../../platform/http/errors.ts';
 import { routeConfig } from '../../platform/http/route-config.ts';
+import { addressKey } from './address-key.ts';
 import { accountKey, type Decision, type RateLimiters } from './limiters.ts';
 import { deriveClass, type RouteClass, type Scope } from './policy.ts';
 
@@ -133,7 +134,7 @@ export const rateLimitPlugin = fp<RateLimitPluginOptions>(
       const routeClass = classOf(request);
       if (!routeClass) return done();
       const tenant = tenantOf(request);
-      const checks = take(request, routeClass, 'ip', request.ip);
+      const checks = take(request, routeClass, 'ip', addressKey(request.ip));
       const [ok, failed] = finish(request, reply, done);
       (tenant ? checks.then(() => take(request, routeClass, 'tenant', tenant)) : checks).then(ok, failed);
     });
