@@ -83,8 +83,10 @@ describe('rate limits on one node (memory store)', () => {
     const t = await testApp({ RATE_LIMITS: 'failures.ip=3/300' });
     await seedTenant(t, 'acme');
     // Each failure from a fresh address of the same /64, each for another account.
-    for (let i = 0; i < 3; i++)
-      expect((await t.app.inject(signIn(`2001:db8:77:1::${i + 1}`, `user${i}@acme.test`))).statusCode).toBe(401);
+    for (let i = 0; i < 3; i++) {
+      const failed = await t.app.inject(signIn(`2001:db8:77:1::${i + 1}`, `user${i}@acme.test`));
+      expect(failed.statusCode).toBe(401);
+    }
     const throttled = await t.app.inject(signIn('2001:db8:77:1:ffff::9', 'someone@acme.test'));
     expect(throttled.statusCode).toBe(429);
     expect(throttled.json().code).toBe('throttled');
