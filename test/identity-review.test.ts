@@ -7,7 +7,13 @@ import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { deriveClass } from '../src/protect/rate-limit/policy.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, inviteAndAccept, linkFromOutbox, strongPassword } from './identity-helpers.ts';
+import {
+  adminSession,
+  inviteAndAccept,
+  linkFromOutbox,
+  strongPassword,
+  totpCode,
+} from './identity-helpers.ts';
 
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof adminSession>>;
@@ -111,6 +117,54 @@ describe('identity review regressions', () => {
     expect(
       (await post(api('/invitations/accept'), { token, password: 'Fresh-Meadow-Signal-31' })).statusCode,
     ).toBe(200);
+  });
+
+  // Defect (security review): confirming a pending enrolment had no limit, so a stolen session could guess
+  // the pending secret's codes until one matched and take the recovery codes and a fresh second factor.
+  it('checks at most five codes against a pending enrolment, even when they race, then discards it', async () => {
+    const { user } = await inviteAndAccept(t, slug, admin, 'guessed@review-co.test');
+    const session = await signIn('guessed@review-co.test', strongPassword);
+    const auth = { authorization: `Bearer ${session.json().token}` };
+    const begin = () => t.app.inject({ method: 'POST', url: api('/me/mfa/totp'), headers: auth });
+    const first = await begin();
+    expect(first.statusCode).toBe(200);
+    const { secret } = first.json() as { secret: string };
+    const right = totpCode(secret);
+    // Twenty guesses at once, none of them a code of the steps the check accepts (now, one before, one after).
+    const near = new Set([-30_000, 0, 30_000].map((ms) => totpCode(secret, Date.now() + ms)));
+    const wrong = Array.from({ length: 40 }, (_, i) =>
+      String((Number(right) + 1 + i * 7919) % 1_000_000).padStart(6, '0'),
+    )
+      .filter((code) => !near.has(code))
+      .slice(0, 20);
+    const answers = await Promise.all(wrong.map((code) => post(api('/me/mfa/totp/confirm'), { code }, auth)));
+    const codes = answers.map((a) => a.json().code as string).sort();
+    expect(codes.filter((c) => c === 'invalid_code')).toHaveLength(4);
+    expect(codes.filter((c) => c === 'mfa_enrolment_discarded')).toHaveLength(1);
+    expect(codes.filter((c) => c === 'mfa_not_enrolled')).toHaveLength(15);
+    const discarded = answers.find((a) => a.json().code === 'mfa_enrolment_discarded');
+    expect(discarded?.statusCode).toBe(409);
+    expect(discarded?.json().detail).toMatch(/start again/);
+    expect(
+      (await events('identity.mfa.enrolment_failed')).filter((e) => e.target_id === user.id),
+    ).toHaveLength(5);
+    expect((await events('identity.mfa.enrolment_discarded')).filter((e) => e.target_id === user.id)).toEqual(
+      [expect.objectContaining({ outcome: 'success', details: { reason: 'too_many_wrong_codes' } })],
+    );
+    // The discarded secret's right code no longer enrols anything.
+    const late = await post(api('/me/mfa/totp/confirm'), { code: right }, auth);
+    expect(late.json().code).toBe('mfa_not_enrolled');
+    // Starting again (a fresh sign-in needs no password) gives a new secret with five new tries.
+    const again = await begin();
+    expect(again.statusCode).toBe(200);
+    const fresh = (again.json() as { secret: string }).secret;
+    expect(fresh).not.toBe(secret);
+    expect((await post(api('/me/mfa/totp/confirm'), { code: wrong[0] }, auth)).json().code).toBe(
+      'invalid_code',
+    );
+    const enrolled = await post(api('/me/mfa/totp/confirm'), { code: totpCode(fresh) }, auth);
+    expect(enrolled.statusCode).toBe(200);
+    expect(enrolled.json().recoveryCodes).toHaveLength(10);
   });
 
   // Defect: failures written inside the transaction that then threw were rolled back with it.

@@ -68,6 +68,8 @@ defineAuditActions('identity', {
   'identity.session.revoked_all': "All of a user's sessions were ended",
   'identity.mfa.enrolment_started': 'TOTP enrolment began',
   'identity.mfa.enrolment_failed': 'A TOTP enrolment code was wrong',
+  'identity.mfa.enrolment_discarded':
+    'A pending TOTP enrolment was discarded after too many wrong codes (it must be started again)',
   'identity.mfa.enrolled': 'TOTP was enrolled',
   'identity.mfa.recovery_regenerated': 'New recovery codes were issued',
 });

@@ -20,6 +20,7 @@ export const identityError = defineErrors({
   reauthentication_required: { status: 403, title: 'Confirm with your password' },
   mfa_not_enrolled: { status: 409, title: 'No second factor enrolled' },
   mfa_already_enrolled: { status: 409, title: 'Second factor already enrolled' },
+  mfa_enrolment_discarded: { status: 409, title: 'Enrolment discarded after too many wrong codes' },
   web_only: { status: 403, title: 'Only on the web' },
   busy: { status: 503, title: 'Too many sign-ins at once' },
   changed_meanwhile: { status: 409, title: 'Changed while the password was checked' },

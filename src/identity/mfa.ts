@@ -13,6 +13,8 @@ import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 const RECOVERY_CODES = 10;
 const MFA_THRESHOLD = 5;
 const MFA_LOCK_MS = 15 * 60_000;
+/** Codes checked against one pending enrolment's secret; the last wrong one discards it. */
+const ENROL_TRIES = 5;
 
 // Recovery codes: 10 groups of 5 base32 chars = 50 bits, shown once, stored as HMAC so a copied table
 // alone cannot be brute-forced.
@@ -121,21 +123,42 @@ export function createMfaService(deps: IdentityDeps) {
       });
     },
 
-    /** Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session. */
+    /**
+     * Confirms enrolment with a first code; returns recovery codes (shown once) and a rotated session.
+     * Each attempt first reserves a try on the pending row (its lock orders concurrent attempts), so at
+     * most ENROL_TRIES codes are ever checked against one secret; the last wrong one discards it.
+     */
     confirmEnrol: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>
       inTenant(deps, tenant, async (tx) => {
         const row = await tx
-          .selectFrom('user_totp')
-          .selectAll()
+          .updateTable('user_totp')
+          .set({ enrol_failures: sql`enrol_failures + 1` })
           .where('user_id', '=', session.userId)
+          .where('confirmed_at', 'is', null)
+          .where('enrol_failures', '<', ENROL_TRIES)
+          .returning(['secret_ciphertext', 'enrol_failures'])
           .executeTakeFirst();
-        if (!row || row.confirmed_at) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
+        if (!row) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
         const secret = deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId));
         const step = totpStep(secret, code, deps.clock.now());
-        if (step === null) return null;
+        if (step === null) {
+          if (row.enrol_failures < ENROL_TRIES) return 'wrong' as const;
+          await tx
+            .deleteFrom('user_totp')
+            .where('user_id', '=', session.userId)
+            .where('confirmed_at', 'is', null)
+            .execute();
+          await audit(deps, tx, tenant, ctx, {
+            action: 'identity.mfa.enrolment_discarded',
+            outcome: 'success',
+            target: { type: 'user', id: session.userId },
+            details: { reason: 'too_many_wrong_codes' },
+          });
+          return 'discarded' as const;
+        }
         await tx
           .updateTable('user_totp')
-          .set({ confirmed_at: deps.clock.now(), last_used_step: step })
+          .set({ confirmed_at: deps.clock.now(), last_used_step: step, enrol_failures: 0 })
           .where('user_id', '=', session.userId)
           .execute();
         // The user's other sessions now need this factor for 2FA enforcement and step-up: re-read them.
@@ -149,8 +172,9 @@ export function createMfaService(deps: IdentityDeps) {
         });
         return { recoveryCodes, ...rotated };
       }).then(async (result) => {
-        if (result) return result;
-        // Recorded in its own transaction: thrown inside the one above, the rollback would erase it.
+        if (typeof result !== 'string') return result;
+        // Recorded in its own transaction: thrown inside the one above, the rollback would erase it (and
+        // the try it used).
         await inTenant(deps, tenant, (tx) =>
           audit(deps, tx, tenant, ctx, {
             action: 'identity.mfa.enrolment_failed',
@@ -158,6 +182,12 @@ export function createMfaService(deps: IdentityDeps) {
             target: { type: 'user', id: session.userId },
           }),
         );
+        if (result === 'discarded') {
+          throw identityError(
+            'mfa_enrolment_discarded',
+            `That code does not match either, and after ${ENROL_TRIES} wrong codes this enrolment was discarded: start again (you may be asked for your password) and scan the new code.`,
+          );
+        }
         throw identityError(
           'invalid_code',
           'That code does not match; check the clock of your device and try the next code.',

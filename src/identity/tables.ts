@@ -120,6 +120,8 @@ export interface UserTotpTable {
   confirmed_at: Date | null;
   last_used_step: Generated<string | number>;
   created_at: Generated<Date>;
+  /** Wrong codes against this enrolment while it is pending; the fifth discards it (migration 0067). */
+  enrol_failures: Generated<number>;
 }
 
 export interface RecoveryCodesTable {
