@@ -167,6 +167,51 @@ describe(`two nodes on one ${engineUnderTest} database`, () => {
     expect((await me(a.app, token)).statusCode).toBe(401);
   });
 
+  it('a sign-out answers only once its message is published to the other nodes', async () => {
+    // A third node whose bus holds session messages until released: the sign-out must wait for it.
+    const inner = createInProcessBus();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let published!: () => void;
+    const publishing = new Promise<void>((resolve) => {
+      published = resolve;
+    });
+    const gated: InvalidationBus = {
+      ...inner,
+      async publish(topic, key) {
+        if (topic === SESSIONS_TOPIC) {
+          published();
+          await held;
+        }
+        return inner.publish(topic, key);
+      },
+    };
+    const c = await node(gated);
+    try {
+      const token = await memberToken('held@two-nodes.test');
+      const out = c.inject({
+        method: 'POST',
+        url: `/api/v1/t/${slug}/auth/signout`,
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await publishing;
+      const waited = await Promise.race([
+        out.then(() => 'answered'),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting'), 250)),
+      ]);
+      expect(waited).toBe('still waiting');
+      release();
+      expect((await out).statusCode).toBeLessThan(300);
+      expect((await me(c, token)).statusCode).toBe(401);
+    } finally {
+      release();
+      await c.close();
+      await inner.close();
+    }
+  });
+
   it('an admin revoking all of a user’s sessions through A ends them on B', async () => {
     const email = 'all@two-nodes.test';
     const first = await memberToken(email);

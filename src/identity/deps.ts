@@ -59,28 +59,29 @@ export interface TenantRef {
 
 export type Tx = TenantTx<TenantIdentityTables>;
 
-const afterCommitQueues = new WeakMap<object, Array<() => void>>();
+const afterCommitQueues = new WeakMap<object, Array<() => void | Promise<void>>>();
 
 /**
  * A tenant-scoped transaction. Work registered with afterCommit runs once it has committed (and not at
- * all when it rolls back): telling other nodes about a change they could otherwise act on too early.
+ * all when it rolls back), and is waited for before this returns: telling other nodes about a change
+ * they could otherwise act on too early, before the changing request answers.
  */
 export async function inTenant<R>(
   deps: Pick<IdentityDeps, 'db'>,
   tenant: TenantRef,
   fn: (tx: Tx) => Promise<R>,
 ): Promise<R> {
-  const queue: Array<() => void> = [];
+  const queue: Array<() => void | Promise<void>> = [];
   const result = await deps.db.withTenant<TenantIdentityTables, R>(tenant.id, (tx) => {
     afterCommitQueues.set(tx, queue);
     return fn(tx);
   });
-  for (const run of queue) run();
+  for (const run of queue) await run();
   return result;
 }
 
 /** Runs `run` after the transaction commits. Only for transactions opened by inTenant. */
-export function afterCommit(tx: Tx, run: () => void): void {
+export function afterCommit(tx: Tx, run: () => void | Promise<void>): void {
   const queue = afterCommitQueues.get(tx);
   if (!queue) throw new Error('afterCommit needs a transaction opened by inTenant');
   queue.push(run);

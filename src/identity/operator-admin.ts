@@ -85,9 +85,14 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
       ...(details ? { details } : {}),
     });
   // Called after the commit only: a node told too early could reload the credential before it is revoked.
-  const publish = (keys: string[]) => {
+  // Awaited, so the request answers once the broker has taken the message (Redis PUBLISH replies after
+  // handing it to every subscriber; PostgreSQL NOTIFY once committed). A broker failure is reported and
+  // the change stands: other nodes then rely on their bus reset and the cache TTL.
+  const publish = async (keys: string[]) => {
     for (const key of keys) {
-      deps.bus.publish(OPERATOR_TOKENS_TOPIC, key).catch((error: unknown) => deps.onBackgroundError?.(error));
+      await deps.bus
+        .publish(OPERATOR_TOKENS_TOPIC, key)
+        .catch((error: unknown) => deps.onBackgroundError?.(error));
     }
   };
 
@@ -222,7 +227,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
           );
         return row;
       });
-      if (revoked) publish([hash.toString('hex')]);
+      if (revoked) await publish([hash.toString('hex')]);
     },
 
     /** Revokes one of the operator's own credentials; someone else's id is unknown (404). */
@@ -251,7 +256,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
         return revoked;
       });
       // PGlite hands bytea back as a Uint8Array, whose toString is not hex.
-      publish([Buffer.from(row.token_hash).toString('hex')]);
+      await publish([Buffer.from(row.token_hash).toString('hex')]);
     },
 
     /** Revokes every live credential of an operator (theirs or, with operators:write, anyone's). */
@@ -268,7 +273,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
         );
         return count;
       });
-      publish([operatorKey(operatorId)]);
+      await publish([operatorKey(operatorId)]);
       return { revoked };
     },
 
@@ -322,7 +327,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
         );
         return { id: target.id, email: target.email, status: 'disabled' as const, revoked };
       });
-      publish([operatorKey(operatorId)]);
+      await publish([operatorKey(operatorId)]);
       return result;
     },
 

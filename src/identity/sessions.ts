@@ -141,11 +141,13 @@ export function sessionsChanged(
   tx: Tx,
   key: `${'session' | 'user' | 'tenant'}:${string}`,
 ) {
-  afterCommit(tx, () => {
-    // Local delivery happens inside publish, synchronously; only the broker hop can fail. The change has
-    // committed, so the request succeeds; other nodes then rely on their reset on reconnect and the TTL.
-    deps.bus.publish(SESSIONS_TOPIC, key).catch((error: unknown) => deps.onBackgroundError?.(error));
-  });
+  // Waited for before the request answers (inTenant awaits it): Redis PUBLISH replies once every
+  // subscriber's connection has the message, PostgreSQL NOTIFY once it is committed. Local delivery
+  // happens inside publish, synchronously; only the broker hop can fail. The change has committed, so
+  // the request still succeeds; other nodes then rely on their reset on reconnect and the TTL.
+  afterCommit(tx, () =>
+    deps.bus.publish(SESSIONS_TOPIC, key).catch((error: unknown) => deps.onBackgroundError?.(error)),
+  );
 }
 
 function sessionCache(deps: IdentityDeps) {

@@ -24,7 +24,15 @@ const maxBackoffMs = 2_000;
 export async function openPostgresBus(options: PostgresBusOptions): Promise<InvalidationBus> {
   const node = randomUUID();
   const local = new LocalDispatch(options.onError);
-  const publisher = new pg.Pool({ connectionString: options.url, max: 1, application_name: options.name });
+  // Requests that change what other nodes cache wait for their message to be published: bounded, so an
+  // unreachable server fails the publish (reported; caches fall back on the TTL) instead of the request.
+  const publisher = new pg.Pool({
+    connectionString: options.url,
+    max: 1,
+    application_name: options.name,
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 5_000,
+  });
   publisher.on('error', () => {});
   let listener: pg.Client | null = null;
   let closed = false;
