@@ -360,7 +360,7 @@ export async function buildApp({
     settings: access.settings,
     retention,
   });
-  const users = userAuthenticator(identity, resolveTenant);
+  const users = userAuthenticator(identity, resolveTenant, config.publicUrl);
   const authorize = authorizer(access, clock);
   // Acting on an approval (deciding, running) needs a second factor within the last minutes: a user's
   // when they have one enrolled (identity decides; not only when this session used it); an (elevated)

@@ -186,3 +186,67 @@ describe('hosted pages', () => {
     expect(again.body).toContain('invalid, used or expired');
   });
 });
+
+describe('hosted pages behind https', () => {
+  const secureOrigin = 'https://rampart.example';
+  let s: TestApp;
+  beforeAll(async () => {
+    s = await buildTestApp({ env: { PUBLIC_URL: secureOrigin } });
+    await seedTenant(s, slug);
+    const admin = await adminSession(s, slug);
+    await s.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/${slug}/users`,
+      headers: admin.headers,
+      payload: { email: member, role: 'member', displayName: 'Mem Ber' },
+    });
+    const { token } = await linkFromOutbox(s, member);
+    await s.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/${slug}/invitations/accept`,
+      payload: { token, password: strongPassword },
+    });
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  // Security review: an unprefixed cookie can be planted by a sibling subdomain or over plain http (login
+  // CSRF); a __Secure- one only by a secure origin.
+  it('names the session cookie __Secure-, reads only that name, and clears it at sign-out', async () => {
+    const form = (path: string, fields: Record<string, string>, headers: Record<string, string> = {}) =>
+      s.app.inject({
+        method: 'POST',
+        url: page(path),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: secureOrigin, ...headers },
+        payload: new URLSearchParams(fields).toString(),
+      });
+    const signIn = await form('/signin', { email: member, password: strongPassword });
+    expect(signIn.statusCode).toBe(303);
+    expect(signIn.cookies.map((c) => c.name)).toEqual(['__Secure-rampart_session']);
+    const cookie = signIn.cookies[0];
+    expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax', path: `/t/${slug}` });
+    const token = cookie?.value ?? '';
+    const withCookie = (name: string) => ({ cookie: `${name}=${token}` });
+    // The same live token under the unprefixed name is not a session: a planted cookie is ignored.
+    expect(
+      (await s.app.inject({ url: page('/account'), headers: withCookie('rampart_session') })).statusCode,
+    ).toBe(303);
+    const account = await s.app.inject({
+      url: page('/account'),
+      headers: withCookie('__Secure-rampart_session'),
+    });
+    expect(account.statusCode).toBe(200);
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(account.body)?.[1] ?? '';
+    const out = await form('/signout', { _csrf: csrf }, withCookie('__Secure-rampart_session'));
+    expect(out.statusCode).toBe(303);
+    expect(out.cookies).toEqual([
+      expect.objectContaining({
+        name: '__Secure-rampart_session',
+        value: '',
+        secure: true,
+        path: `/t/${slug}`,
+      }),
+    ]);
+  });
+});

@@ -10,6 +10,19 @@ import { csrfMatches, hasRecentSecondFactor, type ValidSession } from './session
 
 export const SESSION_COOKIE = 'rampart_session';
 
+/**
+ * The session cookie's name. Whenever the cookie is Secure (an https PUBLIC_URL) it carries the
+ * `__Secure-` prefix, which browsers accept only from a secure origin with the Secure flag: a sibling
+ * subdomain or someone on plain http cannot plant one (login CSRF: a planted cookie with a longer path
+ * is sent first, and the victim would work in the planter's account). `__Host-` would also need `Path=/`,
+ * and the cookie is scoped to its tenant's pages. Only this name is read: a planted unprefixed
+ * `rampart_session` is ignored.
+ */
+export const sessionCookieName = (secure: boolean) => (secure ? `__Secure-${SESSION_COOKIE}` : SESSION_COOKIE);
+
+/** Cookies are Secure when the public address is https (production requires it). */
+export const secureCookiesFor = (publicUrl: string) => publicUrl.startsWith('https://');
+
 declare module 'fastify' {
   interface FastifyRequest {
     tenant: TenantRef | null;
@@ -34,12 +47,17 @@ export function tenantSlugOf(request: FastifyRequest): string {
  * sign-in stage; cookie sessions must also carry the CSRF token on every state change. What the user may
  * do is then decided by the route's permission (src/access/).
  */
-export function userAuthenticator(identity: IdentityService, resolveTenant: TenantResolver) {
+export function userAuthenticator(
+  identity: IdentityService,
+  resolveTenant: TenantResolver,
+  publicUrl: string,
+) {
+  const cookieName = sessionCookieName(secureCookiesFor(publicUrl));
   return async (request: FastifyRequest): Promise<Actor | null> => {
     const tenant = await resolveTenant(tenantSlugOf(request));
     request.tenant = tenant;
     const bearer = bearerToken(request);
-    const cookie = request.cookies?.[SESSION_COOKIE];
+    const cookie = request.cookies?.[cookieName];
     const token = bearer ?? cookie;
     if (!token) return null;
     const session = await identity.sessions.validate(tenant, token);
@@ -82,7 +100,7 @@ export function needsUserStepUp(deps: Pick<IdentityDeps, 'clock'>, request: Fast
 }
 
 export function setSessionCookie(reply: FastifyReply, token: string, secure: boolean, path: string) {
-  reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, secure, sameSite: 'lax', path });
+  reply.setCookie(sessionCookieName(secure), token, { httpOnly: true, secure, sameSite: 'lax', path });
 }
 
 export const toTenantRef = (t: { id: string; slug: string }): TenantRef => ({

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../platform/http/problem.ts';
 import type { TenantRef } from '../deps.ts';
-import { SESSION_COOKIE, setSessionCookie } from '../http-auth.ts';
+import { secureCookiesFor, sessionCookieName, setSessionCookie } from '../http-auth.ts';
 import type { IdentityService } from '../service.ts';
 import { csrfTokenFor, type SessionStage, type ValidSession } from '../sessions.ts';
 import type { FormError } from './layout.ts';
@@ -58,12 +58,12 @@ export const seeOther = (reply: FastifyReply, location: string) => reply.redirec
 
 /** The cookie is scoped to the tenant's pages: another tenant's pages (and the JSON API) never see it. */
 export function cookieJar(publicUrl: string) {
-  const secure = publicUrl.startsWith('https://');
+  const secure = secureCookiesFor(publicUrl);
   return {
     set: (reply: FastifyReply, slug: string, token: string) =>
       setSessionCookie(reply, token, secure, pathsFor(slug).base),
     clear: (reply: FastifyReply, slug: string) =>
-      reply.clearCookie(SESSION_COOKIE, {
+      reply.clearCookie(sessionCookieName(secure), {
         path: pathsFor(slug).base,
         httpOnly: true,
         secure,
@@ -77,8 +77,9 @@ export async function browserSession(
   identity: IdentityService,
   tenant: TenantRef,
   request: FastifyRequest,
+  publicUrl: string,
 ): Promise<ValidSession | null> {
-  const token = request.cookies?.[SESSION_COOKIE];
+  const token = request.cookies?.[sessionCookieName(secureCookiesFor(publicUrl))];
   if (!token) return null;
   const session = await identity.sessions.validate(tenant, token);
   return session?.kind === 'cookie' ? session : null;

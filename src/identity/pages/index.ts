@@ -116,7 +116,7 @@ async function whereToGo(options: PagesOptions, request: FastifyRequest, slug: s
   const paths = pathsFor(slug);
   try {
     const tenant = request.tenant ?? (await options.findTenant(slug)).ref;
-    const session = await browserSession(options.identity, tenant, request);
+    const session = await browserSession(options.identity, tenant, request, options.publicUrl);
     return session ? landingFor(paths, session.stage) : paths.signIn;
   } catch {
     return paths.signIn;

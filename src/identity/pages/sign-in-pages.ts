@@ -49,7 +49,7 @@ ${view.signUp && html`<li><a href="${paths.signUp}">Create an account</a></li>`}
     { config: { access: 'public' }, schema: { hide: true, params: TenantParams, querystring: NoticeQuery } },
     async (request, reply) => {
       const tenant = await findTenant(request.params.tenant);
-      const session = await browserSession(identity, tenant.ref, request);
+      const session = await browserSession(identity, tenant.ref, request, publicUrl);
       if (session && !request.query.notice)
         return seeOther(reply, landingFor(pathsFor(tenant.ref.slug), session.stage));
       const settings = await identity.settings.get(tenant.ref);
