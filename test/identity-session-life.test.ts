@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toTenantRef } from '../src/identity/index.ts';
+import { csrfTokenFor } from '../src/identity/sessions.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import {
@@ -448,5 +449,73 @@ describe('TOTP enrolment re-authenticates', () => {
     );
     expect(withPassword.statusCode).toBe(200);
     expect(withPassword.body).toContain('id="totp-secret"');
+  });
+});
+
+describe('password maximum age', () => {
+  it('holds a session whose password passed the maximum age to the password change, then lets it go on', async () => {
+    const slug = 'aged-co';
+    const admin = await tenantWithAdmin(slug);
+    const current = (await t.app.inject({ url: api(slug, '/settings') })).json();
+    current.passwordPolicy.maxAgeDays = 30;
+    current.session.idleMinutes = 1440;
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: api(slug, '/settings'),
+      headers: admin.headers,
+      payload: current,
+    });
+    expect(put.statusCode).toBe(200);
+    const email = 'aged@aged-co.test';
+    await inviteAndAccept(t, slug, admin, email);
+
+    // An hour before the password turns 30 days old: an ordinary session.
+    clock.advance(30 * 24 * HOUR - HOUR);
+    const early = await signIn(slug, email);
+    expect(early.stage).toBe('active');
+    const session = () => t.app.inject({ url: api(slug, '/me/session'), headers: bearer(early.token) });
+    expect((await session()).statusCode).toBe(200);
+
+    // Two hours later the same, still live session may do nothing but change the password or sign out.
+    clock.advance(2 * HOUR);
+    const held = await session();
+    expect(held.statusCode).toBe(403);
+    expect(held.json()).toMatchObject({ code: 'password_expired' });
+    expect(held.json().detail).toContain(`/t/${slug}/account/password`);
+    const late = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/auth/signin'),
+      payload: { email, password: strongPassword },
+    });
+    expect(late.json()).toMatchObject({ stage: 'password', passwordExpired: true });
+
+    // In a browser: every page leads to the password page, which works.
+    const tenant = toTenantRef(await t.app.services.tenancy.requireActive(slug));
+    const ctx = {
+      actor: { type: 'system' as const, id: 'test' },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    const web = await t.app.services.identity.signIn(tenant, email, strongPassword, 'cookie', ctx);
+    expect(web.stage).toBe('password');
+    const cookie = { cookie: `rampart_session=${web.token}` };
+    const account = await t.app.inject({ url: `/t/${slug}/account`, headers: cookie });
+    expect(account.statusCode).toBe(303);
+    expect(account.headers.location).toBe(`/t/${slug}/account/password`);
+    expect((await t.app.inject({ url: `/t/${slug}/account/password`, headers: cookie })).statusCode).toBe(
+      200,
+    );
+    const changed = await t.app.inject({
+      method: 'POST',
+      url: api(slug, '/me/password'),
+      headers: { ...cookie, 'x-csrf-token': csrfTokenFor(t.app.services.identity.deps, web.sessionId) },
+      payload: { currentPassword: strongPassword, newPassword: 'Renewed-Harbour-Signal-42' },
+    });
+    expect(changed.statusCode).toBe(200);
+    // The session that changed it goes on; the password is young again.
+    const after = await t.app.inject({ url: api(slug, '/me/session'), headers: cookie });
+    expect(after.statusCode).toBe(200);
+    expect(after.json().stage).toBe('active');
   });
 });

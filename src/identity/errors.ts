@@ -18,6 +18,7 @@ export const identityError = defineErrors({
   email_not_verified: { status: 403, title: 'Email address not confirmed' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },
   reauthentication_required: { status: 403, title: 'Confirm with your password' },
+  password_expired: { status: 403, title: 'Password expired' },
   mfa_not_enrolled: { status: 409, title: 'No second factor enrolled' },
   mfa_already_enrolled: { status: 409, title: 'Second factor already enrolled' },
   mfa_enrolment_discarded: { status: 409, title: 'Enrolment discarded after too many wrong codes' },

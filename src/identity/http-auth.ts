@@ -18,7 +18,8 @@ export const SESSION_COOKIE = 'rampart_session';
  * and the cookie is scoped to its tenant's pages. Only this name is read: a planted unprefixed
  * `rampart_session` is ignored.
  */
-export const sessionCookieName = (secure: boolean) => (secure ? `__Secure-${SESSION_COOKIE}` : SESSION_COOKIE);
+export const sessionCookieName = (secure: boolean) =>
+  secure ? `__Secure-${SESSION_COOKIE}` : SESSION_COOKIE;
 
 /** Cookies are Secure when the public address is https (production requires it). */
 export const secureCookiesFor = (publicUrl: string) => publicUrl.startsWith('https://');
@@ -67,6 +68,14 @@ export function userAuthenticator(
     if ((bearer && session.kind !== 'bearer') || (!bearer && session.kind !== 'cookie')) return null;
     const stages = routeConfig(request).stages ?? ['active'];
     if (!stages.includes(session.stage)) {
+      if (session.stage === 'password') {
+        // Identified, so the refusal is audited against this user like the others below.
+        request.actor = { type: 'user', id: session.userId };
+        throw identityError(
+          'password_expired',
+          `Your password is older than this organisation allows: change it first, at /t/${tenant.slug}/account/password.`,
+        );
+      }
       throw identityError(
         'step_up_required',
         session.stage === 'enrol'

@@ -132,7 +132,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/auth/signout`,
     {
-      config: { ...userRoute, stages: ['mfa', 'enrol', 'active'] },
+      config: { ...userRoute, stages: ['mfa', 'enrol', 'active', 'password'] },
       schema: {
         tags,
         summary: 'End this session',
@@ -305,7 +305,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/me/password`,
     {
-      config: userRoute,
+      config: { ...userRoute, stages: ['active', 'password'] },
       schema: {
         tags,
         summary: 'Change password: web sessions only; API tokens are refused',

@@ -24,7 +24,12 @@ export const Role = Type.Union([Type.Literal('member'), Type.Literal('staff'), T
 
 export const SignInBody = strictObject({ email: Email, password: Password });
 export const SignInReply = strictObject({
-  stage: Type.Union([Type.Literal('mfa'), Type.Literal('enrol'), Type.Literal('active')]),
+  stage: Type.Union([
+    Type.Literal('mfa'),
+    Type.Literal('enrol'),
+    Type.Literal('active'),
+    Type.Literal('password'),
+  ]),
   token: Type.String(),
   passwordExpired: Type.Boolean(),
 });

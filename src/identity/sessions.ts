@@ -18,7 +18,14 @@ const CACHE_TTL_MS = 30_000;
 const CACHE_MAX_ENTRIES = 20_000;
 const STEP_UP_WINDOW_MS = 5 * 60_000;
 
-export type SessionStage = 'mfa' | 'enrol' | 'active';
+/** The stage a session is stored in: what its sign-in left to do. */
+export type StoredStage = 'mfa' | 'enrol' | 'active';
+/**
+ * The stage a session is in now: its stored stage, or `password` when it is `active` but the user's
+ * password has passed the tenant's maximum age (computed at each request; only changing the password,
+ * seeing and ending the session are allowed until then).
+ */
+export type SessionStage = StoredStage | 'password';
 
 export interface ValidSession {
   id: string;
@@ -45,11 +52,11 @@ export const secondFactorRequired = (policy: IdentitySettings['mfa_required'], r
  * answer as for that stage, until the second factor is given or enrolled.
  */
 export function currentStage(
-  stored: SessionStage,
+  stored: StoredStage,
   mfaAt: Date | null,
   required: boolean,
   totpEnrolled: boolean,
-): SessionStage {
+): StoredStage {
   if (stored !== 'active' || mfaAt !== null || !required) return stored;
   return totpEnrolled ? 'mfa' : 'enrol';
 }
@@ -67,7 +74,7 @@ export async function createSession(
   input: {
     tenantId: string;
     userId: string;
-    stage: SessionStage;
+    stage: StoredStage;
     kind: 'cookie' | 'bearer';
     mfaAt: Date | null;
     /** A rotated session keeps the sign-in time and absolute expiry of the one it replaces. */
@@ -129,6 +136,28 @@ interface CachedSession {
   lastSeenStored: number;
   /** The latest use this node has seen. */
   lastUsed: number;
+  /** When the user's password passes the tenant's maximum age (null: no maximum, or never set). */
+  passwordExpiresAt: number | null;
+  /** The session as seen once the password has expired (stage `password`), made on first need. */
+  expiredView: ValidSession | null;
+}
+
+/** When a password changed at `changedAt` passes a maximum age of `maxAgeDays` (as sign-in decides). */
+export function passwordExpiry(changedAt: Date | null, maxAgeDays: number | null): number | null {
+  if (changedAt === null || maxAgeDays === null) return null;
+  return changedAt.getTime() + maxAgeDays * 86_400_000;
+}
+
+/**
+ * The session at `nowMs`: an `active` one whose password has passed the maximum age is in stage
+ * `password`. A password change moves password_changed_at and drops the user's cached sessions
+ * (`user:<id>`), and a settings change drops the tenant's, so the entry is never older than either.
+ */
+function asNow(entry: CachedSession, nowMs: number): ValidSession {
+  const { session, passwordExpiresAt } = entry;
+  if (session.stage !== 'active' || passwordExpiresAt === null || nowMs <= passwordExpiresAt) return session;
+  entry.expiredView ??= Object.freeze({ ...session, stage: 'password' as const });
+  return entry.expiredView;
 }
 
 /**
@@ -211,6 +240,7 @@ export function createSessionService(deps: IdentityDeps) {
         ])
         .select(['u.email', 'u.role', 'st.session_idle_minutes', 'st.session_absolute_hours'])
         .select(['st.mfa_required', 't.confirmed_at as totp_confirmed_at'])
+        .select(['u.password_changed_at', 'st.max_age_days'])
         .where('s.token_hash', '=', hash)
         .where('s.revoked_at', 'is', null)
         .where('s.expires_at', '>', now)
@@ -240,15 +270,17 @@ export function createSessionService(deps: IdentityDeps) {
         createdAt: row.created_at,
         totpEnrolled,
       });
-      const entry = {
+      const entry: CachedSession = {
         session,
         expiresAt,
         idleMs,
         lastSeenStored,
         lastUsed: now.getTime(),
+        passwordExpiresAt: passwordExpiry(row.password_changed_at, row.max_age_days),
+        expiredView: null,
       };
       cache.put(key, entry, mark, now.getTime());
-      return session;
+      return asNow(entry, now.getTime());
     });
   };
 
@@ -282,7 +314,7 @@ export function createSessionService(deps: IdentityDeps) {
         await touch(tenant, hit.session.id, now);
         hit.lastSeenStored = nowMs;
       }
-      return hit.session;
+      return asNow(hit, nowMs);
     },
 
     list: (tenant: TenantRef, userId: string) =>

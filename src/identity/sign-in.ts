@@ -313,6 +313,9 @@ async function succeed(
         details: { email: account.email, next: stage, upgraded: rehash !== null, sessionId: session.id },
       },
     );
-    return { stage, sessionId: session.id, token: session.token, passwordExpired };
+    // An expired password leaves the session only the password change (stage `password`, computed again
+    // at each request: sessions.ts); a second factor or enrolment still comes first.
+    const reported: SessionStage = passwordExpired && stage === 'active' ? 'password' : stage;
+    return { stage: reported, sessionId: session.id, token: session.token, passwordExpired };
   });
 }

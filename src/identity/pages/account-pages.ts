@@ -31,6 +31,8 @@ export const accountPages: FastifyPluginAsyncTypebox<PagesOptions> = async (
 ) => {
   const cookies = cookieJar(publicUrl);
   const active = { access: 'user', permission: 'self' } as const;
+  // The password pages are also where a session whose password has expired is sent (stage `password`).
+  const passwordStages = { ...active, stages: ['active', 'password'] } as const;
 
   app.get(
     '/t/:tenant/account',
@@ -79,7 +81,7 @@ ${submit('Change password')}`,
 
   app.get(
     '/t/:tenant/account/password',
-    { config: active, schema: { hide: true, params: TenantParams } },
+    { config: passwordStages, schema: { hide: true, params: TenantParams } },
     async (request, reply) => {
       const { tenant, session } = signedIn(request);
       return sendHtml(reply, 200, await passwordPage(tenant.slug, csrfFor(identity, session)));
@@ -88,7 +90,7 @@ ${submit('Change password')}`,
 
   app.post(
     '/t/:tenant/account/password',
-    { config: active, schema: { hide: true, params: TenantParams, body: ChangePasswordForm } },
+    { config: passwordStages, schema: { hide: true, params: TenantParams, body: ChangePasswordForm } },
     async (request, reply) => {
       const { tenant, session } = signedIn(request);
       const { currentPassword, newPassword, confirmPassword } = request.body;

@@ -48,6 +48,7 @@ export type Paths = ReturnType<typeof pathsFor>;
 export function landingFor(paths: Paths, stage: SessionStage, passwordExpired = false): string {
   if (stage === 'mfa') return passwordExpired ? `${paths.code}?next=password` : paths.code;
   if (stage === 'enrol') return paths.enrol;
+  if (stage === 'password') return paths.password;
   return passwordExpired ? paths.password : paths.account;
 }
 

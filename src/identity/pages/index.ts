@@ -67,7 +67,12 @@ export const identityPages: FastifyPluginAsyncTypebox<PagesOptions> = async (app
     else request.log.info({ code: problem.code }, 'page refused');
     if (problem.spec.status === 403 && options.onDenied) await options.onDenied(request, problem);
     const slug = tenantParam(request);
-    if (slug && (problem.code === 'unauthenticated' || problem.code === 'step_up_required')) {
+    if (
+      slug &&
+      (problem.code === 'unauthenticated' ||
+        problem.code === 'step_up_required' ||
+        problem.code === 'password_expired')
+    ) {
       return seeOther(reply, await whereToGo(options, request, slug));
     }
     return errorPage(reply, problem.spec.status, problem.spec.title, problem.detail, slug);

@@ -153,7 +153,7 @@ ${form(paths.signOut, html`${csrfField(csrf)}${submit('Cancel and sign out', 'se
   app.post(
     '/t/:tenant/signout',
     {
-      config: { access: 'user', permission: 'self', stages: ['mfa', 'enrol', 'active'] },
+      config: { access: 'user', permission: 'self', stages: ['mfa', 'enrol', 'active', 'password'] },
       schema: { hide: true, params: TenantParams, body: CsrfForm },
     },
     async (request, reply) => {
