@@ -142,5 +142,32 @@ describe('password policy', () => {
     );
     expect(actions.map((a) => a.action)).toContain('access.approval.requested');
     expect(actions.map((a) => a.action)).not.toContain('identity.policy.weakened');
+
+    // Letting more guesses through is a weakening too (security review: one admin could raise the
+    // threshold to 20 or make locks lift by themselves); tightening it is not.
+    const weaker: [string, (s: typeof before) => void][] = [
+      ['a higher threshold', (s) => (s.lockout.threshold = before.lockout.threshold + 5)],
+      ['locks that lift by themselves', (s) => (s.lockout.mode = 'temporary')],
+      ['shorter locks', (s) => (s.lockout.baseSeconds = 30)],
+    ];
+    const lockout = structuredClone(before);
+    lockout.lockout = { threshold: before.lockout.threshold, mode: 'admin', baseSeconds: 600 };
+    const tightened = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: lockout });
+    expect(tightened.statusCode).toBe(200);
+    for (const [what, change] of weaker) {
+      const next = structuredClone(lockout);
+      change(next);
+      if (what === 'shorter locks') next.lockout.mode = 'temporary';
+      const asked = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: next });
+      expect(asked.statusCode, what).toBe(202);
+      expect(asked.json().approval.action, what).toBe('identity.password-policy.weaken');
+      expect(asked.json().approval.summary, what).toMatch(/lockout/);
+    }
+    expect((await settings()).lockout).toEqual(lockout.lockout);
+    const stricter = structuredClone(lockout);
+    stricter.lockout.threshold = 3;
+    expect(
+      (await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: stricter })).statusCode,
+    ).toBe(200);
   });
 });

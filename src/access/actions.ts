@@ -1,6 +1,6 @@
 import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
 import type { IdentityService, IdentitySettingsView, TenantRef, UserRole } from '../identity/index.ts';
-import { weakens } from '../identity/index.ts';
+import { lockoutWeakens, weakens } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
@@ -210,11 +210,20 @@ export function wireCriticalActions(
     const current = await identity.settings.get(tenant);
     const params = next as unknown as JsonValue;
     const found: Classified[] = [];
-    if (weakens(current.passwordPolicy, next.passwordPolicy)) {
+    const policyWeakened = weakens(current.passwordPolicy, next.passwordPolicy);
+    const lockoutWeakened = lockoutWeakens(current.lockout, next.lockout);
+    if (policyWeakened || lockoutWeakened) {
       found.push({
         action: 'identity.password-policy.weaken',
         params,
-        summary: 'Weaken the password policy',
+        summary: [
+          ...(policyWeakened ? ['Weaken the password policy'] : []),
+          ...(lockoutWeakened
+            ? [
+                `${policyWeakened ? 'and the' : 'Weaken the'} lockout (${current.lockout.threshold} ${current.lockout.mode} → ${next.lockout.threshold} ${next.lockout.mode})`,
+              ]
+            : []),
+        ].join(' '),
       });
     }
     if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {

@@ -26,7 +26,7 @@ export { type PasswordPolicy, weakens } from './policy.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
-export type { IdentitySettingsView } from './settings.ts';
+export { type IdentitySettingsView, lockoutWeakens } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
 export { isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
 export { countFastHashes, type WrapCursor, type WrapRun, wrapFastHashes } from './wrap-legacy.ts';

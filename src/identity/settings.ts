@@ -94,7 +94,9 @@ export function createSettingsService(deps: IdentityDeps) {
             details: { reason: 'threshold_lowered' },
           });
         }
-        const weakened = weakens(policyOf(current), policyOf(updated));
+        const weakened =
+          weakens(policyOf(current), policyOf(updated)) ||
+          lockoutWeakens(lockoutOf(current), lockoutOf(updated));
         const mfaWeakened = rank(updated.mfa_required) < rank(current.mfa_required);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.settings.updated',
@@ -116,3 +118,21 @@ export function createSettingsService(deps: IdentityDeps) {
 }
 
 const rank = (m: 'off' | 'staff' | 'all') => ({ off: 0, staff: 1, all: 2 })[m];
+
+const lockoutOf = (s: IdentitySettings): IdentitySettingsView['lockout'] => toView(s).lockout;
+
+/**
+ * True when `next` lets more password guesses through than `current`: a higher threshold, locks that
+ * lift by themselves instead of waiting for an admin, or shorter locks. Lockout is part of the password
+ * policy the fact sheet states ("lockout after 5 invalid attempts"), so it is gated with it.
+ */
+export function lockoutWeakens(
+  current: IdentitySettingsView['lockout'],
+  next: IdentitySettingsView['lockout'],
+): boolean {
+  return (
+    next.threshold > current.threshold ||
+    (current.mode === 'admin' && next.mode === 'temporary') ||
+    (next.mode === 'temporary' && next.baseSeconds < current.baseSeconds)
+  );
+}
