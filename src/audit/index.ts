@@ -20,6 +20,8 @@ export {
   createSinkService,
   type Forwarder,
   type SendHttp,
+  type SinkApproval,
+  type SinkInput,
   type SinkService,
 } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';

@@ -1,0 +1,56 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import type { SinkInput, SinkService } from '../audit/index.ts';
+import type { CriticalActions, JsonValue } from './critical.ts';
+
+/** The platform four-eyes key of connecting a SIEM sink (adding one; any later change of where one sends). */
+export const CONNECT_SINK = 'audit.sink.connect';
+
+/** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
+function caLine(caPem: string): string {
+  try {
+    const cert = new X509Certificate(caPem);
+    return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
+  } catch {
+    return `, trusting a private CA (SHA-256 of the PEM ${createHash('sha256').update(caPem).digest('hex')})`;
+  }
+}
+
+/**
+ * The platform's critical actions (operators' changes of platform state; docs/access.md, "Four-eyes for
+ * platform actions"): always approved by a second operator, never on a tenant's list.
+ */
+export function wirePlatformActions(critical: CriticalActions, deps: { sinks: SinkService }) {
+  const { sinks } = deps;
+
+  critical.define({
+    key: CONNECT_SINK,
+    description:
+      "Connect a SIEM sink: it receives every tenant's audit events (adding one, or changing where one " +
+      'sends or what it trusts)',
+    onByDefault: true,
+    scope: 'platform',
+    // The recorded parameters are what the operator sent (kind, URL, CA): nothing secret. The webhook
+    // signing secret is made when the approved request runs and given to the requester only.
+    executePlatform: async ({ ctx, params, guard, approvalId, approvedBy }) =>
+      (await sinks.create(ctx, params as unknown as SinkInput, {
+        guard,
+        approvalId,
+        approvedBy,
+      })) as unknown as Record<string, JsonValue>,
+  });
+
+  // Input no sink could be added with is refused (400 bad_sink) before anything is asked for.
+  critical.platformGate(CONNECT_SINK, async (request) => {
+    const input = request.body as SinkInput;
+    const url = sinks.check(input);
+    return [
+      {
+        action: CONNECT_SINK,
+        params: input as unknown as JsonValue,
+        summary:
+          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${url}` +
+          (input.caPem === undefined ? '' : caLine(input.caPem)),
+      },
+    ];
+  });
+}
