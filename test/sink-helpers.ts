@@ -8,7 +8,6 @@ import { operatorSession } from './access-helpers.ts';
 import type { TestApp } from './helpers.ts';
 
 type Clock = { now(): Date; advance(ms: number): void };
-type Operator = Awaited<ReturnType<typeof operatorSession>>;
 
 /** For suites that call the sink service directly: an approval whose re-check always stands. */
 export const approvedForTest: SinkApproval = {
@@ -17,19 +16,19 @@ export const approvedForTest: SinkApproval = {
   approvedBy: null,
 };
 
-const pairs = new WeakMap<TestApp, Promise<{ requester: Operator; approver: Operator }>>();
+let made = 0;
 
-/** Two operators of this app, made once: one asks for sinks, the other approves them. */
-export function sinkOperators(t: TestApp, clock: Clock) {
-  let pair = pairs.get(t);
-  if (!pair) {
-    pair = (async () => ({
-      requester: await operatorSession(t, 'sink-requester@ops.test', clock),
-      approver: await operatorSession(t, 'sink-approver@ops.test', clock),
-    }))();
-    pairs.set(t, pair);
-  }
-  return pair;
+/**
+ * Two new operators of this app, each signed in (password + TOTP) now: one asks, the other approves.
+ * New ones each time, so suites that move their clock backwards (a TOTP step is accepted once) or by
+ * hours (sign-in tokens expire) can add sinks at any point.
+ */
+export async function sinkOperators(t: TestApp, clock: Clock) {
+  made += 1;
+  return {
+    requester: await operatorSession(t, `sink-requester-${made}@ops.test`, clock),
+    approver: await operatorSession(t, `sink-approver-${made}@ops.test`, clock),
+  };
 }
 
 export interface AddedSink {
@@ -41,8 +40,8 @@ export interface AddedSink {
 }
 
 /**
- * Asks for a sink, has the other operator approve it (each with a fresh sign-in: deciding and running
- * need a second factor within 5 minutes) and runs it; the sink as the run answered it.
+ * Asks for a sink, has another operator approve it and runs it (deciding and running need a sign-in
+ * within 5 minutes: both operators signed in moments ago); the sink as the run answered it.
  */
 export async function addSinkApproved(t: TestApp, clock: Clock, payload: object): Promise<AddedSink> {
   const { requester, approver } = await sinkOperators(t, clock);
@@ -57,13 +56,13 @@ export async function addSinkApproved(t: TestApp, clock: Clock, payload: object)
   const approved = await t.app.inject({
     method: 'POST',
     url: `/api/v1/access/platform-approvals/${approvalId}/approve`,
-    headers: await approver.signInAgain(),
+    headers: approver.headers,
   });
   expect(approved.statusCode, approved.body).toBe(200);
   const run = await t.app.inject({
     method: 'POST',
     url: `/api/v1/access/platform-approvals/${approvalId}/execute`,
-    headers: await requester.signInAgain(),
+    headers: requester.headers,
     payload: { params: payload },
   });
   expect(run.statusCode, run.body).toBe(200);
