@@ -109,11 +109,13 @@ export function createCriticalActions() {
       actions.set(def.key, execute ? { ...def, execute } : def);
     },
     gate(name: string, classify: FourEyesClassifier) {
-      if (gates.has(name) || platformGates.has(name)) throw new Error(`four-eyes gate ${name} is defined twice`);
+      if (gates.has(name) || platformGates.has(name))
+        throw new Error(`four-eyes gate ${name} is defined twice`);
       gates.set(name, classify);
     },
     platformGate(name: string, classify: PlatformClassifier) {
-      if (gates.has(name) || platformGates.has(name)) throw new Error(`four-eyes gate ${name} is defined twice`);
+      if (gates.has(name) || platformGates.has(name))
+        throw new Error(`four-eyes gate ${name} is defined twice`);
       platformGates.set(name, classify);
     },
     /** A tenant critical action (one a tenant's four-eyes list may name). */

@@ -122,7 +122,11 @@ export function createPlatformApprovalService(deps: {
       await recordApproverLost(tx, ctx, row);
       return { lost: true };
     }
-    await tx.updateTable('access_approval_requests').set({ status: 'executing' }).where('id', '=', id).execute();
+    await tx
+      .updateTable('access_approval_requests')
+      .set({ status: 'executing' })
+      .where('id', '=', id)
+      .execute();
     return { row };
   }
 
@@ -203,7 +207,9 @@ export function createPlatformApprovalService(deps: {
             decided_by_id: by.id,
             decided_at: now,
             // An approval is usable for the same time again from its decision, as for tenants.
-            ...(approved ? { expires_at: new Date(now.getTime() + PLATFORM_APPROVAL_TTL_MINUTES * 60_000) } : {}),
+            ...(approved
+              ? { expires_at: new Date(now.getTime() + PLATFORM_APPROVAL_TTL_MINUTES * 60_000) }
+              : {}),
           })
           .where('id', '=', id)
           .returningAll()
@@ -230,7 +236,10 @@ export function createPlatformApprovalService(deps: {
       const claimed = await inPlatform((tx) => claim(tx, ctx, id, params));
       if ('expired' in claimed) return refuseExpired(ctx, claimed.expired);
       if ('changed' in claimed) {
-        throw accessError('params_changed', 'These parameters differ from the approved ones; nothing was run.');
+        throw accessError(
+          'params_changed',
+          'These parameters differ from the approved ones; nothing was run.',
+        );
       }
       if ('lost' in claimed) throw approverLostError();
       const { row } = claimed;
@@ -244,7 +253,13 @@ export function createPlatformApprovalService(deps: {
       let result: Record<string, JsonValue> = {};
       try {
         if (!def?.executePlatform) throw new Error(`platform action ${row.action} has no executor`);
-        result = await def.executePlatform({ ctx, params: row.params as JsonValue, approvalId: id, approvedBy: row.decided_by_id, guard });
+        result = await def.executePlatform({
+          ctx,
+          params: row.params as JsonValue,
+          approvalId: id,
+          approvedBy: row.decided_by_id,
+          guard,
+        });
       } catch (error) {
         failure = error;
       }

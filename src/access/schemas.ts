@@ -88,7 +88,9 @@ export const PlatformExecuted = strictObject({
       kind: Type.Union([Type.Literal('webhook'), Type.Literal('syslog')]),
       url: Type.String(),
       secret: Type.Optional(
-        Type.String({ description: 'Webhooks: Standard Webhooks signing secret (whsec_...), shown only now' }),
+        Type.String({
+          description: 'Webhooks: Standard Webhooks signing secret (whsec_...), shown only now',
+        }),
       ),
     }),
   ]),

@@ -194,7 +194,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       schema: {
         tags,
         summary:
-          "Ask to add a SIEM sink (202: another operator approves, then you run it): an HTTPS webhook (signed, Standard Webhooks) or syslog over TLS (RFC 5424/5425)",
+          'Ask to add a SIEM sink (202: another operator approves, then you run it): an HTTPS webhook (signed, Standard Webhooks) or syslog over TLS (RFC 5424/5425)',
         body: strictObject({
           kind: SinkKind,
           url: Type.String({
