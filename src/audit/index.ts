@@ -19,6 +19,7 @@ export {
   createForwarder,
   createSinkService,
   type Forwarder,
+  type OutboundRequest,
   type SendHttp,
   type SinkApproval,
   type SinkInput,
