@@ -4,6 +4,8 @@ import type { CriticalActions, JsonValue } from './critical.ts';
 
 /** The platform four-eyes key of connecting a SIEM sink (adding one; any later change of where one sends). */
 export const CONNECT_SINK = 'audit.sink.connect';
+/** The gate on the sink routes (`config.fourEyes`). */
+export const SINKS_GATE = 'audit.sinks';
 
 /** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
 function caLine(caPem: string): string {
@@ -40,7 +42,7 @@ export function wirePlatformActions(critical: CriticalActions, deps: { sinks: Si
   });
 
   // Input no sink could be added with is refused (400 bad_sink) before anything is asked for.
-  critical.platformGate(CONNECT_SINK, async (request) => {
+  critical.platformGate(SINKS_GATE, async (request) => {
     const input = request.body as SinkInput;
     const url = sinks.check(input);
     return [

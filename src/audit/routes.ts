@@ -190,7 +190,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       // Four-eyes between two operators, always: the gate records the request and answers 202 with it;
       // another operator approves (POST /api/v1/access/platform-approvals/:id/approve) and the requester
       // runs it once (.../execute), which adds the sink and returns it (with a webhook's secret, once).
-      config: { access: 'operator', permission: 'audit-sinks:write', fourEyes: 'audit.sink.connect' },
+      config: { access: 'operator', permission: 'audit-sinks:write', fourEyes: 'audit.sinks' },
       schema: {
         tags,
         summary:
