@@ -476,7 +476,8 @@ export async function buildApp({
   await app.register(tenancyRoutes, { tenancy });
   const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });
   // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
-  wirePlatformActions(access.critical, { sinks });
+  const operatorAdmin = createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
   await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
@@ -505,7 +506,7 @@ export async function buildApp({
     }),
   });
   await app.register(operatorAdminRoutes, {
-    admin: createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError }),
+    admin: operatorAdmin,
   });
   await app.register(identityPages, {
     identity,

@@ -1,6 +1,6 @@
 /**
- * Adding a SIEM sink is a platform four-eyes action: one operator asks (202), another approves, the first
- * runs it. Suites about delivery add their sinks through this whole flow over HTTP.
+ * Adding a SIEM sink (and enabling an operator) is a platform four-eyes action: one operator asks (202),
+ * another approves, the first runs it. Suites add their sinks through this whole flow over HTTP.
  */
 import { expect } from 'vitest';
 import type { SinkApproval } from '../src/audit/index.ts';
@@ -40,17 +40,18 @@ export interface AddedSink {
 }
 
 /**
- * Asks for a sink, has another operator approve it and runs it (deciding and running need a sign-in
- * within 5 minutes: both operators signed in moments ago); the sink as the run answered it.
+ * A platform four-eyes action through HTTP: a new operator asks (202), another approves, the first runs
+ * it with `params` (deciding and running need a sign-in within 5 minutes: both signed in moments ago).
+ * Returns the run's result and the approval's id.
  */
-export async function addSinkApproved(t: TestApp, clock: Clock, payload: object): Promise<AddedSink> {
+export async function runPlatformAction(
+  t: TestApp,
+  clock: Clock,
+  ask: { method: 'POST'; url: string; payload?: object },
+  params: object,
+): Promise<{ result: Record<string, unknown>; approvalId: string }> {
   const { requester, approver } = await sinkOperators(t, clock);
-  const asked = await t.app.inject({
-    method: 'POST',
-    url: '/api/v1/audit/sinks',
-    headers: requester.headers,
-    payload,
-  });
+  const asked = await t.app.inject({ ...ask, headers: requester.headers });
   expect(asked.statusCode, asked.body).toBe(202);
   const approvalId = asked.json().approval.id as string;
   const approved = await t.app.inject({
@@ -63,8 +64,19 @@ export async function addSinkApproved(t: TestApp, clock: Clock, payload: object)
     method: 'POST',
     url: `/api/v1/access/platform-approvals/${approvalId}/execute`,
     headers: requester.headers,
-    payload: { params: payload },
+    payload: { params },
   });
   expect(run.statusCode, run.body).toBe(200);
-  return { ...(run.json().result as Omit<AddedSink, 'approvalId'>), approvalId };
+  return { result: run.json().result, approvalId };
+}
+
+/** Adds a sink through four-eyes (above); the sink as the run answered it. */
+export async function addSinkApproved(t: TestApp, clock: Clock, payload: object): Promise<AddedSink> {
+  const { result, approvalId } = await runPlatformAction(
+    t,
+    clock,
+    { method: 'POST', url: '/api/v1/audit/sinks', payload },
+    payload,
+  );
+  return { ...(result as Omit<AddedSink, 'approvalId'>), approvalId };
 }

@@ -93,6 +93,12 @@ export const PlatformExecuted = strictObject({
         }),
       ),
     }),
+    // An enabled operator.
+    strictObject({
+      id: Type.String({ format: 'uuid' }),
+      email: Type.String(),
+      status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    }),
   ]),
 });
 export const ExecuteBody = strictObject({
