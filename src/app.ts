@@ -19,6 +19,7 @@ import {
   SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
+  wirePlatformActions,
 } from './access/index.ts';
 import {
   type AlertEngine,
@@ -53,6 +54,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  isOperatorActive,
   isUserDisabled,
   lockActiveTenantAdmins,
   lockUsers,
@@ -261,6 +263,7 @@ export async function buildApp({
     elevationMaxMinutes: config.elevationMaxMinutes,
     tenantActive: (tenantId) => tenancy.activeById(tenantId),
     userDisabled: (tx, userId, lock) => isUserDisabled<AccessTables>(tx, userId, lock),
+    operatorActive: (tx, operatorId) => isOperatorActive(tx, operatorId),
     lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
     lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
@@ -471,10 +474,11 @@ export async function buildApp({
     reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
   await app.register(tenancyRoutes, { tenancy });
-  await app.register(auditRoutes, {
-    audit: createAuditService({ db, clock }),
-    sinks: createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog }),
-  });
+  const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });
+  // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
+  const operatorAdmin = createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
+  await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
     alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
@@ -484,7 +488,7 @@ export async function buildApp({
     holds: authorize,
     needsStepUp,
   });
-  await app.register(accessOperatorRoutes, { access, resolveTenant });
+  await app.register(accessOperatorRoutes, { access, resolveTenant, clock });
   await app.register(identityApiRoutes, { identity, resolveTenant });
   await app.register(tenantPolicyRoutes, { policies: tenantPolicies });
   await app.register(wafRoutes, { protection });
@@ -502,7 +506,7 @@ export async function buildApp({
     }),
   });
   await app.register(operatorAdminRoutes, {
-    admin: createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError }),
+    admin: operatorAdmin,
   });
   await app.register(identityPages, {
     identity,

@@ -21,6 +21,7 @@ import {
   fakeClock,
   type TestDatabase,
 } from './helpers.ts';
+import { approvedForTest } from './sink-helpers.ts';
 
 const HOUR = 3_600_000;
 const box = createSecretBox(deriveKey(Buffer.from('audit-alert-give-up-test-root-key'), 'audit-alerts'));
@@ -242,10 +243,14 @@ describe(`SIEM forwarding (${engineUnderTest})`, () => {
     const sinkBox = createSecretBox(
       deriveKey(Buffer.from('audit-alert-give-up-test-root-key'), 'audit-sinks'),
     );
-    await createSinkService({ db: t.db, clock, box: sinkBox }).create(systemContext('test'), {
-      kind: 'webhook',
-      url: 'http://127.0.0.1:9/siem',
-    });
+    await createSinkService({ db: t.db, clock, box: sinkBox }).create(
+      systemContext('test'),
+      {
+        kind: 'webhook',
+        url: 'http://127.0.0.1:9/siem',
+      },
+      approvedForTest,
+    );
     const event = randomUUID();
     await t.db.withSystem((tx) =>
       recordAuditEvent(tx, clock, systemContext('test'), {

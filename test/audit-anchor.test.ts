@@ -31,6 +31,7 @@ import type { ActionContext } from '../src/platform/context.ts';
 import { createSecretBox } from '../src/platform/crypto/keys.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
+import { approvedForTest } from './sink-helpers.ts';
 
 let t: TestDatabase;
 const clock = fakeClock(new Date('2026-03-01T00:00:00Z'));
@@ -152,8 +153,16 @@ async function truncate(tenantId: string, seq: number) {
 describe('checkpoints go to the SIEM sinks', () => {
   it('each signed checkpoint is queued for every sink with it, and delivered as audit.checkpoint', async () => {
     const sinks = createSinkService({ db: t.db, clock, box });
-    const webhook = await sinks.create(ctx, { kind: 'webhook', url: 'http://127.0.0.1:9/hook' });
-    const syslog = await sinks.create(ctx, { kind: 'syslog', url: 'syslog+tcp://127.0.0.1:9' });
+    const webhook = await sinks.create(
+      ctx,
+      { kind: 'webhook', url: 'http://127.0.0.1:9/hook' },
+      approvedForTest,
+    );
+    const syslog = await sinks.create(
+      ctx,
+      { kind: 'syslog', url: 'syslog+tcp://127.0.0.1:9' },
+      approvedForTest,
+    );
     try {
       const tenantId = await newChain('sent', 3);
       const cp = await createCheckpoint(t.db, signer, clock, tenantId);
@@ -230,7 +239,11 @@ describe('checkpoints go to the SIEM sinks', () => {
 describe('verify --expect: points kept outside the database', () => {
   it('catches the newest events cut off with their checkpoints and the head set back', async () => {
     const sinks = createSinkService({ db: t.db, clock, box });
-    const sink = await sinks.create(ctx, { kind: 'webhook', url: 'http://127.0.0.1:9/hook' });
+    const sink = await sinks.create(
+      ctx,
+      { kind: 'webhook', url: 'http://127.0.0.1:9/hook' },
+      approvedForTest,
+    );
     try {
       const tenantId = await newChain('cut', 5);
       await createCheckpoint(t.db, signer, clock, tenantId);

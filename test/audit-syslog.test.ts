@@ -17,6 +17,7 @@ import {
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { makeDevCert } from '../src/protect/dev-cert.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { addSinkApproved } from './sink-helpers.ts';
 
 const SECRET_KEY = 'c2VjcmV0LWtleS1mb3ItdGhlLWF1ZGl0LXN5c2xvZy10ZXN0LTAxMjM0NTY3';
 const clock = fakeClock(new Date());
@@ -137,7 +138,8 @@ async function eventIdsSince(since: Date): Promise<string[]> {
   return rows.map((r) => r.id).sort();
 }
 
-const addSink = (payload: object) =>
+/** Asks for a sink (refused input is a 400; valid input a 202 waiting for another operator). */
+const askSink = (payload: object) =>
   t.app.inject({ method: 'POST', url: '/api/v1/audit/sinks', headers: t.asOperator, payload });
 
 it('formats RFC 5424 with escaped structured data and the event JSON as MSG', () => {
@@ -175,17 +177,16 @@ it('refuses plain TCP off loopback, bad CAs, and what the egress guard forbids',
     { kind: 'syslog', url: 'syslog+tls://siem.example.com:6514', caPem: 'not a certificate' },
     { kind: 'webhook', url: 'https://siem.example.com/hook', caPem: cert.cert },
   ]) {
-    const res = await addSink(payload);
+    const res = await askSink(payload);
     expect(res.statusCode, JSON.stringify(payload)).toBe(400);
     expect(res.json().code).toBe('bad_sink');
   }
   // Plain TCP is fine on loopback (a local relay).
-  const local = await addSink({ kind: 'syslog', url: 'syslog+tcp://127.0.0.1:1514' });
-  expect(local.statusCode, local.body).toBe(201);
+  const local = await addSinkApproved(t, clock, { kind: 'syslog', url: 'syslog+tcp://127.0.0.1:1514' });
   // Nothing listens there: stop it at once rather than let it drain (its backlog is dropped, counted).
   const gone = await t.app.inject({
     method: 'DELETE',
-    url: `/api/v1/audit/sinks/${local.json().id}?now=true`,
+    url: `/api/v1/audit/sinks/${local.id}?now=true`,
     headers: t.asOperator,
   });
   expect(gone.statusCode).toBe(200);
@@ -213,15 +214,29 @@ it('refuses plain TCP off loopback, bad CAs, and what the egress guard forbids',
 });
 
 it('a syslog sink that is down loses nothing: every event arrives once it is back', async () => {
-  clock.advance(1);
-  const since = clock.now();
-  const created = await addSink({ kind: 'syslog', url: `syslog+tls://127.0.0.1:${port}`, caPem: cert.cert });
-  expect(created.statusCode, created.body).toBe(201);
-  expect(created.json()).toEqual({
+  // Added through four-eyes (two operators); the sink receives what its run wrote from its insert on
+  // (audit.sink.created, access.approval.executed) and everything after.
+  const created = await addSinkApproved(t, clock, {
+    kind: 'syslog',
+    url: `syslog+tls://127.0.0.1:${port}`,
+    caPem: cert.cert,
+  });
+  expect(created).toEqual({
     id: expect.any(String),
     kind: 'syslog',
     url: `syslog+tls://127.0.0.1:${port}`,
+    approvalId: expect.any(String),
   });
+  const ofTheRun = await t.database.engine.asOwner((o) =>
+    o.query<{ id: string }>(
+      `SELECT id::text FROM audit_events WHERE (action = 'audit.sink.created' AND target_id = $1)
+        OR (action = 'access.approval.executed' AND target_id = $2)`,
+      [created.id, created.approvalId],
+    ),
+  );
+  expect(ofTheRun).toHaveLength(2);
+  clock.advance(1);
+  const since = clock.now();
 
   await seedTenant(t, 'first-co');
   await drain(1);
@@ -240,7 +255,7 @@ it('a syslog sink that is down loses nothing: every event arrives once it is bac
   await drain(6);
   const messages = received.map(parse5424);
   const ids = [...new Set(messages.map((m) => m.params.eventId))].sort();
-  expect(ids).toEqual(await eventIdsSince(since));
+  expect(ids).toEqual([...ofTheRun.map((r) => r.id), ...(await eventIdsSince(since))].sort());
   for (const m of messages) {
     const event = JSON.parse(m.msg);
     expect(event.id).toBe(m.params.eventId);
@@ -255,7 +270,7 @@ it('a syslog sink that is down loses nothing: every event arrives once it is bac
 
   const removed = await t.app.inject({
     method: 'DELETE',
-    url: `/api/v1/audit/sinks/${created.json().id}`,
+    url: `/api/v1/audit/sinks/${created.id}`,
     headers: t.asOperator,
   });
   expect(removed.statusCode).toBe(202);

@@ -11,6 +11,14 @@ import type { AppError } from '../src/platform/http/problem.ts';
 import { operatorSession } from './access-helpers.ts';
 import { buildTestApp, fakeClock, type TestApp } from './helpers.ts';
 import { totpCode } from './identity-helpers.ts';
+import { runPlatformAction } from './sink-helpers.ts';
+
+async function operatorStatus(id: string): Promise<string | undefined> {
+  const rows = await t.database.engine.asOwner((o) =>
+    o.query<{ status: string }>('SELECT status FROM operators WHERE id = $1', [id]),
+  );
+  return rows[0]?.status;
+}
 
 const clock = fakeClock(new Date());
 const password = 'Operator-Long-Passphrase-1';
@@ -152,8 +160,18 @@ describe('managing other operators (operators:write)', () => {
 
     const twice = await call('POST', `/api/v1/operators/${op.id}/disable`, t.asOperator);
     expect(twice.json().code).toBe('operator_already_disabled');
-    const enabled = await call('POST', `/api/v1/operators/${op.id}/enable`, t.asOperator);
-    expect(enabled.json()).toMatchObject({ status: 'active' });
+    // Enabling is a platform four-eyes action: alone, one operator only asks.
+    const alone = await call('POST', `/api/v1/operators/${op.id}/enable`, t.asOperator);
+    expect(alone.statusCode).toBe(202);
+    expect(alone.json().approval).toMatchObject({ action: 'identity.operator.enable', status: 'pending' });
+    expect(await operatorStatus(op.id)).toBe('disabled');
+    const enabled = await runPlatformAction(
+      t,
+      clock,
+      { method: 'POST', url: `/api/v1/operators/${op.id}/enable` },
+      { operatorId: op.id },
+    );
+    expect(enabled.result).toMatchObject({ status: 'active' });
     expect((await tenants(headers)).statusCode).toBe(401); // revoked stays revoked
     expect((await op.signIn()).statusCode).toBe(200);
     expect((await call('POST', `/api/v1/operators/${op.id}/enable`, t.asOperator)).json().code).toBe(

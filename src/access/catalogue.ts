@@ -53,7 +53,7 @@ definePermissions('audit', 'tenant', {
 definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
   'audit-sinks:write':
-    "Add and disable SIEM sinks (they receive every tenant's audit events; a disabled one drains first)",
+    "Ask to add SIEM sinks (they receive every tenant's audit events: a second operator approves) and disable them (a disabled one drains first)",
   'platform-alerts:read': "Read the platform's alerts and anomaly rule settings",
   'platform-alerts:write': "Acknowledge platform alerts; change the platform's rules and alert channels",
 });
@@ -70,6 +70,9 @@ definePermissions('access', 'platform', {
   'decisions:check': 'Ask the decision API whether users hold permissions',
   'elevations:request': 'Ask for time-boxed access to a tenant',
   'elevations:approve': "Approve, reject or revoke other operators' elevation requests",
+  'platform-approvals:request': 'See and run, once approved, the platform critical actions one asked for',
+  'platform-approvals:decide':
+    "Approve or reject other operators' platform critical actions (adding a SIEM sink)",
 });
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import type { TxGuard } from '../platform/db/index.ts';
+import type { SystemTx, TxGuard } from '../platform/db/index.ts';
 import type { Tx } from './tables.ts';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -20,11 +20,34 @@ export interface CriticalRun {
   guard: TxGuard;
 }
 
+/**
+ * The re-check of a platform approval (its approver is still an active operator), run first in the
+ * platform transaction that does the action, locking what it reads until that commits.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any capability's table map; each receiver casts to its own.
+export type PlatformGuard = (tx: SystemTx<any>) => Promise<void>;
+
+/** What an approved platform action is run with: the recorded parameters and the approval's guard. */
+export interface PlatformRun {
+  ctx: ActionContext;
+  params: JsonValue;
+  /** The approval's id, for the action's own audit event. */
+  approvalId: string;
+  approvedBy: string | null;
+  guard: PlatformGuard;
+}
+
 export interface CriticalActionDef {
   key: string;
   description: string;
-  /** Whether a new tenant has it on its four-eyes list. */
+  /** Whether a new tenant has it on its four-eyes list (platform actions: always required). */
   onByDefault: boolean;
+  /**
+   * `platform`: an operator's action on platform state (no tenant). Always four-eyes between two
+   * operators, never on a tenant's list; run by `executePlatform`, whose result the requester gets back.
+   */
+  scope?: 'tenant' | 'platform';
+  executePlatform?: (run: PlatformRun) => Promise<Record<string, JsonValue>>;
   /** Runs the action once approved; a capability plugs it in when the action exists. */
   execute?: (run: CriticalRun) => Promise<unknown>;
   /**
@@ -63,6 +86,12 @@ export interface Classified {
 export type FourEyesClassifier = (request: FastifyRequest, tenant: TenantRef) => Promise<Classified[]>;
 
 /**
+ * The same for a platform route (`access: 'operator'`): the platform action this request would perform.
+ * Input no action could run with is refused here (4xx), never put up for approval.
+ */
+export type PlatformClassifier = (request: FastifyRequest) => Promise<Classified[]>;
+
+/**
  * The critical actions Rampart knows. Each capability defines its own with `define` (and its
  * executor once the action exists) and the routes that may perform them with `gate`; a tenant turns
  * each on or off in its access settings (`fourEyesActions`).
@@ -70,6 +99,8 @@ export type FourEyesClassifier = (request: FastifyRequest, tenant: TenantRef) =>
 export function createCriticalActions() {
   const actions = new Map<string, CriticalActionDef>();
   const gates = new Map<string, FourEyesClassifier>();
+  const platformGates = new Map<string, PlatformClassifier>();
+  const isPlatform = (key: string) => actions.get(key)?.scope === 'platform';
   return {
     define(def: CriticalActionDef) {
       const existing = actions.get(def.key);
@@ -78,16 +109,25 @@ export function createCriticalActions() {
       actions.set(def.key, execute ? { ...def, execute } : def);
     },
     gate(name: string, classify: FourEyesClassifier) {
-      if (gates.has(name)) throw new Error(`four-eyes gate ${name} is defined twice`);
+      if (gates.has(name) || platformGates.has(name))
+        throw new Error(`four-eyes gate ${name} is defined twice`);
       gates.set(name, classify);
     },
-    isKnown: (key: string) => actions.has(key),
-    isKnownGate: (name: string) => gates.has(name),
+    platformGate(name: string, classify: PlatformClassifier) {
+      if (gates.has(name) || platformGates.has(name))
+        throw new Error(`four-eyes gate ${name} is defined twice`);
+      platformGates.set(name, classify);
+    },
+    /** A tenant critical action (one a tenant's four-eyes list may name). */
+    isKnown: (key: string) => actions.has(key) && !isPlatform(key),
+    isPlatform,
+    isKnownGate: (name: string) => gates.has(name) || platformGates.has(name),
     action: (key: string) => actions.get(key),
     classifier: (name: string) => gates.get(name),
+    platformClassifier: (name: string) => platformGates.get(name),
     defaults: () =>
       [...actions.values()]
-        .filter((a) => a.onByDefault)
+        .filter((a) => a.onByDefault && a.scope !== 'platform')
         .map((a) => a.key)
         .sort(),
     list: () => [...actions.values()].sort((a, b) => a.key.localeCompare(b.key)),

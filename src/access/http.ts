@@ -84,12 +84,23 @@ export function authorizer(access: AccessService, clock: Clock) {
 
 /**
  * The four-eyes gate on routes declaring `config.fourEyes`: when the request is a critical action that
- * this tenant has on its list, it is recorded for approval and answered 202 instead of run. A safe
+ * this tenant has on its list (or a platform action, on an operator route: always), it is recorded for
+ * approval and answered 202 instead of run. A safe
  * request (a download) records nothing: it runs only by naming an approved request of its caller for
  * exactly these parameters (`?approval=`), which it uses up.
  */
 export function fourEyesGate(access: AccessService, needsStepUp: (request: FastifyRequest) => boolean) {
   return async (request: FastifyRequest, reply: FastifyReply, gate: string): Promise<boolean> => {
+    const platform = access.critical.platformClassifier(gate);
+    if (platform) {
+      // A platform action (an operator route): always recorded for another operator's approval.
+      const [found] = await platform(request);
+      if (!found) return false;
+      const permission = routeConfig(request).permission ?? '';
+      const approval = await access.platformApprovals.request(actionContext(request), found, permission);
+      await reply.code(202).send({ status: 'approval_required', approval });
+      return true;
+    }
     const classify = access.critical.classifier(gate);
     const tenant = request.tenant;
     if (!classify || !tenant) throw new Error(`four-eyes gate ${gate} reached without a tenant`);

@@ -11,6 +11,7 @@ export {
   tenantAuthenticator,
 } from './http.ts';
 export { accessOperatorRoutes } from './operator-routes.ts';
+export { CONNECT_SINK, wirePlatformActions } from './platform-actions.ts';
 export { holdsStaffRole } from './roles.ts';
 export { accessTenantRoutes } from './routes.ts';
 export { type AccessService, createAccessService } from './service.ts';

@@ -2,8 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { TenantRef } from '../identity/index.ts';
+import type { Clock } from '../platform/context.ts';
 import { actionContext } from '../platform/http/context.ts';
+import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
+import type { JsonValue } from './critical.ts';
+import { accessError } from './errors.ts';
+import { operatorNeedsStepUp, STEP_UP_MESSAGE } from './http.ts';
 import * as S from './schemas.ts';
 import type { AccessService } from './service.ts';
 
@@ -19,7 +24,13 @@ function operatorContext(request: FastifyRequest) {
 export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
   access: AccessService;
   resolveTenant: (slug: string) => Promise<TenantRef>;
-}> = async (app, { access, resolveTenant }) => {
+  clock: Clock;
+}> = async (app, { access, resolveTenant, clock }) => {
+  /** Deciding and running a platform action need a sign-in (password + TOTP) within 5 minutes. */
+  const stepUp = (request: FastifyRequest) => {
+    if (operatorNeedsStepUp(request, clock.now())) throw accessError('step_up_required', STEP_UP_MESSAGE);
+  };
+
   app.post(
     '/api/v1/access/decisions',
     {
@@ -102,4 +113,69 @@ export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
       },
     );
   }
+
+  app.get(
+    '/api/v1/access/platform-approvals',
+    {
+      config: { access: 'operator', permission: 'platform-approvals:decide' },
+      schema: {
+        tags,
+        summary: "Operators' platform critical actions (adding a SIEM sink) waiting or decided, newest first",
+        querystring: S.ApprovalQuery,
+        response: responses({ 200: Type.Array(S.Approval) }),
+      },
+    },
+    async (request) => access.platformApprovals.list(request.query.status),
+  );
+
+  for (const decision of ['approve', 'reject'] as const) {
+    app.post(
+      `/api/v1/access/platform-approvals/:id/${decision}`,
+      {
+        config: { access: 'operator', permission: 'platform-approvals:decide' },
+        schema: {
+          tags,
+          summary:
+            `${decision === 'approve' ? 'Approve' : 'Reject'} another operator's platform critical action ` +
+            '(never your own; a sign-in token within 5 minutes, never an API token)',
+          params: S.PlatformIdParams,
+          response: responses({ 200: S.Approval }),
+        },
+      },
+      async (request) => {
+        stepUp(request);
+        return access.platformApprovals.decide(operatorContext(request), request.params.id, decision);
+      },
+    );
+  }
+
+  app.post(
+    '/api/v1/access/platform-approvals/:id/execute',
+    {
+      // Whoever asked runs it; every operator holds every platform permission today, so still holding
+      // the permission of the route asked on means still being an active operator (the credential check).
+      config: { access: 'operator', permission: 'platform-approvals:request' },
+      schema: {
+        tags,
+        summary:
+          'Run your approved platform critical action once, sending exactly the approved parameters; ' +
+          "answers the action's result (a new webhook sink's signing secret, shown only now)",
+        params: S.PlatformIdParams,
+        body: S.ExecuteBody,
+        response: responses({ 200: S.PlatformExecuted }),
+      },
+    },
+    async (request) => {
+      stepUp(request);
+      const approval = await access.platformApprovals.get(request.params.id);
+      if (access.critical.action(approval.action)?.scope !== 'platform') {
+        throw platformError('forbidden', 'This is not a platform critical action.');
+      }
+      return access.platformApprovals.execute(
+        operatorContext(request),
+        request.params.id,
+        request.body.params as JsonValue,
+      );
+    },
+  );
 };

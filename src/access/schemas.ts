@@ -79,6 +79,28 @@ export const ApprovalRequired = strictObject({
 export const ApprovalQuery = strictObject({
   status: Type.Optional(Type.Union(approvalStatuses.map((s) => Type.Literal(s)))),
 });
+/** A run platform action: the request, and what the action answered (a new sink, with a webhook's secret once). */
+export const PlatformExecuted = strictObject({
+  approval: Approval,
+  result: Type.Union([
+    strictObject({
+      id: Type.String({ format: 'uuid' }),
+      kind: Type.Union([Type.Literal('webhook'), Type.Literal('syslog')]),
+      url: Type.String(),
+      secret: Type.Optional(
+        Type.String({
+          description: 'Webhooks: Standard Webhooks signing secret (whsec_...), shown only now',
+        }),
+      ),
+    }),
+    // An enabled operator.
+    strictObject({
+      id: Type.String({ format: 'uuid' }),
+      email: Type.String(),
+      status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    }),
+  ]),
+});
 export const ExecuteBody = strictObject({
   params: Type.Unknown({ description: 'Exactly the parameters that were approved' }),
 });

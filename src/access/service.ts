@@ -8,6 +8,7 @@ import { createCriticalActions, definePlannedActions } from './critical.ts';
 import { createElevationService } from './elevations.ts';
 import { createHoldings } from './holdings.ts';
 import { createLockedHoldings } from './locked-holdings.ts';
+import { createPlatformApprovalService, type OperatorActive } from './platform-approvals.ts';
 import { createRoleService, type LockActiveTenantAdmins, type LockUsers } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
 
@@ -28,6 +29,11 @@ export interface AccessDeps {
   lockUsers: LockUsers;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
+  /**
+   * Identity's answer to "is this operator still active", locked in the caller's platform transaction
+   * (the re-check of a platform approval's approver); absent means never (no platform action can run).
+   */
+  operatorActive?: OperatorActive;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
   tenantActive?: (tenantId: string) => boolean | Promise<boolean>;
   /** A publish that failed after its change committed (logged; the change stands). */
@@ -118,6 +124,12 @@ export function createAccessService(deps: AccessDeps) {
     decideAll,
     settings: createAccessSettingsService({ db, clock, critical }),
     approvals: createApprovalService({ db, clock, critical, lockedHoldings }),
+    platformApprovals: createPlatformApprovalService({
+      db,
+      clock,
+      critical,
+      operatorActive: deps.operatorActive ?? (async () => false),
+    }),
     elevations: createElevationService({
       db,
       clock,

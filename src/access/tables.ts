@@ -60,7 +60,8 @@ export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'executing' |
 
 export interface AccessApprovalRequestsTable {
   id: Generated<string>;
-  tenant_id: string;
+  /** Null: a platform request (an operator action on platform state, migration 0062). */
+  tenant_id: string | null;
   action: string;
   permission: string;
   params: unknown;

@@ -7,6 +7,7 @@ export const auditError = defineErrors({
   bad_sink: { status: 400, title: 'Invalid sink' },
   sink_not_found: { status: 404, title: 'No such sink' },
   sink_draining: { status: 409, title: 'Sink already draining' },
+  approval_required: { status: 403, title: 'This needs another operator\u2019s approval first' },
   bad_retention: { status: 400, title: 'Invalid retention' },
   retention_changed: { status: 409, title: 'Retention changed meanwhile' },
   bad_alert_settings: { status: 400, title: 'Invalid alert settings' },

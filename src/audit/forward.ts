@@ -63,6 +63,29 @@ export function checkSinkUrl(raw: string, code: 'bad_sink' | 'bad_alert_settings
 
 type Tx = SystemTx<AuditTables>;
 
+/** What an operator asks for when adding a sink: all of it is shown to the approving operator. */
+export interface SinkInput {
+  kind: SinkKind;
+  url: string;
+  caPem?: string;
+}
+
+/** The platform approval a sink is added under (access's four-eyes; audit cannot import access). */
+export interface SinkApproval {
+  /** The approval's re-check (the approver is still an active operator), run first in the insert's transaction. */
+  guard: (tx: Tx) => Promise<void>;
+  approvalId: string;
+  approvedBy: string | null;
+}
+
+/** The sink's URL as it will be stored, or a 400 `bad_sink`: refused before anything is asked for. */
+export function checkSinkInput(input: SinkInput): string {
+  if (input.kind === 'webhook' && input.caPem !== undefined) {
+    throw auditError('bad_sink', 'caPem applies only to syslog sinks.');
+  }
+  return input.kind === 'syslog' ? checkSyslogSink(input.url, input.caPem) : checkSinkUrl(input.url);
+}
+
 /** A sink's lifecycle: receiving events, draining its backlog after being disabled, stopped. */
 export type SinkState = 'active' | 'draining' | 'stopped';
 
@@ -145,16 +168,22 @@ export function createSinkService({
   maxBacklog?: number;
 }) {
   return {
-    async create(ctx: ActionContext, input: { kind: SinkKind; url: string; caPem?: string }) {
+    check: checkSinkInput,
+
+    /**
+     * Adds a sink. Only as an approved platform action (four-eyes between two operators, src/access/
+     * platform-approvals.ts): `approval.guard` re-checks the approval first in this transaction, and the
+     * approval is named in `audit.sink.created`. The webhook signing secret is made here, so it is never
+     * part of the request that was approved nor seen by the approver; only the requester gets it, once.
+     */
+    async create(ctx: ActionContext, input: SinkInput, approval: SinkApproval) {
       const { kind } = input;
-      if (kind === 'webhook' && input.caPem !== undefined) {
-        throw auditError('bad_sink', 'caPem applies only to syslog sinks.');
-      }
-      const url = kind === 'syslog' ? checkSyslogSink(input.url, input.caPem) : checkSinkUrl(input.url);
+      const url = checkSinkInput(input);
       const id = randomUUID();
       // Webhooks are signed (Standard Webhooks); syslog relies on TLS and carries no secret.
       const secret = kind === 'webhook' ? `whsec_${randomBytes(32).toString('base64')}` : null;
       await db.withSystem(async (tx: Tx) => {
+        await approval.guard(tx);
         await sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, tls_ca, created_at)
           VALUES (${id}, ${kind}, ${url}, ${secret === null ? null : box.seal(secret, `audit-sink:${id}`)},
             ${input.caPem ?? null}, ${clock.now()})`.execute(tx);
@@ -163,7 +192,13 @@ export function createSinkService({
           action: 'audit.sink.created',
           outcome: 'success',
           target: { type: 'audit_sink', id },
-          details: { kind, url, privateCa: input.caPem !== undefined },
+          details: {
+            kind,
+            url,
+            privateCa: input.caPem !== undefined,
+            approval: approval.approvalId,
+            approvedBy: approval.approvedBy,
+          },
         });
       });
       // The signing secret is shown once; only its sealed form is kept.

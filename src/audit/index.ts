@@ -19,7 +19,10 @@ export {
   createForwarder,
   createSinkService,
   type Forwarder,
+  type OutboundRequest,
   type SendHttp,
+  type SinkApproval,
+  type SinkInput,
   type SinkService,
 } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';

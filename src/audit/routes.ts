@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
 import { auditActions } from './catalogue.ts';
+import { auditError } from './errors.ts';
 import type { SinkService } from './forward.ts';
 import { TenantParams, tenantIdOf } from './http.ts';
 import { AuditEventPage, AuditEventSchema, ExportFilters, ExportQuery, SearchQuery } from './schemas.ts';
@@ -59,13 +60,11 @@ const Disabled = strictObject({
   state: Type.Union([Type.Literal('draining'), Type.Literal('stopped')]),
   dropped: Type.Integer({ description: 'Undelivered events dropped (stopping at once)' }),
 });
-const CreatedSink = strictObject({
-  id: Type.String({ format: 'uuid' }),
-  kind: SinkKind,
-  url: Type.String(),
-  secret: Type.Optional(
-    Type.String({ description: 'Webhooks: Standard Webhooks signing secret (whsec_...), shown only now' }),
-  ),
+const ApprovalRequired = strictObject({
+  status: Type.Literal('approval_required'),
+  approval: Type.Record(Type.String(), Type.Unknown(), {
+    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
+  }),
 });
 
 export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks: SinkService }> = async (
@@ -188,11 +187,14 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
   app.post(
     '/api/v1/audit/sinks',
     {
-      config: { access: 'operator', permission: 'audit-sinks:write' },
+      // Four-eyes between two operators, always: the gate records the request and answers 202 with it;
+      // another operator approves (POST /api/v1/access/platform-approvals/:id/approve) and the requester
+      // runs it once (.../execute), which adds the sink and returns it (with a webhook's secret, once).
+      config: { access: 'operator', permission: 'audit-sinks:write', fourEyes: 'audit.sinks' },
       schema: {
         tags,
         summary:
-          'Add a SIEM sink: an HTTPS webhook (signed, Standard Webhooks) or syslog over TLS (RFC 5424/5425)',
+          'Ask to add a SIEM sink (202: another operator approves, then you run it): an HTTPS webhook (signed, Standard Webhooks) or syslog over TLS (RFC 5424/5425)',
         body: strictObject({
           kind: SinkKind,
           url: Type.String({
@@ -209,11 +211,15 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
             }),
           ),
         }),
-        response: responses({ 201: CreatedSink }),
+        response: responses({ 202: ApprovalRequired }),
       },
     },
-    async (request, reply) =>
-      reply.status(201).send(await sinks.create(actionContext(request), request.body)),
+    async (request) => {
+      // Reached only when the gate let the request through, which it never does for valid input: a sink
+      // is added only by an approved request's execution. Defence in depth: refuse, never add one here.
+      sinks.check(request.body);
+      throw auditError('approval_required', 'Adding a SIEM sink needs another operator\u2019s approval.');
+    },
   );
 
   app.get(

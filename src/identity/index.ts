@@ -15,6 +15,7 @@ export { createOperatorAdmin, type OperatorAdmin } from './operator-admin.ts';
 export { OperatorDisableBody, OperatorTokenLabel, operatorAdminRoutes } from './operator-admin-routes.ts';
 export { identityOperatorRoutes } from './operator-routes.ts';
 export { createOperatorSignIn, type OperatorSignIn } from './operator-sign-in.ts';
+export { isOperatorActive } from './operator-status.ts';
 export {
   createOperatorService,
   type IssuedOperator,

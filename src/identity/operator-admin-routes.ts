@@ -4,7 +4,14 @@ import type { FastifyRequest } from 'fastify';
 import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
-import type { OperatorAdmin } from './operator-admin.ts';
+import { type OperatorAdmin, operatorAdminError } from './operator-admin.ts';
+
+const ApprovalRequired = strictObject({
+  status: Type.Literal('approval_required'),
+  approval: Type.Record(Type.String(), Type.Unknown(), {
+    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
+  }),
+});
 
 const tags = ['operators'];
 const IdParams = strictObject({ id: Uuid });
@@ -149,15 +156,24 @@ export const operatorAdminRoutes: FastifyPluginAsyncTypebox<{ admin: OperatorAdm
   app.post(
     '/api/v1/operators/:id/enable',
     {
-      config: { access: 'operator', permission: 'operators:write' },
+      // Four-eyes between two operators, always (docs/access.md, "Four-eyes for platform actions"): the
+      // gate answers 202 with the request; another operator approves; the requester runs it once.
+      config: { access: 'operator', permission: 'operators:write', fourEyes: 'identity.operators' },
       schema: {
         tags,
-        summary: 'Enable a disabled operator (their old credentials stay revoked)',
+        summary:
+          'Ask to enable a disabled operator (202: another operator approves, then you run it; their old credentials stay revoked)',
         params: IdParams,
-        response: responses({ 200: OperatorSummary }),
+        response: responses({ 202: ApprovalRequired }),
       },
     },
-    async (request) => admin.enable(actionContext(request), request.params.id),
+    async () => {
+      // Reached only if the gate let an enable through, which it never does: refuse, never enable here.
+      throw operatorAdminError(
+        'approval_required',
+        'Enabling an operator needs another operator\u2019s approval.',
+      );
+    },
   );
 
   app.post(

@@ -15,6 +15,7 @@ export const operatorAdminError = defineErrors({
   last_operator: { status: 409, title: 'The last active operator cannot be disabled' },
   operator_already_disabled: { status: 409, title: 'Operator already disabled' },
   operator_not_disabled: { status: 409, title: 'Operator is not disabled' },
+  approval_required: { status: 403, title: 'This needs another operator\u2019s approval first' },
 });
 
 export interface OperatorAdminDeps {
@@ -331,9 +332,32 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
       return result;
     },
 
-    /** Enables a disabled operator; their revoked credentials stay revoked (they sign in anew). */
-    enable: (ctx: ActionContext, operatorId: string): Promise<OperatorSummary> =>
+    /**
+     * The operator an enable would bring back, refused as `enable` would refuse it (unknown, not
+     * disabled): asked before an enable is put up for another operator's approval.
+     */
+    planEnable: (operatorId: string): Promise<OperatorSummary> =>
       system(async (tx) => {
+        const target = await lockOperator(tx, operatorId);
+        if (target.status !== 'disabled') {
+          throw operatorAdminError('operator_not_disabled', `${target.email} is not disabled.`);
+        }
+        return { id: target.id, email: target.email, status: target.status };
+      }),
+
+    /**
+     * Enables a disabled operator; their revoked credentials stay revoked (they sign in anew). Through
+     * the API only as an approved platform action (access's four-eyes), whose `guard` runs first here
+     * (it locks the approver's row FOR SHARE; disabling locks active operators, never a disabled target
+     * before them, so the two cannot deadlock); the CLI enables directly.
+     */
+    enable: (
+      ctx: ActionContext,
+      operatorId: string,
+      guard?: (tx: Tx) => Promise<void>,
+    ): Promise<OperatorSummary> =>
+      system(async (tx) => {
+        await guard?.(tx);
         const target = await lockOperator(tx, operatorId);
         if (target.status !== 'disabled') {
           throw operatorAdminError('operator_not_disabled', `${target.email} is not disabled.`);

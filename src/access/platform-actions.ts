@@ -1,0 +1,91 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import type { SinkInput, SinkService } from '../audit/index.ts';
+import type { OperatorAdmin } from '../identity/index.ts';
+import type { CriticalActions, JsonValue } from './critical.ts';
+
+/** The platform four-eyes key of connecting a SIEM sink (adding one; any later change of where one sends). */
+export const CONNECT_SINK = 'audit.sink.connect';
+/** The gate on the sink routes (`config.fourEyes`). */
+export const SINKS_GATE = 'audit.sinks';
+/** Bringing back an operator the platform removed (their own sign-in, anew: a person who can approve). */
+export const ENABLE_OPERATOR = 'identity.operator.enable';
+export const OPERATORS_GATE = 'identity.operators';
+
+/** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
+function caLine(caPem: string): string {
+  try {
+    const cert = new X509Certificate(caPem);
+    return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
+  } catch {
+    return `, trusting a private CA (SHA-256 of the PEM ${createHash('sha256').update(caPem).digest('hex')})`;
+  }
+}
+
+/**
+ * The platform's critical actions (operators' changes of platform state; docs/access.md, "Four-eyes for
+ * platform actions"): always approved by a second operator, never on a tenant's list.
+ */
+export function wirePlatformActions(
+  critical: CriticalActions,
+  deps: { sinks: SinkService; operators: OperatorAdmin },
+) {
+  const { sinks, operators } = deps;
+
+  // An enabled operator can approve: enabling an account one controls alone would make one person two.
+  critical.define({
+    key: ENABLE_OPERATOR,
+    description: 'Enable a disabled operator (who may then approve platform actions and elevations)',
+    onByDefault: true,
+    scope: 'platform',
+    executePlatform: async ({ ctx, params, guard }) =>
+      (await operators.enable(
+        ctx,
+        (params as { operatorId: string }).operatorId,
+        guard,
+      )) as unknown as Record<string, JsonValue>,
+  });
+  // Unknown or not disabled is refused (404/409) before anything is asked for.
+  critical.platformGate(OPERATORS_GATE, async (request) => {
+    const { id } = request.params as { id: string };
+    const target = await operators.planEnable(id);
+    return [
+      {
+        action: ENABLE_OPERATOR,
+        params: { operatorId: id },
+        summary: `Enable the disabled operator ${target.email}`,
+      },
+    ];
+  });
+
+  critical.define({
+    key: CONNECT_SINK,
+    description:
+      "Connect a SIEM sink: it receives every tenant's audit events (adding one, or changing where one " +
+      'sends or what it trusts)',
+    onByDefault: true,
+    scope: 'platform',
+    // The recorded parameters are what the operator sent (kind, URL, CA): nothing secret. The webhook
+    // signing secret is made when the approved request runs and given to the requester only.
+    executePlatform: async ({ ctx, params, guard, approvalId, approvedBy }) =>
+      (await sinks.create(ctx, params as unknown as SinkInput, {
+        guard,
+        approvalId,
+        approvedBy,
+      })) as unknown as Record<string, JsonValue>,
+  });
+
+  // Input no sink could be added with is refused (400 bad_sink) before anything is asked for.
+  critical.platformGate(SINKS_GATE, async (request) => {
+    const input = request.body as SinkInput;
+    const url = sinks.check(input);
+    return [
+      {
+        action: CONNECT_SINK,
+        params: input as unknown as JsonValue,
+        summary:
+          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${url}` +
+          (input.caPem === undefined ? '' : caLine(input.caPem)),
+      },
+    ];
+  });
+}
