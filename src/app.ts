@@ -282,6 +282,12 @@ export async function buildApp({
       tokenTtlDays: config.operatorTokenTtlDays,
       publicUrl: config.publicUrl,
       bus: invalidation,
+      // The token id only (never the token); the error's message and code, not its parameters.
+      onStampError: (error, tokenId) =>
+        app.log.warn(
+          { tokenId, error: (error as Error).message, code: (error as { code?: string }).code },
+          'could not record an operator token’s last use; the request goes on',
+        ),
     }),
     identity,
     mailer: dispatcher,
