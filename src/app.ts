@@ -357,8 +357,8 @@ export async function buildApp({
     clock,
     defaultDays: config.auditRetentionDays,
     platformDays: config.auditPlatformRetentionDays,
-    shorteningNeedsApproval: async (tenantId) =>
-      (await access.approvals.firstRequired(tenantId, [shortenRetention])) !== undefined,
+    shorteningNeedsApproval: async (tx) =>
+      (await access.approvals.requiredIn(tx, [shortenRetention])) !== undefined,
   });
   wireCriticalActions(access.critical, {
     identity,

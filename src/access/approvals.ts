@@ -1,7 +1,7 @@
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
-import type { Database, TxGuard } from '../platform/db/index.ts';
+import type { AnyTenantTx, Database, TxGuard } from '../platform/db/index.ts';
 import { createStandingCheck, paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
 import { type ApprovalView, personOf, type Row, samePerson, toView } from './approval-view.ts';
 import { audit } from './audit.ts';
@@ -183,6 +183,16 @@ export function createApprovalService(deps: {
     firstRequired: async (tenantId: string, found: Classified[]): Promise<Classified | undefined> => {
       if (found.length === 0) return undefined;
       const { fourEyesActions } = await inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical));
+      return found.find((c) => fourEyesActions.includes(c.action));
+    },
+
+    /**
+     * `firstRequired`, read in the caller's transaction with the settings row locked FOR SHARE until it
+     * commits: a service deciding again under its own locks (a change of the list waits, or is seen).
+     */
+    requiredIn: async (tx: AnyTenantTx, found: Classified[]): Promise<Classified | undefined> => {
+      if (found.length === 0) return undefined;
+      const { fourEyesActions } = await loadAccessSettings(tx as Tx, critical, 'share');
       return found.find((c) => fourEyesActions.includes(c.action));
     },
 
