@@ -53,6 +53,7 @@ import {
   identityApiRoutes,
   identityOperatorRoutes,
   identitySharedSchemas,
+  isOperatorActive,
   isUserDisabled,
   lockActiveTenantAdmins,
   lockUsers,
@@ -263,6 +264,7 @@ export async function buildApp({
     userDisabled: (tx, userId, lock) => isUserDisabled<AccessTables>(tx, userId, lock),
     lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
     lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
+    operatorActive: (tx, operatorId) => isOperatorActive<AccessTables>(tx, operatorId),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {

@@ -219,6 +219,76 @@ describe('a tenant approver of an elevation gives at most what they hold', () =>
   });
 });
 
+// Review, 2026-11-27: when the last of several approvals activated an elevation, the earlier approvers
+// were not checked again; one who had lost elevations:decide (or been disabled) meanwhile still counted.
+describe('the approval that activates an elevation re-checks the earlier approvers', () => {
+  it('drops an earlier approval whose approver lost elevations:decide (audited); the elevation stays pending', async () => {
+    const access = t.app.services.access.settings;
+    await access.update(tenantId, ctx, {
+      ...(await access.get(tenantId)),
+      elevationThresholds: { helper: 2 },
+    });
+    try {
+      const asked = await askElevation('helper');
+      expect((await elevate(pat, asked.id)).json()).toMatchObject({ status: 'pending', approvals: 1 });
+      await roles().unassign(tenantId, ctx, pat.userId, 'gatekeeper');
+      const dropsBefore = await count('access.elevation.approval_dropped');
+
+      const second = await elevate(bea, asked.id);
+      expect(second.statusCode, second.body).toBe(200);
+      expect(second.json()).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 2 });
+      expect(await count('access.elevation.approval_dropped')).toBe(dropsBefore + 1);
+      const [dropped] = await t.db.withTenant<AuditTables, { details: unknown }[]>(
+        asTenantId(tenantId),
+        (tx) =>
+          tx
+            .selectFrom('audit_events')
+            .select('details')
+            .where('action', '=', 'access.elevation.approval_dropped')
+            .where('target_id', '=', asked.id)
+            .execute(),
+      );
+      const details = typeof dropped?.details === 'string' ? JSON.parse(dropped.details) : dropped?.details;
+      expect(details).toMatchObject({
+        reason: 'decide_permission_lost',
+        approverType: 'user',
+        approverId: pat.userId,
+      });
+
+      // Someone who may approve completes it.
+      expect((await elevate(cy, asked.id)).json()).toMatchObject({ status: 'active', approvals: 2 });
+    } finally {
+      await roles().assign(tenantId, ctx, pat.userId, 'gatekeeper');
+      await access.update(tenantId, ctx, { ...(await access.get(tenantId)), elevationThresholds: {} });
+    }
+  });
+
+  it('drops an earlier approval whose approver no longer holds every permission of the request', async () => {
+    const access = t.app.services.access.settings;
+    await access.update(tenantId, ctx, {
+      ...(await access.get(tenantId)),
+      elevationThresholds: { helper: 2 },
+    });
+    try {
+      const asked = await askElevation('helper'); // users:read
+      expect((await elevate(pat, asked.id)).json()).toMatchObject({ status: 'pending', approvals: 1 });
+      // pat keeps elevations:decide but no longer holds users:read.
+      await roles().update(tenantId, ctx, 'gatekeeper', {
+        name: 'Gatekeeper',
+        permissions: ['elevations:decide'],
+      });
+      const second = await elevate(bea, asked.id);
+      expect(second.json()).toMatchObject({ status: 'pending', approvals: 1 });
+    } finally {
+      await roles().update(tenantId, ctx, 'gatekeeper', {
+        name: 'Gatekeeper',
+        permissions: ['elevations:decide', 'users:read'],
+      });
+      await access.update(tenantId, ctx, { ...(await access.get(tenantId)), elevationThresholds: {} });
+    }
+  });
+});
+
 describe("an approved action re-checks its approver and state in the action's own transaction", () => {
   it('an approver who loses approvals:decide after the claim, before the action commits, stops it (was: ran)', async () => {
     const asked = await askWeakening();

@@ -28,7 +28,7 @@ export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 export type { IdentitySettingsView } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
-export { isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
+export { isOperatorActive, isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
 export { countFastHashes, type WrapCursor, type WrapRun, wrapFastHashes } from './wrap-legacy.ts';
 export { type SweepResult, wrapFastHashesEverywhere, wrapLegacyHashesJob } from './wrap-legacy-job.ts';
 
