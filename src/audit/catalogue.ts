@@ -97,6 +97,8 @@ defineAuditActions('access', {
   'access.approval.failed': 'An approved critical action failed when run',
   'access.approval.approver_lost':
     'An approved critical action was refused: its approver no longer holds approvals:decide (back to pending)',
+  'access.approval.conflicted':
+    'An approved critical action kept colliding with concurrent changes and did not run; the approval is usable again',
   'access.approval.state_changed':
     'An approved critical action was refused: what it changes was changed after it was asked for',
 });
