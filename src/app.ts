@@ -266,6 +266,7 @@ export async function buildApp({
     operatorActive: (tx, operatorId) => isOperatorActive(tx, operatorId),
     lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
     lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
+    operatorActive: (tx, operatorId) => isOperatorActive<AccessTables>(tx, operatorId),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {
@@ -285,6 +286,12 @@ export async function buildApp({
       tokenTtlDays: config.operatorTokenTtlDays,
       publicUrl: config.publicUrl,
       bus: invalidation,
+      // The token id only (never the token); the error's message and code, not its parameters.
+      onStampError: (error, tokenId) =>
+        app.log.warn(
+          { tokenId, error: (error as Error).message, code: (error as { code?: string }).code },
+          'could not record an operator token’s last use; the request goes on',
+        ),
     }),
     identity,
     mailer: dispatcher,
@@ -354,8 +361,8 @@ export async function buildApp({
     clock,
     defaultDays: config.auditRetentionDays,
     platformDays: config.auditPlatformRetentionDays,
-    shorteningNeedsApproval: async (tenantId) =>
-      (await access.approvals.firstRequired(tenantId, [shortenRetention])) !== undefined,
+    shorteningNeedsApproval: async (tx) =>
+      (await access.approvals.requiredIn(tx, [shortenRetention])) !== undefined,
   });
   wireCriticalActions(access.critical, {
     identity,

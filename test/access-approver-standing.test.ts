@@ -11,12 +11,13 @@
  * Runs on both engines; the races are real on PostgreSQL (PGlite runs one transaction at a time).
  */
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, operatorSession, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
-import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'standing-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -219,6 +220,76 @@ describe('a tenant approver of an elevation gives at most what they hold', () =>
   });
 });
 
+// Review, 2026-11-27: when the last of several approvals activated an elevation, the earlier approvers
+// were not checked again; one who had lost elevations:decide (or been disabled) meanwhile still counted.
+describe('the approval that activates an elevation re-checks the earlier approvers', () => {
+  it('drops an earlier approval whose approver lost elevations:decide (audited); the elevation stays pending', async () => {
+    const access = t.app.services.access.settings;
+    await access.update(tenantId, ctx, {
+      ...(await access.get(tenantId)),
+      elevationThresholds: { helper: 2 },
+    });
+    try {
+      const asked = await askElevation('helper');
+      expect((await elevate(pat, asked.id)).json()).toMatchObject({ status: 'pending', approvals: 1 });
+      await roles().unassign(tenantId, ctx, pat.userId, 'gatekeeper');
+      const dropsBefore = await count('access.elevation.approval_dropped');
+
+      const second = await elevate(bea, asked.id);
+      expect(second.statusCode, second.body).toBe(200);
+      expect(second.json()).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 2 });
+      expect(await count('access.elevation.approval_dropped')).toBe(dropsBefore + 1);
+      const [dropped] = await t.db.withTenant<AuditTables, { details: unknown }[]>(
+        asTenantId(tenantId),
+        (tx) =>
+          tx
+            .selectFrom('audit_events')
+            .select('details')
+            .where('action', '=', 'access.elevation.approval_dropped')
+            .where('target_id', '=', asked.id)
+            .execute(),
+      );
+      const details = typeof dropped?.details === 'string' ? JSON.parse(dropped.details) : dropped?.details;
+      expect(details).toMatchObject({
+        reason: 'decide_permission_lost',
+        approverType: 'user',
+        approverId: pat.userId,
+      });
+
+      // Someone who may approve completes it.
+      expect((await elevate(cy, asked.id)).json()).toMatchObject({ status: 'active', approvals: 2 });
+    } finally {
+      await roles().assign(tenantId, ctx, pat.userId, 'gatekeeper');
+      await access.update(tenantId, ctx, { ...(await access.get(tenantId)), elevationThresholds: {} });
+    }
+  });
+
+  it('drops an earlier approval whose approver no longer holds every permission of the request', async () => {
+    const access = t.app.services.access.settings;
+    await access.update(tenantId, ctx, {
+      ...(await access.get(tenantId)),
+      elevationThresholds: { helper: 2 },
+    });
+    try {
+      const asked = await askElevation('helper'); // users:read
+      expect((await elevate(pat, asked.id)).json()).toMatchObject({ status: 'pending', approvals: 1 });
+      // pat keeps elevations:decide but no longer holds users:read.
+      await roles().update(tenantId, ctx, 'gatekeeper', {
+        name: 'Gatekeeper',
+        permissions: ['elevations:decide'],
+      });
+      const second = await elevate(bea, asked.id);
+      expect(second.json()).toMatchObject({ status: 'pending', approvals: 1 });
+    } finally {
+      await roles().update(tenantId, ctx, 'gatekeeper', {
+        name: 'Gatekeeper',
+        permissions: ['elevations:decide', 'users:read'],
+      });
+      await access.update(tenantId, ctx, { ...(await access.get(tenantId)), elevationThresholds: {} });
+    }
+  });
+});
+
 describe("an approved action re-checks its approver and state in the action's own transaction", () => {
   it('an approver who loses approvals:decide after the claim, before the action commits, stops it (was: ran)', async () => {
     const asked = await askWeakening();
@@ -329,5 +400,122 @@ describe("an approved action re-checks its approver and state in the action's ow
       }
       await roles().assign(tenantId, ctx, bea.userId, 'tenant-admin');
     }
+  });
+});
+
+// Review, 2026-11-27: an approved grant locked its approver's user row (the guard) and then the target's
+// (the grant updates its role label), while a role deletion locks its holders in id order: with both
+// among the holders and the target's id the lower, the two deadlocked (PostgreSQL 40P01 -> 500, the
+// approval used up). Every user row is now locked in ascending id order before Access's rows, and a
+// conflict that still happens is retried or gives the approval back (409 execution_conflict). The window
+// is a few statements wide: the rounds run both at once and require no 500, the approval never lost.
+/**
+ * On PostgreSQL, the interleaving that deadlocked, made certain: another session holds the target's user
+ * row; the deletion queues for it first (its holders in id order: the target first), then the grant
+ * starts (its guard used to lock the approver's row, then queue for the target's); then the row is let go.
+ * PGlite runs one transaction at a time: there the two simply run one after the other.
+ */
+async function interleaved(target: Person, approval: { id: string; params: unknown }) {
+  const run = () => execute(ada, approval.id, approval.params);
+  const deletion = () => call(ada, 'DELETE', '/access/roles/shared-k');
+  const owner = t.database.urls?.owner;
+  if (!owner) return Promise.all([run(), deletion()]);
+  const holder = new pg.Client({ connectionString: owner });
+  await holder.connect();
+  const waiting = async (n: number) => {
+    for (let i = 0; i < 400; i++) {
+      const { rows } = await holder.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      if ((rows[0]?.n ?? 0) >= n) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`fewer than ${n} sessions ever waited`);
+  };
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [target.userId]);
+    const deleting = deletion();
+    await waiting(1);
+    const running = run();
+    await waiting(2);
+    await holder.query('COMMIT');
+    return await Promise.all([running, deleting]);
+  } finally {
+    await holder.query('ROLLBACK').catch(() => {});
+    await holder.end();
+  }
+}
+
+describe('an approved grant racing the deletion of a role its approver and target hold', () => {
+  it('never answers 500 and never uses the approval up without running it', async () => {
+    const approver = bea.userId > cy.userId ? bea : cy;
+    const rounds = engineUnderTest === 'postgres' ? 12 : 3;
+    for (let round = 0; round < rounds; round++) {
+      // A target whose id sorts below the approver's: the order that deadlocked. Granted tenant-admin, so
+      // the grant changes the target's role label (an UPDATE of their user row).
+      let target: Person;
+      let tries = 0;
+      do target = await member(t, slug, ada, `race${round}-${tries++}@${slug}.test`);
+      while (target.userId > approver.userId);
+      await roles().create(tenantId, ctx, 'shared-k', { name: 'Shared', permissions: ['users:read'] });
+      await roles().assign(tenantId, ctx, approver.userId, 'shared-k');
+      await roles().assign(tenantId, ctx, target.userId, 'shared-k');
+      const asked = await call(ada, 'PUT', `/access/users/${target.userId}/roles/tenant-admin`);
+      expect(asked.statusCode, asked.body).toBe(202);
+      const { approval } = asked.json();
+      expect((await decide(approver, approval.id)).statusCode).toBe(200);
+
+      const [run, deletion] =
+        round === 0
+          ? await interleaved(target, approval)
+          : await Promise.all([
+              execute(ada, approval.id, approval.params),
+              call(ada, 'DELETE', '/access/roles/shared-k'),
+            ]);
+      expect(deletion.statusCode, deletion.body).toBeLessThan(300);
+      if (run.statusCode === 409) {
+        // Conflicted every time: nothing ran, and the approval can be used again.
+        expect(run.json().code).toBe('execution_conflict');
+        expect((await approvalOf(approval.id)).status).toBe('approved');
+        expect((await execute(ada, approval.id, approval.params)).statusCode).toBe(200);
+      } else {
+        expect(run.statusCode, run.body).toBe(200);
+      }
+      expect(await roles().userRoles(tenantId, target.userId)).toContain('tenant-admin');
+    }
+  });
+});
+
+describe('an approved action that keeps conflicting', () => {
+  it('answers 409 execution_conflict, audited, and the approval stays usable', async () => {
+    const target = await member(t, slug, ada, `conflict@${slug}.test`);
+    const asked = await call(ada, 'PUT', `/access/users/${target.userId}/roles/tenant-admin`);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect((await decide(bea, approval.id)).statusCode).toBe(200);
+    // Every attempt fails as a deadlock would (the transaction rolled back whole).
+    await t.database.engine.asOwner((o) =>
+      o.exec(`CREATE FUNCTION test_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN RAISE EXCEPTION 'test deadlock' USING ERRCODE = '40P01'; END $$;
+        CREATE TRIGGER test_conflict BEFORE INSERT ON access_assignments
+          FOR EACH ROW EXECUTE FUNCTION test_conflict();`),
+    );
+    let refused: Awaited<ReturnType<typeof execute>>;
+    try {
+      refused = await execute(ada, approval.id, approval.params);
+    } finally {
+      await t.database.engine.asOwner((o) =>
+        o.exec('DROP TRIGGER test_conflict ON access_assignments; DROP FUNCTION test_conflict();'),
+      );
+    }
+    expectRefused(refused, 409, 'execution_conflict');
+    expect((await approvalOf(approval.id)).status).toBe('approved');
+    expect(await count('access.approval.conflicted')).toBe(1);
+    expect(await roles().userRoles(tenantId, target.userId)).not.toContain('tenant-admin');
+    const run = await execute(ada, approval.id, approval.params);
+    expect(run.statusCode, run.body).toBe(200);
+    expect(await roles().userRoles(tenantId, target.userId)).toContain('tenant-admin');
   });
 });

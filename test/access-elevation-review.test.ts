@@ -242,3 +242,33 @@ describe('a pending request', () => {
     expect(one.json()).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 2 });
   });
 });
+
+// Review, 2026-11-27: the approval that activates an elevation re-checks the earlier approvers.
+describe('an operator approver disabled before the last approval', () => {
+  it('no longer counts: the approval is dropped (audited) and the elevation stays pending', async () => {
+    await setSettings({ elevationThresholds: { staff: 2 } });
+    try {
+      const op = await newOperator();
+      const { id } = (await ask(op, 'staff')).json();
+      const first = await newOperator();
+      expect((await decide(first.headers, id, 'approve')).json()).toMatchObject({
+        status: 'pending',
+        approvals: 1,
+      });
+      const admin2 = await newOperator();
+      const disabled = await t.app.inject({
+        method: 'POST',
+        url: `/api/v1/operators/${first.operatorId}/disable`,
+        headers: admin2.headers,
+      });
+      expect(disabled.statusCode, disabled.body).toBe(200);
+      const second = await decide((await newOperator()).headers, id, 'approve');
+      expect(second.statusCode, second.body).toBe(200);
+      expect(second.json()).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 2 });
+      const third = await decide((await newOperator()).headers, id, 'approve');
+      expect(third.json()).toMatchObject({ status: 'active', approvals: 2 });
+    } finally {
+      await setSettings({ elevationThresholds: {} });
+    }
+  });
+});

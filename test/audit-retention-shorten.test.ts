@@ -211,3 +211,102 @@ describe.skipIf(engineUnderTest !== 'postgres')('a PUT racing a lengthening (Pos
     }
   });
 });
+
+// Review, 2026-11-27: whether a shortening needs approval was read just before the locked transaction,
+// so `audit.retention.shorten` added to the four-eyes list meanwhile was bypassed. It is now read in the
+// writing transaction, after the retention lock, with the settings row locked FOR SHARE.
+describe('the four-eyes rule is read in the locked write', () => {
+  it('asks whether approval is needed inside the transaction that holds the retention lock', async () => {
+    const t = await createTestDatabase();
+    try {
+      const tenantId = randomUUID();
+      const asked: Array<{ inWrite: boolean; locked: boolean }> = [];
+      const retention = createRetentionService({
+        db: t.db,
+        clock: { now: () => new Date() },
+        defaultDays: 400,
+        platformDays: 400,
+        shorteningNeedsApproval: async (tx: unknown) => {
+          const inWrite = typeof tx === 'object' && tx !== null;
+          const locked = inWrite
+            ? (
+                await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
+                  WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted`.execute(
+                  tx as Parameters<typeof recordAuditEvent>[0],
+                )
+              ).rows[0]?.n === 1
+            : false;
+          asked.push({ inWrite, locked });
+          return true;
+        },
+      });
+      const refused = await retention.set(tenantId, ctx, 100).catch((e: { code?: string }) => e);
+      expect(refused).toMatchObject({ code: 'retention_changed' });
+      expect(asked).toEqual([{ inWrite: true, locked: true }]);
+      // A lengthening never asks.
+      await retention.set(tenantId, ctx, 500);
+      expect(asked).toHaveLength(1);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe.skipIf(engineUnderTest !== 'postgres')('a shortening racing a four-eyes rule (PostgreSQL)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await buildTestApp();
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('is refused when audit.retention.shorten joined the list while it waited for the retention lock', async () => {
+    const tenant = await seedTenant(app, 'rule-co');
+    const ada = await tenantAdmin(app, 'rule-co');
+    const url = '/api/v1/t/rule-co/audit/retention';
+    const owner = app.database.urls?.owner ?? '';
+    const holder = new pg.Client({ connectionString: owner });
+    const watcher = new pg.Client({ connectionString: owner });
+    await holder.connect();
+    await watcher.connect();
+    const list = async (actions: string) =>
+      watcher.query(
+        `INSERT INTO access_settings (tenant_id, four_eyes_actions, approval_ttl_minutes, elevation_approver,
+           elevation_thresholds, updated_at)
+         VALUES ($1, $2::text[], 1440, 'operator', '{}', now())
+         ON CONFLICT (tenant_id) DO UPDATE SET four_eyes_actions = excluded.four_eyes_actions`,
+        [tenant.id, actions],
+      );
+    try {
+      await list('{}'); // nothing needs approval: the gate lets a shortening through
+      // Hold the retention's lock (the advisory lock a tenant without its own row is locked by).
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_retention'), hashtext($1))`, [
+        tenant.id,
+      ]);
+      const shorten = app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 60 } });
+      for (let i = 0; ; i++) {
+        const { rows } = await watcher.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        if ((rows[0]?.n ?? 0) >= 1) break;
+        if (i > 400) throw new Error('the shortening never waited for the retention lock');
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      await list('{audit.retention.shorten}');
+      await holder.query('COMMIT');
+      const res = await shorten;
+      expect(res.statusCode, res.body).toBe(409);
+      expect(res.json()).toMatchObject({ code: 'retention_changed' });
+      expect((await app.app.inject({ url, headers: ada.headers })).json()).toMatchObject({ isDefault: true });
+      const again = await app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 60 } });
+      expect(again.statusCode, again.body).toBe(202);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      await watcher.end();
+    }
+  });
+});

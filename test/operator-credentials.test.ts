@@ -368,3 +368,44 @@ describe('the operator list', () => {
     expect((await call('GET', '/api/v1/operators', {})).statusCode).toBe(401);
   });
 });
+
+describe('the last-use stamp is best effort', () => {
+  // Review, 2026-11-27: a failure writing operator_tokens.last_used_at (at most once a minute per token)
+  // failed the operator's request with a 500. The stamp only feeds the operator list.
+  const trigger = {
+    create: `CREATE FUNCTION test_refuse_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'stamp refused by the test'; END $$;
+      CREATE TRIGGER test_refuse_stamp BEFORE UPDATE ON operator_tokens FOR EACH ROW
+        WHEN (NEW.last_used_at IS DISTINCT FROM OLD.last_used_at) EXECUTE FUNCTION test_refuse_stamp();`,
+    drop: 'DROP TRIGGER test_refuse_stamp ON operator_tokens; DROP FUNCTION test_refuse_stamp();',
+  };
+  const lastUse = async (operatorId: string) =>
+    (
+      await t.db.withSystem((tx) =>
+        sql<{ last_used_at: Date | null }>`SELECT last_used_at FROM operator_tokens
+          WHERE operator_id = ${operatorId} AND kind = 'api'`.execute(tx),
+      )
+    ).rows[0]?.last_used_at?.toISOString();
+
+  it('a request whose stamp cannot be written still succeeds; the stamp is written again later', async () => {
+    const op = await operatorSession(t, 'stamp@ops.test', clock);
+    expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    const first = await lastUse(op.operatorId);
+    expect(first).toBe(clock.now().toISOString());
+
+    await t.database.engine.asOwner((o) => o.exec(trigger.create));
+    try {
+      clock.advance(61_000); // the stamp is due
+      const res = await tenants(op.apiHeaders);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(await lastUse(op.operatorId)).toBe(first);
+      // Not retried within the minute: the next request does not write (nor fail) either.
+      expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    } finally {
+      await t.database.engine.asOwner((o) => o.exec(trigger.drop));
+    }
+    clock.advance(61_000);
+    expect((await tenants(op.apiHeaders)).statusCode).toBe(200);
+    expect(await lastUse(op.operatorId)).toBe(clock.now().toISOString());
+  });
+});

@@ -1,7 +1,7 @@
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
-import type { Database, TxGuard } from '../platform/db/index.ts';
+import { type AnyTenantTx, type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { createStandingCheck, paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
 import { type ApprovalView, personOf, type Row, samePerson, toView } from './approval-view.ts';
 import { audit } from './audit.ts';
@@ -14,6 +14,8 @@ import { inTenant, type Tx } from './tables.ts';
 export type { ApprovalView } from './approval-view.ts';
 
 const minutes = (m: number) => m * 60_000;
+
+const CONFLICT_ATTEMPTS = 3;
 
 export function createApprovalService(deps: {
   db: Database;
@@ -162,11 +164,17 @@ export function createApprovalService(deps: {
   async function run(tenant: TenantRef, ctx: ActionContext, row: Row) {
     const def = critical.action(row.action);
     let guarded = false;
-    const guard: TxGuard = async (tx) => {
-      guarded = true;
-      const lost = await standings.check(tx as Tx, tenant, row);
-      if (lost) throw new StandingLost(lost);
-    };
+    // The approver's user row is locked by the check: a service that locks users first takes it with
+    // its own, in id order (TxGuard.userIds).
+    const approver = row.decided_by_type === 'user' && row.decided_by_id ? [row.decided_by_id] : [];
+    const guard: TxGuard = Object.assign(
+      async (tx: AnyTenantTx) => {
+        guarded = true;
+        const lost = await standings.check(tx as Tx, tenant, row);
+        if (lost) throw new StandingLost(lost);
+      },
+      { userIds: approver },
+    );
     if (!def?.execute) {
       return { failure: new Error(`critical action ${row.action} has no executor`), guarded };
     }
@@ -178,11 +186,47 @@ export function createApprovalService(deps: {
     }
   }
 
+  /**
+   * The action kept conflicting with concurrent transactions (each attempt rolled back: nothing ran).
+   * The claim is undone (executing -> approved, its expiry unchanged), audited, and the requester is
+   * told to run it again: a conflict is not the action failing, and must not use the approval up.
+   */
+  async function giveBack(tenantId: string, ctx: ActionContext, row: Row): Promise<never> {
+    await inTenant(db, tenantId, async (tx) => {
+      await tx
+        .updateTable('access_approval_requests')
+        .set({ status: 'approved' })
+        .where('id', '=', row.id)
+        .where('status', '=', 'executing')
+        .execute();
+      await audit(clock, tx, tenantId, ctx, {
+        action: 'access.approval.conflicted',
+        outcome: 'failure',
+        target: { type: 'approval', id: row.id },
+        details: { action: row.action, approvedBy: row.decided_by_id },
+      });
+    });
+    throw accessError(
+      'execution_conflict',
+      'The action collided with a concurrent change and did not run; the approval is still usable: run it again.',
+    );
+  }
+
   return {
     /** The first of these critical actions that the tenant has on its four-eyes list, if any. */
     firstRequired: async (tenantId: string, found: Classified[]): Promise<Classified | undefined> => {
       if (found.length === 0) return undefined;
       const { fourEyesActions } = await inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical));
+      return found.find((c) => fourEyesActions.includes(c.action));
+    },
+
+    /**
+     * `firstRequired`, read in the caller's transaction with the settings row locked FOR SHARE until it
+     * commits: a service deciding again under its own locks (a change of the list waits, or is seen).
+     */
+    requiredIn: async (tx: AnyTenantTx, found: Classified[]): Promise<Classified | undefined> => {
+      if (found.length === 0) return undefined;
+      const { fourEyesActions } = await loadAccessSettings(tx as Tx, critical, 'share');
       return found.find((c) => fourEyesActions.includes(c.action));
     },
 
@@ -318,7 +362,15 @@ export function createApprovalService(deps: {
         claim(tx, tenant, ctx, id, params, { status: 'executing' }),
       );
       const row = await claimedRow(tenant.id, ctx, claimed);
-      const { failure, guarded } = await run(tenant, ctx, row);
+      // A deadlock or serialization failure rolled the action's transaction back whole: nothing ran, so
+      // it is run again, a few times at most; if it still conflicts, the approval is given back.
+      let attempt = 0;
+      let outcome = await run(tenant, ctx, row);
+      while (isTransientConflict(outcome.failure) && ++attempt < CONFLICT_ATTEMPTS) {
+        outcome = await run(tenant, ctx, row);
+      }
+      const { failure, guarded } = outcome;
+      if (isTransientConflict(failure)) return giveBack(tenant.id, ctx, row);
       if (failure instanceof StandingLost && guarded) {
         // The guard refused in the action's transaction, which rolled back: nothing ran.
         await inTenant(db, tenant.id, async (tx) =>

@@ -24,20 +24,90 @@ import type { Tx } from './tables.ts';
  * tenant's choice, and a four-eyes one (`access.four-eyes.reduce`).
  */
 
+/** Identity's "is this operator active", locked in the caller's transaction until it commits. */
+export type OperatorActive = (tx: Tx, operatorId: string) => Promise<boolean>;
+
+export interface Approver {
+  approver_type: 'operator' | 'user';
+  approver_id: string;
+}
+
+/** What a tenant user misses to approve this request: elevations:decide, or permissions it gives. */
+function missingFor(held: ReadonlySet<string>, row: Row) {
+  const lost = !held.has('elevations:decide');
+  return { lost, missing: lost ? ['elevations:decide'] : row.permissions.filter((p) => !held.has(p)).sort() };
+}
+
+/**
+ * Why an approval no longer counts, or null: read in the caller's transaction with the rows that decide
+ * it locked until it commits. A tenant approver must still be active and hold what a single approver
+ * must hold (elevations:decide and every permission of the request); an operator approver must still be
+ * an active operator. Nobody counts as approver of their own request.
+ */
+export async function approverStanding(
+  tx: Tx,
+  deps: { lockedHoldings: LockedHoldings; operatorActive: OperatorActive },
+  row: Row,
+  who: Approver,
+): Promise<'decide_permission_lost' | 'permission_not_held' | 'operator_inactive' | 'requester' | null> {
+  if (who.approver_type === 'operator') {
+    if (who.approver_id === row.operator_id) return 'requester';
+    return (await deps.operatorActive(tx, who.approver_id)) ? null : 'operator_inactive';
+  }
+  const { lost, missing } = missingFor(
+    await deps.lockedHoldings(tx, { type: 'user', id: who.approver_id }),
+    row,
+  );
+  return lost ? 'decide_permission_lost' : missing.length > 0 ? 'permission_not_held' : null;
+}
+
+/**
+ * Drops an earlier approval that no longer counts (its approver lost the right to give it), audited in
+ * the caller's transaction: the elevation stays pending until someone who may approve does.
+ */
+export async function dropApproval(
+  tx: Tx,
+  clock: Clock,
+  tenantId: string,
+  ctx: ActionContext,
+  row: Row,
+  who: Approver,
+  reason: string,
+): Promise<void> {
+  await tx
+    .deleteFrom('access_elevation_approvals')
+    .where('elevation_id', '=', row.id)
+    .where('approver_type', '=', who.approver_type)
+    .where('approver_id', '=', who.approver_id)
+    .execute();
+  await audit(clock, tx, tenantId, ctx, {
+    action: 'access.elevation.approval_dropped',
+    outcome: 'success',
+    target: { type: 'elevation', id: row.id },
+    details: {
+      reason,
+      approverType: who.approver_type,
+      approverId: who.approver_id,
+      operatorId: row.operator_id,
+      role: row.role_key,
+    },
+  });
+}
+
 /**
  * Refuses a tenant user's approval they may not give, audited in the caller's transaction (which records
  * nothing else when this refuses); returns the problem for the caller to throw once it committed.
+ * `held`: what they hold, read with lockedHoldings by the caller (which orders the locks it takes).
  */
 export async function refuseApprover(
   tx: Tx,
-  deps: { clock: Clock; lockedHoldings: LockedHoldings },
+  deps: { clock: Clock },
   tenantId: string,
   ctx: ActionContext & { actor: { type: 'user'; id: string } },
   row: Row,
+  held: ReadonlySet<string>,
 ): Promise<AppError | null> {
-  const held = await deps.lockedHoldings(tx, ctx.actor);
-  const lost = !held.has('elevations:decide');
-  const missing = lost ? ['elevations:decide'] : row.permissions.filter((p) => !held.has(p)).sort();
+  const { lost, missing } = missingFor(held, row);
   if (missing.length === 0) return null;
   await audit(deps.clock, tx, tenantId, ctx, {
     action: 'access.elevation.approval_refused',

@@ -4,7 +4,7 @@ import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import type { CriticalActions } from './critical.ts';
-import { refuseApprover } from './elevation-approver.ts';
+import { approverStanding, dropApproval, type OperatorActive, refuseApprover } from './elevation-approver.ts';
 import { currentRolePermissions, pendingMinutes, samePermissions, thresholdFor } from './elevation-rules.ts';
 import {
   DECISION_STEP_UP_MS,
@@ -27,6 +27,7 @@ interface ElevationDeps {
   cache: PermissionCache;
   critical: CriticalActions;
   lockedHoldings: LockedHoldings;
+  operatorActive: OperatorActive;
   maxMinutes: number;
 }
 
@@ -238,16 +239,52 @@ export function createElevationService(deps: ElevationDeps) {
               'reject it, and the operator asks again for the role as it is now.',
           );
         }
-        // Security review: a tenant approver gives at most what they hold, and holds it until this commits.
-        if (actor.type === 'user') {
-          const refusal = await refuseApprover(tx, deps, tenantId, { ...ctx, actor }, row);
-          if (refusal) return refusal;
-        }
         // A threshold raised since the request applies; one lowered since does not.
         const needed = Math.max(
           row.approvals_needed,
           thresholdFor(await loadAccessSettings(tx, critical), row.role_key),
         );
+        const earlier = await tx
+          .selectFrom('access_elevation_approvals')
+          .select(['approver_type', 'approver_id'])
+          .where('elevation_id', '=', id)
+          .execute();
+        if (earlier.some((a) => a.approver_type === actor.type && a.approver_id === actor.id)) {
+          throw accessError('already_approved', 'You approved this request already; it needs someone else.');
+        }
+        // Security review: a tenant approver gives at most what they hold, and holds it until this commits.
+        // When this approval would activate the elevation, every earlier approval is checked again too
+        // (each approver still active, still holding what approving needs, not the requester): one that no
+        // longer counts is dropped, audited, and the request stays pending. Every person's rows are locked
+        // in one order, users by ascending id (docs/access.md, "Lock order").
+        const self = { approver_type: actor.type, approver_id: actor.id } as const;
+        const checked = earlier.length + 1 >= needed ? [...earlier, self] : [self];
+        checked.sort((a, b) =>
+          a.approver_type === b.approver_type
+            ? a.approver_id < b.approver_id
+              ? -1
+              : a.approver_id > b.approver_id
+                ? 1
+                : 0
+            : a.approver_type === 'operator'
+              ? 1
+              : -1,
+        );
+        const dropped: Array<{ who: (typeof checked)[number]; reason: string }> = [];
+        for (const who of checked) {
+          if (who === self) {
+            if (actor.type !== 'user') continue; // the operator deciding was authenticated just now
+            const held = await deps.lockedHoldings(tx, actor);
+            const refusal = await refuseApprover(tx, deps, tenantId, { ...ctx, actor }, row, held);
+            if (refusal) return refusal;
+            continue;
+          }
+          const reason = await approverStanding(tx, deps, row, who);
+          if (reason) dropped.push({ who, reason });
+        }
+        for (const { who, reason } of dropped) {
+          await dropApproval(tx, clock, tenantId, ctx, row, who, reason);
+        }
         const inserted = await tx
           .insertInto('access_elevation_approvals')
           .values({

@@ -31,4 +31,5 @@ export const accessError = defineErrors({
   decide_permission_lost: { status: 403, title: 'You no longer hold the permission to decide this' },
   approver_lost_permission: { status: 409, title: 'The approver can no longer approve this' },
   state_changed: { status: 409, title: 'What this action changes has changed since it was asked for' },
+  execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database, TxGuard } from '../platform/db/index.ts';
+import { type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
@@ -45,6 +45,31 @@ export type LockActiveTenantAdmins = (tx: Tx) => Promise<string[]>;
  */
 export type LockUsers = (tx: Tx, userIds: readonly string[]) => Promise<void>;
 
+const CONFLICT_ATTEMPTS = 3;
+
+/**
+ * The holders of a role, each user row locked (FOR NO KEY UPDATE, as lockUsers takes it) before the
+ * holders are read again: read, lock the new ones, read again until no new holder appears, so the set
+ * the deletion acts on is read with every holder locked. Holders are locked in ascending id order; one
+ * that appears between two reads (a concurrent grant) is locked after the others, the rare case the
+ * retry in `change` covers.
+ */
+async function lockHolders(tx: Tx, lockUsers: LockUsers, key: string): Promise<string[]> {
+  const locked = new Set<string>();
+  for (;;) {
+    const rows = await tx
+      .selectFrom('access_assignments')
+      .select('user_id')
+      .where('role_key', '=', key)
+      .orderBy('user_id')
+      .execute();
+    const fresh = rows.map((r) => r.user_id).filter((id) => !locked.has(id));
+    if (fresh.length === 0) return [...locked];
+    await lockUsers(tx, fresh);
+    for (const id of fresh) locked.add(id);
+  }
+}
+
 /** Only tenant permissions can be given through a tenant's role; platform ones belong to operators. */
 function checkPermissions(permissions: readonly string[]): string[] {
   for (const name of permissions) {
@@ -87,11 +112,21 @@ export function createRoleService({
   lockActiveTenantAdmins,
   lockUsers,
 }: RolesDeps) {
-  /** Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. */
+  /**
+   * Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. A
+   * deadlock or serialization failure rolled the whole transaction back, so it is run again (a few times
+   * at most): the lock order below makes them rare, not impossible (a holder appearing mid-deletion).
+   */
   async function change<R>(tenantId: string, fn: (tx: Tx) => Promise<R>): Promise<R> {
-    const result = await inTenant(db, tenantId, fn);
-    await cache.changed(tenantId);
-    return result;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await inTenant(db, tenantId, fn);
+        await cache.changed(tenantId);
+        return result;
+      } catch (error) {
+        if (!isTransientConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
+      }
+    }
   }
 
   return {
@@ -203,15 +238,8 @@ export function createRoleService({
       change(tenantId, async (tx) => {
         if (isBuiltinRole(key))
           throw accessError('builtin_role', `"${key}" is built in and cannot be deleted.`);
-        const holders = await tx
-          .selectFrom('access_assignments')
-          .select('user_id')
-          .where('role_key', '=', key)
-          .execute();
-        await lockUsers(
-          tx,
-          holders.map((h) => h.user_id),
-        );
+        // Lock order (docs/access.md): the holders' user rows, ascending, before any of Access's rows.
+        await lockHolders(tx, lockUsers, key);
         const removed = await tx
           .deleteFrom('access_assignments')
           .where('role_key', '=', key)
@@ -266,6 +294,11 @@ export function createRoleService({
       }
       const held = await holdings(tenantId, ctx.actor);
       return change(tenantId, async (tx) => {
+        // Lock order (docs/access.md): every user row this grant locks, ascending, first: the target's
+        // (the grant updates its role label) and the approver's (the guard reads it). The guard alone
+        // took the approver's, then the grant the target's, while a role deletion locks its holders in id
+        // order: with both among the holders, the two deadlocked.
+        await lockUsers(tx, [userId, ...(guard?.userIds ?? [])]);
         await guard?.(tx);
         await checkAssignment(tx, held, ctx, userId, roleKey);
         const inserted = await tx

@@ -5,6 +5,7 @@ import { createApprovalService } from './approvals.ts';
 import { type CacheLimits, createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
+import type { OperatorActive } from './elevation-approver.ts';
 import { createElevationService } from './elevations.ts';
 import { createHoldings } from './holdings.ts';
 import { createLockedHoldings } from './locked-holdings.ts';
@@ -27,6 +28,11 @@ export interface AccessDeps {
   lockActiveTenantAdmins: LockActiveTenantAdmins;
   /** Identity's lock on these users' rows, taken before their assignments are deleted (see roles.ts). */
   lockUsers: LockUsers;
+  /**
+   * Identity's answer to "is this operator active", read in the caller's transaction and locked until it
+   * commits (an elevation's earlier operator approvers are re-checked when it activates); absent: always.
+   */
+  operatorActive?: OperatorActive;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
   /**
@@ -136,6 +142,7 @@ export function createAccessService(deps: AccessDeps) {
       cache,
       critical,
       lockedHoldings,
+      operatorActive: deps.operatorActive ?? (async () => true),
       maxMinutes: deps.elevationMaxMinutes,
     }),
     close: () => cache.close(),

@@ -23,14 +23,18 @@ const defaultSettings = (critical: CriticalActions): AccessSettings => ({
   elevationThresholds: {},
 });
 
-/** The tenant's settings; `forUpdate` locks the row until the transaction ends (a change's "before"). */
+/**
+ * The tenant's settings; `lock` holds the row until the transaction ends: `true` FOR UPDATE (a change's
+ * "before"), `'share'` FOR SHARE (a decision that must not race a change, which waits for it).
+ */
 export async function loadAccessSettings(
   tx: Tx,
   critical: CriticalActions,
-  forUpdate = false,
+  lock: boolean | 'share' = false,
 ): Promise<AccessSettings> {
   const select = tx.selectFrom('access_settings').selectAll();
-  const row = await (forUpdate ? select.forUpdate() : select).executeTakeFirst();
+  const locked = lock === 'share' ? select.forShare() : lock ? select.forUpdate() : select;
+  const row = await locked.executeTakeFirst();
   if (!row) return defaultSettings(critical);
   const thresholds = row.elevation_thresholds;
   return {

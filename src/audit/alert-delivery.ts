@@ -79,12 +79,17 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
 
   const claim = (now: Date) =>
     deps.db.withSystem(async (tx: Tx) => {
+      // A MATERIALIZED CTE is evaluated once. A plain subquery in FROM may be scanned again for the
+      // join; each rescan skips the rows this statement already updated and locks the next ones, so a
+      // claim could lease far more than `batch` rows (PGlite was seen leasing 32 with a batch of 5).
       const { rows } = await sql<Claimed>`
+        WITH due AS MATERIALIZED (
+          SELECT alert_id, channel, destination FROM audit_alert_deliveries
+          WHERE next_attempt_at <= ${now} AND failed_at IS NULL ORDER BY next_attempt_at LIMIT ${batch}
+          FOR UPDATE SKIP LOCKED)
         UPDATE audit_alert_deliveries d SET next_attempt_at = ${new Date(now.getTime() + leaseMs)},
           attempts = d.attempts + 1
-        FROM (SELECT alert_id, channel, destination FROM audit_alert_deliveries
-              WHERE next_attempt_at <= ${now} AND failed_at IS NULL ORDER BY next_attempt_at LIMIT ${batch}
-              FOR UPDATE SKIP LOCKED) due
+        FROM due
         WHERE d.alert_id = due.alert_id AND d.channel = due.channel AND d.destination = due.destination
         RETURNING d.alert_id, d.channel, d.destination, d.tenant_id, d.secret_sealed, d.payload::text AS payload,
           d.attempts, d.enqueued_at`.execute(tx);

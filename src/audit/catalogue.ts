@@ -88,6 +88,8 @@ defineAuditActions('access', {
   'access.elevation.revoked': 'An active elevation was ended before its expiry',
   'access.elevation.approval_refused':
     'A tenant approver was refused: they lack a permission the elevation gives, or elevations:decide itself',
+  'access.elevation.approval_dropped':
+    'An earlier approval of an elevation stopped counting when it would have activated it (its approver lost the right to approve); the request stays pending',
   'access.approval.requested': 'A critical action was asked for (four-eyes)',
   'access.approval.approved': 'A critical action was approved by a second person',
   'access.approval.rejected': 'A critical action was rejected',
@@ -97,6 +99,8 @@ defineAuditActions('access', {
   'access.approval.failed': 'An approved critical action failed when run',
   'access.approval.approver_lost':
     'An approved critical action was refused: its approver no longer holds approvals:decide (back to pending)',
+  'access.approval.conflicted':
+    'An approved critical action kept colliding with concurrent changes and did not run; the approval is usable again',
   'access.approval.state_changed':
     'An approved critical action was refused: what it changes was changed after it was asked for',
 });

@@ -31,9 +31,11 @@ export interface RetentionDeps {
   platformDays: number;
   /**
    * Whether shortening the tenant's retention needs a second person's approval (access: the tenant has
-   * `audit.retention.shorten` on its four-eyes list). Absent: it never does.
+   * `audit.retention.shorten` on its four-eyes list). Read in the writing transaction, after the
+   * retention is locked, and locked itself until it commits (FOR SHARE), so a change of the list either
+   * waits for the write or is seen by it. Absent: it never does.
    */
-  shorteningNeedsApproval?: (tenantId: string) => Promise<boolean>;
+  shorteningNeedsApproval?: (tx: AnyTenantTx, tenantId: string) => Promise<boolean>;
 }
 
 interface StoredRetention {
@@ -127,19 +129,23 @@ export function createRetentionService(deps: RetentionDeps) {
           `Retention is a whole number of days from ${MIN_RETENTION_DAYS} to ${MAX_RETENTION_DAYS}.`,
         );
       }
-      // Read before the locked transaction (it reads access settings in a transaction of its own).
-      const needsApproval = !options.approved && ((await deps.shorteningNeedsApproval?.(tenantId)) ?? false);
       await db.withTenant<AuditTables, void>(asTenantId(tenantId), async (tx) => {
         await options.guard?.(tx);
         const row = await lockRetention(tx, tenantId);
         const previous = row?.days ?? deps.defaultDays;
-        if (days < previous && needsApproval) {
+        // Whether approval is needed is read here, under the locks, not before the transaction: a rule
+        // added to the four-eyes list meanwhile is seen (or waits for this write), never bypassed.
+        const needsApproval =
+          days < previous &&
+          !options.approved &&
+          ((await deps.shorteningNeedsApproval?.(tx, tenantId)) ?? false);
+        if (needsApproval) {
           // A lengthening committed after the gate looked: this is now a shortening, never run unapproved.
           throw auditError(
             'retention_changed',
-            `The retention is now ${previous} days (it changed while this request was checked), so ${days} ` +
-              'days would shorten it, which needs a second person\u2019s approval in this tenant. Nothing was ' +
-              'changed; send the request again to ask for approval.',
+            `The retention is now ${previous} days, so ${days} days would shorten it, which needs a second ` +
+              'person\u2019s approval in this tenant (the retention or the four-eyes list changed while this ' +
+              'request was checked). Nothing was changed; send the request again to ask for approval.',
           );
         }
         // previous_days on a first own setting: the default that applied (the database cannot know it);

@@ -6,7 +6,7 @@ import {
   settingsForWrite,
   storePassword,
 } from './credentials.ts';
-import { createCurrentPasswordCheck, wrongCurrentPassword } from './current-password.ts';
+import { createCurrentPasswordCheck, stillVerified, wrongCurrentPassword } from './current-password.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
@@ -47,7 +47,7 @@ export function createChangePassword(deps: IdentityDeps, links: ReturnType<typeo
   ): Promise<void> {
     if (session.kind !== 'cookie')
       throw identityError('web_only', 'Passwords are changed on the web only, signed in with a browser.');
-    const hash = await current.verify(
+    const verified = await current.verify(
       tenant,
       ctx,
       session.userId,
@@ -61,8 +61,10 @@ export function createChangePassword(deps: IdentityDeps, links: ReturnType<typeo
             const user = await createUserRepository(tx).byId(session.userId);
             if (user?.status !== 'active') throw wrong();
             const subject = await readPasswordSubject(tx, tenant.id, user);
-            // The current password was verified against this hash: a change since then makes it stale.
-            if (subject.currentHash !== hash) throw new PasswordChangedMeanwhile();
+            // A password set since the current one was verified makes that verification stale. Decided
+            // on password_changed_at, as sign-in does, not on the hash: the background job that wraps
+            // legacy hashes in argon2id (wrap-legacy.ts) rewrites the hash of the same password.
+            if (!stillVerified(verified, user.password_changed_at)) throw new PasswordChangedMeanwhile();
             return subject;
           }),
         screen: (subject) => screenNewPassword(deps, subject, next),
@@ -73,7 +75,7 @@ export function createChangePassword(deps: IdentityDeps, links: ReturnType<typeo
             await links.voidLinks(tx, session.userId, 'reset_password');
             const user = await createUserRepository(tx).lockById(session.userId);
             if (user?.status !== 'active') throw wrong();
-            if (user.password_hash !== hash) throw new PasswordChangedMeanwhile();
+            if (!stillVerified(verified, user.password_changed_at)) throw new PasswordChangedMeanwhile();
             await storePassword(deps, tx, user, newHash);
             // Other sessions end; this one stays.
             await revokeAllInTx(deps, tx, user.id, session.id);

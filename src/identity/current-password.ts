@@ -7,6 +7,15 @@ import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
 
+/** The password that was verified: when it was set (null: never changed since the account was made). */
+export interface VerifiedPassword {
+  changedAt: Date | null;
+}
+
+/** Whether the stored password is still the verified one (the same set, whatever its hash's form). */
+export const stillVerified = (verified: VerifiedPassword, changedAt: Date | null) =>
+  (verified.changedAt?.getTime() ?? null) === (changedAt?.getTime() ?? null);
+
 /** The audited action a wrong current password is recorded under. */
 type CheckedFor = 'identity.password.changed' | 'identity.mfa.enrolment_started';
 
@@ -34,9 +43,9 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
         .where('status', '=', 'active')
         .where('password_hash', 'is not', null)
         .where(attemptAllowed(now, settings.lockout_threshold))
-        .returning('password_hash')
+        .returning(['password_hash', 'password_changed_at'])
         .executeTakeFirst();
-      return row?.password_hash ?? null;
+      return row?.password_hash ? { hash: row.password_hash, changedAt: row.password_changed_at } : null;
     });
 
   /** Recorded in its own transaction, after the attempt's: nothing rolls the failure back. */
@@ -87,8 +96,9 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
 
   return {
     /**
-     * Verifies the user's current password outside any transaction, counted as above. Returns the hash
-     * it was verified against (a later write can check the password did not change meanwhile); throws
+     * Verifies the user's current password outside any transaction, counted as above. Returns when the
+     * verified password was set (`password_changed_at`: a later write checks the password did not change
+     * meanwhile; not the hash, which the legacy-wrapping job rewrites for the same password); throws
      * invalid_credentials (wrong or locked, alike), throttled, or busy (not counted).
      */
     async verify(
@@ -97,17 +107,17 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
       userId: string,
       current: string,
       action: CheckedFor,
-    ): Promise<string> {
+    ): Promise<VerifiedPassword> {
       await throttle(ctx);
       const password = normalisePassword(current);
-      const hash = await reserve(tenant, userId);
-      if (hash === null) {
+      const reserved = await reserve(tenant, userId);
+      if (reserved === null) {
         await hashing(() => deps.hasher.verifyDummy(password));
         return fail(tenant, ctx, userId, action, 'locked');
       }
       let ok: boolean;
       try {
-        ok = (await hashing(() => deps.hasher.verify(hash, password))).ok;
+        ok = (await hashing(() => deps.hasher.verify(reserved.hash, password))).ok;
       } catch (error) {
         // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
         if (error instanceof UnsupportedHashFormatError) {
@@ -119,7 +129,7 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
         throw error;
       }
       if (!ok) return fail(tenant, ctx, userId, action, 'wrong_current');
-      return hash;
+      return { changedAt: reserved.changedAt };
     },
     clearFailures,
   };

@@ -15,7 +15,6 @@ export { createOperatorAdmin, type OperatorAdmin } from './operator-admin.ts';
 export { OperatorDisableBody, OperatorTokenLabel, operatorAdminRoutes } from './operator-admin-routes.ts';
 export { identityOperatorRoutes } from './operator-routes.ts';
 export { createOperatorSignIn, type OperatorSignIn } from './operator-sign-in.ts';
-export { isOperatorActive } from './operator-status.ts';
 export {
   createOperatorService,
   type IssuedOperator,
@@ -29,7 +28,7 @@ export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
 export { type IdentitySettingsView, lockoutWeakens } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
-export { isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
+export { isOperatorActive, isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
 export { countFastHashes, type WrapCursor, type WrapRun, wrapFastHashes } from './wrap-legacy.ts';
 export { type SweepResult, wrapFastHashesEverywhere, wrapLegacyHashesJob } from './wrap-legacy-job.ts';
 

@@ -28,6 +28,8 @@ export interface OperatorDeps {
   publicUrl: string;
   /** Drops cached credentials on every node (topic OPERATOR_TOKENS_TOPIC, key: the token's SHA-256 hex). */
   bus?: InvalidationBus;
+  /** Told when a token's last use could not be recorded (the request goes on); never given the token. */
+  onStampError?: (error: unknown, tokenId: string) => void;
 }
 
 export const OPERATOR_TOKENS_TOPIC = 'operator-tokens';
@@ -69,7 +71,14 @@ export interface IssuedOperator {
   setupLink: string;
 }
 
-export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus }: OperatorDeps) {
+export function createOperatorService({
+  db,
+  clock,
+  tokenTtlDays,
+  publicUrl,
+  bus,
+  onStampError,
+}: OperatorDeps) {
   const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
 
   /** A new API token for the operator; only its SHA-256 is stored, the token is returned once. */
@@ -155,19 +164,27 @@ export function createOperatorService({ db, clock, tokenTtlDays, publicUrl, bus 
     return found.credential;
   }
 
-  /** Records the token's use when the last record is a minute old or more (on this node or another). */
+  /**
+   * Records the token's use when the last record is a minute old or more (on this node or another).
+   * Best effort: the stamp only feeds the operator list, so a failed write (a busy or read-only
+   * database, a lock timeout) is reported and the request goes on; it is tried again a minute later.
+   */
   async function stampUse(entry: CachedCredential, now: Date): Promise<void> {
     if (now.getTime() - entry.stampedAt < LAST_USE_RESOLUTION_MS) return;
     entry.stampedAt = now.getTime();
     const before = new Date(now.getTime() - LAST_USE_RESOLUTION_MS);
-    await system((tx) =>
-      tx
-        .updateTable('operator_tokens')
-        .set({ last_used_at: now })
-        .where('id', '=', entry.tokenId)
-        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', before)]))
-        .execute(),
-    );
+    try {
+      await system((tx) =>
+        tx
+          .updateTable('operator_tokens')
+          .set({ last_used_at: now })
+          .where('id', '=', entry.tokenId)
+          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', before)]))
+          .execute(),
+      );
+    } catch (error) {
+      onStampError?.(error, entry.tokenId);
+    }
   }
 
   function lookup(hash: Buffer, now: Date) {

@@ -3,7 +3,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { revokeAllInTx } from './sessions.ts';
-import type { TenantIdentityTables } from './tables.ts';
+import type { IdentityTables, TenantIdentityTables } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
 const notFound = () => identityError('user_not_found', 'No user has this id in this tenant.');
@@ -53,6 +53,22 @@ async function lockTarget(tx: Tx, userId: string): Promise<{ user: UserRow; othe
   const user = await createUserRepository(tx).lockById(userId);
   if (!user) throw notFound();
   return { user, otherAdmins: admins.filter((id) => id !== userId).length };
+}
+
+/**
+ * Whether an operator is active, read in any transaction and held FOR SHARE until the caller commits, so a
+ * disable (which locks the row FOR UPDATE) waits for the caller or is seen by it (Access's re-checks of an
+ * elevation's earlier approvers and of a platform approval's approver, in the transaction that acts).
+ * The operators table is platform-wide; no tenant filter applies.
+ */
+export async function isOperatorActive<DB>(tx: Kysely<DB>, operatorId: string): Promise<boolean> {
+  const row = await (tx as unknown as Kysely<IdentityTables>)
+    .selectFrom('operators')
+    .select('status')
+    .where('id', '=', operatorId)
+    .forShare()
+    .executeTakeFirst();
+  return row?.status === 'active';
 }
 
 /**

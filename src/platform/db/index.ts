@@ -9,6 +9,7 @@ export {
   asTenantId,
   enterTenant,
   isTenantId,
+  isTransientConflict,
   type SystemTx,
   type TenantId,
   type TenantTx,

@@ -76,7 +76,20 @@ export async function enterTenant<DB>(tx: SystemTx<DB>, tenantId: TenantId): Pro
  * the rows they read so nothing can take the answer away before the change commits. A capability whose
  * service runs an approved action takes one and calls it in its transaction before writing.
  */
-export type TxGuard = (tx: AnyTenantTx) => Promise<void>;
+export type TxGuard = ((tx: AnyTenantTx) => Promise<void>) & {
+  /**
+   * The users whose rows the guard locks (an approver). A service that locks users' rows itself takes
+   * these with its own first, all in ascending id order, before it calls the guard: one lock order for
+   * user rows in every transaction (docs/access.md, "Lock order").
+   */
+  readonly userIds?: readonly string[];
+};
+
+/** PostgreSQL's deadlock (40P01) or serialization failure (40001): the transaction rolled back whole. */
+export function isTransientConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
 
 /**
  * A tenant-scoped transaction over any capability's tables, for code run in another capability's
