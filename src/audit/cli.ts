@@ -127,9 +127,18 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
           );
           print(summarise(chain.label, report));
           if (report.broken) failures += 1;
+          // Rows nobody trusted signed: someone with database access wrote them. The chain was walked
+          // without them; they are named (by chain and seq) and fail the run, as tampering does.
+          for (const f of report.forged) print(describeForged(chain.label, report.chain, f));
+          if (report.forged.length > 0) failures += 1;
         }
         // After the chains verified: are they behind what was seen outside the database?
-        const anchorOptions = { points, now: deps.clock.now(), allChains: !opts.tenant && !opts.platform };
+        const anchorOptions = {
+          points,
+          keys,
+          now: deps.clock.now(),
+          allChains: !opts.tenant && !opts.platform,
+        };
         return (
           failures +
           (await reportAnchors(
@@ -212,12 +221,14 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .description('write one chain as a verifiable JSON Lines bundle (see docs/audit.md)')
     .option('--tenant <slug>', 'the tenant (default: the platform chain)')
     .requiredOption('--out <file>', 'where to write the bundle')
-    .action(async (opts: { tenant?: string; out: string }) => {
+    .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
+    .action(async (opts: { tenant?: string; out: string; publicKey: string[] }) => {
+      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const count = await deps.withDatabase(async (db) => {
         const [chain] = await chains(db, opts.tenant, true);
         const file = createWriteStream(opts.out, { mode: 0o600 });
         try {
-          return await writeBundle(db, chain?.id ?? null, async (line) => {
+          return await writeBundle(db, chain?.id ?? null, keys, async (line) => {
             if (!file.write(`${line}\n`)) await once(file, 'drain');
           });
         } finally {
@@ -257,6 +268,10 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
         `${result.chain}: ok, ${result.events} events, ${result.checkpoints} signed checkpoints, ${signed}${tail}`,
       );
     });
+}
+
+function describeForged(label: string, chain: string, f: ChainBreak): string {
+  return `${label}: FORGED checkpoint at seq ${f.seq} of chain ${chain} (ignored): ${f.message}`;
 }
 
 function summarise(label: string, r: ChainReport): string {

@@ -1,10 +1,11 @@
+import type { KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
 import type { CheckpointSigner } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
-import type { StoredCheckpoint, StoredEvent } from './walk.ts';
+import { type StoredCheckpoint, type StoredEvent, signatureProblem } from './walk.ts';
 
 export type ChainTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
 
@@ -201,27 +202,63 @@ export async function* chainEvents(
   }
 }
 
+/** The chain's checkpoint rows in position order (all of them, or those at `seq`), signatures unchecked. */
 export async function readCheckpoints(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
+  seq?: number,
 ): Promise<StoredCheckpoint[]> {
-  const { rows } = await sql<{
-    tenant_id: string | null;
-    seq: string;
-    head_hash: Uint8Array;
-    signed_at: Date;
-    key_id: string;
-    signature: Uint8Array;
-  }>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature FROM audit_checkpoints
-     WHERE ${chainFilter(tenantId)} ORDER BY seq`.execute(tx);
-  return rows.map((r) => ({
-    tenantId: r.tenant_id,
-    seq: Number(r.seq),
-    headHash: bytes(r.head_hash),
-    signedAt: r.signed_at,
-    keyId: r.key_id,
-    signature: bytes(r.signature),
-  }));
+  const at = seq === undefined ? sql`` : sql`AND seq = ${seq}`;
+  const { rows } =
+    await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+     FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY seq, signed_at`.execute(tx);
+  return rows.map(toCheckpoint);
+}
+
+interface CheckpointRow {
+  tenant_id: string | null;
+  seq: string;
+  head_hash: Uint8Array;
+  signed_at: Date;
+  key_id: string;
+  signature: Uint8Array;
+}
+
+const toCheckpoint = (r: CheckpointRow): StoredCheckpoint => ({
+  tenantId: r.tenant_id,
+  seq: Number(r.seq),
+  headHash: bytes(r.head_hash),
+  signedAt: new Date(r.signed_at),
+  keyId: r.key_id,
+  signature: bytes(r.signature),
+});
+
+/**
+ * The chain's newest checkpoint that a trusted key signed, read newest first a page at a time (rows
+ * nobody trusted signed are passed over: they are not "the newest checkpoint").
+ */
+export async function newestTrustedCheckpoint(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  keys: Map<string, KeyObject>,
+): Promise<StoredCheckpoint | null> {
+  let below: number | null = null;
+  for (;;) {
+    const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
+    const { rows } =
+      await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY seq DESC LIMIT 100`.execute(tx);
+    const page: StoredCheckpoint[] = rows.map(toCheckpoint);
+    const found = page.find((c) => signatureProblem(c, keys) === null);
+    if (found) return found;
+    const last: StoredCheckpoint | undefined = page.at(-1);
+    if (!last || rows.length < 100) return null;
+    // The page may have cut the rows of its last position short: read that position whole.
+    const rest = await readCheckpoints(tx, tenantId, last.seq);
+    const atLast = rest.find((c) => signatureProblem(c, keys) === null);
+    if (atLast) return atLast;
+    below = last.seq;
+  }
 }
 
 /** Events of the chain that carry no position: legacy ones, or rows slipped in outside the chain. */
@@ -257,6 +294,10 @@ export async function eventsInPrunedRange(
 /**
  * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
  * seq and hash change together in the writer's transaction, so a committed head is always consistent.
+ * "Already checkpointed" means a row at that position whose signature verifies under this key: a row
+ * anyone else wrote there (a forged one) does not count, and the server writes its own beside it
+ * (several rows may share a position, migration 0058). Nodes take turns per chain (an advisory lock,
+ * held to the end of the transaction), so they still write one genuine row per position.
  */
 export async function createCheckpoint(
   db: Database,
@@ -265,15 +306,22 @@ export async function createCheckpoint(
   tenantId: string | null,
 ): Promise<StoredCheckpoint | null> {
   return inChain(db, tenantId, async (tx) => {
+    const chain = tenantId ?? 'platform';
+    await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_checkpoint'), hashtext(${chain}))`.execute(
+      tx,
+    );
     const head = await readHead(tx, tenantId);
     if (head.seq === 0) return null;
+    const own = new Map([[signer.keyId, signer.publicKey]]);
+    const there = await readCheckpoints(tx, tenantId, head.seq);
+    if (there.some((c) => signatureProblem(c, own) === null)) return null;
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
     const signature = signer.sign(body);
-    const { rows } = await sql<{ seq: string }>`
+    await sql`
       INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
-      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})
-      ON CONFLICT DO NOTHING RETURNING seq::text`.execute(tx);
-    if (rows.length === 0) return null;
+      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})`.execute(
+      tx,
+    );
     const checkpoint = { ...body, keyId: signer.keyId, signature };
     // Also to the SIEM, in this transaction: a high-water mark the database cannot take back.
     await queueCheckpointForSinks(tx, checkpoint);

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Database } from '../platform/db/index.ts';
 import { checkedEvents } from './check.ts';
 import { eventsInPrunedRange, inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
-import { type ChainBreak, type ChainState, genesis, walkChain } from './walk.ts';
+import { type ChainBreak, type ChainState, genesis, partitionCheckpoints, walkChain } from './walk.ts';
 
 export interface ChainReport {
   chain: string;
@@ -14,6 +14,11 @@ export interface ChainReport {
   /** Events written before the chain existed (migration 0030); they are not covered. */
   legacyEvents: number;
   broken: ChainBreak | null;
+  /**
+   * Checkpoint rows no trusted key signed (unknown key, bad signature): someone wrote them into the
+   * database. They are ignored by the walk (never a start nor compared with) and named here.
+   */
+  forged: ChainBreak[];
 }
 
 export interface VerifyOptions {
@@ -33,7 +38,12 @@ export async function verifyAuditChain(
   tenantId: string | null,
   options: VerifyOptions,
 ): Promise<ChainReport> {
-  const { head, checkpoints, unchained, prunedRange } = await inChain(db, tenantId, async (tx) => {
+  const {
+    head,
+    checkpoints: rows,
+    unchained,
+    prunedRange,
+  } = await inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
     return {
       head,
@@ -42,6 +52,7 @@ export async function verifyAuditChain(
       prunedRange: await eventsInPrunedRange(tx, tenantId, head.prunedThrough),
     };
   });
+  const { trusted: checkpoints, forged } = partitionCheckpoints(rows, options.keys);
   let headSeq = head.seq;
   const report = (events: number, broken: ChainBreak | null): ChainReport => ({
     chain: tenantId ?? 'platform',
@@ -50,6 +61,7 @@ export async function verifyAuditChain(
     headSeq,
     legacyEvents: head.legacyEvents,
     broken,
+    forged,
   });
   let start: { seq: number; hash: Uint8Array } = genesis;
   if (head.prunedThrough > 0) {

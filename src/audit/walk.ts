@@ -47,27 +47,54 @@ const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export const genesis = { seq: 0, hash: GENESIS_HASH };
 
-/** Checks each checkpoint's signature against the trusted keys. */
-export function checkSignatures(state: ChainState): ChainBreak | null {
-  for (const cp of state.checkpoints) {
-    const key = state.keys.get(cp.keyId);
-    const where = { seq: cp.seq, eventId: null };
-    if (!key) {
-      return {
-        kind: 'checkpoint',
-        ...where,
-        message: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}`,
-      };
-    }
-    if (!verifyCheckpointSignature(key, cp, cp.signature)) {
-      return {
-        kind: 'checkpoint',
-        ...where,
-        message: `checkpoint at seq ${cp.seq} has an invalid signature`,
-      };
-    }
+/** What is wrong with a checkpoint's signature under the trusted keys, or null when it verifies. */
+export function signatureProblem(cp: StoredCheckpoint, keys: Map<string, KeyObject>): ChainBreak | null {
+  const key = keys.get(cp.keyId);
+  const where = { seq: cp.seq, eventId: null };
+  if (!key) {
+    return {
+      kind: 'checkpoint',
+      ...where,
+      message: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}`,
+    };
+  }
+  if (!verifyCheckpointSignature(key, cp, cp.signature)) {
+    return {
+      kind: 'checkpoint',
+      ...where,
+      message: `checkpoint at seq ${cp.seq} has an invalid signature`,
+    };
   }
   return null;
+}
+
+/** Checks each checkpoint's signature against the trusted keys (a bundle: any bad one refuses it). */
+export function checkSignatures(state: ChainState): ChainBreak | null {
+  for (const cp of state.checkpoints) {
+    const problem = signatureProblem(cp, state.keys);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+/**
+ * A chain's checkpoint rows split into those whose signature verifies under a trusted key and the
+ * others. Anyone who may write to the database can add a row; only a trusted key's signature makes it
+ * a checkpoint. The others are never a start, a prune anchor or "the newest checkpoint": verify names
+ * them (`forged`) and walks the chain with the trusted ones.
+ */
+export function partitionCheckpoints(
+  checkpoints: StoredCheckpoint[],
+  keys: Map<string, KeyObject>,
+): { trusted: StoredCheckpoint[]; forged: ChainBreak[] } {
+  const trusted: StoredCheckpoint[] = [];
+  const forged: ChainBreak[] = [];
+  for (const cp of checkpoints) {
+    const problem = signatureProblem(cp, keys);
+    if (problem) forged.push(problem);
+    else trusted.push(cp);
+  }
+  return { trusted, forged };
 }
 
 /**
@@ -103,7 +130,9 @@ export async function walkChain(
   onPage?: (count: number) => void,
 ): Promise<WalkResult> {
   const signatureBreak = checkSignatures(state);
-  const checkpoints = new Map(state.checkpoints.map((c) => [c.seq, c]));
+  // Several checkpoints may share a position (nodes racing, or rows of other trusted keys): each must match.
+  const checkpoints = new Map<number, StoredCheckpoint[]>();
+  for (const c of state.checkpoints) checkpoints.set(c.seq, [...(checkpoints.get(c.seq) ?? []), c]);
   let expectedPrev = hexOf(state.start.hash);
   let beforePrev: string | null = null;
   let expectedSeq = state.start.seq + 1;
@@ -172,8 +201,8 @@ export async function walkChain(
         message: `event ${cur.id} carries seq ${cur.seq} where ${expectedSeq} was expected`,
       };
     }
-    const cp = checkpoints.get(cur.seq);
-    if (cp && hexOf(cp.headHash) !== cur.hash) {
+    const cp = checkpoints.get(cur.seq)?.find((c) => hexOf(c.headHash) !== cur.hash);
+    if (cp) {
       return {
         kind: 'modified',
         ...at,
