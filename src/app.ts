@@ -27,6 +27,7 @@ import {
   auditRetentionRoutes,
   auditRoutes,
   checkpointSigner,
+  configureAuditMac,
   createAlertDelivery,
   createAlertEngine,
   createAlertService,
@@ -236,6 +237,8 @@ export async function buildApp({
   });
   app.addHook('onClose', () => dispatcher.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  // Every audit event appended in this process carries a MAC under a key derived from it (docs/audit.md).
+  configureAuditMac(rootKey);
   const protection = givenProtection ?? createProtection({ config, db, clock });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
   const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });

@@ -7,9 +7,10 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { type ExpectedPoint, parseExpectedPoint, readExpectFile, reportAnchors } from './anchors.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
+import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { createCheckpoint, listChains } from './store.ts';
+import { CheckpointRefusedError, createCheckpoint, listChains } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -123,7 +124,7 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
         const verified = await chains(db, opts.tenant, Boolean(opts.platform));
         for (const chain of verified) {
           const report = await withProgress(deps.err, chain.label, (onProgress) =>
-            verifyAuditChain(db, chain.id, { keys, onProgress }),
+            verifyAuditChain(db, chain.id, { keys, macKey: auditMacKey(), onProgress }),
           );
           print(summarise(chain.label, report));
           if (report.broken) failures += 1;
@@ -160,12 +161,22 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .option('--tenant <slug>', 'only this tenant')
     .action(async (opts: { tenant?: string }) => {
       const signer = deps.signer();
-      await deps.withDatabase(async (db) => {
+      const refused = await deps.withDatabase(async (db) => {
+        let refusals = 0;
         for (const chain of await chains(db, opts.tenant, false)) {
-          const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
-          print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
+          try {
+            const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
+            print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
+          } catch (error) {
+            if (!(error instanceof CheckpointRefusedError)) throw error;
+            print(`${chain.label}: NOT signed: ${error.message}`);
+            refusals += 1;
+          }
         }
+        return refusals;
       });
+      if (refused > 0)
+        throw new Error(`${refused} chain(s) not signed (see above; run rampart audit verify)`);
     });
 
   audit

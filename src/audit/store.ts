@@ -3,6 +3,7 @@ import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
+import { auditMacKey, checkMac } from './mac.ts';
 import type { CheckpointSigner } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 import { type StoredCheckpoint, type StoredEvent, signatureProblem } from './walk.ts';
@@ -43,6 +44,8 @@ export interface HeadRow {
   hash: Uint8Array;
   legacyEvents: number;
   prunedThrough: number;
+  /** The first position that must carry a MAC (migration 0059: events before it were written without). */
+  macFromSeq: number;
 }
 
 export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null): Promise<HeadRow> {
@@ -51,16 +54,18 @@ export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null)
     head_hash: Uint8Array;
     legacy_events: string;
     pruned_through: string;
+    mac_from_seq: string;
   }>`
-    SELECT seq::text, head_hash, legacy_events::text, pruned_through::text
+    SELECT seq::text, head_hash, legacy_events::text, pruned_through::text, mac_from_seq::text
     FROM audit_chain_heads WHERE chain = ${tenantId ?? 'platform'}`.execute(tx);
   const row = rows[0];
-  if (!row) return { seq: 0, hash: Buffer.alloc(32), legacyEvents: 0, prunedThrough: 0 };
+  if (!row) return { seq: 0, hash: Buffer.alloc(32), legacyEvents: 0, prunedThrough: 0, macFromSeq: 1 };
   return {
     seq: Number(row.seq),
     hash: bytes(row.head_hash),
     legacyEvents: Number(row.legacy_events),
     prunedThrough: Number(row.pruned_through),
+    macFromSeq: Number(row.mac_from_seq),
   };
 }
 
@@ -291,13 +296,63 @@ export async function eventsInPrunedRange(
   return { count, first: { seq: Number(row.seq), id: row.id } };
 }
 
+/** The checkpoint job will not sign over an event whose MAC does not match (it was not written by a node). */
+export class CheckpointRefusedError extends Error {
+  constructor(
+    readonly chain: string,
+    readonly seq: number,
+    readonly eventId: string,
+    readonly reason: 'mac_mismatch' | 'mac_other_key',
+  ) {
+    super(
+      reason === 'mac_mismatch'
+        ? `refusing to sign chain ${chain}: event at seq ${seq} is forged: MAC does not match`
+        : `refusing to sign chain ${chain}: event at seq ${seq} has a MAC under another key (written before a SECRET_KEY change and not yet signed?)`,
+    );
+    this.name = 'CheckpointRefusedError';
+  }
+}
+
+/**
+ * Before signing the head: every event since the newest checkpoint this key signed (or the pruning
+ * point, or the first position that carries MACs) must carry a MAC that matches under this process's
+ * key. One query and one HMAC per event, over the events of one checkpoint interval.
+ */
+async function checkMacsSinceLastCheckpoint(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  head: HeadRow,
+  keys: Map<string, KeyObject>,
+) {
+  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
+  const from = Math.max(last?.seq ?? 0, head.prunedThrough, head.macFromSeq - 1);
+  if (from >= head.seq) return;
+  const key = auditMacKey();
+  const { rows } = await sql<{ seq: string; id: string; hash: Uint8Array | null; mac: Uint8Array | null }>`
+    SELECT chain_seq::text AS seq, id::text AS id, hash, mac FROM audit_events
+    WHERE ${chainFilter(tenantId)} AND chain_seq > ${from} AND chain_seq <= ${head.seq}
+    ORDER BY chain_seq`.execute(tx);
+  for (const row of rows) {
+    const verdict = checkMac(key, bytes(row.hash), row.mac ? bytes(row.mac) : null);
+    if (verdict !== 'ok') {
+      throw new CheckpointRefusedError(
+        tenantId ?? 'platform',
+        Number(row.seq),
+        row.id,
+        verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
+      );
+    }
+  }
+}
+
 /**
  * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
  * seq and hash change together in the writer's transaction, so a committed head is always consistent.
  * "Already checkpointed" means a row at that position whose signature verifies under this key: a row
  * anyone else wrote there (a forged one) does not count, and the server writes its own beside it
  * (several rows may share a position, migration 0058). Nodes take turns per chain (an advisory lock,
- * held to the end of the transaction), so they still write one genuine row per position.
+ * held to the end of the transaction), so they still write one genuine row per position. Refuses
+ * (CheckpointRefusedError) when an event it would sign over has no matching MAC (migration 0059).
  */
 export async function createCheckpoint(
   db: Database,
@@ -315,6 +370,7 @@ export async function createCheckpoint(
     const own = new Map([[signer.keyId, signer.publicKey]]);
     const there = await readCheckpoints(tx, tenantId, head.seq);
     if (there.some((c) => signatureProblem(c, own) === null)) return null;
+    await checkMacsSinceLastCheckpoint(tx, tenantId, head, own);
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
     const signature = signer.sign(body);
     await sql`

@@ -17,8 +17,18 @@ export interface StoredCheckpoint {
   signature: Uint8Array;
 }
 
-/** `unsigned`: only from verify-file, events after the bundle's last signed checkpoint (bundle.ts). */
-export type BreakKind = 'modified' | 'deleted' | 'inserted' | 'reordered' | 'checkpoint' | 'unsigned';
+/**
+ * `unsigned`: only from verify-file, events after the bundle's last signed checkpoint (bundle.ts).
+ * `forged`: an event whose MAC does not match (verify with the MAC key, mac.ts).
+ */
+export type BreakKind =
+  | 'modified'
+  | 'deleted'
+  | 'inserted'
+  | 'reordered'
+  | 'checkpoint'
+  | 'unsigned'
+  | 'forged';
 
 /** The first thing found wrong, named by position and, where the event still exists, by id. */
 export interface ChainBreak {
@@ -34,6 +44,11 @@ export interface ChainState {
   head: { seq: number; hash: Uint8Array };
   checkpoints: StoredCheckpoint[];
   keys: Map<string, KeyObject>;
+  /**
+   * Checks an event's MAC (verify, when it holds the MAC key): a break names a forged event. Reported
+   * only when the walk finds nothing else, so every other kind of tampering keeps its own report.
+   */
+  macs?: (event: CheckedEvent) => ChainBreak | null;
 }
 
 export interface WalkResult {
@@ -107,6 +122,8 @@ export interface CheckedEvent {
   prevHash: string;
   hash: string;
   intact: boolean;
+  /** The stored MAC in lowercase hex ('' when none); absent where there is none to read (bundles). */
+  mac?: string;
 }
 
 /** The next non-empty page, or an empty one at the end. */
@@ -138,6 +155,7 @@ export async function walkChain(
   let expectedSeq = state.start.seq + 1;
   let last: CheckedEvent | null = null;
   let count = 0;
+  let forged: ChainBreak | null = null;
   const result = (broken: ChainBreak | null): WalkResult => ({
     events: count,
     checkpoints: state.checkpoints.length,
@@ -158,6 +176,7 @@ export async function walkChain(
       }
       const broken = checkOne(cur, ahead ?? null);
       if (broken) return result(broken);
+      if (forged === null && state.macs) forged = state.macs(cur);
       beforePrev = expectedPrev;
       expectedPrev = cur.hash;
       expectedSeq = cur.seq + 1;
@@ -167,7 +186,7 @@ export async function walkChain(
     onPage?.(count);
     page = following;
   }
-  return result(checkEnd());
+  return result(checkEnd() ?? forged);
 
   function checkOne(cur: CheckedEvent, ahead: CheckedEvent | null): ChainBreak | null {
     const at = { seq: cur.seq, eventId: cur.id };
