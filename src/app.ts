@@ -38,6 +38,7 @@ import {
   createSinkService,
   createSyslogTransport,
   denialAuditor,
+  loadTrustedKeys,
   pruneAllChains,
   type ReadCounter,
   readCountingPlugin,
@@ -451,6 +452,8 @@ export async function buildApp({
             db,
             clock,
             keys: trustedKeys([auditSigner.publicKey]),
+            // After a SECRET_KEY rotation: the keys recorded before it too (docs/audit.md, "Key rotation").
+            loadKeys: () => loadTrustedKeys(db, auditSigner),
             daysFor: (id) => retention.daysFor(id),
             tenantIds: allTenantIds,
           },

@@ -10,7 +10,7 @@ import { verifyBundle, writeBundle } from './bundle.ts';
 import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { CheckpointRefusedError, createCheckpoint, listChains } from './store.ts';
+import { CheckpointRefusedError, createCheckpoint, listChains, loadTrustedKeys } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -92,6 +92,13 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
 
   const keysFrom = (files: string[], own?: KeyObject) =>
     trustedKeys([...(own ? [own] : []), ...files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8')))]);
+  /** The server's key, the keys it recorded before a rotation (migration 0060), and any given as PEM. */
+  const serverKeys = (db: Database, files: string[]) =>
+    loadTrustedKeys(
+      db,
+      deps.signer(),
+      files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8'))),
+    );
 
   audit
     .command('verify')
@@ -117,9 +124,9 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       parseSeconds,
     )
     .action(async (opts: VerifyOpts) => {
-      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const points = [...opts.expect, ...(opts.expectFile ? readExpectFile(opts.expectFile) : [])];
       const broken = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         let failures = 0;
         const verified = await chains(db, opts.tenant, Boolean(opts.platform));
         for (const chain of verified) {
@@ -186,8 +193,8 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .option('--dry-run', 'only say what would be pruned')
     .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
     .action(async (opts: { tenant?: string; dryRun?: boolean; publicKey: string[] }) => {
-      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const failed = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         let failures = 0;
         for (const chain of await chains(db, opts.tenant, false)) {
           const days = await deps.retentionDays(db, chain.id);
@@ -234,8 +241,8 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .requiredOption('--out <file>', 'where to write the bundle')
     .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
     .action(async (opts: { tenant?: string; out: string; publicKey: string[] }) => {
-      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const count = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         const [chain] = await chains(db, opts.tenant, true);
         const file = createWriteStream(opts.out, { mode: 0o600 });
         try {

@@ -38,7 +38,7 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-export { CheckpointRefusedError, createCheckpoint } from './store.ts';
+export { CheckpointRefusedError, createCheckpoint, loadTrustedKeys, recordSigningKey } from './store.ts';
 export {
   createSyslogTransport,
   formatSyslog,

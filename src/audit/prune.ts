@@ -171,6 +171,8 @@ export interface PruneAllDeps {
   db: Database;
   clock: Clock;
   keys: Map<string, KeyObject>;
+  /** Read before each run instead of `keys`: the server's key and those it recorded (key rotation). */
+  loadKeys?: () => Promise<Map<string, KeyObject>>;
   /** Days the chain keeps its events (retention.ts). */
   daysFor(tenantId: string | null): Promise<number>;
   tenantIds(): AsyncIterable<string>;
@@ -188,11 +190,12 @@ export async function pruneAllChains(
   let events = 0;
   let alerts = 0;
   const failures: { chain: string; error: Error }[] = [];
+  const keys = deps.loadKeys ? await deps.loadKeys() : deps.keys;
   const one = async (tenantId: string | null) => {
     try {
       const days = await deps.daysFor(tenantId);
       const cutoff = new Date(deps.clock.now().getTime() - days * 86_400_000);
-      events += (await pruneChain(deps.db, deps.clock, ctx, { tenantId, cutoff, keys: deps.keys })).events;
+      events += (await pruneChain(deps.db, deps.clock, ctx, { tenantId, cutoff, keys })).events;
       alerts += await pruneAlerts(deps.db, deps.clock, ctx, tenantId, cutoff);
     } catch (error) {
       failures.push({ chain: tenantId ?? 'platform', error: error as Error });

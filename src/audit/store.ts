@@ -1,12 +1,12 @@
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
 import { auditMacKey, checkMac } from './mac.ts';
-import type { CheckpointSigner } from './signer.ts';
+import { type CheckpointSigner, keyIdOf } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
-import { type StoredCheckpoint, type StoredEvent, signatureProblem } from './walk.ts';
+import { type StoredCheckpoint, type StoredEvent, signatureProblem, type TrustedKeys } from './walk.ts';
 
 export type ChainTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
 
@@ -207,7 +207,10 @@ export async function* chainEvents(
   }
 }
 
-/** The chain's checkpoint rows in position order (all of them, or those at `seq`), signatures unchecked. */
+/**
+ * The chain's checkpoint rows in position order (all of them, or those at `seq`), signatures unchecked.
+ * Ordered by the column: a bare `seq` would name the text output column and sort 10 before 5.
+ */
 export async function readCheckpoints(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
@@ -216,7 +219,9 @@ export async function readCheckpoints(
   const at = seq === undefined ? sql`` : sql`AND seq = ${seq}`;
   const { rows } =
     await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
-     FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY seq, signed_at`.execute(tx);
+     FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY audit_checkpoints.seq, signed_at`.execute(
+      tx,
+    );
   return rows.map(toCheckpoint);
 }
 
@@ -252,7 +257,9 @@ export async function newestTrustedCheckpoint(
     const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
     const { rows } =
       await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
-      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY seq DESC LIMIT 100`.execute(tx);
+      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY audit_checkpoints.seq DESC LIMIT 100`.execute(
+        tx,
+      );
     const page: StoredCheckpoint[] = rows.map(toCheckpoint);
     const found = page.find((c) => signatureProblem(c, keys) === null);
     if (found) return found;
@@ -294,6 +301,55 @@ export async function eventsInPrunedRange(
   const count = Number(row?.count ?? 0);
   if (count === 0 || !row?.seq || !row.id) return { count: 0, first: null };
   return { count, first: { seq: Number(row.seq), id: row.id } };
+}
+
+/**
+ * Records the public key this node signs with (migration 0060), once: after a SECRET_KEY rotation the
+ * server still knows the keys of the checkpoints signed before it. Racing nodes insert the same row.
+ */
+export async function recordSigningKey(tx: Kysely<AuditTables>, signer: CheckpointSigner) {
+  const der = signer.publicKey.export({ format: 'der', type: 'spki' });
+  await sql`INSERT INTO audit_signing_keys (key_id, public_key) VALUES (${signer.keyId}, ${der})
+    ON CONFLICT DO NOTHING`.execute(tx);
+}
+
+/**
+ * The keys checkpoints are verified with: the current one, the ones recorded before it (each trusted up
+ * to where a later one took over, walk.ts), and any the operator gives (trusted everywhere). Rows
+ * recorded after the current key (a key this server never signed with, or one added by someone with
+ * database access) are not trusted.
+ */
+export function loadTrustedKeys(
+  db: Database,
+  current: CheckpointSigner,
+  extra: KeyObject[] = [],
+): Promise<TrustedKeys> {
+  return db.withSystem<AuditTables, TrustedKeys>((tx) => trustedKeysIn(tx, current, extra));
+}
+
+/** loadTrustedKeys in a transaction the caller holds (the table has no tenant: any scope reads it). */
+async function trustedKeysIn(
+  tx: Kysely<AuditTables>,
+  current: CheckpointSigner,
+  extra: KeyObject[] = [],
+): Promise<TrustedKeys> {
+  const { rows } = await sql<{ key_id: string; public_key: Uint8Array }>`
+    SELECT key_id, public_key FROM audit_signing_keys ORDER BY recorded_at, key_id`.execute(tx);
+  const keys: TrustedKeys = new Map();
+  for (const k of extra) keys.set(keyIdOf(k), k);
+  const at = rows.findIndex((r) => r.key_id === current.keyId);
+  const older = at === -1 ? rows : rows.slice(0, at);
+  const successors = new Map<string, string[]>();
+  older.forEach((row, i) => {
+    if (row.key_id === current.keyId || keys.has(row.key_id)) return;
+    const key = createPublicKey({ key: Buffer.from(row.public_key), format: 'der', type: 'spki' });
+    if (keyIdOf(key) !== row.key_id) return;
+    keys.set(row.key_id, key);
+    successors.set(row.key_id, [...older.slice(i + 1).map((r) => r.key_id), current.keyId]);
+  });
+  keys.set(current.keyId, current.publicKey);
+  keys.successors = successors;
+  return keys;
 }
 
 /** The checkpoint job will not sign over an event whose MAC does not match (it was not written by a node). */
@@ -370,7 +426,8 @@ export async function createCheckpoint(
     const own = new Map([[signer.keyId, signer.publicKey]]);
     const there = await readCheckpoints(tx, tenantId, head.seq);
     if (there.some((c) => signatureProblem(c, own) === null)) return null;
-    await checkMacsSinceLastCheckpoint(tx, tenantId, head, own);
+    await recordSigningKey(tx, signer);
+    await checkMacsSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
     const signature = signer.sign(body);
     await sql`

@@ -102,15 +102,45 @@ export function partitionCheckpoints(
   checkpoints: StoredCheckpoint[],
   keys: Map<string, KeyObject>,
 ): { trusted: StoredCheckpoint[]; forged: ChainBreak[] } {
-  const trusted: StoredCheckpoint[] = [];
+  const signed: StoredCheckpoint[] = [];
   const forged: ChainBreak[] = [];
   for (const cp of checkpoints) {
     const problem = signatureProblem(cp, keys);
     if (problem) forged.push(problem);
-    else trusted.push(cp);
+    else signed.push(cp);
   }
+  const successors = (keys as TrustedKeys).successors;
+  if (!successors || successors.size === 0) return { trusted: signed, forged };
+  // A recorded older key counts up to where, in this chain, a key recorded after it signed first.
+  const firstOf = new Map<string, number>();
+  for (const cp of signed) if (!firstOf.has(cp.keyId)) firstOf.set(cp.keyId, cp.seq);
+  const trusted: StoredCheckpoint[] = [];
+  for (const cp of signed) {
+    const later = successors.get(cp.keyId) ?? [];
+    let takeover: { seq: number; keyId: string } | null = null;
+    for (const id of later) {
+      const seq = firstOf.get(id);
+      if (seq !== undefined && (!takeover || seq < takeover.seq)) takeover = { seq, keyId: id };
+    }
+    if (takeover && cp.seq > takeover.seq) {
+      forged.push({
+        kind: 'checkpoint',
+        seq: cp.seq,
+        eventId: null,
+        message: `checkpoint at seq ${cp.seq} is signed by key ${cp.keyId} after key ${takeover.keyId} took over at seq ${takeover.seq}`,
+      });
+    } else trusted.push(cp);
+  }
+  forged.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
   return { trusted, forged };
 }
+
+/**
+ * Trusted keys by key id; `successors` (key rotation): for each recorded older key, the ids of the keys
+ * recorded after it, up to the current one. Keys without an entry (the current key, and keys the
+ * operator passes with --public-key) count everywhere.
+ */
+export type TrustedKeys = Map<string, KeyObject> & { successors?: Map<string, string[]> };
 
 /**
  * One stored event as the walk needs it: its position, id and links in lowercase hex, and whether its
