@@ -202,7 +202,7 @@ async function verifyFile(kind, db, tenantId, total, keys, quick) {
   const path = join(dir, 'chain.jsonl');
   try {
     const out = createWriteStream(path);
-    await writeBundle(db, tenantId, (line) => {
+    await writeBundle(db, tenantId, keys, (line) => {
       out.write(`${line}\n`);
     });
     await new Promise((resolve, reject) => out.end((error) => (error ? reject(error) : resolve())));

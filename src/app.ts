@@ -28,6 +28,7 @@ import {
   auditRetentionRoutes,
   auditRoutes,
   checkpointSigner,
+  configureAuditMac,
   createAlertDelivery,
   createAlertEngine,
   createAlertService,
@@ -38,6 +39,7 @@ import {
   createSinkService,
   createSyslogTransport,
   denialAuditor,
+  loadTrustedKeys,
   pruneAllChains,
   type ReadCounter,
   readCountingPlugin,
@@ -238,6 +240,8 @@ export async function buildApp({
   });
   app.addHook('onClose', () => dispatcher.close());
   const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  // Every audit event appended in this process carries a MAC under a key derived from it (docs/audit.md).
+  configureAuditMac(rootKey);
   const protection = givenProtection ?? createProtection({ config, db, clock });
   const onBackgroundError = (error: unknown) => app.log.error({ err: error }, 'invalidation publish failed');
   const tenancy = createTenancyService({ db, clock, bus: invalidation, onBackgroundError });
@@ -458,6 +462,8 @@ export async function buildApp({
             db,
             clock,
             keys: trustedKeys([auditSigner.publicKey]),
+            // After a SECRET_KEY rotation: the keys recorded before it too (docs/audit.md, "Key rotation").
+            loadKeys: () => loadTrustedKeys(db, auditSigner),
             daysFor: (id) => retention.daysFor(id),
             tenantIds: allTenantIds,
           },

@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
+import { configureAuditMac } from './audit/index.ts';
 import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
+import { resolveRootKey } from './platform/crypto/keys.ts';
 import type { Database } from './platform/db/index.ts';
 import { createProtection } from './protect/index.ts';
 import { openBreachedScreen, openConfiguredBus, openConfiguredDatabase } from './runtime.ts';
@@ -18,6 +20,8 @@ export async function startServer(
   config: Config,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<RunningServer> {
+  // Before the first audit event (the bootstrap's): every event carries a MAC under the root key's.
+  configureAuditMac(resolveRootKey(config.secretKey, config.dataDir));
   const db = await openConfiguredDatabase(config);
   const issued = await buildFirstOperator(config, db);
   let log: ((error: unknown) => void) | null = null;

@@ -120,7 +120,7 @@ describe('pruning', () => {
     // The offline bundle starts at the checkpoint too, and verifies with nothing but the public key.
     const file = join(mkdtempSync(join(tmpdir(), 'rampart-retention-')), 'chain.jsonl');
     const lines: string[] = [];
-    await writeBundle(t.db, tenantId, (line) => {
+    await writeBundle(t.db, tenantId, keys, (line) => {
       lines.push(line);
     });
     writeFileSync(file, `${lines.join('\n')}\n`);
@@ -301,7 +301,9 @@ describe('what the app role cannot do', () => {
     // A cutoff in the future: the function clamps it to now() minus 30 days at most.
     const result = await scoped(tenantId, async (tx) => {
       const { rows } = await sql<{ through: string }>`SELECT through_seq::text AS through
-        FROM audit_prune_chain(${tenantId}::uuid, '9999-01-01'::timestamptz, NULL, false)`.execute(tx);
+        FROM audit_prune_chain(${tenantId}::uuid, '9999-01-01'::timestamptz, NULL, false, ARRAY(SELECT seq FROM audit_checkpoints))`.execute(
+        tx,
+      );
       return rows[0]?.through;
     });
     expect(result).toBe('15');
@@ -313,7 +315,9 @@ describe('what the app role cannot do', () => {
       sql`INSERT INTO audit_retention (tenant_id, days, updated_at) VALUES (${kept}, 600, now())`.execute(tx),
     );
     await scoped(kept, (tx) =>
-      sql`SELECT * FROM audit_prune_chain(${kept}::uuid, '9999-01-01'::timestamptz, NULL, false)`.execute(tx),
+      sql`SELECT * FROM audit_prune_chain(${kept}::uuid, '9999-01-01'::timestamptz, NULL, false, ARRAY(SELECT seq FROM audit_checkpoints))`.execute(
+        tx,
+      ),
     );
     expect((await seqs(kept)).length).toBe(23);
     // Below the 30-day floor is refused by the table itself.
@@ -325,14 +329,14 @@ describe('what the app role cannot do', () => {
     const victim = await chainWithHistory();
     await expect(
       scoped(tenantId, (tx) =>
-        sql`SELECT * FROM audit_prune_chain(${victim}::uuid, '9999-01-01'::timestamptz, NULL, false)`.execute(
+        sql`SELECT * FROM audit_prune_chain(${victim}::uuid, '9999-01-01'::timestamptz, NULL, false, ARRAY(SELECT seq FROM audit_checkpoints))`.execute(
           tx,
         ),
       ),
     ).rejects.toThrow(/not the transaction's scope/);
     await expect(
       t.db.withSystem((tx) =>
-        sql`SELECT * FROM audit_prune_chain(${victim}::uuid, '9999-01-01'::timestamptz, NULL, false)`.execute(
+        sql`SELECT * FROM audit_prune_chain(${victim}::uuid, '9999-01-01'::timestamptz, NULL, false, ARRAY(SELECT seq FROM audit_checkpoints))`.execute(
           tx,
         ),
       ),

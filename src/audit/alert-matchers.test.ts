@@ -44,3 +44,28 @@ describe('signin.new_location', () => {
     expect(asked.sort()).toEqual(['user-a', 'user-b']);
   });
 });
+
+describe('protect.incident', () => {
+  it('raises a platform alert keyed by the chain when the checkpoint job refuses to sign it', async () => {
+    const refused: RuleEvent = {
+      ...signIn(7, 'audit-checkpoint'),
+      actorType: 'system',
+      action: 'audit.checkpoint.refused',
+      targetType: 'audit_chain',
+      targetId: 'tenant-x',
+      outcome: 'failure',
+      details: { seq: 5, eventId: 'e-5', reason: 'mac_mismatch' },
+    };
+    const matches = await findMatches(
+      {
+        tx: {} as Kysely<AuditTables>,
+        tenantId: null,
+        rules: defaultRuleSettings(),
+        workingHours: null,
+        isStaff: async () => false,
+      },
+      [refused],
+    );
+    expect(matches).toMatchObject([{ rule: 'protect.incident', keys: ['chain:tenant-x'] }]);
+  });
+});

@@ -265,6 +265,14 @@ function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
       summary: `SIEM sink ${e.targetId} is overflowing: its oldest undelivered events are being dropped (${String(e.details.dropped)} so far).`,
     };
   }
+  if (rules['protect.incident'].enabled && e.action === 'audit.checkpoint.refused') {
+    return {
+      rule: 'protect.incident',
+      keys: [`chain:${e.targetId}`],
+      events: [e],
+      summary: `Audit chain ${e.targetId} is not being signed: the event at seq ${String(e.details.seq)} has no matching MAC (forged; run rampart audit verify).`,
+    };
+  }
   if (rules['protect.incident'].enabled && e.action === 'protect.ratelimit.store_unavailable') {
     return {
       rule: 'protect.incident',

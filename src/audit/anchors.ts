@@ -1,7 +1,9 @@
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
-import { chainFilter, inChain, readHead } from './store.ts';
+import { chainFilter, inChain, newestTrustedCheckpoint, readCheckpoints, readHead } from './store.ts';
+import { partitionCheckpoints } from './walk.ts';
 
 /**
  * Checks against what is kept outside the database (docs/audit.md, "Anchoring outside the database"):
@@ -69,16 +71,23 @@ export interface PointCheck {
 
 const hex = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString('hex') : null);
 
-/** Whether the point is on the chain: the event at its seq (or the signed checkpoint) has its hash. */
-export async function checkExpectedPoint(db: Database, point: ExpectedPoint): Promise<PointCheck> {
+/**
+ * Whether the point is on the chain: the event at its seq (or the signed checkpoint) has its hash. Only a
+ * checkpoint a trusted key signed counts: a forged row there is neither evidence for nor against it.
+ */
+export async function checkExpectedPoint(
+  db: Database,
+  point: ExpectedPoint,
+  keys: Map<string, KeyObject>,
+): Promise<PointCheck> {
   const { tenantId, seq, hash } = point;
   const found = await inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
     const event = await sql<{ hash: Uint8Array | null }>`SELECT hash FROM audit_events
       WHERE ${chainFilter(tenantId)} AND chain_seq = ${seq}`.execute(tx);
-    const checkpoint = await sql<{ head_hash: Uint8Array }>`SELECT head_hash FROM audit_checkpoints
-      WHERE ${chainFilter(tenantId)} AND seq = ${seq}`.execute(tx);
-    return { head, event: event.rows, checkpoint: hex(checkpoint.rows[0]?.head_hash) };
+    const { trusted } = partitionCheckpoints(await readCheckpoints(tx, tenantId, seq), keys);
+    const other = trusted.find((c) => hex(c.headHash) !== hash) ?? trusted[0];
+    return { head, event: event.rows, checkpoint: hex(other?.headHash) };
   });
   const short = `${hash.slice(0, 16)}…`;
   const result = (status: PointCheck['status'], message: string): PointCheck => ({ point, status, message });
@@ -121,14 +130,16 @@ export interface CheckpointLag {
   oldestUnsignedAt: Date | null;
 }
 
-/** The newest checkpoint of the chain and what it does not cover yet. */
-export async function checkpointLag(db: Database, tenantId: string | null): Promise<CheckpointLag> {
+/** The newest checkpoint of the chain a trusted key signed, and what it does not cover yet. */
+export async function checkpointLag(
+  db: Database,
+  tenantId: string | null,
+  keys: Map<string, KeyObject>,
+): Promise<CheckpointLag> {
   return inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
-    const { rows } = await sql<{ seq: string; signed_at: Date }>`SELECT seq::text, signed_at
-      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ORDER BY seq DESC LIMIT 1`.execute(tx);
-    const cp = rows[0];
-    const newest = cp ? { seq: Number(cp.seq), signedAt: new Date(cp.signed_at) } : null;
+    const cp = await newestTrustedCheckpoint(tx, tenantId, keys);
+    const newest = cp ? { seq: cp.seq, signedAt: cp.signedAt } : null;
     const from = Math.max(newest?.seq ?? 0, head.prunedThrough);
     if (head.seq <= from) return { newest, headSeq: head.seq, unsigned: 0, oldestUnsignedAt: null };
     const first = await sql<{ occurred_at: Date }>`SELECT occurred_at FROM audit_events
@@ -177,6 +188,8 @@ export interface AnchorOptions {
   points: ExpectedPoint[];
   maxCheckpointAgeSeconds?: number;
   now: Date;
+  /** Trusted checkpoint keys: rows no trusted key signed are not checkpoints. */
+  keys: Map<string, KeyObject>;
   /** Whether every chain was verified (then a point of a chain not among them is checked all the same). */
   allChains: boolean;
 }
@@ -194,7 +207,7 @@ export async function reportAnchors(
   let failures = 0;
   for (const chain of chains) {
     const { line, stale } = describeCheckpointLag(
-      await checkpointLag(db, chain.id),
+      await checkpointLag(db, chain.id, options.keys),
       options.now,
       options.maxCheckpointAgeSeconds,
     );
@@ -213,7 +226,7 @@ export async function reportAnchors(
       print(`${label}: expected ${point.text} not checked (that chain was not verified in this run)`);
       continue;
     }
-    const check = await checkExpectedPoint(db, point);
+    const check = await checkExpectedPoint(db, point, options.keys);
     if (check.status === 'ok' || check.status === 'pruned') {
       print(`${label}: expected ${point.text}: ${check.message}`);
       continue;

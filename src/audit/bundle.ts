@@ -8,6 +8,7 @@ import {
   type ChainState,
   type CheckedEvent,
   checkSignatures,
+  partitionCheckpoints,
   type StoredCheckpoint,
   type StoredEvent,
   type WalkResult,
@@ -52,16 +53,21 @@ const checkpointLine = (c: StoredCheckpoint) =>
     signature: hex(c.signature),
   });
 
-/** Writes a chain's bundle, up to the head as read at the start (later appends wait for the next one). */
+/**
+ * Writes a chain's bundle, up to the head as read at the start (later appends wait for the next one).
+ * Only checkpoints a trusted key signed go in: a forged row in the database would make the bundle fail.
+ */
 export async function writeBundle(
   db: Database,
   tenantId: string | null,
+  keys: ChainState['keys'],
   write: (line: string) => Promise<void> | void,
 ): Promise<number> {
-  const { head, checkpoints } = await inChain(db, tenantId, async (tx) => ({
+  const { head, rows } = await inChain(db, tenantId, async (tx) => ({
     head: await readHead(tx, tenantId),
-    checkpoints: await readCheckpoints(tx, tenantId),
+    rows: await readCheckpoints(tx, tenantId),
   }));
+  const { trusted: checkpoints } = partitionCheckpoints(rows, keys);
   const start = checkpoints.find((c) => c.seq === head.prunedThrough);
   await write(
     JSON.stringify({

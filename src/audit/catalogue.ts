@@ -109,6 +109,8 @@ defineAuditActions('audit', {
   'audit.trail.searched':
     "An operator (under an elevation) searched a tenant's audit trail, with the filters",
   'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
+  'audit.checkpoint.refused':
+    'The checkpoint job refused to sign a chain: an event since its last checkpoint has no matching MAC (forged)',
   'audit.reads.counted':
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",

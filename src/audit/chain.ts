@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { SystemTx, TenantTx } from '../platform/db/index.ts';
 import { type ChainedEvent, chainHash } from './canonical.ts';
+import { macOf } from './mac.ts';
 import { toView } from './search.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 
@@ -117,6 +118,8 @@ function link(events: ChainedEvent[], from: KnownHead, ip: string | null): Linke
       chain_seq: String(seq),
       prev_hash: prev,
       hash,
+      // Keyed by a secret the database does not hold: an event written there directly has no valid one.
+      mac: macOf(hash),
     });
     chained.push({ event, seq, prevHash: prev, hash });
     prev = hash;

@@ -15,7 +15,8 @@ import type { CheckedEvent } from './walk.ts';
  */
 const checkColumns = sql`pg_catalog.concat(chain_seq::text, ',', pg_catalog.encode(prev_hash, 'hex'), ',',
     pg_catalog.encode(hash, 'hex'), ',', id::text, ',', tenant_id::text, ',', ip::text, ',',
-    pg_catalog.to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"AD')) AS fixed,
+    pg_catalog.to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"AD'), ',',
+    pg_catalog.encode(mac, 'hex')) AS fixed,
   chain_seq::text AS seq, actor_type, actor_id, actor_elevation_id, action, target_type, target_id, outcome,
   user_agent, request_id, details::text AS details`;
 
@@ -31,7 +32,7 @@ type CheckRow = Pick<
   | 'user_agent'
   | 'request_id'
 > & {
-  /** seq,prev_hash,hash,id,tenant_id,ip,at as described above. */
+  /** seq,prev_hash,hash,id,tenant_id,ip,at,mac as described above. */
   fixed: string;
   seq: string;
   details: string | null;
@@ -66,7 +67,7 @@ export function isoTime(text: string | null): string | null {
 const orNull = (text: string | undefined) => (text ? text : null);
 
 function checkRow(row: CheckRow): CheckedEvent {
-  const [seq, prevHash = '', hash = '', id = '', tenantId, ip, atText] = row.fixed.split(',');
+  const [seq, prevHash = '', hash = '', id = '', tenantId, ip, atText, mac = ''] = row.fixed.split(',');
   const at = isoTime(orNull(atText));
   let intact = false;
   if (at !== null) {
@@ -87,7 +88,7 @@ function checkRow(row: CheckRow): CheckedEvent {
     };
     intact = chainHashHex(prevHash, canonicalEventAt(event, at)) === hash;
   }
-  return { seq: Number(seq), id, prevHash, hash, intact };
+  return { seq: Number(seq), id, prevHash, hash, intact, mac };
 }
 
 /**

@@ -7,9 +7,10 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { type ExpectedPoint, parseExpectedPoint, readExpectFile, reportAnchors } from './anchors.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
+import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { createCheckpoint, listChains } from './store.ts';
+import { CheckpointRefusedError, createCheckpoint, listChains, loadTrustedKeys } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -91,6 +92,13 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
 
   const keysFrom = (files: string[], own?: KeyObject) =>
     trustedKeys([...(own ? [own] : []), ...files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8')))]);
+  /** The server's key, the keys it recorded before a rotation (migration 0060), and any given as PEM. */
+  const serverKeys = (db: Database, files: string[]) =>
+    loadTrustedKeys(
+      db,
+      deps.signer(),
+      files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8'))),
+    );
 
   audit
     .command('verify')
@@ -116,20 +124,29 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       parseSeconds,
     )
     .action(async (opts: VerifyOpts) => {
-      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const points = [...opts.expect, ...(opts.expectFile ? readExpectFile(opts.expectFile) : [])];
       const broken = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         let failures = 0;
         const verified = await chains(db, opts.tenant, Boolean(opts.platform));
         for (const chain of verified) {
           const report = await withProgress(deps.err, chain.label, (onProgress) =>
-            verifyAuditChain(db, chain.id, { keys, onProgress }),
+            verifyAuditChain(db, chain.id, { keys, macKey: auditMacKey(), onProgress }),
           );
           print(summarise(chain.label, report));
           if (report.broken) failures += 1;
+          // Rows nobody trusted signed: someone with database access wrote them. The chain was walked
+          // without them; they are named (by chain and seq) and fail the run, as tampering does.
+          for (const f of report.forged) print(describeForged(chain.label, report.chain, f));
+          if (report.forged.length > 0) failures += 1;
         }
         // After the chains verified: are they behind what was seen outside the database?
-        const anchorOptions = { points, now: deps.clock.now(), allChains: !opts.tenant && !opts.platform };
+        const anchorOptions = {
+          points,
+          keys,
+          now: deps.clock.now(),
+          allChains: !opts.tenant && !opts.platform,
+        };
         return (
           failures +
           (await reportAnchors(
@@ -151,12 +168,22 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .option('--tenant <slug>', 'only this tenant')
     .action(async (opts: { tenant?: string }) => {
       const signer = deps.signer();
-      await deps.withDatabase(async (db) => {
+      const refused = await deps.withDatabase(async (db) => {
+        let refusals = 0;
         for (const chain of await chains(db, opts.tenant, false)) {
-          const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
-          print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
+          try {
+            const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
+            print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
+          } catch (error) {
+            if (!(error instanceof CheckpointRefusedError)) throw error;
+            print(`${chain.label}: NOT signed: ${error.message}`);
+            refusals += 1;
+          }
         }
+        return refusals;
       });
+      if (refused > 0)
+        throw new Error(`${refused} chain(s) not signed (see above; run rampart audit verify)`);
     });
 
   audit
@@ -166,8 +193,8 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .option('--dry-run', 'only say what would be pruned')
     .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
     .action(async (opts: { tenant?: string; dryRun?: boolean; publicKey: string[] }) => {
-      const keys = keysFrom(opts.publicKey, deps.signer().publicKey);
       const failed = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         let failures = 0;
         for (const chain of await chains(db, opts.tenant, false)) {
           const days = await deps.retentionDays(db, chain.id);
@@ -212,12 +239,14 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .description('write one chain as a verifiable JSON Lines bundle (see docs/audit.md)')
     .option('--tenant <slug>', 'the tenant (default: the platform chain)')
     .requiredOption('--out <file>', 'where to write the bundle')
-    .action(async (opts: { tenant?: string; out: string }) => {
+    .option('--public-key <file>', 'also trust this Ed25519 public key (PEM)', collect, [])
+    .action(async (opts: { tenant?: string; out: string; publicKey: string[] }) => {
       const count = await deps.withDatabase(async (db) => {
+        const keys = await serverKeys(db, opts.publicKey);
         const [chain] = await chains(db, opts.tenant, true);
         const file = createWriteStream(opts.out, { mode: 0o600 });
         try {
-          return await writeBundle(db, chain?.id ?? null, async (line) => {
+          return await writeBundle(db, chain?.id ?? null, keys, async (line) => {
             if (!file.write(`${line}\n`)) await once(file, 'drain');
           });
         } finally {
@@ -257,6 +286,10 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
         `${result.chain}: ok, ${result.events} events, ${result.checkpoints} signed checkpoints, ${signed}${tail}`,
       );
     });
+}
+
+function describeForged(label: string, chain: string, f: ChainBreak): string {
+  return `${label}: FORGED checkpoint at seq ${f.seq} of chain ${chain} (ignored): ${f.message}`;
 }
 
 function summarise(label: string, r: ChainReport): string {

@@ -11,7 +11,7 @@ export {
   type ExpectedPoint,
   parseExpectedPoint,
 } from './anchors.ts';
-export { chainHash } from './canonical.ts';
+export { type ChainedEvent, chainHash } from './canonical.ts';
 export { type AuditActionDef, auditActions, defineAuditActions, isKnownAuditAction } from './catalogue.ts';
 export { type CheckpointMessage, checkpointMessage } from './checkpoint-messages.ts';
 export { denialAuditor } from './denials.ts';
@@ -26,6 +26,7 @@ export {
   type SinkService,
 } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
+export { auditMacKey, configureAuditMac, type MacKey, macKeyFrom } from './mac.ts';
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
 export { createReadCounter, type ReadCounter, readCountingPlugin } from './reads.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
@@ -40,7 +41,7 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-export { createCheckpoint } from './store.ts';
+export { CheckpointRefusedError, createCheckpoint, loadTrustedKeys, recordSigningKey } from './store.ts';
 export {
   createSyslogTransport,
   formatSyslog,

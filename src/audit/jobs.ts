@@ -2,14 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { sql } from 'kysely';
 import { Counter, Gauge } from 'prom-client';
-import type { Clock } from '../platform/context.ts';
+import { type Clock, systemContext } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import type { AlertDelivery } from './alert-delivery.ts';
 import { type AlertEngine, alertsRaisedByRule } from './alert-engine.ts';
 import type { Forwarder, SinkStatus } from './forward.ts';
-import { appendedEvents, recentlyAppendedChains } from './record.ts';
+import { appendedEvents, recentlyAppendedChains, recordAuditEvent } from './record.ts';
 import type { CheckpointSigner } from './signer.ts';
-import { createCheckpoint } from './store.ts';
+import { CheckpointRefusedError, createCheckpoint } from './store.ts';
 
 export interface AuditJobDeps {
   db: Database;
@@ -42,16 +42,44 @@ export async function evaluateAllChains(deps: Pick<AuditJobDeps, 'alerts' | 'ten
   return raised;
 }
 
-/** Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. */
+/** Refusals already audited by this process (chain:seq): one event per forged event, not one per run. */
+const reportedRefusals = new Set<string>();
+
+/**
+ * Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. A
+ * chain with an event whose MAC does not match is not signed (CheckpointRefusedError): the refusal is
+ * audited once per event on the platform chain (`audit.checkpoint.refused`, which raises a
+ * `protect.incident` alert) and returned for the log; the other chains go on.
+ */
 export async function checkpointAllChains(
   deps: Pick<AuditJobDeps, 'db' | 'clock' | 'signer' | 'tenantIds'>,
-): Promise<number> {
+): Promise<{ signed: number; refused: CheckpointRefusedError[] }> {
   let signed = 0;
-  if (await createCheckpoint(deps.db, deps.signer, deps.clock, null)) signed += 1;
-  for await (const id of deps.tenantIds()) {
-    if (await createCheckpoint(deps.db, deps.signer, deps.clock, id)) signed += 1;
-  }
-  return signed;
+  const refused: CheckpointRefusedError[] = [];
+  const one = async (tenantId: string | null) => {
+    try {
+      if (await createCheckpoint(deps.db, deps.signer, deps.clock, tenantId)) signed += 1;
+    } catch (error) {
+      if (!(error instanceof CheckpointRefusedError)) throw error;
+      refused.push(error);
+      const key = `${error.chain}:${error.seq}`;
+      if (reportedRefusals.has(key)) return;
+      await deps.db.withSystem((tx) =>
+        recordAuditEvent(tx, deps.clock, systemContext('audit-checkpoint'), {
+          tenantId: null,
+          action: 'audit.checkpoint.refused',
+          outcome: 'failure',
+          target: { type: 'audit_chain', id: error.chain },
+          details: { seq: error.seq, eventId: error.eventId, reason: error.reason },
+        }),
+      );
+      if (reportedRefusals.size >= 10_000) reportedRefusals.clear();
+      reportedRefusals.add(key);
+    }
+  };
+  await one(null);
+  for await (const id of deps.tenantIds()) await one(id);
+  return { signed, refused };
 }
 
 /**
@@ -79,8 +107,14 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
     });
   };
   every('checkpoint', deps.checkpointEveryMs, async () => {
-    const signed = await checkpointAllChains(deps);
+    const { signed, refused } = await checkpointAllChains(deps);
     if (signed > 0) app.log.info({ signed }, 'audit checkpoints signed');
+    for (const r of refused) {
+      app.log.error(
+        { chain: r.chain, seq: r.seq, eventId: r.eventId, reason: r.reason },
+        'audit checkpoint refused: an event MAC does not match (audited; run rampart audit verify)',
+      );
+    }
   });
   every('forwarding', deps.forwardEveryMs, async () => {
     // Keep going while some sink used its whole share: a backlog drains without waiting for the next tick.

@@ -7,7 +7,14 @@ import { checkedEvents } from './check.ts';
 import { recordAuditEvent } from './record.ts';
 import { inChain, readCheckpoints } from './store.ts';
 import type { AuditTables } from './tables.ts';
-import { type ChainBreak, type CheckedEvent, genesis, walkChain } from './walk.ts';
+import {
+  type ChainBreak,
+  type CheckedEvent,
+  genesis,
+  partitionCheckpoints,
+  type StoredCheckpoint,
+  walkChain,
+} from './walk.ts';
 
 export interface PruneOptions {
   tenantId: string | null;
@@ -45,18 +52,22 @@ interface Step {
   effective_cutoff: Date;
 }
 
-/** One call of audit_prune_chain in the chain's scope (the function checks that scope). */
+/**
+ * One call of audit_prune_chain in the chain's scope (the function checks that scope). `trusted`: the
+ * checkpoints whose signatures verified; the function prunes only up to one of their positions.
+ */
 async function callPrune(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
   cutoff: Date,
   maxEvents: number | null,
   dryRun: boolean,
+  trusted: StoredCheckpoint[],
 ): Promise<PruneResult> {
+  const positions = `{${[...new Set(trusted.map((c) => c.seq))].join(',')}}`;
   const { rows } = await sql<Step>`SELECT from_seq::text, through_seq::text, events::text, effective_cutoff
-    FROM audit_prune_chain(${tenantId}::uuid, ${cutoff}::timestamptz, ${maxEvents}::bigint, ${dryRun})`.execute(
-    tx,
-  );
+    FROM audit_prune_chain(${tenantId}::uuid, ${cutoff}::timestamptz, ${maxEvents}::bigint, ${dryRun},
+      ${positions}::bigint[])`.execute(tx);
   const row = rows[0];
   if (!row) throw new Error('audit_prune_chain returned nothing');
   return {
@@ -75,15 +86,15 @@ async function* upTo(pages: AsyncIterable<CheckedEvent[]>, seq: number): AsyncGe
   }
 }
 
-/** Verifies the segment (from, through] against the signed checkpoints at both ends. */
+/** Verifies the segment (from, through] against the trusted checkpoints at both ends. */
 async function verifySegment(
   db: Database,
   tenantId: string | null,
   from: number,
   through: number,
+  checkpoints: StoredCheckpoint[],
   keys: Map<string, KeyObject>,
 ): Promise<ChainBreak | null> {
-  const checkpoints = await inChain(db, tenantId, (tx) => readCheckpoints(tx, tenantId));
   const start = checkpoints.find((c) => c.seq === from);
   const end = checkpoints.find((c) => c.seq === through);
   if ((from > 0 && !start) || !end) {
@@ -115,19 +126,24 @@ export async function pruneChain(
   ctx: ActionContext,
   options: PruneOptions,
 ): Promise<PruneResult> {
-  const { tenantId, cutoff } = options;
-  const plan = await inChain(db, tenantId, (tx) => callPrune(tx, tenantId, cutoff, null, true));
+  const { tenantId, cutoff, keys } = options;
+  // Only checkpoints a trusted key signed anchor the pruning; forged rows are passed over (verify names them).
+  const { trusted } = partitionCheckpoints(
+    await inChain(db, tenantId, (tx) => readCheckpoints(tx, tenantId)),
+    keys,
+  );
+  const plan = await inChain(db, tenantId, (tx) => callPrune(tx, tenantId, cutoff, null, true, trusted));
   if (options.dryRun || plan.events === 0) return plan;
   const batch = options.batchEvents ?? 10_000;
   let done = 0;
   options.onProgress?.(0, plan.events);
   for (;;) {
-    const step = await inChain(db, tenantId, (tx) => callPrune(tx, tenantId, cutoff, batch, true));
+    const step = await inChain(db, tenantId, (tx) => callPrune(tx, tenantId, cutoff, batch, true, trusted));
     if (step.events === 0) break;
-    const broken = await verifySegment(db, tenantId, step.fromSeq, step.throughSeq, options.keys);
+    const broken = await verifySegment(db, tenantId, step.fromSeq, step.throughSeq, trusted, keys);
     if (broken) throw new PruneRefusedError(broken);
     await inChain(db, tenantId, async (tx) => {
-      const pruned = await callPrune(tx, tenantId, cutoff, batch, false);
+      const pruned = await callPrune(tx, tenantId, cutoff, batch, false, trusted);
       // Another node pruned meanwhile: what was verified is not what would go; roll back, look again.
       if (pruned.fromSeq !== step.fromSeq || pruned.throughSeq !== step.throughSeq) {
         throw new Error('the chain was pruned concurrently; run again');
@@ -155,6 +171,8 @@ export interface PruneAllDeps {
   db: Database;
   clock: Clock;
   keys: Map<string, KeyObject>;
+  /** Read before each run instead of `keys`: the server's key and those it recorded (key rotation). */
+  loadKeys?: () => Promise<Map<string, KeyObject>>;
   /** Days the chain keeps its events (retention.ts). */
   daysFor(tenantId: string | null): Promise<number>;
   tenantIds(): AsyncIterable<string>;
@@ -172,11 +190,12 @@ export async function pruneAllChains(
   let events = 0;
   let alerts = 0;
   const failures: { chain: string; error: Error }[] = [];
+  const keys = deps.loadKeys ? await deps.loadKeys() : deps.keys;
   const one = async (tenantId: string | null) => {
     try {
       const days = await deps.daysFor(tenantId);
       const cutoff = new Date(deps.clock.now().getTime() - days * 86_400_000);
-      events += (await pruneChain(deps.db, deps.clock, ctx, { tenantId, cutoff, keys: deps.keys })).events;
+      events += (await pruneChain(deps.db, deps.clock, ctx, { tenantId, cutoff, keys })).events;
       alerts += await pruneAlerts(deps.db, deps.clock, ctx, tenantId, cutoff);
     } catch (error) {
       failures.push({ chain: tenantId ?? 'platform', error: error as Error });

@@ -1,10 +1,12 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
-import type { CheckpointSigner } from './signer.ts';
+import { auditMacKey, checkMac } from './mac.ts';
+import { type CheckpointSigner, keyIdOf } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
-import type { StoredCheckpoint, StoredEvent } from './walk.ts';
+import { type StoredCheckpoint, type StoredEvent, signatureProblem, type TrustedKeys } from './walk.ts';
 
 export type ChainTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
 
@@ -42,6 +44,8 @@ export interface HeadRow {
   hash: Uint8Array;
   legacyEvents: number;
   prunedThrough: number;
+  /** The first position that must carry a MAC (migration 0059: events before it were written without). */
+  macFromSeq: number;
 }
 
 export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null): Promise<HeadRow> {
@@ -50,16 +54,18 @@ export async function readHead(tx: Kysely<AuditTables>, tenantId: string | null)
     head_hash: Uint8Array;
     legacy_events: string;
     pruned_through: string;
+    mac_from_seq: string;
   }>`
-    SELECT seq::text, head_hash, legacy_events::text, pruned_through::text
+    SELECT seq::text, head_hash, legacy_events::text, pruned_through::text, mac_from_seq::text
     FROM audit_chain_heads WHERE chain = ${tenantId ?? 'platform'}`.execute(tx);
   const row = rows[0];
-  if (!row) return { seq: 0, hash: Buffer.alloc(32), legacyEvents: 0, prunedThrough: 0 };
+  if (!row) return { seq: 0, hash: Buffer.alloc(32), legacyEvents: 0, prunedThrough: 0, macFromSeq: 1 };
   return {
     seq: Number(row.seq),
     hash: bytes(row.head_hash),
     legacyEvents: Number(row.legacy_events),
     prunedThrough: Number(row.pruned_through),
+    macFromSeq: Number(row.mac_from_seq),
   };
 }
 
@@ -201,27 +207,70 @@ export async function* chainEvents(
   }
 }
 
+/**
+ * The chain's checkpoint rows in position order (all of them, or those at `seq`), signatures unchecked.
+ * Ordered by the column: a bare `seq` would name the text output column and sort 10 before 5.
+ */
 export async function readCheckpoints(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
+  seq?: number,
 ): Promise<StoredCheckpoint[]> {
-  const { rows } = await sql<{
-    tenant_id: string | null;
-    seq: string;
-    head_hash: Uint8Array;
-    signed_at: Date;
-    key_id: string;
-    signature: Uint8Array;
-  }>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature FROM audit_checkpoints
-     WHERE ${chainFilter(tenantId)} ORDER BY seq`.execute(tx);
-  return rows.map((r) => ({
-    tenantId: r.tenant_id,
-    seq: Number(r.seq),
-    headHash: bytes(r.head_hash),
-    signedAt: r.signed_at,
-    keyId: r.key_id,
-    signature: bytes(r.signature),
-  }));
+  const at = seq === undefined ? sql`` : sql`AND seq = ${seq}`;
+  const { rows } =
+    await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+     FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY audit_checkpoints.seq, signed_at`.execute(
+      tx,
+    );
+  return rows.map(toCheckpoint);
+}
+
+interface CheckpointRow {
+  tenant_id: string | null;
+  seq: string;
+  head_hash: Uint8Array;
+  signed_at: Date;
+  key_id: string;
+  signature: Uint8Array;
+}
+
+const toCheckpoint = (r: CheckpointRow): StoredCheckpoint => ({
+  tenantId: r.tenant_id,
+  seq: Number(r.seq),
+  headHash: bytes(r.head_hash),
+  signedAt: new Date(r.signed_at),
+  keyId: r.key_id,
+  signature: bytes(r.signature),
+});
+
+/**
+ * The chain's newest checkpoint that a trusted key signed, read newest first a page at a time (rows
+ * nobody trusted signed are passed over: they are not "the newest checkpoint").
+ */
+export async function newestTrustedCheckpoint(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  keys: Map<string, KeyObject>,
+): Promise<StoredCheckpoint | null> {
+  let below: number | null = null;
+  for (;;) {
+    const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
+    const { rows } =
+      await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY audit_checkpoints.seq DESC LIMIT 100`.execute(
+        tx,
+      );
+    const page: StoredCheckpoint[] = rows.map(toCheckpoint);
+    const found = page.find((c) => signatureProblem(c, keys) === null);
+    if (found) return found;
+    const last: StoredCheckpoint | undefined = page.at(-1);
+    if (!last || rows.length < 100) return null;
+    // The page may have cut the rows of its last position short: read that position whole.
+    const rest = await readCheckpoints(tx, tenantId, last.seq);
+    const atLast = rest.find((c) => signatureProblem(c, keys) === null);
+    if (atLast) return atLast;
+    below = last.seq;
+  }
 }
 
 /** Events of the chain that carry no position: legacy ones, or rows slipped in outside the chain. */
@@ -255,8 +304,111 @@ export async function eventsInPrunedRange(
 }
 
 /**
+ * Records the public key this node signs with (migration 0060), once: after a SECRET_KEY rotation the
+ * server still knows the keys of the checkpoints signed before it. Racing nodes insert the same row.
+ */
+export async function recordSigningKey(tx: Kysely<AuditTables>, signer: CheckpointSigner) {
+  const der = signer.publicKey.export({ format: 'der', type: 'spki' });
+  await sql`INSERT INTO audit_signing_keys (key_id, public_key) VALUES (${signer.keyId}, ${der})
+    ON CONFLICT DO NOTHING`.execute(tx);
+}
+
+/**
+ * The keys checkpoints are verified with: the current one, the ones recorded before it (each trusted up
+ * to where a later one took over, walk.ts), and any the operator gives (trusted everywhere). Rows
+ * recorded after the current key (a key this server never signed with, or one added by someone with
+ * database access) are not trusted.
+ */
+export function loadTrustedKeys(
+  db: Database,
+  current: CheckpointSigner,
+  extra: KeyObject[] = [],
+): Promise<TrustedKeys> {
+  return db.withSystem<AuditTables, TrustedKeys>((tx) => trustedKeysIn(tx, current, extra));
+}
+
+/** loadTrustedKeys in a transaction the caller holds (the table has no tenant: any scope reads it). */
+async function trustedKeysIn(
+  tx: Kysely<AuditTables>,
+  current: CheckpointSigner,
+  extra: KeyObject[] = [],
+): Promise<TrustedKeys> {
+  const { rows } = await sql<{ key_id: string; public_key: Uint8Array }>`
+    SELECT key_id, public_key FROM audit_signing_keys ORDER BY recorded_at, key_id`.execute(tx);
+  const keys: TrustedKeys = new Map();
+  for (const k of extra) keys.set(keyIdOf(k), k);
+  const at = rows.findIndex((r) => r.key_id === current.keyId);
+  const older = at === -1 ? rows : rows.slice(0, at);
+  const successors = new Map<string, string[]>();
+  older.forEach((row, i) => {
+    if (row.key_id === current.keyId || keys.has(row.key_id)) return;
+    const key = createPublicKey({ key: Buffer.from(row.public_key), format: 'der', type: 'spki' });
+    if (keyIdOf(key) !== row.key_id) return;
+    keys.set(row.key_id, key);
+    successors.set(row.key_id, [...older.slice(i + 1).map((r) => r.key_id), current.keyId]);
+  });
+  keys.set(current.keyId, current.publicKey);
+  keys.successors = successors;
+  return keys;
+}
+
+/** The checkpoint job will not sign over an event whose MAC does not match (it was not written by a node). */
+export class CheckpointRefusedError extends Error {
+  constructor(
+    readonly chain: string,
+    readonly seq: number,
+    readonly eventId: string,
+    readonly reason: 'mac_mismatch' | 'mac_other_key',
+  ) {
+    super(
+      reason === 'mac_mismatch'
+        ? `refusing to sign chain ${chain}: event at seq ${seq} is forged: MAC does not match`
+        : `refusing to sign chain ${chain}: event at seq ${seq} has a MAC under another key (written before a SECRET_KEY change and not yet signed?)`,
+    );
+    this.name = 'CheckpointRefusedError';
+  }
+}
+
+/**
+ * Before signing the head: every event since the newest checkpoint this key signed (or the pruning
+ * point, or the first position that carries MACs) must carry a MAC that matches under this process's
+ * key. One query and one HMAC per event, over the events of one checkpoint interval.
+ */
+async function checkMacsSinceLastCheckpoint(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  head: HeadRow,
+  keys: Map<string, KeyObject>,
+) {
+  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
+  const from = Math.max(last?.seq ?? 0, head.prunedThrough, head.macFromSeq - 1);
+  if (from >= head.seq) return;
+  const key = auditMacKey();
+  const { rows } = await sql<{ seq: string; id: string; hash: Uint8Array | null; mac: Uint8Array | null }>`
+    SELECT chain_seq::text AS seq, id::text AS id, hash, mac FROM audit_events
+    WHERE ${chainFilter(tenantId)} AND chain_seq > ${from} AND chain_seq <= ${head.seq}
+    ORDER BY chain_seq`.execute(tx);
+  for (const row of rows) {
+    const verdict = checkMac(key, bytes(row.hash), row.mac ? bytes(row.mac) : null);
+    if (verdict !== 'ok') {
+      throw new CheckpointRefusedError(
+        tenantId ?? 'platform',
+        Number(row.seq),
+        row.id,
+        verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
+      );
+    }
+  }
+}
+
+/**
  * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
  * seq and hash change together in the writer's transaction, so a committed head is always consistent.
+ * "Already checkpointed" means a row at that position whose signature verifies under this key: a row
+ * anyone else wrote there (a forged one) does not count, and the server writes its own beside it
+ * (several rows may share a position, migration 0058). Nodes take turns per chain (an advisory lock,
+ * held to the end of the transaction), so they still write one genuine row per position. Refuses
+ * (CheckpointRefusedError) when an event it would sign over has no matching MAC (migration 0059).
  */
 export async function createCheckpoint(
   db: Database,
@@ -265,15 +417,24 @@ export async function createCheckpoint(
   tenantId: string | null,
 ): Promise<StoredCheckpoint | null> {
   return inChain(db, tenantId, async (tx) => {
+    const chain = tenantId ?? 'platform';
+    await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_checkpoint'), hashtext(${chain}))`.execute(
+      tx,
+    );
     const head = await readHead(tx, tenantId);
     if (head.seq === 0) return null;
+    const own = new Map([[signer.keyId, signer.publicKey]]);
+    const there = await readCheckpoints(tx, tenantId, head.seq);
+    if (there.some((c) => signatureProblem(c, own) === null)) return null;
+    await recordSigningKey(tx, signer);
+    await checkMacsSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
     const signature = signer.sign(body);
-    const { rows } = await sql<{ seq: string }>`
+    await sql`
       INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
-      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})
-      ON CONFLICT DO NOTHING RETURNING seq::text`.execute(tx);
-    if (rows.length === 0) return null;
+      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})`.execute(
+      tx,
+    );
     const checkpoint = { ...body, keyId: signer.keyId, signature };
     // Also to the SIEM, in this transaction: a high-water mark the database cannot take back.
     await queueCheckpointForSinks(tx, checkpoint);

@@ -17,6 +17,8 @@ export interface AuditEventsTable {
   chain_seq: string | null;
   prev_hash: Uint8Array | null;
   hash: Uint8Array | null;
+  /** Key id (8 bytes) and HMAC-SHA256 of `hash` (mac.ts); NULL on events from before migration 0059. */
+  mac?: Uint8Array | null;
 }
 
 export interface AuditChainHeadsTable {
@@ -26,6 +28,7 @@ export interface AuditChainHeadsTable {
   head_hash: Uint8Array;
   legacy_events: string;
   pruned_through: string;
+  mac_from_seq: string;
 }
 
 export interface AuditCheckpointsTable {

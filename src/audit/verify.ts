@@ -1,8 +1,16 @@
 import type { KeyObject } from 'node:crypto';
 import type { Database } from '../platform/db/index.ts';
 import { checkedEvents } from './check.ts';
+import { checkMac, type MacKey } from './mac.ts';
 import { eventsInPrunedRange, inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
-import { type ChainBreak, type ChainState, genesis, walkChain } from './walk.ts';
+import {
+  type ChainBreak,
+  type ChainState,
+  type CheckedEvent,
+  genesis,
+  partitionCheckpoints,
+  walkChain,
+} from './walk.ts';
 
 export interface ChainReport {
   chain: string;
@@ -14,10 +22,21 @@ export interface ChainReport {
   /** Events written before the chain existed (migration 0030); they are not covered. */
   legacyEvents: number;
   broken: ChainBreak | null;
+  /**
+   * Checkpoint rows no trusted key signed (unknown key, bad signature): someone wrote them into the
+   * database. They are ignored by the walk (never a start nor compared with) and named here.
+   */
+  forged: ChainBreak[];
 }
 
 export interface VerifyOptions {
   keys: Map<string, KeyObject>;
+  /**
+   * The event MAC key (mac.ts): with it, each event from the chain's `mac_from_seq` on must carry a MAC
+   * that matches, or (made under an older key) lie at or before a signed checkpoint. Without it (no
+   * secret at hand) MACs are not checked.
+   */
+  macKey?: MacKey;
   /** Called with events checked so far and the number expected. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -33,7 +52,12 @@ export async function verifyAuditChain(
   tenantId: string | null,
   options: VerifyOptions,
 ): Promise<ChainReport> {
-  const { head, checkpoints, unchained, prunedRange } = await inChain(db, tenantId, async (tx) => {
+  const {
+    head,
+    checkpoints: rows,
+    unchained,
+    prunedRange,
+  } = await inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
     return {
       head,
@@ -42,6 +66,7 @@ export async function verifyAuditChain(
       prunedRange: await eventsInPrunedRange(tx, tenantId, head.prunedThrough),
     };
   });
+  const { trusted: checkpoints, forged } = partitionCheckpoints(rows, options.keys);
   let headSeq = head.seq;
   const report = (events: number, broken: ChainBreak | null): ChainReport => ({
     chain: tenantId ?? 'platform',
@@ -50,6 +75,7 @@ export async function verifyAuditChain(
     headSeq,
     legacyEvents: head.legacyEvents,
     broken,
+    forged,
   });
   let start: { seq: number; hash: Uint8Array } = genesis;
   if (head.prunedThrough > 0) {
@@ -82,6 +108,13 @@ export async function verifyAuditChain(
     checkpoints: checkpoints.filter((c) => c.seq >= start.seq),
     keys: options.keys,
   };
+  if (options.macKey) {
+    state.macs = macChecker(
+      options.macKey,
+      head.macFromSeq,
+      checkpoints.reduce((max, c) => Math.max(max, c.seq), 0),
+    );
+  }
   const follow = (moved: { seq: number; hash: Uint8Array }) => {
     state.head = moved;
     headSeq = moved.seq;
@@ -101,4 +134,27 @@ export async function verifyAuditChain(
     });
   }
   return report(walked.events, null);
+}
+
+/**
+ * The MAC check of one event (walk.ts): events before `macFromSeq` predate MACs; one made under another
+ * key is accepted when a signed checkpoint covers it (the checkpoint job checked it before signing, with
+ * the key of the day); anything else that does not match is forged.
+ */
+function macChecker(key: MacKey, macFromSeq: number, signedThrough: number) {
+  return (event: CheckedEvent): ChainBreak | null => {
+    if (event.seq < macFromSeq || event.mac === undefined) return null;
+    const mac = event.mac === '' ? null : Buffer.from(event.mac, 'hex');
+    const verdict = checkMac(key, Buffer.from(event.hash, 'hex'), mac);
+    if (verdict === 'ok' || (verdict === 'other-key' && event.seq <= signedThrough)) return null;
+    return {
+      kind: 'forged',
+      seq: event.seq,
+      eventId: event.id,
+      message:
+        verdict === 'bad'
+          ? `event at seq ${event.seq} is forged: MAC does not match`
+          : `event at seq ${event.seq} is forged: its MAC is under another key and no signed checkpoint covers it`,
+    };
+  };
 }

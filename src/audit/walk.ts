@@ -17,8 +17,18 @@ export interface StoredCheckpoint {
   signature: Uint8Array;
 }
 
-/** `unsigned`: only from verify-file, events after the bundle's last signed checkpoint (bundle.ts). */
-export type BreakKind = 'modified' | 'deleted' | 'inserted' | 'reordered' | 'checkpoint' | 'unsigned';
+/**
+ * `unsigned`: only from verify-file, events after the bundle's last signed checkpoint (bundle.ts).
+ * `forged`: an event whose MAC does not match (verify with the MAC key, mac.ts).
+ */
+export type BreakKind =
+  | 'modified'
+  | 'deleted'
+  | 'inserted'
+  | 'reordered'
+  | 'checkpoint'
+  | 'unsigned'
+  | 'forged';
 
 /** The first thing found wrong, named by position and, where the event still exists, by id. */
 export interface ChainBreak {
@@ -34,6 +44,11 @@ export interface ChainState {
   head: { seq: number; hash: Uint8Array };
   checkpoints: StoredCheckpoint[];
   keys: Map<string, KeyObject>;
+  /**
+   * Checks an event's MAC (verify, when it holds the MAC key): a break names a forged event. Reported
+   * only when the walk finds nothing else, so every other kind of tampering keeps its own report.
+   */
+  macs?: (event: CheckedEvent) => ChainBreak | null;
 }
 
 export interface WalkResult {
@@ -47,28 +62,85 @@ const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export const genesis = { seq: 0, hash: GENESIS_HASH };
 
-/** Checks each checkpoint's signature against the trusted keys. */
-export function checkSignatures(state: ChainState): ChainBreak | null {
-  for (const cp of state.checkpoints) {
-    const key = state.keys.get(cp.keyId);
-    const where = { seq: cp.seq, eventId: null };
-    if (!key) {
-      return {
-        kind: 'checkpoint',
-        ...where,
-        message: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}`,
-      };
-    }
-    if (!verifyCheckpointSignature(key, cp, cp.signature)) {
-      return {
-        kind: 'checkpoint',
-        ...where,
-        message: `checkpoint at seq ${cp.seq} has an invalid signature`,
-      };
-    }
+/** What is wrong with a checkpoint's signature under the trusted keys, or null when it verifies. */
+export function signatureProblem(cp: StoredCheckpoint, keys: Map<string, KeyObject>): ChainBreak | null {
+  const key = keys.get(cp.keyId);
+  const where = { seq: cp.seq, eventId: null };
+  if (!key) {
+    return {
+      kind: 'checkpoint',
+      ...where,
+      message: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}`,
+    };
+  }
+  if (!verifyCheckpointSignature(key, cp, cp.signature)) {
+    return {
+      kind: 'checkpoint',
+      ...where,
+      message: `checkpoint at seq ${cp.seq} has an invalid signature`,
+    };
   }
   return null;
 }
+
+/** Checks each checkpoint's signature against the trusted keys (a bundle: any bad one refuses it). */
+export function checkSignatures(state: ChainState): ChainBreak | null {
+  for (const cp of state.checkpoints) {
+    const problem = signatureProblem(cp, state.keys);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+/**
+ * A chain's checkpoint rows split into those whose signature verifies under a trusted key and the
+ * others. Anyone who may write to the database can add a row; only a trusted key's signature makes it
+ * a checkpoint. The others are never a start, a prune anchor or "the newest checkpoint": verify names
+ * them (`forged`) and walks the chain with the trusted ones.
+ */
+export function partitionCheckpoints(
+  checkpoints: StoredCheckpoint[],
+  keys: Map<string, KeyObject>,
+): { trusted: StoredCheckpoint[]; forged: ChainBreak[] } {
+  const signed: StoredCheckpoint[] = [];
+  const forged: ChainBreak[] = [];
+  for (const cp of checkpoints) {
+    const problem = signatureProblem(cp, keys);
+    if (problem) forged.push(problem);
+    else signed.push(cp);
+  }
+  const successors = (keys as TrustedKeys).successors;
+  if (!successors || successors.size === 0) return { trusted: signed, forged };
+  // A recorded older key counts up to where, in this chain, a key recorded after it signed first.
+  const firstOf = new Map<string, number>();
+  for (const cp of signed) if (!firstOf.has(cp.keyId)) firstOf.set(cp.keyId, cp.seq);
+  const trusted: StoredCheckpoint[] = [];
+  for (const cp of signed) {
+    const later = successors.get(cp.keyId) ?? [];
+    let takeover: { seq: number; keyId: string } | null = null;
+    for (const id of later) {
+      const seq = firstOf.get(id);
+      if (seq !== undefined && (!takeover || seq < takeover.seq)) takeover = { seq, keyId: id };
+    }
+    if (takeover && cp.seq > takeover.seq) {
+      forged.push({
+        kind: 'checkpoint',
+        seq: cp.seq,
+        eventId: null,
+        message: `checkpoint at seq ${cp.seq} is signed by key ${cp.keyId} after key ${takeover.keyId} took over at seq ${takeover.seq}`,
+      });
+    } else trusted.push(cp);
+  }
+  forged.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+  return { trusted, forged };
+}
+
+/**
+ * Trusted keys by key id; `successors` (key rotation): for each recorded older key, the ids of the keys
+ * recorded after it, up to the current one. Keys without an entry (the current key, and keys the
+ * operator passes with --public-key) count everywhere.
+ */
+export type TrustedKeys = Map<string, KeyObject> & { successors?: Map<string, string[]> };
 
 /**
  * One stored event as the walk needs it: its position, id and links in lowercase hex, and whether its
@@ -80,6 +152,8 @@ export interface CheckedEvent {
   prevHash: string;
   hash: string;
   intact: boolean;
+  /** The stored MAC in lowercase hex ('' when none); absent where there is none to read (bundles). */
+  mac?: string;
 }
 
 /** The next non-empty page, or an empty one at the end. */
@@ -103,12 +177,15 @@ export async function walkChain(
   onPage?: (count: number) => void,
 ): Promise<WalkResult> {
   const signatureBreak = checkSignatures(state);
-  const checkpoints = new Map(state.checkpoints.map((c) => [c.seq, c]));
+  // Several checkpoints may share a position (nodes racing, or rows of other trusted keys): each must match.
+  const checkpoints = new Map<number, StoredCheckpoint[]>();
+  for (const c of state.checkpoints) checkpoints.set(c.seq, [...(checkpoints.get(c.seq) ?? []), c]);
   let expectedPrev = hexOf(state.start.hash);
   let beforePrev: string | null = null;
   let expectedSeq = state.start.seq + 1;
   let last: CheckedEvent | null = null;
   let count = 0;
+  let forged: ChainBreak | null = null;
   const result = (broken: ChainBreak | null): WalkResult => ({
     events: count,
     checkpoints: state.checkpoints.length,
@@ -129,6 +206,7 @@ export async function walkChain(
       }
       const broken = checkOne(cur, ahead ?? null);
       if (broken) return result(broken);
+      if (forged === null && state.macs) forged = state.macs(cur);
       beforePrev = expectedPrev;
       expectedPrev = cur.hash;
       expectedSeq = cur.seq + 1;
@@ -138,7 +216,7 @@ export async function walkChain(
     onPage?.(count);
     page = following;
   }
-  return result(checkEnd());
+  return result(checkEnd() ?? forged);
 
   function checkOne(cur: CheckedEvent, ahead: CheckedEvent | null): ChainBreak | null {
     const at = { seq: cur.seq, eventId: cur.id };
@@ -172,8 +250,8 @@ export async function walkChain(
         message: `event ${cur.id} carries seq ${cur.seq} where ${expectedSeq} was expected`,
       };
     }
-    const cp = checkpoints.get(cur.seq);
-    if (cp && hexOf(cp.headHash) !== cur.hash) {
+    const cp = checkpoints.get(cur.seq)?.find((c) => hexOf(c.headHash) !== cur.hash);
+    if (cp) {
       return {
         kind: 'modified',
         ...at,

@@ -3,7 +3,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
 import { registerAuditCommands } from '../audit/cli.ts';
-import { checkpointSigner, createRetentionService } from '../audit/index.ts';
+import { checkpointSigner, configureAuditMac, createRetentionService } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
 import {
   createOperatorAdmin,
@@ -43,6 +43,8 @@ const cliContext = (): ActionContext => ({
 });
 
 async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>): Promise<T> {
+  // Audit events the CLI appends carry MACs under the servers' key, and verify checks them (docs/audit.md).
+  configureAuditMac(resolveRootKey(config.secretKey, config.dataDir));
   const db = await openConfiguredDatabase(config);
   try {
     return await fn(db);

@@ -2,6 +2,8 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } f
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+let memoryRootKey: Buffer | null = null;
+
 /**
  * The server's root secret. Production requires SECRET_KEY (config refuses otherwise). In development
  * without it, a random key is kept in the data directory (or in memory for memory://) so sessions and
@@ -9,7 +11,12 @@ import { join } from 'node:path';
  */
 export function resolveRootKey(secretKey: string | undefined, dataDir: string): Buffer {
   if (secretKey) return Buffer.from(secretKey, 'utf8');
-  if (dataDir === 'memory://') return randomBytes(32);
+  if (dataDir === 'memory://') {
+    // One per process: every part of the server that derives a key from it (the app, the audit MAC set
+    // before the first operator's bootstrap) must derive it from the same root.
+    memoryRootKey ??= randomBytes(32);
+    return memoryRootKey;
+  }
   const path = join(dataDir, '.secret-key');
   if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64url');
   mkdirSync(dataDir, { recursive: true });

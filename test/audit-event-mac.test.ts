@@ -1,0 +1,190 @@
+/**
+ * Event MACs (security review): with only database access one can append an event that links correctly
+ * and carries its correct chain hash; without a key the database does not hold, the server would sign
+ * it at its next checkpoint. Each event carries a MAC under a key derived from the root key; the
+ * checkpoint job refuses to sign over an event without a matching one and audits the refusal, and verify
+ * names it. PGlite and PostgreSQL.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ChainedEvent,
+  CheckpointRefusedError,
+  chainHash,
+  checkpointAllChains,
+  checkpointSigner,
+  configureAuditMac,
+  createCheckpoint,
+  recordAuditEvent,
+  trustedKeys,
+  verifyAuditChain,
+} from '../src/audit/index.ts';
+import type { ActionContext } from '../src/platform/context.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
+
+let t: TestDatabase;
+const clock = fakeClock();
+const root = Buffer.from('audit-event-mac-test-root-key-0123456789');
+const signer = checkpointSigner(root);
+const keys = trustedKeys([signer.publicKey]);
+const ctx: ActionContext = { actor: { type: 'user', id: 'u-1' }, ip: null, userAgent: null, requestId: null };
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  configureAuditMac(root);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function write(tenantId: string, count: number) {
+  for (let i = 0; i < count; i++) {
+    clock.advance(1000);
+    await t.db.withTenant(asTenantId(tenantId), (tx) =>
+      recordAuditEvent(tx, clock, ctx, {
+        tenantId,
+        action: 'tenancy.tenant.suspended',
+        outcome: 'success',
+        target: { type: 'tenant', id: tenantId },
+        details: { n: i },
+      }),
+    );
+  }
+}
+
+/**
+ * As the table owner: one event appended after the head, linked to it with its correct chain hash, and
+ * the head moved onto it (all the app role may do too), with the given MAC (none, or a wrong one).
+ */
+async function appendForged(tenantId: string, mac: Buffer | null): Promise<string> {
+  const id = randomUUID();
+  await t.engine.asOwner(async (o) => {
+    const [head] = await o.query<{ seq: string; head_hash: Uint8Array }>(
+      'SELECT seq::text AS seq, head_hash FROM audit_chain_heads WHERE chain = $1',
+      [tenantId],
+    );
+    if (!head) throw new Error('no head');
+    clock.advance(1000);
+    const event: ChainedEvent = {
+      id,
+      tenantId,
+      occurredAt: clock.now(),
+      actorType: 'user',
+      actorId: 'u-1',
+      actorElevationId: null,
+      action: 'tenancy.tenant.suspended',
+      targetType: 'tenant',
+      targetId: tenantId,
+      outcome: 'success',
+      ip: null,
+      userAgent: null,
+      requestId: null,
+      details: { n: 99 },
+    };
+    const prev = Buffer.from(head.head_hash);
+    const hash = chainHash(prev, event);
+    const seq = Number(head.seq) + 1;
+    await o.query(
+      `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
+         outcome, details, chain_seq, prev_hash, hash, mac)
+       VALUES ($1, $2::uuid, $3, 'user', 'u-1', 'tenancy.tenant.suspended', 'tenant', $2::text, 'success', '{"n":99}', $4, $5, $6, $7)`,
+      [id, tenantId, event.occurredAt, seq, prev, hash, mac],
+    );
+    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
+      tenantId,
+      seq,
+      hash,
+    ]);
+  });
+  return id;
+}
+
+const verify = (tenantId: string) => verifyAuditChain(t.db, tenantId, { keys, macKey: macKey() });
+const macKey = () => configureAuditMac(root);
+
+async function refusalsAudited(tenantId: string) {
+  return t.engine.asOwner((o) =>
+    o.query<{ details: Record<string, unknown> }>(
+      `SELECT details FROM audit_events WHERE tenant_id IS NULL AND action = 'audit.checkpoint.refused'
+         AND target_id = $1`,
+      [tenantId],
+    ),
+  );
+}
+
+describe('a well-linked event written straight into the database', () => {
+  for (const [name, mac] of [
+    ['without a MAC', () => null],
+    [
+      'with a wrong MAC under the server key id',
+      () => Buffer.concat([Buffer.from(macKey().id, 'hex'), randomBytes(32)]),
+    ],
+  ] as const) {
+    it(`${name}: the checkpoint job refuses to sign over it (audited once), verify names it`, async () => {
+      const tenantId = randomUUID();
+      await write(tenantId, 4);
+      expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 4 });
+      const forgedId = await appendForged(tenantId, mac());
+      await write(tenantId, 2); // genuine events linked after it, by the server
+      // Without the MAC key the chain looks whole: hashes, links and head all hold.
+      expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
+
+      await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toBeInstanceOf(
+        CheckpointRefusedError,
+      );
+      const tenantIds = async function* () {
+        yield tenantId;
+      };
+      const run = await checkpointAllChains({ db: t.db, clock, signer, tenantIds });
+      expect(run.refused).toMatchObject([{ chain: tenantId, seq: 5, eventId: forgedId }]);
+      await checkpointAllChains({ db: t.db, clock, signer, tenantIds });
+      expect(await refusalsAudited(tenantId)).toMatchObject([
+        { details: { seq: 5, eventId: forgedId, reason: 'mac_mismatch' } },
+      ]);
+      // Nothing was signed over it.
+      const report = await verify(tenantId);
+      expect(report.checkpoints).toBe(1);
+      expect(report.broken).toEqual({
+        kind: 'forged',
+        seq: 5,
+        eventId: forgedId,
+        message: 'event at seq 5 is forged: MAC does not match',
+      });
+    });
+  }
+
+  it('genuine events verify with their MACs and are signed', async () => {
+    const tenantId = randomUUID();
+    await write(tenantId, 5);
+    expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 5 });
+    await write(tenantId, 2);
+    expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 7 });
+    expect(await verify(tenantId)).toMatchObject({ events: 7, broken: null });
+  });
+});
+
+describe('events from before MACs (migration 0059)', () => {
+  it('need none below the chain mac_from_seq; from there on they do', async () => {
+    const tenantId = randomUUID();
+    await write(tenantId, 3);
+    // As the migration leaves a chain that existed: its events without MACs, MACs required after its head.
+    await t.engine.asOwner(async (o) => {
+      await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+      try {
+        await o.query('UPDATE audit_events SET mac = NULL WHERE tenant_id = $1', [tenantId]);
+        await o.query('UPDATE audit_chain_heads SET mac_from_seq = 4 WHERE chain = $1', [tenantId]);
+      } finally {
+        await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+      }
+    });
+    await write(tenantId, 2);
+    expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 5 });
+    expect(await verify(tenantId)).toMatchObject({ events: 5, broken: null });
+    await appendForged(tenantId, null);
+    await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toBeInstanceOf(
+      CheckpointRefusedError,
+    );
+    expect((await verify(tenantId)).broken).toMatchObject({ kind: 'forged', seq: 6 });
+  });
+});
