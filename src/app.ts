@@ -267,10 +267,9 @@ export async function buildApp({
     elevationMaxMinutes: config.elevationMaxMinutes,
     tenantActive: (tenantId) => tenancy.activeById(tenantId),
     userDisabled: (tx, userId, lock) => isUserDisabled<AccessTables>(tx, userId, lock),
-    operatorActive: (tx, operatorId) => isOperatorActive(tx, operatorId),
     lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
     lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
-    operatorActive: (tx, operatorId) => isOperatorActive<AccessTables>(tx, operatorId),
+    operatorActive: (tx, operatorId) => isOperatorActive(tx, operatorId),
     onBackgroundError: (error) => app.log.error({ err: error }, 'access: could not publish an invalidation'),
     userExists: async (tenantId, userId) => {
       try {

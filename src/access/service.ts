@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
@@ -5,13 +6,13 @@ import { createApprovalService } from './approvals.ts';
 import { type CacheLimits, createPermissionCache, type UserDisabled } from './cache.ts';
 import { permissionDef } from './catalogue.ts';
 import { createCriticalActions, definePlannedActions } from './critical.ts';
-import type { OperatorActive } from './elevation-approver.ts';
 import { createElevationService } from './elevations.ts';
 import { createHoldings } from './holdings.ts';
 import { createLockedHoldings } from './locked-holdings.ts';
-import { createPlatformApprovalService, type OperatorActive } from './platform-approvals.ts';
+import { createPlatformApprovalService } from './platform-approvals.ts';
 import { createRoleService, type LockActiveTenantAdmins, type LockUsers } from './roles.ts';
 import { createAccessSettingsService } from './settings.ts';
+import type { AccessTables } from './tables.ts';
 
 export interface AccessDeps {
   db: Database;
@@ -28,18 +29,15 @@ export interface AccessDeps {
   lockActiveTenantAdmins: LockActiveTenantAdmins;
   /** Identity's lock on these users' rows, taken before their assignments are deleted (see roles.ts). */
   lockUsers: LockUsers;
-  /**
-   * Identity's answer to "is this operator active", read in the caller's transaction and locked until it
-   * commits (an elevation's earlier operator approvers are re-checked when it activates); absent: always.
-   */
-  operatorActive?: OperatorActive;
   /** Identity's answer to "is this user disabled" (a disabled user holds no permission); absent means never. */
   userDisabled?: UserDisabled;
   /**
-   * Identity's answer to "is this operator still active", locked in the caller's platform transaction
-   * (the re-check of a platform approval's approver); absent means never (no platform action can run).
+   * Identity's answer to "is this operator still active", read in the caller's transaction (tenant-scoped
+   * or platform) and locked until it commits: the re-checks of a platform approval's approver and of an
+   * elevation's earlier operator approvers. Absent: no platform action can run, and elevation approvers
+   * are taken as active.
    */
-  operatorActive?: OperatorActive;
+  operatorActive?: <DB>(tx: Kysely<DB>, operatorId: string) => Promise<boolean>;
   /** Tenancy's answer to "is this tenant active" (synchronous when cached); absent means always. */
   tenantActive?: (tenantId: string) => boolean | Promise<boolean>;
   /** A publish that failed after its change committed (logged; the change stands). */
@@ -57,7 +55,7 @@ export interface DecisionCheck {
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function createAccessService(deps: AccessDeps) {
-  const { db, clock, bus } = deps;
+  const { db, clock, bus, operatorActive } = deps;
   const cache = createPermissionCache(
     db,
     clock,
@@ -134,7 +132,7 @@ export function createAccessService(deps: AccessDeps) {
       db,
       clock,
       critical,
-      operatorActive: deps.operatorActive ?? (async () => false),
+      operatorActive: (tx, id) => operatorActive?.(tx as Kysely<AccessTables>, id) ?? Promise.resolve(false),
     }),
     elevations: createElevationService({
       db,
@@ -142,7 +140,7 @@ export function createAccessService(deps: AccessDeps) {
       cache,
       critical,
       lockedHoldings,
-      operatorActive: deps.operatorActive ?? (async () => true),
+      operatorActive: (tx, id) => operatorActive?.<AccessTables>(tx, id) ?? Promise.resolve(true),
       maxMinutes: deps.elevationMaxMinutes,
     }),
     close: () => cache.close(),
