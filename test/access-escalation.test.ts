@@ -164,6 +164,38 @@ describe('granting administrator powers', () => {
     expect((await putRole(ada, 'spare', ['roles:assign', 'users:read'])).statusCode).toBe(200);
   });
 
+  // Security review: the gate decides before the write, so two requests sent together (one makes a
+  // role an admin role, the other grants it) each passed their gate and ran without approval. The write
+  // decides again under the role's lock; here the other request has already committed when it does.
+  it('a grant or role change that became an administrator grant after its gate ran is refused (409), changing nothing', async () => {
+    const ctx = {
+      actor: { type: 'user' as const, id: ada.userId },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    const { roles } = t.app.services.access;
+    expect((await createRole(ada, 'helpdesk', ['users:read'])).statusCode).toBe(201);
+    // The race's other half, committed: the role now gives an administrator power (nobody held it).
+    expect((await putRole(ada, 'helpdesk', ['roles:assign', 'users:read'])).statusCode).toBe(200);
+    const before = await databaseState(t);
+    await expect(roles.assign(tenantId, ctx, sam.userId, 'helpdesk')).rejects.toMatchObject({
+      code: 'approval_now_required',
+    });
+    expect(await databaseState(t)).toEqual(before);
+    // And the other way round: a role that became held gains an administrator power.
+    expect((await createRole(ada, 'viewer', ['users:read'])).statusCode).toBe(201);
+    expect((await assign(ada, sam.userId, 'viewer')).statusCode).toBe(200);
+    const held = await databaseState(t);
+    await expect(
+      roles.update(tenantId, ctx, 'viewer', { name: 'viewer', permissions: ['policy:write', 'users:read'] }),
+    ).rejects.toMatchObject({ code: 'approval_now_required' });
+    expect((await roleOf('viewer')).permissions).toEqual(['users:read']);
+    expect(await databaseState(t)).toEqual(held);
+    // Through the routes the same requests are put up for approval, as before.
+    expect((await assign(ada, sam.userId, 'helpdesk')).statusCode).toBe(202);
+  });
+
   it('an approved role change does not run on a role changed since it was asked', async () => {
     const asked = (await putRole(ada, 'lister', ['policy:write', 'roles:read', 'users:read'])).json()
       .approval;

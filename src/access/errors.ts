@@ -31,5 +31,9 @@ export const accessError = defineErrors({
   decide_permission_lost: { status: 403, title: 'You no longer hold the permission to decide this' },
   approver_lost_permission: { status: 409, title: 'The approver can no longer approve this' },
   state_changed: { status: 409, title: 'What this action changes has changed since it was asked for' },
+  approval_now_required: {
+    status: 409,
+    title: 'The role changed while the request was checked; it now needs approval',
+  },
   execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

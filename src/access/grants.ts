@@ -11,13 +11,10 @@ import type { Tx } from './tables.ts';
  */
 
 /** The permissions a built-in role or one of this tenant's custom roles gives; null when there is no such role. */
-async function permissionsOfRole(tx: Tx, key: string): Promise<string[] | null> {
+async function permissionsOfRole(tx: Tx, key: string, lock = false): Promise<string[] | null> {
   if (isBuiltinRole(key)) return builtinRoles[key].permissions();
-  const row = await tx
-    .selectFrom('access_roles')
-    .select('permissions')
-    .where('key', '=', key)
-    .executeTakeFirst();
+  const query = tx.selectFrom('access_roles').select('permissions').where('key', '=', key);
+  const row = await (lock ? query.forShare() : query).executeTakeFirst();
   return row ? rolePermissions(key, row.permissions) : null;
 }
 
@@ -49,9 +46,11 @@ export async function checkAssignment(
   ctx: ActionContext,
   userId: string,
   roleKey: string,
+  /** Hold a custom role's row FOR SHARE until commit: a change of its permissions waits, or is seen. */
+  lockRole = false,
 ): Promise<string[]> {
   refuseSelfAssignment(ctx, userId);
-  const permissions = await permissionsOfRole(tx, roleKey);
+  const permissions = await permissionsOfRole(tx, roleKey, lockRole);
   if (!permissions) throw accessError('role_not_found', `There is no role "${roleKey}".`);
   refuseUnheld(held, permissions, `The role "${roleKey}"`);
   return permissions;

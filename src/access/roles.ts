@@ -3,7 +3,7 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import { type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
-import { builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
+import { adminPowersIn, builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
 import { accessError } from './errors.ts';
 import { checkAssignment, customRole, refuseSelfAssignment, refuseUnheld, roleHeld } from './grants.ts';
 import type { Holdings } from './holdings.ts';
@@ -31,6 +31,34 @@ interface RolesDeps {
   holdings: Holdings;
   lockActiveTenantAdmins: LockActiveTenantAdmins;
   lockUsers: LockUsers;
+  /**
+   * Whether granting administrator powers (`access.grant-tenant-admin`) is on the tenant's four-eyes
+   * list, read in the caller's transaction with the access settings held until it commits.
+   */
+  adminGrantGated: (tx: Tx) => Promise<boolean>;
+}
+
+/**
+ * The four-eyes gate decides before the write, in its own transaction: a grant of a role that gained
+ * administrator powers meanwhile, or a change adding them to a role that became held meanwhile, would
+ * otherwise run unapproved (two requests sent together: one makes the role an admin role, the other
+ * grants it). So an unapproved change by a person decides again here, under the role's lock; the
+ * platform's own calls (system actor) and approved runs (which pass their guard) are not gated.
+ */
+async function refuseUnapprovedAdminGrant(
+  tx: Tx,
+  deps: Pick<RolesDeps, 'adminGrantGated'>,
+  ctx: ActionContext,
+  guard: TxGuard | undefined,
+  powers: readonly string[],
+  what: string,
+): Promise<void> {
+  if (guard || ctx.actor.type === 'system' || adminPowersIn(powers).length === 0) return;
+  if (!(await deps.adminGrantGated(tx))) return;
+  throw accessError(
+    'approval_now_required',
+    `${what} now gives administrator powers (${adminPowersIn(powers).join(', ')}): the role changed while this request was checked. Send it again to ask for a second person's approval.`,
+  );
 }
 
 /**
@@ -111,7 +139,9 @@ export function createRoleService({
   holdings,
   lockActiveTenantAdmins,
   lockUsers,
+  adminGrantGated,
 }: RolesDeps) {
+  const deps = { adminGrantGated };
   /**
    * Runs a change and, once it committed, tells every node to drop the tenant's cached permissions. A
    * deadlock or serialization failure rolled the whole transaction back, so it is run again (a few times
@@ -213,6 +243,9 @@ export function createRoleService({
         if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
         const added = permissions.filter((p) => !current.permissions.includes(p));
         refuseUnheld(held, added, `Changing the role "${key}"`);
+        if (adminPowersIn(added).length > 0 && (await roleHeld(tx, key, clock.now()))) {
+          await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, added, `Changing the held role "${key}"`);
+        }
         await tx
           .updateTable('access_roles')
           .set({ name: input.name, permissions, updated_at: clock.now() })
@@ -300,7 +333,8 @@ export function createRoleService({
         // order: with both among the holders, the two deadlocked.
         await lockUsers(tx, [userId, ...(guard?.userIds ?? [])]);
         await guard?.(tx);
-        await checkAssignment(tx, held, ctx, userId, roleKey);
+        const permissions = await checkAssignment(tx, held, ctx, userId, roleKey, true);
+        await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, permissions, `The role "${roleKey}"`);
         const inserted = await tx
           .insertInto('access_assignments')
           .values({ tenant_id: tenantId, user_id: userId, role_key: roleKey })

@@ -80,6 +80,10 @@ export function createAccessService(deps: AccessDeps) {
     holdings,
     lockActiveTenantAdmins: deps.lockActiveTenantAdmins,
     lockUsers: deps.lockUsers,
+    // Late-bound: the approval service is built below, and only a request calls this.
+    adminGrantGated: async (tx) =>
+      (await approvals.requiredIn(tx, [{ action: 'access.grant-tenant-admin', params: null, summary: '' }])) !==
+      undefined,
   });
 
   /**
@@ -120,6 +124,7 @@ export function createAccessService(deps: AccessDeps) {
     });
   }
 
+  const approvals = createApprovalService({ db, clock, critical, lockedHoldings });
   return {
     cache,
     critical,
@@ -127,7 +132,7 @@ export function createAccessService(deps: AccessDeps) {
     decide,
     decideAll,
     settings: createAccessSettingsService({ db, clock, critical }),
-    approvals: createApprovalService({ db, clock, critical, lockedHoldings }),
+    approvals,
     platformApprovals: createPlatformApprovalService({
       db,
       clock,
