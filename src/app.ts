@@ -488,7 +488,13 @@ export async function buildApp({
   await app.register(tenancyRoutes, { tenancy });
   const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });
   // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
-  const operatorAdmin = createOperatorAdmin({ db, clock, bus: invalidation, onBackgroundError });
+  const operatorAdmin = createOperatorAdmin({
+    db,
+    clock,
+    bus: invalidation,
+    onBackgroundError,
+    onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
+  });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
   await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
   await app.register(auditRetentionRoutes, { retention });

@@ -8,7 +8,9 @@
  * - pending requests never lapsed and their threshold was fixed when asked (LOW).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
 import { operatorSession, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
@@ -270,5 +272,45 @@ describe('an operator approver disabled before the last approval', () => {
     } finally {
       await setSettings({ elevationThresholds: {} });
     }
+  });
+});
+
+describe('an operator disabled while elevated', () => {
+  // Security review: disabling an operator revoked their tokens but left their elevations running, so
+  // an enable (by anyone) brought the access back.
+  it('loses every pending and live elevation at once, each audited as revoked by whoever disabled them', async () => {
+    const op = await newOperator();
+    const live = (await ask(op, 'staff')).json();
+    const approver = await newOperator();
+    expect((await decide(approver.headers, live.id, 'approve')).json()).toMatchObject({ status: 'active' });
+    const pending = (await ask(op, 'member')).json();
+    expect(pending.status).toBe('pending');
+    const admin2 = await newOperator();
+    const disabled = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/operators/${op.operatorId}/disable`,
+      headers: admin2.headers,
+    });
+    expect(disabled.statusCode, disabled.body).toBe(200);
+    const listed = (
+      await t.app.inject({ url: '/api/v1/access/elevations', headers: admin2.headers })
+    ).json() as {
+      id: string;
+      status: string;
+    }[];
+    expect(listed.find((e) => e.id === live.id)?.status).toBe('revoked');
+    expect(listed.find((e) => e.id === pending.id)?.status).toBe('revoked');
+    const revoked = await t.db.withTenant<
+      AuditTables,
+      { target_id: string | null; actor_id: string | null }[]
+    >(asTenantId(tenantId), (tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select(['target_id', 'actor_id'])
+        .where('action', '=', 'access.elevation.revoked')
+        .execute(),
+    );
+    for (const id of [live.id, pending.id])
+      expect(revoked).toContainEqual({ target_id: id, actor_id: admin2.operatorId });
   });
 });

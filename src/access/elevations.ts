@@ -339,6 +339,42 @@ export function createElevationService(deps: ElevationDeps) {
       return view;
     },
 
+    /**
+     * Ends every pending or live elevation of an operator who was just disabled, each in its tenant,
+     * audited as revoked by whoever disabled them; returns how many. Expired ones are left as they are.
+     */
+    async endAllOf(ctx: ActionContext, operatorId: string): Promise<number> {
+      const now = clock.now();
+      const live = await db.withSystem<AccessTables, { id: string; tenant_id: string }[]>((tx) =>
+        tx
+          .selectFrom('access_elevations')
+          .select(['id', 'tenant_id'])
+          .where('operator_id', '=', operatorId)
+          .where((eb) =>
+            eb.or([
+              eb('status', '=', 'pending'),
+              eb.and([eb('status', '=', 'active'), eb('expires_at', '>', now)]),
+            ]),
+          )
+          .orderBy('id')
+          .execute(),
+      );
+      let ended = 0;
+      for (const { id, tenant_id: tenantId } of live) {
+        const done = await inTenant(db, tenantId, async (tx) => {
+          const row = await locked(tx, id);
+          if (row.status !== 'pending' && row.status !== 'active') return false;
+          await end(tx, row, 'revoked', tenantId, ctx, clock.now());
+          return true;
+        });
+        if (done) {
+          ended += 1;
+          await cache.changed(tenantId);
+        }
+      }
+      return ended;
+    },
+
     /** Ends a pending or active elevation at once: the requester, another operator or the tenant. */
     async revoke(ctx: ActionContext, id: string, scope: DecisionScope = {}): Promise<ElevationView> {
       if (!uuid.test(id)) throw accessError('elevation_not_found', 'There is no such elevation request.');

@@ -55,7 +55,15 @@ async function userHoldings(tx: Tx, userId: string, userDisabled: UserDisabled):
   );
 }
 
-async function operatorHoldings(tx: Tx, operatorId: string, now: Date): Promise<Set<string>> {
+async function operatorHoldings(
+  tx: Tx,
+  operatorId: string,
+  now: Date,
+  operatorActive: (tx: Tx, operatorId: string) => Promise<boolean>,
+): Promise<Set<string>> {
+  // A disabled operator holds nothing, whatever elevation is still on record (the operator row first,
+  // FOR SHARE: a disable waits for this transaction, or is seen by it).
+  if (!(await operatorActive(tx, operatorId))) return new Set();
   const elevations = await tx
     .selectFrom('access_elevations')
     .select(['role_key', 'permissions', 'starts_at'])
@@ -86,11 +94,15 @@ async function operatorHoldings(tx: Tx, operatorId: string, now: Date): Promise<
 }
 
 /** The tenant permissions a person holds now, read and locked in the caller's transaction (see above). */
-export function createLockedHoldings(clock: Clock, userDisabled: UserDisabled) {
+export function createLockedHoldings(
+  clock: Clock,
+  userDisabled: UserDisabled,
+  operatorActive: (tx: Tx, operatorId: string) => Promise<boolean>,
+) {
   return async (tx: Tx, who: Holder): Promise<ReadonlySet<string>> => {
     if (who.id === null) return new Set();
     if (who.type === 'user') return userHoldings(tx, who.id, userDisabled);
-    if (who.type === 'operator') return operatorHoldings(tx, who.id, clock.now());
+    if (who.type === 'operator') return operatorHoldings(tx, who.id, clock.now(), operatorActive);
     return new Set();
   };
 }

@@ -71,7 +71,11 @@ export function createAccessService(deps: AccessDeps) {
   const holdings = createHoldings(cache, clock, tenantActive);
   // The same answer read in a caller's transaction with its rows locked: for checks that must still hold
   // when what they allow commits (an approver's standing).
-  const lockedHoldings = createLockedHoldings(clock, deps.userDisabled ?? (async () => false));
+  const lockedHoldings = createLockedHoldings(
+    clock,
+    deps.userDisabled ?? (async () => false),
+    (tx, id) => operatorActive?.<AccessTables>(tx, id) ?? Promise.resolve(true),
+  );
   const roles = createRoleService({
     db,
     clock,
@@ -82,8 +86,9 @@ export function createAccessService(deps: AccessDeps) {
     lockUsers: deps.lockUsers,
     // Late-bound: the approval service is built below, and only a request calls this.
     adminGrantGated: async (tx) =>
-      (await approvals.requiredIn(tx, [{ action: 'access.grant-tenant-admin', params: null, summary: '' }])) !==
-      undefined,
+      (await approvals.requiredIn(tx, [
+        { action: 'access.grant-tenant-admin', params: null, summary: '' },
+      ])) !== undefined,
   });
 
   /**

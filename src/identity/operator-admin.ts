@@ -25,6 +25,12 @@ export interface OperatorAdminDeps {
   bus: InvalidationBus;
   /** A publish that failed after the commit: the change stands; other nodes notice within 30 s. */
   onBackgroundError?: (error: unknown) => void;
+  /**
+   * Runs after an operator's disable committed: Access ends their pending and live elevations (a
+   * disabled operator holds nothing anyway; this keeps a later enable from bringing them back). A failure
+   * is reported through onBackgroundError; the disable stands.
+   */
+  onDisabled?: (ctx: ActionContext, operatorId: string) => Promise<unknown>;
 }
 
 export interface OperatorTokenInfo {
@@ -329,6 +335,7 @@ export function createOperatorAdmin(deps: OperatorAdminDeps) {
         return { id: target.id, email: target.email, status: 'disabled' as const, revoked };
       });
       await publish([operatorKey(operatorId)]);
+      await deps.onDisabled?.(ctx, operatorId).catch((error: unknown) => deps.onBackgroundError?.(error));
       return result;
     },
 
