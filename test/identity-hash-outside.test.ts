@@ -33,7 +33,22 @@ let watching = false;
  * On PostgreSQL a transaction waiting for the hasher shows as 'idle in transaction', and its pooled
  * connection as checked out.
  */
+/**
+ * What holds the database while a hash runs, or null. The app's background jobs (checkpoints, alerts,
+ * mail) also take connections for a moment, so a busy answer is asked again a few times before it
+ * counts: the request's own transaction (the old code) stays open through the hash, a job's does not.
+ */
 async function heldNow(): Promise<string | null> {
+  let held: string | null = null;
+  for (let attempt = 0; attempt < 25; attempt++) {
+    held = await heldOnce();
+    if (held === null) return null;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return held;
+}
+
+async function heldOnce(): Promise<string | null> {
   const engine = t.database.engine;
   if (engine.kind === 'pglite') {
     if (engine.stats().idle === 0) return 'the embedded database is held';
