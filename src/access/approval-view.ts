@@ -1,6 +1,9 @@
+import type { Kysely } from 'kysely';
+import type { AuditInput } from '../audit/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import type { JsonValue } from './critical.ts';
-import type { AccessApprovalRequestsTable } from './tables.ts';
+import { accessError } from './errors.ts';
+import type { AccessApprovalRequestsTable, AccessTables } from './tables.ts';
 
 export interface ApprovalView {
   id: string;
@@ -50,3 +53,52 @@ export function personOf(ctx: ActionContext): { type: 'operator' | 'user'; id: s
 
 export const samePerson = (a: { type: string; id: string }, b: { type: string | null; id: string | null }) =>
   a.type === b.type && a.id === b.id;
+
+/**
+ * A person's decision on a request locked in the caller's transaction, for the tenant and the platform
+ * flows alike: the requester is refused (`selfApproval` says who must decide instead), only a pending
+ * request is decided, an expired one is handed back (the caller records its expiry in a transaction of
+ * its own), and an approval stays usable for `lifetimeMs()` from the decision. Audited through `record`.
+ */
+export async function recordDecision(
+  tx: Kysely<AccessTables>,
+  row: Row,
+  by: { type: 'operator' | 'user'; id: string },
+  decision: 'approve' | 'reject',
+  options: {
+    now: Date;
+    lifetimeMs: () => Promise<number>;
+    selfApproval: string;
+    record: (event: AuditInput) => Promise<unknown>;
+  },
+): Promise<{ expired: Row } | { view: ApprovalView }> {
+  const { now } = options;
+  if (samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
+    throw accessError('self_approval', options.selfApproval);
+  }
+  if (row.status !== 'pending') {
+    throw accessError('approval_not_pending', `This request is ${row.status} already.`);
+  }
+  if (row.expires_at <= now) return { expired: row };
+  const approved = decision === 'approve';
+  const updated = await tx
+    .updateTable('access_approval_requests')
+    .set({
+      status: approved ? 'approved' : 'rejected',
+      decided_by_type: by.type,
+      decided_by_id: by.id,
+      decided_at: now,
+      // The approval itself expires: the requester has this long to run it.
+      ...(approved ? { expires_at: new Date(now.getTime() + (await options.lifetimeMs())) } : {}),
+    })
+    .where('id', '=', row.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await options.record({
+    action: approved ? 'access.approval.approved' : 'access.approval.rejected',
+    outcome: 'success',
+    target: { type: 'approval', id: row.id },
+    details: { action: row.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
+  });
+  return { view: toView(updated, now) };
+}

@@ -3,7 +3,14 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import { type AnyTenantTx, type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { createStandingCheck, paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
-import { type ApprovalView, personOf, type Row, samePerson, toView } from './approval-view.ts';
+import {
+  type ApprovalView,
+  personOf,
+  type Row,
+  recordDecision,
+  samePerson,
+  toView,
+} from './approval-view.ts';
 import { audit } from './audit.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
@@ -287,41 +294,14 @@ export function createApprovalService(deps: {
     /** A different person's decision. The route checks `approvals:decide`. */
     async decide(tenantId: string, ctx: ActionContext, id: string, decision: 'approve' | 'reject') {
       const by = personOf(ctx);
-      const outcome = await inTenant(db, tenantId, async (tx) => {
-        const row = await locked(tx, id);
-        if (samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
-          throw accessError('self_approval', 'Someone other than the requester must decide this request.');
-        }
-        if (row.status !== 'pending') {
-          throw accessError('approval_not_pending', `This request is ${row.status} already.`);
-        }
-        const now = clock.now();
-        if (row.expires_at <= now) return { expired: row };
-        const settings = await loadAccessSettings(tx, critical);
-        const approved = decision === 'approve';
-        const updated = await tx
-          .updateTable('access_approval_requests')
-          .set({
-            status: approved ? 'approved' : 'rejected',
-            decided_by_type: by.type,
-            decided_by_id: by.id,
-            decided_at: now,
-            // The approval itself expires: the requester has this long to run it.
-            ...(approved
-              ? { expires_at: new Date(now.getTime() + minutes(settings.approvalTtlMinutes)) }
-              : {}),
-          })
-          .where('id', '=', id)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        await audit(clock, tx, tenantId, ctx, {
-          action: approved ? 'access.approval.approved' : 'access.approval.rejected',
-          outcome: 'success',
-          target: { type: 'approval', id },
-          details: { action: row.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
-        });
-        return { view: toView(updated, now) };
-      });
+      const outcome = await inTenant(db, tenantId, async (tx) =>
+        recordDecision(tx, await locked(tx, id), by, decision, {
+          now: clock.now(),
+          lifetimeMs: async () => minutes((await loadAccessSettings(tx, critical)).approvalTtlMinutes),
+          selfApproval: 'Someone other than the requester must decide this request.',
+          record: (event) => audit(clock, tx, tenantId, ctx, event),
+        }),
+      );
       if ('expired' in outcome) return refuseExpired(tenantId, ctx, outcome.expired);
       return outcome.view;
     },

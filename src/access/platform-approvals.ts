@@ -3,7 +3,14 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { paramsHash } from './approval-standing.ts';
-import { type ApprovalView, personOf, type Row, samePerson, toView } from './approval-view.ts';
+import {
+  type ApprovalView,
+  personOf,
+  type Row,
+  recordDecision,
+  samePerson,
+  toView,
+} from './approval-view.ts';
 import type { Classified, CriticalActions, JsonValue, PlatformGuard } from './critical.ts';
 import { accessError } from './errors.ts';
 import type { AccessTables } from './tables.ts';
@@ -188,40 +195,15 @@ export function createPlatformApprovalService(deps: {
     /** Another operator's decision; the requester is refused. */
     async decide(ctx: ActionContext, id: string, decision: 'approve' | 'reject') {
       const by = personOf(ctx);
-      const outcome = await inPlatform(async (tx) => {
-        const row = await locked(tx, id);
-        if (samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
-          throw accessError('self_approval', 'Another operator must decide this request.');
-        }
-        if (row.status !== 'pending') {
-          throw accessError('approval_not_pending', `This request is ${row.status} already.`);
-        }
-        const now = clock.now();
-        if (row.expires_at <= now) return { expired: row };
-        const approved = decision === 'approve';
-        const updated = await tx
-          .updateTable('access_approval_requests')
-          .set({
-            status: approved ? 'approved' : 'rejected',
-            decided_by_type: by.type,
-            decided_by_id: by.id,
-            decided_at: now,
-            // An approval is usable for the same time again from its decision, as for tenants.
-            ...(approved
-              ? { expires_at: new Date(now.getTime() + PLATFORM_APPROVAL_TTL_MINUTES * 60_000) }
-              : {}),
-          })
-          .where('id', '=', id)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        await audit(tx, ctx, {
-          action: approved ? 'access.approval.approved' : 'access.approval.rejected',
-          outcome: 'success',
-          target: { type: 'approval', id },
-          details: { action: row.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
-        });
-        return { view: toView(updated, now) };
-      });
+      const outcome = await inPlatform(async (tx) =>
+        recordDecision(tx, await locked(tx, id), by, decision, {
+          now: clock.now(),
+          // The same time again from the decision, as for tenants.
+          lifetimeMs: async () => PLATFORM_APPROVAL_TTL_MINUTES * 60_000,
+          selfApproval: 'Another operator must decide this request.',
+          record: (event) => audit(tx, ctx, event),
+        }),
+      );
       if ('expired' in outcome) return refuseExpired(ctx, outcome.expired);
       return outcome.view;
     },

@@ -50,14 +50,15 @@ async function refuseUnapprovedAdminGrant(
   deps: Pick<RolesDeps, 'adminGrantGated'>,
   ctx: ActionContext,
   guard: TxGuard | undefined,
+  /** The administrator powers the write would give (adminPowersIn). */
   powers: readonly string[],
   what: string,
 ): Promise<void> {
-  if (guard || ctx.actor.type === 'system' || adminPowersIn(powers).length === 0) return;
+  if (guard || ctx.actor.type === 'system' || powers.length === 0) return;
   if (!(await deps.adminGrantGated(tx))) return;
   throw accessError(
     'approval_now_required',
-    `${what} now gives administrator powers (${adminPowersIn(powers).join(', ')}): the role changed while this request was checked. Send it again to ask for a second person's approval.`,
+    `${what} now gives administrator powers (${powers.join(', ')}): the role changed while this request was checked. Send it again to ask for a second person's approval.`,
   );
 }
 
@@ -243,8 +244,9 @@ export function createRoleService({
         if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
         const added = permissions.filter((p) => !current.permissions.includes(p));
         refuseUnheld(held, added, `Changing the role "${key}"`);
-        if (adminPowersIn(added).length > 0 && (await roleHeld(tx, key, clock.now()))) {
-          await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, added, `Changing the held role "${key}"`);
+        const powers = adminPowersIn(added);
+        if (powers.length > 0 && (await roleHeld(tx, key, clock.now()))) {
+          await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, powers, `Changing the held role "${key}"`);
         }
         await tx
           .updateTable('access_roles')
@@ -334,7 +336,8 @@ export function createRoleService({
         await lockUsers(tx, [userId, ...(guard?.userIds ?? [])]);
         await guard?.(tx);
         const permissions = await checkAssignment(tx, held, ctx, userId, roleKey, true);
-        await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, permissions, `The role "${roleKey}"`);
+        const powers = adminPowersIn(permissions);
+        await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, powers, `The role "${roleKey}"`);
         const inserted = await tx
           .insertInto('access_assignments')
           .values({ tenant_id: tenantId, user_id: userId, role_key: roleKey })

@@ -15,7 +15,7 @@ export interface IdentitySettingsView {
 
 export const toView = (s: IdentitySettings): IdentitySettingsView => ({
   passwordPolicy: policyOf(s),
-  lockout: { threshold: s.lockout_threshold, mode: s.lockout_mode, baseSeconds: s.lockout_base_seconds },
+  lockout: lockoutOf(s),
   selfSignup: s.self_signup,
   mfaRequired: s.mfa_required,
   session: { idleMinutes: s.session_idle_minutes, absoluteHours: s.session_absolute_hours },
@@ -119,7 +119,11 @@ export function createSettingsService(deps: IdentityDeps) {
 
 const rank = (m: 'off' | 'staff' | 'all') => ({ off: 0, staff: 1, all: 2 })[m];
 
-const lockoutOf = (s: IdentitySettings): IdentitySettingsView['lockout'] => toView(s).lockout;
+const lockoutOf = (s: IdentitySettings): IdentitySettingsView['lockout'] => ({
+  threshold: s.lockout_threshold,
+  mode: s.lockout_mode,
+  baseSeconds: s.lockout_base_seconds,
+});
 
 /**
  * True when `next` lets more password guesses through than `current`: a higher threshold, locks that
