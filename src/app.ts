@@ -349,7 +349,8 @@ export async function buildApp({
   await app.register(openApiPlugin);
   const onDenied = denialAuditor(db, clock);
   await app.register(errorHandlerPlugin, { onDenied });
-  await app.register(cookie);
+  // Parsed on first read (requestCookie in identity/http-auth.ts), not for every request.
+  await app.register(cookie, { hook: false });
   // No form parser at the root: the API is JSON-only, and a form-encoded POST is a "simple" cross-site
   // request (no CORS preflight). Hosted HTML pages that take forms register @fastify/formbody inside their
   // own encapsulated plugin.

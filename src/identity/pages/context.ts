@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../platform/http/problem.ts';
 import type { TenantRef } from '../deps.ts';
-import { secureCookiesFor, sessionCookieName, setSessionCookie } from '../http-auth.ts';
+import { requestCookie, secureCookiesFor, sessionCookieName, setSessionCookie } from '../http-auth.ts';
 import type { IdentityService } from '../service.ts';
 import { csrfTokenFor, type SessionStage, type ValidSession } from '../sessions.ts';
 import type { FormError } from './layout.ts';
@@ -80,7 +80,7 @@ export async function browserSession(
   request: FastifyRequest,
   publicUrl: string,
 ): Promise<ValidSession | null> {
-  const token = request.cookies?.[sessionCookieName(secureCookiesFor(publicUrl))];
+  const token = requestCookie(request, sessionCookieName(secureCookiesFor(publicUrl)));
   if (!token) return null;
   const session = await identity.sessions.validate(tenant, token);
   return session?.kind === 'cookie' ? session : null;
