@@ -20,4 +20,31 @@ describe('audit details', () => {
     const hash = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA';
     expect(checkDetails({ note: hash })).toEqual({ note: REDACTED });
   });
+
+  it('redacts every credential shape, the shortest of each included, and keeps look-alikes', () => {
+    const secrets = [
+      '$argon2d$',
+      'x $2b$10$ y',
+      '-----BEGIN CERTIFICATE-----',
+      '-----BEGIN RSA PRIVATE KEY-----',
+      'eyJhbGciOiJ.eyJzdWIiOiJ',
+      `sha1 ${'a1'.repeat(20)}`,
+      'tok Zk3qL9vR2mX8pT4wY7nB1cD6fG0hJ5sA end',
+    ];
+    for (const note of secrets) expect(checkDetails({ note }), note).toEqual({ note: REDACTED });
+    const harmless = [
+      '$5 refund',
+      'ann@example.test',
+      '0193a1b2-0000-7000-8000-000000000001',
+      'eyJhbGciO.eyJzdWIiOi',
+      'z'.repeat(40),
+      'Content-Security-Policy-Report-Only-Header',
+    ];
+    for (const note of harmless) expect(checkDetails({ note }), note).toEqual({ note });
+  });
+
+  it('refuses a secret-named key every time, not only the first', () => {
+    for (let i = 0; i < 3; i++) expect(() => checkDetails({ totpSeed: 'x' })).toThrow(/looks like a secret/);
+    expect(checkDetails({ factor: 'totp' })).toEqual({ factor: 'totp' });
+  });
 });

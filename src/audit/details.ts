@@ -30,14 +30,23 @@ const allowedKeys = new Set([
  * base64/hex runs. Such a value is replaced, not refused: it may come from a client's free text (a
  * suspension reason), and a client's input must never turn into a 500.
  */
-const secretValue = [
-  /\$argon2(id|i|d)\$/,
-  /\$2[abxy]\$\d\d\$/,
-  /-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----/,
-  /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}/,
-  /\b[0-9a-fA-F]{40,}\b/,
-];
+const secretValue = new RegExp(
+  [
+    /\$argon2(id|i|d)\$/,
+    /\$2[abxy]\$\d\d\$/,
+    /-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----/,
+    /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}/,
+    /\b[0-9a-fA-F]{40,}\b/,
+  ]
+    .map((pattern) => pattern.source)
+    .join('|'),
+);
 const randomRun = /[A-Za-z0-9+/_=-]{32,}/g;
+/**
+ * Below this length only the hash prefixes (`$argon2…$`, `$2b$10$`) can match: a JWT needs 23
+ * characters, a PEM line 27, the runs 32 or more. Most details (emails, names, ids) stop here.
+ */
+const SHORTEST_OTHER_SECRET = 23;
 
 function looksRandom(run: string): boolean {
   return (
@@ -48,7 +57,8 @@ function looksRandom(run: string): boolean {
 export const REDACTED = '[redacted: looked like a secret]';
 
 export function looksLikeSecret(value: string): boolean {
-  if (secretValue.some((pattern) => pattern.test(value))) return true;
+  if (value.length < SHORTEST_OTHER_SECRET && !value.includes('$')) return false;
+  if (secretValue.test(value)) return true;
   return (value.match(randomRun) ?? []).some(looksRandom);
 }
 
@@ -58,12 +68,7 @@ export function looksLikeSecret(value: string): boolean {
  */
 export function checkDetails(details: Record<string, unknown> | undefined): AuditDetailsValue {
   const input = details ?? {};
-  for (const key of Object.keys(input)) {
-    // A guard against a caller recording a credential by accident.
-    if (secretKey.test(key) && !allowedKeys.has(key)) {
-      throw new Error(`audit detail "${key}" looks like a secret; do not record it`);
-    }
-  }
+  for (const key of Object.keys(input)) checkKey(key);
   if (!detailsCheck.Check(input)) {
     const first = detailsCheck.Errors(input).First();
     throw new Error(`audit details do not match the schema at ${first?.path || '/'}: ${first?.message}`);
@@ -73,6 +78,18 @@ export function checkDetails(details: Record<string, unknown> | undefined): Audi
     out[key] = typeof value === 'string' ? clean(value) : value;
   }
   return out;
+}
+
+/** Keys already found harmless: the same few dozen names come back with every event. */
+const harmlessKeys = new Set<string>();
+
+/** A guard against a caller recording a credential by accident (thrown: a programming error). */
+function checkKey(key: string) {
+  if (harmlessKeys.has(key)) return;
+  if (secretKey.test(key) && !allowedKeys.has(key)) {
+    throw new Error(`audit detail "${key}" looks like a secret; do not record it`);
+  }
+  if (harmlessKeys.size < 1024) harmlessKeys.add(key);
 }
 
 /** Well-formed UTF-16 (a lone surrogate has no canonical JSON) and no credential-shaped text. */
