@@ -89,7 +89,7 @@ defineAuditActions('access', {
   'access.elevation.approval_refused':
     'A tenant approver was refused: they lack a permission the elevation gives, or elevations:decide itself',
   'access.elevation.approval_dropped':
-    'An earlier approval of an elevation stopped counting when it would have activated it (its approver lost the right to approve); the request stays pending',
+    'An earlier approval of an elevation stopped counting when it would have activated it (its approver lost the right to approve, or the tenant changed who approves); the request stays pending',
   'access.approval.requested': 'A critical action was asked for (four-eyes)',
   'access.approval.approved': 'A critical action was approved by a second person',
   'access.approval.rejected': 'A critical action was rejected',
