@@ -1,6 +1,12 @@
 import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
-import type { IdentityService, IdentitySettingsView, TenantRef, UserRole } from '../identity/index.ts';
-import { lockoutWeakens, weakens } from '../identity/index.ts';
+import type {
+  IdentityService,
+  IdentitySettingsView,
+  TenantRef,
+  UserRole,
+  WeakenedPart,
+} from '../identity/index.ts';
+import { weakenedParts } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
@@ -20,9 +26,22 @@ type GrantParams =
 
 const mfaRank = { off: 0, staff: 1, all: 2 } as const;
 
+/** Each weakened part of the identity settings as approvers read it in the request's summary. */
+const weakening: Record<WeakenedPart, (c: IdentitySettingsView, n: IdentitySettingsView) => string> = {
+  passwordPolicy: () => 'the password policy',
+  lockout: (c, n) =>
+    `the lockout (${c.lockout.threshold} ${c.lockout.mode} → ${n.lockout.threshold} ${n.lockout.mode})`,
+  selfSignup: () => 'sign-up (self sign-up turned on)',
+  sessionIdle: (c, n) =>
+    `the idle session limit (${c.session.idleMinutes} → ${n.session.idleMinutes} minutes)`,
+  sessionAbsolute: (c, n) =>
+    `the absolute session limit (${c.session.absoluteHours} → ${n.session.absoluteHours} hours)`,
+};
+
 /**
  * The critical actions that exist today, with the routes that perform them: granting tenant-admin
- * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, taking
+ * (role assignment or invitation), weakening the password policy (lockout, self sign-up and session
+ * limits included), lowering 2FA enforcement, taking
  * actions off the four-eyes list, shortening audit retention and exporting the audit trail. Each runs through the same service call as the direct route.
  */
 /** The four-eyes key of shortening the audit retention (asked of access by the retention service). */
@@ -69,7 +88,7 @@ export function wireCriticalActions(
     (await identity.settings.lockedIn(tx, tenant)) as unknown as JsonValue;
   critical.define({
     key: 'identity.password-policy.weaken',
-    description: 'Weaken the password policy',
+    description: 'Weaken the password policy, lockout, sign-up or session limits',
     onByDefault: true,
     execute: ({ tenant, ctx, params, guard }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
@@ -210,20 +229,12 @@ export function wireCriticalActions(
     const current = await identity.settings.get(tenant);
     const params = next as unknown as JsonValue;
     const found: Classified[] = [];
-    const policyWeakened = weakens(current.passwordPolicy, next.passwordPolicy);
-    const lockoutWeakened = lockoutWeakens(current.lockout, next.lockout);
-    if (policyWeakened || lockoutWeakened) {
+    const weakened = weakenedParts(current, next);
+    if (weakened.length > 0) {
       found.push({
         action: 'identity.password-policy.weaken',
         params,
-        summary: [
-          ...(policyWeakened ? ['Weaken the password policy'] : []),
-          ...(lockoutWeakened
-            ? [
-                `${policyWeakened ? 'and the' : 'Weaken the'} lockout (${current.lockout.threshold} ${current.lockout.mode} → ${next.lockout.threshold} ${next.lockout.mode})`,
-              ]
-            : []),
-        ].join(' '),
+        summary: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
       });
     }
     if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {
