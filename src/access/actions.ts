@@ -16,13 +16,15 @@ import type { Tx } from './tables.ts';
 
 /**
  * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
- * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, or adding one to a
- * custom role someone holds (the whole new role, as PUT would write it).
+ * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, adding one to a
+ * custom role someone holds (the whole new role, as PUT would write it), or enabling again a disabled
+ * user whose roles give one.
  */
 type GrantParams =
   | { via: 'assign'; userId: string; role?: string }
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
-  | { via: 'role'; role: string; name: string; permissions: string[] };
+  | { via: 'role'; role: string; name: string; permissions: string[] }
+  | { via: 'enable'; userId: string };
 
 const mfaRank = { off: 0, staff: 1, all: 2 } as const;
 
@@ -69,6 +71,7 @@ export function wireCriticalActions(
       if (p.via === 'role') {
         return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions }, guard);
       }
+      if (p.via === 'enable') return identity.userStatus.enable(tenant, ctx, p.userId, guard);
       await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
       return identity.accounts.invite(
         tenant,
@@ -218,6 +221,23 @@ export function wireCriticalActions(
         action: 'access.grant-tenant-admin',
         params: { via: 'invite', email: body.email, displayName: body.displayName, role: body.role },
         summary: `Invite ${body.email} as tenant-admin`,
+      },
+    ];
+  });
+
+  // Enabling a disabled user gives back what their roles give: administrator powers among them are a
+  // grant (security review: users:write alone re-enabled a disabled tenant-admin). An unknown user, or
+  // one not disabled, is the route's to refuse (404, 409), not something to approve.
+  critical.gate('identity.enable', async (request, tenant) => {
+    const { id } = request.params as { id: string };
+    const powers = await roles.adminPowersOf(tenant.id, id);
+    if (powers.length === 0) return [];
+    if ((await identity.accounts.get(tenant, id)).status !== 'disabled') return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'enable', userId: id },
+        summary: `Enable user ${id} again, whose roles give administrator powers (${powers.join(', ')})`,
       },
     ];
   });
