@@ -258,6 +258,8 @@ export async function buildApp({
     onBackgroundError,
     // Access is built below; the callback only runs after a request committed a disable or enable.
     userStatusChanged: (tenantId) => access.cache.changed(tenantId),
+    // Likewise only asked by a request (enabling a user), once access exists.
+    adminPowersToApprove: (tx, userId) => access.roles.adminPowersToApprove(tx, userId),
     permissionsTopic: ACCESS_TOPIC,
   });
   const access = createAccessService({

@@ -275,6 +275,92 @@ describe('an operator approver disabled before the last approval', () => {
   });
 });
 
+// Security review: a change of elevationApprover did not reach pending requests; each was decided by
+// whoever approved when it was asked for.
+describe('a change of who approves elevations', () => {
+  // Few sign-ins: the file's operators and admins all sign in from one address, under its rate limit.
+  let op: Op;
+  let approver: Op;
+  let pam: Person;
+  let ray: Person;
+  beforeAll(async () => {
+    op = await newOperator();
+    approver = await newOperator();
+    pam = await tenantAdmin(t, slug, `admin${++n}@${slug}.test`, clock);
+    ray = await tenantAdmin(t, slug, `admin${++n}@${slug}.test`, clock);
+  });
+  const tenantDecide = (person: Person, id: string) =>
+    t.app.inject({ method: 'POST', url: api(`/access/elevations/${id}/approve`), headers: person.headers });
+  /** The approver signs in again: deciding needs a second factor within the last 5 minutes. */
+  const fresh = async () => {
+    approver = { ...approver, headers: await approver.signInAgain() };
+  };
+
+  it('applies to requests already pending, both ways', async () => {
+    const askedOfOperators = (await ask(op, 'staff')).json();
+    expect(askedOfOperators.approver).toBe('operator');
+    await setSettings({ elevationApprover: 'tenant' });
+    try {
+      const byOperator = await decide(approver.headers, askedOfOperators.id, 'approve');
+      expect(byOperator.statusCode, byOperator.body).toBe(403);
+      expect(byOperator.json().code).toBe('wrong_approver');
+      const byTenant = await tenantDecide(pam, askedOfOperators.id);
+      expect(byTenant.statusCode, byTenant.body).toBe(200);
+      expect(byTenant.json().status).toBe('active');
+
+      const askedOfTenant = (await ask(op, 'member')).json();
+      expect(askedOfTenant.approver).toBe('tenant');
+      await setSettings({ elevationApprover: 'operator' });
+      const refused = await tenantDecide(pam, askedOfTenant.id);
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().code).toBe('wrong_approver');
+      const byOperatorNow = await decide(approver.headers, askedOfTenant.id, 'approve');
+      expect(byOperatorNow.statusCode, byOperatorNow.body).toBe(200);
+      expect(byOperatorNow.json().status).toBe('active');
+    } finally {
+      await setSettings({ elevationApprover: 'operator' });
+    }
+  });
+
+  it('drops earlier approvals by those who no longer approve (audited), so they do not count', async () => {
+    await fresh();
+    await setSettings({ elevationThresholds: { staff: 2 } });
+    try {
+      const { id } = (await ask(op, 'staff')).json();
+      expect((await decide(approver.headers, id, 'approve')).json()).toMatchObject({
+        status: 'pending',
+        approvals: 1,
+      });
+      await setSettings({ elevationApprover: 'tenant' });
+      const first = await tenantDecide(pam, id);
+      expect(first.statusCode, first.body).toBe(200);
+      expect(first.json()).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 2 });
+      const dropped = await t.db.withTenant<AuditTables, { details: unknown }[]>(asTenantId(tenantId), (tx) =>
+        tx
+          .selectFrom('audit_events')
+          .select('details')
+          .where('action', '=', 'access.elevation.approval_dropped')
+          .where('target_id', '=', id)
+          .execute(),
+      );
+      expect(dropped.map((d) => (typeof d.details === 'string' ? JSON.parse(d.details) : d.details))).toEqual(
+        [
+          expect.objectContaining({
+            reason: 'approver_changed',
+            approverType: 'operator',
+            approverId: approver.operatorId,
+          }),
+        ],
+      );
+      const second = await tenantDecide(ray, id);
+      expect(second.statusCode, second.body).toBe(200);
+      expect(second.json()).toMatchObject({ status: 'active', approvals: 2 });
+    } finally {
+      await setSettings({ elevationApprover: 'operator', elevationThresholds: {} });
+    }
+  });
+});
+
 describe('an operator disabled while elevated', () => {
   // Security review: disabling an operator revoked their tokens but left their elevations running, so
   // an enable (by anyone) brought the access back.

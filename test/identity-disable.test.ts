@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isPrivileged } from '../src/audit/alert-rules.ts';
 import type { AuditTables } from '../src/audit/index.ts';
+import { toTenantRef } from '../src/identity/index.ts';
+import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { databaseState, member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
@@ -53,6 +55,7 @@ const events = (action: string) =>
         .orderBy('occurred_at')
         .execute(),
   );
+const tenantRef = async () => toTenantRef(await t.app.services.tenancy.requireActive(slug));
 /** A problem's stable part: what a client could compare between two answers. */
 const problemOf = (body: string) => {
   const { requestId: _r, instance: _i, ...rest } = JSON.parse(body) as Record<string, unknown>;
@@ -261,7 +264,14 @@ describe(`disabling a user (${engineUnderTest})`, () => {
     expect(twice.json().code).toBe('user_already_disabled');
     // The now only active administrator cannot be disabled either.
     expect((await disable(other, second.userId)).json().code).toBe('last_tenant_admin');
-    expect((await enable(second, admin.userId)).statusCode).toBe(200);
+    // Enabling an administrator again gives back administrator powers: four-eyes (below).
+    const back = await enable(second, admin.userId);
+    expect(back.statusCode, back.body).toBe(202);
+    expect(back.json().approval).toMatchObject({
+      action: 'access.grant-tenant-admin',
+      params: { via: 'enable', userId: admin.userId },
+    });
+    await t.app.services.identity.userStatus.enable(await tenantRef(), systemContext('test'), admin.userId);
   });
 
   it('serialises two administrators disabling each other: one wins, the tenant keeps an administrator', async () => {
@@ -296,6 +306,101 @@ async function activeAdminsExcept(keep: string[]): Promise<string[]> {
   );
   return rows.map((r) => r.id).filter((id) => !keep.includes(id));
 }
+
+// Security review: users:write alone re-enabled a disabled user holding tenant-admin (administrator
+// powers), which granting needs a second person for.
+describe('enabling a user whose roles give administrator powers', () => {
+  const approvals = (who: Person, path: string, payload?: object) =>
+    post(`/access/approvals${path}`, who.headers, payload);
+  const statusOf = async (userId: string) =>
+    (await t.app.services.identity.accounts.get(await tenantRef(), userId)).status;
+  let ana: Person;
+  beforeAll(async () => {
+    ana = await tenantAdmin(t, slug, 'ana@disable-co.test');
+  });
+
+  it('is four-eyes, like granting tenant-admin: asked for, approved by someone else, then run', async () => {
+    const ben = await tenantAdmin(t, slug, 'ben@disable-co.test');
+    const zoe = await tenantAdmin(t, slug, 'zoe@disable-co.test');
+    expect((await disable(ana, zoe.userId)).statusCode).toBe(200);
+
+    const asked = await enable(ana, zoe.userId);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval).toMatchObject({
+      action: 'access.grant-tenant-admin',
+      params: { via: 'enable', userId: zoe.userId },
+      status: 'pending',
+    });
+    expect(approval.summary).toMatch(/administrator powers \(.*roles:assign/);
+    expect(await statusOf(zoe.userId)).toBe('disabled');
+    expect(await decide(zoe.userId, 'roles:assign')).toBe(false);
+    const enabledBefore = (await events('identity.user.enabled')).length;
+
+    expect((await approvals(ana, `/${approval.id}/approve`)).json().code).toBe('self_approval');
+    expect((await approvals(ben, `/${approval.id}/approve`)).statusCode).toBe(200);
+    const run = await approvals(ana, `/${approval.id}/execute`, { params: approval.params });
+    expect(run.statusCode, run.body).toBe(200);
+    expect(run.json().status).toBe('executed');
+    expect(await statusOf(zoe.userId)).toBe('active');
+    expect(await decide(zoe.userId, 'roles:assign')).toBe(true);
+    const enabled = await events('identity.user.enabled');
+    expect(enabled).toHaveLength(enabledBefore + 1);
+    expect(enabled.at(-1)).toMatchObject({ actor_id: ana.userId, target_id: zoe.userId });
+  });
+
+  it('counts custom roles with an administrator power, and not roles without one', async () => {
+    const role = (key: string, permissions: string[]) =>
+      post('/access/roles', ana.headers, { key, name: key, permissions });
+    expect((await role('watcher', ['alerts:write', 'users:read'])).statusCode).toBe(201);
+    expect((await role('looker', ['users:read'])).statusCode).toBe(201);
+    const system = systemContext('test');
+    const [wes, lou] = [
+      await member(t, slug, ana, 'wes@disable-co.test'),
+      await member(t, slug, ana, 'lou@disable-co.test'),
+    ];
+    await t.app.services.access.roles.assign(tenantId, system, wes.userId, 'watcher');
+    await t.app.services.access.roles.assign(tenantId, system, lou.userId, 'looker');
+    for (const who of [wes, lou]) expect((await disable(ana, who.userId)).statusCode).toBe(200);
+
+    const asked = await enable(ana, wes.userId);
+    expect(asked.statusCode, asked.body).toBe(202);
+    expect(asked.json().approval.summary).toMatch(/alerts:write/);
+    expect(await statusOf(wes.userId)).toBe('disabled');
+    const direct = await enable(ana, lou.userId);
+    expect(direct.statusCode, direct.body).toBe(200);
+    expect(direct.json().status).toBe('active');
+  });
+
+  // The gate decides before the write: a role that gained an administrator power after it ran (here
+  // committed already, by the platform) must not let the enable through. The write decides again.
+  it('an enable whose user gained administrator powers after its gate ran is refused (409), changing nothing', async () => {
+    expect(
+      (await post('/access/roles', ana.headers, { key: 'desk', name: 'desk', permissions: ['users:read'] }))
+        .statusCode,
+    ).toBe(201);
+    const kai = await member(t, slug, ana, 'kai@disable-co.test');
+    await t.app.services.access.roles.assign(tenantId, systemContext('test'), kai.userId, 'desk');
+    expect((await disable(ana, kai.userId)).statusCode).toBe(200);
+    await t.app.services.access.roles.update(tenantId, systemContext('test'), 'desk', {
+      name: 'desk',
+      permissions: ['policy:write', 'users:read'],
+    });
+    const before = await databaseState(t);
+    const asAna = {
+      actor: { type: 'user' as const, id: ana.userId },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    await expect(
+      t.app.services.identity.userStatus.enable(await tenantRef(), asAna, kai.userId),
+    ).rejects.toMatchObject({ code: 'approval_now_required', spec: { status: 409 } });
+    expect(await databaseState(t)).toEqual(before);
+    // Through the route the same request is put up for approval.
+    expect((await enable(ana, kai.userId)).statusCode).toBe(202);
+  });
+});
 
 describe('anomaly rules', () => {
   it('count disabling and enabling a user as privileged actions (privileged.off_hours)', () => {

@@ -13,7 +13,13 @@ import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, inviteAndAccept, linkFromOutbox, strongPassword } from './identity-helpers.ts';
+import {
+  adminSession,
+  changeSettingsAsApproved,
+  inviteAndAccept,
+  linkFromOutbox,
+  strongPassword,
+} from './identity-helpers.ts';
 
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof adminSession>>;
@@ -212,14 +218,9 @@ describe(`no transaction open while a new password is screened and hashed (${eng
   });
 
   it('signing up', async () => {
-    const settings = (await t.app.inject({ url: api('/settings') })).json();
-    const put = await t.app.inject({
-      method: 'PUT',
-      url: api('/settings'),
-      headers: admin.headers,
-      payload: { ...settings, selfSignup: true },
+    await changeSettingsAsApproved(t, slug, (s) => {
+      s.selfSignup = true;
     });
-    expect(put.statusCode).toBe(200);
     const { result, steps } = await watched(() =>
       post(api('/signup'), { email: 'self@hash-co.test', displayName: 'Self', password: strongPassword }),
     );

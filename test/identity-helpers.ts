@@ -1,5 +1,5 @@
 import { TOTP } from 'otpauth';
-import { toTenantRef } from '../src/identity/index.ts';
+import { type IdentitySettingsView, toTenantRef } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import type { TestApp } from './helpers.ts';
 
@@ -41,6 +41,22 @@ export async function inviteTenantAdmin(t: TestApp, slug: string, email: string,
     displayName,
     role: 'tenant-admin',
   });
+}
+
+/**
+ * Changes a tenant's identity settings through the service, as an approved four-eyes change runs: for
+ * set-up that weakens them (self sign-up turned on, longer session limits), which the route holds for a
+ * second person's approval.
+ */
+export async function changeSettingsAsApproved(
+  t: TestApp,
+  slug: string,
+  change: (s: IdentitySettingsView) => void,
+): Promise<void> {
+  const tenant = toTenantRef(await t.app.services.tenancy.requireActive(slug));
+  const settings = await t.app.services.identity.settings.get(tenant);
+  change(settings);
+  await t.app.services.identity.settings.update(tenant, systemContext('test'), settings);
 }
 
 /**

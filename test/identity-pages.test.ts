@@ -1,12 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PAGE_CSP } from '../src/identity/pages/index.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, linkFromOutbox, strongPassword } from './identity-helpers.ts';
+import {
+  adminSession,
+  changeSettingsAsApproved,
+  linkFromOutbox,
+  strongPassword,
+} from './identity-helpers.ts';
 
 // The hosted pages over app.inject(): headers, escaping, login-CSRF and CSRF refusals, redirects.
 // test/browser/ drives the same pages in headless Chromium.
 let t: TestApp;
-let adminHeaders: Record<string, string>;
 const slug = 'pages-co';
 const member = 'member@pages-co.test';
 const origin = 'http://127.0.0.1:3000';
@@ -14,7 +18,6 @@ beforeAll(async () => {
   t = await buildTestApp({ env: { PUBLIC_URL: origin } });
   await seedTenant(t, slug);
   const admin = await adminSession(t, slug);
-  adminHeaders = admin.headers;
   await t.app.inject({
     method: 'POST',
     url: `/api/v1/t/${slug}/users`,
@@ -153,14 +156,9 @@ describe('hosted pages', () => {
   it('offers self sign-up only where the tenant allows it, and confirms the address with a click', async () => {
     const closed = await t.app.inject({ url: page('/signup') });
     expect(closed.body).toContain('does not allow signing up here');
-    const settings = (await t.app.inject({ url: `/api/v1/t/${slug}/settings` })).json();
-    const put = await t.app.inject({
-      method: 'PUT',
-      url: `/api/v1/t/${slug}/settings`,
-      headers: adminHeaders,
-      payload: { ...settings, selfSignup: true },
+    await changeSettingsAsApproved(t, slug, (s) => {
+      s.selfSignup = true;
     });
-    expect(put.statusCode).toBe(200);
     const form = await t.app.inject({ url: page('/signup') });
     expect(form.body).toContain('id="policy-rules"');
     const email = 'self@pages-co.test';

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
+import { toTenantRef } from '../src/identity/index.ts';
+import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession, linkFromOutbox, totpCode } from './identity-helpers.ts';
@@ -169,5 +171,69 @@ describe('password policy', () => {
     expect(
       (await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: stricter })).statusCode,
     ).toBe(200);
+
+    // Security review: opening self sign-up (anyone makes themselves an account) and longer session
+    // limits (a stolen or forgotten session stays usable longer) are weakenings too; one admin did them.
+    const base = await settings();
+    expect(base.selfSignup).toBe(false);
+    const looser: [string, (s: typeof base) => void, RegExp][] = [
+      ['self sign-up turned on', (s) => (s.selfSignup = true), /self sign-up turned on/],
+      ['a longer idle limit', (s) => (s.session.idleMinutes += 30), /idle session limit/],
+      ['a longer absolute limit', (s) => (s.session.absoluteHours += 12), /absolute session limit/],
+    ];
+    for (const [what, change, summary] of looser) {
+      const next = structuredClone(base);
+      change(next);
+      const asked = await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: next });
+      expect(asked.statusCode, what).toBe(202);
+      expect(asked.json().approval.action, what).toBe('identity.password-policy.weaken');
+      expect(asked.json().approval.summary, what).toMatch(summary);
+    }
+    expect(await settings()).toEqual(base);
+    const shorter = structuredClone(base);
+    shorter.session = {
+      idleMinutes: base.session.idleMinutes - 5,
+      absoluteHours: base.session.absoluteHours - 1,
+    };
+    expect(
+      (await t.app.inject({ method: 'PUT', url: api('/settings'), headers, payload: shorter })).statusCode,
+    ).toBe(200);
+  });
+
+  it('names the weakened parts in the audit trail', async () => {
+    const tenant = toTenantRef(await t.app.services.tenancy.get(slug));
+    const before = await settings();
+    const next = structuredClone(before);
+    next.selfSignup = true;
+    next.session.absoluteHours += 1;
+    // Run as an approved change would run (the gate is the route's, tested above).
+    await t.app.services.identity.settings.update(tenant, systemContext('test'), next);
+    const events = await t.db.withTenant<AuditTables, { action: string; details: unknown }[]>(
+      tenant.id,
+      (tx) =>
+        tx
+          .selectFrom('audit_events')
+          .select(['action', 'details'])
+          .where('action', 'in', ['identity.policy.weakened', 'identity.settings.updated'])
+          .execute(),
+    );
+    const parsed = events.map((e) => ({
+      action: e.action,
+      details: typeof e.details === 'string' ? JSON.parse(e.details) : e.details,
+    }));
+    // The only weakening that ran in this file (the others were held for approval).
+    expect(parsed.filter((e) => e.action === 'identity.policy.weakened')).toEqual([
+      { action: 'identity.policy.weakened', details: { weakened: 'selfSignup sessionAbsolute' } },
+    ]);
+    expect(parsed.filter((e) => e.details.policyWeakened)).toEqual([
+      {
+        action: 'identity.settings.updated',
+        details: {
+          policyWeakened: true,
+          weakened: 'selfSignup sessionAbsolute',
+          mfaEnforcementWeakened: false,
+        },
+      },
+    ]);
   });
 });

@@ -16,7 +16,12 @@ import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { adminSession, inviteAndAccept, strongPassword } from './identity-helpers.ts';
+import {
+  adminSession,
+  changeSettingsAsApproved,
+  inviteAndAccept,
+  strongPassword,
+} from './identity-helpers.ts';
 
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof adminSession>>;
@@ -30,14 +35,9 @@ beforeAll(async () => {
   t = await buildTestApp({ env: { PUBLIC_URL: origin }, clock });
   await seedTenant(t, slug);
   admin = await adminSession(t, slug, undefined, () => clock.now().getTime());
-  const settings = (await t.app.inject({ url: api('/settings') })).json();
-  const put = await t.app.inject({
-    method: 'PUT',
-    url: api('/settings'),
-    headers: admin.headers,
-    payload: { ...settings, selfSignup: true },
+  await changeSettingsAsApproved(t, slug, (s) => {
+    s.selfSignup = true;
   });
-  if (put.statusCode !== 200) throw new Error(`settings: ${put.body}`);
 });
 afterAll(async () => {
   await t?.close();

@@ -1,6 +1,12 @@
 import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
-import type { IdentityService, IdentitySettingsView, TenantRef, UserRole } from '../identity/index.ts';
-import { lockoutWeakens, weakens } from '../identity/index.ts';
+import type {
+  IdentityService,
+  IdentitySettingsView,
+  TenantRef,
+  UserRole,
+  WeakenedPart,
+} from '../identity/index.ts';
+import { weakenedParts } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
@@ -10,19 +16,34 @@ import type { Tx } from './tables.ts';
 
 /**
  * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
- * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, or adding one to a
- * custom role someone holds (the whole new role, as PUT would write it).
+ * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, adding one to a
+ * custom role someone holds (the whole new role, as PUT would write it), or enabling again a disabled
+ * user whose roles give one.
  */
 type GrantParams =
   | { via: 'assign'; userId: string; role?: string }
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
-  | { via: 'role'; role: string; name: string; permissions: string[] };
+  | { via: 'role'; role: string; name: string; permissions: string[] }
+  | { via: 'enable'; userId: string };
 
 const mfaRank = { off: 0, staff: 1, all: 2 } as const;
 
+/** Each weakened part of the identity settings as approvers read it in the request's summary. */
+const weakening: Record<WeakenedPart, (c: IdentitySettingsView, n: IdentitySettingsView) => string> = {
+  passwordPolicy: () => 'the password policy',
+  lockout: (c, n) =>
+    `the lockout (${c.lockout.threshold} ${c.lockout.mode} → ${n.lockout.threshold} ${n.lockout.mode})`,
+  selfSignup: () => 'sign-up (self sign-up turned on)',
+  sessionIdle: (c, n) =>
+    `the idle session limit (${c.session.idleMinutes} → ${n.session.idleMinutes} minutes)`,
+  sessionAbsolute: (c, n) =>
+    `the absolute session limit (${c.session.absoluteHours} → ${n.session.absoluteHours} hours)`,
+};
+
 /**
  * The critical actions that exist today, with the routes that perform them: granting tenant-admin
- * (role assignment or invitation), weakening the password policy, lowering 2FA enforcement, taking
+ * (role assignment or invitation), weakening the password policy (lockout, self sign-up and session
+ * limits included), lowering 2FA enforcement, taking
  * actions off the four-eyes list, shortening audit retention and exporting the audit trail. Each runs through the same service call as the direct route.
  */
 /** The four-eyes key of shortening the audit retention (asked of access by the retention service). */
@@ -50,6 +71,7 @@ export function wireCriticalActions(
       if (p.via === 'role') {
         return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions }, guard);
       }
+      if (p.via === 'enable') return identity.userStatus.enable(tenant, ctx, p.userId, guard);
       await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
       return identity.accounts.invite(
         tenant,
@@ -69,7 +91,7 @@ export function wireCriticalActions(
     (await identity.settings.lockedIn(tx, tenant)) as unknown as JsonValue;
   critical.define({
     key: 'identity.password-policy.weaken',
-    description: 'Weaken the password policy',
+    description: 'Weaken the password policy, lockout, sign-up or session limits',
     onByDefault: true,
     execute: ({ tenant, ctx, params, guard }) =>
       identity.settings.update(tenant, ctx, params as unknown as IdentitySettingsView, guard),
@@ -203,6 +225,23 @@ export function wireCriticalActions(
     ];
   });
 
+  // Enabling a disabled user gives back what their roles give: administrator powers among them are a
+  // grant (security review: users:write alone re-enabled a disabled tenant-admin). An unknown user, or
+  // one not disabled, is the route's to refuse (404, 409), not something to approve.
+  critical.gate('identity.enable', async (request, tenant) => {
+    const { id } = request.params as { id: string };
+    const powers = await roles.adminPowersOf(tenant.id, id);
+    if (powers.length === 0) return [];
+    if ((await identity.accounts.get(tenant, id)).status !== 'disabled') return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'enable', userId: id },
+        summary: `Enable user ${id} again, whose roles give administrator powers (${powers.join(', ')})`,
+      },
+    ];
+  });
+
   critical.gate('identity.settings', async (request, tenant) => {
     const next = request.body as IdentitySettingsView;
     // Inconsistent input is the handler's to refuse (422), not something to approve.
@@ -210,20 +249,12 @@ export function wireCriticalActions(
     const current = await identity.settings.get(tenant);
     const params = next as unknown as JsonValue;
     const found: Classified[] = [];
-    const policyWeakened = weakens(current.passwordPolicy, next.passwordPolicy);
-    const lockoutWeakened = lockoutWeakens(current.lockout, next.lockout);
-    if (policyWeakened || lockoutWeakened) {
+    const weakened = weakenedParts(current, next);
+    if (weakened.length > 0) {
       found.push({
         action: 'identity.password-policy.weaken',
         params,
-        summary: [
-          ...(policyWeakened ? ['Weaken the password policy'] : []),
-          ...(lockoutWeakened
-            ? [
-                `${policyWeakened ? 'and the' : 'Weaken the'} lockout (${current.lockout.threshold} ${current.lockout.mode} → ${next.lockout.threshold} ${next.lockout.mode})`,
-              ]
-            : []),
-        ].join(' '),
+        summary: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
       });
     }
     if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {

@@ -40,16 +40,26 @@ function missingFor(held: ReadonlySet<string>, row: Row) {
 
 /**
  * Why an approval no longer counts, or null: read in the caller's transaction with the rows that decide
- * it locked until it commits. A tenant approver must still be active and hold what a single approver
- * must hold (elevations:decide and every permission of the request); an operator approver must still be
- * an active operator. Nobody counts as approver of their own request.
+ * it locked until it commits. The approver must be of the kind the tenant lets approve now (`expected`,
+ * from its current `elevationApprover`). A tenant approver must still be active and hold what a single
+ * approver must hold (elevations:decide and every permission of the request); an operator approver must
+ * still be an active operator. Nobody counts as approver of their own request.
  */
 export async function approverStanding(
   tx: Tx,
   deps: { lockedHoldings: LockedHoldings; operatorActive: OperatorActive },
   row: Row,
   who: Approver,
-): Promise<'decide_permission_lost' | 'permission_not_held' | 'operator_inactive' | 'requester' | null> {
+  expected: Approver['approver_type'],
+): Promise<
+  | 'approver_changed'
+  | 'decide_permission_lost'
+  | 'permission_not_held'
+  | 'operator_inactive'
+  | 'requester'
+  | null
+> {
+  if (who.approver_type !== expected) return 'approver_changed';
   if (who.approver_type === 'operator') {
     if (who.approver_id === row.operator_id) return 'requester';
     return (await deps.operatorActive(tx, who.approver_id)) ? null : 'operator_inactive';

@@ -213,11 +213,15 @@ export function createElevationService(deps: ElevationDeps) {
         if (actor.type === 'operator' && actor.id === row.operator_id) {
           throw accessError('self_approval', 'Another person must decide on your own elevation request.');
         }
-        const expected = row.approver === 'operator' ? 'operator' : 'user';
+        // Who decides is the tenant's choice as it is now, not when the request was made (security review:
+        // a request asked while operators approved stayed theirs to approve after the tenant took approval
+        // back). Read FOR SHARE: a change of the settings waits for this decision, or this one for it.
+        const settings = await loadAccessSettings(tx, critical, 'share');
+        const expected = settings.elevationApprover === 'operator' ? 'operator' : 'user';
         if (actor.type !== expected || (actor.type === 'operator' && actor.elevationId)) {
           throw accessError(
             'wrong_approver',
-            row.approver === 'operator'
+            settings.elevationApprover === 'operator'
               ? 'Another operator decides this request (the tenant lets operators approve).'
               : "This tenant's own people decide this request.",
           );
@@ -240,10 +244,7 @@ export function createElevationService(deps: ElevationDeps) {
           );
         }
         // A threshold raised since the request applies; one lowered since does not.
-        const needed = Math.max(
-          row.approvals_needed,
-          thresholdFor(await loadAccessSettings(tx, critical), row.role_key),
-        );
+        const needed = Math.max(row.approvals_needed, thresholdFor(settings, row.role_key));
         const earlier = await tx
           .selectFrom('access_elevation_approvals')
           .select(['approver_type', 'approver_id'])
@@ -254,7 +255,8 @@ export function createElevationService(deps: ElevationDeps) {
         }
         // Security review: a tenant approver gives at most what they hold, and holds it until this commits.
         // When this approval would activate the elevation, every earlier approval is checked again too
-        // (each approver still active, still holding what approving needs, not the requester): one that no
+        // (each approver still active, still holding what approving needs, not the requester, and of the
+        // kind that approves now: a tenant that took approval back does not count operators'): one that no
         // longer counts is dropped, audited, and the request stays pending. Every person's rows are locked
         // in one order, users by ascending id (docs/access.md, "Lock order").
         const self = { approver_type: actor.type, approver_id: actor.id } as const;
@@ -279,7 +281,7 @@ export function createElevationService(deps: ElevationDeps) {
             if (refusal) return refusal;
             continue;
           }
-          const reason = await approverStanding(tx, deps, row, who);
+          const reason = await approverStanding(tx, deps, row, who, expected);
           if (reason) dropped.push({ who, reason });
         }
         for (const { who, reason } of dropped) {

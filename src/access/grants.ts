@@ -1,6 +1,6 @@
 import type { ActionContext } from '../platform/context.ts';
 import { rolePermissions } from './cache.ts';
-import { builtinRoles, isBuiltinRole } from './catalogue.ts';
+import { adminPowersIn, builtinRoles, isBuiltinRole } from './catalogue.ts';
 import { accessError } from './errors.ts';
 import type { Tx } from './tables.ts';
 
@@ -84,4 +84,23 @@ export async function roleHeld(tx: Tx, key: string, now: Date): Promise<boolean>
 export async function customRole(tx: Tx, key: string, lock: boolean) {
   const query = tx.selectFrom('access_roles').select(['name', 'permissions']).where('key', '=', key);
   return (await (lock ? query.forUpdate() : query).executeTakeFirst()) ?? null;
+}
+
+/**
+ * The administrator powers a user's roles give, whether or not the user is disabled (what enabling them
+ * again gives back). `lock`: their custom roles FOR SHARE, by key, until the caller commits (a role
+ * change adding a power waits, or is seen); their assignments are not locked: a grant to them locks their
+ * user row first, which the caller holds.
+ */
+export async function heldAdminPowers(tx: Tx, userId: string, lock = false): Promise<string[]> {
+  const assigned = await tx
+    .selectFrom('access_assignments')
+    .select('role_key')
+    .where('user_id', '=', userId)
+    .orderBy('role_key')
+    .execute();
+  const permissions: string[] = [];
+  for (const { role_key } of assigned)
+    permissions.push(...((await permissionsOfRole(tx, role_key, lock)) ?? []));
+  return adminPowersIn(permissions);
 }

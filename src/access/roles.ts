@@ -1,11 +1,18 @@
 import type { Kysely } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import { type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
+import { type AnyTenantTx, type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
 import { adminPowersIn, builtinRoles, isBuiltinRole, permissionDef } from './catalogue.ts';
 import { accessError } from './errors.ts';
-import { checkAssignment, customRole, refuseSelfAssignment, refuseUnheld, roleHeld } from './grants.ts';
+import {
+  checkAssignment,
+  customRole,
+  heldAdminPowers,
+  refuseSelfAssignment,
+  refuseUnheld,
+  roleHeld,
+} from './grants.ts';
 import type { Holdings } from './holdings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
@@ -308,6 +315,23 @@ export function createRoleService({
     async planAssignment(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
       const held = await holdings(tenantId, ctx.actor);
       return inTenant(db, tenantId, (tx) => checkAssignment(tx, held, ctx, userId, roleKey));
+    },
+
+    /** The administrator powers a user's roles give: what enabling them again gives back (four-eyes gate). */
+    adminPowersOf: (tenantId: string, userId: string) =>
+      inTenant(db, tenantId, (tx) => heldAdminPowers(tx, userId)),
+
+    /**
+     * For identity's enable, in its transaction with the user's row locked: the administrator powers
+     * enabling the user gives back when granting them needs a second person's approval in this tenant
+     * (`access.grant-tenant-admin` on its list); empty otherwise. The gate decides before the write, so
+     * the write decides again here: a role that gained a power, or a grant, meanwhile is seen (custom
+     * roles and the access settings FOR SHARE until it commits).
+     */
+    async adminPowersToApprove(tx: AnyTenantTx, userId: string): Promise<string[]> {
+      const powers = await heldAdminPowers(tx as Tx, userId, true);
+      if (powers.length === 0 || !(await adminGrantGated(tx as Tx))) return [];
+      return powers;
     },
 
     /** Refuses giving these permissions (a built-in role on invitation) when the caller lacks one. */

@@ -62,7 +62,8 @@ defineAuditActions('identity', {
     'Fast legacy password hashes (imported salted SHA-256, cheap bcrypt) were wrapped in argon2id, with the count',
   'identity.link.refused':
     'A mailed link (invitation, email verification, password reset) was refused: unknown, used, expired or its user disabled',
-  'identity.policy.weakened': 'The password policy, lockout or 2FA enforcement was made weaker',
+  'identity.policy.weakened':
+    'The password policy, lockout, self sign-up or session limits were made weaker (details.weakened names which)',
   'identity.settings.updated': "The tenant's identity settings (policy, lockout, sessions, 2FA) changed",
   'identity.session.revoked': 'A session was ended',
   'identity.session.revoked_all': "All of a user's sessions were ended",
@@ -89,7 +90,7 @@ defineAuditActions('access', {
   'access.elevation.approval_refused':
     'A tenant approver was refused: they lack a permission the elevation gives, or elevations:decide itself',
   'access.elevation.approval_dropped':
-    'An earlier approval of an elevation stopped counting when it would have activated it (its approver lost the right to approve); the request stays pending',
+    'An earlier approval of an elevation stopped counting when it would have activated it (its approver lost the right to approve, or the tenant changed who approves); the request stays pending',
   'access.approval.requested': 'A critical action was asked for (four-eyes)',
   'access.approval.approved': 'A critical action was approved by a second person',
   'access.approval.rejected': 'A critical action was rejected',

@@ -3,7 +3,7 @@ import type { MailDispatcher } from '../mail/index.ts';
 import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
-import type { Database, TenantId, TenantTx } from '../platform/db/index.ts';
+import type { AnyTenantTx, Database, TenantId, TenantTx } from '../platform/db/index.ts';
 import type { PasswordHasher } from './passwords/index.ts';
 import type { TenantIdentityTables } from './tables.ts';
 
@@ -38,6 +38,12 @@ export interface IdentityDeps {
    * (Access's cache; a disabled user holds none). Access is built after identity, hence a callback.
    */
   userStatusChanged?: (tenantId: string) => Promise<void>;
+  /**
+   * Access's answer for enabling a user again, in the enabling transaction after the user's row is
+   * locked: the administrator powers their roles give back when granting such powers needs a second
+   * person's approval in the tenant; empty otherwise (nothing to approve). Absent: nothing is gated.
+   */
+  adminPowersToApprove?: (tx: AnyTenantTx, userId: string) => Promise<readonly string[]>;
   /**
    * Access's bus topic of permission changes (the message is the tenant's id). A role grant can make 2FA
    * required of a signed-in user, so the session cache drops the tenant's sessions on it.

@@ -8,6 +8,10 @@ export const identityError = defineErrors({
   user_not_found: { status: 404, title: 'No such user' },
   user_already_disabled: { status: 409, title: 'User already disabled' },
   user_not_disabled: { status: 409, title: 'User is not disabled' },
+  approval_now_required: {
+    status: 409,
+    title: 'Enabling this user gives back administrator powers; it needs approval',
+  },
   cannot_disable_self: { status: 409, title: 'You cannot disable your own account' },
   last_tenant_admin: { status: 409, title: 'Last tenant administrator' },
   tenant_has_admin: { status: 409, title: 'The tenant already has an administrator' },

@@ -22,11 +22,11 @@ export {
   type OperatorService,
 } from './operators.ts';
 export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts';
-export { type PasswordPolicy, weakens } from './policy.ts';
+export type { PasswordPolicy } from './policy.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
-export { type IdentitySettingsView, lockoutWeakens } from './settings.ts';
+export { type IdentitySettingsView, type WeakenedPart, weakenedParts } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
 export { isOperatorActive, isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';
 export { countFastHashes, type WrapCursor, type WrapRun, wrapFastHashes } from './wrap-legacy.ts';

@@ -532,7 +532,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/users/:id/enable`,
     {
-      config: { access: 'tenant', permission: 'users:write' },
+      config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.enable' },
       schema: {
         tags,
         summary: 'Enable a disabled user again (active, or invited if they never set a password)',

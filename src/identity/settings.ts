@@ -94,22 +94,25 @@ export function createSettingsService(deps: IdentityDeps) {
             details: { reason: 'threshold_lowered' },
           });
         }
-        const weakened =
-          weakens(policyOf(current), policyOf(updated)) ||
-          lockoutWeakens(lockoutOf(current), lockoutOf(updated));
+        const weakened = weakenedParts(toView(current), toView(updated));
         const mfaWeakened = rank(updated.mfa_required) < rank(current.mfa_required);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.settings.updated',
           outcome: 'success',
           target: { type: 'tenant', id: tenant.id },
-          details: { policyWeakened: weakened, mfaEnforcementWeakened: mfaWeakened },
+          details: {
+            policyWeakened: weakened.length > 0,
+            weakened: weakened.join(' '),
+            mfaEnforcementWeakened: mfaWeakened,
+          },
         });
-        if (weakened) {
+        if (weakened.length > 0) {
           // The Access capability's four-eyes mechanism consumes this event to gate the change.
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.policy.weakened',
             outcome: 'success',
             target: { type: 'tenant', id: tenant.id },
+            details: { weakened: weakened.join(' ') },
           });
         }
         return toView(updated);
@@ -139,4 +142,25 @@ export function lockoutWeakens(
     (current.mode === 'admin' && next.mode === 'temporary') ||
     (next.mode === 'temporary' && next.baseSeconds < current.baseSeconds)
   );
+}
+
+/** A part of the settings that can be made weaker (named in audit details and approval summaries). */
+export type WeakenedPart = 'passwordPolicy' | 'lockout' | 'selfSignup' | 'sessionIdle' | 'sessionAbsolute';
+
+/**
+ * The parts `next` makes weaker than `current`, in a fixed order; empty when none. Each is gated by
+ * four-eyes as a weakening of the password policy (`identity.password-policy.weaken`): any password
+ * rule made looser; the lockout letting more guesses through (`lockoutWeakens`); self sign-up turned
+ * on (anyone can make themselves an account); a longer idle or absolute session limit (a stolen or
+ * forgotten session stays usable for longer). 2FA enforcement has its own action.
+ */
+export function weakenedParts(current: IdentitySettingsView, next: IdentitySettingsView): WeakenedPart[] {
+  const parts: [WeakenedPart, boolean][] = [
+    ['passwordPolicy', weakens(current.passwordPolicy, next.passwordPolicy)],
+    ['lockout', lockoutWeakens(current.lockout, next.lockout)],
+    ['selfSignup', next.selfSignup && !current.selfSignup],
+    ['sessionIdle', next.session.idleMinutes > current.session.idleMinutes],
+    ['sessionAbsolute', next.session.absoluteHours > current.session.absoluteHours],
+  ];
+  return parts.filter(([, weaker]) => weaker).map(([part]) => part);
 }

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
+import type { TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { revokeAllInTx } from './sessions.ts';
@@ -86,6 +87,30 @@ export async function isUserDisabled<DB>(tx: Kysely<DB>, userId: string, lock = 
   return row?.status === 'disabled';
 }
 
+/**
+ * Security review: users:write re-enabled a disabled tenant-admin alone, giving back administrator powers
+ * that granting needs a second person for. The four-eyes gate decides before the write, so an unapproved
+ * enable by a person decides again here, with the user's row locked (a grant to them waits) and Access's
+ * rows read FOR SHARE: a role that gained a power meanwhile cannot slip through. The platform's own calls
+ * (system actor) and approved runs (which pass their guard) are not gated.
+ */
+async function refuseUnapprovedAdminEnable(
+  deps: IdentityDeps,
+  tx: Tx,
+  ctx: ActionContext,
+  userId: string,
+  guard: TxGuard | undefined,
+): Promise<void> {
+  if (guard || ctx.actor.type === 'system' || !deps.adminPowersToApprove) return;
+  const powers = await deps.adminPowersToApprove(tx, userId);
+  if (powers.length === 0) return;
+  throw identityError(
+    'approval_now_required',
+    `This user's roles give administrator powers (${powers.join(', ')}): enabling them again needs a ` +
+      "second person's approval. Send the request again to ask for it.",
+  );
+}
+
 export function createUserStatusService(deps: IdentityDeps) {
   /** After the commit: every node drops the tenant's cached permissions (a disabled user holds none). */
   const permissionsChanged = (tenant: TenantRef) => deps.userStatusChanged?.(tenant.id);
@@ -141,9 +166,17 @@ export function createUserStatusService(deps: IdentityDeps) {
       return view;
     },
 
-    /** Enables a disabled user again: `active`, or `invited` when they never set a password. */
-    async enable(tenant: TenantRef, ctx: ActionContext, userId: string) {
+    /**
+     * Enables a disabled user again: `active`, or `invited` when they never set a password. Giving back
+     * administrator powers is four-eyes (`access.grant-tenant-admin`, gated on the route); an approved
+     * enable passes the approval's `guard`, run first in this transaction.
+     */
+    async enable(tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) {
       const view = await inTenant(deps, tenant, async (tx) => {
+        // Lock order (docs/access.md): the target's and the approver's user rows, ascending, before the
+        // guard and Access's rows.
+        await lockUsers<TenantIdentityTables>(tx, [userId, ...(guard?.userIds ?? [])]);
+        await guard?.(tx);
         const repo = createUserRepository(tx);
         const user = await repo.lockById(userId);
         if (!user) throw notFound();
@@ -153,6 +186,7 @@ export function createUserStatusService(deps: IdentityDeps) {
             `This user is ${user.status}, not disabled; nothing to enable.`,
           );
         }
+        await refuseUnapprovedAdminEnable(deps, tx, ctx, userId, guard);
         const status = user.password_hash === null ? 'invited' : 'active';
         const updated = await repo.update(userId, { status });
         await audit(deps, tx, tenant, ctx, {
