@@ -84,7 +84,7 @@ import type { Config } from './platform/config/index.ts';
 import { type Clock, systemClock, systemContext } from './platform/context.ts';
 import { createSecretBox, deriveKey, resolveRootKey } from './platform/crypto/keys.ts';
 import { safeEqual } from './platform/crypto/tokens.ts';
-import type { Database } from './platform/db/index.ts';
+import type { AnyTenantTx, Database } from './platform/db/index.ts';
 import { accessPlugin, bearerToken } from './platform/http/access.ts';
 import { errorHandlerPlugin, frameworkErrors } from './platform/http/error-handler.ts';
 import { platformError } from './platform/http/errors.ts';
@@ -163,6 +163,8 @@ declare module 'fastify' {
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 /** Asked of access: does this tenant need a second approver to shorten its audit retention? */
 const shortenRetention = { action: SHORTEN_RETENTION, params: {}, summary: '' };
+/** Asked of access: do this tenant's audit exports need a second approver (then search is capped)? */
+const exportAudit = { action: 'audit.export', params: {}, summary: '' };
 
 /** SMTP when configured; otherwise the development outbox (table + .eml files in DATA_DIR/outbox). */
 function defaultMailer(config: Config, db: Database): Mailer {
@@ -499,7 +501,11 @@ export async function buildApp({
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
-  await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
+  const readCap = {
+    eventsPerDay: config.auditSearchEventsPerDay,
+    applies: async (tx: AnyTenantTx) => (await access.approvals.requiredIn(tx, [exportAudit])) !== undefined,
+  };
+  await app.register(auditRoutes, { audit: createAuditService({ db, clock, readCap }), sinks });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
     alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),

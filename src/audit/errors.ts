@@ -4,6 +4,7 @@ export const auditError = defineErrors({
   bad_cursor: { status: 400, title: 'Invalid cursor' },
   bad_filter: { status: 400, title: 'Invalid filter' },
   range_too_large: { status: 400, title: 'Time range too large' },
+  read_cap_reached: { status: 403, title: 'Daily search read cap reached' },
   bad_sink: { status: 400, title: 'Invalid sink' },
   sink_not_found: { status: 404, title: 'No such sink' },
   sink_draining: { status: 409, title: 'Sink already draining' },

@@ -1,5 +1,6 @@
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database } from '../platform/db/index.ts';
+import type { AnyTenantTx, Database } from '../platform/db/index.ts';
+import { type ReadCap, spendSearchReads } from './read-cap.ts';
 import { recordAuditEvent } from './record.ts';
 import {
   conditions,
@@ -17,6 +18,8 @@ import { inChain } from './store.ts';
 export interface AuditServiceDeps {
   db: Database;
   clock: Clock;
+  /** The search read cap (read-cap.ts); none: searches are not capped (tools, tests). */
+  readCap?: ReadCap;
 }
 
 const EXPORT_PAGE = 1000;
@@ -35,12 +38,13 @@ const rangeDetails = (range: { from: Date; to: Date }) => ({
 });
 
 /** Search and export of one chain's events: a tenant's (RLS-scoped) or the platform's. */
-export function createAuditService({ db, clock }: AuditServiceDeps) {
+export function createAuditService({ db, clock, readCap }: AuditServiceDeps) {
   return {
     /**
      * One page of a chain's events. An operator searching a tenant's trail (only possible under an
      * approved elevation) is audited one by one, in the search's own transaction: the read counts of
-     * other reads are kept in memory for a minute and a crash would lose them.
+     * other reads are kept in memory for a minute and a crash would lose them. A person's pages count
+     * against the search read cap (read-cap.ts) where the tenant's exports need a second approver.
      */
     async search(
       tenantId: string | null,
@@ -59,7 +63,11 @@ export function createAuditService({ db, clock }: AuditServiceDeps) {
             details: { filters: describeFilters(input), ...rangeDetails(range) },
           });
         }
-        return searchPage(tx, where, after, input.limit);
+        const found = await searchPage(tx, where, after, input.limit);
+        if (tenantId !== null && ctx && readCap) {
+          await spendSearchReads(tx as AnyTenantTx, readCap, clock, tenantId, ctx, found.events.length);
+        }
+        return found;
       });
       return {
         items: page.events.map(toView),

@@ -34,6 +34,7 @@ const numberKeys = new Set<keyof Config>([
   'auditAlertDeliveryMaxHours',
   'syslogEnterpriseNumber',
   'auditSinkMaxBacklog',
+  'auditSearchEventsPerDay',
 ]);
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
@@ -88,6 +89,7 @@ const defaults = {
   auditAlertDeliveryMaxHours: 72,
   syslogEnterpriseNumber: 32473,
   auditSinkMaxBacklog: 1_000_000,
+  auditSearchEventsPerDay: 10_000,
 } satisfies Partial<Config>;
 
 function coerce(key: keyof Config, raw: string): unknown {

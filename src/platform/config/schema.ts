@@ -61,6 +61,7 @@ export const configSchema = Type.Object(
     auditAlertDeliveryMaxHours: Type.Integer({ minimum: 1, maximum: 720 }),
     syslogEnterpriseNumber: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
     auditSinkMaxBacklog: Type.Integer({ minimum: 1000, maximum: 100_000_000 }),
+    auditSearchEventsPerDay: Type.Integer({ minimum: 0, maximum: 100_000_000 }),
   },
   { additionalProperties: false },
 );
@@ -261,5 +262,10 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     env: 'AUDIT_SINK_MAX_BACKLOG',
     doc: 'Undelivered events one SIEM sink may hold (1000 to 100000000); beyond it the oldest are dropped, counted and audited.',
     default: '1000000',
+  },
+  auditSearchEventsPerDay: {
+    env: 'AUDIT_SEARCH_EVENTS_PER_DAY',
+    doc: "Audit events one person may page through by search per tenant and UTC day while the tenant's exports need a second approver (0: no cap); beyond it they request an export.",
+    default: '10000',
   },
 };
