@@ -41,6 +41,35 @@ const weakening: Record<WeakenedPart, (c: IdentitySettingsView, n: IdentitySetti
 };
 
 /**
+ * The four-eyes actions of changing the identity settings from `current` to `next`, with the line
+ * approvers read: asked by the route's gate before the write, and again by the write (identity's
+ * `settingsChangeToApprove`) against the settings as it locked them.
+ */
+export function identitySettingsChanges(
+  current: IdentitySettingsView,
+  next: IdentitySettingsView,
+): Classified[] {
+  const params = next as unknown as JsonValue;
+  const found: Classified[] = [];
+  const weakened = weakenedParts(current, next);
+  if (weakened.length > 0) {
+    found.push({
+      action: 'identity.password-policy.weaken',
+      params,
+      summary: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
+    });
+  }
+  if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {
+    found.push({
+      action: 'identity.mfa-enforcement.weaken',
+      params,
+      summary: `Lower 2FA enforcement from ${current.mfaRequired} to ${next.mfaRequired}`,
+    });
+  }
+  return found;
+}
+
+/**
  * The critical actions that exist today, with the routes that perform them: granting tenant-admin
  * (role assignment or invitation), weakening the password policy (lockout, self sign-up and session
  * limits included), lowering 2FA enforcement, taking
@@ -242,29 +271,13 @@ export function wireCriticalActions(
     ];
   });
 
+  // A first look: a change that commits after it can make this PUT a weakening, which the write itself
+  // then refuses unapproved (identity decides again on the locked row, with identitySettingsChanges).
   critical.gate('identity.settings', async (request, tenant) => {
     const next = request.body as IdentitySettingsView;
     // Inconsistent input is the handler's to refuse (422), not something to approve.
     if (next.passwordPolicy.minLength > next.passwordPolicy.maxLength) return [];
-    const current = await identity.settings.get(tenant);
-    const params = next as unknown as JsonValue;
-    const found: Classified[] = [];
-    const weakened = weakenedParts(current, next);
-    if (weakened.length > 0) {
-      found.push({
-        action: 'identity.password-policy.weaken',
-        params,
-        summary: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
-      });
-    }
-    if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {
-      found.push({
-        action: 'identity.mfa-enforcement.weaken',
-        params,
-        summary: `Lower 2FA enforcement from ${current.mfaRequired} to ${next.mfaRequired}`,
-      });
-    }
-    return found;
+    return identitySettingsChanges(await identity.settings.get(tenant), next);
   });
 
   critical.gate('access.settings', async (request, tenant) => {

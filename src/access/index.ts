@@ -1,6 +1,6 @@
 import { readMigrations } from '../platform/db/index.ts';
 
-export { SHORTEN_RETENTION, wireCriticalActions } from './actions.ts';
+export { identitySettingsChanges, SHORTEN_RETENTION, wireCriticalActions } from './actions.ts';
 export { ACCESS_TOPIC } from './cache.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
 export {

@@ -5,6 +5,7 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { AnyTenantTx, Database, TenantId, TenantTx } from '../platform/db/index.ts';
 import type { PasswordHasher } from './passwords/index.ts';
+import type { IdentitySettingsView } from './policy.ts';
 import type { TenantIdentityTables } from './tables.ts';
 
 /** Compromised-password screening (common list, offline filter, optional online range API). */
@@ -44,6 +45,16 @@ export interface IdentityDeps {
    * person's approval in the tenant; empty otherwise (nothing to approve). Absent: nothing is gated.
    */
   adminPowersToApprove?: (tx: AnyTenantTx, userId: string) => Promise<readonly string[]>;
+  /**
+   * Access's answer for a change of the identity settings, in the changing transaction with the settings
+   * row locked: the approvers' summary of the first weakening of `current` by `next` that needs a second
+   * person's approval in the tenant; undefined otherwise (nothing to approve). Absent: nothing is gated.
+   */
+  settingsChangeToApprove?: (
+    tx: AnyTenantTx,
+    current: IdentitySettingsView,
+    next: IdentitySettingsView,
+  ) => Promise<string | undefined>;
   /**
    * Access's bus topic of permission changes (the message is the tenant's id). A role grant can make 2FA
    * required of a signed-in user, so the session cache drops the tenant's sessions on it.

@@ -10,7 +10,7 @@ export const identityError = defineErrors({
   user_not_disabled: { status: 409, title: 'User is not disabled' },
   approval_now_required: {
     status: 409,
-    title: 'Enabling this user gives back administrator powers; it needs approval',
+    title: 'Something changed while the request was checked; it now needs approval',
   },
   cannot_disable_self: { status: 409, title: 'You cannot disable your own account' },
   last_tenant_admin: { status: 409, title: 'Last tenant administrator' },

@@ -15,6 +15,15 @@ export interface PasswordPolicy {
   maxAgeDays: number | null;
 }
 
+/** The tenant's identity settings as the API shows and takes them (settings.ts reads and writes them). */
+export interface IdentitySettingsView {
+  passwordPolicy: PasswordPolicy;
+  lockout: { threshold: number; mode: 'temporary' | 'admin'; baseSeconds: number };
+  selfSignup: boolean;
+  mfaRequired: 'off' | 'staff' | 'all';
+  session: { idleMinutes: number; absoluteHours: number };
+}
+
 export type PolicyRule =
   | 'min_length'
   | 'max_length'

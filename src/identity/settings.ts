@@ -1,17 +1,12 @@
 import type { ActionContext } from '../platform/context.ts';
 import type { AnyTenantTx, TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { identityError } from './errors.ts';
 import { lockOverThreshold } from './lockout.ts';
-import { type IdentitySettings, type PasswordPolicy, policyOf, weakens } from './policy.ts';
+import { type IdentitySettings, type IdentitySettingsView, policyOf, weakens } from './policy.ts';
 import { sessionsChanged } from './sessions.ts';
 
-export interface IdentitySettingsView {
-  passwordPolicy: PasswordPolicy;
-  lockout: { threshold: number; mode: 'temporary' | 'admin'; baseSeconds: number };
-  selfSignup: boolean;
-  mfaRequired: 'off' | 'staff' | 'all';
-  session: { idleMinutes: number; absoluteHours: number };
-}
+export type { IdentitySettingsView };
 
 export const toView = (s: IdentitySettings): IdentitySettingsView => ({
   passwordPolicy: policyOf(s),
@@ -24,14 +19,43 @@ export const toView = (s: IdentitySettings): IdentitySettingsView => ({
 /** The tenant's settings row, created with defaults on first use; `lock`: FOR UPDATE until commit. */
 export async function loadSettings(tx: Tx, tenantId: string, lock = false): Promise<IdentitySettings> {
   const query = tx.selectFrom('identity_settings').selectAll();
-  const row = await (lock ? query.forUpdate() : query).executeTakeFirst();
+  const locked = lock ? query.forUpdate() : query;
+  const row = await locked.executeTakeFirst();
   if (row) return row;
-  return tx
+  const created = await tx
     .insertInto('identity_settings')
     .values({ tenant_id: tenantId })
     .onConflict((oc) => oc.column('tenant_id').doNothing())
     .returningAll()
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  // Another transaction created it first (and committed: the insert waited for it): read theirs.
+  return created ?? locked.executeTakeFirstOrThrow();
+}
+
+/**
+ * Security review: two PUTs sent together slipped a weakening through unapproved (minimum length 12:
+ * one sets 14, a strengthening; the other sets 12, no change from what its gate read; committed second,
+ * it lowered 14 to 12). The four-eyes gate decides before the write, so an unapproved change by a person
+ * decides again here, against the settings as this transaction locked them, with Access's list read FOR
+ * SHARE. The platform's own calls (system actor) and approved runs (which pass their guard, and run only
+ * on the settings their approver saw) are not gated.
+ */
+async function refuseUnapprovedWeakening(
+  deps: IdentityDeps,
+  tx: Tx,
+  ctx: ActionContext,
+  guard: TxGuard | undefined,
+  current: IdentitySettingsView,
+  next: IdentitySettingsView,
+): Promise<void> {
+  if (guard || ctx.actor.type === 'system' || !deps.settingsChangeToApprove) return;
+  const summary = await deps.settingsChangeToApprove(tx, current, next);
+  if (summary === undefined) return;
+  throw identityError(
+    'approval_now_required',
+    `The settings changed while this request was checked; against them it needs a second person's ` +
+      `approval in this tenant (${summary}). Nothing was changed: send the request again to ask for it.`,
+  );
 }
 
 export function createSettingsService(deps: IdentityDeps) {
@@ -47,13 +71,15 @@ export function createSettingsService(deps: IdentityDeps) {
       toView(await loadSettings(tx as Tx, tenant.id, true)),
 
     /**
-     * Admin-only (the route checks). Weakening the password policy is flagged for four-eyes approval;
-     * an approved change passes the approval's `guard`, run first in this transaction.
+     * Admin-only (the route checks). Weakening the settings is four-eyes (gated on the route, and decided
+     * again here on the locked row); an approved change passes the approval's `guard`, run first in this
+     * transaction.
      */
     update: (tenant: TenantRef, ctx: ActionContext, next: IdentitySettingsView, guard?: TxGuard) =>
       inTenant(deps, tenant, async (tx) => {
         await guard?.(tx);
-        const current = await loadSettings(tx, tenant.id);
+        // Locked until commit: a change racing this one waits, and what is weakened is decided on it.
+        const current = await loadSettings(tx, tenant.id, true);
         const p = next.passwordPolicy;
         const updated = await tx
           .updateTable('identity_settings')
@@ -86,6 +112,9 @@ export function createSettingsService(deps: IdentityDeps) {
           updated.lockout_threshold < current.lockout_threshold
             ? await lockOverThreshold(tx, updated, deps.clock.now(), null)
             : [];
+        // Decided after the users' rows above and before Access's (lock order, docs/access.md); a refusal
+        // rolls this transaction back whole: nothing was changed.
+        await refuseUnapprovedWeakening(deps, tx, ctx, guard, toView(current), next);
         for (const userId of lockedNow) {
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.user.locked',

@@ -1,0 +1,242 @@
+/**
+ * Security review: the four-eyes gate on the identity settings decided before the write, comparing the
+ * request with the settings it read then, and the write did not decide again. Two PUTs sent together
+ * slipped a weakening through: minimum length 12, A sets 14 (a strengthening), B sets 12 (no change from
+ * what its gate read); A committed first, so B lowered 14 to 12 unapproved. The write now decides again
+ * on the row it locked (409 approval_now_required). Here the interleaving is made certain: B's gate
+ * reads, then A runs and commits, then B writes. Runs on both engines.
+ */
+import type { LightMyRequestResponse } from 'fastify';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { AuditTables } from '../src/audit/index.ts';
+import { type IdentitySettingsView, toTenantRef } from '../src/identity/index.ts';
+import { systemContext } from '../src/platform/context.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
+import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+
+const slug = 'race-settings-co';
+const api = (path: string) => `/api/v1/t/${slug}${path}`;
+// Fixed: the admins' second factor stays recent for every settings change and decision.
+const clock = fakeClock(new Date());
+let t: TestApp;
+let tenantId: string;
+let ana: Person;
+let ben: Person;
+
+beforeAll(async () => {
+  t = await buildTestApp({ clock });
+  tenantId = (await seedTenant(t, slug)).id;
+  ana = await tenantAdmin(t, slug, 'ana@race-settings-co.test', clock);
+  ben = await tenantAdmin(t, slug, 'ben@race-settings-co.test', clock);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const settings = async (): Promise<IdentitySettingsView> =>
+  (await t.app.inject({ url: api('/settings') })).json();
+const putSettings = (who: Person, payload: IdentitySettingsView) =>
+  t.app.inject({ method: 'PUT', url: api('/settings'), headers: who.headers, payload });
+const approvals = (who: Person, path: string, payload?: object) =>
+  t.app.inject({
+    method: 'POST',
+    url: api(`/access/approvals${path}`),
+    headers: who.headers,
+    ...(payload ? { payload } : {}),
+  });
+const tenantRef = async () => toTenantRef(await t.app.services.tenancy.requireActive(slug));
+/** Sets the settings as the platform would (system actor: not gated). */
+async function setUp(change: (s: IdentitySettingsView) => void) {
+  const next = await settings();
+  change(next);
+  await t.app.services.identity.settings.update(await tenantRef(), systemContext('test'), next);
+}
+/** The current settings with a change (not sent). */
+async function changed(change: (s: IdentitySettingsView) => void) {
+  const next = await settings();
+  change(next);
+  return next;
+}
+const updates = async () =>
+  (
+    await t.db.withTenant<AuditTables, { action: string }[]>(asTenantId(tenantId), (tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select('action')
+        .where('action', '=', 'identity.settings.updated')
+        .execute(),
+    )
+  ).length;
+
+/**
+ * Sends `second` so that its gate reads the settings before `first` runs (its gate and write) and
+ * commits, and its write comes after: two PUTs sent together, the earlier read committing later. The
+ * database as `first` left it is returned too.
+ */
+async function secondGatedBeforeFirst(
+  first: () => Promise<LightMyRequestResponse>,
+  second: () => Promise<LightMyRequestResponse>,
+) {
+  const service = t.app.services.identity.settings;
+  const read = service.get;
+  let firstAnswer: LightMyRequestResponse | undefined;
+  let afterFirst: Awaited<ReturnType<typeof databaseState>> | undefined;
+  const gateRead = vi.spyOn(service, 'get').mockImplementationOnce(async (tenant) => {
+    const seen = await read(tenant);
+    firstAnswer = await first();
+    afterFirst = await databaseState(t);
+    return seen;
+  });
+  try {
+    const secondAnswer = await second();
+    expect(gateRead).toHaveBeenCalled();
+    if (!firstAnswer || !afterFirst) throw new Error('the second request never reached its gate');
+    return { first: firstAnswer, second: secondAnswer, afterFirst };
+  } finally {
+    gateRead.mockRestore();
+  }
+}
+
+describe(`identity settings changed while a change was checked (${engineUnderTest})`, () => {
+  it('a PUT made a weakening by a change committed after its gate is refused (409); asked again, approved, it runs', async () => {
+    await setUp((s) => (s.passwordPolicy.minLength = 12));
+    const longer = await changed((s) => (s.passwordPolicy.minLength = 14));
+    const same = await settings();
+    const updatesBefore = await updates();
+
+    const raced = await secondGatedBeforeFirst(
+      () => putSettings(ana, longer),
+      () => putSettings(ana, same),
+    );
+    expect(raced.first.statusCode, raced.first.body).toBe(200);
+    expect(raced.second.statusCode, raced.second.body).toBe(409);
+    expect(raced.second.json()).toMatchObject({ code: 'approval_now_required', status: 409 });
+    expect(raced.second.json().detail).toMatch(/Weaken the password policy/);
+    // Nothing of B's ran: the database is as A left it, A's length kept, one update recorded.
+    expect(await databaseState(t)).toEqual(raced.afterFirst);
+    expect((await settings()).passwordPolicy.minLength).toBe(14);
+    expect((await updates()) - updatesBefore).toBe(1);
+
+    // Sent again, it is put up for approval, and the approved weakening runs.
+    const asked = await putSettings(ana, same);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval).toMatchObject({ action: 'identity.password-policy.weaken', status: 'pending' });
+    expect((await approvals(ben, `/${approval.id}/approve`)).statusCode).toBe(200);
+    const run = await approvals(ana, `/${approval.id}/execute`, { params: approval.params });
+    expect(run.statusCode, run.body).toBe(200);
+    expect(run.json().status).toBe('executed');
+    expect((await settings()).passwordPolicy.minLength).toBe(12);
+  });
+
+  it('turning 2FA enforcement down the same way is refused too (409), its own four-eyes action', async () => {
+    await setUp((s) => (s.mfaRequired = 'staff'));
+    const stricter = await changed((s) => (s.mfaRequired = 'all'));
+    const same = await settings();
+    const raced = await secondGatedBeforeFirst(
+      () => putSettings(ana, stricter),
+      () => putSettings(ana, same),
+    );
+    expect(raced.first.statusCode, raced.first.body).toBe(200);
+    expect(raced.second.json()).toMatchObject({ code: 'approval_now_required', status: 409 });
+    expect(raced.second.json().detail).toMatch(/Lower 2FA enforcement from all to staff/);
+    expect(await databaseState(t)).toEqual(raced.afterFirst);
+    expect((await settings()).mfaRequired).toBe('all');
+    await setUp((s) => (s.mfaRequired = 'staff'));
+  });
+
+  it('an unapproved write by a person decides on the settings it locks, not on what its caller read', async () => {
+    // As the route's handler runs after a gate that read min length 14: B's write, called directly.
+    await setUp((s) => (s.passwordPolicy.minLength = 14));
+    const stale = await changed((s) => (s.passwordPolicy.minLength = 12));
+    const before = await databaseState(t);
+    const asAna = {
+      actor: { type: 'user' as const, id: ana.userId },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    await expect(
+      t.app.services.identity.settings.update(await tenantRef(), asAna, stale),
+    ).rejects.toMatchObject({
+      code: 'approval_now_required',
+      spec: { status: 409 },
+    });
+    expect(await databaseState(t)).toEqual(before);
+
+    // The platform's own calls (the CLI, set-up) are not gated, as for role grants.
+    await t.app.services.identity.settings.update(await tenantRef(), systemContext('test'), stale);
+    expect((await settings()).passwordPolicy.minLength).toBe(12);
+  });
+
+  it('is not refused where the tenant has taken the weakening off its four-eyes list', async () => {
+    const access = t.app.services.access.settings;
+    const current = await access.get(tenantId);
+    await access.update(tenantId, systemContext('test'), {
+      ...current,
+      fourEyesActions: current.fourEyesActions.filter((a) => a !== 'identity.password-policy.weaken'),
+    });
+    try {
+      await setUp((s) => (s.passwordPolicy.minLength = 12));
+      const longer = await changed((s) => (s.passwordPolicy.minLength = 14));
+      const same = await settings();
+      const raced = await secondGatedBeforeFirst(
+        () => putSettings(ana, longer),
+        () => putSettings(ana, same),
+      );
+      expect(raced.first.statusCode, raced.first.body).toBe(200);
+      expect(raced.second.statusCode, raced.second.body).toBe(200);
+      expect((await settings()).passwordPolicy.minLength).toBe(12);
+    } finally {
+      await access.update(tenantId, systemContext('test'), current);
+    }
+  });
+});
+
+// The same two PUTs truly at once, on PostgreSQL (PGlite runs one transaction at a time): A has written
+// its row and waits to append its audit event (another session holds the tenant's chain head); B's gate
+// reads the settings as committed (12, a no-change), then B's write queues for the row A holds. Without
+// the row locked before the write decides, B read 12 there too and wrote it once A committed.
+describe.skipIf(engineUnderTest !== 'postgres')('two PUTs at once (PostgreSQL)', () => {
+  it('the later write waits for the row and decides on what the earlier one committed', async () => {
+    await setUp((s) => (s.passwordPolicy.minLength = 12));
+    const longer = await changed((s) => (s.passwordPolicy.minLength = 14));
+    const same = await settings();
+    const owner = t.database.urls?.owner ?? '';
+    const holder = new pg.Client({ connectionString: owner });
+    const watcher = new pg.Client({ connectionString: owner });
+    await holder.connect();
+    await watcher.connect();
+    const waiting = async (n: number) => {
+      for (let i = 0; i < 400; i++) {
+        const { rows } = await watcher.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        if ((rows[0]?.n ?? 0) >= n) return;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      throw new Error(`fewer than ${n} sessions ever waited`);
+    };
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM audit_chain_heads WHERE chain = $1 FOR UPDATE', [tenantId]);
+      const first = putSettings(ana, longer);
+      await waiting(1);
+      const second = putSettings(ben, same);
+      await waiting(2);
+      await holder.query('COMMIT');
+      const [a, b] = await Promise.all([first, second]);
+      expect(a.statusCode, a.body).toBe(200);
+      expect(b.statusCode, b.body).toBe(409);
+      expect(b.json().code).toBe('approval_now_required');
+      expect((await settings()).passwordPolicy.minLength).toBe(14);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      await watcher.end();
+    }
+  });
+});
