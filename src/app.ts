@@ -24,6 +24,7 @@ import {
 import {
   type AlertEngine,
   alertRoutes,
+  auditChainRoutes,
   auditJobsPlugin,
   auditRetentionRoutes,
   auditRoutes,
@@ -33,6 +34,7 @@ import {
   createAlertEngine,
   createAlertService,
   createAuditService,
+  createForgeryService,
   createForwarder,
   createReadCounter,
   createRetentionService,
@@ -498,6 +500,7 @@ export async function buildApp({
   });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
   await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
+  await app.register(auditChainRoutes, { forgeries: createForgeryService({ db, clock }), needsStepUp });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
     alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
