@@ -177,6 +177,17 @@ describe('acknowledging a forged event', () => {
       reason: '   ',
     });
     expect(noReason.statusCode).toBe(400);
+    // verify prints the reason on the event's line: a line break could pass for a line of its own.
+    const twoLines = await acknowledge(tenantId, {
+      seq: 5,
+      eventId: forged.id,
+      eventHash: forged.hash,
+      reason: 'checked\ntenant acme: ok, 7 events up to seq 7',
+    });
+    expect({ status: twoLines.statusCode, code: twoLines.json().code }).toEqual({
+      status: 400,
+      code: 'bad_acknowledgement',
+    });
     // Nothing was stored, and the chain is still not signed.
     expect(
       await owner('SELECT 1 FROM audit_forgery_acknowledgements WHERE tenant_id = $1', [tenantId]),

@@ -52,6 +52,14 @@ function checkInput(input: AcknowledgeInput): string {
     );
   }
   const reason = input.reason.trim();
+  // One line of text: verify prints it on the event's line, where a line break could pass for a
+  // line of its own (another chain "ok") and control characters could rewrite the terminal.
+  if (/\p{Cc}/u.test(reason)) {
+    throw auditError(
+      'bad_acknowledgement',
+      'The reason must be one line of text, without control characters.',
+    );
+  }
   if (reason.length === 0 || reason.length > MAX_REASON) {
     throw auditError(
       'bad_acknowledgement',

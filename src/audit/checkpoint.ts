@@ -81,7 +81,7 @@ async function checkMacsSinceLastCheckpoint(
     const verdict = checkMac(key, hash, row.mac ? bytes(row.mac) : null);
     if (verdict === 'ok') continue;
     const seq = Number(row.seq);
-    acks ??= await readAcknowledgements(tx, tenantId);
+    acks ??= await readAcknowledgements(tx, tenantId, { after: from, upTo: head.seq });
     const event = { seq, id: row.id, hash: Buffer.from(hash).toString('hex') };
     if (!acknowledgementOf(acks, key, event)) {
       throw new CheckpointRefusedError(

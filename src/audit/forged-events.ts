@@ -72,15 +72,21 @@ interface AckRow {
   mac: Uint8Array;
 }
 
-/** The chain's acknowledgement rows (whoever wrote them), in position order. Any scope of the chain reads them. */
+/**
+ * The chain's acknowledgement rows (whoever wrote them), in position order, all of them or those in
+ * `range` (after < seq <= upTo: the checkpoint job's interval, so rows anyone adds elsewhere cost it
+ * nothing). Any scope of the chain reads them.
+ */
 export async function readAcknowledgements(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
+  range?: { after: number; upTo: number },
 ): Promise<ForgeryAcknowledgement[]> {
+  const within = range ? sql`AND seq > ${range.after} AND seq <= ${range.upTo}` : sql``;
   const { rows } = await sql<AckRow>`
     SELECT id::text AS id, chain, seq::text AS seq, event_id::text AS event_id, event_hash, reason, actor_type,
       actor_id, acknowledged_at, mac
-    FROM audit_forgery_acknowledgements WHERE ${chainFilter(tenantId)}
+    FROM audit_forgery_acknowledgements WHERE ${chainFilter(tenantId)} ${within}
     ORDER BY audit_forgery_acknowledgements.seq, acknowledged_at`.execute(tx);
   return rows.map((r) => ({
     id: r.id,
@@ -156,7 +162,11 @@ export async function chainInconsistency(
       return `event at seq ${seq} does not link to the event before it`;
     }
   }
+  // At the head, the head's hash; before it, the next event's link (a row beyond the head proves nothing).
   const after = events.find((e) => e.seq === seq + 1);
-  const continues = after ? same(after.prevHash, cur.hash) : head.seq === seq && same(head.hash, cur.hash);
+  const continues =
+    seq >= head.seq
+      ? seq === head.seq && same(head.hash, cur.hash)
+      : after !== undefined && same(after.prevHash, cur.hash);
   return continues ? null : `the chain does not continue from the event at seq ${seq}`;
 }
