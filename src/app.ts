@@ -25,6 +25,7 @@ import {
 import {
   type AlertEngine,
   alertRoutes,
+  auditChainRoutes,
   auditJobsPlugin,
   auditRetentionRoutes,
   auditRoutes,
@@ -34,6 +35,7 @@ import {
   createAlertEngine,
   createAlertService,
   createAuditService,
+  createForgeryService,
   createForwarder,
   createReadCounter,
   createRetentionService,
@@ -510,6 +512,7 @@ export async function buildApp({
     applies: async (tx: AnyTenantTx) => (await access.approvals.requiredIn(tx, [exportAudit])) !== undefined,
   };
   await app.register(auditRoutes, { audit: createAuditService({ db, clock, readCap }), sinks });
+  await app.register(auditChainRoutes, { forgeries: createForgeryService({ db, clock }), needsStepUp });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
     alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),

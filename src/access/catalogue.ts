@@ -54,6 +54,8 @@ definePermissions('audit', 'platform', {
   'platform-audit:read': 'Search and export the platform audit trail (no tenant events)',
   'audit-sinks:write':
     "Ask to add SIEM sinks (they receive every tenant's audit events: a second operator approves) and disable them (a disabled one drains first)",
+  'audit-chains:write':
+    'Acknowledge a forged audit event after investigating it, so its chain is signed again (a second factor within 5 minutes)',
   'platform-alerts:read': "Read the platform's alerts and anomaly rule settings",
   'platform-alerts:write': "Acknowledge platform alerts; change the platform's rules and alert channels",
 });

@@ -7,10 +7,12 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { type ExpectedPoint, parseExpectedPoint, readExpectFile, reportAnchors } from './anchors.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
+import { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
+import { describeForgedEvents, registerAcknowledgeCommand } from './cli-forged.ts';
 import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { CheckpointRefusedError, createCheckpoint, listChains, loadTrustedKeys } from './store.ts';
+import { listChains, loadTrustedKeys } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -66,7 +68,7 @@ function describeBreak(label: string, b: ChainBreak): string {
   return `${label}: BROKEN, ${b.kind}${where}${id}: ${b.message}`;
 }
 
-/** `rampart audit verify|checkpoint|public-key|export|verify-file`. */
+/** `rampart audit verify|checkpoint|acknowledge-forged|prune|public-key|export|verify-file`. */
 export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
   const print = (line: string) => deps.out.write(`${line}\n`);
   const audit = root.command('audit').description('the audit trail: verify, checkpoint, export');
@@ -139,6 +141,11 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
           // without them; they are named (by chain and seq) and fail the run, as tampering does.
           for (const f of report.forged) print(describeForged(chain.label, report.chain, f));
           if (report.forged.length > 0) failures += 1;
+          // Forged events, acknowledged or not, each time: an acknowledged one is known, not forgotten.
+          // Only the unacknowledged ones fail the run (the first is the chain's break); acknowledgement
+          // rows no node wrote fail it too.
+          for (const line of describeForgedEvents(chain.label, report)) print(line);
+          if (report.forgedAcknowledgements.length > 0) failures += 1;
         }
         // After the chains verified: are they behind what was seen outside the database?
         const anchorOptions = {
@@ -185,6 +192,8 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       if (refused > 0)
         throw new Error(`${refused} chain(s) not signed (see above; run rampart audit verify)`);
     });
+
+  registerAcknowledgeCommand(audit, deps);
 
   audit
     .command('prune')
@@ -295,7 +304,9 @@ function describeForged(label: string, chain: string, f: ChainBreak): string {
 function summarise(label: string, r: ChainReport): string {
   if (r.broken) return describeBreak(label, r.broken);
   const legacy = r.legacyEvents > 0 ? `, ${r.legacyEvents} events from before chaining not covered` : '';
-  return `${label}: ok, ${r.events} events up to seq ${r.headSeq}, ${r.checkpoints} signed checkpoints${legacy}`;
+  const known = r.forgedEvents.filter((f) => f.acknowledgement).length;
+  const acknowledged = known > 0 ? `, ${known} acknowledged forged event(s)` : '';
+  return `${label}: ok, ${r.events} events up to seq ${r.headSeq}, ${r.checkpoints} signed checkpoints${legacy}${acknowledged}`;
 }
 
 /** A progress bar on stderr per chain (silent when stderr is not a terminal, except a line a second). */

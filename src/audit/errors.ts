@@ -14,4 +14,11 @@ export const auditError = defineErrors({
   bad_alert_settings: { status: 400, title: 'Invalid alert settings' },
   alert_not_found: { status: 404, title: 'No such alert' },
   alert_acknowledged: { status: 409, title: 'Alert already acknowledged' },
+  bad_acknowledgement: { status: 400, title: 'Invalid acknowledgement' },
+  forged_event_not_found: { status: 404, title: 'No such event in the chain' },
+  acknowledgement_mismatch: { status: 409, title: 'Not the event named' },
+  event_not_forged: { status: 409, title: 'The event is not forged' },
+  chain_broken: { status: 409, title: 'The chain is broken at the event' },
+  already_acknowledged: { status: 409, title: 'Already acknowledged' },
+  step_up_required: { status: 403, title: 'Confirm with your second factor' },
 });

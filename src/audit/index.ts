@@ -1,5 +1,6 @@
 import { readMigrations } from '../platform/db/index.ts';
 
+export { type AcknowledgeInput, createForgeryService, type ForgeryService } from './acknowledge.ts';
 export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-delivery.ts';
 export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
 export { alertRoutes } from './alert-routes.ts';
@@ -13,6 +14,8 @@ export {
 } from './anchors.ts';
 export { type ChainedEvent, chainHash } from './canonical.ts';
 export { type AuditActionDef, auditActions, defineAuditActions, isKnownAuditAction } from './catalogue.ts';
+export { auditChainRoutes } from './chain-routes.ts';
+export { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
 export { type CheckpointMessage, checkpointMessage } from './checkpoint-messages.ts';
 export { denialAuditor } from './denials.ts';
 export {
@@ -41,7 +44,7 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-export { CheckpointRefusedError, createCheckpoint, loadTrustedKeys, recordSigningKey } from './store.ts';
+export { loadTrustedKeys, recordSigningKey } from './store.ts';
 export {
   createSyslogTransport,
   formatSyslog,

@@ -6,10 +6,10 @@ import { type Clock, systemContext } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import type { AlertDelivery } from './alert-delivery.ts';
 import { type AlertEngine, alertsRaisedByRule } from './alert-engine.ts';
+import { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
 import type { Forwarder, SinkStatus } from './forward.ts';
 import { appendedEvents, recentlyAppendedChains, recordAuditEvent } from './record.ts';
 import type { CheckpointSigner } from './signer.ts';
-import { CheckpointRefusedError, createCheckpoint } from './store.ts';
 
 export interface AuditJobDeps {
   db: Database;
@@ -112,7 +112,7 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
     for (const r of refused) {
       app.log.error(
         { chain: r.chain, seq: r.seq, eventId: r.eventId, reason: r.reason },
-        'audit checkpoint refused: an event MAC does not match (audited; run rampart audit verify)',
+        'audit checkpoint refused: an event MAC does not match and no valid acknowledgement covers it (audited; run rampart audit verify)',
       );
     }
   });

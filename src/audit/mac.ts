@@ -13,6 +13,11 @@ export interface MacKey {
   /** 16 hex digits. */
   id: string;
   key: Buffer;
+  /**
+   * Authenticates operators' acknowledgements of forged events (forged-events.ts): its own purpose
+   * (`audit-forgery-ack`), so no acknowledgement can pass for an event MAC or the other way round.
+   */
+  ackKey: Buffer;
 }
 
 const KEY_ID_BYTES = 8;
@@ -20,7 +25,7 @@ const KEY_ID_BYTES = 8;
 export function macKeyFrom(rootKey: Buffer): MacKey {
   const key = deriveKey(rootKey, 'audit-event-mac');
   const id = createHmac('sha256', key).update('rampart:audit-mac-key-id').digest().subarray(0, KEY_ID_BYTES);
-  return { id: id.toString('hex'), key };
+  return { id: id.toString('hex'), key, ackKey: deriveKey(rootKey, 'audit-forgery-ack') };
 }
 
 /**

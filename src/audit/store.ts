@@ -1,9 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import type { Clock } from '../platform/context.ts';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
-import { queueCheckpointForSinks } from './checkpoint-messages.ts';
-import { auditMacKey, checkMac } from './mac.ts';
 import { type CheckpointSigner, keyIdOf } from './signer.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 import { type StoredCheckpoint, type StoredEvent, signatureProblem, type TrustedKeys } from './walk.ts';
@@ -37,7 +34,7 @@ export async function listChains(db: Database): Promise<(string | null)[]> {
 export const chainFilter = (tenantId: string | null) =>
   tenantId === null ? sql`tenant_id IS NULL` : sql`tenant_id = ${tenantId}`;
 
-const bytes = (value: Uint8Array | null): Uint8Array => (value ? Buffer.from(value) : Buffer.alloc(0));
+export const bytes = (value: Uint8Array | null): Uint8Array => (value ? Buffer.from(value) : Buffer.alloc(0));
 
 export interface HeadRow {
   seq: number;
@@ -328,7 +325,7 @@ export function loadTrustedKeys(
 }
 
 /** loadTrustedKeys in a transaction the caller holds (the table has no tenant: any scope reads it). */
-async function trustedKeysIn(
+export async function trustedKeysIn(
   tx: Kysely<AuditTables>,
   current: CheckpointSigner,
   extra: KeyObject[] = [],
@@ -350,94 +347,4 @@ async function trustedKeysIn(
   keys.set(current.keyId, current.publicKey);
   keys.successors = successors;
   return keys;
-}
-
-/** The checkpoint job will not sign over an event whose MAC does not match (it was not written by a node). */
-export class CheckpointRefusedError extends Error {
-  constructor(
-    readonly chain: string,
-    readonly seq: number,
-    readonly eventId: string,
-    readonly reason: 'mac_mismatch' | 'mac_other_key',
-  ) {
-    super(
-      reason === 'mac_mismatch'
-        ? `refusing to sign chain ${chain}: event at seq ${seq} is forged: MAC does not match`
-        : `refusing to sign chain ${chain}: event at seq ${seq} has a MAC under another key (written before a SECRET_KEY change and not yet signed?)`,
-    );
-    this.name = 'CheckpointRefusedError';
-  }
-}
-
-/**
- * Before signing the head: every event since the newest checkpoint this key signed (or the pruning
- * point, or the first position that carries MACs) must carry a MAC that matches under this process's
- * key. One query and one HMAC per event, over the events of one checkpoint interval.
- */
-async function checkMacsSinceLastCheckpoint(
-  tx: Kysely<AuditTables>,
-  tenantId: string | null,
-  head: HeadRow,
-  keys: Map<string, KeyObject>,
-) {
-  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
-  const from = Math.max(last?.seq ?? 0, head.prunedThrough, head.macFromSeq - 1);
-  if (from >= head.seq) return;
-  const key = auditMacKey();
-  const { rows } = await sql<{ seq: string; id: string; hash: Uint8Array | null; mac: Uint8Array | null }>`
-    SELECT chain_seq::text AS seq, id::text AS id, hash, mac FROM audit_events
-    WHERE ${chainFilter(tenantId)} AND chain_seq > ${from} AND chain_seq <= ${head.seq}
-    ORDER BY chain_seq`.execute(tx);
-  for (const row of rows) {
-    const verdict = checkMac(key, bytes(row.hash), row.mac ? bytes(row.mac) : null);
-    if (verdict !== 'ok') {
-      throw new CheckpointRefusedError(
-        tenantId ?? 'platform',
-        Number(row.seq),
-        row.id,
-        verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
-      );
-    }
-  }
-}
-
-/**
- * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
- * seq and hash change together in the writer's transaction, so a committed head is always consistent.
- * "Already checkpointed" means a row at that position whose signature verifies under this key: a row
- * anyone else wrote there (a forged one) does not count, and the server writes its own beside it
- * (several rows may share a position, migration 0058). Nodes take turns per chain (an advisory lock,
- * held to the end of the transaction), so they still write one genuine row per position. Refuses
- * (CheckpointRefusedError) when an event it would sign over has no matching MAC (migration 0059).
- */
-export async function createCheckpoint(
-  db: Database,
-  signer: CheckpointSigner,
-  clock: Clock,
-  tenantId: string | null,
-): Promise<StoredCheckpoint | null> {
-  return inChain(db, tenantId, async (tx) => {
-    const chain = tenantId ?? 'platform';
-    await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_checkpoint'), hashtext(${chain}))`.execute(
-      tx,
-    );
-    const head = await readHead(tx, tenantId);
-    if (head.seq === 0) return null;
-    const own = new Map([[signer.keyId, signer.publicKey]]);
-    const there = await readCheckpoints(tx, tenantId, head.seq);
-    if (there.some((c) => signatureProblem(c, own) === null)) return null;
-    await recordSigningKey(tx, signer);
-    await checkMacsSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
-    const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
-    const signature = signer.sign(body);
-    await sql`
-      INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
-      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})`.execute(
-      tx,
-    );
-    const checkpoint = { ...body, keyId: signer.keyId, signature };
-    // Also to the SIEM, in this transaction: a high-water mark the database cannot take back.
-    await queueCheckpointForSinks(tx, checkpoint);
-    return checkpoint;
-  });
 }

@@ -1,6 +1,12 @@
 import type { KeyObject } from 'node:crypto';
 import type { Database } from '../platform/db/index.ts';
 import { checkedEvents } from './check.ts';
+import {
+  acknowledgementOf,
+  checkAcknowledgement,
+  type ForgeryAcknowledgement,
+  readAcknowledgements,
+} from './forged-events.ts';
 import { checkMac, type MacKey } from './mac.ts';
 import { eventsInPrunedRange, inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
 import {
@@ -27,7 +33,26 @@ export interface ChainReport {
    * database. They are ignored by the walk (never a start nor compared with) and named here.
    */
   forged: ChainBreak[];
+  /**
+   * Events whose MAC is missing or wrong (with the MAC key only), in position order, at most
+   * FORGED_LISTED of them: those an operator acknowledged (`acknowledgement` set: they do not break the
+   * chain) and those no one did (the first is also `broken`, unless another break came first).
+   */
+  forgedEvents: ForgedEvent[];
+  /** Acknowledgement rows whose own MAC does not verify: someone with database access wrote them. */
+  forgedAcknowledgements: ChainBreak[];
 }
+
+export interface ForgedEvent {
+  seq: number;
+  eventId: string;
+  /** The stored hash, lowercase hex: what an acknowledgement must name. */
+  hash: string;
+  acknowledgement: ForgeryAcknowledgement | null;
+}
+
+/** Forged events listed per chain (a chain with thousands of inserted rows still verifies in memory). */
+export const FORGED_LISTED = 100;
 
 export interface VerifyOptions {
   keys: Map<string, KeyObject>;
@@ -57,6 +82,7 @@ export async function verifyAuditChain(
     checkpoints: rows,
     unchained,
     prunedRange,
+    acks,
   } = await inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
     return {
@@ -64,8 +90,23 @@ export async function verifyAuditChain(
       checkpoints: await readCheckpoints(tx, tenantId),
       unchained: await unchainedEvents(tx, tenantId),
       prunedRange: await eventsInPrunedRange(tx, tenantId, head.prunedThrough),
+      acks: options.macKey ? await readAcknowledgements(tx, tenantId) : [],
     };
   });
+  const forgedEvents: ForgedEvent[] = [];
+  const { macKey } = options;
+  const forgedAcknowledgements = macKey
+    ? acks
+        .filter((a) => checkAcknowledgement(macKey, a) === 'bad')
+        .map(
+          (a): ChainBreak => ({
+            kind: 'forged',
+            seq: a.seq,
+            eventId: a.eventId,
+            message: `acknowledgement ${a.id} of the event at seq ${a.seq} was not written by a node: its MAC does not match`,
+          }),
+        )
+    : [];
   const { trusted: checkpoints, forged } = partitionCheckpoints(rows, options.keys);
   let headSeq = head.seq;
   const report = (events: number, broken: ChainBreak | null): ChainReport => ({
@@ -76,6 +117,8 @@ export async function verifyAuditChain(
     legacyEvents: head.legacyEvents,
     broken,
     forged,
+    forgedEvents,
+    forgedAcknowledgements,
   });
   let start: { seq: number; hash: Uint8Array } = genesis;
   if (head.prunedThrough > 0) {
@@ -108,12 +151,11 @@ export async function verifyAuditChain(
     checkpoints: checkpoints.filter((c) => c.seq >= start.seq),
     keys: options.keys,
   };
-  if (options.macKey) {
-    state.macs = macChecker(
-      options.macKey,
-      head.macFromSeq,
-      checkpoints.reduce((max, c) => Math.max(max, c.seq), 0),
-    );
+  if (macKey) {
+    const signedThrough = checkpoints.reduce((max, c) => Math.max(max, c.seq), 0);
+    state.macs = macChecker(macKey, head.macFromSeq, signedThrough, acks, (found) => {
+      if (forgedEvents.length < FORGED_LISTED) forgedEvents.push(found);
+    });
   }
   const follow = (moved: { seq: number; hash: Uint8Array }) => {
     state.head = moved;
@@ -139,14 +181,26 @@ export async function verifyAuditChain(
 /**
  * The MAC check of one event (walk.ts): events before `macFromSeq` predate MACs; one made under another
  * key is accepted when a signed checkpoint covers it (the checkpoint job checked it before signing, with
- * the key of the day); anything else that does not match is forged.
+ * the key of the day); anything else that does not match is forged. A forged event an operator
+ * acknowledged (an acknowledgement whose MAC verifies, naming its position, id and hash; one under an
+ * older key where a signed checkpoint covers the event) does not break the chain but is still reported
+ * (`found`); the walk checks its hash and links like every other event's.
  */
-function macChecker(key: MacKey, macFromSeq: number, signedThrough: number) {
+function macChecker(
+  key: MacKey,
+  macFromSeq: number,
+  signedThrough: number,
+  acks: readonly ForgeryAcknowledgement[],
+  found: (event: ForgedEvent) => void,
+) {
   return (event: CheckedEvent): ChainBreak | null => {
     if (event.seq < macFromSeq || event.mac === undefined) return null;
     const mac = event.mac === '' ? null : Buffer.from(event.mac, 'hex');
     const verdict = checkMac(key, Buffer.from(event.hash, 'hex'), mac);
     if (verdict === 'ok' || (verdict === 'other-key' && event.seq <= signedThrough)) return null;
+    const acknowledgement = acknowledgementOf(acks, key, event, event.seq <= signedThrough);
+    found({ seq: event.seq, eventId: event.id, hash: event.hash, acknowledgement });
+    if (acknowledgement) return null;
     return {
       kind: 'forged',
       seq: event.seq,

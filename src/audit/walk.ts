@@ -45,8 +45,9 @@ export interface ChainState {
   checkpoints: StoredCheckpoint[];
   keys: Map<string, KeyObject>;
   /**
-   * Checks an event's MAC (verify, when it holds the MAC key): a break names a forged event. Reported
-   * only when the walk finds nothing else, so every other kind of tampering keeps its own report.
+   * Checks an event's MAC (verify, when it holds the MAC key): a break names a forged event. Called for
+   * every event; the first break is reported only when the walk finds nothing else, so every other kind
+   * of tampering keeps its own report.
    */
   macs?: (event: CheckedEvent) => ChainBreak | null;
 }
@@ -206,7 +207,9 @@ export async function walkChain(
       }
       const broken = checkOne(cur, ahead ?? null);
       if (broken) return result(broken);
-      if (forged === null && state.macs) forged = state.macs(cur);
+      // Every event's MAC, also after the first forged one: verify lists them all (acknowledged or not).
+      const macBreak = state.macs?.(cur) ?? null;
+      if (forged === null) forged = macBreak;
       beforePrev = expectedPrev;
       expectedPrev = cur.hash;
       expectedSeq = cur.seq + 1;
