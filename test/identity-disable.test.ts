@@ -372,6 +372,51 @@ describe('enabling a user whose roles give administrator powers', () => {
     expect(direct.json().status).toBe('active');
   });
 
+  // Like assigning the user's roles: an approval lets a second person agree, it does not let the one
+  // who runs it give back what they do not hold themselves (security review).
+  it('never gives back a permission the enabler lacks, approved or not', async () => {
+    const role = (key: string, permissions: string[]) =>
+      post('/access/roles', ana.headers, { key, name: key, permissions });
+    expect((await role('desk3', ['users:read', 'users:write', 'approvals:request'])).statusCode).toBe(201);
+    expect((await role('auditor', ['audit:read'])).statusCode).toBe(201);
+    const system = systemContext('test');
+    const hal = await withSecondFactor(t, slug, await member(t, slug, ana, 'hal@disable-co.test'));
+    await t.app.services.access.roles.assign(tenantId, system, hal.userId, 'desk3');
+    const bea = await tenantAdmin(t, slug, 'bea@disable-co.test');
+    const zed = await tenantAdmin(t, slug, 'zed@disable-co.test');
+    const amy = await member(t, slug, ana, 'amy@disable-co.test');
+    await t.app.services.access.roles.assign(tenantId, system, amy.userId, 'auditor');
+    const lin = await member(t, slug, ana, 'lin@disable-co.test');
+    for (const who of [zed, amy, lin]) expect((await disable(ana, who.userId)).statusCode).toBe(200);
+
+    // A tenant-admin: asked for, approved by someone else, and still refused when Hal runs it.
+    const asked = await enable(hal, zed.userId);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect((await approvals(bea, `/${approval.id}/approve`)).statusCode).toBe(200);
+    const before = await databaseState(t);
+    const run = await approvals(hal, `/${approval.id}/execute`, { params: approval.params });
+    expect(run.statusCode, run.body).toBe(403);
+    expect(run.json()).toMatchObject({
+      code: 'permission_not_held',
+      detail: expect.stringMatching(/Enabling this user again would give .*roles:assign/),
+    });
+    // Nothing changed but the denial's own audit event and the request's record of its failed run.
+    const { access_approval_requests: _requests, ...after } = (await databaseState(t)).tables;
+    const { access_approval_requests: _before, ...expected } = before.tables;
+    expect(after).toEqual(expected);
+    expect(await statusOf(zed.userId)).toBe('disabled');
+    // No administrator power, so no approval: refused at once for what Hal lacks (audit:read) ...
+    const direct = await enable(hal, amy.userId);
+    expect(direct.statusCode, direct.body).toBe(403);
+    expect(direct.json().detail).toMatch(/audit:read/);
+    expect(await statusOf(amy.userId)).toBe('disabled');
+    // ... and done for a member, whose role gives nothing Hal lacks.
+    const plain = await enable(hal, lin.userId);
+    expect(plain.statusCode, plain.body).toBe(200);
+    expect(await statusOf(lin.userId)).toBe('active');
+  });
+
   // The gate decides before the write: a role that gained an administrator power after it ran (here
   // committed already, by the platform) must not let the enable through. The write decides again.
   it('an enable whose user gained administrator powers after its gate ran is refused (409), changing nothing', async () => {

@@ -93,6 +93,11 @@ export async function customRole(tx: Tx, key: string, lock: boolean) {
  * user row first, which the caller holds.
  */
 export async function heldAdminPowers(tx: Tx, userId: string, lock = false): Promise<string[]> {
+  return adminPowersIn(await rolePermissionsOfUser(tx, userId, lock));
+}
+
+/** Every permission the user's roles give (custom roles' rows FOR SHARE with `lock`), role by role. */
+export async function rolePermissionsOfUser(tx: Tx, userId: string, lock = false): Promise<string[]> {
   const assigned = await tx
     .selectFrom('access_assignments')
     .select('role_key')
@@ -102,5 +107,5 @@ export async function heldAdminPowers(tx: Tx, userId: string, lock = false): Pro
   const permissions: string[] = [];
   for (const { role_key } of assigned)
     permissions.push(...((await permissionsOfRole(tx, role_key, lock)) ?? []));
-  return adminPowersIn(permissions);
+  return [...new Set(permissions)];
 }

@@ -11,6 +11,7 @@ import {
   heldAdminPowers,
   refuseSelfAssignment,
   refuseUnheld,
+  rolePermissionsOfUser,
   roleHeld,
 } from './grants.ts';
 import type { Holdings } from './holdings.ts';
@@ -332,6 +333,18 @@ export function createRoleService({
       const powers = await heldAdminPowers(tx as Tx, userId, true);
       if (powers.length === 0 || !(await adminGrantGated(tx as Tx))) return [];
       return powers;
+    },
+
+    /**
+     * The check that enabling a user again gives back nothing the caller lacks, as assigning their roles
+     * would (approved or not: an approval lets a second person agree, not the runner exceed their own
+     * rights). The caller's holdings are read now, before the enable's transaction opens (they may need
+     * a read of their own); the user's role permissions in it, custom roles FOR SHARE.
+     */
+    async enableChecker(tenantId: string, ctx: ActionContext) {
+      const held = await holdings(tenantId, ctx.actor);
+      return async (tx: AnyTenantTx, userId: string) =>
+        refuseUnheld(held, await rolePermissionsOfUser(tx as Tx, userId, true), 'Enabling this user again');
     },
 
     /** Refuses giving these permissions (a built-in role on invitation) when the caller lacks one. */

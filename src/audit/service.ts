@@ -55,6 +55,16 @@ export function createAuditService({ db, clock, readCap }: AuditServiceDeps) {
       const range = timeRange(input, clock.now());
       const where = conditions(tenantId, input, range);
       const page = await inChain(db, tenantId, async (tx) => {
+        // Decided first: Access's settings are read (FOR SHARE) before the operator's event below takes
+        // the chain head, the order every writer takes them in (settings, then the head).
+        const cap =
+          tenantId !== null &&
+          ctx &&
+          readCap &&
+          readCap.eventsPerDay > 0 &&
+          (await readCap.applies(tx as AnyTenantTx))
+            ? readCap.eventsPerDay
+            : 0;
         if (tenantId !== null && ctx?.actor.type === 'operator') {
           await recordAuditEvent(tx, clock, ctx, {
             tenantId,
@@ -64,8 +74,8 @@ export function createAuditService({ db, clock, readCap }: AuditServiceDeps) {
           });
         }
         const found = await searchPage(tx, where, after, input.limit);
-        if (tenantId !== null && ctx && readCap) {
-          await spendSearchReads(tx as AnyTenantTx, readCap, clock, tenantId, ctx, found.events.length);
+        if (cap > 0 && tenantId !== null && ctx) {
+          await spendSearchReads(tx as AnyTenantTx, cap, clock, tenantId, ctx, found.events.length);
         }
         return found;
       });

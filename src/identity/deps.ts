@@ -46,6 +46,15 @@ export interface IdentityDeps {
    */
   adminPowersToApprove?: (tx: AnyTenantTx, userId: string) => Promise<readonly string[]>;
   /**
+   * Access's check that enabling a user again gives back nothing the caller lacks: prepared before the
+   * enabling transaction opens (the caller's holdings), run in it once the user's row is locked (throws
+   * 403 `permission_not_held`). Absent: not checked.
+   */
+  enableChecker?: (
+    tenantId: string,
+    ctx: ActionContext,
+  ) => Promise<(tx: AnyTenantTx, userId: string) => Promise<void>>;
+  /**
    * Access's answer for a change of the identity settings, in the changing transaction with the settings
    * row locked: the approvers' summary of the first weakening of `current` by `next` that needs a second
    * person's approval in the tenant; undefined otherwise (nothing to approve). Absent: nothing is gated.

@@ -169,9 +169,13 @@ export function createUserStatusService(deps: IdentityDeps) {
     /**
      * Enables a disabled user again: `active`, or `invited` when they never set a password. Giving back
      * administrator powers is four-eyes (`access.grant-tenant-admin`, gated on the route); an approved
-     * enable passes the approval's `guard`, run first in this transaction.
+     * enable passes the approval's `guard`, run first in this transaction. Like assigning the user's
+     * roles, it never gives back a permission the caller does not hold, approved or not.
      */
     async enable(tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) {
+      // Nothing given back that the caller lacks (the platform's CLI is not a person holding roles).
+      const givesNothingUnheld =
+        ctx.actor.type === 'system' ? undefined : await deps.enableChecker?.(tenant.id, ctx);
       const view = await inTenant(deps, tenant, async (tx) => {
         // Lock order (docs/access.md): the target's and the approver's user rows, ascending, before the
         // guard and Access's rows.
@@ -187,6 +191,7 @@ export function createUserStatusService(deps: IdentityDeps) {
           );
         }
         await refuseUnapprovedAdminEnable(deps, tx, ctx, userId, guard);
+        await givesNothingUnheld?.(tx, userId);
         const status = user.password_hash === null ? 'invited' : 'active';
         const updated = await repo.update(userId, { status });
         await audit(deps, tx, tenant, ctx, {
