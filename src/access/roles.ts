@@ -11,8 +11,8 @@ import {
   heldAdminPowers,
   refuseSelfAssignment,
   refuseUnheld,
-  rolePermissionsOfUser,
   roleHeld,
+  rolePermissionsOfUser,
 } from './grants.ts';
 import type { Holdings } from './holdings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
