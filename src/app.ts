@@ -19,6 +19,7 @@ import {
   SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
+  wireElevatedGrants,
   wirePlatformActions,
 } from './access/index.ts';
 import {
@@ -374,6 +375,7 @@ export async function buildApp({
     settings: access.settings,
     retention,
   });
+  wireElevatedGrants(access.critical, { identity, roles: access.roles });
   const users = userAuthenticator(identity, resolveTenant, config.publicUrl);
   const authorize = authorizer(access, clock);
   // Acting on an approval (deciding, running) needs a second factor within the last minutes: a user's

@@ -532,7 +532,8 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/users/:id/enable`,
     {
-      config: { access: 'tenant', permission: 'users:write' },
+      // An operator's enable (under an elevation) is four-eyes: lasting access (src/access/elevated-grants.ts).
+      config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.enable' },
       schema: {
         tags,
         summary: 'Enable a disabled user again (active, or invited if they never set a password)',

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
+import type { TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { revokeAllInTx } from './sessions.ts';
@@ -141,9 +142,16 @@ export function createUserStatusService(deps: IdentityDeps) {
       return view;
     },
 
-    /** Enables a disabled user again: `active`, or `invited` when they never set a password. */
-    async enable(tenant: TenantRef, ctx: ActionContext, userId: string) {
+    /**
+     * Enables a disabled user again: `active`, or `invited` when they never set a password. An approved
+     * enable (four-eyes) passes the approval's guard: the user rows first, in id order, then the guard.
+     */
+    async enable(tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) {
       const view = await inTenant(deps, tenant, async (tx) => {
+        if (guard) {
+          await lockUsers<TenantIdentityTables>(tx, [userId, ...(guard.userIds ?? [])]);
+          await guard(tx);
+        }
         const repo = createUserRepository(tx);
         const user = await repo.lockById(userId);
         if (!user) throw notFound();
