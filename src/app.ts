@@ -498,12 +498,11 @@ export async function buildApp({
     onBackgroundError,
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
-  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
+  const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts });
   await app.register(auditRoutes, { audit: createAuditService({ db, clock }), sinks });
   await app.register(auditRetentionRoutes, { retention });
-  await app.register(alertRoutes, {
-    alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
-  });
+  await app.register(alertRoutes, { alerts });
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,

@@ -50,6 +50,12 @@ export interface CriticalActionDef {
    */
   scope?: 'tenant' | 'platform' | 'elevated';
   executePlatform?: (run: PlatformRun) => Promise<Record<string, JsonValue>>;
+  /**
+   * The platform state a platform action would overwrite (a whole settings document), read in the
+   * caller's platform transaction and locked until it commits: as `basis` for tenant actions.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: any capability's table map; each receiver casts to its own.
+  platformBasis?: (tx: SystemTx<any>, params: JsonValue) => Promise<JsonValue | undefined>;
   /** Runs the action once approved; a capability plugs it in when the action exists. */
   execute?: (run: CriticalRun) => Promise<unknown>;
   /**
