@@ -20,6 +20,7 @@ import {
   SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
+  wireElevatedGrants,
   wirePlatformActions,
 } from './access/index.ts';
 import {
@@ -385,6 +386,7 @@ export async function buildApp({
     settings: access.settings,
     retention,
   });
+  wireElevatedGrants(access.critical, { identity, roles: access.roles });
   const users = userAuthenticator(identity, resolveTenant, config.publicUrl);
   const authorize = authorizer(access, clock);
   // Acting on an approval (deciding, running) needs a second factor within the last minutes: a user's
@@ -507,7 +509,8 @@ export async function buildApp({
     onBackgroundError,
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
-  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
+  const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts });
   const readCap = {
     eventsPerDay: config.auditSearchEventsPerDay,
     applies: async (tx: AnyTenantTx) => (await access.approvals.requiredIn(tx, [exportAudit])) !== undefined,
@@ -515,9 +518,7 @@ export async function buildApp({
   await app.register(auditRoutes, { audit: createAuditService({ db, clock, readCap }), sinks });
   await app.register(auditChainRoutes, { forgeries: createForgeryService({ db, clock }), needsStepUp });
   await app.register(auditRetentionRoutes, { retention });
-  await app.register(alertRoutes, {
-    alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
-  });
+  await app.register(alertRoutes, { alerts });
   await app.register(accessTenantRoutes, {
     access,
     holds: authorize,

@@ -10,6 +10,7 @@ import { weakenedParts } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import { ENABLE_GATE, elevatedGrant } from './elevated-grants.ts';
 import type { RoleService } from './roles.ts';
 import { type AccessSettings, type AccessSettingsService, loadAccessSettings } from './settings.ts';
 import type { Tx } from './tables.ts';
@@ -209,6 +210,12 @@ export function wireCriticalActions(
   critical.gate('access.assign', async (request, tenant) => {
     const { userId, role } = request.params as { userId: string; role: string };
     const permissions = await roles.planAssignment(tenant.id, actionContext(request), userId, role);
+    const byOperator = elevatedGrant(
+      request,
+      { via: 'assign', userId, role },
+      `Grant the role ${role} (${permissions.join(', ') || 'no permissions'}) to user ${userId}`,
+    );
+    if (byOperator.length > 0) return byOperator;
     const powers = adminPowersIn(permissions);
     if (powers.length === 0) return [];
     return [
@@ -228,7 +235,14 @@ export function wireCriticalActions(
     const { role } = request.params as { role: string };
     const body = request.body as { name: string; permissions: string[] };
     const plan = await roles.planUpdate(tenant.id, actionContext(request), role, body);
-    if (!plan?.held) return [];
+    if (!plan) return [];
+    // An operator adding any permission: whoever holds the role (or is given it later) keeps it.
+    if (plan.added.length > 0) {
+      const params = { via: 'role' as const, role, name: body.name, permissions: plan.permissions };
+      const byOperator = elevatedGrant(request, params, `Add ${plan.added.join(', ')} to the role ${role}`);
+      if (byOperator.length > 0) return byOperator;
+    }
+    if (!plan.held) return [];
     const powers = adminPowersIn(plan.added);
     if (powers.length === 0) return [];
     return [
@@ -244,6 +258,12 @@ export function wireCriticalActions(
     const body = request.body as { email: string; displayName: string; role: UserRole };
     const permissions = builtinRoles[body.role].permissions();
     await roles.checkGrant(tenant.id, actionContext(request), permissions, `Inviting as ${body.role}`);
+    const byOperator = elevatedGrant(
+      request,
+      { via: 'invite', email: body.email, displayName: body.displayName, role: body.role },
+      `Invite ${body.email} as ${body.role}`,
+    );
+    if (byOperator.length > 0) return byOperator;
     if (adminPowersIn(permissions).length === 0) return [];
     return [
       {
@@ -255,13 +275,21 @@ export function wireCriticalActions(
   });
 
   // Enabling a disabled user gives back what their roles give: administrator powers among them are a
-  // grant (security review: users:write alone re-enabled a disabled tenant-admin). An unknown user, or
-  // one not disabled, is the route's to refuse (404, 409), not something to approve.
-  critical.gate('identity.enable', async (request, tenant) => {
+  // grant (security review: users:write alone re-enabled a disabled tenant-admin), and an elevated
+  // operator's enable is lasting access (elevated-grants.ts). An unknown user, or one not disabled, is
+  // the route's to refuse (404, 409), not something to approve.
+  critical.gate(ENABLE_GATE, async (request, tenant) => {
     const { id } = request.params as { id: string };
+    const user = await identity.accounts.get(tenant, id);
+    if (user.status !== 'disabled') return [];
+    const byOperator = elevatedGrant(
+      request,
+      { via: 'enable', userId: id },
+      `Enable the disabled user ${user.email}`,
+    );
+    if (byOperator.length > 0) return byOperator;
     const powers = await roles.adminPowersOf(tenant.id, id);
     if (powers.length === 0) return [];
-    if ((await identity.accounts.get(tenant, id)).status !== 'disabled') return [];
     return [
       {
         action: 'access.grant-tenant-admin',

@@ -33,6 +33,8 @@ export function createApprovalService(deps: {
   const { db, clock, critical, lockedHoldings } = deps;
 
   const standings = createStandingCheck({ critical, lockedHoldings });
+  /** An elevated operator's lasting access comes first: it needs a tenant user, whoever else might decide. */
+  const alwaysRequired = (found: Classified[]) => found.find((c) => critical.isAlwaysRequired(c.action));
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     // FOR UPDATE: two approvers (or two executions) of one request take turns, so exactly one wins.
@@ -44,6 +46,25 @@ export function createApprovalService(deps: {
       .executeTakeFirst();
     if (!row) throw accessError('approval_not_found', 'There is no such approval request in this tenant.');
     return row;
+  }
+
+  /**
+   * An operator deciding an elevated operator's lasting-access request: nothing is decided, the refusal is
+   * audited (in this transaction, which commits; the caller then answers 403).
+   */
+  async function refuseOperator(
+    tx: Tx,
+    tenantId: string,
+    ctx: ActionContext,
+    row: Row,
+  ): Promise<{ operator: true }> {
+    await audit(clock, tx, tenantId, ctx, {
+      action: 'access.approval.refused',
+      outcome: 'denied',
+      target: { type: 'approval', id: row.id },
+      details: { action: row.action, reason: 'tenant_approver_required' },
+    });
+    return { operator: true };
   }
 
   /** Records the expiry the first time someone acts on an expired request, then refuses. */
@@ -223,6 +244,8 @@ export function createApprovalService(deps: {
     /** The first of these critical actions that the tenant has on its four-eyes list, if any. */
     firstRequired: async (tenantId: string, found: Classified[]): Promise<Classified | undefined> => {
       if (found.length === 0) return undefined;
+      const always = alwaysRequired(found);
+      if (always) return always;
       const { fourEyesActions } = await inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical));
       return found.find((c) => fourEyesActions.includes(c.action));
     },
@@ -233,6 +256,8 @@ export function createApprovalService(deps: {
      */
     requiredIn: async (tx: AnyTenantTx, found: Classified[]): Promise<Classified | undefined> => {
       if (found.length === 0) return undefined;
+      const always = alwaysRequired(found);
+      if (always) return always;
       const { fourEyesActions } = await loadAccessSettings(tx as Tx, critical, 'share');
       return found.find((c) => fourEyesActions.includes(c.action));
     },
@@ -294,15 +319,26 @@ export function createApprovalService(deps: {
     /** A different person's decision. The route checks `approvals:decide`. */
     async decide(tenantId: string, ctx: ActionContext, id: string, decision: 'approve' | 'reject') {
       const by = personOf(ctx);
-      const outcome = await inTenant(db, tenantId, async (tx) =>
-        recordDecision(tx, await locked(tx, id), by, decision, {
+      const outcome = await inTenant(db, tenantId, async (tx) => {
+        const row = await locked(tx, id);
+        if (by.type !== 'user' && critical.isAlwaysRequired(row.action))
+          return refuseOperator(tx, tenantId, ctx, row);
+        return recordDecision(tx, row, by, decision, {
           now: clock.now(),
           lifetimeMs: async () => minutes((await loadAccessSettings(tx, critical)).approvalTtlMinutes),
           selfApproval: 'Someone other than the requester must decide this request.',
           record: (event) => audit(clock, tx, tenantId, ctx, event),
-        }),
-      );
+        });
+      });
       if ('expired' in outcome) return refuseExpired(tenantId, ctx, outcome.expired);
+      if ('operator' in outcome) {
+        throw accessError(
+          'tenant_approver_required',
+          'This is lasting access asked for by an operator under an elevation (an account, a role, ' +
+            'permissions that outlive the elevation): only a person of this tenant with approvals:decide ' +
+            'may decide it, never an operator.',
+        );
+      }
       return outcome.view;
     },
 

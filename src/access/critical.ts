@@ -45,9 +45,17 @@ export interface CriticalActionDef {
   /**
    * `platform`: an operator's action on platform state (no tenant). Always four-eyes between two
    * operators, never on a tenant's list; run by `executePlatform`, whose result the requester gets back.
+   * `elevated`: lasting access asked for by an operator under an elevation in a tenant. Always four-eyes
+   * (never on a tenant's list, so never switched off), and decided by a tenant user only.
    */
-  scope?: 'tenant' | 'platform';
+  scope?: 'tenant' | 'platform' | 'elevated';
   executePlatform?: (run: PlatformRun) => Promise<Record<string, JsonValue>>;
+  /**
+   * The platform state a platform action would overwrite (a whole settings document), read in the
+   * caller's platform transaction and locked until it commits: as `basis` for tenant actions.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: any capability's table map; each receiver casts to its own.
+  platformBasis?: (tx: SystemTx<any>, params: JsonValue) => Promise<JsonValue | undefined>;
   /** Runs the action once approved; a capability plugs it in when the action exists. */
   execute?: (run: CriticalRun) => Promise<unknown>;
   /**
@@ -101,6 +109,8 @@ export function createCriticalActions() {
   const gates = new Map<string, FourEyesClassifier>();
   const platformGates = new Map<string, PlatformClassifier>();
   const isPlatform = (key: string) => actions.get(key)?.scope === 'platform';
+  const onTenantList = (def: CriticalActionDef | undefined) =>
+    def !== undefined && (def.scope ?? 'tenant') === 'tenant';
   return {
     define(def: CriticalActionDef) {
       const existing = actions.get(def.key);
@@ -119,15 +129,17 @@ export function createCriticalActions() {
       platformGates.set(name, classify);
     },
     /** A tenant critical action (one a tenant's four-eyes list may name). */
-    isKnown: (key: string) => actions.has(key) && !isPlatform(key),
+    isKnown: (key: string) => onTenantList(actions.get(key)),
     isPlatform,
+    /** Required whatever the tenant's list says: an elevated operator's lasting access. */
+    isAlwaysRequired: (key: string) => actions.get(key)?.scope === 'elevated',
     isKnownGate: (name: string) => gates.has(name) || platformGates.has(name),
     action: (key: string) => actions.get(key),
     classifier: (name: string) => gates.get(name),
     platformClassifier: (name: string) => platformGates.get(name),
     defaults: () =>
       [...actions.values()]
-        .filter((a) => a.onByDefault && a.scope !== 'platform')
+        .filter((a) => a.onByDefault && onTenantList(a))
         .map((a) => a.key)
         .sort(),
     list: () => [...actions.values()].sort((a, b) => a.key.localeCompare(b.key)),

@@ -35,5 +35,9 @@ export const accessError = defineErrors({
     status: 409,
     title: 'The role changed while the request was checked; it now needs approval',
   },
+  tenant_approver_required: {
+    status: 403,
+    title: 'Only a person of the tenant may approve lasting access asked for by an operator',
+  },
   execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

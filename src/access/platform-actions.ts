@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import type { SinkInput, SinkService } from '../audit/index.ts';
+import type { AlertService, AlertSettingsView, SinkInput, SinkService } from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
 import type { CriticalActions, JsonValue } from './critical.ts';
 
@@ -10,6 +10,9 @@ export const SINKS_GATE = 'audit.sinks';
 /** Bringing back an operator the platform removed (their own sign-in, anew: a person who can approve). */
 export const ENABLE_OPERATOR = 'identity.operator.enable';
 export const OPERATORS_GATE = 'identity.operators';
+/** Weakening the platform's anomaly alerting (rules, working hours, where alerts go). */
+export const WEAKEN_PLATFORM_ALERTS = 'audit.platform-alerts.weaken';
+export const ALERT_SETTINGS_GATE = 'audit.alert-settings';
 
 /** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
 function caLine(caPem: string): string {
@@ -27,9 +30,41 @@ function caLine(caPem: string): string {
  */
 export function wirePlatformActions(
   critical: CriticalActions,
-  deps: { sinks: SinkService; operators: OperatorAdmin },
+  deps: { sinks: SinkService; operators: OperatorAdmin; alerts: AlertService },
 ) {
-  const { sinks, operators } = deps;
+  const { sinks, operators, alerts } = deps;
+
+  // One operator could mute the platform's alerts or send them elsewhere: a second one approves.
+  critical.define({
+    key: WEAKEN_PLATFORM_ALERTS,
+    description:
+      "Weaken the platform's anomaly alerting: a rule off, a threshold raised, working hours widened, or " +
+      'any change of where alerts go',
+    onByDefault: true,
+    scope: 'platform',
+    // The new webhook's signing secret (when the URL changes) is made when the approved request runs and
+    // given to the requester only, as for sinks.
+    executePlatform: async ({ ctx, params, guard, approvalId, approvedBy }) =>
+      (await alerts.updateSettings(null, ctx, params as unknown as AlertSettingsView, {
+        guard,
+        approvalId,
+        approvedBy,
+      })) as unknown as Record<string, JsonValue>,
+    // A whole document is written back: it runs only on the settings the approver saw.
+    platformBasis: async (tx) => (await alerts.lockedPlatform(tx)) as unknown as JsonValue,
+  });
+  // Strengthening (or no change) passes alone; input no change could run with is refused (400) first.
+  critical.platformGate(ALERT_SETTINGS_GATE, async (request) => {
+    const { next, weakened } = await alerts.planPlatformUpdate(request.body as AlertSettingsView);
+    if (weakened.length === 0) return [];
+    return [
+      {
+        action: WEAKEN_PLATFORM_ALERTS,
+        params: next as unknown as JsonValue,
+        summary: `Weaken the platform's alerting: ${weakened.join('; ')}`,
+      },
+    ];
+  });
 
   // An enabled operator can approve: enabling an account one controls alone would make one person two.
   critical.define({

@@ -29,6 +29,8 @@ export type OperatorActive = (tx: SystemTx<any>, operatorId: string) => Promise<
 
 /** Raised by a platform approval's guard in the action's transaction (which it rolls back: nothing ran). */
 class ApproverGone extends Error {}
+/** The same, when what the action overwrites changed since it was asked for. */
+class StateGone extends Error {}
 
 /**
  * Four-eyes for platform actions (operators' changes of platform state, such as adding a SIEM sink):
@@ -82,6 +84,44 @@ export function createPlatformApprovalService(deps: {
       ? operatorActive(tx, row.decided_by_id)
       : Promise.resolve(false);
 
+  /** The hash of the state an action would overwrite now (locked); null when it overwrites nothing. */
+  // biome-ignore lint/suspicious/noExplicitAny: the approval's transaction or the action's (any capability's tables).
+  async function basisHash(tx: SystemTx<any>, action: string, params: JsonValue): Promise<Buffer | null> {
+    const state = await critical.action(action)?.platformBasis?.(tx, params);
+    // Through JSON first: dates become strings, undefined members drop out, as in the stored params.
+    return state === undefined ? null : paramsHash(JSON.parse(JSON.stringify(state)) as JsonValue);
+  }
+
+  /** Whether the state is still the one the request was asked against (as for tenant actions' `basis`). */
+  // biome-ignore lint/suspicious/noExplicitAny: the approval's transaction or the action's (any capability's tables).
+  async function stateStands(tx: SystemTx<any>, row: Row): Promise<boolean> {
+    if (!row.basis_hash) return true;
+    const now = await basisHash(tx, row.action, row.params as JsonValue);
+    return now !== null && safeEqual(now, Buffer.from(row.basis_hash));
+  }
+
+  /** The state changed: the request stays approved (it can only run on the state the approver saw). */
+  async function recordStateChanged(tx: Tx, ctx: ActionContext, row: Row) {
+    await tx
+      .updateTable('access_approval_requests')
+      .set({ status: 'approved' })
+      .where('id', '=', row.id)
+      .execute();
+    await audit(tx, ctx, {
+      action: 'access.approval.state_changed',
+      outcome: 'denied',
+      target: { type: 'approval', id: row.id },
+      details: { action: row.action },
+    });
+  }
+
+  const stateChangedError = () =>
+    accessError(
+      'state_changed',
+      'What this action changes was changed after it was asked for, and running it would undo that; ' +
+        'nothing was run. Ask again, against the current state.',
+    );
+
   /** The approval no longer counts: back to pending (another operator may approve it), audited. */
   async function recordApproverLost(tx: Tx, ctx: ActionContext, row: Row) {
     await tx
@@ -104,7 +144,7 @@ export function createPlatformApprovalService(deps: {
         'again: have another operator approve it.',
     );
 
-  type Claim = { row: Row } | { expired: Row } | { changed: true } | { lost: true };
+  type Claim = { row: Row } | { expired: Row } | { changed: true } | { lost: true } | { stateChanged: true };
 
   /** The checks before an approved request runs, on its locked row; then it is marked `executing`. */
   async function claim(tx: Tx, ctx: ActionContext, id: string, params: JsonValue): Promise<Claim> {
@@ -128,6 +168,10 @@ export function createPlatformApprovalService(deps: {
     if (!(await approverStands(tx, row))) {
       await recordApproverLost(tx, ctx, row);
       return { lost: true };
+    }
+    if (!(await stateStands(tx, row))) {
+      await recordStateChanged(tx, ctx, row);
+      return { stateChanged: true };
     }
     await tx
       .updateTable('access_approval_requests')
@@ -153,7 +197,7 @@ export function createPlatformApprovalService(deps: {
             permission,
             params: JSON.stringify(what.params),
             params_hash: paramsHash(what.params),
-            basis_hash: null,
+            basis_hash: await basisHash(tx, what.action, what.params),
             summary: what.summary,
             requested_by_type: by.type,
             requested_by_id: by.id,
@@ -224,12 +268,14 @@ export function createPlatformApprovalService(deps: {
         );
       }
       if ('lost' in claimed) throw approverLostError();
+      if ('stateChanged' in claimed) throw stateChangedError();
       const { row } = claimed;
       const def = critical.action(row.action);
       let guarded = false;
       const guard: PlatformGuard = async (tx) => {
         guarded = true;
         if (!(await approverStands(tx, row))) throw new ApproverGone();
+        if (!(await stateStands(tx, row))) throw new StateGone();
       };
       let failure: unknown = null;
       let result: Record<string, JsonValue> = {};
@@ -249,6 +295,10 @@ export function createPlatformApprovalService(deps: {
         // The guard refused in the action's transaction, which rolled back: nothing ran.
         await inPlatform(async (tx) => recordApproverLost(tx, ctx, await locked(tx, id)));
         throw approverLostError();
+      }
+      if (failure instanceof StateGone) {
+        await inPlatform(async (tx) => recordStateChanged(tx, ctx, await locked(tx, id)));
+        throw stateChangedError();
       }
       const finished = await inPlatform(async (tx) => {
         const updated = await tx

@@ -71,6 +71,20 @@ async function refuseUnapprovedAdminGrant(
 }
 
 /**
+ * An operator (under an elevation) gives lasting access only through an approved request, which a
+ * person of the tenant decided (elevated-grants.ts): the gate asks for one, and this refuses the write
+ * should a request reach it unapproved (a role that gained permissions after the gate compared).
+ */
+function refuseOperatorGrant(ctx: ActionContext, guard: TxGuard | undefined, what: string): void {
+  if (guard || ctx.actor.type !== 'operator') return;
+  throw accessError(
+    'approval_now_required',
+    `${what} gives lasting access, which an operator under an elevation gives only with the approval of a ` +
+      'person of this tenant (the role may have changed while this request was checked). Send it again to ask.',
+  );
+}
+
+/**
  * Identity's lock on the tenant's active tenant-admins (their user rows, ordered by id, FOR UPDATE) in
  * Access's transaction; returns their ids. Identity's disable takes the same locks in the same order.
  */
@@ -252,6 +266,7 @@ export function createRoleService({
         if (!current) throw accessError('role_not_found', `There is no custom role "${key}".`);
         const added = permissions.filter((p) => !current.permissions.includes(p));
         refuseUnheld(held, added, `Changing the role "${key}"`);
+        if (added.length > 0) refuseOperatorGrant(ctx, guard, `Adding ${added.join(', ')} to "${key}"`);
         const powers = adminPowersIn(added);
         if (powers.length > 0 && (await roleHeld(tx, key, clock.now()))) {
           await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, powers, `Changing the held role "${key}"`);
@@ -373,6 +388,7 @@ export function createRoleService({
         await lockUsers(tx, [userId, ...(guard?.userIds ?? [])]);
         await guard?.(tx);
         const permissions = await checkAssignment(tx, held, ctx, userId, roleKey, true);
+        refuseOperatorGrant(ctx, guard, `Granting the role "${roleKey}"`);
         const powers = adminPowersIn(permissions);
         await refuseUnapprovedAdminGrant(tx, deps, ctx, guard, powers, `The role "${roleKey}"`);
         const inserted = await tx

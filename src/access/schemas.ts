@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { SavedAlertSettings } from '../audit/index.ts';
 import { strictObject, Text } from '../platform/http/schemas.ts';
 
 export const Slug = Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' });
@@ -99,6 +100,8 @@ export const PlatformExecuted = strictObject({
       email: Type.String(),
       status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
     }),
+    // The platform's alert settings (a new webhook's signing secret shown only now).
+    SavedAlertSettings,
   ]),
 });
 export const ExecuteBody = strictObject({

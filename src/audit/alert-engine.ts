@@ -79,10 +79,15 @@ interface SettingsRow {
   webhook_secret_sealed: string | null;
 }
 
-export async function readAlertSettings(tx: Tx, tenantId: string | null): Promise<SettingsRow | undefined> {
+export async function readAlertSettings(
+  tx: Tx,
+  tenantId: string | null,
+  /** Held FOR UPDATE until the transaction ends (a writer's "before"). */
+  lock = false,
+): Promise<SettingsRow | undefined> {
   const { rows } = await sql<SettingsRow>`
     SELECT rules, working_hours, emails, webhook_url, webhook_secret_sealed FROM audit_alert_settings
-    WHERE ${chainFilter(tenantId)}`.execute(tx);
+    WHERE ${chainFilter(tenantId)} ${lock ? sql`FOR UPDATE` : sql``}`.execute(tx);
   return rows[0];
 }
 

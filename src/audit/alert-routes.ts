@@ -5,6 +5,7 @@ import { responses, strictObject, Text, Timestamp, Uuid } from '../platform/http
 import { RuleSettingsSchema, ruleSeverity, WorkingHoursSchema } from './alert-rules.ts';
 import type { AlertService } from './alert-service.ts';
 import { TenantParams, tenantIdOf } from './http.ts';
+import { ApprovalRequired } from './schemas.ts';
 
 const tags = ['audit'];
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) =>
@@ -51,7 +52,8 @@ const Settings = strictObject({
   workingHours: Nullable(WorkingHoursSchema),
   channels: Channels,
 });
-const SavedSettings = strictObject({
+/** Alert settings as saved (the platform four-eyes run answers them too). */
+export const SavedSettings = strictObject({
   rules: RuleSettingsSchema,
   workingHours: Nullable(WorkingHoursSchema),
   channels: Channels,
@@ -76,6 +78,8 @@ export const alertRoutes: FastifyPluginAsyncTypebox<{ alerts: AlertService }> = 
       params: TenantParams,
       chainOf: tenantIdOf,
       whose: "the tenant's",
+      fourEyes: {},
+      asks: '',
     },
     {
       prefix: '/api/v1/audit',
@@ -85,6 +89,11 @@ export const alertRoutes: FastifyPluginAsyncTypebox<{ alerts: AlertService }> = 
       params: undefined,
       chainOf: () => null,
       whose: 'the platform',
+      // Weakening the platform's alerting is a platform four-eyes action (src/access/platform-actions.ts).
+      fourEyes: { fourEyes: 'audit.alert-settings' },
+      asks:
+        '; weakening them (a rule off, a threshold raised, working hours widened, any change of channels) ' +
+        'is asked for (202) and runs once another operator approved it',
     },
   ];
   for (const place of places) {
@@ -148,13 +157,16 @@ export const alertRoutes: FastifyPluginAsyncTypebox<{ alerts: AlertService }> = 
     app.put(
       `${place.prefix}/alert-settings`,
       {
-        config: { access: place.access, permission: place.write },
+        config: { access: place.access, permission: place.write, ...place.fourEyes },
         schema: {
           tags,
-          summary: `Replace ${place.whose} anomaly rule settings and alert channels (audited)`,
+          summary: `Replace ${place.whose} anomaly rule settings and alert channels (audited)${place.asks}`,
           ...params,
           body: Settings,
-          response: responses({ 200: SavedSettings }),
+          response: responses({
+            200: SavedSettings,
+            ...(place.fourEyes.fourEyes ? { 202: ApprovalRequired } : {}),
+          }),
         },
       },
       async (request) => alerts.updateSettings(place.chainOf(request), actionContext(request), request.body),

@@ -134,7 +134,11 @@ export function withinWorkingHours(hours: WorkingHours, at: Date): boolean {
   }
   const parts = Object.fromEntries(format.formatToParts(at).map((p) => [p.type, p.value]));
   const day = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].indexOf(parts.weekday ?? '') + 1;
-  const minute = Number(parts.hour) * 60 + Number(parts.minute);
+  return withinLocalHours(hours, day, Number(parts.hour) * 60 + Number(parts.minute));
+}
+
+/** Whether an ISO weekday and minute of the day, in the hours' time zone, fall inside them. */
+export function withinLocalHours(hours: WorkingHours, day: number, minute: number): boolean {
   const [start, end] = [hours.start, hours.end].map((t) => Number(t.slice(0, 2)) * 60 + Number(t.slice(3)));
   if (start === undefined || end === undefined) return true;
   if (start <= end) return hours.days.includes(day) && minute >= start && minute < end;

@@ -2,14 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
-import type { Database } from '../platform/db/index.ts';
+import type { Database, SystemTx } from '../platform/db/index.ts';
 import { alertSecretPurpose } from './alert-delivery.ts';
 import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView } from './alert-engine.ts';
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
+import { alertSettingsWeakening } from './alert-weakening.ts';
 import { auditError } from './errors.ts';
-import { checkSinkUrl } from './forward.ts';
+import { checkSinkUrl, type SinkApproval } from './forward.ts';
 import { recordAuditEvent } from './record.ts';
 import { type ChainTx, chainFilter, inChain } from './store.ts';
+import type { AuditTables } from './tables.ts';
 
 export interface AlertSettingsView {
   rules: RuleSettings;
@@ -37,6 +39,18 @@ function decodeCursor(cursor: string | undefined): { at: Date; id: string } | nu
     throw auditError('bad_cursor', 'The cursor is not one this API returned; start again without it.');
   }
   return { at: time, id };
+}
+
+/**
+ * The chain's settings row, locked until the transaction ends. While the chain has none (the defaults
+ * apply) there is nothing to lock, so an advisory lock on the chain serialises writers first: two never
+ * decide against settings the other is about to replace.
+ */
+async function lockSettings(tx: ChainTx, tenantId: string | null) {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_alert_settings'), hashtext(${tenantId ?? 'platform'}))`.execute(
+    tx,
+  );
+  return readAlertSettings(tx, tenantId, true);
 }
 
 /** Alert settings, listing and acknowledgement of one chain: a tenant's (RLS-scoped) or the platform's. */
@@ -70,13 +84,44 @@ export function createAlertService(deps: AlertServiceDeps) {
       scoped(tenantId, async (tx) => view(await readAlertSettings(tx, tenantId))),
 
     /**
+     * For the platform's four-eyes gate: the checked settings and what in them weakens the platform's
+     * alerting now (none: they pass alone). Input no change could run with is refused (400) here.
+     */
+    async planPlatformUpdate(input: AlertSettingsView) {
+      const next = checkSettings(input);
+      const current = view(await scoped(null, (tx) => readAlertSettings(tx, null)));
+      return { next, weakened: alertSettingsWeakening(current, next) };
+    },
+
+    /** The platform's settings read in the caller's platform transaction, locked until it commits. */
+    lockedPlatform: async (tx: SystemTx<AuditTables>) => view(await lockSettings(tx, null)),
+
+    /**
      * Replaces the chain's alert settings. A new webhook URL gets a new signing secret, returned once.
      * Audited with what changed in outline (rules off, channels), never the secret.
      */
-    updateSettings: (tenantId: string | null, ctx: ActionContext, input: AlertSettingsView) =>
+    updateSettings: (
+      tenantId: string | null,
+      ctx: ActionContext,
+      input: AlertSettingsView,
+      // An approved weakening of the platform's settings (four-eyes): its re-check and ids.
+      approval?: SinkApproval,
+    ) =>
       scoped(tenantId, async (tx) => {
         const next = checkSettings(input);
-        const before = await readAlertSettings(tx, tenantId);
+        if (approval) await approval.guard(tx as SystemTx<AuditTables>);
+        const before = await lockSettings(tx, tenantId);
+        // The gate compared before this transaction: decided again here on the locked row, so a change
+        // committed meanwhile never turns this into a weakening that runs unapproved.
+        const weakened = tenantId === null ? alertSettingsWeakening(view(before), next) : [];
+        if (weakened.length > 0 && !approval) {
+          throw auditError(
+            'alert_settings_changed',
+            `Against the platform's alert settings now, this would weaken them (${weakened.join('; ')}), ` +
+              'which needs another operator’s approval (they changed while this request was checked). ' +
+              'Nothing was changed; send the request again to ask for approval.',
+          );
+        }
         const url = next.channels.webhookUrl;
         const keepSecret = url !== null && url === before?.webhook_url && before.webhook_secret_sealed;
         const secret = url !== null && !keepSecret ? `whsec_${randomBytes(32).toString('base64')}` : null;
@@ -109,6 +154,13 @@ export function createAlertService(deps: AlertServiceDeps) {
             emails: next.channels.emails.length,
             webhookUrl: url,
             newWebhookSigner: secret !== null,
+            ...(approval
+              ? {
+                  weakened: weakened.join('; '),
+                  approval: approval.approvalId,
+                  approvedBy: approval.approvedBy,
+                }
+              : {}),
           },
         });
         return { ...next, ...(secret ? { webhookSecret: secret } : {}) };

@@ -102,6 +102,8 @@ defineAuditActions('access', {
     'An approved critical action was refused: its approver no longer holds approvals:decide (back to pending)',
   'access.approval.conflicted':
     'An approved critical action kept colliding with concurrent changes and did not run; the approval is usable again',
+  'access.approval.refused':
+    "A decision on a critical action was refused: an operator may not decide an elevated operator's lasting access",
   'access.approval.state_changed':
     'An approved critical action was refused: what it changes was changed after it was asked for',
 });

@@ -3,8 +3,8 @@ import { readMigrations } from '../platform/db/index.ts';
 export { type AcknowledgeInput, createForgeryService, type ForgeryService } from './acknowledge.ts';
 export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-delivery.ts';
 export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
-export { alertRoutes } from './alert-routes.ts';
-export { type AlertService, createAlertService } from './alert-service.ts';
+export { alertRoutes, SavedSettings as SavedAlertSettings } from './alert-routes.ts';
+export { type AlertService, type AlertSettingsView, createAlertService } from './alert-service.ts';
 export {
   checkExpectedPoint,
   checkpointLag,

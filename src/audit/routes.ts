@@ -7,7 +7,14 @@ import { auditActions } from './catalogue.ts';
 import { auditError } from './errors.ts';
 import type { SinkService } from './forward.ts';
 import { TenantParams, tenantIdOf } from './http.ts';
-import { AuditEventPage, AuditEventSchema, ExportFilters, ExportQuery, SearchQuery } from './schemas.ts';
+import {
+  ApprovalRequired,
+  AuditEventPage,
+  AuditEventSchema,
+  ExportFilters,
+  ExportQuery,
+  SearchQuery,
+} from './schemas.ts';
 import type { EventView } from './search.ts';
 import { checkFilters } from './search.ts';
 import type { AuditService } from './service.ts';
@@ -59,12 +66,6 @@ const Sink = strictObject({
 const Disabled = strictObject({
   state: Type.Union([Type.Literal('draining'), Type.Literal('stopped')]),
   dropped: Type.Integer({ description: 'Undelivered events dropped (stopping at once)' }),
-});
-const ApprovalRequired = strictObject({
-  status: Type.Literal('approval_required'),
-  approval: Type.Record(Type.String(), Type.Unknown(), {
-    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
-  }),
 });
 
 export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks: SinkService }> = async (

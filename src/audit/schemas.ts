@@ -87,3 +87,11 @@ export const AuditEventPage = strictObject({
   items: Type.Array(Type.Ref('AuditEvent')),
   nextCursor: Type.Union([Type.String(), Type.Null()]),
 });
+
+/** A platform four-eyes action's answer: the request recorded for another operator's approval. */
+export const ApprovalRequired = strictObject({
+  status: Type.Literal('approval_required'),
+  approval: Type.Record(Type.String(), Type.Unknown(), {
+    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
+  }),
+});

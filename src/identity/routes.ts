@@ -532,6 +532,7 @@ export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     `${p}/users/:id/enable`,
     {
+      // An operator's enable (under an elevation) is four-eyes: lasting access (src/access/elevated-grants.ts).
       config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.enable' },
       schema: {
         tags,

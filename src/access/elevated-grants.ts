@@ -1,0 +1,83 @@
+import type { FastifyRequest } from 'fastify';
+import type { IdentityService, UserRole } from '../identity/index.ts';
+import { builtinRoles } from './catalogue.ts';
+import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import type { RoleService } from './roles.ts';
+
+/**
+ * Lasting access asked for by an operator under an elevation (security review: an elevated operator
+ * could invite an address of their own as staff, grant roles or enable an account, and keep that access
+ * after the elevation ended). Such a request is always four-eyes, whatever the tenant's list says, and
+ * only a person of the tenant decides it: access that outlives the elevation is the tenant's to give.
+ */
+export const ELEVATED_GRANT = 'access.elevated-grant';
+/** The gate on enabling a user (`config.fourEyes`, actions.ts): an elevated operator's enable, or one giving back administrator powers. */
+export const ENABLE_GATE = 'identity.enable';
+
+/** How lasting access is given: a role granted, permissions added to a role, a user invited or enabled. */
+type ElevatedGrantParams =
+  | { via: 'assign'; userId: string; role: string }
+  | { via: 'role'; role: string; name: string; permissions: string[] }
+  | { via: 'invite'; email: string; displayName: string; role: UserRole }
+  | { via: 'enable'; userId: string };
+
+/**
+ * The request as this action when an operator (under an elevation: the only way one reaches a tenant
+ * route) sends it; none for a tenant user or the system. `what` is the approver's line.
+ */
+export function elevatedGrant(
+  request: FastifyRequest,
+  params: ElevatedGrantParams,
+  what: string,
+): Classified[] {
+  const actor = request.actor;
+  if (actor.type !== 'operator') return [];
+  return [
+    {
+      action: ELEVATED_GRANT,
+      params: params as unknown as JsonValue,
+      summary:
+        `${what}, asked by operator ${actor.id} under elevation ${actor.elevationId ?? '(none)'}: ` +
+        'lasting access, which outlives the elevation',
+    },
+  ];
+}
+
+export function wireElevatedGrants(
+  critical: CriticalActions,
+  deps: { identity: IdentityService; roles: RoleService },
+) {
+  const { identity, roles } = deps;
+
+  critical.define({
+    key: ELEVATED_GRANT,
+    description:
+      'Lasting access asked for by an operator under an elevation: inviting or enabling a user, granting a ' +
+      'role, adding permissions to a role (decided by a person of the tenant)',
+    onByDefault: true,
+    scope: 'elevated',
+    // Each path re-runs the checks of the direct route (nothing the runner lacks), with the guard.
+    async execute({ tenant, ctx, params, guard }) {
+      const p = params as ElevatedGrantParams;
+      switch (p.via) {
+        case 'assign':
+          return roles.assign(tenant.id, ctx, p.userId, p.role, guard);
+        case 'role':
+          return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions }, guard);
+        case 'invite': {
+          const permissions = builtinRoles[p.role].permissions();
+          await roles.checkGrant(tenant.id, ctx, permissions, `Inviting as ${p.role}`);
+          const input = { email: p.email, displayName: p.displayName, role: p.role };
+          return identity.accounts.invite(tenant, ctx, input, guard);
+        }
+        case 'enable':
+          return identity.userStatus.enable(tenant, ctx, p.userId, guard);
+      }
+    },
+    // A role change writes the whole role: it runs only on the role the approver saw.
+    basis: async (tx, _tenant, params) => {
+      const p = params as ElevatedGrantParams;
+      return p.via === 'role' ? roles.lockedState(tx, p.role) : undefined;
+    },
+  });
+}
