@@ -506,13 +506,15 @@ export async function buildApp({
     onBackgroundError,
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
-  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin });
+  // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
+  const forgeries = createForgeryService({ db, clock });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, forgeries });
   const readCap = {
     eventsPerDay: config.auditSearchEventsPerDay,
     applies: async (tx: AnyTenantTx) => (await access.approvals.requiredIn(tx, [exportAudit])) !== undefined,
   };
   await app.register(auditRoutes, { audit: createAuditService({ db, clock, readCap }), sinks });
-  await app.register(auditChainRoutes, { forgeries: createForgeryService({ db, clock }), needsStepUp });
+  await app.register(auditChainRoutes, { forgeries });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, {
     alerts: createAlertService({ db, clock, box: alertBox, normaliseEmail }),
