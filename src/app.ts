@@ -510,13 +510,15 @@ export async function buildApp({
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
   const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
-  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts });
+  // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
+  const forgeries = createForgeryService({ db, clock });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts, forgeries });
   const readCap = {
     eventsPerDay: config.auditSearchEventsPerDay,
     applies: async (tx: AnyTenantTx) => (await access.approvals.requiredIn(tx, [exportAudit])) !== undefined,
   };
   await app.register(auditRoutes, { audit: createAuditService({ db, clock, readCap }), sinks });
-  await app.register(auditChainRoutes, { forgeries: createForgeryService({ db, clock }), needsStepUp });
+  await app.register(auditChainRoutes, { forgeries });
   await app.register(auditRetentionRoutes, { retention });
   await app.register(alertRoutes, { alerts });
   await app.register(accessTenantRoutes, {

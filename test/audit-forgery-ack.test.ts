@@ -4,7 +4,13 @@
  * straight into the database stopped a tenant's tamper evidence for good. An operator now acknowledges
  * the exact event (seq, id, stored hash, a reason; audited, stored with a MAC the database cannot make);
  * the job then signs over it while its hash and links hold, verify keeps naming it, and any other
- * forgery still blocks. PGlite and PostgreSQL.
+ * forgery still blocks.
+ *
+ * Security review, next: one operator alone could do it, so an insider with database access and an
+ * operator account could forge an event and acknowledge it, and signing resumed over it. Acknowledging
+ * is now a platform four-eyes action: one operator's request stores nothing, they cannot approve it
+ * themselves, another operator's approval lets them run it once with exactly the approved parameters,
+ * each step audited; the CLI has no command for it. PGlite and PostgreSQL.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -32,13 +38,17 @@ const signer = checkpointSigner(Buffer.from('audit-forgery-ack-test-root-key-012
 const keys = trustedKeys([signer.publicKey]);
 const ctx: ActionContext = { actor: { type: 'user', id: 'u-1' }, ip: null, userAgent: null, requestId: null };
 let t: TestApp;
-let ops: Awaited<ReturnType<typeof operatorSession>>;
+type Operator = Awaited<ReturnType<typeof operatorSession>>;
+/** Ann asks for acknowledgements; Ben approves them. */
+let ann: Operator;
+let ben: Operator;
 
 beforeAll(async () => {
   // The app's periodic jobs stay still: this suite signs checkpoints itself.
   vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   t = await buildTestApp({ clock });
-  ops = await operatorSession(t, 'ann@ops.test', clock);
+  ann = await operatorSession(t, 'ann@ops.test', clock);
+  ben = await operatorSession(t, 'ben@ops.test', clock);
 });
 afterAll(async () => {
   await t?.close();
@@ -124,17 +134,68 @@ const refusal = (tenantId: string) =>
     },
   );
 
-const acknowledge = (
-  chain: string,
-  body: { seq: number; eventId: string; eventHash: string; reason?: string },
-  headers = ops.headers,
-) =>
+type Headers = { authorization: string };
+type Named = { seq: number; eventId: string; eventHash: string; reason?: string };
+const REASON = 'row inserted by a compromised batch job; incident INC-42';
+
+/** Asks for an acknowledgement (a platform four-eyes action): 202 with the request, or the refusal. */
+const ask = (chain: string, body: Named, headers: Headers = ann.headers) =>
   t.app.inject({
     method: 'POST',
     url: `/api/v1/audit/chains/${chain}/forgery-acknowledgements`,
     headers,
-    payload: { reason: 'row inserted by a compromised batch job; incident INC-42', ...body },
+    payload: { reason: REASON, ...body },
   });
+const decide = (who: Headers, id: string, decision: 'approve' | 'reject' = 'approve') =>
+  t.app.inject({ method: 'POST', url: `/api/v1/access/platform-approvals/${id}/${decision}`, headers: who });
+const execute = (who: Headers, id: string, params: unknown) =>
+  t.app.inject({
+    method: 'POST',
+    url: `/api/v1/access/platform-approvals/${id}/execute`,
+    headers: who,
+    payload: { params },
+  });
+
+/** Fresh sign-ins (password + TOTP): deciding and running need one within 5 minutes. */
+async function signInBoth() {
+  ann.headers = await ann.signInAgain();
+  ben.headers = await ben.signInAgain();
+}
+
+/** The whole flow: Ann asks, Ben approves, Ann runs it with the recorded parameters; the run's answer. */
+async function acknowledgeApproved(chain: string, body: Named) {
+  await signInBoth();
+  const asked = await ask(chain, body);
+  expect(asked.statusCode, asked.body).toBe(202);
+  const { id, params } = asked.json().approval;
+  const approved = await decide(ben.headers, id);
+  expect(approved.statusCode, approved.body).toBe(200);
+  const run = await execute(ann.headers, id, params);
+  expect(run.statusCode, run.body).toBe(200);
+  return run.json() as { approval: { id: string }; result: Record<string, unknown> & { id: string } };
+}
+
+/** A refusal's status and problem code. */
+const outcome = (res: { statusCode: number; json(): { code?: string } }) => ({
+  status: res.statusCode,
+  code: res.json().code,
+});
+
+const ackRows = (tenantId: string) =>
+  owner('SELECT 1 FROM audit_forgery_acknowledgements WHERE tenant_id = $1', [tenantId]);
+/** Platform audit events about one target, in the order of the platform chain. */
+const eventsAbout = (targetId: string) =>
+  owner<{ action: string; actor_id: string; tenant_id: string | null; details: Record<string, unknown> }>(
+    'SELECT action, actor_id, tenant_id, details FROM audit_events WHERE target_id = $1 ORDER BY chain_seq',
+    [targetId],
+  );
+/** Requests for acknowledgements of this chain (none is recorded for one that could not run). */
+const requestsFor = (tenantId: string) =>
+  owner(
+    `SELECT 1 FROM access_approval_requests WHERE tenant_id IS NULL AND action = 'audit.forgery.acknowledge'
+       AND params->>'chain' = $1`,
+    [tenantId],
+  );
 
 /** A tenant chain: 4 signed events, one forged, 2 genuine after it (seq 5 forged, head at 7). */
 async function forgedChain(brokenHash = false) {
@@ -146,9 +207,14 @@ async function forgedChain(brokenHash = false) {
   return { tenantId, forged };
 }
 
+const named = (f: { seq: number; id: string; hash: string }): Named => ({
+  seq: f.seq,
+  eventId: f.id,
+  eventHash: f.hash,
+});
+
 describe('acknowledging a forged event', () => {
   it('refuses an acknowledgement that does not name the forged event exactly', async () => {
-    ops.headers = await ops.signInAgain();
     const { tenantId, forged } = await forgedChain();
     expect(await refusal(tenantId)).toEqual({ seq: 5, eventId: forged.id, reason: 'mac_mismatch' });
     const [genuine] = await owner<{ id: string; hash: string }>(
@@ -166,47 +232,37 @@ describe('acknowledging a forged event', () => {
       [{ seq: 6, id: genuine.id, hash: genuine.hash }, 409, 'event_not_forged'],
       [{ ...forged, seq: 99 }, 404, 'forged_event_not_found'],
     ] as const;
-    for (const [named, status, code] of cases) {
-      const res = await acknowledge(tenantId, { seq: named.seq, eventId: named.id, eventHash: named.hash });
-      expect({ status: res.statusCode, code: res.json().code }).toEqual({ status, code });
+    for (const [event, status, code] of cases) {
+      const res = await ask(tenantId, named(event));
+      expect(outcome(res)).toEqual({ status, code });
     }
-    const noReason = await acknowledge(tenantId, {
-      seq: 5,
-      eventId: forged.id,
-      eventHash: forged.hash,
-      reason: '   ',
-    });
+    const noReason = await ask(tenantId, { ...named(forged), reason: '   ' });
     expect(noReason.statusCode).toBe(400);
     // verify prints the reason on the event's line: a line break could pass for a line of its own.
-    const twoLines = await acknowledge(tenantId, {
-      seq: 5,
-      eventId: forged.id,
-      eventHash: forged.hash,
+    const twoLines = await ask(tenantId, {
+      ...named(forged),
       reason: 'checked\ntenant acme: ok, 7 events up to seq 7',
     });
-    expect({ status: twoLines.statusCode, code: twoLines.json().code }).toEqual({
+    expect(outcome(twoLines)).toEqual({
       status: 400,
       code: 'bad_acknowledgement',
     });
-    // Nothing was stored, and the chain is still not signed.
-    expect(
-      await owner('SELECT 1 FROM audit_forgery_acknowledgements WHERE tenant_id = $1', [tenantId]),
-    ).toEqual([]);
+    // Nothing was stored nor put up for approval, and the chain is still not signed.
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect(await requestsFor(tenantId)).toEqual([]);
     expect(await refusal(tenantId)).toMatchObject({ seq: 5, reason: 'mac_mismatch' });
   });
 
   it('lets the next checkpoint sign over it; verify passes and names it as acknowledged; audited', async () => {
-    ops.headers = await ops.signInAgain();
     const { tenantId, forged } = await forgedChain();
-    const res = await acknowledge(tenantId, { seq: 5, eventId: forged.id, eventHash: forged.hash });
-    expect(res.statusCode, res.body).toBe(201);
-    const ack = res.json();
+    const { approval, result: ack } = await acknowledgeApproved(tenantId, named(forged));
     expect(ack).toMatchObject({
       chain: tenantId,
       seq: 5,
       eventId: forged.id,
       eventHash: forged.hash,
-      acknowledgedBy: { type: 'operator', id: ops.operatorId },
+      reason: REASON,
+      acknowledgedBy: { type: 'operator', id: ann.operatorId },
     });
 
     expect(await sign(tenantId)).toMatchObject({ seq: 7 });
@@ -217,10 +273,10 @@ describe('acknowledging a forged event', () => {
         seq: 5,
         eventId: forged.id,
         hash: forged.hash,
-        acknowledgement: { id: ack.id, actorType: 'operator', actorId: ops.operatorId, reason: ack.reason },
+        acknowledgement: { id: ack.id, actorType: 'operator', actorId: ann.operatorId, reason: REASON },
       },
     ]);
-    // On the platform chain, by the operator, with the reason.
+    // On the platform chain, by the operator who ran it, with the reason and the approval.
     const audited = await owner<{ actor_id: string; target_id: string; details: Record<string, unknown> }>(
       `SELECT actor_id, target_id, details FROM audit_events
         WHERE tenant_id IS NULL AND action = 'audit.chain.forgery_acknowledged' AND target_id = $1`,
@@ -228,23 +284,30 @@ describe('acknowledging a forged event', () => {
     );
     expect(audited).toEqual([
       {
-        actor_id: ops.operatorId,
+        actor_id: ann.operatorId,
         target_id: tenantId,
-        details: { seq: 5, eventId: forged.id, acknowledgementId: ack.id, reason: ack.reason },
+        details: {
+          seq: 5,
+          eventId: forged.id,
+          acknowledgementId: ack.id,
+          reason: REASON,
+          approval: approval.id,
+          approvedBy: ben.operatorId,
+        },
       },
     ]);
-    const again = await acknowledge(tenantId, { seq: 5, eventId: forged.id, eventHash: forged.hash });
-    expect({ status: again.statusCode, code: again.json().code }).toEqual({
+    // Asking again is refused before anything is put up for approval.
+    const again = await ask(tenantId, named(forged));
+    expect(outcome(again)).toEqual({
       status: 409,
       code: 'already_acknowledged',
     });
+    expect(await requestsFor(tenantId)).toHaveLength(1);
   });
 
   it('covers only that event: a second forgery after it still blocks signing', async () => {
-    ops.headers = await ops.signInAgain();
     const { tenantId, forged } = await forgedChain();
-    const res = await acknowledge(tenantId, { seq: 5, eventId: forged.id, eventHash: forged.hash });
-    expect(res.statusCode, res.body).toBe(201);
+    await acknowledgeApproved(tenantId, named(forged));
     const second = await appendForged(tenantId);
     await write(tenantId, 1);
     expect(await refusal(tenantId)).toEqual({ seq: 8, eventId: second.id, reason: 'mac_mismatch' });
@@ -257,20 +320,14 @@ describe('acknowledging a forged event', () => {
   });
 
   it('covers a bad MAC only: a forged event that does not hash or link into the chain is refused', async () => {
-    ops.headers = await ops.signInAgain();
     const broken = await forgedChain(true);
-    const res = await acknowledge(broken.tenantId, {
-      seq: 5,
-      eventId: broken.forged.id,
-      eventHash: broken.forged.hash,
-    });
-    expect({ status: res.statusCode, code: res.json().code }).toEqual({ status: 409, code: 'chain_broken' });
+    const res = await ask(broken.tenantId, named(broken.forged));
+    expect(outcome(res)).toEqual({ status: 409, code: 'chain_broken' });
 
     // Acknowledged while consistent, then its content changed under the same stored hash (the owner,
     // triggers off): the checkpoint job checks the acknowledged event's hash and links again.
     const { tenantId, forged } = await forgedChain();
-    const ok = await acknowledge(tenantId, { seq: 5, eventId: forged.id, eventHash: forged.hash });
-    expect(ok.statusCode, ok.body).toBe(201);
+    await acknowledgeApproved(tenantId, named(forged));
     await t.database.engine.asOwner(async (o) => {
       await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
       try {
@@ -310,35 +367,131 @@ describe('acknowledging a forged event', () => {
     expect(report.forgedAcknowledgements[0]?.message).toContain(ackId);
   });
 
-  it('is for operators with a recent second factor only', async () => {
+  it('is for operators; approving and running need a recent second factor', async () => {
     const { tenantId, forged } = await forgedChain();
-    const body = { seq: 5, eventId: forged.id, eventHash: forged.hash };
     const tenant = await seedTenant(t, `ack-${randomUUID().slice(0, 8)}`);
     const admin = await tenantAdmin(t, tenant.slug, undefined, clock);
     // Every operator route answers a credential that is not an operator's as unauthenticated.
-    const asAdmin = await acknowledge(tenantId, body, admin.headers);
-    expect(asAdmin.statusCode).toBe(401);
-    expect((await acknowledge(tenantId, body, { authorization: '' })).statusCode).toBe(401);
+    expect((await ask(tenantId, named(forged), admin.headers)).statusCode).toBe(401);
+    expect((await ask(tenantId, named(forged), { authorization: '' })).statusCode).toBe(401);
+    // Asking changes nothing, so an API token may ask; deciding and running are what count.
+    const asked = await ask(tenantId, named(forged), ann.apiHeaders);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { id, params } = asked.json().approval;
+    const required = { status: 403, code: 'step_up_required' };
     // An operator's API token carries no second factor; a sign-in older than 5 minutes no longer counts.
-    const apiToken = await acknowledge(tenantId, body, ops.apiHeaders);
-    expect({ status: apiToken.statusCode, code: apiToken.json().code }).toEqual({
-      status: 403,
-      code: 'step_up_required',
-    });
-    ops.headers = await ops.signInAgain();
+    expect(outcome(await decide(ben.apiHeaders, id))).toEqual(required);
+    await signInBoth();
     clock.advance(6 * 60_000);
-    const stale = await acknowledge(tenantId, body);
-    expect({ status: stale.statusCode, code: stale.json().code }).toEqual({
-      status: 403,
-      code: 'step_up_required',
-    });
-    expect(
-      await owner('SELECT 1 FROM audit_forgery_acknowledgements WHERE tenant_id = $1', [tenantId]),
-    ).toEqual([]);
+    expect(outcome(await decide(ben.headers, id))).toEqual(required);
+    await signInBoth();
+    expect((await decide(ben.headers, id)).statusCode).toBe(200);
+    expect(outcome(await execute(ann.apiHeaders, id, params))).toEqual(required);
+    clock.advance(6 * 60_000);
+    expect(outcome(await execute(ann.headers, id, params))).toEqual(required);
+    expect(await ackRows(tenantId)).toEqual([]);
     expect(await refusal(tenantId)).toMatchObject({ seq: 5 });
   });
+});
 
-  it('from the CLI: verify names it with its hash, acknowledge-forged, checkpoint, verify passes', async () => {
+describe('acknowledging takes two operators', () => {
+  it("one operator's request stores nothing, and they cannot approve it themselves", async () => {
+    await signInBoth();
+    const { tenantId, forged } = await forgedChain();
+    const asked = await ask(tenantId, named(forged));
+    expect(asked.statusCode, asked.body).toBe(202);
+    expect(asked.json().status).toBe('approval_required');
+    const approval = asked.json().approval;
+    expect(approval).toMatchObject({
+      action: 'audit.forgery.acknowledge',
+      status: 'pending',
+      permission: 'audit-chains:write',
+      params: { chain: tenantId, ...named(forged), reason: REASON },
+      requestedBy: { type: 'operator', id: ann.operatorId },
+    });
+    // The approver sees what they vouch for: the chain, the event and the reason.
+    for (const part of [tenantId, 'seq 5', forged.id, forged.hash, REASON]) {
+      expect(approval.summary).toContain(part);
+    }
+
+    const early = await execute(ann.headers, approval.id, approval.params);
+    expect(outcome(early)).toEqual({
+      status: 409,
+      code: 'approval_not_approved',
+    });
+    const self = await decide(ann.headers, approval.id);
+    expect(outcome(self)).toEqual({ status: 403, code: 'self_approval' });
+
+    // Nothing took effect: no acknowledgement, the chain is still not signed, and no forgery event.
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect(await refusal(tenantId)).toEqual({ seq: 5, eventId: forged.id, reason: 'mac_mismatch' });
+    expect(await eventsAbout(tenantId)).not.toContainEqual(
+      expect.objectContaining({ action: 'audit.chain.forgery_acknowledged' }),
+    );
+    expect((await eventsAbout(approval.id)).map((e) => [e.action, e.actor_id, e.tenant_id])).toEqual([
+      ['access.approval.requested', ann.operatorId, null],
+    ]);
+    const denied = await owner<{ details: Record<string, unknown> }>(
+      `SELECT details FROM audit_events WHERE tenant_id IS NULL AND action = 'access.request.denied'
+         AND actor_id = $1 AND target_id = 'POST /api/v1/access/platform-approvals/:id/approve'`,
+      [ann.operatorId],
+    );
+    expect(denied).toContainEqual({ details: { reason: 'self_approval' } });
+  });
+
+  it("another operator's approval runs it once, with exactly the approved parameters", async () => {
+    await signInBoth();
+    const { tenantId, forged } = await forgedChain();
+    const other = await forgedChain();
+    const asked = await ask(tenantId, named(forged));
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { id, params } = asked.json().approval;
+    expect((await decide(ben.headers, id)).statusCode).toBe(200);
+
+    // Changed parameters run nothing: another reason, another chain's forged event.
+    for (const changed of [
+      { ...params, reason: 'nothing to see here' },
+      { ...params, chain: other.tenantId, eventId: other.forged.id, eventHash: other.forged.hash },
+    ]) {
+      const res = await execute(ann.headers, id, changed);
+      expect(outcome(res)).toEqual({ status: 409, code: 'params_changed' });
+    }
+    // The approver does not run it either: the requester does.
+    const byApprover = await execute(ben.headers, id, params);
+    expect(outcome(byApprover)).toEqual({
+      status: 403,
+      code: 'not_requester',
+    });
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect(await ackRows(other.tenantId)).toEqual([]);
+    expect(await refusal(tenantId)).toMatchObject({ seq: 5, reason: 'mac_mismatch' });
+    expect(await refusal(other.tenantId)).toMatchObject({ seq: 5, reason: 'mac_mismatch' });
+
+    // Racing runs with the approved parameters: one runs it.
+    const runs = await Promise.all([execute(ann.headers, id, params), execute(ann.headers, id, params)]);
+    expect(runs.map((r) => r.statusCode).sort()).toEqual([200, 409]);
+    const won = runs.find((r) => r.statusCode === 200)?.json();
+    expect(won.approval).toMatchObject({ id, status: 'executed', decidedBy: { id: ben.operatorId } });
+    expect(won.result).toMatchObject({ chain: tenantId, seq: 5, eventId: forged.id, reason: REASON });
+    expect((await execute(ann.headers, id, params)).statusCode).toBe(409);
+    expect(await ackRows(tenantId)).toHaveLength(1);
+    expect(await sign(tenantId)).toMatchObject({ seq: 7 });
+    expect(await refusal(other.tenantId)).toMatchObject({ seq: 5, reason: 'mac_mismatch' });
+
+    // Asked, approved, refused twice for changed parameters, run: each on the platform chain.
+    expect((await eventsAbout(id)).map((e) => [e.action, e.actor_id, e.tenant_id])).toEqual([
+      ['access.approval.requested', ann.operatorId, null],
+      ['access.approval.approved', ben.operatorId, null],
+      ['access.approval.params_refused', ann.operatorId, null],
+      ['access.approval.params_refused', ann.operatorId, null],
+      ['access.approval.executed', ann.operatorId, null],
+    ]);
+    expect(
+      (await eventsAbout(tenantId)).filter((e) => e.action === 'audit.chain.forgery_acknowledged'),
+    ).toMatchObject([{ actor_id: ann.operatorId, details: { approval: id, approvedBy: ben.operatorId } }]);
+  });
+
+  it('from the CLI: verify names it and how to ask; there is no command to acknowledge it alone', async () => {
     const { tenantId, forged } = await forgedChain();
     const cli: ActionContext = {
       actor: { type: 'system', id: 'cli:alice' },
@@ -349,6 +502,7 @@ describe('acknowledging a forged event', () => {
     const run = async (...args: string[]) => {
       let out = '';
       const root = new Command().exitOverride();
+      root.configureOutput({ writeErr: () => {} });
       registerAuditCommands(root, {
         out: new Writable({
           write(chunk, _encoding, done) {
@@ -374,14 +528,15 @@ describe('acknowledging a forged event', () => {
     const before = await run('audit', 'verify', '--tenant', 'acme');
     expect(before.out).toContain('tenant acme: BROKEN, forged at seq 5');
     expect(before.out).toContain(
-      `tenant acme: forged event at seq 5 (event ${forged.id}, hash ${forged.hash}): NOT acknowledged`,
+      `tenant acme: forged event at seq 5 (event ${forged.id}, hash ${forged.hash}): NOT acknowledged ` +
+        `(once investigated, an operator asks: POST /api/v1/audit/chains/${tenantId}/forgery-acknowledgements ` +
+        `{"seq": 5, "eventId": "${forged.id}", "eventHash": "${forged.hash}", "reason": "..."}; another operator approves it)`,
     );
     expect(before.failure?.message).toMatch(/failed verification/);
     expect((await run('audit', 'checkpoint', '--tenant', 'acme')).failure?.message).toMatch(/not signed/);
 
-    const missingReason = await run('audit', 'acknowledge-forged', '--tenant', 'acme', '--seq', '5');
-    expect(missingReason.failure?.message).toMatch(/required option/);
-    const ack = await run(
+    // The server's shell is not a second operator (docs/access.md): no CLI command acknowledges alone.
+    const alone = await run(
       'audit',
       'acknowledge-forged',
       '--tenant',
@@ -395,8 +550,11 @@ describe('acknowledging a forged event', () => {
       '--reason',
       'restored from backup; INC-7',
     );
-    expect(ack.failure).toBeNull();
-    expect(ack.out).toContain('event at seq 5 acknowledged as forged');
+    expect(alone.failure?.message).toMatch(/unknown command/);
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect((await run('audit', 'checkpoint', '--tenant', 'acme')).failure?.message).toMatch(/not signed/);
+
+    await acknowledgeApproved(tenantId, { ...named(forged), reason: 'restored from backup; INC-7' });
     expect((await run('audit', 'checkpoint', '--tenant', 'acme')).out).toContain('tenant acme: signed seq 7');
     const after = await run('audit', 'verify', '--tenant', 'acme');
     expect(after.failure).toBeNull();
@@ -405,7 +563,7 @@ describe('acknowledging a forged event', () => {
     );
     expect(after.out).toMatch(
       new RegExp(
-        `forged event at seq 5 \\(event ${forged.id}, hash ${forged.hash}\\): acknowledged by system cli:alice at \\S+: restored from backup; INC-7`,
+        `forged event at seq 5 \\(event ${forged.id}, hash ${forged.hash}\\): acknowledged by operator ${ann.operatorId} at \\S+: restored from backup; INC-7`,
       ),
     );
   });

@@ -55,7 +55,7 @@ definePermissions('audit', 'platform', {
   'audit-sinks:write':
     "Ask to add SIEM sinks (they receive every tenant's audit events: a second operator approves) and disable them (a disabled one drains first)",
   'audit-chains:write':
-    'Acknowledge a forged audit event after investigating it, so its chain is signed again (a second factor within 5 minutes)',
+    'Ask to acknowledge a forged audit event after investigating it, so its chain is signed again (a second operator approves)',
   'platform-alerts:read': "Read the platform's alerts and anomaly rule settings",
   'platform-alerts:write': "Acknowledge platform alerts; change the platform's rules and alert channels",
 });
@@ -74,7 +74,7 @@ definePermissions('access', 'platform', {
   'elevations:approve': "Approve, reject or revoke other operators' elevation requests",
   'platform-approvals:request': 'See and run, once approved, the platform critical actions one asked for',
   'platform-approvals:decide':
-    "Approve or reject other operators' platform critical actions (adding a SIEM sink)",
+    "Approve or reject other operators' platform critical actions (adding a SIEM sink, enabling an operator, acknowledging a forged audit event)",
 });
 
 /**

@@ -120,7 +120,8 @@ export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
       config: { access: 'operator', permission: 'platform-approvals:decide' },
       schema: {
         tags,
-        summary: "Operators' platform critical actions (adding a SIEM sink) waiting or decided, newest first",
+        summary:
+          "Operators' platform critical actions (adding a SIEM sink, enabling an operator, acknowledging a forged audit event) waiting or decided, newest first",
         querystring: S.ApprovalQuery,
         response: responses({ 200: Type.Array(S.Approval) }),
       },

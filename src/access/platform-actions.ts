@@ -1,5 +1,12 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import type { AlertService, AlertSettingsView, SinkInput, SinkService } from '../audit/index.ts';
+import type {
+  AcknowledgeInput,
+  AlertService,
+  AlertSettingsView,
+  ForgeryService,
+  SinkInput,
+  SinkService,
+} from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
 import type { CriticalActions, JsonValue } from './critical.ts';
 
@@ -13,6 +20,24 @@ export const OPERATORS_GATE = 'identity.operators';
 /** Weakening the platform's anomaly alerting (rules, working hours, where alerts go). */
 export const WEAKEN_PLATFORM_ALERTS = 'audit.platform-alerts.weaken';
 export const ALERT_SETTINGS_GATE = 'audit.alert-settings';
+/** Acknowledging a forged audit event, so the checkpoint job signs its chain over it again. */
+export const ACKNOWLEDGE_FORGERY = 'audit.forgery.acknowledge';
+/** The gate on the chain routes (`config.fourEyes`). */
+export const CHAINS_GATE = 'audit.chains';
+
+/** What an acknowledgement is asked and run with: the chain (a tenant's id, or platform) and the body. */
+interface ForgeryParams {
+  chain: string;
+  seq: number;
+  eventId: string;
+  eventHash: string;
+  reason: string;
+}
+
+const forgeryInput = ({ chain, ...named }: ForgeryParams): AcknowledgeInput => ({
+  tenantId: chain === 'platform' ? null : chain,
+  ...named,
+});
 
 /** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
 function caLine(caPem: string): string {
@@ -30,9 +55,9 @@ function caLine(caPem: string): string {
  */
 export function wirePlatformActions(
   critical: CriticalActions,
-  deps: { sinks: SinkService; operators: OperatorAdmin; alerts: AlertService },
+  deps: { sinks: SinkService; operators: OperatorAdmin; alerts: AlertService; forgeries: ForgeryService },
 ) {
-  const { sinks, operators, alerts } = deps;
+  const { sinks, operators, alerts, forgeries } = deps;
 
   // One operator could mute the platform's alerts or send them elsewhere: a second one approves.
   critical.define({
@@ -120,6 +145,41 @@ export function wirePlatformActions(
         summary:
           `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${url}` +
           (input.caPem === undefined ? '' : caLine(input.caPem)),
+      },
+    ];
+  });
+
+  // Once acknowledged, the checkpoint job signs over a forged event: one person with database access
+  // and an operator account could forge a row and then vouch for it alone.
+  critical.define({
+    key: ACKNOWLEDGE_FORGERY,
+    description:
+      'Acknowledge a forged audit event (bad or missing MAC) after investigating it: the checkpoint job ' +
+      'signs its chain over it again',
+    onByDefault: true,
+    scope: 'platform',
+    executePlatform: async ({ ctx, params, guard, approvalId, approvedBy }) =>
+      (await forgeries.acknowledge(ctx, forgeryInput(params as unknown as ForgeryParams), {
+        guard,
+        approvalId,
+        approvedBy,
+      })) as unknown as Record<string, JsonValue>,
+  });
+
+  // An acknowledgement that could not run (no such event, another one, not forged, a broken chain,
+  // already acknowledged, a bad reason) is refused (4xx) before anything is asked for.
+  critical.platformGate(CHAINS_GATE, async (request) => {
+    const { chain } = request.params as { chain: string };
+    const params: ForgeryParams = { chain, ...(request.body as Omit<ForgeryParams, 'chain'>) };
+    const label = await forgeries.check(forgeryInput(params));
+    return [
+      {
+        action: ACKNOWLEDGE_FORGERY,
+        params: params as unknown as JsonValue,
+        summary:
+          `Acknowledge the forged event at seq ${params.seq} of audit chain ${label} (event ` +
+          `${params.eventId}, hash ${params.eventHash}), so the checkpoint job signs that chain over it ` +
+          `again. Reason: ${params.reason}`,
       },
     ];
   });

@@ -80,7 +80,10 @@ export const ApprovalRequired = strictObject({
 export const ApprovalQuery = strictObject({
   status: Type.Optional(Type.Union(approvalStatuses.map((s) => Type.Literal(s)))),
 });
-/** A run platform action: the request, and what the action answered (a new sink, with a webhook's secret once). */
+/**
+ * A run platform action: the request, and what the action answered (a new sink, with a webhook's secret
+ * once; an enabled operator; an acknowledgement).
+ */
 export const PlatformExecuted = strictObject({
   approval: Approval,
   result: Type.Union([
@@ -102,6 +105,17 @@ export const PlatformExecuted = strictObject({
     }),
     // The platform's alert settings (a new webhook's signing secret shown only now).
     SavedAlertSettings,
+    // A forged audit event's acknowledgement (the chain is signed over it again).
+    strictObject({
+      id: Type.String({ format: 'uuid' }),
+      chain: Type.String({ description: "The tenant's id, or platform" }),
+      seq: Type.Integer(),
+      eventId: Type.String({ format: 'uuid' }),
+      eventHash: Type.String({ description: 'SHA-256 chain hash, 64 hex digits' }),
+      reason: Type.String(),
+      acknowledgedBy: strictObject({ type: Type.String(), id: Type.Union([Type.String(), Type.Null()]) }),
+      acknowledgedAt: Type.String({ format: 'date-time' }),
+    }),
   ]),
 });
 export const ExecuteBody = strictObject({

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database } from '../platform/db/index.ts';
+import type { Database, SystemTx } from '../platform/db/index.ts';
 import { auditError } from './errors.ts';
 import {
   type AcknowledgementFields,
   acknowledgementOf,
   chainInconsistency,
+  type ForgeryAcknowledgement,
   insertAcknowledgement,
   readAcknowledgements,
 } from './forged-events.ts';
@@ -23,6 +24,18 @@ export interface AcknowledgeInput {
   /** The event's stored hash, hex, as `rampart audit verify` prints it. */
   eventHash: string;
   reason: string;
+}
+
+/**
+ * The platform approval an acknowledgement runs under (access's four-eyes; audit cannot import access):
+ * one operator asks, another approves, and only then does it run (docs/audit.md, "Recovering from a
+ * forged event").
+ */
+export interface ForgeryApproval {
+  /** The approval's re-check (the approver is still an active operator), run first in the insert's transaction. */
+  guard: (tx: SystemTx<AuditTables>) => Promise<void>;
+  approvalId: string;
+  approvedBy: string | null;
 }
 
 export interface AcknowledgementView {
@@ -120,8 +133,40 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
     return { chain, hashHex };
   }
 
+  function refuseAcknowledged(chain: string, seq: number): never {
+    throw auditError(
+      'already_acknowledged',
+      `The event at seq ${seq} of chain ${chain} is already acknowledged (rampart audit verify shows by whom).`,
+    );
+  }
+
   return {
-    async acknowledge(ctx: ActionContext, input: AcknowledgeInput): Promise<AcknowledgementView> {
+    /**
+     * The checks `acknowledge` makes, before anything is asked for: an acknowledgement that could not
+     * run is refused (4xx), never put up for another operator's approval. Returns the chain's label.
+     */
+    async check(input: AcknowledgeInput): Promise<string> {
+      checkInput(input);
+      const { chain, hashHex } = await checkEvent(input);
+      const existing = await db.withSystem<AuditTables, ForgeryAcknowledgement[]>((tx) =>
+        readAcknowledgements(tx, input.tenantId),
+      );
+      const named = { seq: input.seq, id: input.eventId.toLowerCase(), hash: hashHex };
+      if (acknowledgementOf(existing, auditMacKey(), named)) refuseAcknowledged(chain, input.seq);
+      return chain;
+    },
+
+    /**
+     * Records the acknowledgement. Only as an approved platform action (four-eyes between two operators,
+     * src/access/platform-approvals.ts): `approval.guard` re-checks the approval first in the write's
+     * transaction, and the approval is named in `audit.chain.forgery_acknowledged`. One operator alone
+     * could otherwise forge a row with database access and acknowledge it with their account.
+     */
+    async acknowledge(
+      ctx: ActionContext,
+      input: AcknowledgeInput,
+      approval: ForgeryApproval,
+    ): Promise<AcknowledgementView> {
       const reason = checkInput(input);
       const { chain, hashHex } = await checkEvent(input);
       const key = auditMacKey();
@@ -139,12 +184,10 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
       // The acknowledgement and its audit event on the platform chain commit together (no tenant set:
       // acknowledging is a platform action, whichever chain it names).
       await db.withSystem<AuditTables, void>(async (tx) => {
+        await approval.guard(tx);
         const existing = await readAcknowledgements(tx, input.tenantId);
         if (acknowledgementOf(existing, key, { seq: ack.seq, id: ack.eventId, hash: hashHex })) {
-          throw auditError(
-            'already_acknowledged',
-            `The event at seq ${ack.seq} of chain ${chain} is already acknowledged (rampart audit verify shows by whom).`,
-          );
+          refuseAcknowledged(chain, ack.seq);
         }
         await insertAcknowledgement(tx, key, ack);
         await recordAuditEvent(tx, clock, ctx, {
@@ -152,7 +195,14 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
           action: 'audit.chain.forgery_acknowledged',
           outcome: 'success',
           target: { type: 'audit_chain', id: chain },
-          details: { seq: ack.seq, eventId: ack.eventId, acknowledgementId: ack.id, reason },
+          details: {
+            seq: ack.seq,
+            eventId: ack.eventId,
+            acknowledgementId: ack.id,
+            reason,
+            approval: approval.approvalId,
+            approvedBy: approval.approvedBy,
+          },
         });
       });
       return {

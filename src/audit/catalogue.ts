@@ -115,7 +115,7 @@ defineAuditActions('audit', {
   'audit.checkpoint.refused':
     'The checkpoint job refused to sign a chain: an event since its last checkpoint has no matching MAC (forged)',
   'audit.chain.forgery_acknowledged':
-    'An operator acknowledged a forged event (bad or missing MAC) of a chain, with the reason: the checkpoint job signs over it again',
+    'An operator acknowledged a forged event (bad or missing MAC) of a chain, with the reason, once another operator approved (the approval named): the checkpoint job signs over it again',
   'audit.reads.counted':
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",

@@ -1,7 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
-import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
 import type { ForgeryService } from './acknowledge.ts';
 import { auditError } from './errors.ts';
@@ -9,34 +7,35 @@ import { auditError } from './errors.ts';
 const tags = ['audit'];
 const Uuid = Type.String({ format: 'uuid' });
 const Hash = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 chain hash, 64 hex digits' });
-const Acknowledgement = strictObject({
-  id: Uuid,
-  chain: Type.String({ description: "The tenant's id, or platform" }),
-  seq: Type.Integer(),
-  eventId: Uuid,
-  eventHash: Hash,
-  reason: Type.String(),
-  acknowledgedBy: strictObject({ type: Type.String(), id: Type.Union([Type.String(), Type.Null()]) }),
-  acknowledgedAt: Type.String({ format: 'date-time' }),
+const ApprovalRequired = strictObject({
+  status: Type.Literal('approval_required'),
+  approval: Type.Record(Type.String(), Type.Unknown(), {
+    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
+  }),
 });
 
 /**
  * Administration of the audit chains (operators). Acknowledging a forged event lets the checkpoint job
- * sign its chain again (docs/audit.md, "Event MACs"): a sign-in with the second factor within the last
- * 5 minutes, never an API token alone, as for other operator decisions.
+ * sign its chain again (docs/audit.md, "Recovering from a forged event"): a platform four-eyes action,
+ * since one person with database access and an operator account could otherwise forge an event and
+ * acknowledge it alone.
  */
-export const auditChainRoutes: FastifyPluginAsyncTypebox<{
-  forgeries: ForgeryService;
-  needsStepUp: (request: FastifyRequest) => boolean;
-}> = async (app, { forgeries, needsStepUp }) => {
+export const auditChainRoutes: FastifyPluginAsyncTypebox<{ forgeries: ForgeryService }> = async (
+  app,
+  { forgeries },
+) => {
   app.post(
     '/api/v1/audit/chains/:chain/forgery-acknowledgements',
     {
-      config: { access: 'operator', permission: 'audit-chains:write' },
+      // Four-eyes between two operators, always: the gate checks the acknowledgement could run (4xx
+      // otherwise), records the request and answers 202 with it; another operator approves (POST
+      // /api/v1/access/platform-approvals/:id/approve, a second factor within 5 minutes) and the
+      // requester runs it once (.../execute, likewise), which stores the acknowledgement and returns it.
+      config: { access: 'operator', permission: 'audit-chains:write', fourEyes: 'audit.chains' },
       schema: {
         tags,
         summary:
-          'Acknowledge a forged event (bad or missing MAC) after investigating it, naming its seq, id and hash: the chain is signed again; verify keeps naming it (audited)',
+          'Ask to acknowledge a forged event (bad or missing MAC) after investigating it, naming its seq, id and hash (202: another operator approves, then you run it; the chain is then signed again and verify keeps naming the event)',
         params: strictObject({
           chain: Type.Union([Type.Literal('platform'), Uuid], { description: "A tenant's id, or platform" }),
         }),
@@ -46,22 +45,18 @@ export const auditChainRoutes: FastifyPluginAsyncTypebox<{
           eventHash: Hash,
           reason: Type.String({ minLength: 1, maxLength: 1000, description: 'What the investigation found' }),
         }),
-        response: responses({ 201: Acknowledgement }),
+        response: responses({ 202: ApprovalRequired }),
       },
     },
-    async (request, reply) => {
-      if (needsStepUp(request)) {
-        throw auditError(
-          'step_up_required',
-          'Confirm with your second factor within the last 5 minutes first (sign in again with password and authenticator code).',
-        );
-      }
+    async (request) => {
+      // Reached only when the gate let the request through, which it never does for valid input: an
+      // acknowledgement is stored only by an approved request's execution. Defence in depth: refuse.
       const { chain } = request.params;
-      const view = await forgeries.acknowledge(actionContext(request), {
-        tenantId: chain === 'platform' ? null : chain,
-        ...request.body,
-      });
-      return reply.status(201).send(view);
+      await forgeries.check({ tenantId: chain === 'platform' ? null : chain, ...request.body });
+      throw auditError(
+        'approval_required',
+        'Acknowledging a forged event needs another operator\u2019s approval.',
+      );
     },
   );
 };

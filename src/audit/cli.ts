@@ -8,7 +8,7 @@ import type { Database } from '../platform/db/index.ts';
 import { type ExpectedPoint, parseExpectedPoint, readExpectFile, reportAnchors } from './anchors.ts';
 import { verifyBundle, writeBundle } from './bundle.ts';
 import { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
-import { describeForgedEvents, registerAcknowledgeCommand } from './cli-forged.ts';
+import { describeForgedEvents } from './cli-forged.ts';
 import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
@@ -68,7 +68,7 @@ function describeBreak(label: string, b: ChainBreak): string {
   return `${label}: BROKEN, ${b.kind}${where}${id}: ${b.message}`;
 }
 
-/** `rampart audit verify|checkpoint|acknowledge-forged|prune|public-key|export|verify-file`. */
+/** `rampart audit verify|checkpoint|prune|public-key|export|verify-file`. */
 export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
   const print = (line: string) => deps.out.write(`${line}\n`);
   const audit = root.command('audit').description('the audit trail: verify, checkpoint, export');
@@ -192,8 +192,6 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       if (refused > 0)
         throw new Error(`${refused} chain(s) not signed (see above; run rampart audit verify)`);
     });
-
-  registerAcknowledgeCommand(audit, deps);
 
   audit
     .command('prune')

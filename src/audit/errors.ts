@@ -21,5 +21,4 @@ export const auditError = defineErrors({
   event_not_forged: { status: 409, title: 'The event is not forged' },
   chain_broken: { status: 409, title: 'The chain is broken at the event' },
   already_acknowledged: { status: 409, title: 'Already acknowledged' },
-  step_up_required: { status: 403, title: 'Confirm with your second factor' },
 });

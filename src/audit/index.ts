@@ -1,6 +1,11 @@
 import { readMigrations } from '../platform/db/index.ts';
 
-export { type AcknowledgeInput, createForgeryService, type ForgeryService } from './acknowledge.ts';
+export {
+  type AcknowledgeInput,
+  type AcknowledgementView,
+  createForgeryService,
+  type ForgeryService,
+} from './acknowledge.ts';
 export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-delivery.ts';
 export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
 export { alertRoutes, SavedSettings as SavedAlertSettings } from './alert-routes.ts';
