@@ -215,6 +215,7 @@ export function wireCriticalActions(
         action: 'audit.retention.shorten',
         params: { days },
         summary: `Shorten audit retention from ${current.days} to ${days} days`,
+        seen: { days: current.days },
       },
     ];
   });
@@ -293,20 +294,24 @@ export function wireCriticalActions(
     const next = request.body as IdentitySettingsView;
     // Inconsistent input is the handler's to refuse (422), not something to approve.
     if (next.passwordPolicy.minLength > next.passwordPolicy.maxLength) return [];
-    return identitySettingsChanges(await identity.settings.get(tenant), next);
+    const current = await identity.settings.get(tenant);
+    const seen = current as unknown as JsonValue;
+    return identitySettingsChanges(current, next).map((found) => ({ ...found, seen }));
   });
 
   // A first look: a change that commits after it can make this PUT a weakening, which the write itself
   // then refuses unapproved (settings.update decides again on the locked row, with weakenedApprovals).
   critical.gate('access.settings', async (request, tenant) => {
     const next = request.body as AccessSettings;
-    const weakened = weakenedApprovals(await settings.get(tenant.id), next);
+    const current = await settings.get(tenant.id);
+    const weakened = weakenedApprovals(current, next);
     if (weakened.length === 0) return [];
     return [
       {
         action: REDUCE_FOUR_EYES,
         params: next as unknown as JsonValue,
         summary: reductionSummary(weakened),
+        seen: current as unknown as JsonValue,
       },
     ];
   });
