@@ -253,6 +253,7 @@ export function wireCriticalActions(
         action: 'access.grant-tenant-admin',
         params: { via: 'role', role, name: body.name, permissions: plan.permissions },
         summary: `Add administrator powers (${powers.join(', ')}) to the role ${role}, which is held`,
+        seen: plan.state,
       },
     ];
   });
