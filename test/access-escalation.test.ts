@@ -7,8 +7,9 @@
  *   undoing changes made in between.
  * Runs on both engines.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
+import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import {
   databaseState,
@@ -204,6 +205,37 @@ describe('granting administrator powers', () => {
     expect((await putRole(ada, 'lister', ['users:read'])).statusCode).toBe(200);
     expectRefused(await execute(ada, asked.id, asked.params), 409, 'state_changed');
     expect((await roleOf('lister')).permissions).toEqual(['users:read']);
+  });
+
+  // The gate wrote "adds roles:write" against the role it read; a narrowing committed before the request
+  // became its recorded basis, and the approved run (the whole role) gave roles:assign back, unnamed.
+  it('a role change whose role changed between its gate and its request is not put up for approval (409)', async () => {
+    const roles = t.app.services.access.roles;
+    expect((await createRole(ada, 'desk', ['users:read'])).statusCode).toBe(201);
+    expect((await assign(ada, sam.userId, 'desk')).statusCode).toBe(200);
+    await roles.update(tenantId, systemContext('test'), 'desk', {
+      name: 'desk',
+      permissions: ['roles:assign', 'users:read'],
+    });
+    const plan = roles.planUpdate;
+    let narrowed: Awaited<ReturnType<typeof putRole>> | undefined;
+    const gateRead = vi.spyOn(roles, 'planUpdate').mockImplementationOnce(async (...args) => {
+      const seen = await plan(...args);
+      narrowed = await putRole(bea, 'desk', ['users:read']);
+      return seen;
+    });
+    try {
+      const asked = await putRole(ada, 'desk', ['roles:assign', 'roles:write', 'users:read']);
+      expect(narrowed?.statusCode, narrowed?.body).toBe(200);
+      expectRefused(asked, 409, 'state_changed');
+    } finally {
+      gateRead.mockRestore();
+    }
+    // Sent again, the summary names both powers the change would give.
+    const again = await putRole(ada, 'desk', ['roles:assign', 'roles:write', 'users:read']);
+    expect(again.statusCode, again.body).toBe(202);
+    expect(again.json().approval.summary).toMatch(/roles:assign, roles:write/);
+    expect((await roleOf('desk')).permissions).toEqual(['users:read']);
   });
 });
 

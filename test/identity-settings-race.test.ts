@@ -195,6 +195,116 @@ describe(`identity settings changed while a change was checked (${engineUnderTes
   });
 });
 
+// Review: one PUT weakening the password policy and lowering 2FA enforcement was asked for as its first
+// listed action only, with a summary naming only that part; the approved run (one write of the whole
+// document) lowered 2FA too, which the approver was never shown. Each request now names the whole change.
+describe(`one PUT that is two four-eyes actions (${engineUnderTest})`, () => {
+  const both = (s: IdentitySettingsView) => {
+    s.passwordPolicy.minLength = 10;
+    s.mfaRequired = 'off';
+  };
+
+  it('asks for one approval whose summary names every weakened part and both actions; approved, it runs', async () => {
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+    const weaker = await changed(both);
+    const asked = await putSettings(ana, weaker);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval.action).toBe('identity.password-policy.weaken');
+    expect(approval.summary).toMatch(/Weaken the password policy/);
+    expect(approval.summary).toMatch(/Lower 2FA enforcement from staff to off/);
+    expect(approval.summary).toMatch(
+      /identity\.password-policy\.weaken and identity\.mfa-enforcement\.weaken/,
+    );
+
+    expect((await approvals(ben, `/${approval.id}/approve`)).statusCode).toBe(200);
+    const run = await approvals(ana, `/${approval.id}/execute`, { params: approval.params });
+    expect(run.statusCode, run.body).toBe(200);
+    expect(await settings()).toEqual(weaker);
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+  });
+
+  it('asked for as the only action the tenant lists, it still names the other weakened part', async () => {
+    const access = t.app.services.access.settings;
+    const current = await access.get(tenantId);
+    await access.update(tenantId, systemContext('test'), {
+      ...current,
+      fourEyesActions: current.fourEyesActions.filter((a) => a !== 'identity.password-policy.weaken'),
+    });
+    try {
+      const asked = await putSettings(ana, await changed(both));
+      expect(asked.statusCode, asked.body).toBe(202);
+      const { approval } = asked.json();
+      expect(approval.action).toBe('identity.mfa-enforcement.weaken');
+      expect(approval.summary).toMatch(/Weaken the password policy.*Lower 2FA enforcement from staff to off/);
+    } finally {
+      await access.update(tenantId, systemContext('test'), current);
+    }
+  });
+
+  // Review: the gate wrote the summary against the settings it read, the request recorded the basis it
+  // locked a moment later: a change committed in between was run over by the approved run, unnamed.
+  it('a request whose settings changed between its gate and its recording is not recorded (409)', async () => {
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+    const stricter = await changed((s) => (s.mfaRequired = 'all'));
+    const shorter = await changed((s) => (s.passwordPolicy.minLength = 10));
+    const raced = await secondGatedBeforeFirst(
+      () => putSettings(ana, stricter),
+      () => putSettings(ana, shorter),
+    );
+    expect(raced.first.statusCode, raced.first.body).toBe(200);
+    expect(raced.second.statusCode, raced.second.body).toBe(409);
+    expect(raced.second.json().code).toBe('state_changed');
+    expect(await databaseState(t)).toEqual(raced.afterFirst);
+
+    // Sent again, the summary is written against what the approved run would change: both parts.
+    const asked = await putSettings(ana, shorter);
+    expect(asked.statusCode, asked.body).toBe(202);
+    expect(asked.json().approval.summary).toMatch(
+      /Weaken the password policy.*Lower 2FA enforcement from all to staff/,
+    );
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+  });
+
+  it('refused by the write (409), the detail names the whole change too', async () => {
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+    const stricter = await changed((s) => {
+      s.passwordPolicy.minLength = 14;
+      s.mfaRequired = 'all';
+    });
+    const same = await settings();
+    const raced = await secondGatedBeforeFirst(
+      () => putSettings(ana, stricter),
+      () => putSettings(ana, same),
+    );
+    expect(raced.first.statusCode, raced.first.body).toBe(200);
+    expect(raced.second.json()).toMatchObject({ code: 'approval_now_required', status: 409 });
+    expect(raced.second.json().detail).toMatch(
+      /Weaken the password policy.*Lower 2FA enforcement from all to staff.*identity\.mfa-enforcement\.weaken/,
+    );
+    expect(await settings()).toEqual(stricter);
+    await setUp((s) => {
+      s.passwordPolicy.minLength = 12;
+      s.mfaRequired = 'staff';
+    });
+  });
+});
+
 // The same two PUTs truly at once, on PostgreSQL (PGlite runs one transaction at a time): A has written
 // its row and waits to append its audit event (another session holds the tenant's chain head); B's gate
 // reads the settings as committed (12, a no-change), then B's write queues for the row A holds. Without

@@ -12,7 +12,14 @@ import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { ENABLE_GATE, elevatedGrant } from './elevated-grants.ts';
 import type { RoleService } from './roles.ts';
-import { type AccessSettings, type AccessSettingsService, loadAccessSettings } from './settings.ts';
+import {
+  type AccessSettings,
+  type AccessSettingsService,
+  loadAccessSettings,
+  REDUCE_FOUR_EYES,
+  reductionSummary,
+  weakenedApprovals,
+} from './settings.ts';
 import type { Tx } from './tables.ts';
 
 /**
@@ -45,29 +52,38 @@ const weakening: Record<WeakenedPart, (c: IdentitySettingsView, n: IdentitySetti
  * The four-eyes actions of changing the identity settings from `current` to `next`, with the line
  * approvers read: asked by the route's gate before the write, and again by the write (identity's
  * `settingsChangeToApprove`) against the settings as it locked them.
+ *
+ * One PUT is one approval: it is asked for as the first of its actions the tenant lists, and the approved
+ * run writes the whole document, every weakening in it. So each action carries the same summary, naming
+ * every weakened part and, when there are two, both actions: the approver reads all that the run will do.
+ * (Review: a PUT weakening the password policy and lowering 2FA enforcement was asked for as the first
+ * action only, and its summary named only the password policy; the approved run lowered 2FA too.)
  */
 export function identitySettingsChanges(
   current: IdentitySettingsView,
   next: IdentitySettingsView,
 ): Classified[] {
-  const params = next as unknown as JsonValue;
-  const found: Classified[] = [];
+  const changes: { action: string; line: string }[] = [];
   const weakened = weakenedParts(current, next);
   if (weakened.length > 0) {
-    found.push({
+    changes.push({
       action: 'identity.password-policy.weaken',
-      params,
-      summary: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
+      line: `Weaken ${weakened.map((part) => weakening[part](current, next)).join(', ')}`,
     });
   }
   if (mfaRank[next.mfaRequired] < mfaRank[current.mfaRequired]) {
-    found.push({
+    changes.push({
       action: 'identity.mfa-enforcement.weaken',
-      params,
-      summary: `Lower 2FA enforcement from ${current.mfaRequired} to ${next.mfaRequired}`,
+      line: `Lower 2FA enforcement from ${current.mfaRequired} to ${next.mfaRequired}`,
     });
   }
-  return found;
+  const actions = changes.map((c) => c.action);
+  const summary =
+    changes.length > 1
+      ? `${changes.map((c) => c.line).join('; ')} (one change, covering ${actions.join(' and ')})`
+      : (changes[0]?.line ?? '');
+  const params = next as unknown as JsonValue;
+  return actions.map((action) => ({ action, params, summary }));
 }
 
 /**
@@ -138,7 +154,7 @@ export function wireCriticalActions(
     lockStateFirst: true,
   });
   critical.define({
-    key: 'access.four-eyes.reduce',
+    key: REDUCE_FOUR_EYES,
     description: 'Take critical actions off the four-eyes list, or weaken elevation approval',
     onByDefault: true,
     execute: ({ tenant, ctx, params, guard }) =>
@@ -200,6 +216,7 @@ export function wireCriticalActions(
         action: 'audit.retention.shorten',
         params: { days },
         summary: `Shorten audit retention from ${current.days} to ${days} days`,
+        seen: { days: current.days },
       },
     ];
   });
@@ -250,6 +267,7 @@ export function wireCriticalActions(
         action: 'access.grant-tenant-admin',
         params: { via: 'role', role, name: body.name, permissions: plan.permissions },
         summary: `Add administrator powers (${powers.join(', ')}) to the role ${role}, which is held`,
+        seen: plan.state,
       },
     ];
   });
@@ -305,35 +323,24 @@ export function wireCriticalActions(
     const next = request.body as IdentitySettingsView;
     // Inconsistent input is the handler's to refuse (422), not something to approve.
     if (next.passwordPolicy.minLength > next.passwordPolicy.maxLength) return [];
-    return identitySettingsChanges(await identity.settings.get(tenant), next);
+    const current = await identity.settings.get(tenant);
+    const seen = current as unknown as JsonValue;
+    return identitySettingsChanges(current, next).map((found) => ({ ...found, seen }));
   });
 
+  // A first look: a change that commits after it can make this PUT a weakening, which the write itself
+  // then refuses unapproved (settings.update decides again on the locked row, with weakenedApprovals).
   critical.gate('access.settings', async (request, tenant) => {
     const next = request.body as AccessSettings;
     const current = await settings.get(tenant.id);
-    const weakened = current.fourEyesActions
-      .filter((a) => !next.fourEyesActions.includes(a))
-      .map((a) => `approval for ${a}`);
-    // Handing elevation approval from the tenant to operators, or needing fewer approvals, weakens
-    // segregation of duties just as much.
-    if (current.elevationApprover === 'tenant' && next.elevationApprover === 'operator') {
-      weakened.push('tenant approval of elevations');
-    }
-    for (const [role, needed] of Object.entries(current.elevationThresholds)) {
-      if ((next.elevationThresholds[role] ?? 1) < needed) weakened.push(`${needed} approvals for ${role}`);
-    }
-    // A longer TTL keeps approvals (and requests waiting for one) usable for longer.
-    if (next.approvalTtlMinutes > current.approvalTtlMinutes) {
-      weakened.push(
-        `approvals used within ${current.approvalTtlMinutes} minutes (asked: ${next.approvalTtlMinutes})`,
-      );
-    }
+    const weakened = weakenedApprovals(current, next);
     if (weakened.length === 0) return [];
     return [
       {
-        action: 'access.four-eyes.reduce',
+        action: REDUCE_FOUR_EYES,
         params: next as unknown as JsonValue,
-        summary: `Stop requiring: ${weakened.join(', ')}`,
+        summary: reductionSummary(weakened),
+        seen: current as unknown as JsonValue,
       },
     ];
   });

@@ -85,6 +85,12 @@ export interface Classified {
   action: string;
   params: JsonValue;
   summary: string;
+  /**
+   * The state the summary was written against: the action's `basis` as the gate read it. The request is
+   * recorded only while the basis it locks is still that state, so an approved run (which runs only on
+   * the recorded basis) does what its summary says; absent: the summary does not depend on the state.
+   */
+  seen?: JsonValue;
 }
 
 /**

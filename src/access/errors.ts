@@ -33,7 +33,7 @@ export const accessError = defineErrors({
   state_changed: { status: 409, title: 'What this action changes has changed since it was asked for' },
   approval_now_required: {
     status: 409,
-    title: 'The role changed while the request was checked; it now needs approval',
+    title: 'Something changed while the request was checked; it now needs approval',
   },
   tenant_approver_required: {
     status: 403,

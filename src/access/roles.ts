@@ -237,7 +237,9 @@ export function createRoleService({
         if (!current) return null;
         const added = permissions.filter((p) => !current.permissions.includes(p));
         refuseUnheld(held, added, `Changing the role "${key}"`);
-        return { permissions, added, held: await roleHeld(tx, key, clock.now()) };
+        // `state`: the role as `lockedState` shows it, what the summary of the added powers is written on.
+        const state = { name: current.name, permissions: [...current.permissions].sort() };
+        return { permissions, added, held: await roleHeld(tx, key, clock.now()), state };
       });
     },
 

@@ -45,6 +45,62 @@ export async function loadAccessSettings(
   };
 }
 
+/** The four-eyes action of weakening these settings (`access.four-eyes.reduce`, wired in actions.ts). */
+export const REDUCE_FOUR_EYES = 'access.four-eyes.reduce';
+
+/**
+ * What changing the settings from `current` to `next` stops requiring, each as approvers read it; empty
+ * when nothing is weakened. Asked by the route's gate before the write, and again by the write against
+ * the settings as it locked them.
+ */
+export function weakenedApprovals(current: AccessSettings, next: AccessSettings): string[] {
+  const weakened = current.fourEyesActions
+    .filter((a) => !next.fourEyesActions.includes(a))
+    .map((a) => `approval for ${a}`);
+  // Handing elevation approval from the tenant to operators, or needing fewer approvals, weakens
+  // segregation of duties just as much.
+  if (current.elevationApprover === 'tenant' && next.elevationApprover === 'operator') {
+    weakened.push('tenant approval of elevations');
+  }
+  for (const [role, needed] of Object.entries(current.elevationThresholds)) {
+    if ((next.elevationThresholds[role] ?? 1) < needed) weakened.push(`${needed} approvals for ${role}`);
+  }
+  // A longer TTL keeps approvals (and requests waiting for one) usable for longer.
+  if (next.approvalTtlMinutes > current.approvalTtlMinutes) {
+    weakened.push(
+      `approvals used within ${current.approvalTtlMinutes} minutes (asked: ${next.approvalTtlMinutes})`,
+    );
+  }
+  return weakened;
+}
+
+export const reductionSummary = (weakened: readonly string[]) => `Stop requiring: ${weakened.join(', ')}`;
+
+/**
+ * Security review: the gate decides before the write, against the settings it read then. If A adds an
+ * action to the list and B sends the list as it read it before A committed, B's gate sees no change and
+ * B's write took A's addition off unapproved. So an unapproved change by a person decides again here,
+ * against the row this transaction locked FOR UPDATE (a racing change waits, or has committed), with the
+ * tenant's list from that same row. The platform's own calls (system actor) and approved runs (which pass
+ * their guard, and run only on the settings their approver saw) are not gated.
+ */
+function refuseUnapprovedReduction(
+  ctx: ActionContext,
+  guard: TxGuard | undefined,
+  locked: AccessSettings,
+  next: AccessSettings,
+): void {
+  if (guard || ctx.actor.type === 'system' || !locked.fourEyesActions.includes(REDUCE_FOUR_EYES)) return;
+  const weakened = weakenedApprovals(locked, next);
+  if (weakened.length === 0) return;
+  throw accessError(
+    'approval_now_required',
+    `The access settings changed while this request was checked; against them it needs a second ` +
+      `person's approval in this tenant (${reductionSummary(weakened)}). Nothing was changed: send the ` +
+      'request again to ask for it.',
+  );
+}
+
 // Audit details are flat and their strings at most 2,048 characters: lists and maps become one short line.
 const MAX_DETAIL = 2048;
 function listDetail(items: readonly string[]): string {
@@ -86,9 +142,9 @@ export function createAccessSettingsService(deps: { db: Database; clock: Clock; 
     get: (tenantId: string) => inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical)),
 
     /**
-     * Replaces the tenant's access settings. Taking an action off the four-eyes list is itself a
-     * four-eyes action (`access.four-eyes.reduce`), gated on the route like the others; an approved
-     * change passes the approval's `guard`, run first in this transaction.
+     * Replaces the tenant's access settings. Weakening them is itself a four-eyes action
+     * (`access.four-eyes.reduce`), gated on the route like the others and decided again here on the
+     * locked row; an approved change passes the approval's `guard`, run first in this transaction.
      */
     update: (tenantId: string, ctx: ActionContext, next: AccessSettings, guard?: TxGuard) =>
       inTenant(db, tenantId, async (tx) => {
@@ -105,6 +161,8 @@ export function createAccessSettingsService(deps: { db: Database; clock: Clock; 
           .onConflict((oc) => oc.column('tenant_id').doNothing())
           .execute();
         const before = await loadAccessSettings(tx, critical, true);
+        // The only row this takes (lock order, docs/access.md); a refusal rolls back: nothing changed.
+        refuseUnapprovedReduction(ctx, guard, before, next);
         const values = rowOf(next, clock.now());
         await tx.updateTable('access_settings').set(values).where('tenant_id', '=', tenantId).execute();
         const after = await loadAccessSettings(tx, critical);
