@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { isTransientConflict } from '../db/index.ts';
 import { platformError } from './errors.ts';
 import { AppError, type FieldError, type Problem, problemType } from './problem.ts';
 
@@ -71,6 +72,16 @@ export function toAppError(error: FastifyError | AppError | Error): AppError {
         'does not read); check the values you sent.',
     );
   }
+  if (isTransientConflict(error)) {
+    // A deadlock or serialization failure rolled the whole transaction back: nothing changed, and the
+    // same request sent again normally goes through (the paths that expect one retry it themselves).
+    return platformError(
+      'unavailable',
+      'Another change to the same records ran at the same moment and this one was rolled back, changing ' +
+        'nothing; send the request again.',
+      { retryAfterSeconds: 1 },
+    );
+  }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new AppError(
       'bad_request',
@@ -122,7 +133,9 @@ export const errorHandlerPlugin = fp<ErrorHandlerOptions>(
   async (app: FastifyInstance, { onDenied }) => {
     app.setErrorHandler(async (error: FastifyError, request, reply) => {
       const appError = toAppError(error);
-      if (appError.spec.status >= 500) request.log.error({ err: error }, 'request failed');
+      if (isTransientConflict(error))
+        request.log.warn({ err: error }, 'transaction rolled back by a conflict');
+      else if (appError.spec.status >= 500) request.log.error({ err: error }, 'request failed');
       else if (appError.code === 'value_not_accepted')
         request.log.warn({ err: error }, 'a value reached the database unchecked');
       else request.log.info({ code: appError.code }, 'request refused');
