@@ -511,7 +511,7 @@ export async function buildApp({
   });
   const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
-  const forgeries = createForgeryService({ db, clock });
+  const forgeries = createForgeryService({ db, clock, signer: auditSigner });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts, forgeries });
   const readCap = {
     eventsPerDay: config.auditSearchEventsPerDay,

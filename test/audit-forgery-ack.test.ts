@@ -17,6 +17,7 @@ import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerAuditCommands } from '../src/audit/cli.ts';
+import { insertAcknowledgement } from '../src/audit/forged-events.ts';
 import {
   auditMacKey,
   type ChainedEvent,
@@ -24,14 +25,16 @@ import {
   chainHash,
   checkpointSigner,
   createCheckpoint,
+  createForgeryService,
   recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
+import type { AuditTables } from '../src/audit/tables.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { operatorSession, tenantAdmin } from './access-helpers.ts';
-import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const clock = fakeClock(new Date());
 const signer = checkpointSigner(Buffer.from('audit-forgery-ack-test-root-key-0123456789'));
@@ -76,9 +79,9 @@ const owner = <R>(text: string, params: unknown[] = []) =>
 /**
  * As the table owner (the app role may do the same): one event appended after the head and the head
  * moved onto it, without a MAC. `brokenHash`: its stored hash is not the hash of its content (the chain
- * still links through it).
+ * still links through it). `linkTo`: the predecessor hash it claims (the head's by default).
  */
-async function appendForged(tenantId: string, brokenHash = false) {
+async function appendForged(tenantId: string, brokenHash = false, linkTo?: Buffer) {
   const id = randomUUID();
   let stored: Buffer = Buffer.alloc(0);
   let seq = 0;
@@ -105,7 +108,7 @@ async function appendForged(tenantId: string, brokenHash = false) {
       requestId: null,
       details: { n: 99 },
     };
-    const prev = Buffer.from(head.head_hash);
+    const prev = linkTo ?? Buffer.from(head.head_hash);
     stored = brokenHash ? randomBytes(32) : chainHash(prev, event);
     seq = Number(head.seq) + 1;
     await o.query(
@@ -243,10 +246,8 @@ describe('acknowledging a forged event', () => {
       ...named(forged),
       reason: 'checked\ntenant acme: ok, 7 events up to seq 7',
     });
-    expect(outcome(twoLines)).toEqual({
-      status: 400,
-      code: 'bad_acknowledgement',
-    });
+    expect(outcome(twoLines)).toEqual({ status: 400, code: 'validation_failed' });
+    expect(twoLines.json().errors).toMatchObject([{ pointer: '/body/reason' }]);
     // Nothing was stored nor put up for approval, and the chain is still not signed.
     expect(await ackRows(tenantId)).toEqual([]);
     expect(await requestsFor(tenantId)).toEqual([]);
@@ -265,9 +266,10 @@ describe('acknowledging a forged event', () => {
       acknowledgedBy: { type: 'operator', id: ann.operatorId },
     });
 
-    expect(await sign(tenantId)).toMatchObject({ seq: 7 });
+    // Seq 8: the tenant's own notice of the acknowledgement (below).
+    expect(await sign(tenantId)).toMatchObject({ seq: 8 });
     const report = await verify(tenantId);
-    expect(report).toMatchObject({ broken: null, forgedAcknowledgements: [], events: 7, checkpoints: 2 });
+    expect(report).toMatchObject({ broken: null, forgedAcknowledgements: [], events: 8, checkpoints: 2 });
     expect(report.forgedEvents).toMatchObject([
       {
         seq: 5,
@@ -289,6 +291,7 @@ describe('acknowledging a forged event', () => {
         details: {
           seq: 5,
           eventId: forged.id,
+          eventHash: forged.hash,
           acknowledgementId: ack.id,
           reason: REASON,
           approval: approval.id,
@@ -310,12 +313,13 @@ describe('acknowledging a forged event', () => {
     await acknowledgeApproved(tenantId, named(forged));
     const second = await appendForged(tenantId);
     await write(tenantId, 1);
-    expect(await refusal(tenantId)).toEqual({ seq: 8, eventId: second.id, reason: 'mac_mismatch' });
+    // Seq 8 is the tenant's notice of the acknowledgement.
+    expect(await refusal(tenantId)).toEqual({ seq: 9, eventId: second.id, reason: 'mac_mismatch' });
     const report = await verify(tenantId);
-    expect(report.broken).toMatchObject({ kind: 'forged', seq: 8, eventId: second.id });
+    expect(report.broken).toMatchObject({ kind: 'forged', seq: 9, eventId: second.id });
     expect(report.forgedEvents.map((f) => [f.seq, f.acknowledgement !== null])).toEqual([
       [5, true],
-      [8, false],
+      [9, false],
     ]);
   });
 
@@ -475,7 +479,7 @@ describe('acknowledging takes two operators', () => {
     expect(won.result).toMatchObject({ chain: tenantId, seq: 5, eventId: forged.id, reason: REASON });
     expect((await execute(ann.headers, id, params)).statusCode).toBe(409);
     expect(await ackRows(tenantId)).toHaveLength(1);
-    expect(await sign(tenantId)).toMatchObject({ seq: 7 });
+    expect(await sign(tenantId)).toMatchObject({ seq: 8 });
     expect(await refusal(other.tenantId)).toMatchObject({ seq: 5, reason: 'mac_mismatch' });
 
     // Asked, approved, refused twice for changed parameters, run: each on the platform chain.
@@ -555,16 +559,210 @@ describe('acknowledging takes two operators', () => {
     expect((await run('audit', 'checkpoint', '--tenant', 'acme')).failure?.message).toMatch(/not signed/);
 
     await acknowledgeApproved(tenantId, { ...named(forged), reason: 'restored from backup; INC-7' });
-    expect((await run('audit', 'checkpoint', '--tenant', 'acme')).out).toContain('tenant acme: signed seq 7');
+    expect((await run('audit', 'checkpoint', '--tenant', 'acme')).out).toContain('tenant acme: signed seq 8');
     const after = await run('audit', 'verify', '--tenant', 'acme');
     expect(after.failure).toBeNull();
     expect(after.out).toContain(
-      'tenant acme: ok, 7 events up to seq 7, 2 signed checkpoints, 1 acknowledged',
+      'tenant acme: ok, 8 events up to seq 8, 2 signed checkpoints, 1 acknowledged',
     );
     expect(after.out).toMatch(
       new RegExp(
         `forged event at seq 5 \\(event ${forged.id}, hash ${forged.hash}\\): acknowledged by operator ${ann.operatorId} at \\S+: restored from backup; INC-7`,
       ),
     );
+  });
+});
+
+/**
+ * A tenant chain pruned through seq 4 (signed there), with a forged event at seq 5 linking to `linkTo`
+ * (the pruned checkpoint's head hash by default) and 2 genuine events after it. Pruning is mimicked as
+ * the table owner: the events up to the checkpoint deleted, the head's pruned_through moved.
+ */
+async function prunedForgedChain(linkTo?: Buffer) {
+  const tenantId = randomUUID();
+  await write(tenantId, 4);
+  expect(await sign(tenantId)).toMatchObject({ seq: 4 });
+  const forged = await appendForged(tenantId, false, linkTo);
+  await write(tenantId, 2);
+  await t.database.engine.asOwner(async (o) => {
+    await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+    try {
+      await o.query('DELETE FROM audit_events WHERE tenant_id = $1 AND chain_seq <= 4', [tenantId]);
+    } finally {
+      await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+    }
+    await o.query('UPDATE audit_chain_heads SET pruned_through = 4 WHERE chain = $1', [tenantId]);
+  });
+  return { tenantId, forged };
+}
+
+const operatorCtx = (): ActionContext => ({
+  actor: { type: 'operator', id: ann.operatorId },
+  ip: null,
+  userAgent: null,
+  requestId: null,
+});
+/** An approval as the platform-approvals execution hands it to the service (guard: a no-op unless given). */
+const approvalFor = (guard: () => Promise<void> = async () => {}) => ({
+  guard,
+  approvalId: randomUUID(),
+  approvedBy: ben.operatorId,
+});
+
+describe('acknowledging a forged event: code review', () => {
+  it('L1: refuses a reason with a lone surrogate (stored as U+FFFD, its MAC would never verify)', async () => {
+    const { tenantId, forged } = await forgedChain();
+    const asked = await ask(tenantId, { ...named(forged), reason: 'restored\ud800 from backup' });
+    expect(outcome(asked)).toEqual({ status: 400, code: 'validation_failed' });
+    expect(asked.json().errors).toMatchObject([{ pointer: '/body/reason' }]);
+    // An approved request runs with its recorded params: the service checks them again.
+    const forgeries = createForgeryService({ db: t.db, clock, signer });
+    const input = { tenantId, ...named(forged), reason: 'restored\ud800 from backup' };
+    await expect(forgeries.check(input)).rejects.toMatchObject({ code: 'bad_acknowledgement' });
+    await expect(forgeries.acknowledge(operatorCtx(), input, approvalFor())).rejects.toMatchObject({
+      code: 'bad_acknowledgement',
+    });
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect(await requestsFor(tenantId)).toEqual([]);
+    expect((await verify(tenantId)).forgedAcknowledgements).toEqual([]);
+  });
+
+  it('L2: refuses an upper-case or urn:uuid: chain or event id with a 400 naming the field', async () => {
+    const { tenantId, forged } = await forgedChain();
+    const cases = [
+      [tenantId.toUpperCase(), named(forged), '/path/chain'],
+      [`urn:uuid:${tenantId}`, named(forged), '/path/chain'],
+      [tenantId, { ...named(forged), eventId: forged.id.toUpperCase() }, '/body/eventId'],
+      [tenantId, { ...named(forged), eventId: `urn:uuid:${forged.id}` }, '/body/eventId'],
+    ] as const;
+    for (const [chain, body, pointer] of cases) {
+      const res = await ask(chain, body);
+      expect(outcome(res), `${chain} ${body.eventId}`).toEqual({ status: 400, code: 'validation_failed' });
+      expect(res.json().errors[0]).toMatchObject({ pointer });
+    }
+    const forgeries = createForgeryService({ db: t.db, clock, signer });
+    for (const input of [
+      { tenantId: tenantId.toUpperCase(), ...named(forged), reason: REASON },
+      { tenantId, ...named(forged), eventId: forged.id.toUpperCase(), reason: REASON },
+    ]) {
+      await expect(forgeries.acknowledge(operatorCtx(), input, approvalFor())).rejects.toMatchObject({
+        code: 'bad_acknowledgement',
+      });
+    }
+    expect(await ackRows(tenantId)).toEqual([]);
+    expect(await requestsFor(tenantId)).toEqual([]);
+  });
+
+  it('L5: the first event after a pruned checkpoint must link to that checkpoint', async () => {
+    const broken = await prunedForgedChain(randomBytes(32));
+    expect(outcome(await ask(broken.tenantId, named(broken.forged)))).toEqual({
+      status: 409,
+      code: 'chain_broken',
+    });
+    // An acknowledgement a node made (its MAC verifies): the checkpoint job still checks the link.
+    await t.db.withSystem<AuditTables, void>((tx) =>
+      insertAcknowledgement(tx, auditMacKey(), {
+        id: randomUUID(),
+        chain: broken.tenantId,
+        seq: 5,
+        eventId: broken.forged.id,
+        eventHash: Buffer.from(broken.forged.hash, 'hex'),
+        reason: REASON,
+        actorType: 'operator',
+        actorId: ann.operatorId,
+        acknowledgedAt: clock.now(),
+      }),
+    );
+    expect(await refusal(broken.tenantId)).toEqual({
+      seq: 5,
+      eventId: broken.forged.id,
+      reason: 'acknowledged_chain_broken',
+    });
+
+    // Linked to the checkpoint's head hash (the head it signed), it is acknowledged and signed over.
+    const linked = await prunedForgedChain();
+    await acknowledgeApproved(linked.tenantId, named(linked.forged));
+    expect(await sign(linked.tenantId)).toMatchObject({ seq: 8 });
+  });
+
+  it("L6, M1: the hash in a reason is not taken for a secret; the tenant's own chain is told", async () => {
+    const { tenantId, forged } = await forgedChain();
+    const reason = `row ${forged.hash} came from the restored batch job; INC-9`;
+    const { approval, result: ack } = await acknowledgeApproved(tenantId, { ...named(forged), reason });
+    expect(ack.reason).toBe(reason);
+    const [platform] = await owner<{ details: Record<string, unknown> }>(
+      `SELECT details FROM audit_events WHERE tenant_id IS NULL AND action = 'audit.chain.forgery_acknowledged'
+         AND target_id = $1`,
+      [tenantId],
+    );
+    // The hash is its own detail; the rest of the reason is kept (not "[redacted: ...]").
+    expect(platform?.details).toMatchObject({
+      eventHash: forged.hash,
+      reason: 'row [hex elided] came from the restored batch job; INC-9',
+    });
+    // On the tenant's chain, in the same transaction: who asked and approved, not the reason.
+    const notices = await owner<{ actor_id: string; target_id: string; details: Record<string, unknown> }>(
+      `SELECT actor_id, target_id, details FROM audit_events
+        WHERE tenant_id = $1 AND action = 'audit.forged_event.acknowledged'`,
+      [tenantId],
+    );
+    expect(notices).toEqual([
+      {
+        actor_id: ann.operatorId,
+        target_id: forged.id,
+        details: {
+          seq: 5,
+          eventId: forged.id,
+          eventHash: forged.hash,
+          acknowledgementId: ack.id,
+          approval: approval.id,
+          approvedBy: ben.operatorId,
+        },
+      },
+    ]);
+    // The tenant reads it through its own scope; its MAC is a node's, so the chain signs and verifies.
+    expect(await sign(tenantId)).toMatchObject({ seq: 8 });
+    expect(await verify(tenantId)).toMatchObject({ broken: null, events: 8 });
+  });
+
+  it('L7: two approved acknowledgements of one event run at once: one is stored, the other 409', async () => {
+    const { tenantId, forged } = await forgedChain();
+    const forgeries = createForgeryService({ db: t.db, clock, signer });
+    // Both runs pass their approval's re-check before either reads the acknowledgements. PGlite runs one
+    // transaction at a time, so only PostgreSQL can overlap them.
+    const overlap = engineUnderTest === 'postgres';
+    let arrived = 0;
+    let release = () => {};
+    const both = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const guard = async () => {
+      if (!overlap) return;
+      arrived += 1;
+      if (arrived === 2) release();
+      await both;
+    };
+    const run = () =>
+      forgeries
+        .acknowledge(operatorCtx(), { tenantId, ...named(forged), reason: REASON }, approvalFor(guard))
+        .then(
+          () => 'stored',
+          (error: { code?: string }) => error.code,
+        );
+    expect((await Promise.all([run(), run()])).sort()).toEqual(['already_acknowledged', 'stored']);
+    expect(await ackRows(tenantId)).toHaveLength(1);
+  });
+
+  it('L7: a row written straight into the table does not block the genuine acknowledgement', async () => {
+    const { tenantId, forged } = await forgedChain();
+    await owner(
+      `INSERT INTO audit_forgery_acknowledgements (id, chain, tenant_id, seq, event_id, event_hash, reason,
+         actor_type, actor_id, acknowledged_at, mac)
+       VALUES ($1, $2, $3::uuid, 5, $4, decode($5, 'hex'), 'trust me', 'operator', 'x', now(), $6)`,
+      [randomUUID(), tenantId, tenantId, forged.id, forged.hash, randomBytes(40)],
+    );
+    await acknowledgeApproved(tenantId, named(forged));
+    expect(await ackRows(tenantId)).toHaveLength(2);
+    expect(await sign(tenantId)).toMatchObject({ seq: 8 });
   });
 });

@@ -1,19 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { Database, SystemTx } from '../platform/db/index.ts';
+import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
 import { auditError } from './errors.ts';
 import {
   type AcknowledgementFields,
   acknowledgementOf,
   chainInconsistency,
+  checkAcknowledgement,
   type ForgeryAcknowledgement,
   insertAcknowledgement,
   readAcknowledgements,
 } from './forged-events.ts';
-import { auditMacKey, checkMac } from './mac.ts';
+import { auditMacKey, checkMac, type MacKey } from './mac.ts';
 import { recordAuditEvent } from './record.ts';
-import { bytes, chainFilter, inChain, readHead } from './store.ts';
+import type { CheckpointSigner } from './signer.ts';
+import { bytes, chainFilter, inChain, readHead, trustedKeysIn } from './store.ts';
 import type { AuditTables } from './tables.ts';
 
 export interface AcknowledgeInput {
@@ -50,36 +52,63 @@ export interface AcknowledgementView {
 }
 
 const MAX_REASON = 1000;
+/**
+ * A UUID as PostgreSQL prints it. The chain is stored as text beside the tenant's uuid (migration 0072
+ * checks they agree) and ids are compared as text: an upper-case or `urn:uuid:` form, which the JSON
+ * schema `uuid` format lets through, would fail that check (a 500) instead of a 400 (code review).
+ */
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+function refuse(detail: string): never {
+  throw auditError('bad_acknowledgement', detail);
+}
+
+/** The input as the route's schema takes it, checked again: an approved request runs with its params. */
 function checkInput(input: AcknowledgeInput): string {
+  if (input.tenantId !== null && !CANONICAL_UUID.test(input.tenantId)) {
+    refuse('chain must be platform or a tenant id as a lower-case UUID (as rampart audit verify prints it).');
+  }
+  if (!CANONICAL_UUID.test(input.eventId)) {
+    refuse('eventId must be a lower-case UUID, as rampart audit verify prints it.');
+  }
   if (!Number.isSafeInteger(input.seq) || input.seq < 1) {
-    throw auditError(
-      'bad_acknowledgement',
-      'seq must be the position of the forged event (a whole number ≥ 1).',
-    );
+    refuse('seq must be the position of the forged event (a whole number ≥ 1).');
   }
   if (!/^[0-9a-f]{64}$/i.test(input.eventHash)) {
-    throw auditError(
-      'bad_acknowledgement',
-      'The event hash must be 64 hex digits, as rampart audit verify prints it.',
-    );
+    refuse('The event hash must be 64 hex digits, as rampart audit verify prints it.');
   }
   const reason = input.reason.trim();
   // One line of text: verify prints it on the event's line, where a line break could pass for a
   // line of its own (another chain "ok") and control characters could rewrite the terminal.
-  if (/\p{Cc}/u.test(reason)) {
-    throw auditError(
-      'bad_acknowledgement',
-      'The reason must be one line of text, without control characters.',
-    );
+  if (/\p{Cc}/u.test(reason)) refuse('The reason must be one line of text, without control characters.');
+  // The database stores a lone surrogate as U+FFFD while the MAC covers the escaped text: the row would
+  // never verify, and verify would call it forged for good (the table is append-only; code review).
+  if (!(reason as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    refuse('The reason must be well-formed text (it holds a lone UTF-16 surrogate).');
   }
   if (reason.length === 0 || reason.length > MAX_REASON) {
-    throw auditError(
-      'bad_acknowledgement',
-      `Give a reason (what the investigation found), 1-${MAX_REASON} characters.`,
-    );
+    refuse(`Give a reason (what the investigation found), 1-${MAX_REASON} characters.`);
   }
   return reason;
+}
+
+/**
+ * The reason as audit details take it: runs of 40 or more hex digits (the event hash an operator
+ * pastes, recorded under its own key) are elided, or `clean` would redact the whole reason as a
+ * credential. The acknowledgement itself keeps the reason whole (verify prints it).
+ */
+const reasonForAudit = (reason: string) => reason.replace(/[0-9a-f]{40,}/gi, '[hex elided]');
+
+/** The stored row, read back in the write's transaction: one whose MAC would not verify is never committed. */
+async function checkStored(tx: SystemTx<AuditTables>, key: MacKey, ack: AcknowledgementFields) {
+  const rows = await readAcknowledgements(tx, ack.chain === 'platform' ? null : ack.chain, {
+    after: ack.seq - 1,
+    upTo: ack.seq,
+  });
+  const stored = rows.find((r) => r.id === ack.id);
+  if (!stored || checkAcknowledgement(key, stored) !== 'ok') {
+    throw new Error(`acknowledgement ${ack.id} does not verify as stored; not committed`);
+  }
 }
 
 /**
@@ -89,7 +118,16 @@ function checkInput(input: AcknowledgeInput): string {
  * the event is there as named, its MAC really does not match, and it is consistent with the chain: an
  * acknowledgement covers a missing or wrong MAC, never a broken chain.
  */
-export function createForgeryService({ db, clock }: { db: Database; clock: Clock }) {
+export function createForgeryService({
+  db,
+  clock,
+  signer,
+}: {
+  db: Database;
+  clock: Clock;
+  /** The checkpoint signer: the trusted keys tell which checkpoint a pruned chain starts from. */
+  signer: CheckpointSigner;
+}) {
   /** The named event as the chain holds it, checked; throws the error the caller should see. */
   async function checkEvent(input: AcknowledgeInput) {
     const chain = input.tenantId ?? 'platform';
@@ -122,7 +160,8 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
           `The event at seq ${input.seq} of chain ${chain} carries a valid MAC (or predates MACs): there is nothing to acknowledge.`,
         );
       }
-      const broken = await chainInconsistency(tx, input.tenantId, input.seq, head);
+      const keys = await trustedKeysIn(tx, signer);
+      const broken = await chainInconsistency(tx, input.tenantId, input.seq, head, keys);
       if (broken) {
         throw auditError(
           'chain_broken',
@@ -138,6 +177,47 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
       'already_acknowledged',
       `The event at seq ${seq} of chain ${chain} is already acknowledged (rampart audit verify shows by whom).`,
     );
+  }
+
+  /**
+   * The audit events of an acknowledgement: `audit.chain.forgery_acknowledged` on the platform chain,
+   * with the reason; and, when the chain is a tenant's, `audit.forged_event.acknowledged` on that chain,
+   * so the tenant's own trail says that the platform vouched for an event it holds. Not the reason
+   * there: operators' findings may name other tenants or the platform's systems; the acknowledgement's
+   * id leads to it.
+   */
+  async function recordAcknowledged(
+    tx: SystemTx<AuditTables>,
+    ctx: ActionContext,
+    ack: AcknowledgementFields,
+    hashHex: string,
+    approval: ForgeryApproval,
+  ) {
+    const facts = {
+      seq: ack.seq,
+      eventId: ack.eventId,
+      eventHash: hashHex,
+      acknowledgementId: ack.id,
+      approval: approval.approvalId,
+      approvedBy: approval.approvedBy,
+    };
+    await recordAuditEvent(tx, clock, ctx, {
+      tenantId: null,
+      action: 'audit.chain.forgery_acknowledged',
+      outcome: 'success',
+      target: { type: 'audit_chain', id: ack.chain },
+      details: { ...facts, reason: reasonForAudit(ack.reason) },
+    });
+    if (ack.chain === 'platform') return;
+    // Last: from here on the transaction is the tenant's, and platform rows are out of its reach.
+    const tenantTx = await enterTenant(tx, asTenantId(ack.chain));
+    await recordAuditEvent(tenantTx, clock, ctx, {
+      tenantId: ack.chain,
+      action: 'audit.forged_event.acknowledged',
+      outcome: 'success',
+      target: { type: 'audit_event', id: ack.eventId },
+      details: facts,
+    });
   }
 
   return {
@@ -181,29 +261,24 @@ export function createForgeryService({ db, clock }: { db: Database; clock: Clock
         actorId: ctx.actor.id ?? null,
         acknowledgedAt: clock.now(),
       };
-      // The acknowledgement and its audit event on the platform chain commit together (no tenant set:
-      // acknowledging is a platform action, whichever chain it names).
+      // The acknowledgement, its audit event on the platform chain and the notice on the tenant's chain
+      // commit together (no tenant set until the last: acknowledging is a platform action).
       await db.withSystem<AuditTables, void>(async (tx) => {
         await approval.guard(tx);
+        // Acknowledgements of a chain are written one at a time: two approved requests for the same
+        // event run at once would otherwise both find none and both insert (code review). A lock, not a
+        // unique index: a row anyone writes straight into the table (whose MAC does not verify) would
+        // then block the genuine acknowledgement for good.
+        await sql`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_forgery_ack'), hashtext(${chain}))`.execute(
+          tx,
+        );
         const existing = await readAcknowledgements(tx, input.tenantId);
         if (acknowledgementOf(existing, key, { seq: ack.seq, id: ack.eventId, hash: hashHex })) {
           refuseAcknowledged(chain, ack.seq);
         }
         await insertAcknowledgement(tx, key, ack);
-        await recordAuditEvent(tx, clock, ctx, {
-          tenantId: null,
-          action: 'audit.chain.forgery_acknowledged',
-          outcome: 'success',
-          target: { type: 'audit_chain', id: chain },
-          details: {
-            seq: ack.seq,
-            eventId: ack.eventId,
-            acknowledgementId: ack.id,
-            reason,
-            approval: approval.approvalId,
-            approvedBy: approval.approvedBy,
-          },
-        });
+        await checkStored(tx, key, ack);
+        await recordAcknowledged(tx, ctx, ack, hashHex, approval);
       });
       return {
         id: ack.id,

@@ -116,6 +116,8 @@ defineAuditActions('audit', {
     'The checkpoint job refused to sign a chain: an event since its last checkpoint has no matching MAC (forged)',
   'audit.chain.forgery_acknowledged':
     'An operator acknowledged a forged event (bad or missing MAC) of a chain, with the reason, once another operator approved (the approval named): the checkpoint job signs over it again',
+  'audit.forged_event.acknowledged':
+    "On the tenant's own chain: the platform's operators acknowledged a forged event of it (seq, event id and hash, the acknowledgement, who asked and who approved; the reason stays on the platform chain): the checkpoint job signs over it again",
   'audit.reads.counted':
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",

@@ -1,11 +1,20 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { responses, strictObject } from '../platform/http/schemas.ts';
+import { responses, strictObject, Text } from '../platform/http/schemas.ts';
 import type { ForgeryService } from './acknowledge.ts';
 import { auditError } from './errors.ts';
 
 const tags = ['audit'];
-const Uuid = Type.String({ format: 'uuid' });
+/**
+ * Lower-case canonical UUIDs only: the `uuid` format also takes upper case and `urn:uuid:`, which the
+ * service would compare as text and store beside a uuid column (a 500 rather than a 400; code review).
+ */
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const EventId = Type.String({ pattern: `^${UUID}$`, description: 'The event id, a lower-case UUID' });
+const Chain = Type.String({
+  pattern: `^(platform|${UUID})$`,
+  description: "A tenant's id (a lower-case UUID), or platform",
+});
 const Hash = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 chain hash, 64 hex digits' });
 const ApprovalRequired = strictObject({
   status: Type.Literal('approval_required'),
@@ -37,13 +46,15 @@ export const auditChainRoutes: FastifyPluginAsyncTypebox<{ forgeries: ForgerySer
         summary:
           'Ask to acknowledge a forged event (bad or missing MAC) after investigating it, naming its seq, id and hash (202: another operator approves, then you run it; the chain is then signed again and verify keeps naming the event)',
         params: strictObject({
-          chain: Type.Union([Type.Literal('platform'), Uuid], { description: "A tenant's id, or platform" }),
+          chain: Chain,
         }),
         body: strictObject({
           seq: Type.Integer({ minimum: 1 }),
-          eventId: Uuid,
+          eventId: EventId,
           eventHash: Hash,
-          reason: Type.String({ minLength: 1, maxLength: 1000, description: 'What the investigation found' }),
+          // One line of well-formed text (a lone surrogate would be stored as U+FFFD, and the MAC of the
+          // row would never verify).
+          reason: Text({ minLength: 1, maxLength: 1000, description: 'What the investigation found' }),
         }),
         response: responses({ 202: ApprovalRequired }),
       },

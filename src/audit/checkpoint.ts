@@ -91,7 +91,7 @@ async function checkMacsSinceLastCheckpoint(
         verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
       );
     }
-    const broken = await chainInconsistency(tx, tenantId, seq, head);
+    const broken = await chainInconsistency(tx, tenantId, seq, head, keys);
     if (broken) throw new CheckpointRefusedError(chain, seq, row.id, 'acknowledged_chain_broken', broken);
   }
 }

@@ -23,7 +23,15 @@ const allowedKeys = new Set([
   'codeCount',
   'zipcode',
   'postcode',
+  // A chain hash is public (in every export and bundle): it names an audit event, see publicHashKeys.
+  'eventHash',
 ]);
+/**
+ * Keys whose value is a chain hash, recorded as is when it has exactly that shape (64 lower-case hex
+ * digits): `clean` would take it for a random secret. Any other value under them is cleaned as usual.
+ */
+const publicHashKeys = new Set(['eventHash']);
+const chainHashShape = /^[0-9a-f]{64}$/;
 
 /**
  * Values that have the shape of a credential: password hashes, PEM blocks, JWTs, long random
@@ -75,7 +83,8 @@ export function checkDetails(details: Record<string, unknown> | undefined): Audi
   }
   const out: AuditDetailsValue = {};
   for (const [key, value] of Object.entries(input as AuditDetailsValue)) {
-    out[key] = typeof value === 'string' ? clean(value) : value;
+    if (typeof value !== 'string') out[key] = value;
+    else out[key] = publicHashKeys.has(key) && chainHashShape.test(value) ? value : clean(value);
   }
   return out;
 }

@@ -1,9 +1,18 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import { chainHash, GENESIS_HASH } from './canonical.ts';
 import type { MacKey } from './mac.ts';
-import { bytes, chainFilter, type EventRow, eventColumns, type HeadRow, toStoredEvent } from './store.ts';
+import {
+  bytes,
+  chainFilter,
+  type EventRow,
+  eventColumns,
+  type HeadRow,
+  readCheckpoints,
+  toStoredEvent,
+} from './store.ts';
 import type { AuditTables } from './tables.ts';
+import { signatureProblem } from './walk.ts';
 
 /**
  * An operator's acknowledgement of one forged event (docs/audit.md, "Event MACs": recovery): after it,
@@ -137,15 +146,20 @@ const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from
  * to its stored hash, it links to the event before it, and the event after it (or the head) links to it.
  * An acknowledgement covers a missing or wrong MAC only: without this check the checkpoint job, which
  * otherwise trusts the hashes its MACs vouch for, would sign over whatever the forged row claims.
- * A predecessor already pruned is not read: pruning stops at a signed checkpoint, from which verify
- * checks the link.
+ * When the event before it was pruned, the link is to the head hash of the signed checkpoint the chain
+ * was pruned at (one `keys` trusts), as verify walks it: a forged first event after the pruning point
+ * could otherwise claim any predecessor (code review).
  */
 export async function chainInconsistency(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
   seq: number,
   head: HeadRow,
+  keys: Map<string, KeyObject>,
 ): Promise<string | null> {
+  if (seq <= head.prunedThrough) {
+    return `event at seq ${seq} lies in the pruned part of the chain (up to seq ${head.prunedThrough})`;
+  }
   const { rows } = await sql<EventRow>`SELECT ${eventColumns} FROM audit_events
     WHERE ${chainFilter(tenantId)} AND chain_seq BETWEEN ${seq - 1} AND ${seq + 1}
     ORDER BY chain_seq`.execute(tx);
@@ -155,13 +169,8 @@ export async function chainInconsistency(
   if (!same(chainHash(cur.prevHash, cur), cur.hash)) {
     return `event at seq ${seq} no longer matches its own hash`;
   }
-  const before = events.find((e) => e.seq === seq - 1);
-  const expectedPrev = seq === 1 ? GENESIS_HASH : before?.hash;
-  if (seq - 1 > head.prunedThrough || seq === 1) {
-    if (!expectedPrev || !same(expectedPrev, cur.prevHash)) {
-      return `event at seq ${seq} does not link to the event before it`;
-    }
-  }
+  const broken = await brokenLinkBefore(tx, tenantId, cur, events, head.prunedThrough, keys);
+  if (broken) return broken;
   // At the head, the head's hash; before it, the next event's link (a row beyond the head proves nothing).
   const after = events.find((e) => e.seq === seq + 1);
   const continues =
@@ -169,4 +178,29 @@ export async function chainInconsistency(
       ? seq === head.seq && same(head.hash, cur.hash)
       : after !== undefined && same(after.prevHash, cur.hash);
   return continues ? null : `the chain does not continue from the event at seq ${seq}`;
+}
+
+/** Why the event does not link to what precedes it (genesis, the event before, or the pruning checkpoint). */
+async function brokenLinkBefore(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  cur: { seq: number; prevHash: Uint8Array },
+  events: readonly { seq: number; hash: Uint8Array }[],
+  prunedThrough: number,
+  keys: Map<string, KeyObject>,
+): Promise<string | null> {
+  if (cur.seq - 1 === prunedThrough && prunedThrough > 0) {
+    // The first trusted row there, as verify takes it (rows nobody trusted signed do not count).
+    const from = (await readCheckpoints(tx, tenantId, prunedThrough)).find(
+      (c) => signatureProblem(c, keys) === null,
+    );
+    if (!from) return `the chain was pruned up to seq ${prunedThrough} but that checkpoint is missing`;
+    return same(from.headHash, cur.prevHash)
+      ? null
+      : `event at seq ${cur.seq} does not link to the signed checkpoint the chain was pruned at (seq ${prunedThrough})`;
+  }
+  const expectedPrev = cur.seq === 1 ? GENESIS_HASH : events.find((e) => e.seq === cur.seq - 1)?.hash;
+  return expectedPrev && same(expectedPrev, cur.prevHash)
+    ? null
+    : `event at seq ${cur.seq} does not link to the event before it`;
 }
