@@ -4,8 +4,9 @@ import { type Clock, systemContext } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
 import type { AlertView } from './alert-engine.ts';
-import { backoffSeconds, type SendHttp } from './forward.ts';
 import { recordAuditEvent } from './record.ts';
+import { backoffSeconds } from './sink-health.ts';
+import type { SendHttp } from './sink-transport.ts';
 import type { AuditTables } from './tables.ts';
 
 export type SendMail = (mail: { to: string; subject: string; text: string }) => Promise<void>;

@@ -8,8 +8,8 @@ import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView }
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
 import { alertSettingsWeakening } from './alert-weakening.ts';
 import { auditError } from './errors.ts';
-import { checkSinkUrl, type SinkApproval } from './forward.ts';
 import { recordAuditEvent } from './record.ts';
+import { checkSinkUrl, type SinkApproval } from './sink-input.ts';
 import { type ChainTx, chainFilter, inChain } from './store.ts';
 import type { AuditTables } from './tables.ts';
 

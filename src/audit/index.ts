@@ -23,16 +23,7 @@ export { auditChainRoutes } from './chain-routes.ts';
 export { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
 export { type CheckpointMessage, checkpointMessage } from './checkpoint-messages.ts';
 export { denialAuditor } from './denials.ts';
-export {
-  createForwarder,
-  createSinkService,
-  type Forwarder,
-  type OutboundRequest,
-  type SendHttp,
-  type SinkApproval,
-  type SinkInput,
-  type SinkService,
-} from './forward.ts';
+export { createForwarder, type Forwarder } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
 export { auditMacKey, configureAuditMac, type MacKey, macKeyFrom } from './mac.ts';
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
@@ -49,6 +40,9 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
+export type { SinkApproval, SinkInput } from './sink-input.ts';
+export { createSinkService, type SinkService } from './sink-service.ts';
+export type { OutboundRequest, SendHttp } from './sink-transport.ts';
 export { loadTrustedKeys, recordSigningKey } from './store.ts';
 export {
   createSyslogTransport,

@@ -7,9 +7,10 @@ import type { Database } from '../platform/db/index.ts';
 import type { AlertDelivery } from './alert-delivery.ts';
 import { type AlertEngine, alertsRaisedByRule } from './alert-engine.ts';
 import { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
-import type { Forwarder, SinkStatus } from './forward.ts';
+import type { Forwarder } from './forward.ts';
 import { appendedEvents, recentlyAppendedChains, recordAuditEvent } from './record.ts';
 import type { CheckpointSigner } from './signer.ts';
+import type { SinkStatus } from './sink-store.ts';
 
 export interface AuditJobDeps {
   db: Database;

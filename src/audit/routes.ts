@@ -5,7 +5,6 @@ import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject } from '../platform/http/schemas.ts';
 import { auditActions } from './catalogue.ts';
 import { auditError } from './errors.ts';
-import type { SinkService } from './forward.ts';
 import { TenantParams, tenantIdOf } from './http.ts';
 import {
   ApprovalRequired,
@@ -18,6 +17,7 @@ import {
 import type { EventView } from './search.ts';
 import { checkFilters } from './search.ts';
 import type { AuditService } from './service.ts';
+import type { SinkService } from './sink-service.ts';
 
 const tags = ['audit'];
 const JsonLines = Type.String({ description: 'JSON Lines (application/x-ndjson): one AuditEvent per line' });
