@@ -11,13 +11,13 @@
  * Runs on both engines; the races are real on PostgreSQL (PGlite runs one transaction at a time).
  */
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, operatorSession, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { rowHolder } from './lock-helpers.ts';
 
 const slug = 'standing-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -431,33 +431,18 @@ describe("an approved action re-checks its approver and state in the action's ow
 async function interleaved(target: Person, approval: { id: string; params: unknown }) {
   const run = () => execute(ada, approval.id, approval.params);
   const deletion = () => call(ada, 'DELETE', '/access/roles/shared-k');
-  const owner = t.database.urls?.owner;
-  if (!owner) return Promise.all([run(), deletion()]);
-  const holder = new pg.Client({ connectionString: owner });
-  await holder.connect();
-  const waiting = async (n: number) => {
-    for (let i = 0; i < 400; i++) {
-      const { rows } = await holder.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      if ((rows[0]?.n ?? 0) >= n) return;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    throw new Error(`fewer than ${n} sessions ever waited`);
-  };
+  if (engineUnderTest !== 'postgres') return Promise.all([run(), deletion()]);
+  const lock = await rowHolder(t);
   try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [target.userId]);
+    await lock.hold('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [target.userId]);
     const deleting = deletion();
-    await waiting(1);
+    await lock.waiting(1);
     const running = run();
-    await waiting(2);
-    await holder.query('COMMIT');
+    await lock.waiting(2);
+    await lock.release();
     return await Promise.all([running, deleting]);
   } finally {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
+    await lock.close();
   }
 }
 

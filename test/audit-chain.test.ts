@@ -6,11 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyBundle, writeBundle } from '../src/audit/bundle.ts';
-import { registerAuditCommands } from '../src/audit/cli.ts';
 import {
   chainHash,
   checkpointSigner,
@@ -22,6 +19,7 @@ import {
 import { listChains } from '../src/audit/store.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId, type Database } from '../src/platform/db/index.ts';
+import { auditCli } from './audit-helpers.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -508,31 +506,15 @@ describe('rampart audit verify covers every chain', () => {
     const { tenantId: orphan, ids } = await newChain(3);
     expect(await listChains(t.db)).toContain(orphan);
     // The CLI with no tenants listed: the chain is still verified, and its tampering fails the run.
-    const run = async (...args: string[]) => {
-      let out = '';
-      const root = new Command().exitOverride();
-      registerAuditCommands(root, {
-        out: new Writable({
-          write(chunk, _encoding, done) {
-            out += String(chunk);
-            done();
-          },
-        }),
-        err: new Writable({ write: (_c, _e, done) => done() }),
-        clock,
-        withDatabase: (fn) => fn(t.db),
-        tenantId: async () => orphan,
-        async *tenants() {},
-        signer: () => signer,
-        retentionDays: async () => 400,
-        context: ctx,
-      });
-      const failure = await root.parseAsync(['node', 'rampart', ...args]).then(
-        () => null,
-        (error: Error) => error,
-      );
-      return { out, failure };
-    };
+    const run = auditCli({
+      clock,
+      withDatabase: (fn) => fn(t.db),
+      tenantId: async () => orphan,
+      async *tenants() {},
+      signer: () => signer,
+      retentionDays: async () => 400,
+      context: ctx,
+    });
     const ok = await run('audit', 'verify');
     expect(ok.out).toMatch(new RegExp(`^chain ${orphan} \\(no tenant\\): ok, 3 events up to seq 3`, 'm'));
     await tamper([`UPDATE audit_events SET outcome = 'denied' WHERE id = $1`, [ids[1]]]);

@@ -8,9 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type ChainedEvent,
   CheckpointRefusedError,
-  chainHash,
   checkpointAllChains,
   checkpointSigner,
   configureAuditMac,
@@ -21,6 +19,7 @@ import {
 } from '../src/audit/index.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
+import { appendForged } from './audit-helpers.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -53,53 +52,6 @@ async function write(tenantId: string, count: number) {
   }
 }
 
-/**
- * As the table owner: one event appended after the head, linked to it with its correct chain hash, and
- * the head moved onto it (all the app role may do too), with the given MAC (none, or a wrong one).
- */
-async function appendForged(tenantId: string, mac: Buffer | null): Promise<string> {
-  const id = randomUUID();
-  await t.engine.asOwner(async (o) => {
-    const [head] = await o.query<{ seq: string; head_hash: Uint8Array }>(
-      'SELECT seq::text AS seq, head_hash FROM audit_chain_heads WHERE chain = $1',
-      [tenantId],
-    );
-    if (!head) throw new Error('no head');
-    clock.advance(1000);
-    const event: ChainedEvent = {
-      id,
-      tenantId,
-      occurredAt: clock.now(),
-      actorType: 'user',
-      actorId: 'u-1',
-      actorElevationId: null,
-      action: 'tenancy.tenant.suspended',
-      targetType: 'tenant',
-      targetId: tenantId,
-      outcome: 'success',
-      ip: null,
-      userAgent: null,
-      requestId: null,
-      details: { n: 99 },
-    };
-    const prev = Buffer.from(head.head_hash);
-    const hash = chainHash(prev, event);
-    const seq = Number(head.seq) + 1;
-    await o.query(
-      `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
-         outcome, details, chain_seq, prev_hash, hash, mac)
-       VALUES ($1, $2::uuid, $3, 'user', 'u-1', 'tenancy.tenant.suspended', 'tenant', $2::text, 'success', '{"n":99}', $4, $5, $6, $7)`,
-      [id, tenantId, event.occurredAt, seq, prev, hash, mac],
-    );
-    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
-      tenantId,
-      seq,
-      hash,
-    ]);
-  });
-  return id;
-}
-
 const verify = (tenantId: string) => verifyAuditChain(t.db, tenantId, { keys, macKey: macKey() });
 const macKey = () => configureAuditMac(root);
 
@@ -125,7 +77,7 @@ describe('a well-linked event written straight into the database', () => {
       const tenantId = randomUUID();
       await write(tenantId, 4);
       expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 4 });
-      const forgedId = await appendForged(tenantId, mac());
+      const forgedId = (await appendForged(t.engine, clock, tenantId, { mac: mac() })).id;
       await write(tenantId, 2); // genuine events linked after it, by the server
       // Without the MAC key the chain looks whole: hashes, links and head all hold.
       expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
@@ -181,7 +133,7 @@ describe('events from before MACs (migration 0059)', () => {
     await write(tenantId, 2);
     expect(await createCheckpoint(t.db, signer, clock, tenantId)).toMatchObject({ seq: 5 });
     expect(await verify(tenantId)).toMatchObject({ events: 5, broken: null });
-    await appendForged(tenantId, null);
+    await appendForged(t.engine, clock, tenantId);
     await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toBeInstanceOf(
       CheckpointRefusedError,
     );

@@ -13,16 +13,11 @@
  * each step audited; the CLI has no command for it. PGlite and PostgreSQL.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { registerAuditCommands } from '../src/audit/cli.ts';
 import { insertAcknowledgement } from '../src/audit/forged-events.ts';
 import {
   auditMacKey,
-  type ChainedEvent,
   CheckpointRefusedError,
-  chainHash,
   checkpointSigner,
   createCheckpoint,
   createForgeryService,
@@ -34,6 +29,7 @@ import type { AuditTables } from '../src/audit/tables.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { operatorSession, tenantAdmin } from './access-helpers.ts';
+import { appendForged, auditCli } from './audit-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const clock = fakeClock(new Date());
@@ -75,56 +71,6 @@ async function write(tenantId: string, count: number) {
 
 const owner = <R>(text: string, params: unknown[] = []) =>
   t.database.engine.asOwner((o) => o.query<R>(text, params));
-
-/**
- * As the table owner (the app role may do the same): one event appended after the head and the head
- * moved onto it, without a MAC. `brokenHash`: its stored hash is not the hash of its content (the chain
- * still links through it). `linkTo`: the predecessor hash it claims (the head's by default).
- */
-async function appendForged(tenantId: string, brokenHash = false, linkTo?: Buffer) {
-  const id = randomUUID();
-  let stored: Buffer = Buffer.alloc(0);
-  let seq = 0;
-  await t.database.engine.asOwner(async (o) => {
-    const [head] = await o.query<{ seq: string; head_hash: Uint8Array }>(
-      'SELECT seq::text AS seq, head_hash FROM audit_chain_heads WHERE chain = $1',
-      [tenantId],
-    );
-    if (!head) throw new Error('no head');
-    clock.advance(1000);
-    const event: ChainedEvent = {
-      id,
-      tenantId,
-      occurredAt: clock.now(),
-      actorType: 'user',
-      actorId: 'u-1',
-      actorElevationId: null,
-      action: 'tenancy.tenant.suspended',
-      targetType: 'tenant',
-      targetId: tenantId,
-      outcome: 'success',
-      ip: null,
-      userAgent: null,
-      requestId: null,
-      details: { n: 99 },
-    };
-    const prev = linkTo ?? Buffer.from(head.head_hash);
-    stored = brokenHash ? randomBytes(32) : chainHash(prev, event);
-    seq = Number(head.seq) + 1;
-    await o.query(
-      `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
-         outcome, details, chain_seq, prev_hash, hash, mac)
-       VALUES ($1, $2::uuid, $3, 'user', 'u-1', 'tenancy.tenant.suspended', 'tenant', $2::text, 'success', '{"n":99}', $4, $5, $6, NULL)`,
-      [id, tenantId, event.occurredAt, seq, prev, stored],
-    );
-    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
-      tenantId,
-      seq,
-      stored,
-    ]);
-  });
-  return { seq, id, hash: stored.toString('hex') };
-}
 
 const verify = (tenantId: string) => verifyAuditChain(t.db, tenantId, { keys, macKey: auditMacKey() });
 const sign = (tenantId: string) => createCheckpoint(t.db, signer, clock, tenantId);
@@ -205,7 +151,7 @@ async function forgedChain(brokenHash = false) {
   const tenantId = randomUUID();
   await write(tenantId, 4);
   expect(await sign(tenantId)).toMatchObject({ seq: 4 });
-  const forged = await appendForged(tenantId, brokenHash);
+  const forged = await appendForged(t.database.engine, clock, tenantId, { brokenHash });
   await write(tenantId, 2);
   return { tenantId, forged };
 }
@@ -311,7 +257,7 @@ describe('acknowledging a forged event', () => {
   it('covers only that event: a second forgery after it still blocks signing', async () => {
     const { tenantId, forged } = await forgedChain();
     await acknowledgeApproved(tenantId, named(forged));
-    const second = await appendForged(tenantId);
+    const second = await appendForged(t.database.engine, clock, tenantId);
     await write(tenantId, 1);
     // Seq 8 is the tenant's notice of the acknowledgement.
     expect(await refusal(tenantId)).toEqual({ seq: 9, eventId: second.id, reason: 'mac_mismatch' });
@@ -503,32 +449,15 @@ describe('acknowledging takes two operators', () => {
       userAgent: null,
       requestId: null,
     };
-    const run = async (...args: string[]) => {
-      let out = '';
-      const root = new Command().exitOverride();
-      root.configureOutput({ writeErr: () => {} });
-      registerAuditCommands(root, {
-        out: new Writable({
-          write(chunk, _encoding, done) {
-            out += String(chunk);
-            done();
-          },
-        }),
-        err: new Writable({ write: (_c, _e, done) => done() }),
-        clock,
-        withDatabase: (fn) => fn(t.db),
-        tenantId: async () => tenantId,
-        async *tenants() {},
-        signer: () => signer,
-        retentionDays: async () => 400,
-        context: cli,
-      });
-      const failure = await root.parseAsync(['node', 'rampart', ...args]).then(
-        () => null,
-        (error: Error) => error,
-      );
-      return { out, failure };
-    };
+    const run = auditCli({
+      clock,
+      withDatabase: (fn) => fn(t.db),
+      tenantId: async () => tenantId,
+      async *tenants() {},
+      signer: () => signer,
+      retentionDays: async () => 400,
+      context: cli,
+    });
     const before = await run('audit', 'verify', '--tenant', 'acme');
     expect(before.out).toContain('tenant acme: BROKEN, forged at seq 5');
     expect(before.out).toContain(
@@ -582,7 +511,7 @@ async function prunedForgedChain(linkTo?: Buffer) {
   const tenantId = randomUUID();
   await write(tenantId, 4);
   expect(await sign(tenantId)).toMatchObject({ seq: 4 });
-  const forged = await appendForged(tenantId, false, linkTo);
+  const forged = await appendForged(t.database.engine, clock, tenantId, { linkTo });
   await write(tenantId, 2);
   await t.database.engine.asOwner(async (o) => {
     await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');

@@ -8,7 +8,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkpointSigner,
@@ -30,6 +29,7 @@ import {
   type TestApp,
   type TestDatabase,
 } from './helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder } from './lock-helpers.ts';
 
 const DAY = 86_400_000;
 const signer = checkpointSigner(Buffer.from('audit-retention-shorten-test-root-key'));
@@ -160,32 +160,16 @@ describe.skipIf(engineUnderTest !== 'postgres')('a PUT racing a lengthening (Pos
     const ada = await tenantAdmin(app, 'race-co');
     const bea = await tenantAdmin(app, 'race-co', 'bea@race-co.test');
     const url = '/api/v1/t/race-co/audit/retention';
-    const owner = app.database.urls?.owner ?? '';
-    const holder = new pg.Client({ connectionString: owner });
-    const watcher = new pg.Client({ connectionString: owner });
-    await holder.connect();
-    await watcher.connect();
-    const waiting = async (n: number) => {
-      for (let i = 0; i < 400; i++) {
-        const { rows } = await watcher.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-        );
-        if ((rows[0]?.n ?? 0) >= n) return;
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-      throw new Error(`fewer than ${n} sessions ever waited`);
-    };
+    const lock = await rowHolder(app);
     try {
       // Hold the tenant's chain head: Ada's lengthening writes its value, then waits to append its event.
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM audit_chain_heads WHERE chain = $1 FOR UPDATE', [tenant.id]);
+      await lock.hold(CHAIN_HEAD_LOCK, [tenant.id]);
       const lengthen = app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 1000 } });
-      await waiting(1);
+      await lock.waiting(1);
       // Bea's gate reads 400 (Ada has not committed): 500 looks like a lengthening, no approval asked.
       const racer = app.app.inject({ method: 'PUT', url, headers: bea.headers, payload: { days: 500 } });
-      await waiting(2);
-      await holder.query('COMMIT');
+      await lock.waiting(2);
+      await lock.release();
       const [longer, raced] = await Promise.all([lengthen, racer]);
 
       expect(longer.statusCode, longer.body).toBe(200);
@@ -205,9 +189,7 @@ describe.skipIf(engineUnderTest !== 'postgres')('a PUT racing a lengthening (Pos
       expect(again.statusCode, again.body).toBe(202);
       expect(again.json().approval.action).toBe('audit.retention.shorten');
     } finally {
-      await holder.query('ROLLBACK').catch(() => {});
-      await holder.end();
-      await watcher.end();
+      await lock.close();
     }
   });
 });
@@ -265,13 +247,9 @@ describe.skipIf(engineUnderTest !== 'postgres')('a shortening racing a four-eyes
     const tenant = await seedTenant(app, 'rule-co');
     const ada = await tenantAdmin(app, 'rule-co');
     const url = '/api/v1/t/rule-co/audit/retention';
-    const owner = app.database.urls?.owner ?? '';
-    const holder = new pg.Client({ connectionString: owner });
-    const watcher = new pg.Client({ connectionString: owner });
-    await holder.connect();
-    await watcher.connect();
+    const lock = await rowHolder(app);
     const list = async (actions: string) =>
-      watcher.query(
+      lock.run(
         `INSERT INTO access_settings (tenant_id, four_eyes_actions, approval_ttl_minutes, elevation_approver,
            elevation_thresholds, updated_at)
          VALUES ($1, $2::text[], 1440, 'operator', '{}', now())
@@ -281,22 +259,13 @@ describe.skipIf(engineUnderTest !== 'postgres')('a shortening racing a four-eyes
     try {
       await list('{}'); // nothing needs approval: the gate lets a shortening through
       // Hold the retention's lock (the advisory lock a tenant without its own row is locked by).
-      await holder.query('BEGIN');
-      await holder.query(`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_retention'), hashtext($1))`, [
+      await lock.hold(`SELECT pg_advisory_xact_lock(hashtext('rampart.audit_retention'), hashtext($1))`, [
         tenant.id,
       ]);
       const shorten = app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 60 } });
-      for (let i = 0; ; i++) {
-        const { rows } = await watcher.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-        );
-        if ((rows[0]?.n ?? 0) >= 1) break;
-        if (i > 400) throw new Error('the shortening never waited for the retention lock');
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
+      await lock.waiting(1);
       await list('{audit.retention.shorten}');
-      await holder.query('COMMIT');
+      await lock.release();
       const res = await shorten;
       expect(res.statusCode, res.body).toBe(409);
       expect(res.json()).toMatchObject({ code: 'retention_changed' });
@@ -304,9 +273,7 @@ describe.skipIf(engineUnderTest !== 'postgres')('a shortening racing a four-eyes
       const again = await app.app.inject({ method: 'PUT', url, headers: ada.headers, payload: { days: 60 } });
       expect(again.statusCode, again.body).toBe(202);
     } finally {
-      await holder.query('ROLLBACK').catch(() => {});
-      await holder.end();
-      await watcher.end();
+      await lock.close();
     }
   });
 });

@@ -7,7 +7,6 @@
  * reads, then A runs and commits, then B writes. Runs on both engines.
  */
 import type { LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { type IdentitySettingsView, toTenantRef } from '../src/identity/index.ts';
@@ -15,6 +14,7 @@ import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder } from './lock-helpers.ts';
 
 const slug = 'race-settings-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -314,39 +314,21 @@ describe.skipIf(engineUnderTest !== 'postgres')('two PUTs at once (PostgreSQL)',
     await setUp((s) => (s.passwordPolicy.minLength = 12));
     const longer = await changed((s) => (s.passwordPolicy.minLength = 14));
     const same = await settings();
-    const owner = t.database.urls?.owner ?? '';
-    const holder = new pg.Client({ connectionString: owner });
-    const watcher = new pg.Client({ connectionString: owner });
-    await holder.connect();
-    await watcher.connect();
-    const waiting = async (n: number) => {
-      for (let i = 0; i < 400; i++) {
-        const { rows } = await watcher.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-        );
-        if ((rows[0]?.n ?? 0) >= n) return;
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-      throw new Error(`fewer than ${n} sessions ever waited`);
-    };
+    const lock = await rowHolder(t);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM audit_chain_heads WHERE chain = $1 FOR UPDATE', [tenantId]);
+      await lock.hold(CHAIN_HEAD_LOCK, [tenantId]);
       const first = putSettings(ana, longer);
-      await waiting(1);
+      await lock.waiting(1);
       const second = putSettings(ben, same);
-      await waiting(2);
-      await holder.query('COMMIT');
+      await lock.waiting(2);
+      await lock.release();
       const [a, b] = await Promise.all([first, second]);
       expect(a.statusCode, a.body).toBe(200);
       expect(b.statusCode, b.body).toBe(409);
       expect(b.json().code).toBe('approval_now_required');
       expect((await settings()).passwordPolicy.minLength).toBe(14);
     } finally {
-      await holder.query('ROLLBACK').catch(() => {});
-      await holder.end();
-      await watcher.end();
+      await lock.close();
     }
   });
 });

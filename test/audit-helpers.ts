@@ -1,0 +1,89 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { Command } from 'commander';
+import { type ChainedEvent, chainHash } from '../src/audit/canonical.ts';
+import { type AuditCliDeps, registerAuditCommands } from '../src/audit/cli.ts';
+import type { Engine } from '../src/platform/db/index.ts';
+
+/**
+ * As the table owner (the app role may do the same): one event appended after the chain's head and the
+ * head moved onto it. `mac`: the MAC it carries (none by default). `brokenHash`: its stored hash is not
+ * the hash of its content (the chain still links through it). `linkTo`: the predecessor hash it claims
+ * (the head's by default).
+ */
+export async function appendForged(
+  engine: Pick<Engine, 'asOwner'>,
+  clock: { now(): Date; advance(ms: number): void },
+  tenantId: string,
+  {
+    mac = null,
+    brokenHash = false,
+    linkTo,
+  }: { mac?: Buffer | null; brokenHash?: boolean; linkTo?: Buffer | undefined } = {},
+): Promise<{ seq: number; id: string; hash: string }> {
+  const id = randomUUID();
+  let stored: Buffer = Buffer.alloc(0);
+  let seq = 0;
+  await engine.asOwner(async (o) => {
+    const [head] = await o.query<{ seq: string; head_hash: Uint8Array }>(
+      'SELECT seq::text AS seq, head_hash FROM audit_chain_heads WHERE chain = $1',
+      [tenantId],
+    );
+    if (!head) throw new Error('no head');
+    clock.advance(1000);
+    const event: ChainedEvent = {
+      id,
+      tenantId,
+      occurredAt: clock.now(),
+      actorType: 'user',
+      actorId: 'u-1',
+      actorElevationId: null,
+      action: 'tenancy.tenant.suspended',
+      targetType: 'tenant',
+      targetId: tenantId,
+      outcome: 'success',
+      ip: null,
+      userAgent: null,
+      requestId: null,
+      details: { n: 99 },
+    };
+    const prev = linkTo ?? Buffer.from(head.head_hash);
+    stored = brokenHash ? randomBytes(32) : chainHash(prev, event);
+    seq = Number(head.seq) + 1;
+    await o.query(
+      `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
+         outcome, details, chain_seq, prev_hash, hash, mac)
+       VALUES ($1, $2::uuid, $3, 'user', 'u-1', 'tenancy.tenant.suspended', 'tenant', $2::text, 'success', '{"n":99}', $4, $5, $6, $7)`,
+      [id, tenantId, event.occurredAt, seq, prev, stored, mac],
+    );
+    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
+      tenantId,
+      seq,
+      stored,
+    ]);
+  });
+  return { seq, id, hash: stored.toString('hex') };
+}
+
+/** `rampart audit …` in process: what it printed, and the error it ended with (null when it succeeded). */
+export function auditCli(deps: Omit<AuditCliDeps, 'out' | 'err'>) {
+  return async (...args: string[]): Promise<{ out: string; failure: Error | null }> => {
+    let out = '';
+    const root = new Command().exitOverride().configureOutput({ writeErr: () => {} });
+    registerAuditCommands(root, {
+      ...deps,
+      out: new Writable({
+        write(chunk, _encoding, done) {
+          out += String(chunk);
+          done();
+        },
+      }),
+      err: new Writable({ write: (_c, _e, done) => done() }),
+    });
+    const failure = await root.parseAsync(['node', 'rampart', ...args]).then(
+      () => null,
+      (error: Error) => error,
+    );
+    return { out, failure };
+  };
+}
