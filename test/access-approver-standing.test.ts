@@ -17,7 +17,7 @@ import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, operatorSession, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { rowHolder } from './lock-helpers.ts';
+import { rowHolder } from './race-helpers.ts';
 
 const slug = 'standing-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;

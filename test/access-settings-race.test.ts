@@ -1,20 +1,11 @@
-/**
- * Security review: the four-eyes gate on the access settings decided before the write, comparing the
- * request with the settings it read then, and the write did not decide again. If A adds an action to the
- * four-eyes list and B sends the list as it read it before A committed, B's gate sees no change and B's
- * write took A's addition off unapproved; likewise the elevation approver, a threshold, the approval TTL.
- * The write now decides again on the row it locked (409 approval_now_required). Here the interleaving is
- * made certain: B's gate reads, then A runs and commits, then B writes. Runs on both engines.
- */
-import type { LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccessSettings } from '../src/access/settings.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { CHAIN_HEAD_LOCK, rowHolder } from './lock-helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder, secondGatedBeforeFirst } from './race-helpers.ts';
 
 const slug = 'race-access-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -71,35 +62,6 @@ const withoutExport = (s: AccessSettings) => {
   s.fourEyesActions = s.fourEyesActions.filter((a) => a !== 'audit.export');
 };
 
-/**
- * Sends `second` so that its gate reads the settings before `first` runs (its gate and write) and
- * commits, and its write comes after: two PUTs sent together, the earlier read committing later. The
- * database as `first` left it is returned too.
- */
-async function secondGatedBeforeFirst(
-  first: () => Promise<LightMyRequestResponse>,
-  second: () => Promise<LightMyRequestResponse>,
-) {
-  const service = t.app.services.access.settings;
-  const read = service.get;
-  let firstAnswer: LightMyRequestResponse | undefined;
-  let afterFirst: Awaited<ReturnType<typeof databaseState>> | undefined;
-  const gateRead = vi.spyOn(service, 'get').mockImplementationOnce(async (id) => {
-    const seen = await read(id);
-    firstAnswer = await first();
-    afterFirst = await databaseState(t);
-    return seen;
-  });
-  try {
-    const secondAnswer = await second();
-    expect(gateRead).toHaveBeenCalled();
-    if (!firstAnswer || !afterFirst) throw new Error('the second request never reached its gate');
-    return { first: firstAnswer, second: secondAnswer, afterFirst };
-  } finally {
-    gateRead.mockRestore();
-  }
-}
-
 describe(`access settings changed while a change was checked (${engineUnderTest})`, () => {
   it('a PUT taking off an action added after its gate read is refused (409); asked again, approved, it runs', async () => {
     await setUp(withoutExport);
@@ -108,6 +70,8 @@ describe(`access settings changed while a change was checked (${engineUnderTest}
     const updatesBefore = await updates();
 
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.access.settings,
       () => putSettings(ana, added),
       () => putSettings(ben, same),
     );
@@ -149,6 +113,8 @@ describe(`access settings changed while a change was checked (${engineUnderTest}
       const stronger = await changed(strengthen);
       const same = await settings();
       const raced = await secondGatedBeforeFirst(
+        t,
+        t.app.services.access.settings,
         () => putSettings(ana, stronger),
         () => putSettings(ben, same),
       );
@@ -167,6 +133,8 @@ describe(`access settings changed while a change was checked (${engineUnderTest}
     const added = await changed((s) => s.fourEyesActions.push('audit.export'));
     const longer = await changed((s) => (s.approvalTtlMinutes = 2000));
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.access.settings,
       () => putSettings(ana, added),
       () => putSettings(ben, longer),
     );
@@ -215,6 +183,8 @@ describe(`access settings changed while a change was checked (${engineUnderTest}
       const added = await changed((s) => s.fourEyesActions.push('audit.export'));
       const same = await settings();
       const raced = await secondGatedBeforeFirst(
+        t,
+        t.app.services.access.settings,
         () => putSettings(ana, added),
         () => putSettings(ben, same),
       );

@@ -29,7 +29,7 @@ import {
   type TestApp,
   type TestDatabase,
 } from './helpers.ts';
-import { CHAIN_HEAD_LOCK, rowHolder } from './lock-helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder } from './race-helpers.ts';
 
 const DAY = 86_400_000;
 const signer = checkpointSigner(Buffer.from('audit-retention-shorten-test-root-key'));

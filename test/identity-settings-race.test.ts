@@ -1,20 +1,11 @@
-/**
- * Security review: the four-eyes gate on the identity settings decided before the write, comparing the
- * request with the settings it read then, and the write did not decide again. Two PUTs sent together
- * slipped a weakening through: minimum length 12, A sets 14 (a strengthening), B sets 12 (no change from
- * what its gate read); A committed first, so B lowered 14 to 12 unapproved. The write now decides again
- * on the row it locked (409 approval_now_required). Here the interleaving is made certain: B's gate
- * reads, then A runs and commits, then B writes. Runs on both engines.
- */
-import type { LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { type IdentitySettingsView, toTenantRef } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { CHAIN_HEAD_LOCK, rowHolder } from './lock-helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder, secondGatedBeforeFirst } from './race-helpers.ts';
 
 const slug = 'race-settings-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -70,35 +61,6 @@ const updates = async () =>
     )
   ).length;
 
-/**
- * Sends `second` so that its gate reads the settings before `first` runs (its gate and write) and
- * commits, and its write comes after: two PUTs sent together, the earlier read committing later. The
- * database as `first` left it is returned too.
- */
-async function secondGatedBeforeFirst(
-  first: () => Promise<LightMyRequestResponse>,
-  second: () => Promise<LightMyRequestResponse>,
-) {
-  const service = t.app.services.identity.settings;
-  const read = service.get;
-  let firstAnswer: LightMyRequestResponse | undefined;
-  let afterFirst: Awaited<ReturnType<typeof databaseState>> | undefined;
-  const gateRead = vi.spyOn(service, 'get').mockImplementationOnce(async (tenant) => {
-    const seen = await read(tenant);
-    firstAnswer = await first();
-    afterFirst = await databaseState(t);
-    return seen;
-  });
-  try {
-    const secondAnswer = await second();
-    expect(gateRead).toHaveBeenCalled();
-    if (!firstAnswer || !afterFirst) throw new Error('the second request never reached its gate');
-    return { first: firstAnswer, second: secondAnswer, afterFirst };
-  } finally {
-    gateRead.mockRestore();
-  }
-}
-
 describe(`identity settings changed while a change was checked (${engineUnderTest})`, () => {
   it('a PUT made a weakening by a change committed after its gate is refused (409); asked again, approved, it runs', async () => {
     await setUp((s) => (s.passwordPolicy.minLength = 12));
@@ -107,6 +69,8 @@ describe(`identity settings changed while a change was checked (${engineUnderTes
     const updatesBefore = await updates();
 
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.identity.settings,
       () => putSettings(ana, longer),
       () => putSettings(ana, same),
     );
@@ -136,6 +100,8 @@ describe(`identity settings changed while a change was checked (${engineUnderTes
     const stricter = await changed((s) => (s.mfaRequired = 'all'));
     const same = await settings();
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.identity.settings,
       () => putSettings(ana, stricter),
       () => putSettings(ana, same),
     );
@@ -183,6 +149,8 @@ describe(`identity settings changed while a change was checked (${engineUnderTes
       const longer = await changed((s) => (s.passwordPolicy.minLength = 14));
       const same = await settings();
       const raced = await secondGatedBeforeFirst(
+        t,
+        t.app.services.identity.settings,
         () => putSettings(ana, longer),
         () => putSettings(ana, same),
       );
@@ -258,6 +226,8 @@ describe(`one PUT that is two four-eyes actions (${engineUnderTest})`, () => {
     const stricter = await changed((s) => (s.mfaRequired = 'all'));
     const shorter = await changed((s) => (s.passwordPolicy.minLength = 10));
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.identity.settings,
       () => putSettings(ana, stricter),
       () => putSettings(ana, shorter),
     );
@@ -289,6 +259,8 @@ describe(`one PUT that is two four-eyes actions (${engineUnderTest})`, () => {
     });
     const same = await settings();
     const raced = await secondGatedBeforeFirst(
+      t,
+      t.app.services.identity.settings,
       () => putSettings(ana, stricter),
       () => putSettings(ana, same),
     );

@@ -1,4 +1,7 @@
+import type { LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
+import { expect, vi } from 'vitest';
+import { databaseState } from './access-helpers.ts';
 import type { TestApp } from './helpers.ts';
 
 /** Holds a tenant's audit chain head: a request then writes its change and waits to append its event. */
@@ -46,4 +49,34 @@ export async function rowHolder(t: TestApp) {
       await watcher.end();
     },
   };
+}
+
+/**
+ * Sends `second` so that its gate reads the settings (through `service.get`) before `first` runs (its
+ * gate and write) and commits, and its write comes after: two PUTs sent together, the earlier read
+ * committing later. The database as `first` left it is returned too.
+ */
+export async function secondGatedBeforeFirst<A extends unknown[], R>(
+  t: TestApp,
+  service: { get: (...args: A) => Promise<R> },
+  first: () => Promise<LightMyRequestResponse>,
+  second: () => Promise<LightMyRequestResponse>,
+) {
+  const read = service.get;
+  let firstAnswer: LightMyRequestResponse | undefined;
+  let afterFirst: Awaited<ReturnType<typeof databaseState>> | undefined;
+  const gateRead = vi.spyOn(service, 'get').mockImplementationOnce(async (...args: A) => {
+    const seen = await read(...args);
+    firstAnswer = await first();
+    afterFirst = await databaseState(t);
+    return seen;
+  });
+  try {
+    const secondAnswer = await second();
+    expect(gateRead).toHaveBeenCalled();
+    if (!firstAnswer || !afterFirst) throw new Error('the second request never reached its gate');
+    return { first: firstAnswer, second: secondAnswer, afterFirst };
+  } finally {
+    gateRead.mockRestore();
+  }
 }
