@@ -207,6 +207,30 @@ describe('lasting access asked for by an elevated operator', () => {
     expect(roles.find((r: { key: string }) => r.key === 'helpdesk').permissions).toEqual([]);
   });
 
+  // The gate asks for approval only when it reads the user disabled: a user disabled after it looked
+  // (a request sent while they were active) must not be enabled on the operator's word (review).
+  it('an enable reaching the service unapproved is refused when the user was disabled after the gate', async () => {
+    const dan = await member(t, slug, ada, 'dan@lasting-co.test');
+    expect((await call(ada, 'POST', `/users/${dan.userId}/disable`, { reason: 'test' })).statusCode).toBe(
+      200,
+    );
+    const ctx = {
+      actor: {
+        type: 'operator' as const,
+        id: alice.operatorId,
+        elevationId: elevationOf[alice.operatorId] ?? '',
+      },
+      requestId: 'test',
+      ip: null,
+      userAgent: null,
+    };
+    const tenant = { id: asTenantId(tenantId), slug };
+    await expect(t.app.services.identity.userStatus.enable(tenant, ctx, dan.userId)).rejects.toMatchObject({
+      code: 'approval_now_required',
+    });
+    expect((await t.app.services.identity.accounts.get(tenant, dan.userId)).status).toBe('disabled');
+  });
+
   it("an operator's grant that another operator approved before this rule lapses (migration 0074)", async () => {
     // As the code before this rule recorded it: asked by alice under her elevation, approved by bob.
     const params = { via: 'assign', userId: pat.userId, role: 'tenant-admin' };

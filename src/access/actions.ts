@@ -256,7 +256,12 @@ export function wireCriticalActions(
     // An operator adding any permission: whoever holds the role (or is given it later) keeps it.
     if (plan.added.length > 0) {
       const params = { via: 'role' as const, role, name: body.name, permissions: plan.permissions };
-      const byOperator = elevatedGrant(request, params, `Add ${plan.added.join(', ')} to the role ${role}`);
+      const byOperator = elevatedGrant(
+        request,
+        params,
+        `Add ${plan.added.join(', ')} to the role ${role}`,
+        plan.state,
+      );
       if (byOperator.length > 0) return byOperator;
     }
     if (!plan.held) return [];

@@ -74,7 +74,7 @@ definePermissions('access', 'platform', {
   'elevations:approve': "Approve, reject or revoke other operators' elevation requests",
   'platform-approvals:request': 'See and run, once approved, the platform critical actions one asked for',
   'platform-approvals:decide':
-    "Approve or reject other operators' platform critical actions (adding a SIEM sink, enabling an operator, acknowledging a forged audit event)",
+    "Approve or reject other operators' platform critical actions (adding a SIEM sink, enabling an operator, weakening the platform's alerting, acknowledging a forged audit event)",
 });
 
 /**

@@ -29,6 +29,8 @@ export function elevatedGrant(
   request: FastifyRequest,
   params: ElevatedGrantParams,
   what: string,
+  /** The action's basis as the gate read it (a role change: the role its summary was written on). */
+  seen?: JsonValue,
 ): Classified[] {
   const actor = request.actor;
   if (actor.type !== 'operator') return [];
@@ -39,6 +41,7 @@ export function elevatedGrant(
       summary:
         `${what}, asked by operator ${actor.id} under elevation ${actor.elevationId ?? '(none)'}: ` +
         'lasting access, which outlives the elevation',
+      ...(seen === undefined ? {} : { seen }),
     },
   ];
 }

@@ -121,7 +121,7 @@ export const accessOperatorRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         tags,
         summary:
-          "Operators' platform critical actions (adding a SIEM sink, enabling an operator, acknowledging a forged audit event) waiting or decided, newest first",
+          "Operators' platform critical actions (adding a SIEM sink, enabling an operator, weakening the platform's alerting, acknowledging a forged audit event) waiting or decided, newest first",
         querystring: S.ApprovalQuery,
         response: responses({ 200: Type.Array(S.Approval) }),
       },

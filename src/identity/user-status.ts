@@ -190,6 +190,14 @@ export function createUserStatusService(deps: IdentityDeps) {
             `This user is ${user.status}, not disabled; nothing to enable.`,
           );
         }
+        // An operator's enable is lasting access, run only approved (the gate asks for it when it reads
+        // the user disabled; this catches a user disabled after the gate looked).
+        if (ctx.actor.type === 'operator' && !guard) {
+          throw identityError(
+            'approval_now_required',
+            'Enabling a user under an elevation needs the approval of a person of the tenant; send the request again to ask for it.',
+          );
+        }
         await refuseUnapprovedAdminEnable(deps, tx, ctx, userId, guard);
         await givesNothingUnheld?.(tx, userId);
         const status = user.password_hash === null ? 'invited' : 'active';
