@@ -4,7 +4,7 @@
  * widening working hours and any change of where alerts go are asked for (202) and run once another
  * operator approved them; strengthening passes alone. Runs on both engines.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type AuditTables, createAlertService } from '../src/audit/index.ts';
 import { normaliseEmail } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
@@ -99,6 +99,34 @@ describe("weakening the platform's alerting", () => {
     });
 
     // Turning it back on is stronger: one operator, at once.
+    next.rules['signin.failures'] = { ...next.rules['signin.failures'], enabled: true };
+    expect((await put(alice, next)).statusCode).toBe(200);
+  });
+
+  // The action's transaction rolled back by a deadlock ran nothing: the approval must stay usable, not be
+  // marked failed while the answer says "send it again" (review).
+  it('a run rolled back by a deadlock gives the approval back; run again, it runs once', async () => {
+    const next = await current();
+    next.rules['signin.failures'] = { ...next.rules['signin.failures'], enabled: false };
+    const approval = await asked(next);
+    expect((await platform(`${approval.id}/approve`, bob)).statusCode).toBe(200);
+    const def = t.app.services.access.critical.action('audit.platform-alerts.weaken');
+    if (!def?.executePlatform) throw new Error('no executor');
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01', severity: 'ERROR' });
+    const spy = vi.spyOn(def, 'executePlatform').mockRejectedValueOnce(deadlock);
+    try {
+      const conflicted = await platform(`${approval.id}/execute`, alice, { params: approval.params });
+      expect(conflicted.statusCode, conflicted.body).toBe(409);
+      expect(conflicted.json().code).toBe('execution_conflict');
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await platformEvents('access.approval.conflicted')).at(-1)).toMatchObject({
+      actorId: alice.operatorId,
+    });
+    const run = await platform(`${approval.id}/execute`, alice, { params: approval.params });
+    expect(run.statusCode, run.body).toBe(200);
+    expect((await current()).rules['signin.failures']?.enabled).toBe(false);
     next.rules['signin.failures'] = { ...next.rules['signin.failures'], enabled: true };
     expect((await put(alice, next)).statusCode).toBe(200);
   });

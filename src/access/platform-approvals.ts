@@ -1,7 +1,7 @@
 import { type AuditInput, recordAuditEvent } from '../audit/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
-import type { Database, SystemTx } from '../platform/db/index.ts';
+import { type Database, isTransientConflict, type SystemTx } from '../platform/db/index.ts';
 import { paramsHash } from './approval-standing.ts';
 import {
   type ApprovalView,
@@ -299,6 +299,28 @@ export function createPlatformApprovalService(deps: {
       if (failure instanceof StateGone) {
         await inPlatform(async (tx) => recordStateChanged(tx, ctx, await locked(tx, id)));
         throw stateChangedError();
+      }
+      if (isTransientConflict(failure)) {
+        // A deadlock or serialization failure rolled the action's transaction back whole: nothing ran,
+        // so the approval is given back (as for tenant requests) and the requester runs it again.
+        await inPlatform(async (tx) => {
+          await tx
+            .updateTable('access_approval_requests')
+            .set({ status: 'approved' })
+            .where('id', '=', id)
+            .where('status', '=', 'executing')
+            .execute();
+          await audit(tx, ctx, {
+            action: 'access.approval.conflicted',
+            outcome: 'failure',
+            target: { type: 'approval', id },
+            details: { action: row.action, approvedBy: row.decided_by_id },
+          });
+        });
+        throw accessError(
+          'execution_conflict',
+          'The action collided with a concurrent change and did not run; the approval is still usable: run it again.',
+        );
       }
       const finished = await inPlatform(async (tx) => {
         const updated = await tx
