@@ -131,6 +131,46 @@ describe("weakening the platform's alerting", () => {
     expect((await put(alice, next)).statusCode).toBe(200);
   });
 
+  // The gate writes its summary against the settings it read; a change committed before the request
+  // is recorded must not become the basis its approved run writes over unnamed (review).
+  it('is recorded only against the settings its summary was written on (409 state_changed otherwise)', async () => {
+    const seen = await current();
+    const next = structuredClone(seen);
+    next.rules['signin.failures'] = { ...next.rules['signin.failures'], enabled: false };
+    const what = {
+      action: 'audit.platform-alerts.weaken',
+      params: next,
+      summary: "Weaken the platform's alerting: signin.failures off",
+      // As the gate would have read it before another operator turned export.mass off meanwhile.
+      seen: {
+        ...seen,
+        rules: {
+          ...seen.rules,
+          'export.mass': { ...seen.rules['export.mass'], enabled: !seen.rules['export.mass']?.enabled },
+        },
+      },
+    } as never;
+    const asker = {
+      actor: { type: 'operator' as const, id: alice.operatorId },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    const requests = async () => (await platformEvents('access.approval.requested')).length;
+    const before = await requests();
+    await expect(
+      t.app.services.access.platformApprovals.request(asker, what, 'platform-alerts:write'),
+    ).rejects.toMatchObject({ code: 'state_changed' });
+    expect(await requests()).toBe(before);
+    // Against the settings as they are, it is recorded.
+    const recorded = await t.app.services.access.platformApprovals.request(
+      asker,
+      { ...(what as object), seen } as never,
+      'platform-alerts:write',
+    );
+    expect(recorded).toMatchObject({ status: 'pending' });
+  });
+
   it('a higher threshold, a shorter window, a longer look-back are weaker; the opposite passes alone', async () => {
     const base = await current();
     for (const [rule, field, delta] of [

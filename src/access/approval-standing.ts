@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { TenantRef } from '../identity/index.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
-import type { CriticalActions, JsonValue } from './critical.ts';
+import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import { accessError } from './errors.ts';
 import type { LockedHoldings } from './locked-holdings.ts';
 import type { AccessApprovalRequestsTable, Tx } from './tables.ts';
 
@@ -74,4 +75,23 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
   }
 
   return { basisHash, check };
+}
+
+/**
+ * Security review: the gate writes the summary against the state it read, and the request records the
+ * basis it locks a moment later. A change committed in between (one PUT raising 2FA enforcement while
+ * another, shortening the password, was being asked for) was recorded as the basis, so the approved run
+ * also lowered 2FA back, which the summary did not name. Such a request is not recorded: sent again, its
+ * summary is written against the state it will run on.
+ */
+export function refuseUnseenBasis(what: Classified, basis: Buffer | null): void {
+  if (what.seen === undefined) return;
+  // Through JSON first, as the basis is: dates become strings, undefined members drop out.
+  const seen = paramsHash(JSON.parse(JSON.stringify(what.seen)) as JsonValue);
+  if (basis && safeEqual(seen, basis)) return;
+  throw accessError(
+    'state_changed',
+    'What this action changes was changed while the request was checked, so its summary would not say ' +
+      'what approving it does; nothing was asked for. Send the request again.',
+  );
 }

@@ -2,7 +2,13 @@ import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import { type AnyTenantTx, type Database, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
-import { createStandingCheck, paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
+import {
+  createStandingCheck,
+  paramsHash,
+  refuseUnseenBasis,
+  type StandingLoss,
+  StandingLost,
+} from './approval-standing.ts';
 import {
   type ApprovalView,
   personOf,
@@ -23,25 +29,6 @@ export type { ApprovalView } from './approval-view.ts';
 const minutes = (m: number) => m * 60_000;
 
 const CONFLICT_ATTEMPTS = 3;
-
-/**
- * Security review: the gate writes the summary against the state it read, and the request records the
- * basis it locks a moment later. A change committed in between (one PUT raising 2FA enforcement while
- * another, shortening the password, was being asked for) was recorded as the basis, so the approved run
- * also lowered 2FA back, which the summary did not name. Such a request is not recorded: sent again, its
- * summary is written against the state it will run on.
- */
-function refuseUnseenBasis(what: Classified, basis: Buffer | null): void {
-  if (what.seen === undefined) return;
-  // Through JSON first, as the basis is: dates become strings, undefined members drop out.
-  const seen = paramsHash(JSON.parse(JSON.stringify(what.seen)) as JsonValue);
-  if (basis && safeEqual(seen, basis)) return;
-  throw accessError(
-    'state_changed',
-    'What this action changes was changed while the request was checked, so its summary would not say ' +
-      'what approving it does; nothing was asked for. Send the request again.',
-  );
-}
 
 export function createApprovalService(deps: {
   db: Database;

@@ -80,13 +80,16 @@ export function wirePlatformActions(
   });
   // Strengthening (or no change) passes alone; input no change could run with is refused (400) first.
   critical.platformGate(ALERT_SETTINGS_GATE, async (request) => {
-    const { next, weakened } = await alerts.planPlatformUpdate(request.body as AlertSettingsView);
+    const { next, current, weakened } = await alerts.planPlatformUpdate(request.body as AlertSettingsView);
     if (weakened.length === 0) return [];
     return [
       {
         action: WEAKEN_PLATFORM_ALERTS,
         params: next as unknown as JsonValue,
         summary: `Weaken the platform's alerting: ${weakened.join('; ')}`,
+        // The basis the summary was written on: a change committed before the request is recorded is not
+        // undone unnamed by its approved run (the request is refused, state_changed).
+        seen: current as unknown as JsonValue,
       },
     ];
   });

@@ -2,7 +2,7 @@ import { type AuditInput, recordAuditEvent } from '../audit/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import { type Database, isTransientConflict, type SystemTx } from '../platform/db/index.ts';
-import { paramsHash } from './approval-standing.ts';
+import { paramsHash, refuseUnseenBasis } from './approval-standing.ts';
 import {
   type ApprovalView,
   personOf,
@@ -188,6 +188,9 @@ export function createPlatformApprovalService(deps: {
         if (!critical.isPlatform(what.action)) throw new Error(`${what.action} is not a platform action`);
         const by = personOf(ctx);
         if (by.type !== 'operator') throw new Error('platform four-eyes needs an operator');
+        // Recorded only against the state its summary was written on, as tenant requests are.
+        const basis = await basisHash(tx, what.action, what.params);
+        refuseUnseenBasis(what, basis);
         const now = clock.now();
         const row = await tx
           .insertInto('access_approval_requests')
@@ -197,7 +200,7 @@ export function createPlatformApprovalService(deps: {
             permission,
             params: JSON.stringify(what.params),
             params_hash: paramsHash(what.params),
-            basis_hash: await basisHash(tx, what.action, what.params),
+            basis_hash: basis,
             summary: what.summary,
             requested_by_type: by.type,
             requested_by_id: by.id,

@@ -90,7 +90,7 @@ export function createAlertService(deps: AlertServiceDeps) {
     async planPlatformUpdate(input: AlertSettingsView) {
       const next = checkSettings(input);
       const current = view(await scoped(null, (tx) => readAlertSettings(tx, null)));
-      return { next, weakened: alertSettingsWeakening(current, next) };
+      return { next, current, weakened: alertSettingsWeakening(current, next) };
     },
 
     /** The platform's settings read in the caller's platform transaction, locked until it commits. */
