@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { paramsHash } from '../src/access/approval-standing.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { member, operatorSession, type Person, tenantAdmin } from './access-helpers.ts';
+import { databaseState, member, operatorSession, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'lasting-co';
@@ -229,6 +229,30 @@ describe('lasting access asked for by an elevated operator', () => {
       code: 'approval_now_required',
     });
     expect((await t.app.services.identity.accounts.get(tenant, dan.userId)).status).toBe('disabled');
+  });
+
+  // A channel outlives the elevation and carries alert contents (account and address keys) (review).
+  it("may change the tenant's alert rules, not where its alerts go; a tenant admin may", async () => {
+    const settings = (await call(alice, 'GET', '/audit/alert-settings')).json();
+    const { webhookSecret: _secret, ...current } = settings;
+    const put = (who: Headers, body: object) => call(who, 'PUT', '/audit/alert-settings', body);
+    const rules = structuredClone(current.rules);
+    rules['signin.failures'].perAccount += 1;
+    expect((await put(alice, { ...current, rules })).statusCode).toBe(200);
+    const before = await databaseState(t);
+    for (const channels of [
+      { ...current.channels, emails: [...current.channels.emails, 'alice@ops.test'] },
+      { ...current.channels, webhookUrl: 'https://hooks.ops.test/rampart' },
+    ]) {
+      const refused = await put(alice, { ...current, rules, channels });
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().code).toBe('alert_channels_tenant_only');
+    }
+    const after = await databaseState(t);
+    expect(after.tables.audit_alert_settings).toEqual(before.tables.audit_alert_settings);
+    const emails = [...current.channels.emails, 'security@lasting-co.test'];
+    const byAdmin = await put(ada, { ...current, rules, channels: { ...current.channels, emails } });
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200);
   });
 
   it("an operator's grant that another operator approved before this rule lapses (migration 0074)", async () => {

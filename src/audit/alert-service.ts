@@ -54,6 +54,12 @@ async function lockSettings(tx: ChainTx, tenantId: string | null) {
 }
 
 /** Alert settings, listing and acknowledgement of one chain: a tenant's (RLS-scoped) or the platform's. */
+/** Whether `next` sends alerts anywhere `before` did not, or stops sending them somewhere it did. */
+function channelsChange(before: AlertSettingsView, next: AlertSettingsView): boolean {
+  const emails = (v: AlertSettingsView) => [...v.channels.emails].sort().join('\n');
+  return emails(before) !== emails(next) || before.channels.webhookUrl !== next.channels.webhookUrl;
+}
+
 export function createAlertService(deps: AlertServiceDeps) {
   const { db, clock } = deps;
   const scoped = <R>(tenantId: string | null, fn: (tx: ChainTx) => Promise<R>) => inChain(db, tenantId, fn);
@@ -120,6 +126,15 @@ export function createAlertService(deps: AlertServiceDeps) {
             `Against the platform's alert settings now, this would weaken them (${weakened.join('; ')}), ` +
               'which needs another operator’s approval (they changed while this request was checked). ' +
               'Nothing was changed; send the request again to ask for approval.',
+          );
+        }
+        // Where a tenant's alerts go outlives an operator's elevation (a lasting channel, carrying account
+        // and address keys): the tenant's own people set it, as they decide lasting access (docs/access.md).
+        if (tenantId !== null && ctx.actor.type === 'operator' && channelsChange(view(before), next)) {
+          throw auditError(
+            'alert_channels_tenant_only',
+            "Under an elevation you may change this tenant's alert rules, not where its alerts go (emails, " +
+              'webhook): a channel outlives the elevation. Ask an administrator of the tenant to set it.',
           );
         }
         const url = next.channels.webhookUrl;
