@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { paramsHash } from '../src/access/approval-standing.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -253,6 +253,42 @@ describe('lasting access asked for by an elevated operator', () => {
     const emails = [...current.channels.emails, 'security@lasting-co.test'];
     const byAdmin = await put(ada, { ...current, rules, channels: { ...current.channels, emails } });
     expect(byAdmin.statusCode, byAdmin.body).toBe(200);
+  });
+
+  // The summary names what the gate saw the change add; a narrowing committed before the request is
+  // recorded must not become the basis the approved run writes back over (review).
+  it('a role change whose role changed between its gate and its request is not put up for approval (409)', async () => {
+    const roles = t.app.services.access.roles;
+    const role = (permissions: string[]) => ({ name: 'Desk nine', permissions });
+    expect(
+      (await call(ada, 'POST', '/access/roles', { key: 'desk9', ...role(['audit:read', 'users:read']) }))
+        .statusCode,
+    ).toBe(201);
+    const plan = roles.planUpdate;
+    let narrowed: Awaited<ReturnType<typeof call>> | undefined;
+    const gateRead = vi.spyOn(roles, 'planUpdate').mockImplementationOnce(async (...args) => {
+      const seen = await plan(...args);
+      narrowed = await call(ada, 'PUT', '/access/roles/desk9', role(['users:read']));
+      return seen;
+    });
+    try {
+      const asked = await call(
+        alice,
+        'PUT',
+        '/access/roles/desk9',
+        role(['alerts:read', 'audit:read', 'users:read']),
+      );
+      expect(narrowed?.statusCode, narrowed?.body).toBe(200);
+      expect(asked.statusCode, asked.body).toBe(409);
+      expect(asked.json().code).toBe('state_changed');
+    } finally {
+      gateRead.mockRestore();
+    }
+    // Sent again, it is asked for against the role as it is.
+    const again = expectAsked(
+      await call(alice, 'PUT', '/access/roles/desk9', role(['alerts:read', 'audit:read', 'users:read'])),
+    );
+    expect(again.summary).toMatch(/Add alerts:read, audit:read to the role desk9/);
   });
 
   it("an operator's grant that another operator approved before this rule lapses (migration 0074)", async () => {
