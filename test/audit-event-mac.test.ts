@@ -13,13 +13,11 @@ import {
   checkpointSigner,
   configureAuditMac,
   createCheckpoint,
-  recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
 import type { ActionContext } from '../src/platform/context.ts';
-import { asTenantId } from '../src/platform/db/index.ts';
-import { appendForged } from './audit-helpers.ts';
+import { appendEvents, appendForged } from './audit-helpers.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -37,20 +35,8 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function write(tenantId: string, count: number) {
-  for (let i = 0; i < count; i++) {
-    clock.advance(1000);
-    await t.db.withTenant(asTenantId(tenantId), (tx) =>
-      recordAuditEvent(tx, clock, ctx, {
-        tenantId,
-        action: 'tenancy.tenant.suspended',
-        outcome: 'success',
-        target: { type: 'tenant', id: tenantId },
-        details: { n: i },
-      }),
-    );
-  }
-}
+const write = (tenantId: string, count: number) =>
+  appendEvents(t.db, clock, ctx, tenantId, count, () => clock.advance(1000));
 
 const verify = (tenantId: string) => verifyAuditChain(t.db, tenantId, { keys, macKey: macKey() });
 const macKey = () => configureAuditMac(root);

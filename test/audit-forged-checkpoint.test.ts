@@ -11,12 +11,11 @@ import {
   checkpointSigner,
   createCheckpoint,
   pruneChain,
-  recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
 import { type ActionContext, systemContext } from '../src/platform/context.ts';
-import { asTenantId } from '../src/platform/db/index.ts';
+import { appendEvents } from './audit-helpers.ts';
 import { createTestDatabase, type TestDatabase } from './helpers.ts';
 
 const DAY = 86_400_000;
@@ -37,17 +36,7 @@ afterAll(async () => {
 
 async function write(tenantId: string, count: number, at = realNow) {
   clock.set(at);
-  for (let i = 0; i < count; i++) {
-    await t.db.withTenant(asTenantId(tenantId), (tx) =>
-      recordAuditEvent(tx, clock, ctx, {
-        tenantId,
-        action: 'tenancy.tenant.suspended',
-        outcome: 'success',
-        target: { type: 'tenant', id: tenantId },
-        details: { n: i },
-      }),
-    );
-  }
+  await appendEvents(t.db, clock, ctx, tenantId, count);
 }
 
 /**

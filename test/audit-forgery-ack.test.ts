@@ -21,15 +21,13 @@ import {
   checkpointSigner,
   createCheckpoint,
   createForgeryService,
-  recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
 import type { AuditTables } from '../src/audit/tables.ts';
 import type { ActionContext } from '../src/platform/context.ts';
-import { asTenantId } from '../src/platform/db/index.ts';
 import { operatorSession, tenantAdmin } from './access-helpers.ts';
-import { appendForged, auditCli } from './audit-helpers.ts';
+import { appendEvents, appendForged, auditCli } from './audit-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const clock = fakeClock(new Date());
@@ -54,20 +52,8 @@ afterAll(async () => {
   vi.useRealTimers();
 });
 
-async function write(tenantId: string, count: number) {
-  for (let i = 0; i < count; i++) {
-    clock.advance(1000);
-    await t.db.withTenant(asTenantId(tenantId), (tx) =>
-      recordAuditEvent(tx, clock, ctx, {
-        tenantId,
-        action: 'tenancy.tenant.suspended',
-        outcome: 'success',
-        target: { type: 'tenant', id: tenantId },
-        details: { n: i },
-      }),
-    );
-  }
-}
+const write = (tenantId: string, count: number) =>
+  appendEvents(t.db, clock, ctx, tenantId, count, () => clock.advance(1000));
 
 const owner = <R>(text: string, params: unknown[] = []) =>
   t.database.engine.asOwner((o) => o.query<R>(text, params));

@@ -3,7 +3,9 @@ import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { type ChainedEvent, chainHash } from '../src/audit/canonical.ts';
 import { type AuditCliDeps, registerAuditCommands } from '../src/audit/cli.ts';
-import type { Engine } from '../src/platform/db/index.ts';
+import { recordAuditEvent } from '../src/audit/record.ts';
+import type { ActionContext, Clock } from '../src/platform/context.ts';
+import { asTenantId, type Database, type Engine } from '../src/platform/db/index.ts';
 
 /**
  * As the table owner (the app role may do the same): one event appended after the chain's head and the
@@ -86,4 +88,30 @@ export function auditCli(deps: Omit<AuditCliDeps, 'out' | 'err'>) {
     );
     return { out, failure };
   };
+}
+
+/**
+ * `count` events of a tenant's chain (`tenancy.tenant.suspended`, details n = 0, 1, …), one transaction
+ * each, as the app writes them; `before` runs before each one (a clock step).
+ */
+export async function appendEvents(
+  db: Database,
+  clock: Clock,
+  ctx: ActionContext,
+  tenantId: string,
+  count: number,
+  before?: () => void,
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    before?.();
+    await db.withTenant(asTenantId(tenantId), (tx) =>
+      recordAuditEvent(tx, clock, ctx, {
+        tenantId,
+        action: 'tenancy.tenant.suspended',
+        outcome: 'success',
+        target: { type: 'tenant', id: tenantId },
+        details: { n: i },
+      }),
+    );
+  }
 }

@@ -13,12 +13,11 @@ import {
   createCheckpoint,
   loadTrustedKeys,
   pruneAllChains,
-  recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
 } from '../src/audit/index.ts';
 import { type ActionContext, systemContext } from '../src/platform/context.ts';
-import { asTenantId } from '../src/platform/db/index.ts';
+import { appendEvents } from './audit-helpers.ts';
 import { createTestDatabase, type TestDatabase } from './helpers.ts';
 
 const DAY = 86_400_000;
@@ -49,17 +48,7 @@ afterAll(async () => {
 
 async function write(tenantId: string, count: number, at: number) {
   clock.set(at);
-  for (let i = 0; i < count; i++) {
-    await t.db.withTenant(asTenantId(tenantId), (tx) =>
-      recordAuditEvent(tx, clock, ctx, {
-        tenantId,
-        action: 'tenancy.tenant.suspended',
-        outcome: 'success',
-        target: { type: 'tenant', id: tenantId },
-        details: { n: i },
-      }),
-    );
-  }
+  await appendEvents(t.db, clock, ctx, tenantId, count);
 }
 
 describe('rotating SECRET_KEY between two instances on one database', () => {
