@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Files that replace a module with vi.mock need a module cache of their own; every other file shares
 // its worker's (isolate: false), which saves re-importing the whole app per file (about half the suite's
 // time). Each file still builds its own app and database.
-const ownModules = ['test/routes.test.ts', 'test/access-routes.test.ts', 'test/route-param-sweep.test.ts'];
+const ownModules = ['test/routes.test.ts', 'test/access-routes.test.ts'];
 
 export default defineConfig({
   test: {
