@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
 import { type CheckpointSigner, keyIdOf } from './signer.ts';
-import type { AuditEventsTable, AuditTables } from './tables.ts';
+import type { AuditCheckpointsTable, AuditEventsTable, AuditTables } from './tables.ts';
 import { type StoredCheckpoint, type StoredEvent, signatureProblem, type TrustedKeys } from './walk.ts';
 
 export type ChainTx = TenantTx<AuditTables> | SystemTx<AuditTables>;
@@ -215,23 +215,14 @@ export async function readCheckpoints(
 ): Promise<StoredCheckpoint[]> {
   const at = seq === undefined ? sql`` : sql`AND seq = ${seq}`;
   const { rows } =
-    await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+    await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY audit_checkpoints.seq, signed_at`.execute(
       tx,
     );
   return rows.map(toCheckpoint);
 }
 
-interface CheckpointRow {
-  tenant_id: string | null;
-  seq: string;
-  head_hash: Uint8Array;
-  signed_at: Date;
-  key_id: string;
-  signature: Uint8Array;
-}
-
-const toCheckpoint = (r: CheckpointRow): StoredCheckpoint => ({
+const toCheckpoint = (r: AuditCheckpointsTable): StoredCheckpoint => ({
   tenantId: r.tenant_id,
   seq: Number(r.seq),
   headHash: bytes(r.head_hash),
@@ -253,7 +244,7 @@ export async function newestTrustedCheckpoint(
   for (;;) {
     const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
     const { rows } =
-      await sql<CheckpointRow>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+      await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
       FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY audit_checkpoints.seq DESC LIMIT 100`.execute(
         tx,
       );
