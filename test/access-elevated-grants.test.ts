@@ -11,7 +11,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { paramsHash } from '../src/access/approval-standing.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, member, operatorSession, type Person, tenantAdmin } from './access-helpers.ts';
+import {
+  actingAsOperator,
+  databaseState,
+  member,
+  operatorSession,
+  type Person,
+  tenantAdmin,
+} from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const slug = 'lasting-co';
@@ -182,16 +189,7 @@ describe('lasting access asked for by an elevated operator', () => {
   });
 
   it('a grant reaching the role service unapproved is refused (the write decides again)', async () => {
-    const ctx = {
-      actor: {
-        type: 'operator' as const,
-        id: alice.operatorId,
-        elevationId: elevationOf[alice.operatorId] ?? '',
-      },
-      requestId: 'test',
-      ip: null,
-      userAgent: null,
-    };
+    const ctx = actingAsOperator(alice.operatorId, elevationOf[alice.operatorId]);
     await expect(
       t.app.services.access.roles.assign(tenantId, ctx, pat.userId, 'helpdesk'),
     ).rejects.toMatchObject({
@@ -214,16 +212,7 @@ describe('lasting access asked for by an elevated operator', () => {
     expect((await call(ada, 'POST', `/users/${dan.userId}/disable`, { reason: 'test' })).statusCode).toBe(
       200,
     );
-    const ctx = {
-      actor: {
-        type: 'operator' as const,
-        id: alice.operatorId,
-        elevationId: elevationOf[alice.operatorId] ?? '',
-      },
-      requestId: 'test',
-      ip: null,
-      userAgent: null,
-    };
+    const ctx = actingAsOperator(alice.operatorId, elevationOf[alice.operatorId]);
     const tenant = { id: asTenantId(tenantId), slug };
     await expect(t.app.services.identity.userStatus.enable(tenant, ctx, dan.userId)).rejects.toMatchObject({
       code: 'approval_now_required',

@@ -12,6 +12,7 @@ import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import {
+  actingAs,
   databaseState,
   member,
   operatorSession,
@@ -169,12 +170,7 @@ describe('granting administrator powers', () => {
   // role an admin role, the other grants it) each passed their gate and ran without approval. The write
   // decides again under the role's lock; here the other request has already committed when it does.
   it('a grant or role change that became an administrator grant after its gate ran is refused (409), changing nothing', async () => {
-    const ctx = {
-      actor: { type: 'user' as const, id: ada.userId },
-      ip: null,
-      userAgent: null,
-      requestId: null,
-    };
+    const ctx = actingAs(ada);
     const { roles } = t.app.services.access;
     expect((await createRole(ada, 'helpdesk', ['users:read'])).statusCode).toBe(201);
     // The race's other half, committed: the role now gives an administrator power (nobody held it).

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { systemContext } from '../src/platform/context.ts';
+import { type ActionContext, systemContext } from '../src/platform/context.ts';
 import type { TestApp } from './helpers.ts';
 import {
   adminSession,
@@ -169,3 +169,19 @@ export async function withSecondFactor<P extends Person>(
   expect(done.statusCode, done.body).toBe(200);
   return { ...person, secret, headers: { authorization: `Bearer ${done.json().token}` } };
 }
+
+/** What a service is called with on behalf of a person outside a request (no address, agent or id). */
+export const actingAs = (person: { userId: string }): ActionContext => ({
+  actor: { type: 'user', id: person.userId },
+  ip: null,
+  userAgent: null,
+  requestId: null,
+});
+
+/** The same for an operator, under the elevation `elevationId` when given. */
+export const actingAsOperator = (operatorId: string, elevationId?: string): ActionContext => ({
+  actor: { type: 'operator', id: operatorId, ...(elevationId === undefined ? {} : { elevationId }) },
+  ip: null,
+  userAgent: null,
+  requestId: null,
+});

@@ -3,7 +3,7 @@ import type { AccessSettings } from '../src/access/settings.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
+import { actingAs, databaseState, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { CHAIN_HEAD_LOCK, rowHolder, secondGatedBeforeFirst } from './race-helpers.ts';
 
@@ -157,12 +157,7 @@ describe(`access settings changed while a change was checked (${engineUnderTest}
     });
     const stale = await changed(withoutExport);
     const before = await databaseState(t);
-    const asAna = {
-      actor: { type: 'user' as const, id: ana.userId },
-      ip: null,
-      userAgent: null,
-      requestId: null,
-    };
+    const asAna = actingAs(ana);
     await expect(t.app.services.access.settings.update(tenantId, asAna, stale)).rejects.toMatchObject({
       code: 'approval_now_required',
       spec: { status: 409 },

@@ -9,7 +9,7 @@ import { type AuditTables, createAlertService } from '../src/audit/index.ts';
 import { normaliseEmail } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
-import { operatorSession } from './access-helpers.ts';
+import { actingAsOperator, operatorSession } from './access-helpers.ts';
 import { buildTestApp, fakeClock, type TestApp } from './helpers.ts';
 
 const url = '/api/v1/audit/alert-settings';
@@ -150,12 +150,7 @@ describe("weakening the platform's alerting", () => {
         },
       },
     } as never;
-    const asker = {
-      actor: { type: 'operator' as const, id: alice.operatorId },
-      ip: null,
-      userAgent: null,
-      requestId: null,
-    };
+    const asker = actingAsOperator(alice.operatorId);
     const requests = async () => (await platformEvents('access.approval.requested')).length;
     const before = await requests();
     await expect(

@@ -9,7 +9,14 @@ import type { AuditTables } from '../src/audit/index.ts';
 import { toTenantRef } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
+import {
+  actingAs,
+  databaseState,
+  member,
+  type Person,
+  tenantAdmin,
+  withSecondFactor,
+} from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
 import { inviteAndAccept, linkFromOutbox, strongPassword } from './identity-helpers.ts';
 
@@ -432,12 +439,7 @@ describe('enabling a user whose roles give administrator powers', () => {
       permissions: ['policy:write', 'users:read'],
     });
     const before = await databaseState(t);
-    const asAna = {
-      actor: { type: 'user' as const, id: ana.userId },
-      ip: null,
-      userAgent: null,
-      requestId: null,
-    };
+    const asAna = actingAs(ana);
     await expect(
       t.app.services.identity.userStatus.enable(await tenantRef(), asAna, kai.userId),
     ).rejects.toMatchObject({ code: 'approval_now_required', spec: { status: 409 } });

@@ -3,7 +3,7 @@ import type { AuditTables } from '../src/audit/index.ts';
 import { type IdentitySettingsView, toTenantRef } from '../src/identity/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, type Person, tenantAdmin } from './access-helpers.ts';
+import { actingAs, databaseState, type Person, tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { CHAIN_HEAD_LOCK, rowHolder, secondGatedBeforeFirst } from './race-helpers.ts';
 
@@ -118,12 +118,7 @@ describe(`identity settings changed while a change was checked (${engineUnderTes
     await setUp((s) => (s.passwordPolicy.minLength = 14));
     const stale = await changed((s) => (s.passwordPolicy.minLength = 12));
     const before = await databaseState(t);
-    const asAna = {
-      actor: { type: 'user' as const, id: ana.userId },
-      ip: null,
-      userAgent: null,
-      requestId: null,
-    };
+    const asAna = actingAs(ana);
     await expect(
       t.app.services.identity.settings.update(await tenantRef(), asAna, stale),
     ).rejects.toMatchObject({
