@@ -122,6 +122,28 @@ export function createPlatformApprovalService(deps: {
         'nothing was run. Ask again, against the current state.',
     );
 
+  /** Nothing ran (a conflict rolled the action back): the approval is given back, as for tenant requests. */
+  async function recordConflicted(tx: Tx, ctx: ActionContext, row: Row) {
+    await tx
+      .updateTable('access_approval_requests')
+      .set({ status: 'approved' })
+      .where('id', '=', row.id)
+      .where('status', '=', 'executing')
+      .execute();
+    await audit(tx, ctx, {
+      action: 'access.approval.conflicted',
+      outcome: 'failure',
+      target: { type: 'approval', id: row.id },
+      details: { action: row.action, approvedBy: row.decided_by_id },
+    });
+  }
+
+  const conflictError = () =>
+    accessError(
+      'execution_conflict',
+      'The action collided with a concurrent change and did not run; the approval is still usable: run it again.',
+    );
+
   /** The approval no longer counts: back to pending (another operator may approve it), audited. */
   async function recordApproverLost(tx: Tx, ctx: ActionContext, row: Row) {
     await tx
@@ -304,26 +326,9 @@ export function createPlatformApprovalService(deps: {
         throw stateChangedError();
       }
       if (isTransientConflict(failure)) {
-        // A deadlock or serialization failure rolled the action's transaction back whole: nothing ran,
-        // so the approval is given back (as for tenant requests) and the requester runs it again.
-        await inPlatform(async (tx) => {
-          await tx
-            .updateTable('access_approval_requests')
-            .set({ status: 'approved' })
-            .where('id', '=', id)
-            .where('status', '=', 'executing')
-            .execute();
-          await audit(tx, ctx, {
-            action: 'access.approval.conflicted',
-            outcome: 'failure',
-            target: { type: 'approval', id },
-            details: { action: row.action, approvedBy: row.decided_by_id },
-          });
-        });
-        throw accessError(
-          'execution_conflict',
-          'The action collided with a concurrent change and did not run; the approval is still usable: run it again.',
-        );
+        // A deadlock or serialization failure rolled the action's transaction back whole: nothing ran.
+        await inPlatform(async (tx) => recordConflicted(tx, ctx, row));
+        throw conflictError();
       }
       const finished = await inPlatform(async (tx) => {
         const updated = await tx
