@@ -266,7 +266,7 @@ export async function buildApp({
     userStatusChanged: (tenantId) => access.cache.changed(tenantId),
     // Likewise only asked by a request (enabling a user), once access exists.
     adminPowersToApprove: (tx, userId) => access.roles.adminPowersToApprove(tx, userId),
-    enableChecker: (tenantId, ctx) => access.roles.enableChecker(tenantId, ctx),
+    enableChecker: (tenantId, ctx, approved) => access.roles.enableChecker(tenantId, ctx, approved),
     // And a settings change: its weakenings against the row it locked, on the tenant's list FOR SHARE.
     settingsChangeToApprove: async (tx, current, next) =>
       (await access.approvals.requiredIn(tx, identitySettingsChanges(current, next)))?.summary,

@@ -353,15 +353,19 @@ export function createRoleService({
     },
 
     /**
-     * The check that enabling a user again gives back nothing the caller lacks, as assigning their roles
-     * would (approved or not: an approval lets a second person agree, not the runner exceed their own
-     * rights). The caller's holdings are read now, before the enable's transaction opens (they may need
+     * The checks of enabling a user again: it gives back nothing the caller lacks, as assigning their
+     * roles would (approved or not: an approval lets a second person agree, not the runner exceed their
+     * own rights), and an operator's enable is lasting access, run only approved. The caller's holdings are read now, before the enable's transaction opens (they may need
      * a read of their own); the user's role permissions in it, custom roles FOR SHARE.
      */
-    async enableChecker(tenantId: string, ctx: ActionContext) {
+    async enableChecker(tenantId: string, ctx: ActionContext, approved: boolean) {
       const held = await holdings(tenantId, ctx.actor);
-      return async (tx: AnyTenantTx, userId: string) =>
+      return async (tx: AnyTenantTx, userId: string) => {
+        // The gate asks for an operator's enable when it reads the user disabled; this catches a user
+        // disabled after it looked.
+        if (!approved) refuseOperatorGrant(ctx, undefined, 'Enabling this user again');
         refuseUnheld(held, await rolePermissionsOfUser(tx as Tx, userId, true), 'Enabling this user again');
+      };
     },
 
     /** Refuses giving these permissions (a built-in role on invitation) when the caller lacks one. */

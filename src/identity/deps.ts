@@ -46,13 +46,15 @@ export interface IdentityDeps {
    */
   adminPowersToApprove?: (tx: AnyTenantTx, userId: string) => Promise<readonly string[]>;
   /**
-   * Access's check that enabling a user again gives back nothing the caller lacks: prepared before the
-   * enabling transaction opens (the caller's holdings), run in it once the user's row is locked (throws
-   * 403 `permission_not_held`). Absent: not checked.
+   * Access's checks of enabling a user again: it gives back nothing the caller lacks (403
+   * `permission_not_held`), and an operator's enable runs only `approved` (lasting access; 409
+   * `approval_now_required`). Prepared before the enabling transaction opens (the caller's holdings),
+   * run in it once the user's row is locked. Absent: not checked.
    */
   enableChecker?: (
     tenantId: string,
     ctx: ActionContext,
+    approved: boolean,
   ) => Promise<(tx: AnyTenantTx, userId: string) => Promise<void>>;
   /**
    * Access's answer for a change of the identity settings, in the changing transaction with the settings

@@ -173,9 +173,12 @@ export function createUserStatusService(deps: IdentityDeps) {
      * roles, it never gives back a permission the caller does not hold, approved or not.
      */
     async enable(tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) {
-      // Nothing given back that the caller lacks (the platform's CLI is not a person holding roles).
+      // Access's checks of what enabling gives back: nothing the caller lacks, and an operator's enable only
+      // approved (the platform's CLI is not a person holding roles).
       const givesNothingUnheld =
-        ctx.actor.type === 'system' ? undefined : await deps.enableChecker?.(tenant.id, ctx);
+        ctx.actor.type === 'system'
+          ? undefined
+          : await deps.enableChecker?.(tenant.id, ctx, guard !== undefined);
       const view = await inTenant(deps, tenant, async (tx) => {
         // Lock order (docs/access.md): the target's and the approver's user rows, ascending, before the
         // guard and Access's rows.
@@ -188,14 +191,6 @@ export function createUserStatusService(deps: IdentityDeps) {
           throw identityError(
             'user_not_disabled',
             `This user is ${user.status}, not disabled; nothing to enable.`,
-          );
-        }
-        // An operator's enable is lasting access, run only approved (the gate asks for it when it reads
-        // the user disabled; this catches a user disabled after the gate looked).
-        if (ctx.actor.type === 'operator' && !guard) {
-          throw identityError(
-            'approval_now_required',
-            'Enabling a user under an elevation needs the approval of a person of the tenant; send the request again to ask for it.',
           );
         }
         await refuseUnapprovedAdminEnable(deps, tx, ctx, userId, guard);
