@@ -15,7 +15,7 @@ import {
 } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
-import { createEmailVerification } from './email-verification.ts';
+import { claimMail, createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { withMail } from './outgoing-mail.ts';
@@ -282,13 +282,20 @@ export function createAccountService(deps: IdentityDeps) {
         if (hasControlCharacters(rawEmail)) throw controlCharactersError();
         const email = normaliseEmail(rawEmail);
         const user = email ? await createUserRepository(tx).byEmail(email) : undefined;
-        if (user && user.status === 'active' && email)
-          await links.issue(tx, tenant, user.id, email, 'reset_password', outbox);
+        // One link per cooldown: a new link voids the older ones (links.issue), so requests without a
+        // pause would flood the inbox and void the owner's link between opening and submitting it.
+        // Within the cooldown the last link mailed stays the valid one; the answer is the same.
+        const sent =
+          user !== undefined &&
+          user.status === 'active' &&
+          email !== null &&
+          (await claimMail(deps, tx, user.id, 'reset_mail_at'));
+        if (sent) await links.issue(tx, tenant, user.id, user.email, 'reset_password', outbox);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.password.reset_requested',
           outcome: user ? 'success' : 'failure',
           ...(user ? { target: { type: 'user', id: user.id } } : {}),
-          details: { email: email ?? null },
+          details: { email: email ?? null, ...(user ? { linkSent: sent } : {}) },
         });
       }),
 

@@ -4,7 +4,7 @@ import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
-import { normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
+import { UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
 
 /** The password that was verified: when it was set (null: never changed since the account was made). */
@@ -109,7 +109,8 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
       action: CheckedFor,
     ): Promise<VerifiedPassword> {
       await throttle(ctx);
-      const password = normalisePassword(current);
+      // As received: the hasher tries the forms a stored hash may have been made from (sign-in.ts).
+      const password = current;
       const reserved = await reserve(tenant, userId);
       if (reserved === null) {
         await hashing(() => deps.hasher.verifyDummy(password));

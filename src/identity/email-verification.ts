@@ -8,30 +8,39 @@ import { createUserRepository } from './users.ts';
 
 /**
  * At most one mail of each kind below per user in this window: a fresh verification link at sign-in,
- * and the "someone tried to sign up with your address" notice. Either can be triggered by anyone who
- * knows (or guesses) the address and, for the link, the password: neither may flood an inbox.
+ * the "someone tried to sign up with your address" notice, and a password reset link. Each can be
+ * triggered by anyone who knows (or guesses) the address and, for the verification link, the password:
+ * none may flood an inbox.
  */
 export const MAIL_COOLDOWN_MS = 5 * 60_000;
+
+/**
+ * Claims the user's one mail of a kind per cooldown: true (and the time noted) when none went out
+ * within it. One conditional UPDATE, so two requests at once cannot both claim it.
+ */
+export async function claimMail(
+  deps: Pick<IdentityDeps, 'clock'>,
+  tx: Tx,
+  userId: string,
+  column: 'verification_resent_at' | 'signup_notice_at' | 'reset_mail_at',
+): Promise<boolean> {
+  const now = deps.clock.now();
+  const since = new Date(now.getTime() - MAIL_COOLDOWN_MS);
+  const done = await tx
+    .updateTable('users')
+    .set({ [column]: now })
+    .where('id', '=', userId)
+    .where((eb) => eb.or([eb(column, 'is', null), eb(column, '<=', since)]))
+    .executeTakeFirst();
+  return done.numUpdatedRows > 0n;
+}
 
 /** Why a sign-in with the right password got no session: the caller answers accordingly. */
 export type UnverifiedOutcome = 'refused' | 'verified' | 'disabled';
 
 export function createEmailVerification(deps: IdentityDeps, links: ReturnType<typeof createLinks>) {
-  const since = () => new Date(deps.clock.now().getTime() - MAIL_COOLDOWN_MS);
-
-  /**
-   * Claims the user's one mail of a kind per cooldown: true (and the time noted) when none went out
-   * within it. One conditional UPDATE, so two requests at once cannot both claim it.
-   */
-  const claim = async (tx: Tx, userId: string, column: 'verification_resent_at' | 'signup_notice_at') => {
-    const done = await tx
-      .updateTable('users')
-      .set({ [column]: deps.clock.now() })
-      .where('id', '=', userId)
-      .where((eb) => eb.or([eb(column, 'is', null), eb(column, '<=', since())]))
-      .executeTakeFirst();
-    return done.numUpdatedRows > 0n;
-  };
+  const claim = (tx: Tx, userId: string, column: 'verification_resent_at' | 'signup_notice_at') =>
+    claimMail(deps, tx, userId, column);
 
   return {
     /**

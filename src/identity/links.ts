@@ -24,6 +24,19 @@ const subjects: Record<Purpose, string> = {
   reset_password: 'Reset your password',
 };
 
+/**
+ * What the mail says besides the link. A sign-up's confirmation makes an account with a password its
+ * maker chose usable by whoever knows it: the owner of the address must confirm only their own sign-up.
+ */
+const notes: Record<Purpose, string> = {
+  invite: 'The link works once and expires.',
+  verify_email:
+    'Someone signed up with this address and a password of their choice. Confirm only if that was you: ' +
+    'confirming lets whoever knows that password sign in with this address. If it was not you, ignore ' +
+    'this mail; the account stays unusable. The link works once and expires.',
+  reset_password: 'The link works once and expires. If you did not ask for it, ignore this mail.',
+};
+
 const invalid = () =>
   identityError('token_invalid', 'This link is invalid, used or expired; ask for a new one.');
 
@@ -68,7 +81,7 @@ export function createLinks(deps: IdentityDeps) {
       outbox.push({
         to: email,
         subject: `${subjects[purpose]} (${tenant.slug})`,
-        text: `${subjects[purpose]}:\n\n${link}\n\nThe link works once and expires.`,
+        text: `${subjects[purpose]}:\n\n${link}\n\n${notes[purpose]}`,
       });
     },
 

@@ -95,17 +95,21 @@ export function createMfaService(deps: IdentityDeps) {
     ) => {
       await confirmPasswordUnlessFresh(deps, tenant, session, currentPassword, ctx);
       return inTenant(deps, tenant, async (tx) => {
+        // Locked: a confirmation committing meanwhile (another tab) is seen here and refuses, instead of
+        // the pending row's replacement below deleting the authenticator it just confirmed.
         const existing = await tx
           .selectFrom('user_totp')
           .select('confirmed_at')
           .where('user_id', '=', session.userId)
+          .forUpdate()
           .executeTakeFirst();
         if (existing?.confirmed_at)
           throw identityError('mfa_already_enrolled', 'An authenticator is already enrolled.');
         const secret = newTotpSecret();
         const sealed = deps.keys.totp.seal(secret, secretAad(tenant, session.userId));
-        await tx.deleteFrom('user_totp').where('user_id', '=', session.userId).execute();
-        await tx
+        // A new pending enrolment, or one replacing the pending one; never a confirmed row (a start racing
+        // this one with no row to lock above may have gone further meanwhile): nothing written, refused.
+        const started = await tx
           .insertInto('user_totp')
           .values({
             tenant_id: tenant.id,
@@ -113,7 +117,20 @@ export function createMfaService(deps: IdentityDeps) {
             secret_ciphertext: sealed,
             confirmed_at: null,
           })
-          .execute();
+          .onConflict((oc) =>
+            oc
+              .columns(['tenant_id', 'user_id'])
+              .doUpdateSet({
+                secret_ciphertext: sealed,
+                last_used_step: 0,
+                enrol_failures: 0,
+                created_at: sql`now()`,
+              })
+              .where('user_totp.confirmed_at', 'is', null),
+          )
+          .returning('user_id')
+          .executeTakeFirst();
+        if (!started) throw identityError('mfa_already_enrolled', 'An authenticator is already enrolled.');
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.mfa.enrolment_started',
           outcome: 'success',
@@ -214,8 +231,20 @@ export function createMfaService(deps: IdentityDeps) {
           .returning(['mfa_failures'])
           .executeTakeFirst();
         const factor = user ? await checkFactor(tx, tenant, session.userId, code) : null;
-        if (!factor)
-          return { ok: false as const, lockNow: user !== undefined && user.mfa_failures >= MFA_THRESHOLD };
+        if (!factor) {
+          // The lock is set with the count, in this transaction: set later, in one of its own, a lost write
+          // would leave a count at the threshold with no lock, which refuses every code for good. A count
+          // found so (a refused attempt, `user` undefined) becomes the ordinary lock too. Exactly one of
+          // several failures finishing together sets it (the row lock serialises them).
+          const locked = await tx
+            .updateTable('users')
+            .set({ mfa_locked_until: new Date(now.getTime() + MFA_LOCK_MS) })
+            .where('id', '=', session.userId)
+            .where('mfa_failures', '>=', MFA_THRESHOLD)
+            .where('mfa_locked_until', 'is', null)
+            .executeTakeFirst();
+          return { ok: false as const, lockNow: locked.numUpdatedRows > 0n };
+        }
         await tx.updateTable('users').set({ mfa_failures: 0 }).where('id', '=', session.userId).execute();
         const rotated = await rotate(tx, tenant, session, ctx);
         await audit(deps, tx, tenant, ctx, {
@@ -229,14 +258,6 @@ export function createMfaService(deps: IdentityDeps) {
         if (result.ok) return result;
         // The failure is recorded in its own transaction: the attempt above committed its counter.
         await inTenant(deps, tenant, async (tx) => {
-          if (result.lockNow) {
-            await tx
-              .updateTable('users')
-              .set({ mfa_locked_until: new Date(deps.clock.now().getTime() + MFA_LOCK_MS) })
-              .where('id', '=', session.userId)
-              .where('mfa_locked_until', 'is', null)
-              .execute();
-          }
           await audit(deps, tx, tenant, ctx, {
             action: 'identity.signin.second_factor',
             outcome: 'failure',

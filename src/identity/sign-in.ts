@@ -2,14 +2,13 @@ import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
-import { HasherBusyError, normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
+import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
 import { createSession, SESSIONS_TOPIC, type SessionStage, secondFactorRequired } from './sessions.ts';
 import { loadSettings } from './settings.ts';
@@ -78,7 +77,24 @@ export function createSignIn(deps: IdentityDeps) {
   const settingsOf = settingsCache(deps);
   const verification = createEmailVerification(deps, createLinks(deps));
 
-  async function reserve(tenant: TenantRef, email: string): Promise<Outcome> {
+  /**
+   * A count left at the threshold without a lock (an attempt whose verdict never came: the process
+   * died, or an error after the reservation) would refuse every attempt for good, in either lockout
+   * mode, while the account shows as unlocked. The refused attempt turns it into the lock the tenant's
+   * mode gives, as the last failure would have.
+   */
+  async function lockLeftOver(tx: Tx, tenant: TenantRef, userId: string, ctx: ActionContext) {
+    const locked = await lockOverThreshold(tx, await settingsOf(tx, tenant.id), deps.clock.now(), userId);
+    if (locked.length === 0) return;
+    await audit(deps, tx, tenant, ctx, {
+      action: 'identity.user.locked',
+      outcome: 'success',
+      target: { type: 'user', id: userId },
+      details: { reason: 'password_failures' },
+    });
+  }
+
+  async function reserve(tenant: TenantRef, email: string, ctx: ActionContext): Promise<Outcome> {
     return inTenant(deps, tenant, async (tx) => {
       const settings = await settingsOf(tx, tenant.id);
       const now = deps.clock.now();
@@ -132,6 +148,7 @@ export function createSignIn(deps: IdentityDeps) {
         .where('status', '!=', 'invited')
         .executeTakeFirst();
       if (exists?.status === 'disabled') return { kind: 'disabled', userId: exists.id };
+      if (exists) await lockLeftOver(tx, tenant, exists.id, ctx);
       return { kind: exists ? 'locked' : 'unknown' };
     });
   }
@@ -184,9 +201,11 @@ export function createSignIn(deps: IdentityDeps) {
   ): Promise<SignInResult> {
     await throttle(ctx);
     if (hasControlCharacters(rawEmail)) throw controlCharactersError();
-    const password = normalisePassword(rawPassword);
+    // As received: the hasher tries the forms each stored hash may have been made from (an imported
+    // hash of a system that did not normalise is of the password as typed; its own hashes are NFKC).
+    const password = rawPassword;
     const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
-    const outcome = await reserve(tenant, email);
+    const outcome = await reserve(tenant, email, ctx);
     if (outcome.kind !== 'verify') {
       await runDummy(deps, password);
       if (ctx.ip) await perIp.penalty(ctx.ip, 1);
@@ -221,7 +240,7 @@ export function createSignIn(deps: IdentityDeps) {
       const unverified = await verification.refuseUnverified(tenant, ctx, outcome.userId, email);
       if (unverified === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
     }
-    const rehash = verdict.needsRehash ? await hashing(() => deps.hasher.hash(password)) : null;
+    const rehash = verdict.needsRehash ? await upgradedHash(deps, password) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
     // Disabled, or given another password, between the reservation and now: no session, and the same
     // answer as a wrong password.
@@ -238,6 +257,20 @@ async function runDummy(deps: IdentityDeps, password: string) {
         retryAfterSeconds: error.retryAfterSeconds,
       });
     }
+    throw error;
+  }
+}
+
+/**
+ * The password's hash at the current parameters, or null when the hasher is at capacity: the upgrade
+ * waits for a later sign-in instead of refusing this one, whose password is right (its reservation is
+ * then cleared by the success like any other).
+ */
+async function upgradedHash(deps: IdentityDeps, password: string): Promise<string | null> {
+  try {
+    return await deps.hasher.hash(password);
+  } catch (error) {
+    if (error instanceof HasherBusyError) return null;
     throw error;
   }
 }

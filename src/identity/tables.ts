@@ -71,6 +71,8 @@ export interface UsersTable {
   verification_resent_at: Generated<Date | null>;
   /** The last "someone tried to sign up with your address" notice (one per few minutes). */
   signup_notice_at: Generated<Date | null>;
+  /** The last reset link a forgot-password request mailed (one per few minutes, migration 0077). */
+  reset_mail_at: Generated<Date | null>;
   password_failures: Generated<number>;
   password_locked_until: Date | null;
   password_lockouts: Generated<number>;

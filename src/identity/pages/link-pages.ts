@@ -86,7 +86,8 @@ ${submit(kind === 'invite' ? 'Set password' : 'Change password')}`,
       const tenant = await findTenant(request.params.tenant);
       const body = form(
         pathsFor(tenant.ref.slug).verify,
-        html`${hidden('token', request.query.token)}${submit('Confirm my email address')}`,
+        html`<p>Confirm only if you signed up with this address yourself: confirming lets whoever chose the
+            account's password sign in with it.</p>${hidden('token', request.query.token)}${submit('Confirm my email address')}`,
       );
       return sendHtml(
         reply,
