@@ -240,7 +240,7 @@ describe('identity bad input', () => {
       headers: { authorization: `Bearer ${signIn.token}` },
     });
     expect(asBearer.statusCode).toBe(401);
-    const { csrfTokenFor } = await import('../src/identity/sessions.ts');
+    const { csrfTokenFor } = await import('../src/identity/session-tokens.ts');
     const ok = await t.app.inject({
       method: 'POST',
       url: api('/auth/signout'),

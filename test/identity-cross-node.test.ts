@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
 import { createOperatorService, toTenantRef } from '../src/identity/index.ts';
-import { SESSIONS_TOPIC } from '../src/identity/sessions.ts';
+import { SESSIONS_TOPIC } from '../src/identity/session-cache.ts';
 import { createInProcessBus, type InvalidationBus, openInvalidationBus } from '../src/platform/bus/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csrfTokenFor } from '../src/identity/sessions.ts';
+import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';

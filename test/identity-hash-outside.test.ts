@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import type { PasswordHasher } from '../src/identity/index.ts';
-import { csrfTokenFor } from '../src/identity/sessions.ts';
+import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';

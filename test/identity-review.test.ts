@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { HasherBusyError } from '../src/identity/passwords/index.ts';
-import { csrfTokenFor } from '../src/identity/sessions.ts';
+import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { deriveClass } from '../src/protect/rate-limit/policy.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toTenantRef } from '../src/identity/index.ts';
-import { csrfTokenFor } from '../src/identity/sessions.ts';
+import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import {

@@ -19,7 +19,7 @@ import { claimMail, createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { withMail } from './outgoing-mail.ts';
-import { revokeAllInTx } from './sessions.ts';
+import { revokeAllInTx } from './session-revocation.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 

@@ -10,7 +10,8 @@ import { createCurrentPasswordCheck, stillVerified, wrongCurrentPassword } from 
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
-import { revokeAllInTx, type ValidSession } from './sessions.ts';
+import { revokeAllInTx } from './session-revocation.ts';
+import type { ValidSession } from './session-stage.ts';
 import { createUserRepository } from './users.ts';
 
 /**

@@ -6,7 +6,8 @@ import { routeConfig } from '../platform/http/route-config.ts';
 import type { IdentityDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { IdentityService } from './service.ts';
-import { csrfMatches, hasRecentSecondFactor, type ValidSession } from './sessions.ts';
+import { hasRecentSecondFactor, type ValidSession } from './session-stage.ts';
+import { csrfMatches } from './session-tokens.ts';
 
 export const SESSION_COOKIE = 'rampart_session';
 
@@ -106,6 +107,12 @@ export function userAuthenticator(
     }
     return { type: 'user', id: session.userId };
   };
+}
+
+/** The tenant and session the access hook attached: present on every `user` route. */
+export function signedIn(request: FastifyRequest): { tenant: TenantRef; session: ValidSession } {
+  if (!request.tenant || !request.session) throw new Error('user route reached without a session');
+  return { tenant: request.tenant, session: request.session };
 }
 
 /**

@@ -25,7 +25,7 @@ export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts'
 export type { PasswordPolicy } from './policy.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
-export { hasRecentSecondFactor, type ValidSession } from './sessions.ts';
+export { hasRecentSecondFactor, type ValidSession } from './session-stage.ts';
 export { type IdentitySettingsView, type WeakenedPart, weakenedParts } from './settings.ts';
 export type { IdentityTables, UserRole } from './tables.ts';
 export { isOperatorActive, isUserDisabled, lockActiveTenantAdmins, lockUsers } from './user-status.ts';

@@ -6,7 +6,10 @@ import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { confirmPasswordUnlessFresh } from './reauth.ts';
-import { createSession, revokeSessionInTx, sessionsChanged, type ValidSession } from './sessions.ts';
+import { sessionsChanged } from './session-cache.ts';
+import { revokeSessionInTx } from './session-revocation.ts';
+import type { ValidSession } from './session-stage.ts';
+import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 

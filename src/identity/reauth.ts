@@ -2,7 +2,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { createCurrentPasswordCheck } from './current-password.ts';
 import type { IdentityDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
-import type { ValidSession } from './sessions.ts';
+import type { ValidSession } from './session-stage.ts';
 
 // A session signed in this recently gave the password moments ago: asking again adds nothing, and the
 // enrolment a sign-in leads to (2FA required, none enrolled) works without it.

@@ -2,7 +2,8 @@ import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createAccountService } from './accounts.ts';
 import type { IdentityDeps } from './deps.ts';
 import { createMfaService } from './mfa.ts';
-import { createSessionService } from './sessions.ts';
+import { createSessionLookup } from './session-lookup.ts';
+import { createSessionRevocation } from './session-revocation.ts';
 import { createSettingsService } from './settings.ts';
 import { createSignIn } from './sign-in.ts';
 import { createUserStatusService } from './user-status.ts';
@@ -15,7 +16,7 @@ export function createIdentityService(given: IdentityDeps) {
   return {
     deps,
     signIn: createSignIn(deps),
-    sessions: createSessionService(deps),
+    sessions: { ...createSessionLookup(deps), ...createSessionRevocation(deps) },
     mfa: createMfaService(deps),
     accounts: createAccountService(deps),
     settings: createSettingsService(deps),

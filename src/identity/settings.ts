@@ -4,7 +4,7 @@ import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './d
 import { identityError } from './errors.ts';
 import { lockOverThreshold } from './lockout.ts';
 import { type IdentitySettings, type IdentitySettingsView, policyOf, weakens } from './policy.ts';
-import { sessionsChanged } from './sessions.ts';
+import { sessionsChanged } from './session-cache.ts';
 
 export type { IdentitySettingsView };
 

@@ -10,7 +10,9 @@ import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
 import type { IdentitySettings } from './policy.ts';
-import { createSession, SESSIONS_TOPIC, type SessionStage, secondFactorRequired } from './sessions.ts';
+import { SESSIONS_TOPIC } from './session-cache.ts';
+import { type SessionStage, secondFactorRequired } from './session-stage.ts';
+import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
 import type { UserRole } from './tables.ts';
 

@@ -3,7 +3,7 @@ import type { ActionContext } from '../platform/context.ts';
 import type { TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { revokeAllInTx } from './sessions.ts';
+import { revokeAllInTx } from './session-revocation.ts';
 import type { IdentityTables, TenantIdentityTables } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actionContext } from '../../platform/http/context.ts';
-import { signedIn } from '../routes.ts';
+import { signedIn } from '../http-auth.ts';
 import {
   cookieJar,
   csrfFor,

@@ -3,7 +3,8 @@ import { AppError } from '../../platform/http/problem.ts';
 import type { TenantRef } from '../deps.ts';
 import { requestCookie, secureCookiesFor, sessionCookieName, setSessionCookie } from '../http-auth.ts';
 import type { IdentityService } from '../service.ts';
-import { csrfTokenFor, type SessionStage, type ValidSession } from '../sessions.ts';
+import type { SessionStage, ValidSession } from '../session-stage.ts';
+import { csrfTokenFor } from '../session-tokens.ts';
 import type { FormError } from './layout.ts';
 
 export interface PageTenant {

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actionContext } from '../../platform/http/context.ts';
+import { signedIn } from '../http-auth.ts';
 import { signedInRecently } from '../reauth.ts';
-import { signedIn } from '../routes.ts';
-import type { ValidSession } from '../sessions.ts';
+import type { ValidSession } from '../session-stage.ts';
 import {
   cookieJar,
   csrfFor,
