@@ -17,6 +17,7 @@ import {
   operatorAuthenticator,
   operatorNeedsStepUp,
   permissionDef,
+  refuseOperatorAlertChannels,
   SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
@@ -509,7 +510,13 @@ export async function buildApp({
     onBackgroundError,
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
-  const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
+  const alerts = createAlertService({
+    db,
+    clock,
+    box: alertBox,
+    normaliseEmail,
+    checkChannelsChange: refuseOperatorAlertChannels,
+  });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
   const forgeries = createForgeryService({ db, clock, signer: auditSigner });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts, forgeries });

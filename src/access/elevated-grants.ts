@@ -1,7 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import type { IdentityService, UserRole } from '../identity/index.ts';
+import type { ActionContext } from '../platform/context.ts';
 import { builtinRoles } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
+import { accessError } from './errors.ts';
 import type { RoleService } from './roles.ts';
 
 /**
@@ -20,6 +22,21 @@ type ElevatedGrantParams =
   | { via: 'role'; role: string; name: string; permissions: string[] }
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
   | { via: 'enable'; userId: string };
+
+/**
+ * Audit's check of a change of where a tenant's alerts go (alert emails, the webhook), run on its locked
+ * settings row. A channel outlives an operator's elevation and carries alert contents (account and address
+ * keys): the tenant's own people set it, as they decide lasting access. Refused to an operator outright
+ * (no approval path runs it); the rules themselves an elevated operator may change.
+ */
+export function refuseOperatorAlertChannels(ctx: ActionContext): void {
+  if (ctx.actor.type !== 'operator') return;
+  throw accessError(
+    'alert_channels_tenant_only',
+    "Under an elevation you may change this tenant's alert rules, not where its alerts go (emails, " +
+      'webhook): a channel outlives the elevation. Ask an administrator of the tenant to set it.',
+  );
+}
 
 /**
  * The request as this action when an operator (under an elevation: the only way one reaches a tenant

@@ -39,5 +39,6 @@ export const accessError = defineErrors({
     status: 403,
     title: 'Only a person of the tenant may approve lasting access asked for by an operator',
   },
+  alert_channels_tenant_only: { status: 403, title: 'Only the tenant sets where its alerts go' },
   execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

@@ -179,7 +179,8 @@ async function matchThreshold(ctx: MatchContext, rule: ThresholdRule, events: Ru
   const minutes = Math.round(rule.windowSeconds(ctx.rules) / 60);
   const matches: Match[] = [];
   for (const e of selected) {
-    const keys = rule.scopes.map((s) => s.keyOf(e)).filter((k): k is string => k !== null && over.has(k));
+    const scoped = rule.scopes.map((s) => s.keyOf(e)).filter((k): k is string => k !== null);
+    const keys = scoped.filter((k) => over.has(k));
     if (keys.length === 0) continue;
     const parts = keys.map((k) => {
       const { scope, n } = over.get(k) as { scope: Scope; n: number };
@@ -187,7 +188,11 @@ async function matchThreshold(ctx: MatchContext, rule: ThresholdRule, events: Ru
     });
     matches.push({
       rule: rule.rule,
-      keys,
+      // A rule counted over the whole chain too has one incident in it at a time, whatever crossed first:
+      // the keys over a threshold depend on where the evaluator's runs cut a burst (evaluated as it
+      // arrived, five addresses crossing one after another were five alerts; evaluated after it, one,
+      // joined by `chain`), so every match of such a rule carries `chain`, which joins them either way.
+      keys: scoped.includes('chain') ? scoped.filter((k) => over.has(k) || k === 'chain') : keys,
       events: [e],
       summary: `Too many ${rule.noun} within ${minutes} min: ${parts.join(', ')}.`,
     });

@@ -25,6 +25,12 @@ export interface AlertServiceDeps {
   box: SecretBox;
   /** Identity's email normalisation: the lower-cased address, or null when it is not one. */
   normaliseEmail(raw: string): string | null;
+  /**
+   * Access's check that the caller may change where a tenant's alerts go (emails, webhook), run on the
+   * locked settings row when a tenant's change would (throws 403 `alert_channels_tenant_only`). Absent:
+   * not checked.
+   */
+  checkChannelsChange?: (ctx: ActionContext) => void;
 }
 
 function encodeCursor(row: AlertRow): string {
@@ -128,15 +134,8 @@ export function createAlertService(deps: AlertServiceDeps) {
               'Nothing was changed; send the request again to ask for approval.',
           );
         }
-        // Where a tenant's alerts go outlives an operator's elevation (a lasting channel, carrying account
-        // and address keys): the tenant's own people set it, as they decide lasting access (docs/access.md).
-        if (tenantId !== null && ctx.actor.type === 'operator' && channelsChange(view(before), next)) {
-          throw auditError(
-            'alert_channels_tenant_only',
-            "Under an elevation you may change this tenant's alert rules, not where its alerts go (emails, " +
-              'webhook): a channel outlives the elevation. Ask an administrator of the tenant to set it.',
-          );
-        }
+        // Who may change where a tenant's alerts go is Access's to say (docs/access.md).
+        if (tenantId !== null && channelsChange(view(before), next)) deps.checkChannelsChange?.(ctx);
         const url = next.channels.webhookUrl;
         const keepSecret = url !== null && url === before?.webhook_url && before.webhook_secret_sealed;
         const secret = url !== null && !keepSecret ? `whsec_${randomBytes(32).toString('base64')}` : null;

@@ -12,7 +12,6 @@ export const auditError = defineErrors({
   bad_retention: { status: 400, title: 'Invalid retention' },
   retention_changed: { status: 409, title: 'Retention changed meanwhile' },
   bad_alert_settings: { status: 400, title: 'Invalid alert settings' },
-  alert_channels_tenant_only: { status: 403, title: 'Only the tenant sets where its alerts go' },
   alert_settings_changed: { status: 409, title: 'Alert settings changed meanwhile; this now needs approval' },
   alert_not_found: { status: 404, title: 'No such alert' },
   alert_acknowledged: { status: 409, title: 'Alert already acknowledged' },
