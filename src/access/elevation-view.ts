@@ -35,11 +35,18 @@ export interface ElevationView {
 
 export type Row = { id: string } & Omit<AccessElevationsTable, 'id'>;
 
-export function toView(row: Row, approvals: number, now: Date): ElevationView {
+/**
+ * `approverNow`: the tenant's `elevationApprover` as it is now. A pending request shows it, because a
+ * decision reads the mode at the decision, not the one the request was asked under (review: a request
+ * showed the old mode after a change, and its approvers were refused as `wrong_approver`); any other
+ * keeps the mode recorded when it was asked for.
+ */
+export function toView(row: Row, approvals: number, now: Date, approverNow: Row['approver']): ElevationView {
   // Expiry is read from the clock, never written by a job: of a grant, and of a request left undecided.
   const expired =
     (row.status === 'active' && row.expires_at !== null && row.expires_at <= now) ||
     (row.status === 'pending' && row.decide_by <= now);
+  const status = expired ? 'expired' : row.status;
   return {
     id: row.id,
     tenantId: row.tenant_id,
@@ -50,8 +57,8 @@ export function toView(row: Row, approvals: number, now: Date): ElevationView {
     durationMinutes: row.duration_minutes,
     approvalsNeeded: row.approvals_needed,
     approvals,
-    approver: row.approver,
-    status: expired ? 'expired' : row.status,
+    approver: status === 'pending' ? approverNow : row.approver,
+    status,
     requestedAt: row.requested_at.toISOString(),
     decideBy: row.decide_by.toISOString(),
     startsAt: row.starts_at?.toISOString() ?? null,

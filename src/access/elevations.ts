@@ -1,11 +1,11 @@
 import type { TenantRef } from '../identity/index.ts';
-import type { ActionContext, Clock } from '../platform/context.ts';
+import type { ActionContext } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { PermissionCache } from './cache.ts';
-import type { CriticalActions } from './critical.ts';
-import { approverStanding, dropApproval, type OperatorActive, refuseApprover } from './elevation-approver.ts';
-import { currentRolePermissions, pendingMinutes, samePermissions, thresholdFor } from './elevation-rules.ts';
+import { type ApprovalDeps, approvalsOf, approveElevation } from './elevation-approval.ts';
+import { refuseWrongApprover } from './elevation-approver.ts';
+import { currentRolePermissions, pendingMinutes, thresholdFor } from './elevation-rules.ts';
 import {
   DECISION_STEP_UP_MS,
   type DecisionScope,
@@ -17,30 +17,17 @@ import {
   toView,
 } from './elevation-view.ts';
 import { accessError } from './errors.ts';
-import type { LockedHoldings } from './locked-holdings.ts';
 import { loadAccessSettings } from './settings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
-interface ElevationDeps {
+interface ElevationDeps extends ApprovalDeps {
   db: Database;
-  clock: Clock;
   cache: PermissionCache;
-  critical: CriticalActions;
-  lockedHoldings: LockedHoldings;
-  operatorActive: OperatorActive;
   maxMinutes: number;
 }
 
 export function createElevationService(deps: ElevationDeps) {
   const { db, clock, cache, critical, maxMinutes } = deps;
-  async function approvalsOf(tx: Tx, id: string) {
-    const row = await tx
-      .selectFrom('access_elevation_approvals')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('elevation_id', '=', id)
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  }
 
   async function locked(tx: Tx, id: string): Promise<Row> {
     const row = await tx
@@ -74,7 +61,8 @@ export function createElevationService(deps: ElevationDeps) {
       target: { type: 'elevation', id: row.id },
       details: { operatorId: row.operator_id, role: row.role_key },
     });
-    return toView(updated, await approvalsOf(tx, row.id), now);
+    // Ended: the view keeps the mode it was asked under.
+    return toView(updated, await approvalsOf(tx, row.id), now, row.approver);
   }
 
   /** The tenant of an elevation, read in the platform view (operators act across tenants). */
@@ -85,6 +73,9 @@ export function createElevationService(deps: ElevationDeps) {
     if (!row) throw accessError('elevation_not_found', 'There is no such elevation request.');
     return row.tenant_id;
   }
+
+  /** The tenant's access settings as they are now (unlocked: shown, not decided on). */
+  const settingsOf = (tenantId: string) => inTenant(db, tenantId, (tx) => loadAccessSettings(tx, critical));
 
   const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -149,28 +140,38 @@ export function createElevationService(deps: ElevationDeps) {
             reason: input.reason,
           },
         });
-        return toView(row, 0, now);
+        return toView(row, 0, now, settings.elevationApprover);
       });
       return view;
     },
 
     /** Operators' platform view: every tenant's requests (no tenant data beyond the request itself). */
-    listAll: () =>
-      db.withSystem<AccessTables, ElevationView[]>(async (tx) => {
-        const rows = await tx
-          .selectFrom('access_elevations')
-          .selectAll()
-          .orderBy('requested_at', 'desc')
-          .limit(200)
-          .execute();
-        const counts = await tx
-          .selectFrom('access_elevation_approvals')
-          .select(['elevation_id', (eb) => eb.fn.countAll<string>().as('n')])
-          .groupBy('elevation_id')
-          .execute();
-        const byId = new Map(counts.map((c) => [c.elevation_id, Number(c.n)]));
-        return rows.map((r) => toView(r, byId.get(r.id) ?? 0, clock.now()));
-      }),
+    async listAll(): Promise<ElevationView[]> {
+      const { rows, byId } = await db.withSystem<AccessTables, { rows: Row[]; byId: Map<string, number> }>(
+        async (tx) => {
+          const rows = await tx
+            .selectFrom('access_elevations')
+            .selectAll()
+            .orderBy('requested_at', 'desc')
+            .limit(200)
+            .execute();
+          const counts = await tx
+            .selectFrom('access_elevation_approvals')
+            .select(['elevation_id', (eb) => eb.fn.countAll<string>().as('n')])
+            .groupBy('elevation_id')
+            .execute();
+          return { rows, byId: new Map(counts.map((c) => [c.elevation_id, Number(c.n)])) };
+        },
+      );
+      // A pending request shows who decides it now: its tenant's mode, read in that tenant (the
+      // settings are tenant rows, which the platform view does not see).
+      const now = clock.now();
+      const modes = new Map<string, Row['approver']>();
+      for (const tenantId of new Set(rows.filter((r) => r.status === 'pending').map((r) => r.tenant_id))) {
+        modes.set(tenantId, (await settingsOf(tenantId)).elevationApprover);
+      }
+      return rows.map((r) => toView(r, byId.get(r.id) ?? 0, now, modes.get(r.tenant_id) ?? r.approver));
+    },
 
     listForTenant: (tenantId: string) =>
       inTenant(db, tenantId, async (tx) => {
@@ -180,12 +181,15 @@ export function createElevationService(deps: ElevationDeps) {
           .orderBy('requested_at', 'desc')
           .limit(200)
           .execute();
-        return Promise.all(rows.map(async (r) => toView(r, await approvalsOf(tx, r.id), clock.now())));
+        const { elevationApprover } = await loadAccessSettings(tx, critical);
+        return Promise.all(
+          rows.map(async (r) => toView(r, await approvalsOf(tx, r.id), clock.now(), elevationApprover)),
+        );
       }),
 
     /**
-     * One approval. The requester can never approve; each person approves once; the grant starts when
-     * the last needed approval arrives and ends `duration` later.
+     * One decision: a rejection, or an approval (approveElevation). The requester can never decide;
+     * each person approves once.
      */
     async decide(
       ctx: ActionContext,
@@ -215,17 +219,10 @@ export function createElevationService(deps: ElevationDeps) {
         }
         // Who decides is the tenant's choice as it is now, not when the request was made (security review:
         // a request asked while operators approved stayed theirs to approve after the tenant took approval
-        // back). Read FOR SHARE: a change of the settings waits for this decision, or this one for it.
-        const settings = await loadAccessSettings(tx, critical, 'share');
-        const expected = settings.elevationApprover === 'operator' ? 'operator' : 'user';
-        if (actor.type !== expected || (actor.type === 'operator' && actor.elevationId)) {
-          throw accessError(
-            'wrong_approver',
-            settings.elevationApprover === 'operator'
-              ? 'Another operator decides this request (the tenant lets operators approve).'
-              : "This tenant's own people decide this request.",
-          );
-        }
+        // back). A rejection locks nothing else, so it reads the settings FOR SHARE at once (a change of
+        // them waits for it, or it for the change); an approval reads them here only to refuse early, and
+        // decides on them read FOR SHARE after the people it re-checks (lock order, approveElevation).
+        refuseWrongApprover(await loadAccessSettings(tx, critical, decision === 'reject' && 'share'), actor);
         if (row.status !== 'pending')
           throw accessError('elevation_not_pending', `This request is ${row.status}.`);
         const now = clock.now();
@@ -233,107 +230,7 @@ export function createElevationService(deps: ElevationDeps) {
           throw accessError('elevation_expired', 'This request lapsed undecided; the operator asks again.');
         }
         if (decision === 'reject') return end(tx, row, 'rejected', tenantId, ctx, now);
-        // Approvers approve the permissions shown on the request: a role deleted or changed since then
-        // (or deleted and created anew) no longer matches what they saw.
-        const current = await currentRolePermissions(tx, row.role_key);
-        if (!current || !samePermissions(current, row.permissions)) {
-          throw accessError(
-            'elevation_role_changed',
-            `The role "${row.role_key}" was ${current ? 'changed' : 'deleted'} after this request was made; ` +
-              'reject it, and the operator asks again for the role as it is now.',
-          );
-        }
-        // A threshold raised since the request applies; one lowered since does not.
-        const needed = Math.max(row.approvals_needed, thresholdFor(settings, row.role_key));
-        const earlier = await tx
-          .selectFrom('access_elevation_approvals')
-          .select(['approver_type', 'approver_id'])
-          .where('elevation_id', '=', id)
-          .execute();
-        if (earlier.some((a) => a.approver_type === actor.type && a.approver_id === actor.id)) {
-          throw accessError('already_approved', 'You approved this request already; it needs someone else.');
-        }
-        // Security review: a tenant approver gives at most what they hold, and holds it until this commits.
-        // When this approval would activate the elevation, every earlier approval is checked again too
-        // (each approver still active, still holding what approving needs, not the requester, and of the
-        // kind that approves now: a tenant that took approval back does not count operators'): one that no
-        // longer counts is dropped, audited, and the request stays pending. Every person's rows are locked
-        // in one order, users by ascending id (docs/access.md, "Lock order").
-        const self = { approver_type: actor.type, approver_id: actor.id } as const;
-        const checked = earlier.length + 1 >= needed ? [...earlier, self] : [self];
-        checked.sort((a, b) =>
-          a.approver_type === b.approver_type
-            ? a.approver_id < b.approver_id
-              ? -1
-              : a.approver_id > b.approver_id
-                ? 1
-                : 0
-            : a.approver_type === 'operator'
-              ? 1
-              : -1,
-        );
-        const dropped: Array<{ who: (typeof checked)[number]; reason: string }> = [];
-        for (const who of checked) {
-          if (who === self) {
-            if (actor.type !== 'user') continue; // the operator deciding was authenticated just now
-            const held = await deps.lockedHoldings(tx, actor);
-            const refusal = await refuseApprover(tx, deps, tenantId, { ...ctx, actor }, row, held);
-            if (refusal) return refusal;
-            continue;
-          }
-          const reason = await approverStanding(tx, deps, row, who, expected);
-          if (reason) dropped.push({ who, reason });
-        }
-        for (const { who, reason } of dropped) {
-          await dropApproval(tx, clock, tenantId, ctx, row, who, reason);
-        }
-        const inserted = await tx
-          .insertInto('access_elevation_approvals')
-          .values({
-            tenant_id: tenantId,
-            elevation_id: id,
-            approver_type: actor.type,
-            approver_id: actor.id,
-            decided_at: now,
-          })
-          .onConflict((oc) => oc.doNothing())
-          .returning('approver_id')
-          .executeTakeFirst();
-        if (!inserted) {
-          throw accessError('already_approved', 'You approved this request already; it needs someone else.');
-        }
-        const approvals = await approvalsOf(tx, id);
-        const active = approvals >= needed;
-        const updated =
-          active || needed > row.approvals_needed
-            ? await tx
-                .updateTable('access_elevations')
-                .set(
-                  active
-                    ? {
-                        status: 'active',
-                        approvals_needed: needed,
-                        starts_at: now,
-                        expires_at: new Date(now.getTime() + row.duration_minutes * 60_000),
-                      }
-                    : { approvals_needed: needed },
-                )
-                .where('id', '=', id)
-                .returningAll()
-                .executeTakeFirstOrThrow()
-            : row;
-        await audit(clock, tx, tenantId, ctx, {
-          action: active ? 'access.elevation.granted' : 'access.elevation.approved',
-          outcome: 'success',
-          target: { type: 'elevation', id },
-          details: {
-            operatorId: row.operator_id,
-            role: row.role_key,
-            approvals,
-            needed,
-          },
-        });
-        return toView(updated, approvals, now);
+        return approveElevation(tx, deps, tenantId, { ...ctx, actor }, row, now);
       });
       // A refused approval committed its audit event and nothing else.
       if (view instanceof Error) throw view;

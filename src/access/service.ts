@@ -151,6 +151,7 @@ export function createAccessService(deps: AccessDeps) {
       critical,
       lockedHoldings,
       operatorActive: (tx, id) => operatorActive?.<AccessTables>(tx, id) ?? Promise.resolve(true),
+      userDisabled: deps.userDisabled ?? (async () => false),
       maxMinutes: deps.elevationMaxMinutes,
     }),
     close: () => cache.close(),
