@@ -17,7 +17,7 @@ import {
   operatorAuthenticator,
   operatorNeedsStepUp,
   permissionDef,
-  refuseOperatorAlertChannels,
+  refuseOperatorAlertChange,
   SHORTEN_RETENTION,
   tenantAuthenticator,
   wireCriticalActions,
@@ -515,7 +515,7 @@ export async function buildApp({
     clock,
     box: alertBox,
     normaliseEmail,
-    checkChannelsChange: refuseOperatorAlertChannels,
+    checkTenantChange: refuseOperatorAlertChange,
   });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
   const forgeries = createForgeryService({ db, clock, signer: auditSigner });

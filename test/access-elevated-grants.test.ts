@@ -221,14 +221,24 @@ describe('lasting access asked for by an elevated operator', () => {
   });
 
   // A channel outlives the elevation and carries alert contents (account and address keys) (review).
-  it("may change the tenant's alert rules, not where its alerts go; a tenant admin may", async () => {
+  // The rules watch the operator (elevation.used): weakening them is the tenant's (review).
+  it("may tighten the tenant's alert rules, not weaken them or change where alerts go; a tenant admin may", async () => {
     const settings = (await call(alice, 'GET', '/audit/alert-settings')).json();
     const { webhookSecret: _secret, ...current } = settings;
     const put = (who: Headers, body: object) => call(who, 'PUT', '/audit/alert-settings', body);
     const rules = structuredClone(current.rules);
-    rules['signin.failures'].perAccount += 1;
+    rules['signin.failures'].perAccount -= 1;
     expect((await put(alice, { ...current, rules })).statusCode).toBe(200);
     const before = await databaseState(t);
+    const raised = structuredClone(rules);
+    raised['signin.failures'].perAccount += 5;
+    const off = structuredClone(rules);
+    off['elevation.used'].enabled = false;
+    for (const weaker of [raised, off]) {
+      const refused = await put(alice, { ...current, rules: weaker });
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().code).toBe('alert_weakening_tenant_only');
+    }
     for (const channels of [
       { ...current.channels, emails: [...current.channels.emails, 'alice@ops.test'] },
       { ...current.channels, webhookUrl: 'https://hooks.ops.test/rampart' },

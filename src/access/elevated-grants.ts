@@ -23,19 +23,37 @@ type ElevatedGrantParams =
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
   | { via: 'enable'; userId: string };
 
+/** What a change of a tenant's alert settings does, as audit's alert service found it on the locked row. */
+export interface AlertSettingsChange {
+  /** Where the alerts go (alert emails, the webhook) changes. */
+  channels: boolean;
+  /** What in the change weakens the watch (a rule off, a threshold raised, working hours widened). */
+  weakened: string[];
+}
+
 /**
- * Audit's check of a change of where a tenant's alerts go (alert emails, the webhook), run on its locked
- * settings row. A channel outlives an operator's elevation and carries alert contents (account and address
- * keys): the tenant's own people set it, as they decide lasting access. Refused to an operator outright
- * (no approval path runs it); the rules themselves an elevated operator may change.
+ * Audit's check of a change of a tenant's alert settings, run on its locked settings row. Refused to an
+ * operator outright (no approval path runs it): where the alerts go, since a channel outlives the
+ * elevation and carries alert contents (account and address keys), so the tenant's own people set it as
+ * they decide lasting access; and any weakening, since the rules watch what the operator does
+ * (`elevation.used`, privileged actions off hours). Tightening them an elevated operator may.
  */
-export function refuseOperatorAlertChannels(ctx: ActionContext): void {
+export function refuseOperatorAlertChange(ctx: ActionContext, change: AlertSettingsChange): void {
   if (ctx.actor.type !== 'operator') return;
-  throw accessError(
-    'alert_channels_tenant_only',
-    "Under an elevation you may change this tenant's alert rules, not where its alerts go (emails, " +
-      'webhook): a channel outlives the elevation. Ask an administrator of the tenant to set it.',
-  );
+  if (change.channels) {
+    throw accessError(
+      'alert_channels_tenant_only',
+      "Under an elevation you may tighten this tenant's alert rules, not change where its alerts go " +
+        '(emails, webhook): a channel outlives the elevation. Ask an administrator of the tenant to set it.',
+    );
+  }
+  if (change.weakened.length > 0) {
+    throw accessError(
+      'alert_weakening_tenant_only',
+      `Under an elevation you may tighten this tenant's alert rules, not weaken them (${change.weakened.join('; ')}): ` +
+        'they watch what you do. Ask an administrator of the tenant to change them.',
+    );
+  }
 }
 
 /**

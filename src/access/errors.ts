@@ -40,5 +40,6 @@ export const accessError = defineErrors({
     title: 'Only a person of the tenant may approve lasting access asked for by an operator',
   },
   alert_channels_tenant_only: { status: 403, title: 'Only the tenant sets where its alerts go' },
+  alert_weakening_tenant_only: { status: 403, title: 'Only the tenant weakens its alert rules' },
   execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

@@ -3,7 +3,11 @@ import { readMigrations } from '../platform/db/index.ts';
 export { identitySettingsChanges, SHORTEN_RETENTION, wireCriticalActions } from './actions.ts';
 export { ACCESS_TOPIC } from './cache.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
-export { refuseOperatorAlertChannels, wireElevatedGrants } from './elevated-grants.ts';
+export {
+  type AlertSettingsChange,
+  refuseOperatorAlertChange,
+  wireElevatedGrants,
+} from './elevated-grants.ts';
 export {
   authorizer,
   fourEyesGate,

@@ -26,11 +26,10 @@ export interface AlertServiceDeps {
   /** Identity's email normalisation: the lower-cased address, or null when it is not one. */
   normaliseEmail(raw: string): string | null;
   /**
-   * Access's check that the caller may change where a tenant's alerts go (emails, webhook), run on the
-   * locked settings row when a tenant's change would (throws 403 `alert_channels_tenant_only`). Absent:
-   * not checked.
+   * Access's check that the caller may make this change of a tenant's alert settings (where its alerts
+   * go; what in it weakens the rules), run on the locked settings row (throws 403). Absent: not checked.
    */
-  checkChannelsChange?: (ctx: ActionContext) => void;
+  checkTenantChange?: (ctx: ActionContext, change: { channels: boolean; weakened: string[] }) => void;
 }
 
 function encodeCursor(row: AlertRow): string {
@@ -134,8 +133,13 @@ export function createAlertService(deps: AlertServiceDeps) {
               'Nothing was changed; send the request again to ask for approval.',
           );
         }
-        // Who may change where a tenant's alerts go is Access's to say (docs/access.md).
-        if (tenantId !== null && channelsChange(view(before), next)) deps.checkChannelsChange?.(ctx);
+        // Who may change where a tenant's alerts go, or weaken its rules, is Access's to say (docs/access.md).
+        if (tenantId !== null) {
+          deps.checkTenantChange?.(ctx, {
+            channels: channelsChange(view(before), next),
+            weakened: alertSettingsWeakening(view(before), next),
+          });
+        }
         const url = next.channels.webhookUrl;
         const keepSecret = url !== null && url === before?.webhook_url && before.webhook_secret_sealed;
         const secret = url !== null && !keepSecret ? `whsec_${randomBytes(32).toString('base64')}` : null;
