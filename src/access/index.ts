@@ -17,7 +17,7 @@ export {
 } from './http.ts';
 export { accessOperatorRoutes } from './operator-routes.ts';
 export { CONNECT_SINK, wirePlatformActions } from './platform-actions.ts';
-export { holdsStaffRole } from './roles.ts';
+export { holdsStaffRole } from './role-checks.ts';
 export { accessTenantRoutes } from './routes.ts';
 export { type AccessService, createAccessService } from './service.ts';
 export type { AccessTables } from './tables.ts';

@@ -39,8 +39,9 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * One cookie of the request, the header parsed on first use. @fastify/cookie runs with `hook: false`
- * (app.ts): most requests (API calls with bearer tokens, health checks) have no cookie anyone reads, and
- * parsing every request's header up front cost each of them more than a tenth of a bare route's time.
+ * (app/pipeline.ts): most requests (API calls with bearer tokens, health checks) have no cookie anyone
+ * reads, and parsing every request's header up front cost each of them more than a tenth of a bare
+ * route's time.
  */
 export function requestCookie(request: FastifyRequest, name: string): string | undefined {
   const header = request.headers.cookie;

@@ -1,0 +1,76 @@
+import {
+  refuseOperatorAlertChange,
+  SHORTEN_RETENTION,
+  wireCriticalActions,
+  wireElevatedGrants,
+  wirePlatformActions,
+} from '../access/index.ts';
+import {
+  checkpointSigner,
+  createAlertService,
+  createForgeryService,
+  createRetentionService,
+  createSinkService,
+} from '../audit/index.ts';
+import { createOperatorAdmin, normaliseEmail } from '../identity/index.ts';
+import { createSecretBox, deriveKey } from '../platform/crypto/keys.ts';
+import type { AppCore } from './services.ts';
+
+/** Asked of access: does this tenant need a second approver to shorten its audit retention? */
+const shortenRetention = { action: SHORTEN_RETENTION, params: {}, summary: '' };
+
+/**
+ * The services that carry out critical actions, registered with Access's registry: an approved
+ * four-eyes request's execution runs them (docs/access.md). The jobs and routes use them too.
+ */
+export function wireActionServices({
+  config,
+  db,
+  clock,
+  invalidation,
+  onBackgroundError,
+  rootKey,
+  identity,
+  access,
+}: AppCore) {
+  const retention = createRetentionService({
+    db,
+    clock,
+    defaultDays: config.auditRetentionDays,
+    platformDays: config.auditPlatformRetentionDays,
+    shorteningNeedsApproval: async (tx) =>
+      (await access.approvals.requiredIn(tx, [shortenRetention])) !== undefined,
+  });
+  wireCriticalActions(access.critical, {
+    identity,
+    roles: access.roles,
+    settings: access.settings,
+    retention,
+  });
+  wireElevatedGrants(access.critical, { identity, roles: access.roles });
+  const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  const auditSigner = checkpointSigner(rootKey);
+  const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
+  // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
+  const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });
+  const operatorAdmin = createOperatorAdmin({
+    db,
+    clock,
+    bus: invalidation,
+    onBackgroundError,
+    onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
+  });
+  const alerts = createAlertService({
+    db,
+    clock,
+    box: alertBox,
+    normaliseEmail,
+    checkTenantChange: refuseOperatorAlertChange,
+  });
+  // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
+  const forgeries = createForgeryService({ db, clock, signer: auditSigner });
+  wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts, forgeries });
+  return { retention, auditSinkBox, auditSigner, alertBox, sinks, operatorAdmin, alerts, forgeries };
+}
+
+export type ActionServices = ReturnType<typeof wireActionServices>;
