@@ -188,6 +188,33 @@ describe('identity credential review regressions', () => {
     ).toBe(200);
   });
 
+  // Defect: the per-address failure budget was checked before the attempt and charged after its verdict:
+  // every attempt of a parallel burst saw the full budget (50), so a burst of 60 all got verified.
+  it('charges the address before verifying: a parallel burst gets no more than the budget', async () => {
+    const ip = `198.18.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+    const budget = t.app.services.identity.deps.failedSignIns;
+    if (!budget) throw new Error('no failure budget');
+    const from = (email: string, password: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: api('/auth/signin'),
+        payload: { email, password },
+        remoteAddress: ip,
+      });
+    // A right password costs the address nothing.
+    const member = 'budget@cred-co.test';
+    await inviteAndAccept(t, slug, admin, member);
+    expect((await from(member, strongPassword)).statusCode).toBe(200);
+    expect((await budget.get(ip))?.remainingPoints ?? 50).toBe(50);
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => from(`nobody-${i}@cred-co.test`, 'not-the-password')),
+    );
+    const codes = answers.map((a) => a.json().code as string);
+    expect(codes.filter((c) => c === 'invalid_credentials')).toHaveLength(50);
+    expect(codes.filter((c) => c === 'throttled')).toHaveLength(10);
+    expect(answers.find((a) => a.json().code === 'throttled')?.headers['retry-after']).toBeDefined();
+  });
+
   // Defect: starting an enrolment read the row unlocked and then deleted it whatever its state, so a
   // confirmation committing in between (another tab) lost its authenticator to a new pending one.
   it.runIf(engineUnderTest === 'postgres')(

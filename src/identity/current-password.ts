@@ -3,6 +3,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
+import { chargeAttempt, isFailedAttempt, memoryFailureBudget } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
@@ -29,7 +30,7 @@ export const wrongCurrentPassword = () =>
  * verifications) and against the client address's failed sign-in budget.
  */
 export function createCurrentPasswordCheck(deps: IdentityDeps) {
-  const perIp = deps.failedSignIns;
+  const perIp = deps.failedSignIns ?? memoryFailureBudget();
 
   /** Counts the attempt before verifying; null when the account is locked (or not active). */
   const reserve = (tenant: TenantRef, userId: string) =>
@@ -56,7 +57,6 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
     action: CheckedFor,
     reason: 'locked' | 'wrong_current' | 'unusable_hash',
   ): Promise<never> {
-    if (ctx.ip) await perIp?.penalty(ctx.ip, 1);
     await inTenant(deps, tenant, async (tx) => {
       const locked =
         reason === 'wrong_current' &&
@@ -85,15 +85,6 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
         .execute(),
     );
 
-  async function throttle(ctx: ActionContext) {
-    const used = ctx.ip ? await perIp?.get(ctx.ip) : null;
-    if (used && used.remainingPoints <= 0) {
-      throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
-        retryAfterSeconds: Math.ceil(used.msBeforeNext / 1000),
-      });
-    }
-  }
-
   return {
     /**
      * Verifies the user's current password outside any transaction, counted as above. Returns when the
@@ -108,30 +99,48 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
       current: string,
       action: CheckedFor,
     ): Promise<VerifiedPassword> {
-      await throttle(ctx);
-      // As received: the hasher tries the forms a stored hash may have been made from (sign-in.ts).
-      const password = current;
-      const reserved = await reserve(tenant, userId);
-      if (reserved === null) {
-        await hashing(() => deps.hasher.verifyDummy(password));
-        return fail(tenant, ctx, userId, action, 'locked');
-      }
-      let ok: boolean;
+      const refund = await chargeAttempt(perIp, ctx);
       try {
-        ok = (await hashing(() => deps.hasher.verify(reserved.hash, password))).ok;
+        const verified = await check(tenant, ctx, userId, current, action);
+        await refund();
+        return verified;
       } catch (error) {
-        // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
-        if (error instanceof UnsupportedHashFormatError) {
-          await hashing(() => deps.hasher.verifyDummy(password));
-          return fail(tenant, ctx, userId, action, 'unusable_hash');
-        }
-        // Not evaluated (overload): the attempt must not count against the user.
-        await clearFailures(tenant, userId, 'one');
+        // As at sign-in: only a wrong (or locked) answer keeps its charge to the address.
+        if (!isFailedAttempt(error)) await refund();
         throw error;
       }
-      if (!ok) return fail(tenant, ctx, userId, action, 'wrong_current');
-      return { changedAt: reserved.changedAt };
     },
     clearFailures,
   };
+
+  async function check(
+    tenant: TenantRef,
+    ctx: ActionContext,
+    userId: string,
+    current: string,
+    action: CheckedFor,
+  ): Promise<VerifiedPassword> {
+    // As received: the hasher tries the forms a stored hash may have been made from (sign-in.ts).
+    const password = current;
+    const reserved = await reserve(tenant, userId);
+    if (reserved === null) {
+      await hashing(() => deps.hasher.verifyDummy(password));
+      return fail(tenant, ctx, userId, action, 'locked');
+    }
+    let ok: boolean;
+    try {
+      ok = (await hashing(() => deps.hasher.verify(reserved.hash, password))).ok;
+    } catch (error) {
+      // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
+      if (error instanceof UnsupportedHashFormatError) {
+        await hashing(() => deps.hasher.verifyDummy(password));
+        return fail(tenant, ctx, userId, action, 'unusable_hash');
+      }
+      // Not evaluated (overload): the attempt must not count against the user.
+      await clearFailures(tenant, userId, 'one');
+      throw error;
+    }
+    if (!ok) return fail(tenant, ctx, userId, action, 'wrong_current');
+    return { changedAt: reserved.changedAt };
+  }
 }

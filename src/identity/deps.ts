@@ -4,6 +4,7 @@ import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { AnyTenantTx, Database, TenantId, TenantTx } from '../platform/db/index.ts';
+import type { FailureBudget } from './failure-budget.ts';
 import type { PasswordHasher } from './passwords/index.ts';
 import type { IdentitySettingsView } from './policy.ts';
 import type { TenantIdentityTables } from './tables.ts';
@@ -74,10 +75,7 @@ export interface IdentityDeps {
   /** Failures of work that must not fail the request that caused it (a bus publish after commit). */
   onBackgroundError?: (error: unknown) => void;
   /** Failed sign-ins per client address, on the shared store (Protect); a per-process one when absent. */
-  failedSignIns?: {
-    get(key: string): Promise<{ remainingPoints: number; msBeforeNext: number } | null>;
-    penalty(key: string, points?: number): Promise<unknown>;
-  };
+  failedSignIns?: FailureBudget;
 }
 
 export interface TenantRef {

@@ -1,6 +1,6 @@
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createAccountService } from './accounts.ts';
 import type { IdentityDeps } from './deps.ts';
+import { memoryFailureBudget } from './failure-budget.ts';
 import { createMfaService } from './mfa.ts';
 import { createSessionLookup } from './session-lookup.ts';
 import { createSessionRevocation } from './session-revocation.ts';
@@ -11,7 +11,7 @@ import { createUserStatusService } from './user-status.ts';
 export function createIdentityService(given: IdentityDeps) {
   // One failed-attempt budget per client address for sign-in and change-password (both check a
   // password): Protect's shared limiter, or else one per process, created here so both use the same.
-  const failedSignIns = given.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
+  const failedSignIns = given.failedSignIns ?? memoryFailureBudget();
   const deps: IdentityDeps = { ...given, failedSignIns };
   return {
     deps,

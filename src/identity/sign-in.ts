@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
+import { chargeAttempt, isFailedAttempt, memoryFailureBudget } from './failure-budget.ts';
 import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
@@ -75,7 +75,7 @@ function settingsCache(deps: IdentityDeps) {
 export function createSignIn(deps: IdentityDeps) {
   // Across accounts, per client address: credential stuffing spreads over many accounts. The Protect
   // capability passes its shared limiter (Redis/PostgreSQL across nodes); per-process only without one.
-  const perIp = deps.failedSignIns ?? new RateLimiterMemory({ points: 50, duration: 300 });
+  const perIp = deps.failedSignIns ?? memoryFailureBudget();
   const settingsOf = settingsCache(deps);
   const verification = createEmailVerification(deps, createLinks(deps));
 
@@ -185,15 +185,6 @@ export function createSignIn(deps: IdentityDeps) {
     throw identityError('invalid_credentials', 'The email or password is not correct.');
   }
 
-  async function throttle(ctx: ActionContext) {
-    const used = ctx.ip ? await perIp.get(ctx.ip) : null;
-    if (used && used.remainingPoints <= 0) {
-      throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
-        retryAfterSeconds: Math.ceil(used.msBeforeNext / 1000),
-      });
-    }
-  }
-
   return async function signIn(
     tenant: TenantRef,
     rawEmail: string,
@@ -201,7 +192,26 @@ export function createSignIn(deps: IdentityDeps) {
     kind: 'cookie' | 'bearer',
     ctx: ActionContext,
   ): Promise<SignInResult> {
-    await throttle(ctx);
+    const refund = await chargeAttempt(perIp, ctx);
+    try {
+      const result = await attempt(tenant, rawEmail, rawPassword, kind, ctx);
+      await refund();
+      return result;
+    } catch (error) {
+      // Only a failed attempt keeps its charge: not a right password refused (unconfirmed address), an
+      // attempt the overloaded hasher never evaluated, or input refused before any check.
+      if (!isFailedAttempt(error)) await refund();
+      throw error;
+    }
+  };
+
+  async function attempt(
+    tenant: TenantRef,
+    rawEmail: string,
+    rawPassword: string,
+    kind: 'cookie' | 'bearer',
+    ctx: ActionContext,
+  ): Promise<SignInResult> {
     if (hasControlCharacters(rawEmail)) throw controlCharactersError();
     // As received: the hasher tries the forms each stored hash may have been made from (an imported
     // hash of a system that did not normalise is of the password as typed; its own hashes are NFKC).
@@ -210,7 +220,6 @@ export function createSignIn(deps: IdentityDeps) {
     const outcome = await reserve(tenant, email, ctx);
     if (outcome.kind !== 'verify') {
       await runDummy(deps, password);
-      if (ctx.ip) await perIp.penalty(ctx.ip, 1);
       if (outcome.kind === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
       return fail(tenant, ctx, email, outcome.kind === 'locked' ? 'locked' : 'unknown_user', null);
     }
@@ -233,7 +242,6 @@ export function createSignIn(deps: IdentityDeps) {
       throw error;
     }
     if (!verdict.ok) {
-      if (ctx.ip) await perIp.penalty(ctx.ip, 1);
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
     // Only now, with the right password: before, an unconfirmed account answers like any other, so the
@@ -247,7 +255,7 @@ export function createSignIn(deps: IdentityDeps) {
     // Disabled, or given another password, between the reservation and now: no session, and the same
     // answer as a wrong password.
     return typeof result === 'string' ? fail(tenant, ctx, email, result, outcome.userId) : result;
-  };
+  }
 }
 
 async function runDummy(deps: IdentityDeps, password: string) {

@@ -111,8 +111,9 @@ export function createRateLimiters(options: RateLimitersOptions) {
 
   /**
    * The failed sign-in budget per address (an IPv6 address counts as its /64: address-key.ts), in the
-   * shape identity's sign-in uses (get, penalty). A store failure follows the sign-in class's setting:
-   * closed refuses the sign-in (503), open uses this node's count.
+   * shape identity's sign-in uses (its FailureBudget: charged before the verdict, refunded after a right
+   * one). A store failure follows the sign-in class's setting: closed refuses the sign-in (503), open
+   * uses this node's count.
    */
   const failures = pairs.get('failures-ip') as Pair;
   const failedSignIns = {
@@ -125,14 +126,31 @@ export function createRateLimiters(options: RateLimitersOptions) {
         return failures.local.get(key);
       }
     },
-    async penalty(ip: string, points = 1) {
+    async charge(ip: string) {
+      const key = addressKey(ip);
+      const taken = async (limiter: RateLimiterAbstract) => {
+        try {
+          return { allowed: true, msBeforeNext: (await limiter.consume(key, 1)).msBeforeNext };
+        } catch (error) {
+          if (error instanceof RateLimiterRes) return { allowed: false, msBeforeNext: error.msBeforeNext };
+          throw error;
+        }
+      };
+      try {
+        return await taken(failures.shared);
+      } catch (error) {
+        failed('signin', error);
+        return taken(failures.local);
+      }
+    },
+    async refund(ip: string) {
       const key = addressKey(ip);
       try {
-        return await failures.shared.penalty(key, points);
+        return await failures.shared.reward(key, 1);
       } catch (error) {
-        // The attempt already failed and is answered as such; only the counting is degraded.
+        // The attempt is answered already; only the counting is degraded.
         options.onStoreFailure({ store: options.store, routeClass: 'signin', failClosed: false, error });
-        return failures.local.penalty(key, points);
+        return failures.local.reward(key, 1);
       }
     },
   };
