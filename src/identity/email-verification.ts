@@ -1,7 +1,6 @@
 import type { OutboundMail } from '../mail/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, type TenantRef, type Tx } from './deps.ts';
-import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
 import { withMail } from './outgoing-mail.ts';
 import { createUserRepository } from './users.ts';
@@ -49,7 +48,9 @@ export function createEmailVerification(deps: IdentityDeps, links: ReturnType<ty
      * does not count, so the first refusal always mails one), audited as a failed sign-in. Earlier
      * unused links stay valid until they expire: the person may still click the first mail, and redeeming
      * any one uses up the others (links.consume). The password was right, so the reserved attempt does
-     * not count towards the lockout, as after a successful sign-in.
+     * not count towards the lockout, as after a successful sign-in. The caller answers `refused` like a
+     * wrong password: sign-up lets anyone choose the password of a new address, so a distinct answer
+     * would tell which addresses had an account before.
      */
     async refuseUnverified(
       tenant: TenantRef,
@@ -74,14 +75,7 @@ export function createEmailVerification(deps: IdentityDeps, links: ReturnType<ty
         });
         return { kind: 'refused' as const, sent };
       });
-      if (outcome.kind !== 'refused') return outcome.kind;
-      throw identityError(
-        'email_not_verified',
-        outcome.sent
-          ? 'Confirm your email address before you sign in: check your inbox, we sent you a new link.'
-          : 'Confirm your email address before you sign in: check your inbox for the link we sent you a ' +
-              'few minutes ago (a new one goes out at most every 5 minutes).',
-      );
+      return outcome.kind;
     },
 
     /**

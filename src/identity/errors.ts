@@ -19,7 +19,6 @@ export const identityError = defineErrors({
   invalid_email: { status: 400, title: 'Invalid email address' },
   token_invalid: { status: 400, title: 'Link invalid or expired' },
   signup_closed: { status: 403, title: 'Self sign-up is off' },
-  email_not_verified: { status: 403, title: 'Email address not confirmed' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },
   reauthentication_required: { status: 403, title: 'Confirm with your password' },
   password_expired: { status: 403, title: 'Password expired' },

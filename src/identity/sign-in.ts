@@ -162,11 +162,12 @@ export function createSignIn(deps: IdentityDeps) {
     reason: string,
     userId: string | null,
   ): Promise<never> {
-    await inTenant(deps, tenant, async (tx) => {
+    const settings = await inTenant(deps, tenant, async (tx) => {
+      const settings = await settingsOf(tx, tenant.id);
       const locked =
         userId !== null &&
         reason === 'wrong_password' &&
-        (await lockOverThreshold(tx, await settingsOf(tx, tenant.id), deps.clock.now(), userId)).length > 0;
+        (await lockOverThreshold(tx, settings, deps.clock.now(), userId)).length > 0;
       await audit(deps, tx, tenant, ctx, {
         action: 'identity.signin.password',
         outcome: 'failure',
@@ -181,8 +182,9 @@ export function createSignIn(deps: IdentityDeps) {
           details: { reason: 'password_failures' },
         });
       }
+      return settings;
     });
-    throw identityError('invalid_credentials', 'The email or password is not correct.');
+    throw wrongCredentials(settings);
   }
 
   return async function signIn(
@@ -244,11 +246,14 @@ export function createSignIn(deps: IdentityDeps) {
     if (!verdict.ok) {
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
     }
-    // Only now, with the right password: before, an unconfirmed account answers like any other, so the
-    // refusal tells nothing to someone who does not know the password. It throws email_not_verified.
+    // Only now, with the right password: a new verification link (email-verification.ts), no session, and
+    // the answer of a wrong password (its message, where sign-up is open, says to confirm the address).
     if (outcome.mustVerifyEmail) {
       const unverified = await verification.refuseUnverified(tenant, ctx, outcome.userId, email);
       if (unverified === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
+      if (unverified === 'refused') {
+        throw wrongCredentials(await inTenant(deps, tenant, (tx) => settingsOf(tx, tenant.id)));
+      }
     }
     const rehash = verdict.needsRehash ? await upgradedHash(deps, password) : null;
     const result = await succeed(deps, tenant, outcome, rehash, kind, ctx, settingsOf);
@@ -269,6 +274,23 @@ async function runDummy(deps: IdentityDeps, password: string) {
     }
     throw error;
   }
+}
+
+/**
+ * The answer of every failed sign-in in a tenant, whatever the reason. Where self sign-up is open it
+ * also covers the right password of an address not yet confirmed: sign-up lets anyone choose the
+ * password of a new address, so an answer of its own would tell, after a sign-up and a sign-in, which
+ * addresses already had an account (the one signed up is refused as unconfirmed, the other's password is
+ * wrong). The person who signed up is told to confirm, and a new link is mailed, either way.
+ */
+function wrongCredentials(settings: IdentitySettings) {
+  return identityError(
+    'invalid_credentials',
+    settings.self_signup
+      ? 'The email or password is not correct. If you signed up recently, confirm your email address ' +
+          'first: check your inbox for the link we sent you.'
+      : 'The email or password is not correct.',
+  );
 }
 
 /**
