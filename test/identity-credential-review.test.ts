@@ -11,6 +11,7 @@ import { HasherBusyError } from '../src/identity/passwords/index.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId, type TenantTx } from '../src/platform/db/index.ts';
+import { deriveClass } from '../src/protect/rate-limit/policy.ts';
 import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
 import {
   adminSession,
@@ -213,6 +214,14 @@ describe('identity credential review regressions', () => {
     expect(codes.filter((c) => c === 'invalid_credentials')).toHaveLength(50);
     expect(codes.filter((c) => c === 'throttled')).toHaveLength(10);
     expect(answers.find((a) => a.json().code === 'throttled')?.headers['retry-after']).toBeDefined();
+  });
+
+  // Defect: starting an enrolment checks the current password (a password oracle) but was limited like any
+  // API call or page, not like a sign-in.
+  it('limits starting an enrolment like a sign-in', () => {
+    expect(deriveClass('POST', `/api/v1/t/${slug}/me/mfa/totp`)).toBe('signin');
+    expect(deriveClass('POST', `/t/${slug}/mfa/enrol/start`)).toBe('signin');
+    expect(deriveClass('POST', `/api/v1/t/${slug}/me/mfa/totp/confirm`)).toBe('api');
   });
 
   // Defect: starting an enrolment read the row unlocked and then deleted it whatever its state, so a

@@ -54,9 +54,10 @@ export function applyOverrides(limits: Limits, entries: string[]): string[] {
   return problems;
 }
 
-// Changing the password checks the current one, so it is limited like a sign-in (a password oracle).
+// Changing the password and starting a TOTP enrolment check the current one, so they are limited like a
+// sign-in (a password oracle).
 const signinPath =
-  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email|me\/password|account\/password)$/;
+  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email|me\/password|account\/password|me\/mfa\/totp|mfa\/enrol\/start)$/;
 const tokenPath = /\/(token|introspect|revoke|device_authorization)$/;
 
 /**
