@@ -216,6 +216,32 @@ describe('identity credential review regressions', () => {
     expect(answers.find((a) => a.json().code === 'throttled')?.headers['retry-after']).toBeDefined();
   });
 
+  // Defect: a lapsed invitation could not be renewed (inviting the address again is user_exists, and
+  // forgot-password mails only active users); enabling a disabled invited user gave back the dead link.
+  it('mails a new invitation link when a disabled invited user is enabled again (renewing a lapsed one)', async () => {
+    const email = 'lapsed@cred-co.test';
+    const invited = await post(api('/users'), { email, role: 'member' }, admin.headers);
+    expect(invited.statusCode).toBe(201);
+    const id = invited.json().id as string;
+    const old = (await linkFromOutbox(t, email)).token;
+    await inTenant((tx) =>
+      tx
+        .updateTable('user_tokens')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .where('user_id', '=', id)
+        .execute(),
+    );
+    const accept = (token: string) => post(api('/invitations/accept'), { token, password: strongPassword });
+    expect((await accept(old)).json().code).toBe('token_invalid');
+    expect((await post(api(`/users/${id}/disable`), {}, admin.headers)).statusCode).toBe(200);
+    const enabled = await post(api(`/users/${id}/enable`), {}, admin.headers);
+    expect(enabled.json().status).toBe('invited');
+    const renewed = (await linkFromOutbox(t, email)).token;
+    expect(renewed).not.toBe(old);
+    expect((await accept(renewed)).statusCode).toBe(200);
+    expect((await signIn(email, strongPassword)).statusCode).toBe(200);
+  });
+
   // Defect: starting an enrolment checks the current password (a password oracle) but was limited like any
   // API call or page, not like a sign-in.
   it('limits starting an enrolment like a sign-in', () => {

@@ -3,6 +3,8 @@ import type { ActionContext } from '../platform/context.ts';
 import type { TxGuard } from '../platform/db/index.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
+import { createLinks } from './links.ts';
+import { withMail } from './outgoing-mail.ts';
 import { revokeAllInTx } from './session-revocation.ts';
 import type { IdentityTables, TenantIdentityTables } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
@@ -179,7 +181,7 @@ export function createUserStatusService(deps: IdentityDeps) {
         ctx.actor.type === 'system'
           ? undefined
           : await deps.enableChecker?.(tenant.id, ctx, guard !== undefined);
-      const view = await inTenant(deps, tenant, async (tx) => {
+      const view = await withMail(deps, tenant, async (tx, outbox) => {
         // Lock order (docs/access.md): the target's and the approver's user rows, ascending, before the
         // guard and Access's rows.
         await lockUsers<TenantIdentityTables>(tx, [userId, ...(guard?.userIds ?? [])]);
@@ -197,11 +199,16 @@ export function createUserStatusService(deps: IdentityDeps) {
         await givesNothingUnheld?.(tx, userId);
         const status = user.password_hash === null ? 'invited' : 'active';
         const updated = await repo.update(userId, { status });
+        // Invited again: with a new link, as the one mailed before may have lapsed meanwhile (an earlier
+        // unused one stays valid until it expires; redeeming either uses up the other). Also the way to
+        // renew a lapsed invitation: disable, then enable.
+        if (status === 'invited')
+          await createLinks(deps).issue(tx, tenant, userId, user.email, 'invite', outbox);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.user.enabled',
           outcome: 'success',
           target: { type: 'user', id: userId },
-          details: { status },
+          details: { status, ...(status === 'invited' ? { invitationSent: true } : {}) },
         });
         return toPublicUser(updated, deps.clock.now());
       });
