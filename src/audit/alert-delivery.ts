@@ -146,6 +146,9 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
           'webhook-signature': new Webhook(secret).sign(alert.id, now, body),
         },
         body,
+        mode: 'deliver',
+        // A tenant's admins set its webhook: only OUTBOUND_TENANT_ALLOW_PRIVATE admits a private address.
+        chosenBy: row.tenant_id === null ? 'operator' : 'tenant',
       });
       return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
     } catch (error) {

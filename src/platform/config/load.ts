@@ -44,6 +44,7 @@ const listKeys = new Set<keyof Config>([
   'rateLimitFailClosed',
   'outboundAllowHosts',
   'outboundAllowPrivate',
+  'outboundTenantAllowPrivate',
   'ipBlocklists',
 ]);
 
@@ -76,6 +77,7 @@ const defaults = {
   rateLimitFailClosed: ['signin', 'token'],
   outboundAllowHosts: [],
   outboundAllowPrivate: [],
+  outboundTenantAllowPrivate: [],
   outboundTimeoutMs: 10_000,
   outboundMaxBytes: 32 * 1024 * 1024,
   outboundMaxRedirects: 3,
