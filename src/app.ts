@@ -509,7 +509,13 @@ export async function buildApp({
     onBackgroundError,
     onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
-  const alerts = createAlertService({ db, clock, box: alertBox, normaliseEmail });
+  const alerts = createAlertService({
+    db,
+    clock,
+    box: alertBox,
+    normaliseEmail,
+    tenantWebhookRefusal: (url) => protection.outbound.precheck(url, 'tenant'),
+  });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
   const forgeries = createForgeryService({ db, clock, signer: auditSigner });
   wirePlatformActions(access.critical, { sinks, operators: operatorAdmin, alerts, forgeries });

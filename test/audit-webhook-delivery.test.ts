@@ -111,12 +111,26 @@ describe("a tenant's alert webhook", () => {
     const admin = await tenantAdmin(t, 'alerting-co', 'admin@alerting.test', clock);
     const url = '/api/v1/t/alerting-co/audit/alert-settings';
     const current = (await t.app.inject({ url, headers: admin.headers })).json();
-    const saved = await t.app.inject({
-      method: 'PUT',
-      url,
-      headers: admin.headers,
-      payload: { ...current, channels: { emails: [], webhookUrl: `http://127.0.0.1:${port}/tenant-alerts` } },
-    });
+    const put = (webhookUrl: string) =>
+      t.app.inject({
+        method: 'PUT',
+        url,
+        headers: admin.headers,
+        payload: { ...current, channels: { emails: [], webhookUrl } },
+      });
+    // An address literal is refused when it is set (400), before anything is stored.
+    for (const literal of [
+      `http://127.0.0.1:${port}/tenant-alerts`,
+      'https://169.254.169.254/latest/meta-data/',
+      'https://[::ffff:10.0.0.1]/hook',
+    ]) {
+      const refused = await put(literal);
+      expect(refused.statusCode, literal).toBe(400);
+      expect(refused.json().code).toBe('bad_alert_settings');
+    }
+    expect((await t.app.inject({ url, headers: admin.headers })).json()).toEqual(current);
+    // A name is judged when it is resolved, at delivery: localhost is loopback.
+    const saved = await put(`http://localhost:${port}/tenant-alerts`);
     expect(saved.statusCode, saved.body).toBe(200);
     for (let i = 0; i < 25; i++) {
       await t.app.inject({

@@ -80,6 +80,12 @@ export interface OutboundClient {
    * to `net.connect`/`tls.connect` so the address checked is the address connected to.
    */
   socketGuard(purpose: string, host: string): { lookup: LookupFunction };
+  /**
+   * Why a URL would be refused before any DNS lookup (scheme, credentials, host allowlist, an address
+   * literal), or null: lets a setting be refused when it is made. Records nothing; names are judged
+   * only when a request resolves them.
+   */
+  precheck(url: string, chosenBy: 'operator' | 'tenant'): string | null;
   close(): Promise<void>;
 }
 
@@ -157,24 +163,26 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     return agent;
   };
 
-  function checkUrl(purpose: string, raw: string, allowPrivate: readonly ParsedCidr[]): URL {
+  /** What is wrong with a URL before any lookup, or the parsed URL. */
+  function judgeUrl(raw: string, allowPrivate: readonly ParsedCidr[]) {
     let url: URL;
     try {
       url = new URL(raw);
     } catch {
-      return refuse({ purpose, host: '', reason: 'invalid_url' });
+      return { host: '', reason: 'invalid_url' };
     }
     const host = bare(url.hostname);
-    if (url.protocol !== 'https:' && url.protocol !== 'http:')
-      refuse({ purpose, host, reason: 'scheme_not_allowed' });
-    if (url.username || url.password) refuse({ purpose, host, reason: 'credentials_in_url' });
-    if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return { host, reason: 'scheme_not_allowed' };
+    if (url.username || url.password) return { host, reason: 'credentials_in_url' };
+    if (!hostAllowed(host, allowHosts)) return { host, reason: 'host_not_allowed' };
     // An address literal never goes through lookup: judge it here.
-    if (isIP(host)) {
-      const reason = forbiddenReason(host, allowPrivate);
-      if (reason) refuse({ purpose, host, reason, address: host });
-    }
-    return url;
+    const reason = isIP(host) ? forbiddenReason(host, allowPrivate) : null;
+    return reason ? { host, reason, address: host } : url;
+  }
+
+  function checkUrl(purpose: string, raw: string, allowPrivate: readonly ParsedCidr[]): URL {
+    const judged = judgeUrl(raw, allowPrivate);
+    return judged instanceof URL ? judged : refuse({ purpose, ...judged });
   }
 
   async function readCapped(purpose: string, host: string, body: AsyncIterable<Buffer>) {
@@ -287,6 +295,10 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
   return {
     request: guarded,
     socketGuard,
+    precheck(url, chosenBy) {
+      const judged = judgeUrl(url, allowPrivateFor[chosenBy]);
+      return judged instanceof URL ? null : judged.reason;
+    },
     fetchFor: (purpose) => (url, init) => guarded(purpose, url, init),
     async close() {
       await Promise.all([...agents.values()].map((agent) => agent.close()));
