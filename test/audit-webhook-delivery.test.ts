@@ -85,6 +85,8 @@ describe('SIEM webhook deliveries', () => {
     expect(result.failed).toBeGreaterThan(0);
     expect(requests.every((r) => r === 'POST /hook')).toBe(true);
     expect(await pending()).toBeGreaterThan(0);
+    const [sink] = (await t.app.inject({ url: '/api/v1/audit/sinks', headers: t.asOperator })).json();
+    expect(sink.lastErrorClass).toBe('http_redirect');
   });
 
   it('do not re-post the signed event where a 307 points', async () => {
