@@ -6,11 +6,14 @@
  * forwarding is not affected: a sink that is down still loses nothing, however long. Time is a fake clock.
  */
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertSecretPurpose, createAlertDelivery } from '../src/audit/alert-delivery.ts';
 import { createForwarder, createSinkService, recordAuditEvent } from '../src/audit/index.ts';
 import { inChain } from '../src/audit/store.ts';
+import { createSmtpMailer } from '../src/mail/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -234,6 +237,43 @@ describe(`alert deliveries give up (${engineUnderTest})`, () => {
     expect(await failing.deliverDue()).toMatchObject({ delivered: 0, failed: 2, gaveUp: 2 });
     expect(down.tries).toHaveLength(2);
     expect((await deliveries(other.id)).every((r) => r.failed_at !== null)).toBe(true);
+  });
+});
+
+describe(`a mail server's refusal (${engineUnderTest})`, () => {
+  // Regression: the SMTP reply's text was audited as `lastError` ("… rejected: 550 <soc@example.test> …"),
+  // putting the alert mailbox into the tenant's chain and every SIEM, which the docs promise never happens.
+  it('is audited by its code and command, never its text quoting the address', async () => {
+    const smtp = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      logger: false,
+      onRcptTo(address, _session, done) {
+        done(Object.assign(new Error(`<${address.address}> no such mailbox`), { responseCode: 550 }));
+      },
+    });
+    await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = smtp.server.address() as AddressInfo;
+      const mailer = createSmtpMailer(`smtp://127.0.0.1:${port}?requireTLS=false`, 'rampart@example.test');
+      const clock = fakeClock(new Date('2026-03-25T00:00:00Z'));
+      const { id } = await raise(randomUUID(), clock.now());
+      const delivery = createAlertDelivery({
+        db: t.db,
+        clock,
+        box,
+        send: async () => ({ status: 204 }),
+        sendMail: (mail) => mailer.send(mail),
+        maxAgeMs: 60_000,
+      });
+      await runUntilSettled(delivery, clock, id);
+      const [failed] = await failedEvents(id);
+      expect(failed?.details).toMatchObject({ channel: 'email', lastError: 'SMTP 550 to RCPT (EENVELOPE)' });
+      expect(JSON.stringify(failed?.details)).not.toContain('soc@example.test');
+      expect((await deliveries(id))[0]?.last_error).not.toContain('soc@example.test');
+    } finally {
+      await new Promise<void>((resolve) => smtp.close(() => resolve()));
+    }
   });
 });
 

@@ -56,7 +56,8 @@ beforeAll(async () => {
     clock,
     env: {
       SECRET_KEY,
-      OUTBOUND_ALLOW_PRIVATE: '127.0.0.1/32',
+      // The receiver on loopback is the tenant admin's choice: admitted by the tenants' own list.
+      OUTBOUND_TENANT_ALLOW_PRIVATE: '127.0.0.1/32',
       // The burst must reach the password check, not the per-address throttle in front of it.
       RATE_LIMITS: 'signin.ip=1000/60,signin.account=1000/60,failures.ip=1000/300',
     },

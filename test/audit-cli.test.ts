@@ -1,5 +1,5 @@
 /** `rampart audit ...`: verify, checkpoint, public-key, export and offline verify-file. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -64,7 +64,10 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   writeFileSync(join(dir, 'key.pem'), pem);
 
   const bundle = join(dir, 'platform.jsonl');
+  // Regression: an existing file kept its mode (0644 here): the trail was written world-readable.
+  writeFileSync(bundle, '', { mode: 0o644 });
   expect((await rampart('audit', 'export', '--out', bundle)).out).toMatch(/wrote 3 events/);
+  expect(statSync(bundle).mode & 0o777).toBe(0o600);
   const offline = await rampart('audit', 'verify-file', bundle, '--public-key', join(dir, 'key.pem'));
   expect(offline.out).toMatch(
     /^platform: ok, 3 events, 1 signed checkpoints, signed through seq 3 at \d{4}-\d\d-\d\dT[\d:.]+Z$/m,

@@ -3,7 +3,7 @@
  * receiver goes down while events are produced; once it is back every event arrives, each message
  * conforms to RFC 5424 and carries the event id in its structured data, so copies can be dropped.
  */
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import {
@@ -275,4 +275,36 @@ it('a syslog sink that is down loses nothing: every event arrives once it is bac
   });
   expect(removed.statusCode).toBe(202);
   expect(removed.json()).toEqual({ state: 'draining', dropped: 0 });
+});
+
+// Regression: the transport's time limit was an idle timeout, which every byte from the receiver reset:
+// a receiver trickling bytes back and never closing held the delivery (and the whole pass) for good.
+it('gives up on a receiver that trickles bytes and never closes, within the time limit', {
+  timeout: 20_000,
+}, async () => {
+  const trickle = net.createServer((socket) => {
+    // setTimeout, not setInterval: this suite fakes intervals.
+    let timer: NodeJS.Timeout;
+    const drip = () => {
+      if (socket.destroyed) return;
+      socket.write('.');
+      timer = setTimeout(drip, 100);
+    };
+    drip();
+    socket.on('close', () => clearTimeout(timer));
+    socket.on('error', () => clearTimeout(timer));
+  });
+  await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+  try {
+    const send = createSyslogTransport({
+      guard: (host) => t.app.services.outbound.socketGuard('siem', host),
+      timeoutMs: 1000,
+    });
+    const { port: trickling } = trickle.address() as AddressInfo;
+    await expect(send({ url: `syslog+tcp://127.0.0.1:${trickling}`, ca: null }, ['x'])).rejects.toThrow(
+      /timed out/,
+    );
+  } finally {
+    trickle.close();
+  }
 });

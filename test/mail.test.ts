@@ -24,19 +24,41 @@ const smtp = new SMTPServer({
   },
 });
 
+// A server that offers no STARTTLS but takes a password in plain text: what a stripped EHLO looks like.
+const passwordsSeen: string[] = [];
+const plaintextAuth = new SMTPServer({
+  disabledCommands: ['STARTTLS'],
+  allowInsecureAuth: true,
+  logger: false,
+  onAuth(auth, _session, done) {
+    passwordsSeen.push(String(auth.password));
+    done(null, { user: auth.username });
+  },
+  onData(stream, _session, done) {
+    stream.resume();
+    stream.on('end', () => done());
+  },
+});
+
 beforeAll(async () => {
   database = await createTestDatabase();
   await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => plaintextAuth.listen(0, '127.0.0.1', resolve));
 });
 afterAll(async () => {
   await new Promise<void>((resolve) => smtp.close(() => resolve()));
+  await new Promise<void>((resolve) => plaintextAuth.close(() => resolve()));
   await database?.close();
 });
 
 describe('mail', () => {
   it('delivers through SMTP_URL to a real SMTP server', async () => {
     const { port } = smtp.server.address() as AddressInfo;
-    const mailer = createSmtpMailer(`smtp://127.0.0.1:${port}`, 'Rampart <no-reply@rampart.test>');
+    // A relay without TLS is named as such: STARTTLS is required otherwise (next test).
+    const mailer = createSmtpMailer(
+      `smtp://127.0.0.1:${port}?requireTLS=false`,
+      'Rampart <no-reply@rampart.test>',
+    );
     await mailer.send({
       to: 'someone@example.test',
       subject: 'Reset your password',
@@ -46,6 +68,20 @@ describe('mail', () => {
     expect(received[0]).toMatch(/^Subject: Reset your password/m);
     expect(received[0]).toContain('https://x.test/reset?token=abc');
     expect(await mailer.outbox(10)).toEqual([]);
+  });
+
+  // Regression: STARTTLS was used only when offered, so a server (or an attacker on the path stripping
+  // STARTTLS from its EHLO answer) that offered none got the SMTP password and the mail in plain text.
+  it('refuses to send, or authenticate, over smtp:// without STARTTLS', async () => {
+    const { port } = plaintextAuth.server.address() as AddressInfo;
+    const mailer = createSmtpMailer(
+      `smtp://rampart:smtp-password@127.0.0.1:${port}`,
+      'Rampart <no-reply@rampart.test>',
+    );
+    await expect(
+      mailer.send({ to: 'someone@example.test', subject: 'Reset', text: 'https://x.test/reset?token=ghi' }),
+    ).rejects.toThrow();
+    expect(passwordsSeen).toEqual([]);
   });
 
   it('keeps development mail in the outbox table and as .eml files', async () => {

@@ -113,6 +113,10 @@ describe('outbound guard', () => {
     expect(await refusal(`http://[::ffff:127.0.0.1]:${target.port}/`)).toMatchObject({
       reason: 'address_loopback',
     });
+    // Regression: the deprecated IPv4-compatible form (::127.0.0.1) was judged global unicast.
+    expect(await refusal(`http://[::127.0.0.1]:${target.port}/`)).toMatchObject({
+      reason: 'address_ipv4Compatible',
+    });
     expect(target.connections()).toBe(0);
     expect(target6?.connections() ?? 0).toBe(0);
   });
@@ -238,5 +242,15 @@ describe('the breached-password range client goes through the guard', () => {
         expect.arrayContaining([expect.objectContaining({ purpose: 'breached-range', host: '127.0.0.1' })]),
       ),
     );
+  });
+});
+
+describe('who chose the destination', () => {
+  // Regression: OUTBOUND_ALLOW_PRIVATE (an internal SIEM) admitted tenant admins' webhooks too.
+  it("judges a destination a tenant chose against OUTBOUND_TENANT_ALLOW_PRIVATE, not the operators' list", async () => {
+    const url = `http://allowed.test:${redirector.port}/`;
+    const error = await protection.outbound.request('test', url, { chosenBy: 'tenant' }).catch((e) => e);
+    expect((error as OutboundRefusedError).refusal).toMatchObject({ reason: 'address_loopback' });
+    expect((await protection.outbound.request('test', url, { chosenBy: 'operator' })).status).toBe(200);
   });
 });

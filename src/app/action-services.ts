@@ -32,6 +32,7 @@ export function wireActionServices({
   rootKey,
   identity,
   access,
+  protection,
 }: AppCore) {
   const retention = createRetentionService({
     db,
@@ -66,6 +67,7 @@ export function wireActionServices({
     box: alertBox,
     normaliseEmail,
     checkTenantChange: refuseOperatorAlertChange,
+    tenantWebhookRefusal: (url) => protection.outbound.precheck(url, 'tenant'),
   });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
   const forgeries = createForgeryService({ db, clock, signer: auditSigner });

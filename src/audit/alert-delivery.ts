@@ -62,6 +62,19 @@ function mailOf(alert: AlertView) {
   };
 }
 
+/**
+ * A failed mail's text as stored and audited (`lastError`): an SMTP reply is named by its code and the
+ * command it answered, never its text, which often quotes the recipient ("550 <soc@…> unknown") and
+ * would put a mail address into the chain and every SIEM; an error without a reply (a refused
+ * connection) keeps its message. As the mail dispatcher logs them (src/mail/dispatcher.ts).
+ */
+function mailFailureText(error: unknown): string {
+  const e = error as { code?: unknown; responseCode?: unknown; command?: unknown; message?: unknown };
+  if (typeof e?.responseCode !== 'number') return String(e?.message ?? error).slice(0, 300) || 'send failed';
+  const command = typeof e.command === 'string' ? ` to ${e.command.split(' ')[0]}` : '';
+  return `SMTP ${e.responseCode}${command}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+}
+
 const whereRow = (row: Claimed) =>
   sql`alert_id = ${row.alert_id} AND channel = ${row.channel} AND destination = ${row.destination}`;
 
@@ -128,11 +141,15 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
 
   async function deliver(row: Claimed, now: Date): Promise<string | null> {
     const alert = JSON.parse(row.payload) as AlertView;
-    try {
-      if (row.channel === 'email') {
+    if (row.channel === 'email') {
+      try {
         await deps.sendMail({ to: row.destination, ...mailOf(alert) });
         return null;
+      } catch (error) {
+        return mailFailureText(error);
       }
+    }
+    try {
       if (!row.secret_sealed) return 'no signing secret';
       const secret = deps.box.open(row.secret_sealed, alertSecretPurpose(row.tenant_id));
       const body = JSON.stringify({ type: 'audit.alert.raised', timestamp: now.toISOString(), data: alert });
@@ -146,6 +163,9 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
           'webhook-signature': new Webhook(secret).sign(alert.id, now, body),
         },
         body,
+        mode: 'deliver',
+        // A tenant's admins set its webhook: only OUTBOUND_TENANT_ALLOW_PRIVATE admits a private address.
+        chosenBy: row.tenant_id === null ? 'operator' : 'tenant',
       });
       return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
     } catch (error) {

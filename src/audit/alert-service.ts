@@ -30,6 +30,12 @@ export interface AlertServiceDeps {
    * go; what in it weakens the rules), run on the locked settings row (throws 403). Absent: not checked.
    */
   checkTenantChange?: (ctx: ActionContext, change: { channels: boolean; weakened: string[] }) => void;
+  /**
+   * The egress guard's verdict on a webhook URL a tenant sets (Protect's `precheck`, chosen by the
+   * tenant): why it would be refused, or null. A tenant admin learns at once that 127.0.0.1 or
+   * 169.254.169.254 is not a destination, instead of from a delivery given up days later.
+   */
+  tenantWebhookRefusal?: (url: string) => string | null;
 }
 
 function encodeCursor(row: AlertRow): string {
@@ -75,7 +81,7 @@ export function createAlertService(deps: AlertServiceDeps) {
     channels: { emails: row?.emails ?? [], webhookUrl: row?.webhook_url ?? null },
   });
 
-  function checkSettings(input: AlertSettingsView): AlertSettingsView {
+  function checkSettings(input: AlertSettingsView, tenantId: string | null): AlertSettingsView {
     const problem = input.workingHours ? timeZoneProblem(input.workingHours.timeZone) : null;
     if (problem) throw auditError('bad_alert_settings', problem);
     const emails = input.channels.emails.map((raw) => {
@@ -87,6 +93,13 @@ export function createAlertService(deps: AlertServiceDeps) {
       input.channels.webhookUrl === null
         ? null
         : checkSinkUrl(input.channels.webhookUrl, 'bad_alert_settings');
+    const refusal = webhookUrl !== null && tenantId !== null ? deps.tenantWebhookRefusal?.(webhookUrl) : null;
+    if (refusal) {
+      throw auditError(
+        'bad_alert_settings',
+        `The egress guard refuses this webhook URL (${refusal}): a tenant's webhook reaches public addresses only.`,
+      );
+    }
     return { ...input, channels: { emails: [...new Set(emails)], webhookUrl } };
   }
 
@@ -99,7 +112,7 @@ export function createAlertService(deps: AlertServiceDeps) {
      * alerting now (none: they pass alone). Input no change could run with is refused (400) here.
      */
     async planPlatformUpdate(input: AlertSettingsView) {
-      const next = checkSettings(input);
+      const next = checkSettings(input, null);
       const current = view(await scoped(null, (tx) => readAlertSettings(tx, null)));
       return { next, current, weakened: alertSettingsWeakening(current, next) };
     },
@@ -119,7 +132,7 @@ export function createAlertService(deps: AlertServiceDeps) {
       approval?: SinkApproval,
     ) =>
       scoped(tenantId, async (tx) => {
-        const next = checkSettings(input);
+        const next = checkSettings(input, tenantId);
         if (approval) await approval.guard(tx as SystemTx<AuditTables>);
         const before = await lockSettings(tx, tenantId);
         // The gate compared before this transaction: decided again here on the locked row, so a change

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { ActionContext, Clock } from '../platform/context.ts';
@@ -251,7 +252,11 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       const count = await deps.withDatabase(async (db) => {
         const keys = await serverKeys(db, opts.publicKey);
         const [chain] = await chains(db, opts.tenant, true);
-        const file = createWriteStream(opts.out, { mode: 0o600 });
+        // `mode` applies only to a file being created: an existing, readable one is narrowed explicitly,
+        // before a line of the trail is written to it.
+        const handle = await open(opts.out, 'w', 0o600);
+        await handle.chmod(0o600);
+        const file = handle.createWriteStream();
         try {
           return await writeBundle(db, chain?.id ?? null, keys, async (line) => {
             if (!file.write(`${line}\n`)) await once(file, 'drain');

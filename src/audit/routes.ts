@@ -55,7 +55,8 @@ const Sink = strictObject({
     description: 'When the sink is tried next while backing off (or leased to a node); null when due',
   }),
   lastErrorClass: Type.Union([Type.String(), Type.Null()], {
-    description: 'Class of the last failure: timeout, connection_refused, http_5xx, tls, dns, ...',
+    description:
+      'Class of the last failure: timeout, connection_refused, http_5xx, http_redirect, tls, dns, ...',
   }),
   lastFailureAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   overflowingSince: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {

@@ -21,7 +21,9 @@ export const backoffSeconds = (failures: number) => Math.min(5 * 2 ** Math.max(0
  */
 export function errorClass(error: string): string {
   const http = /^HTTP (\d)\d\d$/.exec(error);
-  if (http) return http[1] === '4' ? 'http_4xx' : http[1] === '5' ? 'http_5xx' : 'http_other';
+  // A 3xx: the receiver redirects, which a delivery never follows (the operator moves the sink instead).
+  const classes: Record<string, string> = { '3': 'http_redirect', '4': 'http_4xx', '5': 'http_5xx' };
+  if (http) return classes[http[1] ?? ''] ?? 'http_other';
   const text = error.toLowerCase();
   if (text.includes('not configured')) return 'not_configured';
   if (text.includes('refused:') || text.includes('outbound request to')) return 'egress_refused';

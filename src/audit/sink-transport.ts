@@ -16,6 +16,13 @@ export interface OutboundRequest {
   method: 'POST';
   headers: Record<string, string>;
   body: string;
+  /**
+   * A webhook delivery: the guard follows no redirect (a 3xx is a failed delivery: a 301/302 would turn
+   * the POST into a GET whose 2xx deleted the row unreceived) and reads no more of the answer than it must.
+   */
+  mode: 'deliver';
+  /** Who chose the URL: a tenant's destination may not reach what OUTBOUND_ALLOW_PRIVATE opens to operators. */
+  chosenBy: 'operator' | 'tenant';
 }
 export type SendHttp = (request: OutboundRequest) => Promise<{ status: number }>;
 
@@ -62,6 +69,9 @@ export function createSinkTransport(deps: SinkTransportDeps) {
           'webhook-signature': signature,
         },
         body,
+        mode: 'deliver',
+        // Sinks are added by operators (four-eyes); their private destinations are OUTBOUND_ALLOW_PRIVATE's.
+        chosenBy: 'operator',
       });
       return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
     } catch (error) {

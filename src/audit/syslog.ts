@@ -149,7 +149,9 @@ export function createSyslogTransport(deps: SyslogTransportDeps): SendSyslog {
           rejectUnauthorized: true,
         })
       : net.connect({ host: parsed.host, port: parsed.port, lookup });
-    socket.setTimeout(deps.timeoutMs, () => socket.destroy(new Error('syslog receiver timed out')));
+    // A bound on the whole exchange, not on idleness: a receiver that trickles bytes back (each resets an
+    // idle timer) or never closes must not hold the forwarder's pass, which waits for its slowest sink.
+    const deadline = setTimeout(() => socket.destroy(new Error('syslog receiver timed out')), deps.timeoutMs);
     // events.once rejects on 'error' too: each is observed here, so none becomes an unhandled rejection.
     const quiet = <T>(p: Promise<T>) => {
       p.catch(() => {});
@@ -166,6 +168,7 @@ export function createSyslogTransport(deps: SyslogTransportDeps): SendSyslog {
       socket.end();
       await Promise.race([closed, failed]);
     } finally {
+      clearTimeout(deadline);
       socket.destroy();
     }
   };

@@ -73,14 +73,19 @@ export function createOutboxMailer(db: Database, from: string, folder: string | 
 }
 
 /**
- * Real delivery through the SMTP server in SMTP_URL (smtp:// with STARTTLS when offered, or smtps://).
+ * Real delivery through the SMTP server in SMTP_URL (smtp:// upgraded with STARTTLS, or smtps://).
+ * STARTTLS is required, not taken when offered: nodemailer's default goes on in plain text when the
+ * server's answer lacks STARTTLS, and an attacker on the path who strips that word from it reads the
+ * SMTP password and every reset link. A relay that cannot do TLS (one on loopback) is named explicitly
+ * with `?requireTLS=false`. Certificates are verified (Node's default; nodemailer leaves it on).
  * Timeouts far below nodemailer's defaults (2 minutes to connect, 10 of silence): a server that does not
  * answer must not hold the dispatcher's queue, or shutdown, for minutes. Query parameters in SMTP_URL
- * (`?connectionTimeout=…`) override them.
+ * (`?connectionTimeout=…`, `?requireTLS=false`) override them.
  */
 export function createSmtpMailer(url: string, from: string): Mailer {
   const transport = nodemailer.createTransport({
     url,
+    requireTLS: true,
     connectionTimeout: 10_000,
     greetingTimeout: 10_000,
     socketTimeout: 30_000,

@@ -136,6 +136,10 @@ describe('loadConfig: the production profile', () => {
     const tls = production({ TLS_CERT_FILE: '/etc/rampart/cert.pem', TLS_KEY_FILE: '/etc/rampart/key.pem' });
     delete (tls as Record<string, string>).TRUST_PROXY;
     expect(loadConfig(tls).tlsCertFile).toBe('/etc/rampart/cert.pem');
+    // A relay on this machine may go without TLS.
+    expect(
+      loadConfig(production({ SMTP_URL: 'smtp://127.0.0.1:25?requireTLS=false' })).smtpUrl,
+    ).toBeDefined();
     const embedded = production({ ALLOW_EMBEDDED_IN_PRODUCTION: 'true' });
     delete (embedded as Record<string, string>).DATABASE_URL;
     expect(loadConfig(embedded).databaseUrl).toBeUndefined();
@@ -150,9 +154,18 @@ describe('loadConfig: the production profile', () => {
     ['an http:// PUBLIC_URL', { PUBLIC_URL: 'http://rampart.example.com' }, 'PUBLIC_URL'],
     ['the embedded database', { DATABASE_URL: '' }, 'ALLOW_EMBEDDED_IN_PRODUCTION'],
     ['no SMTP server', { SMTP_URL: '' }, 'SMTP_URL'],
+    // Regression: SMTP_URL's query overrides the mailer's required STARTTLS and certificate checks.
+    ['SMTP without STARTTLS', { SMTP_URL: 'smtp://u:p@mail.internal:587?requireTLS=false' }, 'SMTP_URL'],
+    ['SMTP ignoring TLS', { SMTP_URL: 'smtp://u:p@mail.internal:587?ignoreTLS=true' }, 'SMTP_URL'],
+    [
+      'SMTP with certificates unchecked',
+      { SMTP_URL: 'smtps://u:p@mail.internal:465?tls.rejectUnauthorized=false' },
+      'SMTP_URL',
+    ],
   ])('refuses %s', (_what, env, name) => {
     const problems = problemsOf(production(env));
     expect(problems.join('\n')).toContain(name);
+    expect(problems.join('\n')).not.toContain('u:p@'); // SMTP_URL holds the password: never echoed
     expectEachNamesAVariable(problems);
   });
 

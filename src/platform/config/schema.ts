@@ -48,6 +48,7 @@ export const configSchema = Type.Object(
     rateLimitFailClosed: Type.Array(Type.String({ pattern: '^[a-z]+$' })),
     outboundAllowHosts: Type.Array(Type.String({ minLength: 1 })),
     outboundAllowPrivate: Type.Array(Type.String({ minLength: 1 })),
+    outboundTenantAllowPrivate: Type.Array(Type.String({ minLength: 1 })),
     outboundTimeoutMs: Type.Integer({ minimum: 100, maximum: 300_000 }),
     outboundMaxBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 }),
     outboundMaxRedirects: Type.Integer({ minimum: 0, maximum: 10 }),
@@ -149,7 +150,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   smtpUrl: {
     env: 'SMTP_URL',
-    doc: 'Outgoing mail server (smtp://user:pass@host:587 or smtps://...); unset = development outbox.',
+    doc: 'Outgoing mail server (smtp://user:pass@host:587, STARTTLS required, or smtps://...; `?requireTLS=false` for a relay without TLS); unset = development outbox.',
   },
   mailFrom: { env: 'MAIL_FROM', doc: 'Sender of outgoing mail.', default: 'Rampart <no-reply@localhost>' },
   redisUrl: {
@@ -194,7 +195,12 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   outboundAllowPrivate: {
     env: 'OUTBOUND_ALLOW_PRIVATE',
-    doc: 'CIDRs of private/loopback addresses outbound requests may reach anyway.',
+    doc: 'CIDRs of private/loopback addresses outbound requests may reach anyway (destinations operators chose).',
+    default: '(none)',
+  },
+  outboundTenantAllowPrivate: {
+    env: 'OUTBOUND_TENANT_ALLOW_PRIVATE',
+    doc: 'CIDRs of private/loopback addresses destinations tenants chose (alert webhooks) may reach; OUTBOUND_ALLOW_PRIVATE does not apply to them.',
     default: '(none)',
   },
   outboundTimeoutMs: { env: 'OUTBOUND_TIMEOUT_MS', doc: 'Outbound request time limit.', default: '10000' },

@@ -8,6 +8,11 @@ export interface OutboundPolicy {
   allowHosts: string[];
   /** CIDRs of otherwise forbidden addresses that may be reached anyway (an internal SIEM, say). */
   allowPrivate: string[];
+  /**
+   * The same for destinations a tenant chose (its alert webhook). Kept apart from `allowPrivate`: an
+   * operator admitting an internal SIEM must not open the internal network to every tenant admin.
+   */
+  tenantAllowPrivate: string[];
   timeoutMs: number;
   maxBytes: number;
   maxRedirects: number;
@@ -46,6 +51,13 @@ export interface OutboundRequest {
   headers?: Record<string, string>;
   body?: string | Buffer;
   signal?: AbortSignal;
+  /** `tenant`: a tenant chose this URL, so only `tenantAllowPrivate` admits a private address. */
+  chosenBy?: 'operator' | 'tenant';
+  /**
+   * `deliver`: a webhook delivery. A redirect is answered as it is (its 3xx status, a failure to the
+   * caller) instead of followed, and the answer's body is not kept (at most 64 KiB of it is read).
+   */
+  mode?: 'fetch' | 'deliver';
 }
 
 export interface OutboundResponse {
@@ -68,10 +80,18 @@ export interface OutboundClient {
    * to `net.connect`/`tls.connect` so the address checked is the address connected to.
    */
   socketGuard(purpose: string, host: string): { lookup: LookupFunction };
+  /**
+   * Why a URL would be refused before any DNS lookup (scheme, credentials, host allowlist, an address
+   * literal), or null: lets a setting be refused when it is made. Records nothing; names are judged
+   * only when a request resolves them.
+   */
+  precheck(url: string, chosenBy: 'operator' | 'tenant'): string | null;
   close(): Promise<void>;
 }
 
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
+/** What is read of a delivery's answer at most (then the connection is dropped): its status is all that counts. */
+const DELIVERY_ANSWER_BYTES = 64 * 1024;
 
 const systemResolve = async (hostname: string): Promise<ResolvedAddress[]> =>
   dnsLookup(hostname, { all: true, verbatim: true });
@@ -94,7 +114,10 @@ const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '').toLowerCase(
  * again, at most `maxRedirects`; the whole exchange is bounded in time and in response size.
  */
 export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps = {}): OutboundClient {
-  const allowPrivate: ParsedCidr[] = parseCidrs(policy.allowPrivate, 'OUTBOUND_ALLOW_PRIVATE');
+  const allowPrivateFor: Record<'operator' | 'tenant', ParsedCidr[]> = {
+    operator: parseCidrs(policy.allowPrivate, 'OUTBOUND_ALLOW_PRIVATE'),
+    tenant: parseCidrs(policy.tenantAllowPrivate, 'OUTBOUND_TENANT_ALLOW_PRIVATE'),
+  };
   const allowHosts = policy.allowHosts.map((h) => h.toLowerCase());
   const resolve = deps.resolve ?? systemResolve;
   const agents = new Map<string, Agent>();
@@ -104,7 +127,7 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     throw new OutboundRefusedError(refusal);
   };
 
-  function lookupFor(purpose: string): LookupFunction {
+  function lookupFor(purpose: string, allowPrivate: readonly ParsedCidr[]): LookupFunction {
     return (hostname, options, callback) => {
       resolve(hostname).then(
         (addresses) => {
@@ -126,36 +149,40 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     };
   }
 
-  const agentFor = (purpose: string): Agent => {
-    let agent = agents.get(purpose);
+  // One agent per purpose and chooser: its connections' lookup vets addresses against that chooser's list.
+  const agentFor = (purpose: string, chosenBy: 'operator' | 'tenant'): Agent => {
+    const key = `${chosenBy}:${purpose}`;
+    let agent = agents.get(key);
     if (!agent) {
       agent = new Agent({
-        connect: { lookup: lookupFor(purpose), timeout: policy.timeoutMs },
+        connect: { lookup: lookupFor(purpose, allowPrivateFor[chosenBy]), timeout: policy.timeoutMs },
         connections: 4,
       });
-      agents.set(purpose, agent);
+      agents.set(key, agent);
     }
     return agent;
   };
 
-  function checkUrl(purpose: string, raw: string): URL {
+  /** What is wrong with a URL before any lookup, or the parsed URL. */
+  function judgeUrl(raw: string, allowPrivate: readonly ParsedCidr[]) {
     let url: URL;
     try {
       url = new URL(raw);
     } catch {
-      return refuse({ purpose, host: '', reason: 'invalid_url' });
+      return { host: '', reason: 'invalid_url' };
     }
     const host = bare(url.hostname);
-    if (url.protocol !== 'https:' && url.protocol !== 'http:')
-      refuse({ purpose, host, reason: 'scheme_not_allowed' });
-    if (url.username || url.password) refuse({ purpose, host, reason: 'credentials_in_url' });
-    if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return { host, reason: 'scheme_not_allowed' };
+    if (url.username || url.password) return { host, reason: 'credentials_in_url' };
+    if (!hostAllowed(host, allowHosts)) return { host, reason: 'host_not_allowed' };
     // An address literal never goes through lookup: judge it here.
-    if (isIP(host)) {
-      const reason = forbiddenReason(host, allowPrivate);
-      if (reason) refuse({ purpose, host, reason, address: host });
-    }
-    return url;
+    const reason = isIP(host) ? forbiddenReason(host, allowPrivate) : null;
+    return reason ? { host, reason, address: host } : url;
+  }
+
+  function checkUrl(purpose: string, raw: string, allowPrivate: readonly ParsedCidr[]): URL {
+    const judged = judgeUrl(raw, allowPrivate);
+    return judged instanceof URL ? judged : refuse({ purpose, ...judged });
   }
 
   async function readCapped(purpose: string, host: string, body: AsyncIterable<Buffer>) {
@@ -178,7 +205,9 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     const signal = init.signal
       ? AbortSignal.any([init.signal, AbortSignal.timeout(policy.timeoutMs)])
       : AbortSignal.timeout(policy.timeoutMs);
-    let url = checkUrl(purpose, rawUrl);
+    const chosenBy = init.chosenBy ?? 'operator';
+    const delivery = init.mode === 'deliver';
+    let url = checkUrl(purpose, rawUrl, allowPrivateFor[chosenBy]);
     let method = init.method ?? 'GET';
     let body = init.body;
     let headers = { ...init.headers };
@@ -187,15 +216,27 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
         method,
         headers,
         body: body ?? null,
-        dispatcher: agentFor(purpose),
+        dispatcher: agentFor(purpose, chosenBy),
         signal,
       });
       const host = bare(url.hostname);
       const location = res.headers.location;
+      if (delivery) {
+        // A delivery never follows a redirect: a 301/302 would turn the POST into a GET whose 2xx counts
+        // as delivered, and a 307/308 would send the signed message to a destination nobody approved.
+        await res.body.dump({ limit: DELIVERY_ANSWER_BYTES }).catch(() => {});
+        return {
+          status: res.statusCode,
+          url: url.toString(),
+          headers: res.headers,
+          body: Buffer.alloc(0),
+          text: async () => '',
+        };
+      }
       if (redirectStatuses.has(res.statusCode) && typeof location === 'string') {
         await res.body.dump({ limit: 64 * 1024 });
         if (hop >= policy.maxRedirects) refuse({ purpose, host, reason: 'too_many_redirects' });
-        const next = checkUrl(purpose, new URL(location, url).toString());
+        const next = checkUrl(purpose, new URL(location, url).toString(), allowPrivateFor[chosenBy]);
         // Credentials are for the origin they were given to.
         if (next.origin !== url.origin)
           headers = Object.fromEntries(
@@ -245,15 +286,19 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     const host = bare(rawHost);
     if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
     if (isIP(host)) {
-      const reason = forbiddenReason(host, allowPrivate);
+      const reason = forbiddenReason(host, allowPrivateFor.operator);
       if (reason) refuse({ purpose, host, reason, address: host });
     }
-    return { lookup: lookupFor(purpose) };
+    return { lookup: lookupFor(purpose, allowPrivateFor.operator) };
   }
 
   return {
     request: guarded,
     socketGuard,
+    precheck(url, chosenBy) {
+      const judged = judgeUrl(url, allowPrivateFor[chosenBy]);
+      return judged instanceof URL ? null : judged.reason;
+    },
     fetchFor: (purpose) => (url, init) => guarded(purpose, url, init),
     async close() {
       await Promise.all([...agents.values()].map((agent) => agent.close()));

@@ -5,6 +5,7 @@ export function outboundPolicyFrom(config: Config): OutboundPolicy {
   return {
     allowHosts: config.outboundAllowHosts,
     allowPrivate: config.outboundAllowPrivate,
+    tenantAllowPrivate: config.outboundTenantAllowPrivate,
     timeoutMs: config.outboundTimeoutMs,
     maxBytes: config.outboundMaxBytes,
     maxRedirects: config.outboundMaxRedirects,
