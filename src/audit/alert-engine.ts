@@ -136,10 +136,13 @@ async function lockCursor(tx: Tx, tenantId: string | null): Promise<number> {
   return Number(rows[0]?.seq ?? 0);
 }
 
+/**
+ * A delivery as queued: the channel and the destination it was queued for. The delivery job sends it by
+ * the chain's settings at send time (alert-channels.ts), so no copy of the webhook secret is queued.
+ */
 export interface Delivery {
   channel: 'webhook' | 'email';
   destination: string;
-  secretSealed: string | null;
 }
 
 export interface EngineDeps {
@@ -196,28 +199,16 @@ async function raiseOrAdd(
 
 async function enqueueDeliveries(tx: Tx, alert: AlertView, deliveries: Delivery[], now: Date) {
   for (const d of deliveries) {
-    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, secret_sealed,
-        payload, enqueued_at, next_attempt_at)
-      VALUES (${alert.id}, ${d.channel}, ${d.destination}, ${alert.tenantId}, ${d.secretSealed},
+    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, payload,
+        enqueued_at, next_attempt_at)
+      VALUES (${alert.id}, ${d.channel}, ${d.destination}, ${alert.tenantId},
         ${JSON.stringify(alert)}::jsonb, ${now}, ${now})`.execute(tx);
   }
 }
 
 const deliveriesOf = (settings: SettingsRow | undefined): Delivery[] => [
-  ...(settings?.webhook_url
-    ? [
-        {
-          channel: 'webhook' as const,
-          destination: settings.webhook_url,
-          secretSealed: settings.webhook_secret_sealed,
-        },
-      ]
-    : []),
-  ...(settings?.emails ?? []).map((to) => ({
-    channel: 'email' as const,
-    destination: to,
-    secretSealed: null,
-  })),
+  ...(settings?.webhook_url ? [{ channel: 'webhook' as const, destination: settings.webhook_url }] : []),
+  ...(settings?.emails ?? []).map((to) => ({ channel: 'email' as const, destination: to })),
 ];
 
 const raisedByRule = new Map<string, number>();
