@@ -160,6 +160,12 @@ export interface EngineDeps {
 export const MAX_ALERT_KEYS = 200;
 
 /**
+ * `occurrences` saturates at the column's maximum (integer): an alert that has counted that many has made
+ * its point, and an overflow would fail the chain's evaluation on every run, silencing all its rules.
+ */
+export const MAX_OCCURRENCES = 2_147_483_647;
+
+/**
  * Raises a new alert for the match, or adds it to the alert it belongs to: one of the same rule whose
  * keys overlap, open, or acknowledged but still active. Returns the alert when it is new.
  */
@@ -182,7 +188,8 @@ async function raiseOrAdd(
         keys = (SELECT array_agg(k ORDER BY first) FROM (
           SELECT k, min(n) AS first FROM unnest(keys || ${sql.val(match.keys)}::text[]) WITH ORDINALITY AS u(k, n)
           GROUP BY k ORDER BY min(n) LIMIT ${MAX_ALERT_KEYS}) AS kept),
-        occurrences = occurrences + ${match.events.length}, last_event_id = ${last.id},
+        occurrences = least(occurrences::bigint + ${match.events.length}, ${MAX_OCCURRENCES}),
+        last_event_id = ${last.id},
         last_seen_at = ${now}, summary = ${match.summary}
       WHERE id = ${found.id}`.execute(tx);
     return null;
