@@ -152,6 +152,8 @@ describe(`alert deliveries follow the chain's current channels (${engineUnderTes
     expect(sent.webhooks.map((w) => w.url)).toEqual(['https://hooks.acme.test/alerts']);
     expect(result).toEqual({ delivered: 1, failed: 0, gaveUp: 0, dropped: 0 });
     const [hook] = sent.webhooks;
+    // Made for the tenant: the egress guard reports a refusal of it per tenant (protect.outbound.refused).
+    expect(hook).toMatchObject({ tenantId });
     const verified = new Webhook(secret as string).verify(hook?.body ?? '', hook?.headers ?? {}) as {
       data: { id: string };
     };

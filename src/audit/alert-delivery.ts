@@ -169,6 +169,7 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
       const res = await deps.send({
         url: route.url,
         method: 'POST',
+        ...(row.tenant_id ? { tenantId: row.tenant_id } : {}),
         headers: {
           'content-type': 'application/json',
           'webhook-id': alert.id,

@@ -16,6 +16,8 @@ export interface OutboundRequest {
   method: 'POST';
   headers: Record<string, string>;
   body: string;
+  /** The tenant whose settings chose the URL (an alert webhook): the egress guard reports refusals per tenant. */
+  tenantId?: string;
 }
 export type SendHttp = (request: OutboundRequest) => Promise<{ status: number }>;
 
