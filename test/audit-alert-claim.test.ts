@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertSecretPurpose, createAlertDelivery } from '../src/audit/alert-delivery.ts';
 import { inChain } from '../src/audit/store.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
+import { setAlertChannels } from './alert-helpers.ts';
 import { createTestDatabase, engineUnderTest, fakeClock, type TestDatabase } from './helpers.ts';
 
 const box = createSecretBox(deriveKey(Buffer.from('audit-alert-claim-test-root-key'), 'audit-alerts'));
@@ -26,6 +27,7 @@ afterAll(async () => {
 /** An alert with a webhook and a mail delivery, both due at `at`. */
 async function raise(tenantId: string, at: Date) {
   const id = randomUUID();
+  const url = `https://hooks.example.test/${id}`;
   const alert = {
     id,
     tenantId,
@@ -39,14 +41,18 @@ async function raise(tenantId: string, at: Date) {
         first_event_id, last_event_id, raised_at, last_seen_at)
       VALUES (${id}, ${tenantId}, 'signin.failures', 'medium', ARRAY['chain'], 'test', 'open', 1,
         ${randomUUID()}, ${randomUUID()}, ${at}, ${at})`.execute(tx);
-    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, secret_sealed,
-        payload, enqueued_at, next_attempt_at)
-      VALUES (${id}, 'webhook', ${`https://hooks.example.test/${id}`}, ${tenantId},
-          ${box.seal('whsec_dGVzdC1zZWNyZXQtMDEyMzQ1Njc4OQ==', alertSecretPurpose(tenantId))},
-          ${JSON.stringify(alert)}::jsonb, ${at}, ${at}),
-        (${id}, 'email', 'soc@example.test', ${tenantId}, NULL, ${JSON.stringify(alert)}::jsonb, ${at}, ${at})`.execute(
+    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, payload,
+        enqueued_at, next_attempt_at)
+      VALUES (${id}, 'webhook', ${url}, ${tenantId}, ${JSON.stringify(alert)}::jsonb, ${at}, ${at}),
+        (${id}, 'email', 'soc@example.test', ${tenantId}, ${JSON.stringify(alert)}::jsonb, ${at}, ${at})`.execute(
       tx,
     );
+  });
+  // Deliveries go to the chain's channels as set when they are sent: these are.
+  await setAlertChannels(t.db, tenantId, {
+    emails: ['soc@example.test'],
+    webhookUrl: url,
+    secretSealed: box.seal('whsec_dGVzdC1zZWNyZXQtMDEyMzQ1Njc4OQ==', alertSecretPurpose(tenantId)),
   });
 }
 
@@ -80,7 +86,7 @@ describe(`alert delivery claims (${engineUnderTest})`, () => {
     });
     for (let pass = 1; pass <= 3; pass++) {
       const result = await delivery.deliverDue();
-      expect(result).toEqual({ delivered: 0, failed: 5, gaveUp: 0 });
+      expect(result).toEqual({ delivered: 0, failed: 5, gaveUp: 0, dropped: 0 });
       expect(tries).toBe(5 * pass);
       const leased = await attempts();
       expect(leased).toHaveLength(40);

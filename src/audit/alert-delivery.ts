@@ -3,6 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import { type Clock, systemContext } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import { asTenantId, type Database, enterTenant, type SystemTx } from '../platform/db/index.ts';
+import { currentChannels, type Route, routeOf } from './alert-channels.ts';
 import type { AlertView } from './alert-engine.ts';
 import { recordAuditEvent } from './record.ts';
 import { backoffSeconds } from './sink-health.ts';
@@ -30,7 +31,6 @@ interface Claimed {
   channel: 'webhook' | 'email';
   destination: string;
   tenant_id: string | null;
-  secret_sealed: string | null;
   payload: string;
   attempts: number;
   enqueued_at: Date;
@@ -83,7 +83,9 @@ const whereRow = (row: Claimed) =>
  * any network call; a failure is retried with the SIEM forwarder's backoff. A webhook carries the alert
  * id as `webhook-id` (Standard Webhooks), so a receiver drops a repeat. Unlike SIEM forwarding, an alert
  * delivery gives up: one still failing `maxAgeMs` after it was first due is marked failed and audited
- * (an alert days late is no longer a page worth sending, and a queue of them would only grow).
+ * (an alert days late is no longer a page worth sending, and a queue of them would only grow). Each
+ * attempt goes to the chain's channels as they are set then (alert-channels.ts), never to where the
+ * delivery was queued: one whose channel was removed is dropped unsent and audited.
  */
 export function createAlertDelivery(deps: AlertDeliveryDeps) {
   const batch = deps.batch ?? 50;
@@ -105,7 +107,7 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
           attempts = d.attempts + 1
         FROM due
         WHERE d.alert_id = due.alert_id AND d.channel = due.channel AND d.destination = due.destination
-        RETURNING d.alert_id, d.channel, d.destination, d.tenant_id, d.secret_sealed, d.payload::text AS payload,
+        RETURNING d.alert_id, d.channel, d.destination, d.tenant_id, d.payload::text AS payload,
           d.attempts, d.enqueued_at`.execute(tx);
       return rows;
     });
@@ -114,7 +116,7 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
    * Marks a delivery failed for good, in one transaction with `audit.alert.delivery_failed` in the
    * alert's chain. Returns false when another node settled it meanwhile (its lease had run out).
    */
-  const giveUp = (row: Claimed, error: string, now: Date) =>
+  const giveUp = (row: Claimed, route: Route, error: string, now: Date) =>
     deps.db.withSystem(async (tx: Tx) => {
       const updated = await sql`UPDATE audit_alert_deliveries SET failed_at = ${now}, last_error = ${error}
         WHERE ${whereRow(row)} AND failed_at IS NULL`.execute(tx);
@@ -130,7 +132,7 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
         details: {
           channel: row.channel,
           // A webhook URL is audited with the settings already; mail addresses only ever as a count.
-          webhookUrl: row.channel === 'webhook' ? row.destination : null,
+          webhookUrl: route.channel === 'webhook' ? route.url : null,
           attempts: row.attempts,
           firstDueAt: new Date(row.enqueued_at).toISOString(),
           lastError: error,
@@ -139,23 +141,52 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
       return true;
     });
 
-  async function deliver(row: Claimed, now: Date): Promise<string | null> {
+  /**
+   * Drops a delivery whose channel the chain's settings no longer name, unsent, in one transaction with
+   * `audit.alert.delivery_dropped` in the alert's chain. False when another node settled it meanwhile.
+   */
+  const drop = (row: Claimed) =>
+    deps.db.withSystem(async (tx: Tx) => {
+      const deleted = await sql`DELETE FROM audit_alert_deliveries
+        WHERE ${whereRow(row)} AND failed_at IS NULL`.execute(tx);
+      if (deleted.numAffectedRows !== 1n) return false;
+      const chainTx =
+        row.tenant_id === null ? tx : await enterTenant<AuditTables>(tx, asTenantId(row.tenant_id));
+      await recordAuditEvent<AuditTables>(chainTx, deps.clock, context, {
+        tenantId: row.tenant_id,
+        action: 'audit.alert.delivery_dropped',
+        outcome: 'success',
+        target: { type: 'audit_alert', id: row.alert_id },
+        details: {
+          channel: row.channel,
+          reason: 'channel_removed',
+          // The URL it was queued for (audited with the settings already); a mail address never.
+          webhookUrl: row.channel === 'webhook' ? row.destination : null,
+          attempts: row.attempts,
+          firstDueAt: new Date(row.enqueued_at).toISOString(),
+        },
+      });
+      return true;
+    });
+
+  async function deliver(row: Claimed, route: Route, now: Date): Promise<string | null> {
     const alert = JSON.parse(row.payload) as AlertView;
-    if (row.channel === 'email') {
+    if (route.channel === 'email') {
       try {
-        await deps.sendMail({ to: row.destination, ...mailOf(alert) });
+        await deps.sendMail({ to: route.to, ...mailOf(alert) });
         return null;
       } catch (error) {
         return mailFailureText(error);
       }
     }
     try {
-      if (!row.secret_sealed) return 'no signing secret';
-      const secret = deps.box.open(row.secret_sealed, alertSecretPurpose(row.tenant_id));
+      if (!route.secretSealed) return 'no signing secret';
+      const secret = deps.box.open(route.secretSealed, alertSecretPurpose(row.tenant_id));
       const body = JSON.stringify({ type: 'audit.alert.raised', timestamp: now.toISOString(), data: alert });
       const res = await deps.send({
-        url: row.destination,
+        url: route.url,
         method: 'POST',
+        ...(row.tenant_id ? { tenantId: row.tenant_id } : {}),
         headers: {
           'content-type': 'application/json',
           'webhook-id': alert.id,
@@ -181,30 +212,39 @@ export function createAlertDelivery(deps: AlertDeliveryDeps) {
   };
 
   return {
-    async deliverDue(): Promise<{ delivered: number; failed: number; gaveUp: number }> {
+    async deliverDue(): Promise<{ delivered: number; failed: number; gaveUp: number; dropped: number }> {
       const now = deps.clock.now();
       const claimed = await claim(now);
-      if (claimed.length === 0) return { delivered: 0, failed: 0, gaveUp: 0 };
-      const outcomes = await Promise.all(
-        claimed.map(async (row) => ({ row, error: await deliver(row, now) })),
+      if (claimed.length === 0) return { delivered: 0, failed: 0, gaveUp: 0, dropped: 0 };
+      const channels = await currentChannels(
+        deps.db,
+        claimed.map((row) => row.tenant_id),
       );
-      const expired: { row: Claimed; error: string }[] = [];
+      const routed = claimed.map((row) => ({ row, route: routeOf(channels, row) }));
+      const outcomes = await Promise.all(
+        routed.flatMap(({ row, route }) =>
+          route ? [deliver(row, route, now).then((error) => ({ row, route, error }))] : [],
+        ),
+      );
+      const expired: { row: Claimed; route: Route; error: string }[] = [];
       await deps.db.withSystem(async (tx: Tx) => {
-        for (const { row, error } of outcomes) {
+        for (const { row, route, error } of outcomes) {
           const deadline = new Date(row.enqueued_at).getTime() + maxAgeMs;
           if (error === null) {
             await sql`DELETE FROM audit_alert_deliveries WHERE ${whereRow(row)}`.execute(tx);
           } else if (now.getTime() >= deadline) {
-            expired.push({ row, error });
+            expired.push({ row, route, error });
           } else {
             await retryLater(tx, row, error, now, deadline);
           }
         }
       });
       let gaveUp = 0;
-      for (const { row, error } of expired) if (await giveUp(row, error, now)) gaveUp += 1;
+      for (const { row, route, error } of expired) if (await giveUp(row, route, error, now)) gaveUp += 1;
+      let dropped = 0;
+      for (const { row, route } of routed) if (!route && (await drop(row))) dropped += 1;
       const delivered = outcomes.filter((o) => o.error === null).length;
-      return { delivered, failed: outcomes.length - delivered, gaveUp };
+      return { delivered, failed: outcomes.length - delivered, gaveUp, dropped };
     },
   };
 }

@@ -136,10 +136,13 @@ async function lockCursor(tx: Tx, tenantId: string | null): Promise<number> {
   return Number(rows[0]?.seq ?? 0);
 }
 
+/**
+ * A delivery as queued: the channel and the destination it was queued for. The delivery job sends it by
+ * the chain's settings at send time (alert-channels.ts), so no copy of the webhook secret is queued.
+ */
 export interface Delivery {
   channel: 'webhook' | 'email';
   destination: string;
-  secretSealed: string | null;
 }
 
 export interface EngineDeps {
@@ -155,6 +158,12 @@ export interface EngineDeps {
  * and its overlap test stay small under a credential-stuffing run.
  */
 export const MAX_ALERT_KEYS = 200;
+
+/**
+ * `occurrences` saturates at the column's maximum (integer): an alert that has counted that many has made
+ * its point, and an overflow would fail the chain's evaluation on every run, silencing all its rules.
+ */
+export const MAX_OCCURRENCES = 2_147_483_647;
 
 /**
  * Raises a new alert for the match, or adds it to the alert it belongs to: one of the same rule whose
@@ -179,7 +188,8 @@ async function raiseOrAdd(
         keys = (SELECT array_agg(k ORDER BY first) FROM (
           SELECT k, min(n) AS first FROM unnest(keys || ${sql.val(match.keys)}::text[]) WITH ORDINALITY AS u(k, n)
           GROUP BY k ORDER BY min(n) LIMIT ${MAX_ALERT_KEYS}) AS kept),
-        occurrences = occurrences + ${match.events.length}, last_event_id = ${last.id},
+        occurrences = least(occurrences::bigint + ${match.events.length}, ${MAX_OCCURRENCES}),
+        last_event_id = ${last.id},
         last_seen_at = ${now}, summary = ${match.summary}
       WHERE id = ${found.id}`.execute(tx);
     return null;
@@ -196,28 +206,16 @@ async function raiseOrAdd(
 
 async function enqueueDeliveries(tx: Tx, alert: AlertView, deliveries: Delivery[], now: Date) {
   for (const d of deliveries) {
-    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, secret_sealed,
-        payload, enqueued_at, next_attempt_at)
-      VALUES (${alert.id}, ${d.channel}, ${d.destination}, ${alert.tenantId}, ${d.secretSealed},
+    await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, payload,
+        enqueued_at, next_attempt_at)
+      VALUES (${alert.id}, ${d.channel}, ${d.destination}, ${alert.tenantId},
         ${JSON.stringify(alert)}::jsonb, ${now}, ${now})`.execute(tx);
   }
 }
 
 const deliveriesOf = (settings: SettingsRow | undefined): Delivery[] => [
-  ...(settings?.webhook_url
-    ? [
-        {
-          channel: 'webhook' as const,
-          destination: settings.webhook_url,
-          secretSealed: settings.webhook_secret_sealed,
-        },
-      ]
-    : []),
-  ...(settings?.emails ?? []).map((to) => ({
-    channel: 'email' as const,
-    destination: to,
-    secretSealed: null,
-  })),
+  ...(settings?.webhook_url ? [{ channel: 'webhook' as const, destination: settings.webhook_url }] : []),
+  ...(settings?.emails ?? []).map((to) => ({ channel: 'email' as const, destination: to })),
 ];
 
 const raisedByRule = new Map<string, number>();

@@ -255,11 +255,15 @@ function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
     };
   }
   if (rules['protect.incident'].enabled && e.action === 'protect.outbound.refused') {
+    // A tenant's refusals are one incident per tenant (its admin chose the URL, and every redirect may
+    // name a new host): keyed by host they would page the platform once per hostname.
+    const tenant = typeof e.details.tenant === 'string' ? e.details.tenant : null;
+    const about = tenant ? `tenant:${tenant}` : String(e.details.host);
     return {
       rule: 'protect.incident',
-      keys: [`outbound:${String(e.details.purpose)}:${String(e.details.host)}`],
+      keys: [`outbound:${String(e.details.purpose)}:${about}`],
       events: [e],
-      summary: `Outbound ${String(e.details.purpose)} request to ${String(e.details.host)} refused (${String(e.details.reason)}).`,
+      summary: `Outbound ${String(e.details.purpose)} request${tenant ? ` for tenant ${tenant}` : ''} to ${String(e.details.host)} refused (${String(e.details.reason)}).`,
     };
   }
   if (rules['protect.incident'].enabled && e.action === 'audit.sink.overflowed') {

@@ -135,6 +135,8 @@ defineAuditActions('audit', {
   'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',
   'audit.alert.delivery_failed':
     'An alert delivery (webhook or mail) still failed at its maximum age and is no longer attempted',
+  'audit.alert.delivery_dropped':
+    "An alert delivery was dropped unsent: its channel is no longer in the chain's alert settings",
   'audit.alert_settings.updated': 'Anomaly rule thresholds, working hours or alert channels changed',
 });
 defineAuditActions('protect', {

@@ -146,9 +146,10 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
   });
   every('alert delivery', deps.alertEveryMs, async () => {
     for (;;) {
-      const { delivered, failed, gaveUp } = await deps.alertDelivery.deliverDue();
+      const { delivered, failed, gaveUp, dropped } = await deps.alertDelivery.deliverDue();
       if (gaveUp > 0) app.log.warn({ gaveUp }, 'alert deliveries given up at their maximum age (audited)');
-      if (delivered + failed < 50) return;
+      if (dropped > 0) app.log.info({ dropped }, 'alert deliveries dropped: channel removed (audited)');
+      if (delivered + failed + dropped < 50) return;
     }
   });
   registerMetrics(app, deps.db, deps.forwarder, deps.clock);

@@ -23,6 +23,8 @@ export interface OutboundRequest {
   mode: 'deliver';
   /** Who chose the URL: a tenant's destination may not reach what OUTBOUND_ALLOW_PRIVATE opens to operators. */
   chosenBy: 'operator' | 'tenant';
+  /** The tenant whose settings chose the URL (an alert webhook): the egress guard reports refusals per tenant. */
+  tenantId?: string;
 }
 export type SendHttp = (request: OutboundRequest) => Promise<{ status: number }>;
 

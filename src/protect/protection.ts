@@ -4,6 +4,7 @@ import type { Config } from '../platform/config/index.ts';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
 import { openRedis, type Redis } from '../platform/redis.ts';
+import { createAuditSampler } from './audit-sampler.ts';
 import {
   createOutboundClient,
   type OutboundClient,
@@ -70,6 +71,10 @@ export interface Protection {
 
 /** How often one node writes "the counter store is unreachable" to the audit trail per route class. */
 const AUDIT_EVERY_MS = 60_000;
+/** How often one node samples a refused request from one address into the trail. */
+const BLOCKED_EVERY_MS = 600_000;
+/** The most sampling keys a node remembers (hosts, addresses): about a megabyte at most. */
+const MAX_SAMPLED_KEYS = 10_000;
 
 /**
  * Builds the shared protections from the configuration: the rate limiters on the chosen store (opening
@@ -87,14 +92,9 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
 
   let storeErrors: Counter<'store' | 'class'> | null = null;
   let outboundRefused: Counter<'purpose' | 'reason'> | null = null;
-  const lastAudit = new Map<string, number>();
+  const sampled = createAuditSampler(clock, { maxKeys: MAX_SAMPLED_KEYS, maxWindowMs: BLOCKED_EVERY_MS });
   /** At most one audit event per key and minute per node: a failing dependency must not flood the trail. */
-  const due = (key: string) => {
-    const now = clock.now().getTime();
-    if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < AUDIT_EVERY_MS) return false;
-    lastAudit.set(key, now);
-    return true;
-  };
+  const due = (key: string) => sampled.admit(key, AUDIT_EVERY_MS);
   // Events written in the background (a request does not wait for them); the flush and close wait for
   // them first, so the counts land after the samples they include and nothing is cut off at shutdown.
   const writing = new Set<Promise<void>>();
@@ -129,12 +129,17 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
   const onRefused = (refusal: OutboundRefusal) => {
     outboundRefused?.inc({ purpose: refusal.purpose, reason: refusal.reason });
     log.warn(refusal, 'outbound request refused');
-    if (!due(`outbound:${refusal.purpose}:${refusal.host}:${refusal.reason}`)) return;
+    // A request made for a tenant (its alert webhook) is sampled per tenant, not per host: its admin
+    // chooses the URL, and a redirect can name a new host on every attempt. One event a minute per
+    // tenant, purpose and reason; the rest are logged and counted.
+    const about = refusal.tenantId ? `tenant:${refusal.tenantId}` : `host:${refusal.host}`;
+    if (!due(`outbound:${refusal.purpose}:${about}:${refusal.reason}`)) return;
     void auditSystem('protect.outbound.refused', {
       purpose: refusal.purpose,
       host: refusal.host,
       reason: refusal.reason,
       ...(refusal.address ? { address: refusal.address } : {}),
+      ...(refusal.tenantId ? { tenant: refusal.tenantId } : {}),
     });
   };
   const outbound = createOutboundClient(outboundPolicyFrom(config), {
@@ -184,9 +189,7 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     const now = clock.now().getTime();
     if (now - blockedWindow.start >= 60_000) blockedWindow = { start: now, audited: 0 };
     if (blockedWindow.audited >= 30) return;
-    const key = `blocked:${address}`;
-    if (now - (lastAudit.get(key) ?? Number.NEGATIVE_INFINITY) < 600_000) return;
-    lastAudit.set(key, now);
+    if (!sampled.admit(`blocked:${address}`, BLOCKED_EVERY_MS)) return;
     blockedWindow.audited += 1;
     void auditSystem(action, { address, ...details });
   };

@@ -30,12 +30,14 @@ export interface OutboundRefusal {
   reason: string;
   /** The resolved address that was refused, when the reason is the address. */
   address?: string;
+  /** The tenant the request was made for (its alert webhook), when it was made for one. */
+  tenantId?: string;
 }
 
 export interface OutboundDeps {
   /** DNS resolution (tests inject one); default: the system resolver, all addresses. */
   resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
-  /** Called once per refusal: the Protect capability audits and counts it. */
+  /** Called once per refused request or socket: the Protect capability audits and counts it. */
   onRefused?: (refusal: OutboundRefusal) => void;
 }
 
@@ -58,6 +60,11 @@ export interface OutboundRequest {
    * caller) instead of followed, and the answer's body is not kept (at most 64 KiB of it is read).
    */
   mode?: 'fetch' | 'deliver';
+  /**
+   * The tenant whose settings chose this URL (a tenant's alert webhook): carried into the refusal, so
+   * refusals are told apart, and de-duplicated, per tenant rather than per host a tenant can vary.
+   */
+  tenantId?: string;
 }
 
 export interface OutboundResponse {
@@ -122,8 +129,10 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
   const resolve = deps.resolve ?? systemResolve;
   const agents = new Map<string, Agent>();
 
+  // A refusal is reported where the request (or socket) is known: guarded() for HTTP, with the tenant it
+  // was made for, and socketGuard() for raw connections. The agent's lookup is shared by every request of
+  // its purpose, so it only refuses.
   const refuse = (refusal: OutboundRefusal): never => {
-    deps.onRefused?.(refusal);
     throw new OutboundRefusedError(refusal);
   };
 
@@ -137,7 +146,6 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
           for (const { address } of addresses) {
             const reason = forbiddenReason(address, allowPrivate);
             if (!reason) continue;
-            deps.onRefused?.({ purpose, host: hostname, reason, address });
             return callback(new OutboundRefusedError({ purpose, host: hostname, reason, address }), '', 0);
           }
           if (options.all)
@@ -268,28 +276,53 @@ export function createOutboundClient(policy: OutboundPolicy, deps: OutboundDeps 
     }
   }
 
-  /** undici reports a refused lookup as the connection's error, sometimes wrapped: surface the refusal. */
+  /**
+   * undici reports a refused lookup as the connection's error, sometimes wrapped: surface the refusal,
+   * and report it once, with the tenant the request was made for.
+   */
   async function guarded(purpose: string, url: string, init?: OutboundRequest): Promise<OutboundResponse> {
     try {
       return await send(purpose, url, init);
     } catch (error) {
       let cause: unknown = error;
       for (let depth = 0; cause && depth < 5; depth++) {
-        if (cause instanceof OutboundRefusedError) throw cause;
+        if (cause instanceof OutboundRefusedError) {
+          deps.onRefused?.(init?.tenantId ? { ...cause.refusal, tenantId: init.tenantId } : cause.refusal);
+          throw cause;
+        }
         cause = (cause as { cause?: unknown }).cause;
       }
       throw error;
     }
   }
 
+  /** Reports a refusal of a raw connection (its checks now, or its lookup later) and passes it on. */
+  const reported = <R>(check: () => R): R => {
+    try {
+      return check();
+    } catch (error) {
+      if (error instanceof OutboundRefusedError) deps.onRefused?.(error.refusal);
+      throw error;
+    }
+  };
+
   function socketGuard(purpose: string, rawHost: string): { lookup: LookupFunction } {
     const host = bare(rawHost);
-    if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
-    if (isIP(host)) {
-      const reason = forbiddenReason(host, allowPrivateFor.operator);
-      if (reason) refuse({ purpose, host, reason, address: host });
-    }
-    return { lookup: lookupFor(purpose, allowPrivateFor.operator) };
+    reported(() => {
+      if (!hostAllowed(host, allowHosts)) refuse({ purpose, host, reason: 'host_not_allowed' });
+      if (isIP(host)) {
+        const reason = forbiddenReason(host, allowPrivateFor.operator);
+        if (reason) refuse({ purpose, host, reason, address: host });
+      }
+    });
+    const lookup = lookupFor(purpose, allowPrivateFor.operator);
+    return {
+      lookup: (hostname, options, callback) =>
+        lookup(hostname, options, ((error: Error | null, ...rest: unknown[]) => {
+          if (error instanceof OutboundRefusedError) deps.onRefused?.(error.refusal);
+          (callback as (error: Error | null, ...rest: unknown[]) => void)(error, ...rest);
+        }) as typeof callback),
+    };
   }
 
   return {
