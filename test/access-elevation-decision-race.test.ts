@@ -6,7 +6,8 @@
  *   circle, PostgreSQL broke the deadlock by rolling one back, and the decision (or the settings
  *   change's claim) answered 503;
  * - the `approver` shown on a pending request was the tenant's approver mode when it was asked for,
- *   not the one a decision uses (the mode now).
+ *   not the one a decision uses (the mode now); and its `approvalsNeeded` the role's threshold then, not
+ *   the higher of that and the threshold now, which a decision needs.
  * The race is made certain on PostgreSQL (PGlite runs one transaction at a time: there the requests
  * simply run one after the other, and the same outcomes must hold).
  */
@@ -146,20 +147,24 @@ describe('an elevation decision racing an approved change of who approves and a 
   });
 });
 
+/** The request as the tenant's list and the operators' platform list show it. */
+function listed(id: string, op: { headers: { authorization: string } }) {
+  const find = (list: { id: string }[]) => list.find((e) => e.id === id);
+  return {
+    tenantList: async () =>
+      find((await t.app.inject({ url: api('/access/elevations'), headers: ana.headers })).json()),
+    platformList: async () =>
+      find((await t.app.inject({ url: '/api/v1/access/elevations', headers: op.headers })).json()),
+  };
+}
+
 describe('the approver shown on a pending elevation request', () => {
   it('is the mode a decision uses now, in both lists (was: the mode when it was asked for)', async () => {
     await setSettings({ elevationApprover: 'tenant', elevationThresholds: {} });
     const { id, op } = await askElevation('helper');
-    const tenantList = async () =>
-      (await t.app.inject({ url: api('/access/elevations'), headers: ana.headers }))
-        .json()
-        .find((e: { id: string }) => e.id === id);
-    const platformList = async () =>
-      (await t.app.inject({ url: '/api/v1/access/elevations', headers: op.headers }))
-        .json()
-        .find((e: { id: string }) => e.id === id);
-    expect((await tenantList()).approver).toBe('tenant');
-    expect((await platformList()).approver).toBe('tenant');
+    const { tenantList, platformList } = listed(id, op);
+    expect(await tenantList()).toMatchObject({ approver: 'tenant' });
+    expect(await platformList()).toMatchObject({ approver: 'tenant' });
 
     await setSettings({ elevationApprover: 'operator' });
     expect(await tenantList()).toMatchObject({ status: 'pending', approver: 'operator' });
@@ -169,8 +174,45 @@ describe('the approver shown on a pending elevation request', () => {
     expect(refused.json().code, refused.body).toBe('wrong_approver');
 
     await setSettings({ elevationApprover: 'tenant' });
-    expect((await tenantList()).approver).toBe('tenant');
-    expect((await platformList()).approver).toBe('tenant');
+    expect(await tenantList()).toMatchObject({ approver: 'tenant' });
+    expect(await platformList()).toMatchObject({ approver: 'tenant' });
     await setSettings({ elevationApprover: 'operator' });
+  });
+});
+
+describe('the approvals a pending elevation request shows it needs', () => {
+  it('are what a decision needs now, in both lists and the answers (was: the threshold when asked)', async () => {
+    const [bo, cy, di] = admins as [Person, Person, Person];
+    await setSettings({ elevationApprover: 'tenant', elevationThresholds: { helper: 2 } });
+    const { id, op } = await askElevation('helper');
+    const { tenantList, platformList } = listed(id, op);
+    const shows = async (approvalsNeeded: number, status = 'pending') => {
+      expect(await tenantList()).toMatchObject({ status, approvalsNeeded });
+      expect(await platformList()).toMatchObject({ status, approvalsNeeded });
+    };
+    await shows(2);
+
+    // A threshold raised since the request applies to it; one lowered since does not.
+    await setSettings({ elevationThresholds: { helper: 3 } });
+    await shows(3);
+    await setSettings({ elevationThresholds: { helper: 1 } });
+    await shows(2);
+    await setSettings({ elevationThresholds: { helper: 4 } });
+    await shows(4);
+    const first = await post(bo, `/access/elevations/${id}/approve`);
+    expect(first.json(), first.body).toMatchObject({ status: 'pending', approvals: 1, approvalsNeeded: 4 });
+    // And the number shown is the number a decision uses: 2 more approvals leave it pending at 3 of 4.
+    await setSettings({ elevationThresholds: { helper: 2 } });
+    await shows(4);
+    const second = await post(cy, `/access/elevations/${id}/approve`);
+    expect(second.json(), second.body).toMatchObject({ status: 'pending', approvals: 2, approvalsNeeded: 4 });
+
+    // A request no longer pending keeps the number recorded on it.
+    await setSettings({ elevationThresholds: { helper: 5 } });
+    await shows(5);
+    const rejected = await post(di, `/access/elevations/${id}/reject`);
+    expect(rejected.json(), rejected.body).toMatchObject({ status: 'rejected', approvalsNeeded: 4 });
+    await shows(4, 'rejected');
+    await setSettings({ elevationApprover: 'operator', elevationThresholds: {} });
   });
 });

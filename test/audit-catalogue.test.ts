@@ -29,7 +29,7 @@ describe('the audit action catalogue', () => {
     for (const file of sourceFiles(new URL('../src', import.meta.url).pathname)) {
       // The four-eyes list and its wiring name critical actions (`tenancy.tenant.delete`), not audit actions.
       if (
-        ['/access/critical.ts', '/access/actions.ts', '/access/platform-actions.ts'].some((f) =>
+        ['/access/critical.ts', '/access/audit-trail-actions.ts', '/access/platform-actions.ts'].some((f) =>
           file.endsWith(f),
         )
       ) {

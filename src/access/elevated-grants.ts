@@ -13,7 +13,7 @@ import type { RoleService } from './roles.ts';
  * only a person of the tenant decides it: access that outlives the elevation is the tenant's to give.
  */
 export const ELEVATED_GRANT = 'access.elevated-grant';
-/** The gate on enabling a user (`config.fourEyes`, actions.ts): an elevated operator's enable, or one giving back administrator powers. */
+/** The gate on enabling a user (`config.fourEyes`, admin-grant-actions.ts): an elevated operator's enable, or one giving back administrator powers. */
 export const ENABLE_GATE = 'identity.enable';
 
 /** How lasting access is given: a role granted, permissions added to a role, a user invited or enabled. */

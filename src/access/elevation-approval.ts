@@ -13,7 +13,7 @@ import {
   refuseApprover,
   refuseWrongApprover,
 } from './elevation-approver.ts';
-import { currentRolePermissions, samePermissions, thresholdFor } from './elevation-rules.ts';
+import { approvalsNeededNow, currentRolePermissions, samePermissions } from './elevation-rules.ts';
 import { type ElevationView, type Row, toView } from './elevation-view.ts';
 import { accessError } from './errors.ts';
 import type { LockedHoldings } from './locked-holdings.ts';
@@ -106,8 +106,7 @@ export async function approveElevation(
   const settings = await loadAccessSettings(tx, deps.critical, 'share');
   refuseWrongApprover(settings, actor);
   const expected = expectedApprover(settings);
-  // A threshold raised since the request applies; one lowered since does not.
-  const needed = Math.max(row.approvals_needed, thresholdFor(settings, row.role_key));
+  const needed = approvalsNeededNow(row, settings);
   const selfStanding = standing(self);
   if (actor.type === 'user' && 'held' in selfStanding) {
     // The operator deciding was authenticated just now; a tenant user gives at most what they hold.
@@ -160,5 +159,5 @@ export async function approveElevation(
     target: { type: 'elevation', id: row.id },
     details: { operatorId: row.operator_id, role: row.role_key, approvals, needed },
   });
-  return toView(updated, approvals, now, settings.elevationApprover);
+  return toView(updated, approvals, now, settings);
 }

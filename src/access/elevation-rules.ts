@@ -12,6 +12,15 @@ export const pendingMinutes = (settings: AccessSettings) =>
 export const thresholdFor = (settings: AccessSettings, roleKey: string) =>
   Math.min(5, Math.max(1, settings.elevationThresholds[roleKey] ?? 1));
 
+/**
+ * Approvals a pending request needs under these settings: the higher of the number recorded on it and its
+ * role's threshold now (a threshold raised since the request applies; one lowered since does not).
+ */
+export const approvalsNeededNow = (
+  row: { approvals_needed: number; role_key: string },
+  settings: AccessSettings,
+) => Math.max(row.approvals_needed, thresholdFor(settings, row.role_key));
+
 /** The permissions a role gives in the transaction's tenant now, or null when there is no such role. */
 export async function currentRolePermissions(tx: Tx, roleKey: string): Promise<string[] | null> {
   if (isBuiltinRole(roleKey)) return builtinRoles[roleKey].permissions();

@@ -1,3 +1,5 @@
+import { approvalsNeededNow } from './elevation-rules.ts';
+import type { AccessSettings } from './settings.ts';
 import type { AccessElevationsTable } from './tables.ts';
 
 /** How an operator's credential was obtained (see identity's OperatorCredential). */
@@ -36,17 +38,26 @@ export interface ElevationView {
 export type Row = { id: string } & Omit<AccessElevationsTable, 'id'>;
 
 /**
- * `approverNow`: the tenant's `elevationApprover` as it is now. A pending request shows it, because a
- * decision reads the mode at the decision, not the one the request was asked under (review: a request
- * showed the old mode after a change, and its approvers were refused as `wrong_approver`); any other
- * keeps the mode recorded when it was asked for.
+ * `settingsNow`: the tenant's access settings as they are now (null where they were not read: a request
+ * just ended). A pending request shows what a decision would read from them (elevation-approval.ts):
+ * who decides it (`elevationApprover`), and how many approvals it needs (the higher of the number
+ * recorded when it was asked for and its role's threshold now). Review: a request showed the old mode
+ * after a change, and its approvers were refused as `wrong_approver`; and it showed the threshold at the
+ * time of asking after the threshold was raised, one approval short of what a decision needed. Any other
+ * keeps what was recorded.
  */
-export function toView(row: Row, approvals: number, now: Date, approverNow: Row['approver']): ElevationView {
+export function toView(
+  row: Row,
+  approvals: number,
+  now: Date,
+  settingsNow: AccessSettings | null,
+): ElevationView {
   // Expiry is read from the clock, never written by a job: of a grant, and of a request left undecided.
   const expired =
     (row.status === 'active' && row.expires_at !== null && row.expires_at <= now) ||
     (row.status === 'pending' && row.decide_by <= now);
   const status = expired ? 'expired' : row.status;
+  const pendingNow = status === 'pending' ? settingsNow : null;
   return {
     id: row.id,
     tenantId: row.tenant_id,
@@ -55,9 +66,9 @@ export function toView(row: Row, approvals: number, now: Date, approverNow: Row[
     permissions: row.permissions,
     reason: row.reason,
     durationMinutes: row.duration_minutes,
-    approvalsNeeded: row.approvals_needed,
+    approvalsNeeded: pendingNow ? approvalsNeededNow(row, pendingNow) : row.approvals_needed,
     approvals,
-    approver: status === 'pending' ? approverNow : row.approver,
+    approver: pendingNow ? pendingNow.elevationApprover : row.approver,
     status,
     requestedAt: row.requested_at.toISOString(),
     decideBy: row.decide_by.toISOString(),

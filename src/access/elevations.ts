@@ -17,7 +17,7 @@ import {
   toView,
 } from './elevation-view.ts';
 import { accessError } from './errors.ts';
-import { loadAccessSettings } from './settings.ts';
+import { type AccessSettings, loadAccessSettings } from './settings.ts';
 import { type AccessTables, inTenant, type Tx } from './tables.ts';
 
 interface ElevationDeps extends ApprovalDeps {
@@ -61,8 +61,8 @@ export function createElevationService(deps: ElevationDeps) {
       target: { type: 'elevation', id: row.id },
       details: { operatorId: row.operator_id, role: row.role_key },
     });
-    // Ended: the view keeps the mode it was asked under.
-    return toView(updated, await approvalsOf(tx, row.id), now, row.approver);
+    // Ended: the view keeps what was recorded.
+    return toView(updated, await approvalsOf(tx, row.id), now, null);
   }
 
   /** The tenant of an elevation, read in the platform view (operators act across tenants). */
@@ -140,7 +140,7 @@ export function createElevationService(deps: ElevationDeps) {
             reason: input.reason,
           },
         });
-        return toView(row, 0, now, settings.elevationApprover);
+        return toView(row, 0, now, settings);
       });
       return view;
     },
@@ -163,14 +163,14 @@ export function createElevationService(deps: ElevationDeps) {
           return { rows, byId: new Map(counts.map((c) => [c.elevation_id, Number(c.n)])) };
         },
       );
-      // A pending request shows who decides it now: its tenant's mode, read in that tenant (the
-      // settings are tenant rows, which the platform view does not see).
+      // A pending request shows who decides it now and how many approvals that needs: its tenant's
+      // settings, read in that tenant (the settings are tenant rows, which the platform view does not see).
       const now = clock.now();
-      const modes = new Map<string, Row['approver']>();
+      const settings = new Map<string, AccessSettings>();
       for (const tenantId of new Set(rows.filter((r) => r.status === 'pending').map((r) => r.tenant_id))) {
-        modes.set(tenantId, (await settingsOf(tenantId)).elevationApprover);
+        settings.set(tenantId, await settingsOf(tenantId));
       }
-      return rows.map((r) => toView(r, byId.get(r.id) ?? 0, now, modes.get(r.tenant_id) ?? r.approver));
+      return rows.map((r) => toView(r, byId.get(r.id) ?? 0, now, settings.get(r.tenant_id) ?? null));
     },
 
     listForTenant: (tenantId: string) =>
@@ -181,9 +181,9 @@ export function createElevationService(deps: ElevationDeps) {
           .orderBy('requested_at', 'desc')
           .limit(200)
           .execute();
-        const { elevationApprover } = await loadAccessSettings(tx, critical);
+        const settings = await loadAccessSettings(tx, critical);
         return Promise.all(
-          rows.map(async (r) => toView(r, await approvalsOf(tx, r.id), clock.now(), elevationApprover)),
+          rows.map(async (r) => toView(r, await approvalsOf(tx, r.id), clock.now(), settings)),
         );
       }),
 

@@ -45,7 +45,7 @@ export async function loadAccessSettings(
   };
 }
 
-/** The four-eyes action of weakening these settings (`access.four-eyes.reduce`, wired in actions.ts). */
+/** The four-eyes action of weakening these settings (`access.four-eyes.reduce`, wired in settings-actions.ts). */
 export const REDUCE_FOUR_EYES = 'access.four-eyes.reduce';
 
 /**

@@ -31,3 +31,14 @@ export const identityError = defineErrors({
   throttled: { status: 429, title: 'Too many attempts' },
   csrf_failed: { status: 403, title: 'Missing or wrong CSRF token' },
 });
+
+/** Refusals of operator administration (operator-admin.ts and its parts). */
+export const operatorAdminError = defineErrors({
+  operator_not_found: { status: 404, title: 'Operator not found' },
+  token_not_found: { status: 404, title: 'Token not found' },
+  cannot_disable_self: { status: 409, title: 'You cannot disable yourself' },
+  last_operator: { status: 409, title: 'The last active operator cannot be disabled' },
+  operator_already_disabled: { status: 409, title: 'Operator already disabled' },
+  operator_not_disabled: { status: 409, title: 'Operator is not disabled' },
+  approval_required: { status: 403, title: 'This needs another operator\u2019s approval first' },
+});

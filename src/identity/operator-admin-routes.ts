@@ -4,7 +4,8 @@ import type { FastifyRequest } from 'fastify';
 import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { responses, strictObject, Text, Timestamp, Uuid } from '../platform/http/schemas.ts';
-import { type OperatorAdmin, operatorAdminError } from './operator-admin.ts';
+import { operatorAdminError } from './errors.ts';
+import type { OperatorAdmin } from './operator-admin.ts';
 
 const ApprovalRequired = strictObject({
   status: Type.Literal('approval_required'),
