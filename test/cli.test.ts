@@ -104,6 +104,21 @@ describe('config check', () => {
     for (const url of [env.DATABASE_URL, env.DATABASE_OWNER_URL]) if (url) expect(out).not.toContain(url);
   });
 
+  // Review: REDIS_URL (and feed URLs with keys) were printed whole, password included.
+  it('masks the credentials and query values of URL settings', async () => {
+    const { code, out } = await rampart(['config', 'check'], {
+      REDIS_URL: 'redis://:redis-pass-42@127.0.0.1:6390/0',
+      BREACHED_RANGE_URL: 'https://user:range-pass-7@api.pwnedpasswords.test/range/',
+      IP_BLOCKLISTS: 'https://feeds.example.test/list.txt?key=feed-key-99',
+    });
+    expect(code).toBe(0);
+    for (const secret of ['redis-pass-42', 'range-pass-7', 'feed-key-99', 'user:']) {
+      expect(out).not.toContain(secret);
+    }
+    expect(out).toContain('REDIS_URL="redis://:(masked)@127.0.0.1:6390/0"');
+    expect(out).toContain('feeds.example.test/list.txt?key=%28masked%29');
+  });
+
   it('exits 2 on invalid configuration, naming the variable', async () => {
     const { code, err } = await rampart(['config', 'check'], { PORT: 'eighty' });
     expect(code).toBe(2);

@@ -35,6 +35,26 @@ export interface CliIo {
 
 const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl', 'smtpUrl']);
 
+/**
+ * A setting's value with what a URL may carry of a secret masked: its user and password (a Redis or
+ * proxy URL's credentials) and its query values (an API key of a block-list feed), in a string or in
+ * a list of them. Whatever does not parse as a URL with a scheme is shown as it is.
+ */
+export function withoutUrlSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutUrlSecrets);
+  if (typeof value !== 'string' || !/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return value;
+  }
+  if (url.username) url.username = '(masked)';
+  if (url.password) url.password = '(masked)';
+  for (const key of [...url.searchParams.keys()]) url.searchParams.set(key, '(masked)');
+  return url.toString();
+}
+
 const cliContext = (): ActionContext => ({
   actor: { type: 'system', id: `cli:${userInfo().username}` },
   ip: null,
@@ -304,7 +324,7 @@ function program(io: CliIo): Command {
         const value = cfg[key as keyof Config];
         // URLs of databases may carry passwords; keys and tokens are secrets outright.
         const secret = maskedSettings.has(key) && value !== undefined;
-        print(`${meta.env}=${secret ? '(set)' : JSON.stringify(value ?? null)}`);
+        print(`${meta.env}=${secret ? '(set)' : JSON.stringify(withoutUrlSecrets(value ?? null))}`);
       }
       print('configuration is valid');
     });
