@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { buildTestApp, engineUnderTest, seedTenant, type TestApp } from './helpers.ts';
+import { rowHolder } from './race-helpers.ts';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -66,6 +67,48 @@ describe('tenants API', () => {
     } while (cursor);
     expect(seen).toEqual([...seen].sort());
     expect(seen).toEqual(expect.arrayContaining(['page-a', 'page-b', 'page-c']));
+  });
+
+  // Review: the status was read unlocked, so two suspends sent together both ran: two audited changes,
+  // and the second's reason written over the first's.
+  it('runs one of two suspends sent together; the other is refused (409) and changes nothing', async () => {
+    const tenant = await seedTenant(t, 'twin-suspend');
+    const suspend = (reason: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/v1/tenants/twin-suspend/suspend',
+        headers: t.asOperator,
+        payload: { reason },
+      });
+    let answers: Awaited<ReturnType<typeof suspend>>[];
+    if (engineUnderTest === 'postgres') {
+      // Both requests queue behind a held lock on the row, then run one after the other.
+      const lock = await rowHolder(t);
+      try {
+        await lock.hold('SELECT 1 FROM tenants WHERE slug = $1 FOR UPDATE', ['twin-suspend']);
+        const pending = [suspend('first reason'), suspend('second reason')];
+        await lock.waiting(2);
+        await lock.release();
+        answers = await Promise.all(pending);
+      } finally {
+        await lock.close();
+      }
+    } else {
+      answers = await Promise.all([suspend('first reason'), suspend('second reason')]);
+    }
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 409]);
+    const winner = answers.find((a) => a.statusCode === 200)?.json();
+    const now = await t.app.inject({ url: '/api/v1/tenants/twin-suspend', headers: t.asOperator });
+    expect(now.json().suspendedReason).toBe(winner.suspendedReason);
+    const events = await t.db.withSystem((tx) =>
+      tx
+        .selectFrom('audit_events' as never)
+        .select('action' as never)
+        .where('action' as never, '=', 'tenancy.tenant.suspended' as never)
+        .where('target_id' as never, '=', tenant.id as never)
+        .execute(),
+    );
+    expect(events).toHaveLength(1);
   });
 
   it('refuses a second tenant with the same slug', async () => {

@@ -9,6 +9,9 @@ export function createTenantRepository(tx: SystemTx<TenancyTables>) {
   return {
     bySlug: (slug: string) =>
       tx.selectFrom('tenants').selectAll().where('slug', '=', slug).executeTakeFirst(),
+    /** The row, locked until the transaction ends: status changes decide on what they then see. */
+    lockBySlug: (slug: string) =>
+      tx.selectFrom('tenants').selectAll().where('slug', '=', slug).forUpdate().executeTakeFirst(),
     byId: (id: string) => tx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst(),
     /** Inserts unless the slug exists; returns undefined on a clash (no exception, no aborted transaction). */
     insert: (values: { slug: string; display_name: string; region: string }) =>

@@ -105,7 +105,10 @@ export function createTenancyService({ db, clock, bus, onBackgroundError }: Tena
     reason: string | null,
   ) {
     const changed = await system(async (tx) => {
-      const row = await mustFind(tx, slug);
+      // Locked: of two suspends (or resumes) sent together, the second sees the first's status and is
+      // refused, instead of writing its reason over the first's and auditing a second change.
+      const row = await createTenantRepository(tx).lockBySlug(slug);
+      if (!row) throw tenancyError('tenant_not_found', `No tenant has the slug "${slug}".`);
       if (row.status === to) {
         throw tenancyError('tenant_state_conflict', `Tenant "${slug}" is already ${to}.`);
       }
