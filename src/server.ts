@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { configureAuditMac } from './audit/index.ts';
@@ -55,17 +57,46 @@ export async function startServer(
   const port = typeof address === 'object' && address ? address.port : config.port;
   const scheme = config.tlsCertFile && config.tlsKeyFile ? 'https' : 'http';
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  if (issued) {
-    out.write(
-      `\nRampart first run: created operator ${issued.email}.\n` +
-        `Its API token is shown only now; store it in a password manager:\n\n  ${issued.token}\n\n` +
-        `Try: curl -H "Authorization: Bearer <token>" ${url}/api/v1/tenants\n` +
-        `For interactive sign-in (password + TOTP), set up within 24 hours: POST the token from\n  ${issued.setupLink}\n` +
-        `to ${url}/api/v1/operator/setup (see README, "Operators").\n\n`,
-    );
-  }
+  if (issued) announceFirstOperator(config, out, url, issued);
   return { app, url, stop };
 }
+
+/**
+ * The first operator's API token and set-up link, shown once. In development on the terminal (the
+ * quickstart). In production not on standard output, which is the log stream there (collected, shipped,
+ * kept): into a file of the data directory only this user may read, created anew, whose path is printed.
+ */
+function announceFirstOperator(
+  config: Config,
+  out: NodeJS.WritableStream,
+  url: string,
+  issued: { email: string; token: string; setupLink: string },
+) {
+  const secrets =
+    `Its API token is shown only once; store it in a password manager:\n\n  ${issued.token}\n\n` +
+    `Try: curl -H "Authorization: Bearer <token>" ${url}/api/v1/tenants\n` +
+    `For interactive sign-in (password + TOTP), set up within 24 hours: POST the token from\n  ${issued.setupLink}\n` +
+    `to ${url}/api/v1/operator/setup (see README, "Operators").\n`;
+  if (config.profile !== 'production') {
+    out.write(`\nRampart first run: created operator ${issued.email}.\n${secrets}\n`);
+    return;
+  }
+  // Named by the time: a file left by an earlier first run (a database started over) is never reused.
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const file = join(config.dataDir, `${FIRST_OPERATOR_PREFIX}${stamp}.txt`);
+  mkdirSync(config.dataDir, { recursive: true });
+  writeFileSync(file, `Rampart first run: created operator ${issued.email}.\n${secrets}`, {
+    mode: 0o600,
+    flag: 'wx',
+  });
+  out.write(
+    `\nRampart first run: created operator ${issued.email}. Its API token and set-up link are in ${file} ` +
+      '(readable by this user only), not in the log: read it, store the token, then delete the file.\n\n',
+  );
+}
+
+/** How the file a production first run leaves the first operator's credentials in is named (in DATA_DIR). */
+export const FIRST_OPERATOR_PREFIX = 'first-operator-';
 
 function buildFirstOperator(config: Config, db: Database) {
   const operators = createOperatorService({
