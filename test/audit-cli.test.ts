@@ -74,17 +74,25 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   );
   expect(offline.code).toBe(0);
 
-  // A fourth tenant: the platform chain's fourth event is after its last checkpoint. The bundle of
-  // that head fails offline (a named failure) unless the unsigned tail is allowed, and then it is counted.
+  // The export itself is the chain's fourth event (review: the shell's export left no trace), a fourth
+  // tenant its fifth: both after the last checkpoint. The bundle of that head fails offline (a named
+  // failure) unless the unsigned tail is allowed, and then it is counted.
   expect(
     (await rampart('tenants', 'create', '--slug', 'delta', '--name', 'delta', '--region', 'eu-de')).code,
   ).toBe(0);
   const tailed = join(dir, 'tailed.jsonl');
-  expect((await rampart('audit', 'export', '--out', tailed)).out).toMatch(/wrote 4 events/);
+  expect((await rampart('audit', 'export', '--out', tailed)).out).toMatch(/wrote 5 events/);
+  const exported = readFileSync(tailed, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { seq?: number; action?: string; actor?: { id: string }; details?: unknown })
+    .find((e) => e.action === 'audit.trail.exported');
+  expect(exported).toMatchObject({ seq: 4, details: { format: 'bundle', events: 3 } });
+  expect(exported?.actor?.id).toMatch(/^cli:/);
   const unsigned = await rampart('audit', 'verify-file', tailed, '--public-key', join(dir, 'key.pem'));
   expect(unsigned.code).not.toBe(0);
   expect(unsigned.out).toMatch(
-    /^platform: BROKEN, unsigned at seq 4: 1 event\(s\) after the last signed checkpoint, seq 3/m,
+    /^platform: BROKEN, unsigned at seq 4: 2 event\(s\) after the last signed checkpoint, seq 3/m,
   );
   expect(unsigned.err).toContain('--allow-unsigned-tail');
   const allowed = await rampart(
@@ -97,7 +105,7 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   );
   expect(allowed.code).toBe(0);
   expect(allowed.out).toMatch(
-    /^platform: ok, 4 events, 1 signed checkpoints, signed through seq 3 at .*, 1 events after it unsigned$/m,
+    /^platform: ok, 5 events, 1 signed checkpoints, signed through seq 3 at .*, 2 events after it unsigned$/m,
   );
 
   // Change one event's slug in the bundle: verify-file names that event.

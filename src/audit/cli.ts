@@ -12,8 +12,9 @@ import { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
 import { describeForgedEvents } from './cli-forged.ts';
 import { auditMacKey } from './mac.ts';
 import { pruneChain } from './prune.ts';
+import { recordAuditEvent } from './record.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-import { listChains, loadTrustedKeys } from './store.ts';
+import { inChain, listChains, loadTrustedKeys } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
 import type { ChainBreak } from './walk.ts';
 
@@ -252,19 +253,33 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       const count = await deps.withDatabase(async (db) => {
         const keys = await serverKeys(db, opts.publicKey);
         const [chain] = await chains(db, opts.tenant, true);
+
         // `mode` applies only to a file being created: an existing, readable one is narrowed explicitly,
         // before a line of the trail is written to it.
         const handle = await open(opts.out, 'w', 0o600);
         await handle.chmod(0o600);
         const file = handle.createWriteStream();
+        let written: number;
         try {
-          return await writeBundle(db, chain?.id ?? null, keys, async (line) => {
+          written = await writeBundle(db, chain?.id ?? null, keys, async (line) => {
             if (!file.write(`${line}\n`)) await once(file, 'drain');
           });
         } finally {
           file.end();
           await once(file, 'finish');
         }
+        // The bundle holds the chain's trail (emails, addresses, actions): reading it from the shell leaves
+        // a trace in that chain, as the API's export does. After the bundle, which ends at the head read
+        // when it began (this event would be an unsigned tail in it).
+        await inChain(db, chain?.id ?? null, (tx) =>
+          recordAuditEvent(tx, deps.clock, deps.context, {
+            tenantId: chain?.id ?? null,
+            action: 'audit.trail.exported',
+            outcome: 'success',
+            details: { format: 'bundle', events: written },
+          }),
+        );
+        return written;
       });
       print(`wrote ${count} events to ${opts.out}`);
     });
