@@ -254,6 +254,26 @@ describe('lasting access asked for by an elevated operator', () => {
     expect(byAdmin.statusCode, byAdmin.body).toBe(200);
   });
 
+  // elevation.used reports what operators did under elevations: the tenant's people mark it handled (review).
+  it("may not acknowledge the tenant's elevation.used alert; a tenant admin may", async () => {
+    const tenant = await t.app.services.tenancy.get(slug);
+    await t.app.services.alerts.evaluateChain(tenant.id);
+    const open = (await call(ada, 'GET', '/audit/alerts?status=open')).json().items as {
+      id: string;
+      rule: string;
+    }[];
+    const used = open.find((a) => a.rule === 'elevation.used');
+    if (!used) throw new Error('no elevation.used alert was raised');
+    const before = await databaseState(t);
+    const refused = await call(alice, 'POST', `/audit/alerts/${used.id}/acknowledge`, {});
+    expect(refused.statusCode, refused.body).toBe(403);
+    expect(refused.json().code).toBe('alert_acknowledgement_tenant_only');
+    expect((await databaseState(t)).tables.audit_alerts).toEqual(before.tables.audit_alerts);
+    const byAdmin = await call(ada, 'POST', `/audit/alerts/${used.id}/acknowledge`, {});
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200);
+    expect(byAdmin.json().acknowledgedBy).toMatch(/^user:/);
+  });
+
   // The summary names what the gate saw the change add; a narrowing committed before the request is
   // recorded must not become the basis the approved run writes back over (review).
   it('a role change whose role changed between its gate and its request is not put up for approval (409)', async () => {

@@ -57,6 +57,21 @@ export function refuseOperatorAlertChange(ctx: ActionContext, change: AlertSetti
 }
 
 /**
+ * Audit's check of acknowledging one of a tenant's alerts, run with the alert's row locked. An
+ * `elevation.used` alert reports what operators did under elevations: an operator (only under an
+ * elevation does one reach a tenant's alerts) does not mark it handled, the tenant's own people do, as
+ * they decide the elevation. Other alerts an elevated operator may acknowledge.
+ */
+export function refuseOperatorAlertAcknowledgement(ctx: ActionContext, alert: { rule: string }): void {
+  if (ctx.actor.type !== 'operator' || alert.rule !== 'elevation.used') return;
+  throw accessError(
+    'alert_acknowledgement_tenant_only',
+    "Under an elevation you may not acknowledge this tenant's elevation.used alerts: they report what " +
+      'operators did under elevations. Ask an administrator of the tenant to review and acknowledge it.',
+  );
+}
+
+/**
  * The request as this action when an operator (under an elevation: the only way one reaches a tenant
  * route) sends it; none for a tenant user or the system. `what` is the approver's line.
  */

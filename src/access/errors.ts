@@ -41,5 +41,9 @@ export const accessError = defineErrors({
   },
   alert_channels_tenant_only: { status: 403, title: 'Only the tenant sets where its alerts go' },
   alert_weakening_tenant_only: { status: 403, title: 'Only the tenant weakens its alert rules' },
+  alert_acknowledgement_tenant_only: {
+    status: 403,
+    title: "Only the tenant acknowledges alerts about operators' elevations",
+  },
   execution_conflict: { status: 409, title: 'The action collided with a concurrent change; run it again' },
 });

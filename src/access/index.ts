@@ -6,6 +6,7 @@ export { ACCESS_TOPIC } from './cache.ts';
 export { allPermissions, builtinRoles, isKnownPermission, permissionDef } from './catalogue.ts';
 export {
   type AlertSettingsChange,
+  refuseOperatorAlertAcknowledgement,
   refuseOperatorAlertChange,
   wireElevatedGrants,
 } from './elevated-grants.ts';

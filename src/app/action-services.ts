@@ -1,4 +1,5 @@
 import {
+  refuseOperatorAlertAcknowledgement,
   refuseOperatorAlertChange,
   SHORTEN_RETENTION,
   wireCriticalActions,
@@ -68,6 +69,7 @@ export function wireActionServices({
     normaliseEmail,
     checkTenantChange: refuseOperatorAlertChange,
     tenantWebhookRefusal: (url) => protection.outbound.precheck(url, 'tenant'),
+    checkTenantAcknowledgement: refuseOperatorAlertAcknowledgement,
   });
   // Acknowledging a forged audit event is one too: only an approved request's execution stores one.
   const forgeries = createForgeryService({ db, clock, signer: auditSigner });

@@ -36,6 +36,11 @@ export interface AlertServiceDeps {
    * 169.254.169.254 is not a destination, instead of from a delivery given up days later.
    */
   tenantWebhookRefusal?: (url: string) => string | null;
+  /**
+   * Access's check that the caller may acknowledge this alert of a tenant (throws 403), run with its row
+   * updated and locked, so a refusal rolls the acknowledgement back. Absent: not checked.
+   */
+  checkTenantAcknowledgement?: (ctx: ActionContext, alert: { rule: string }) => void;
 }
 
 function encodeCursor(row: AlertRow): string {
@@ -233,6 +238,7 @@ export function createAlertService(deps: AlertServiceDeps) {
             ? auditError('alert_acknowledged', 'This alert has been acknowledged already.')
             : auditError('alert_not_found', 'There is no alert with that id here.');
         }
+        if (tenantId !== null) deps.checkTenantAcknowledgement?.(ctx, { rule: row.rule });
         await recordAuditEvent(tx, clock, ctx, {
           tenantId,
           action: 'audit.alert.acknowledged',
