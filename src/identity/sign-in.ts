@@ -281,7 +281,7 @@ async function runDummy(deps: IdentityDeps, password: string) {
  * also covers the right password of an address not yet confirmed: sign-up lets anyone choose the
  * password of a new address, so an answer of its own would tell, after a sign-up and a sign-in, which
  * addresses already had an account (the one signed up is refused as unconfirmed, the other's password is
- * wrong). The person who signed up is told to confirm, and a new link is mailed, either way.
+ * wrong). The person who signed up reads, in the same words, to confirm first, and is mailed a new link.
  */
 function wrongCredentials(settings: IdentitySettings) {
   return identityError(
