@@ -21,5 +21,6 @@ export { holdsStaffRole } from './role-checks.ts';
 export { accessTenantRoutes } from './routes.ts';
 export { type AccessService, createAccessService } from './service.ts';
 export type { AccessTables } from './tables.ts';
+export { checkTokenScopes } from './token-scopes.ts';
 
 export const accessMigrations = readMigrations(new URL('./migrations/', import.meta.url));
