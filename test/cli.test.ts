@@ -76,6 +76,7 @@ describe('--help', () => {
     [['operators', 'list'], /last use/],
     [['operators', 'token'], /--label <text>/],
     [['operators', 'token'], /--scope <permission>/],
+    [['operators', 'tokens'], /live credentials with their scopes/],
     [['config', 'check'], /validate the configuration/],
     [['users', 'import'], /--tenant <slug>/],
     [['users', 'wrap-legacy-hashes'], /salted SHA-256.*--tenant <slug>/s],
@@ -327,6 +328,15 @@ describe('migrate, tenants, operators', () => {
       expect.objectContaining({ label: 'edge', scopes: 'decisions:check waf-events:write' }),
     );
     expect(details).toHaveLength(2);
+
+    expect((await rampart(['operators', 'token', 'ops@example.com', '--label', 'full'])).code).toBe(0);
+    const listed = await rampart(['operators', 'tokens', 'ops@example.com']);
+    expect(listed.code, listed.err).toBe(0);
+    const rows = listed.out.split('\n').map((l) => l.split('\t'));
+    expect(rows.find((r) => r[2] === 'edge')?.slice(1, 3)).toEqual(['api', 'edge']);
+    expect(rows.find((r) => r[2] === 'edge')?.[5]).toBe('decisions:check,waf-events:write');
+    expect(rows.find((r) => r[2] === 'full')?.[5]).toBe('all');
+    expect(listed.out).not.toMatch(/rmp_op_/);
   });
 });
 

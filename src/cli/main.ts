@@ -262,6 +262,20 @@ function program(io: CliIo): Command {
       });
     });
   operators
+    .command('tokens <email>')
+    .description("list an operator's live credentials with their scopes (never a token)")
+    .action(async (email: string) => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const tokens = await admin.listOwn((await admin.findByEmail(email)).id, null);
+        const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace('T', ' ') : 'never');
+        print(['id', 'kind', 'label', 'expires', 'last used', 'scopes'].join('\t'));
+        for (const t of tokens) {
+          const scopes = t.scopes?.join(',') ?? (t.kind === 'setup' ? '-' : 'all');
+          print([t.id, t.kind, t.label, day(t.expiresAt), day(t.lastUsedAt), scopes].join('\t'));
+        }
+      });
+    });
+  operators
     .command('disable <email>')
     .description('disable an operator: every credential revoked on every node, sign-in refused')
     .option('--reason <text>', 'why (recorded in the audit trail)')
