@@ -37,6 +37,15 @@ const decide = (token: string) =>
     ],
   });
 
+/** The details of the audited refusals of one route. */
+async function denials(route: string): Promise<unknown[]> {
+  const rows = await t.db.withSystem((tx) =>
+    sql<{ details: unknown }>`SELECT details FROM audit_events
+      WHERE action = 'access.request.denied' AND target_id = ${route}`.execute(tx),
+  );
+  return rows.rows.map((r) => (typeof r.details === 'string' ? JSON.parse(r.details) : r.details));
+}
+
 function expectOutOfScope(res: Awaited<ReturnType<typeof call>>, permission: string) {
   expect(res.statusCode, res.body).toBe(403);
   expect(res.headers['content-type']).toMatch(/problem\+json/);
@@ -63,6 +72,10 @@ describe('a scoped operator API token', () => {
         'operators:write',
       );
     }
+    // Each refusal is in the audit trail, as for any 403.
+    expect(await denials('POST /api/v1/tenants/:slug/suspend')).toContainEqual({
+      reason: 'token_out_of_scope',
+    });
     // Nothing changed: the other operator is active, the tenant is not suspended.
     const status = await t.db.withSystem((tx) =>
       sql<{ status: string }>`SELECT status FROM operators WHERE id = ${otherId}`.execute(tx),
@@ -95,6 +108,9 @@ describe('a scoped operator API token', () => {
     expect(listed.statusCode).toBe(403);
     expect(listed.json().detail).toMatch(/own credentials; this API token is limited to its scopes/);
     expect((await call('POST', '/api/v1/operator/signout', token)).statusCode).toBe(403);
+    expect(await denials('GET /api/v1/operator/tokens')).toContainEqual({
+      reason: 'token_out_of_scope',
+    });
     // The operator's full token still works, and its list shows every token's scopes, never a token.
     const own = await call('GET', '/api/v1/operator/tokens', t.operatorToken);
     expect(own.statusCode).toBe(200);

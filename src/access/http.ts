@@ -43,6 +43,7 @@ export function operatorAuthenticator(operators: OperatorService) {
     // A scoped token serves one integration: the operator's own credentials (`self`: list, revoke,
     // sign-out) are not among its scopes, so a leaked shipper token cannot end the operator's others.
     if (credential.scopes && routeConfig(request).permission === 'self') {
+      request.actor = credential.actor; // the refusal is audited as this operator's (anonymous ones are not)
       throw outOfScope('self', credential.scopes);
     }
     return credential.actor;
