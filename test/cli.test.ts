@@ -75,6 +75,8 @@ describe('--help', () => {
     [['operators', 'unlock'], /lockout/],
     [['operators', 'list'], /last use/],
     [['operators', 'token'], /--label <text>/],
+    [['operators', 'token'], /--scope <permission>/],
+    [['operators', 'tokens'], /live credentials with their scopes/],
     [['config', 'check'], /validate the configuration/],
     [['users', 'import'], /--tenant <slug>/],
     [['users', 'wrap-legacy-hashes'], /salted SHA-256.*--tenant <slug>/s],
@@ -310,6 +312,46 @@ describe('migrate, tenants, operators', () => {
     expect(events).toHaveLength(1);
     expect(events[0]?.details).toMatchObject({ label: 'deploy bot', issuedId: expect.any(String) });
     expect(text).not.toContain(token ?? 'missing');
+  });
+
+  // Least-privilege tokens (security review, 2026-11-27): the decision API's caller and a WAF shipper
+  // each needed a full operator token.
+  it('operators token --scope issues a token limited to platform permissions; unknown ones are refused', async () => {
+    const issued = await rampart([
+      ...['operators', 'token', 'ops@example.com', '--label', 'edge'],
+      ...['--scope', 'waf-events:write', '--scope', 'decisions:check'],
+    ]);
+    expect(issued.code, issued.err).toBe(0);
+    expect(issued.out).toMatch(
+      /"edge" to operator ops@example.com \(limited to decisions:check, waf-events:write;/,
+    );
+    for (const [scope, message] of [
+      ['nope:never', /Unknown permission\(s\) "nope:never"/],
+      ['users:read', /"users:read" is a tenant permission/],
+    ] as const) {
+      const refused = await rampart(['operators', 'token', 'ops@example.com', '--scope', scope]);
+      expect(refused.code, scope).toBe(1);
+      expect(refused.err).toMatch(message);
+    }
+    const bundle = join(mkdtempSync(join(tmpdir(), 'rampart-cli-audit-')), 'platform.jsonl');
+    expect((await rampart(['audit', 'export', '--out', bundle])).code).toBe(0);
+    const details = readFileSync(bundle, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('identity.operator.token_issued'))
+      .map((l) => (JSON.parse(l) as { details?: Record<string, unknown> }).details);
+    expect(details).toContainEqual(
+      expect.objectContaining({ label: 'edge', scopes: 'decisions:check waf-events:write' }),
+    );
+    expect(details).toHaveLength(2);
+
+    expect((await rampart(['operators', 'token', 'ops@example.com', '--label', 'full'])).code).toBe(0);
+    const listed = await rampart(['operators', 'tokens', 'ops@example.com']);
+    expect(listed.code, listed.err).toBe(0);
+    const rows = listed.out.split('\n').map((l) => l.split('\t'));
+    expect(rows.find((r) => r[2] === 'edge')?.slice(1, 3)).toEqual(['api', 'edge']);
+    expect(rows.find((r) => r[2] === 'edge')?.[5]).toBe('decisions:check,waf-events:write');
+    expect(rows.find((r) => r[2] === 'full')?.[5]).toBe('all');
+    expect(listed.out).not.toMatch(/rmp_op_/);
   });
 });
 

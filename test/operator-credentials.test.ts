@@ -99,7 +99,9 @@ describe('an operator ends their own credentials', () => {
         'kind',
         'label',
         'lastUsedAt',
+        'scopes',
       ]);
+      expect(token.scopes).toBeNull();
     }
     expect(listed.body).not.toMatch(/rmp_op_/);
     const api = tokens.find((x) => x.kind === 'api');

@@ -16,6 +16,8 @@ export const accessError = defineErrors({
   already_approved: { status: 409, title: 'You have already approved this request' },
   wrong_approver: { status: 403, title: 'This request is approved by someone else' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },
+  invalid_token_scope: { status: 422, title: 'Not a platform permission a token can carry' },
+  token_out_of_scope: { status: 403, title: 'This API token is limited to its scopes' },
   approval_not_found: { status: 404, title: 'No such approval request' },
   approval_not_pending: { status: 409, title: 'The request was already decided' },
   approval_not_approved: { status: 409, title: 'The request is not approved' },

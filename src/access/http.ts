@@ -8,11 +8,14 @@ import { permissionDef } from './catalogue.ts';
 import { DECISION_STEP_UP_MS, hasRecentOperatorFactor, type OperatorFactor } from './elevation-view.ts';
 import { accessError } from './errors.ts';
 import type { AccessService } from './service.ts';
+import { outOfScope } from './token-scopes.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** How the operator's credential was obtained (set on operator-authenticated requests). */
     operatorFactor: OperatorFactor | null;
+    /** The only platform permissions the operator's credential carries; null: all of them. */
+    operatorScopes: readonly string[] | null;
   }
 }
 
@@ -36,6 +39,13 @@ export function operatorAuthenticator(operators: OperatorService) {
     const credential = token ? await operators.verify(token) : null;
     if (!credential) return null;
     request.operatorFactor = { kind: credential.kind, mfaAt: credential.mfaAt };
+    request.operatorScopes = credential.scopes;
+    // A scoped token serves one integration: the operator's own credentials (`self`: list, revoke,
+    // sign-out) are not among its scopes, so a leaked shipper token cannot end the operator's others.
+    if (credential.scopes && routeConfig(request).permission === 'self') {
+      request.actor = credential.actor; // the refusal is audited as this operator's (anonymous ones are not)
+      throw outOfScope('self', credential.scopes);
+    }
     return credential.actor;
   };
 }
@@ -61,13 +71,21 @@ export function tenantAuthenticator(
 
 /**
  * Whether the caller holds the route's permission. Platform permissions: every operator (operators
- * have one platform role today). Tenant permissions: a user's roles in the tenant, or an operator's
- * active elevation there, checked against the clock now, and only with a two-factor sign-in token.
+ * have one platform role today), except that a scoped API token carries only its scopes (a 403 saying
+ * so). Tenant permissions: a user's roles in the tenant, or an operator's active elevation there,
+ * checked against the clock now, and only with a two-factor sign-in token.
  */
 export function authorizer(access: AccessService, clock: Clock) {
   return async (request: FastifyRequest, permission: string): Promise<boolean> => {
     const actor = request.actor;
-    if (permissionDef(permission)?.scope === 'platform') return actor.type === 'operator';
+    if (permissionDef(permission)?.scope === 'platform') {
+      if (actor.type !== 'operator') return false;
+      // Least privilege (security review): the decision API's caller or a WAF log shipper holds a token
+      // scoped to what it calls, which cannot disable operators or suspend tenants if it leaks.
+      const scopes = request.operatorScopes;
+      if (scopes && !scopes.includes(permission)) throw outOfScope(permission, scopes);
+      return true;
+    }
     const tenant = request.tenant;
     if (!tenant) return false;
     if (actor.type === 'user') return access.decide(tenant.id, actor.id, permission);

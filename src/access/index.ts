@@ -24,5 +24,6 @@ export { accessTenantRoutes } from './routes.ts';
 export { type AccessService, createAccessService } from './service.ts';
 export { identitySettingsChanges } from './settings-actions.ts';
 export type { AccessTables } from './tables.ts';
+export { checkTokenScopes } from './token-scopes.ts';
 
 export const accessMigrations = readMigrations(new URL('./migrations/', import.meta.url));

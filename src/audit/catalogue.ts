@@ -39,7 +39,8 @@ defineAuditActions('identity', {
   'identity.operator.setup_started': 'An operator chose a password from a set-up link',
   'identity.operator.setup_completed': 'An operator confirmed their TOTP and finished set-up',
   'identity.operator.signed_out': 'An operator ended the credential they were using (sign-out)',
-  'identity.operator.token_issued': 'A further API token was issued to an operator (label, expiry)',
+  'identity.operator.token_issued':
+    'A further API token was issued to an operator (label, expiry, scopes: null means every platform permission)',
   'identity.operator.token_revoked': 'An operator revoked one of their own credentials',
   'identity.operator.tokens_revoked': 'Every live credential of an operator was revoked, with the count',
   'identity.operator.disabled': 'An operator was disabled (every credential revoked), with the reason',

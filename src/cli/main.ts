@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
+import { checkTokenScopes } from '../access/index.ts';
 import { registerAuditCommands } from '../audit/cli.ts';
 import { checkpointSigner, configureAuditMac, createRetentionService } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
@@ -261,14 +262,37 @@ function program(io: CliIo): Command {
     .command('token <email>')
     .description('issue a further API token to an active operator and print it once')
     .option('--label <text>', 'what the token is for (shown in the token list)', 'api')
-    .action(async (email: string, opts: { label: string }) => {
+    .option(
+      '--scope <permission>',
+      'limit the token to this platform permission (repeatable; e.g. decisions:check, waf-events:write)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .action(async (email: string, opts: { label: string; scope: string[] }) => {
       checkInput(OperatorTokenLabel, { label: opts.label }, { label: '--label' });
+      // Least privilege: an integration's token (decision API, WAF shipper) carries only what it calls.
+      const scopes = opts.scope.length > 0 ? checkTokenScopes(opts.scope) : null;
       await withOperators(config(), async (operators) => {
-        const issued = await operators.issueToken(cliContext(), email, opts.label);
+        const issued = await operators.issueToken(cliContext(), email, opts.label, scopes);
+        const limit = scopes ? `limited to ${scopes.join(', ')}` : 'every platform permission';
         print(
-          `issued API token "${opts.label}" to operator ${issued.email} (shown once, expires ${issued.expiresAt.toISOString()}):`,
+          `issued API token "${opts.label}" to operator ${issued.email} (${limit}; shown once, expires ${issued.expiresAt.toISOString()}):`,
         );
         print(issued.token);
+      });
+    });
+  operators
+    .command('tokens <email>')
+    .description("list an operator's live credentials with their scopes (never a token)")
+    .action(async (email: string) => {
+      await withOperatorAdmin(config(), io, async (admin) => {
+        const tokens = await admin.listOwn((await admin.findByEmail(email)).id, null);
+        const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace('T', ' ') : 'never');
+        print(['id', 'kind', 'label', 'expires', 'last used', 'scopes'].join('\t'));
+        for (const t of tokens) {
+          const scopes = t.scopes?.join(',') ?? (t.kind === 'setup' ? '-' : 'all');
+          print([t.id, t.kind, t.label, day(t.expiresAt), day(t.lastUsedAt), scopes].join('\t'));
+        }
       });
     });
   operators

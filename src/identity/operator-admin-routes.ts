@@ -30,6 +30,9 @@ const TokenInfo = strictObject({
   expiresAt: Timestamp,
   lastUsedAt: Type.Union([Timestamp, Type.Null()]),
   current: Type.Boolean(),
+  scopes: Type.Union([Type.Array(Type.String()), Type.Null()], {
+    description: 'The only platform permissions this API token carries; null: all of them',
+  }),
 });
 const OperatorListEntry = strictObject({
   id: Type.String(),

@@ -13,6 +13,8 @@ export interface OperatorTokenInfo {
   lastUsedAt: Date | null;
   /** The token this request was made with. */
   current: boolean;
+  /** The only platform permissions an API token carries; null: all of them (or not an API token). */
+  scopes: string[] | null;
 }
 
 /** One operator as the list shows them: never a credential, only whether and when they are used. */
@@ -101,7 +103,7 @@ export function createOperatorDirectory({ deps, system }: OperatorWrites) {
         const current = currentToken ? hashToken(currentToken) : null;
         const rows = await tx
           .selectFrom('operator_tokens')
-          .select(['id', 'kind', 'label', 'created_at', 'expires_at', 'last_used_at', 'token_hash'])
+          .select(['id', 'kind', 'label', 'created_at', 'expires_at', 'last_used_at', 'token_hash', 'scopes'])
           .where('operator_id', '=', operatorId)
           .where('revoked_at', 'is', null)
           .where('expires_at', '>', deps.clock.now())
@@ -116,6 +118,7 @@ export function createOperatorDirectory({ deps, system }: OperatorWrites) {
           expiresAt: r.expires_at,
           lastUsedAt: r.last_used_at,
           current: current?.equals(r.token_hash) ?? false,
+          scopes: r.scopes,
         }));
       }),
   };

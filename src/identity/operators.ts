@@ -59,6 +59,11 @@ export interface OperatorCredential {
   actor: { type: 'operator'; id: string };
   kind: 'session' | 'api';
   mfaAt: Date | null;
+  /**
+   * The only platform permissions this credential carries (a scoped API token: the decision API's
+   * caller, a WAF log shipper); null: every platform permission (sign-in sessions, unscoped API tokens).
+   */
+  scopes: readonly string[] | null;
 }
 
 export interface IssuedOperator {
@@ -69,6 +74,17 @@ export interface IssuedOperator {
   expiresAt: Date;
   /** One-time link to set a password and enrol TOTP for interactive sign-in (24 hours). */
   setupLink: string;
+}
+
+export interface IssuedToken {
+  operatorId: string;
+  email: string;
+  tokenId: string;
+  /** Shown once; only its hash is stored. */
+  token: string;
+  expiresAt: Date;
+  /** The only platform permissions it carries; null: all of them. */
+  scopes: readonly string[] | null;
 }
 
 export function createOperatorService({
@@ -82,7 +98,12 @@ export function createOperatorService({
   const system = <R>(fn: (tx: SystemTx<IdentityTables>) => Promise<R>) => db.withSystem(fn);
 
   /** A new API token for the operator; only its SHA-256 is stored, the token is returned once. */
-  async function insertApiToken(tx: SystemTx<IdentityTables>, operatorId: string, label: string) {
+  async function insertApiToken(
+    tx: SystemTx<IdentityTables>,
+    operatorId: string,
+    label: string,
+    scopes: readonly string[] | null = null,
+  ) {
     const { token, hash } = newToken(TOKEN_PREFIX);
     const expiresAt = new Date(clock.now().getTime() + tokenTtlDays * 86_400_000);
     const row = await tx
@@ -94,6 +115,7 @@ export function createOperatorService({
         expires_at: expiresAt,
         last_used_at: null,
         revoked_at: null,
+        scopes: scopes ? [...scopes] : null,
       })
       .returning('id')
       .executeTakeFirstOrThrow();
@@ -200,6 +222,7 @@ export function createOperatorService({
           't.mfa_at',
           't.expires_at',
           't.last_used_at',
+          't.scopes',
         ])
         .where('t.token_hash', '=', hash)
         .where('t.revoked_at', 'is', null)
@@ -212,6 +235,7 @@ export function createOperatorService({
         actor: { type: 'operator', id: row.operatorId },
         kind: row.kind === 'session' ? 'session' : 'api',
         mfaAt: row.mfa_at ?? null,
+        scopes: row.scopes === null ? null : Object.freeze([...row.scopes]),
       };
       return {
         credential,
@@ -244,13 +268,16 @@ export function createOperatorService({
 
     /**
      * A further API token for an existing, active operator (automation, a replaced token): printed once
-     * by the CLI, audited, never shown again.
+     * by the CLI, audited, never shown again. With `scopes` (platform permissions the caller checked
+     * against the catalogue, see access's `checkTokenScopes`), the token carries only those.
      */
     async issueToken(
       ctx: ActionContext,
       rawEmail: string,
       label: string,
-    ): Promise<{ operatorId: string; email: string; tokenId: string; token: string; expiresAt: Date }> {
+      scopes: readonly string[] | null = null,
+    ): Promise<IssuedToken> {
+      if (scopes?.length === 0) throw new Error('a scoped token needs at least one scope');
       const email = normaliseEmail(rawEmail);
       return system(async (tx) => {
         const operator = email
@@ -268,13 +295,19 @@ export function createOperatorService({
             'operator_disabled',
             `The operator ${email} is disabled; enable them first (rampart operators enable ${email}).`,
           );
-        const issued = await insertApiToken(tx, operator.id, label);
+        const issued = await insertApiToken(tx, operator.id, label, scopes);
         await recordAuditEvent(tx, clock, ctx, {
           tenantId: null,
           action: 'identity.operator.token_issued',
           outcome: 'success',
           target: { type: 'operator', id: operator.id },
-          details: { issuedId: issued.id, label, expiresAt: issued.expiresAt.toISOString() },
+          // Details are flat: the scopes space-separated; null: the token carries every platform permission.
+          details: {
+            issuedId: issued.id,
+            label,
+            expiresAt: issued.expiresAt.toISOString(),
+            scopes: scopes ? scopes.join(' ') : null,
+          },
         });
         return {
           operatorId: operator.id,
@@ -282,6 +315,7 @@ export function createOperatorService({
           tokenId: issued.id,
           token: issued.token,
           expiresAt: issued.expiresAt,
+          scopes,
         };
       });
     },

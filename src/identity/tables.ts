@@ -25,6 +25,8 @@ export interface OperatorTokensTable {
   revoked_at: Date | null;
   kind: Generated<'api' | 'session' | 'setup'>;
   mfa_at: Generated<Date | null>;
+  /** The only platform permissions an API token carries; null: all of them (migration 0079). */
+  scopes: Generated<string[] | null>;
 }
 
 export interface IdentityTables {
