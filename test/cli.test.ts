@@ -95,10 +95,17 @@ describe('--help', () => {
 describe('config check', () => {
   it('prints the configuration with secrets masked', async () => {
     const secret = 'Zq3xV8pL2mN7rT4wY9bC1dF6gH0jK5sA3eU8iO2uQ7v';
-    const { code, out } = await rampart(['config', 'check'], { SECRET_KEY: secret, PORT: '4321' });
+    const previous = 'Pw8nK2vL5xR9tB3mQ7yH1cJ6dF0gS4aZ8eT2uI5oP9w';
+    const { code, out } = await rampart(['config', 'check'], {
+      SECRET_KEY: secret,
+      SECRET_KEY_PREVIOUS: previous,
+      PORT: '4321',
+    });
     expect(code).toBe(0);
     expect(out).toContain('PORT=4321');
     expect(out).toContain('SECRET_KEY=(set)');
+    expect(out).toContain('SECRET_KEY_PREVIOUS=(set)');
+    expect(out).not.toContain(previous);
     expect(out).toContain('configuration is valid');
     expect(out).not.toContain(secret);
     for (const url of [env.DATABASE_URL, env.DATABASE_OWNER_URL]) if (url) expect(out).not.toContain(url);

@@ -33,7 +33,16 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
 }
 
-const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl', 'smtpUrl']);
+const maskedSettings = new Set([
+  'secretKey',
+  'secretKeyPrevious',
+  'metricsToken',
+  'databaseUrl',
+  'databaseOwnerUrl',
+  'smtpUrl',
+]);
+
+const isEmptyList = (value: unknown) => Array.isArray(value) && value.length === 0;
 
 const cliContext = (): ActionContext => ({
   actor: { type: 'system', id: `cli:${userInfo().username}` },
@@ -303,7 +312,7 @@ function program(io: CliIo): Command {
       for (const [key, meta] of Object.entries(envNames)) {
         const value = cfg[key as keyof Config];
         // URLs of databases may carry passwords; keys and tokens are secrets outright.
-        const secret = maskedSettings.has(key) && value !== undefined;
+        const secret = maskedSettings.has(key) && value !== undefined && !isEmptyList(value);
         print(`${meta.env}=${secret ? '(set)' : JSON.stringify(value ?? null)}`);
       }
       print('configuration is valid');

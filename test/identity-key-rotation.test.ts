@@ -1,0 +1,171 @@
+/**
+ * SECRET_KEY rotation of sealed TOTP seeds and recovery codes (security review, MEDIUM): there was one
+ * root key and no fallback, so starting the nodes with a new SECRET_KEY (docs/audit.md, "Key rotation")
+ * made every operator sign-in a 500 (the seed threw inside the transaction, after the attempt was
+ * reserved) and locked every TOTP user out. Nodes built one after another on one database, as a
+ * restart with another key. PGlite and PostgreSQL.
+ */
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.ts';
+import { createOperatorService } from '../src/identity/index.ts';
+import { asTenantId } from '../src/platform/db/index.ts';
+import { openBreachedScreen } from '../src/runtime.ts';
+import {
+  createTestDatabase,
+  fakeClock,
+  seedTenant,
+  type TestApp,
+  type TestDatabase,
+  testConfig,
+} from './helpers.ts';
+import { adminSession, strongPassword, totpCode } from './identity-helpers.ts';
+
+const KEY_A = 'rotation-test-key-A-0123456789abcdefghijklmnopqrstuvwxyzABCD';
+const KEY_B = 'rotation-test-key-B-9876543210zyxwvutsrqponmlkjihgfedcbaZYXW';
+const slug = 'rotation';
+const opPassword = 'Operator-Long-Passphrase-1';
+const clock = fakeClock(new Date());
+let database: TestDatabase;
+let first: TestApp;
+let tenantId: string;
+let admin: Awaited<ReturnType<typeof adminSession>>;
+let operatorSecret: string;
+const nodes: FastifyInstance[] = [];
+
+/** A node started with SECRET_KEY and SECRET_KEY_PREVIOUS as given. */
+async function node(secretKey: string, previous?: string): Promise<FastifyInstance> {
+  const config = testConfig({
+    SECRET_KEY: secretKey,
+    ...(previous ? { SECRET_KEY_PREVIOUS: previous } : {}),
+  });
+  const app = await buildApp({
+    config,
+    db: database.db,
+    clock,
+    logger: false,
+    breached: await openBreachedScreen(config),
+  });
+  nodes.push(app);
+  return app;
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const app = await node(KEY_A);
+  const issued = await createOperatorService({
+    db: database.db,
+    clock,
+    tokenTtlDays: 30,
+    publicUrl: 'http://localhost',
+  }).bootstrap('ops@example.test');
+  if (!issued) throw new Error('no operator');
+  first = {
+    app,
+    db: database.db,
+    database,
+    config: testConfig(),
+    operatorToken: issued.token,
+    asOperator: { authorization: `Bearer ${issued.token}` },
+    close: async () => {},
+  };
+  tenantId = (await seedTenant(first, slug)).id;
+  admin = await adminSession(first, slug, undefined, () => clock.now().getTime());
+  const created = await app.services.operators.create(
+    { actor: { type: 'system', id: 'test' }, ip: null, userAgent: null, requestId: null },
+    'rotating@ops.test',
+    'Op',
+  );
+  const token = new URL(created.setupLink).searchParams.get('token') ?? '';
+  const begin = await app.inject({
+    method: 'POST',
+    url: '/api/v1/operator/setup',
+    payload: { token, password: opPassword },
+  });
+  operatorSecret = (begin.json() as { secret: string }).secret;
+  const confirm = await app.inject({
+    method: 'POST',
+    url: '/api/v1/operator/setup/confirm',
+    payload: { token, code: totpCode(operatorSecret, clock.now().getTime()) },
+  });
+  if (confirm.statusCode !== 200) throw new Error(`operator set-up: ${confirm.body}`);
+});
+
+afterAll(async () => {
+  for (const app of nodes) await app.close();
+  await database?.close();
+});
+
+/** A tenant sign-in's second step with `code`, a time step later than the last one. */
+async function secondFactor(app: FastifyInstance, code: (at: number) => string) {
+  clock.advance(30_000);
+  const signIn = await app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/auth/signin`,
+    payload: { email: admin.email, password: strongPassword },
+  });
+  expect(signIn.json()).toMatchObject({ stage: 'mfa' });
+  return app.inject({
+    method: 'POST',
+    url: `/api/v1/t/${slug}/auth/second-factor`,
+    headers: { authorization: `Bearer ${signIn.json().token}` },
+    payload: { code: code(clock.now().getTime()) },
+  });
+}
+
+function operatorSignIn(app: FastifyInstance) {
+  clock.advance(30_000);
+  return app.inject({
+    method: 'POST',
+    url: '/api/v1/operator/signin',
+    payload: {
+      email: 'rotating@ops.test',
+      password: opPassword,
+      code: totpCode(operatorSecret, clock.now().getTime()),
+    },
+  });
+}
+
+const failures = async () => {
+  const user = await database.db.withTenant(asTenantId(tenantId), (tx) =>
+    sql<{ n: number }>`SELECT mfa_failures AS n FROM users WHERE email = ${admin.email}`.execute(tx),
+  );
+  const operator = await database.db.withSystem((tx) =>
+    sql<{
+      n: number;
+    }>`SELECT password_failures AS n FROM operators WHERE email = 'rotating@ops.test'`.execute(tx),
+  );
+  return { user: user.rows[0]?.n, operator: operator.rows[0]?.n };
+};
+
+describe('SECRET_KEY rotation with SECRET_KEY_PREVIOUS', () => {
+  it('the new key alone: a clear 503 that does not count against the user, never a 500', async () => {
+    const app = await node(KEY_B);
+    for (let i = 0; i < 6; i++) {
+      const tenant = await secondFactor(app, (at) => totpCode(admin.secret, at));
+      expect(tenant.statusCode).toBe(503);
+      expect(tenant.json()).toMatchObject({ code: 'factor_unavailable' });
+      const operator = await operatorSignIn(app);
+      expect(operator.statusCode).toBe(503);
+      expect(operator.json()).toMatchObject({ code: 'factor_unavailable' });
+    }
+    // Six refusals, none counted: neither is locked out (the threshold is five).
+    expect(await failures()).toEqual({ user: 0, operator: 0 });
+  });
+
+  it('new key with the old one previous: TOTP and recovery codes work, and seeds are sealed anew', async () => {
+    const app = await node(KEY_B, KEY_A);
+    expect((await secondFactor(app, (at) => totpCode(admin.secret, at))).statusCode).toBe(200);
+    expect((await operatorSignIn(app)).statusCode).toBe(200);
+    const recovery = await secondFactor(app, () => admin.recoveryCodes[0] ?? '');
+    expect(recovery.statusCode).toBe(200);
+
+    // The uses sealed both seeds under the new key: it alone now opens them.
+    const alone = await node(KEY_B);
+    expect((await secondFactor(alone, (at) => totpCode(admin.secret, at))).statusCode).toBe(200);
+    expect((await operatorSignIn(alone)).statusCode).toBe(200);
+    // A recovery code issued under the old key needs it listed: HMACs cannot be re-keyed.
+    expect((await secondFactor(alone, () => admin.recoveryCodes[1] ?? '')).statusCode).toBe(401);
+  });
+});
