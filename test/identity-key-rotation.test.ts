@@ -2,14 +2,17 @@
  * SECRET_KEY rotation of sealed TOTP seeds and recovery codes (security review, MEDIUM): there was one
  * root key and no fallback, so starting the nodes with a new SECRET_KEY (docs/audit.md, "Key rotation")
  * made every operator sign-in a 500 (the seed threw inside the transaction, after the attempt was
- * reserved) and locked every TOTP user out. Nodes built one after another on one database, as a
- * restart with another key. PGlite and PostgreSQL.
+ * reserved), locked every TOTP user out, and broke recovery codes and webhook signing secrets. Nodes
+ * built one after another on one database, as a restart with another key; `rampart keys rewrap`'s
+ * work (rewrapAll) run between them. PGlite and PostgreSQL.
  */
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
-import { createOperatorService } from '../src/identity/index.ts';
+import { rewrapAll, sealingBoxes } from '../src/cli/keys.ts';
+import { createOperatorService, toTenantRef } from '../src/identity/index.ts';
+import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
 import {
@@ -31,6 +34,11 @@ let database: TestDatabase;
 let first: TestApp;
 let tenantId: string;
 let admin: Awaited<ReturnType<typeof adminSession>>;
+/** A second tenant's admin, whose seed no sign-in touches before the rewrap. */
+let idle: Awaited<ReturnType<typeof adminSession>>;
+const sinkId = '5b0c3a3e-0000-4000-8000-00000000a001';
+const alertSecret = 'whsec_rotation-test-alert-secret';
+const sinkSecret = 'whsec_rotation-test-sink-secret';
 let operatorSecret: string;
 const nodes: FastifyInstance[] = [];
 
@@ -72,6 +80,20 @@ beforeAll(async () => {
   };
   tenantId = (await seedTenant(first, slug)).id;
   admin = await adminSession(first, slug, undefined, () => clock.now().getTime());
+  await seedTenant(first, `${slug}-idle`);
+  idle = await adminSession(first, `${slug}-idle`, undefined, () => clock.now().getTime());
+  // A tenant's alert webhook secret and a SIEM sink's, sealed under key A as the services seal them.
+  const underA = (purpose: string) => createSecretBox(deriveKey(Buffer.from(KEY_A), purpose));
+  const alertSealed = underA('audit-alerts').seal(alertSecret, `audit-alert-webhook:${tenantId}`);
+  await database.db.withTenant(asTenantId(tenantId), (tx) =>
+    sql`INSERT INTO audit_alert_settings (tenant_id, webhook_url, webhook_secret_sealed, updated_at)
+      VALUES (${tenantId}, 'https://hooks.example.test/alerts', ${alertSealed}, now())`.execute(tx),
+  );
+  const sinkSealed = underA('audit-sinks').seal(sinkSecret, `audit-sink:${sinkId}`);
+  await database.db.withSystem((tx) =>
+    sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, created_at, disabled_at)
+      VALUES (${sinkId}, 'webhook', 'https://siem.example.test/', ${sinkSealed}, now(), now())`.execute(tx),
+  );
   const created = await app.services.operators.create(
     { actor: { type: 'system', id: 'test' }, ip: null, userAgent: null, requestId: null },
     'rotating@ops.test',
@@ -98,17 +120,17 @@ afterAll(async () => {
 });
 
 /** A tenant sign-in's second step with `code`, a time step later than the last one. */
-async function secondFactor(app: FastifyInstance, code: (at: number) => string) {
+async function secondFactor(app: FastifyInstance, code: (at: number) => string, who = admin, at = slug) {
   clock.advance(30_000);
   const signIn = await app.inject({
     method: 'POST',
-    url: `/api/v1/t/${slug}/auth/signin`,
-    payload: { email: admin.email, password: strongPassword },
+    url: `/api/v1/t/${at}/auth/signin`,
+    payload: { email: who.email, password: strongPassword },
   });
   expect(signIn.json()).toMatchObject({ stage: 'mfa' });
   return app.inject({
     method: 'POST',
-    url: `/api/v1/t/${slug}/auth/second-factor`,
+    url: `/api/v1/t/${at}/auth/second-factor`,
     headers: { authorization: `Bearer ${signIn.json().token}` },
     payload: { code: code(clock.now().getTime()) },
   });
@@ -167,5 +189,44 @@ describe('SECRET_KEY rotation with SECRET_KEY_PREVIOUS', () => {
     expect((await operatorSignIn(alone)).statusCode).toBe(200);
     // A recovery code issued under the old key needs it listed: HMACs cannot be re-keyed.
     expect((await secondFactor(alone, () => admin.recoveryCodes[1] ?? '')).statusCode).toBe(401);
+  });
+
+  it("rampart keys rewrap seals the rest anew, in each tenant's scope; then the new key alone does", async () => {
+    const tenants = await database.db.withSystem((tx) =>
+      sql<{ id: string; slug: string }>`SELECT id, slug FROM tenants ORDER BY slug`.execute(tx),
+    );
+    const refs = tenants.rows.map(toTenantRef);
+    const ctx = {
+      actor: { type: 'system' as const, id: 'cli:test' },
+      ip: null,
+      userAgent: null,
+      requestId: null,
+    };
+    const boxes = sealingBoxes(testConfig({ SECRET_KEY: KEY_B, SECRET_KEY_PREVIOUS: KEY_A }));
+    const counts = await rewrapAll({ db: database.db, clock }, boxes, refs, ctx);
+    // The first admin's and the operator's seeds were sealed anew by their use above.
+    expect(counts).toMatchObject({
+      seeds: { resealed: 1, current: 1, unreadable: 0 },
+      operators: { resealed: 0, current: 1, unreadable: 0 },
+      alerts: { resealed: 1, current: 0, unreadable: 0 },
+      sinks: { resealed: 1, current: 0, unreadable: 0 },
+    });
+    const again = await rewrapAll({ db: database.db, clock }, boxes, refs, ctx);
+    expect(again).toMatchObject({ seeds: { resealed: 0, current: 2 }, alerts: { resealed: 0, current: 1 } });
+
+    const alone = await node(KEY_B);
+    expect(
+      (await secondFactor(alone, (at) => totpCode(idle.secret, at), idle, `${slug}-idle`)).statusCode,
+    ).toBe(200);
+    // The webhook secrets open under key B alone (what the sink transport and alert delivery do).
+    const onlyB = sealingBoxes(testConfig({ SECRET_KEY: KEY_B }));
+    const sealed = await database.db.withSystem((tx) =>
+      sql<{ s: string }>`SELECT secret_sealed AS s FROM audit_sinks WHERE id = ${sinkId}`.execute(tx),
+    );
+    expect(onlyB.sinks.open(sealed.rows[0]?.s ?? '', `audit-sink:${sinkId}`)).toBe(sinkSecret);
+    const alert = await database.db.withTenant(asTenantId(tenantId), (tx) =>
+      sql<{ s: string }>`SELECT webhook_secret_sealed AS s FROM audit_alert_settings`.execute(tx),
+    );
+    expect(onlyB.alerts.open(alert.rows[0]?.s ?? '', `audit-alert-webhook:${tenantId}`)).toBe(alertSecret);
   });
 });

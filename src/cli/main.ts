@@ -13,6 +13,7 @@ import {
   OperatorDisableBody,
   type OperatorService,
   OperatorTokenLabel,
+  type TenantRef,
   toTenantRef,
 } from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
@@ -26,6 +27,7 @@ import { registerProtectCommands } from '../protect/index.ts';
 import { openConfiguredBus, openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
+import { registerKeyCommands } from './keys.ts';
 
 export interface CliIo {
   out: NodeJS.WritableStream;
@@ -319,6 +321,31 @@ function program(io: CliIo): Command {
     });
   registerBreachedCommands(root, io);
   registerProtectCommands(root, io);
+  const withTenantsDb = <T>(
+    slug: string | undefined,
+    fn: (db: Database, tenants: TenantRef[]) => Promise<T>,
+  ): Promise<T> =>
+    withDatabase(config(), async (db) => {
+      const tenancy = createTenancyService({ db, clock: systemClock });
+      // A named tenant may be suspended: its hashes at rest need wrapping all the same.
+      if (slug !== undefined) return fn(db, [toTenantRef(await tenancy.get(slug))]);
+      const all = [];
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 200);
+        all.push(...page.items.map(toTenantRef));
+        if (!page.more) break;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+      return fn(db, all);
+    });
+  registerKeyCommands(root, {
+    out: io.out,
+    err: io.err,
+    clock: systemClock,
+    context: cliContext,
+    config,
+    withTenantsDb: (fn) => withTenantsDb(undefined, fn),
+  });
   registerUserCommands(root, {
     out: io.out,
     err: io.err,
@@ -329,20 +356,7 @@ function program(io: CliIo): Command {
         const tenant = await createTenancyService({ db, clock: systemClock }).requireActive(slug);
         return fn(db, toTenantRef(tenant));
       }),
-    withTenantsDb: (slug, fn) =>
-      withDatabase(config(), async (db) => {
-        const tenancy = createTenancyService({ db, clock: systemClock });
-        // A named tenant may be suspended: its hashes at rest need wrapping all the same.
-        if (slug !== undefined) return fn(db, [toTenantRef(await tenancy.get(slug))]);
-        const all = [];
-        for (let after: string | null = null; ; ) {
-          const page = await tenancy.list(after, 200);
-          all.push(...page.items.map(toTenantRef));
-          if (!page.more) break;
-          after = page.items.at(-1)?.slug ?? null;
-        }
-        return fn(db, all);
-      }),
+    withTenantsDb,
     hasher: () => {
       const cfg = config();
       return createPasswordHasher({
