@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
 import { rewrapAll, sealingBoxes } from '../src/cli/keys.ts';
 import { createOperatorService, toTenantRef } from '../src/identity/index.ts';
+import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import { createSecretBox, deriveKey } from '../src/platform/crypto/keys.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
@@ -182,6 +183,26 @@ describe('SECRET_KEY rotation with SECRET_KEY_PREVIOUS', () => {
     expect((await operatorSignIn(app)).statusCode).toBe(200);
     const recovery = await secondFactor(app, () => admin.recoveryCodes[0] ?? '');
     expect(recovery.statusCode).toBe(200);
+
+    // A page rendered before the rotation still submits: its CSRF token verifies under the previous key.
+    const browser = await first.app.services.identity.signIn(
+      toTenantRef({ id: tenantId, slug }),
+      admin.email,
+      strongPassword,
+      'cookie',
+      { actor: { type: 'anonymous', id: null }, ip: '127.0.0.1', userAgent: null, requestId: null },
+    );
+    const signOut = (app: FastifyInstance) =>
+      app.inject({
+        method: 'POST',
+        url: `/api/v1/t/${slug}/auth/signout`,
+        headers: {
+          cookie: `rampart_session=${browser.token}`,
+          'x-csrf-token': csrfTokenFor(first.app.services.identity.deps, browser.sessionId),
+        },
+      });
+    expect((await signOut(await node(KEY_B))).json()).toMatchObject({ code: 'csrf_failed' });
+    expect((await signOut(app)).statusCode).toBe(200);
 
     // The uses sealed both seeds under the new key: it alone now opens them.
     const alone = await node(KEY_B);
