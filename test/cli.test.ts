@@ -92,17 +92,6 @@ describe('--help', () => {
   });
 });
 
-describe('keys rewrap', () => {
-  it('reports what it sealed anew, per kind of sealed value', async () => {
-    const { code, out } = await rampart(['keys', 'rewrap']);
-    expect(code).toBe(0);
-    expect(out).toMatch(
-      /^user TOTP seeds \(\d+ tenants\): \d+ resealed, \d+ already under the current key, 0 opening/m,
-    );
-    expect(out).toMatch(/^SIEM sink secrets: 0 resealed/m);
-  });
-});
-
 describe('config check', () => {
   it('prints the configuration with secrets masked', async () => {
     const secret = 'Zq3xV8pL2mN7rT4wY9bC1dF6gH0jK5sA3eU8iO2uQ7v';
@@ -313,6 +302,17 @@ describe('migrate, tenants, operators', () => {
     expect(events).toHaveLength(1);
     expect(events[0]?.details).toMatchObject({ label: 'deploy bot', issuedId: expect.any(String) });
     expect(text).not.toContain(token ?? 'missing');
+  });
+});
+
+describe('keys rewrap', () => {
+  it('reports what it sealed anew, per kind of sealed value', async () => {
+    const { code, out } = await rampart(['keys', 'rewrap']);
+    expect(code).toBe(0);
+    expect(out).toMatch(
+      /^user TOTP seeds \(\d+ tenants\): \d+ resealed, \d+ already under the current key, 0 opening/m,
+    );
+    expect(out).toMatch(/^SIEM sink secrets: 0 resealed/m);
   });
 });
 
