@@ -97,10 +97,17 @@ describe('--help', () => {
 describe('config check', () => {
   it('prints the configuration with secrets masked', async () => {
     const secret = 'Zq3xV8pL2mN7rT4wY9bC1dF6gH0jK5sA3eU8iO2uQ7v';
-    const { code, out } = await rampart(['config', 'check'], { SECRET_KEY: secret, PORT: '4321' });
+    const previous = 'Pw8nK2vL5xR9tB3mQ7yH1cJ6dF0gS4aZ8eT2uI5oP9w';
+    const { code, out } = await rampart(['config', 'check'], {
+      SECRET_KEY: secret,
+      SECRET_KEY_PREVIOUS: previous,
+      PORT: '4321',
+    });
     expect(code).toBe(0);
     expect(out).toContain('PORT=4321');
     expect(out).toContain('SECRET_KEY=(set)');
+    expect(out).toContain('SECRET_KEY_PREVIOUS=(set)');
+    expect(out).not.toContain(previous);
     expect(out).toContain('configuration is valid');
     expect(out).not.toContain(secret);
     for (const url of [env.DATABASE_URL, env.DATABASE_OWNER_URL]) if (url) expect(out).not.toContain(url);
@@ -352,6 +359,17 @@ describe('migrate, tenants, operators', () => {
     expect(rows.find((r) => r[2] === 'edge')?.[5]).toBe('decisions:check,waf-events:write');
     expect(rows.find((r) => r[2] === 'full')?.[5]).toBe('all');
     expect(listed.out).not.toMatch(/rmp_op_/);
+  });
+});
+
+describe('keys rewrap', () => {
+  it('reports what it sealed anew, per kind of sealed value', async () => {
+    const { code, out } = await rampart(['keys', 'rewrap']);
+    expect(code).toBe(0);
+    expect(out).toMatch(
+      /^user TOTP seeds \(\d+ tenants\): \d+ resealed, \d+ already under the current key, 0 opening/m,
+    );
+    expect(out).toMatch(/^SIEM sink secrets: 0 resealed/m);
   });
 });
 

@@ -14,7 +14,7 @@ import {
   createSinkService,
 } from '../audit/index.ts';
 import { createOperatorAdmin, normaliseEmail } from '../identity/index.ts';
-import { createSecretBox, deriveKey } from '../platform/crypto/keys.ts';
+import { createSecretBox, deriveKeys } from '../platform/crypto/keys.ts';
 import type { AppCore } from './services.ts';
 
 /** Asked of access: does this tenant need a second approver to shorten its audit retention? */
@@ -31,6 +31,7 @@ export function wireActionServices({
   invalidation,
   onBackgroundError,
   rootKey,
+  rootKeys,
   identity,
   access,
   protection,
@@ -50,9 +51,9 @@ export function wireActionServices({
     retention,
   });
   wireElevatedGrants(access.critical, { identity, roles: access.roles });
-  const auditSinkBox = createSecretBox(deriveKey(rootKey, 'audit-sinks'));
+  const auditSinkBox = createSecretBox(deriveKeys(rootKeys, 'audit-sinks'));
   const auditSigner = checkpointSigner(rootKey);
-  const alertBox = createSecretBox(deriveKey(rootKey, 'audit-alerts'));
+  const alertBox = createSecretBox(deriveKeys(rootKeys, 'audit-alerts'));
   // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
   const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });
   const operatorAdmin = createOperatorAdmin({

@@ -14,7 +14,7 @@ import {
   toTenantRef,
 } from '../identity/index.ts';
 import { identityPages } from '../identity/pages/index.ts';
-import { createSecretBox, deriveKey } from '../platform/crypto/keys.ts';
+import { createSecretBox, deriveKeys } from '../platform/crypto/keys.ts';
 import type { AnyTenantTx } from '../platform/db/index.ts';
 import { openApiRoute } from '../platform/http/openapi.ts';
 import { tenantPolicyRoutes, wafRoutes } from '../protect/index.ts';
@@ -36,7 +36,7 @@ export async function registerRoutes(
     clock,
     breached,
     dispatcher,
-    rootKey,
+    rootKeys,
     protection,
     tenancy,
     identity,
@@ -75,7 +75,7 @@ export async function registerRoutes(
       db,
       clock,
       hasher: identity.deps.hasher,
-      totpBox: createSecretBox(deriveKey(rootKey, 'operator-totp')),
+      totpBox: createSecretBox(deriveKeys(rootKeys, 'operator-totp')),
       publicUrl: config.publicUrl,
       breached,
     }),

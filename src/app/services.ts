@@ -39,7 +39,7 @@ import {
 import { createInProcessBus, type InvalidationBus } from '../platform/bus/index.ts';
 import type { Config } from '../platform/config/index.ts';
 import type { Clock } from '../platform/context.ts';
-import { createSecretBox, deriveKey, resolveRootKey } from '../platform/crypto/keys.ts';
+import { createSecretBox, deriveKey, deriveKeys, resolveRootKeys } from '../platform/crypto/keys.ts';
 import type { Database } from '../platform/db/index.ts';
 import { createProtection, type OutboundClient, type Protection } from '../protect/index.ts';
 import { createTenancyService, type TenancyService } from '../tenancy/index.ts';
@@ -140,7 +140,9 @@ export function wireServices(
     },
   });
   app.addHook('onClose', () => dispatcher.close());
-  const rootKey = resolveRootKey(config.secretKey, config.dataDir);
+  // The current key, then SECRET_KEY_PREVIOUS: sealed values and recovery codes of before a rotation.
+  const rootKeys = resolveRootKeys(config.secretKey, config.secretKeyPrevious, config.dataDir);
+  const rootKey = rootKeys[0] as Buffer;
   // Every audit event appended in this process carries a MAC under a key derived from it (docs/audit.md).
   configureAuditMac(rootKey);
   const protection = givenProtection ?? createProtection({ config, db, clock });
@@ -153,7 +155,11 @@ export function wireServices(
     breached,
     mailer: dispatcher,
     failedSignIns: protection.limiters.failedSignIns,
-    keys: { totp: createSecretBox(deriveKey(rootKey, 'totp')), mac: deriveKey(rootKey, 'mac') },
+    keys: {
+      totp: createSecretBox(deriveKeys(rootKeys, 'totp')),
+      mac: deriveKey(rootKey, 'mac'),
+      previousMacs: deriveKeys(rootKeys.slice(1), 'mac'),
+    },
     publicUrl: config.publicUrl,
     bus: invalidation,
     onBackgroundError,
@@ -230,6 +236,7 @@ export function wireServices(
     dispatcher,
     invalidation,
     rootKey,
+    rootKeys,
     protection,
     onBackgroundError,
     tenancy,

@@ -45,6 +45,8 @@ defineAuditActions('identity', {
   'identity.operator.tokens_revoked': 'Every live credential of an operator was revoked, with the count',
   'identity.operator.disabled': 'An operator was disabled (every credential revoked), with the reason',
   'identity.operator.enabled': 'A disabled operator was enabled again',
+  'identity.operator.seeds_resealed':
+    "Operators' TOTP seeds were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count",
   'identity.operator.locked': 'An operator was locked after consecutive sign-in failures',
   'identity.operator.unlocked': "An operator's sign-in lockout was cleared",
   'identity.user.invited': 'A user was invited',
@@ -74,6 +76,8 @@ defineAuditActions('identity', {
     'A pending TOTP enrolment was discarded after too many wrong codes (it must be started again)',
   'identity.mfa.enrolled': 'TOTP was enrolled',
   'identity.mfa.recovery_regenerated': 'New recovery codes were issued',
+  'identity.mfa.seeds_resealed':
+    "Users' TOTP seeds were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count",
 });
 defineAuditActions('access', {
   'access.request.denied': 'A request was refused for want of a permission (403)',
@@ -123,6 +127,8 @@ defineAuditActions('audit', {
     'Data one actor read (answered GETs of permission-protected routes) in the last minute, with the count',
   'audit.retention.updated': "The tenant's audit retention changed",
   'audit.sink.created': 'A SIEM sink was added',
+  'audit.sink.secrets_resealed':
+    'Signing secrets of SIEM sinks were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count',
   'audit.sink.disabled':
     'A SIEM sink was disabled: it receives no new events and drains its backlog (this event included)',
   'audit.sink.stopped':
@@ -133,6 +139,8 @@ defineAuditActions('audit', {
     'A SIEM sink that was overflowing receives again, with the number of events it lost',
   'audit.alert.raised': 'An anomaly rule raised an alert',
   'audit.alert.acknowledged': 'An alert was acknowledged',
+  'audit.alert.secret_resealed':
+    "The chain's alert webhook secret was sealed under the current SECRET_KEY (`rampart keys rewrap`)",
   'audit.alert.pruned': 'Acknowledged alerts older than the retention were deleted',
   'audit.alert.delivery_failed':
     'An alert delivery (webhook or mail) still failed at its maximum age and is no longer attempted',

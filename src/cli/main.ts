@@ -14,6 +14,7 @@ import {
   OperatorDisableBody,
   type OperatorService,
   OperatorTokenLabel,
+  type TenantRef,
   toTenantRef,
 } from '../identity/index.ts';
 import { registerUserCommands } from '../identity/users-cli.ts';
@@ -27,6 +28,7 @@ import { registerProtectCommands } from '../protect/index.ts';
 import { openConfiguredBus, openConfiguredDatabase, openEngine } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
+import { registerKeyCommands } from './keys.ts';
 
 export interface CliIo {
   out: NodeJS.WritableStream;
@@ -34,7 +36,16 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
 }
 
-const maskedSettings = new Set(['secretKey', 'metricsToken', 'databaseUrl', 'databaseOwnerUrl', 'smtpUrl']);
+const maskedSettings = new Set([
+  'secretKey',
+  'secretKeyPrevious',
+  'metricsToken',
+  'databaseUrl',
+  'databaseOwnerUrl',
+  'smtpUrl',
+]);
+
+const isEmptyList = (value: unknown) => Array.isArray(value) && value.length === 0;
 
 /**
  * A setting's value with what a URL may carry of a secret masked: its user and password (a Redis or
@@ -347,13 +358,38 @@ function program(io: CliIo): Command {
       for (const [key, meta] of Object.entries(envNames)) {
         const value = cfg[key as keyof Config];
         // URLs of databases may carry passwords; keys and tokens are secrets outright.
-        const secret = maskedSettings.has(key) && value !== undefined;
+        const secret = maskedSettings.has(key) && value !== undefined && !isEmptyList(value);
         print(`${meta.env}=${secret ? '(set)' : JSON.stringify(withoutUrlSecrets(value ?? null))}`);
       }
       print('configuration is valid');
     });
   registerBreachedCommands(root, io);
   registerProtectCommands(root, io);
+  const withTenantsDb = <T>(
+    slug: string | undefined,
+    fn: (db: Database, tenants: TenantRef[]) => Promise<T>,
+  ): Promise<T> =>
+    withDatabase(config(), async (db) => {
+      const tenancy = createTenancyService({ db, clock: systemClock });
+      // A named tenant may be suspended: its hashes at rest need wrapping all the same.
+      if (slug !== undefined) return fn(db, [toTenantRef(await tenancy.get(slug))]);
+      const all = [];
+      for (let after: string | null = null; ; ) {
+        const page = await tenancy.list(after, 200);
+        all.push(...page.items.map(toTenantRef));
+        if (!page.more) break;
+        after = page.items.at(-1)?.slug ?? null;
+      }
+      return fn(db, all);
+    });
+  registerKeyCommands(root, {
+    out: io.out,
+    err: io.err,
+    clock: systemClock,
+    context: cliContext,
+    config,
+    withTenantsDb: (fn) => withTenantsDb(undefined, fn),
+  });
   registerUserCommands(root, {
     out: io.out,
     err: io.err,
@@ -364,20 +400,7 @@ function program(io: CliIo): Command {
         const tenant = await createTenancyService({ db, clock: systemClock }).requireActive(slug);
         return fn(db, toTenantRef(tenant));
       }),
-    withTenantsDb: (slug, fn) =>
-      withDatabase(config(), async (db) => {
-        const tenancy = createTenancyService({ db, clock: systemClock });
-        // A named tenant may be suspended: its hashes at rest need wrapping all the same.
-        if (slug !== undefined) return fn(db, [toTenantRef(await tenancy.get(slug))]);
-        const all = [];
-        for (let after: string | null = null; ; ) {
-          const page = await tenancy.list(after, 200);
-          all.push(...page.items.map(toTenantRef));
-          if (!page.more) break;
-          after = page.items.at(-1)?.slug ?? null;
-        }
-        return fn(db, all);
-      }),
+    withTenantsDb,
     hasher: () => {
       const cfg = config();
       return createPasswordHasher({

@@ -19,6 +19,8 @@ export interface IdentityKeys {
   totp: SecretBox;
   /** HMAC key for recovery codes and CSRF tokens: a stolen table alone cannot be brute-forced offline. */
   mac: Buffer;
+  /** The MAC keys of SECRET_KEY_PREVIOUS: recovery codes issued before a rotation still verify. */
+  previousMacs?: readonly Buffer[] | undefined;
 }
 
 export interface IdentityDeps {

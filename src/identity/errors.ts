@@ -27,6 +27,7 @@ export const identityError = defineErrors({
   mfa_enrolment_discarded: { status: 409, title: 'Enrolment discarded after too many wrong codes' },
   web_only: { status: 403, title: 'Only on the web' },
   busy: { status: 503, title: 'Too many sign-ins at once' },
+  factor_unavailable: { status: 503, title: 'Second factor cannot be checked' },
   changed_meanwhile: { status: 409, title: 'Changed while the password was checked' },
   throttled: { status: 429, title: 'Too many attempts' },
   csrf_failed: { status: 403, title: 'Missing or wrong CSRF token' },

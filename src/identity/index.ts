@@ -23,6 +23,7 @@ export {
 } from './operators.ts';
 export { createPasswordHasher, type PasswordHasher } from './passwords/index.ts';
 export type { PasswordPolicy } from './policy.ts';
+export { resealOperatorSeeds, resealTenantSeeds } from './reseal-seeds.ts';
 export { identityApiRoutes } from './routes.ts';
 export { createIdentityService, type IdentityService } from './service.ts';
 export { hasRecentSecondFactor, type ValidSession } from './session-stage.ts';

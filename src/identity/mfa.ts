@@ -6,6 +6,7 @@ import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { confirmPasswordUnlessFresh } from './reauth.ts';
+import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
 import { sessionsChanged } from './session-cache.ts';
 import { revokeSessionInTx } from './session-revocation.ts';
 import type { ValidSession } from './session-stage.ts';
@@ -25,14 +26,17 @@ const recoveryCode = () => {
   const raw = new Secret({ size: 7 }).base32.slice(0, 10).toLowerCase();
   return `${raw.slice(0, 5)}-${raw.slice(5)}`;
 };
-const recoveryHash = (deps: IdentityDeps, code: string) =>
+const recoveryHash = (key: Buffer, code: string) =>
   hmac(
-    deps.keys.mac,
+    key,
     `recovery:${code
       .trim()
       .toLowerCase()
       .replace(/[^a-z2-7]/g, '')}`,
   );
+/** Under the current MAC key and each previous one: codes issued before a SECRET_KEY rotation still count. */
+const recoveryHashes = (deps: IdentityDeps, code: string) =>
+  [deps.keys.mac, ...(deps.keys.previousMacs ?? [])].map((key) => recoveryHash(key, code));
 
 export function createMfaService(deps: IdentityDeps) {
   const secretAad = (tenant: TenantRef, userId: string) => `totp:${tenant.id}:${userId}`;
@@ -46,7 +50,7 @@ export function createMfaService(deps: IdentityDeps) {
         codes.map((c) => ({
           tenant_id: tenant.id,
           user_id: userId,
-          code_hash: recoveryHash(deps, c),
+          code_hash: recoveryHash(deps.keys.mac, c),
           used_at: null,
         })),
       )
@@ -63,13 +67,18 @@ export function createMfaService(deps: IdentityDeps) {
       .executeTakeFirst();
     if (!totpRow?.confirmed_at) return null;
     if (/^\d{6}$/.test(code)) {
-      const secret = deps.keys.totp.open(totpRow.secret_ciphertext, secretAad(tenant, userId));
-      const step = totpStep(secret, code, deps.clock.now());
+      const sealed = openTotpSeed(deps.keys.totp, totpRow.secret_ciphertext, secretAad(tenant, userId));
+      const step = totpStep(sealed.plaintext, code, deps.clock.now());
       if (step === null) return null;
-      // Atomic: of two requests with one code, exactly one moves last_used_step forward.
+      // Atomic: of two requests with one code, exactly one moves last_used_step forward. A seed sealed
+      // under a previous SECRET_KEY is sealed again under the current one by the same write.
       const moved = await tx
         .updateTable('user_totp')
-        .set({ last_used_step: step })
+        .set(
+          sealed.resealed === null
+            ? { last_used_step: step }
+            : { last_used_step: step, secret_ciphertext: sealed.resealed },
+        )
         .where('user_id', '=', userId)
         .where(sql<boolean>`last_used_step < ${step}`)
         .executeTakeFirst();
@@ -79,7 +88,7 @@ export function createMfaService(deps: IdentityDeps) {
       .updateTable('recovery_codes')
       .set({ used_at: deps.clock.now() })
       .where('user_id', '=', userId)
-      .where('code_hash', '=', recoveryHash(deps, code))
+      .where('code_hash', 'in', recoveryHashes(deps, code))
       .where('used_at', 'is', null)
       .executeTakeFirst();
     return used.numUpdatedRows > 0n ? 'recovery' : null;
@@ -159,8 +168,8 @@ export function createMfaService(deps: IdentityDeps) {
           .returning(['secret_ciphertext', 'enrol_failures'])
           .executeTakeFirst();
         if (!row) throw identityError('mfa_not_enrolled', 'Start enrolment first.');
-        const secret = deps.keys.totp.open(row.secret_ciphertext, secretAad(tenant, session.userId));
-        const step = totpStep(secret, code, deps.clock.now());
+        const secret = openTotpSeed(deps.keys.totp, row.secret_ciphertext, secretAad(tenant, session.userId));
+        const step = totpStep(secret.plaintext, code, deps.clock.now());
         if (step === null) {
           if (row.enrol_failures < ENROL_TRIES) return 'wrong' as const;
           await tx
@@ -257,19 +266,22 @@ export function createMfaService(deps: IdentityDeps) {
           details: { factor },
         });
         return { ok: true as const, factor, ...rotated };
-      }).then(async (result) => {
-        if (result.ok) return result;
-        // The failure is recorded in its own transaction: the attempt above committed its counter.
-        await inTenant(deps, tenant, async (tx) => {
-          await audit(deps, tx, tenant, ctx, {
-            action: 'identity.signin.second_factor',
-            outcome: 'failure',
-            target: { type: 'user', id: session.userId },
-            details: { locked: result.lockNow },
+      }).then(
+        async (result) => {
+          if (result.ok) return result;
+          // The failure is recorded in its own transaction: the attempt above committed its counter.
+          await inTenant(deps, tenant, async (tx) => {
+            await audit(deps, tx, tenant, ctx, {
+              action: 'identity.signin.second_factor',
+              outcome: 'failure',
+              target: { type: 'user', id: session.userId },
+              details: { locked: result.lockNow },
+            });
           });
-        });
-        throw identityError('invalid_code', 'That code is not valid (or was already used).');
-      }),
+          throw identityError('invalid_code', 'That code is not valid (or was already used).');
+        },
+        refusedUnreadable(tenant, session.userId, ctx),
+      ),
 
     regenerateRecoveryCodes: (tenant: TenantRef, session: ValidSession, ctx: ActionContext) =>
       inTenant(deps, tenant, async (tx) => {
@@ -298,6 +310,23 @@ export function createMfaService(deps: IdentityDeps) {
         return { totp: Boolean(row?.confirmed_at), recoveryCodesLeft: left.n };
       }),
   };
+
+  /** The seed opens under no configured key: the attempt was rolled back; recorded, then refused. */
+  function refusedUnreadable(tenant: TenantRef, userId: string, ctx: ActionContext) {
+    return async (error: unknown): Promise<never> => {
+      if (isFactorUnavailable(error)) {
+        await inTenant(deps, tenant, (tx) =>
+          audit(deps, tx, tenant, ctx, {
+            action: 'identity.signin.second_factor',
+            outcome: 'failure',
+            target: { type: 'user', id: userId },
+            details: { reason: 'secret_unreadable' },
+          }),
+        );
+      }
+      throw error;
+    };
+  }
 
   /** A second factor raises privilege: the old token is revoked and a new one issued. */
   async function rotate(tx: Tx, tenant: TenantRef, session: ValidSession, ctx: ActionContext) {

@@ -11,6 +11,7 @@ import { identityError } from './errors.ts';
 import { attemptAllowed, countAttempt } from './lockout.ts';
 import { acceptOperatorPassword } from './operator-password.ts';
 import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
+import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
 import type { IdentityTables } from './tables.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
@@ -112,23 +113,7 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
       return false;
     } catch (error) {
       const busy = error instanceof HasherBusyError;
-      await system(async (tx) => {
-        if (reserved) {
-          await tx
-            .updateTable('operators')
-            .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
-            .where('id', '=', reserved.id)
-            .execute();
-        }
-        await audit(
-          tx,
-          ctx,
-          'identity.operator.signin',
-          'failure',
-          reserved?.id ?? null,
-          busy ? 'busy' : 'error',
-        );
-      });
+      await giveBack(ctx, reserved?.id ?? null, busy ? 'busy' : 'error');
       if (busy) {
         throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
           retryAfterSeconds: error.retryAfterSeconds,
@@ -136,6 +121,20 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
       }
       throw error;
     }
+  }
+
+  /** An attempt that never happened (the server could not check it): its slot back, the refusal audited. */
+  async function giveBack(ctx: ActionContext, id: string | null, reason: string) {
+    await system(async (tx) => {
+      if (id) {
+        await tx
+          .updateTable('operators')
+          .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
+          .where('id', '=', id)
+          .execute();
+      }
+      await audit(tx, ctx, 'identity.operator.signin', 'failure', id, reason);
+    });
   }
 
   /** Why a verified attempt failed: both factors right but no token means a replayed code or a disable. */
@@ -216,7 +215,7 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           .executeTakeFirstOrThrow();
         const step = operator.totp_ciphertext
           ? totpStep(
-              deps.totpBox.open(operator.totp_ciphertext, `operator:${setup.operator_id}`),
+              openTotpSeed(deps.totpBox, operator.totp_ciphertext, `operator:${setup.operator_id}`).plaintext,
               code,
               deps.clock.now(),
             )
@@ -259,17 +258,20 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
       );
       const passwordOk = await checkPassword(ctx, reserved, password);
       return system(async (tx) => {
-        const step =
+        const seed =
           passwordOk && reserved?.totp_ciphertext
-            ? totpStep(deps.totpBox.open(reserved.totp_ciphertext, `operator:${reserved.id}`), code, now)
+            ? openTotpSeed(deps.totpBox, reserved.totp_ciphertext, `operator:${reserved.id}`)
             : null;
+        const step = seed ? totpStep(seed.plaintext, code, now) : null;
+        // A seed sealed under a previous SECRET_KEY is sealed again under the current one with the use.
+        const resealed = seed?.resealed ? { totp_ciphertext: seed.resealed } : {};
         // The status guard waits for a disable holding the row and then sees it: no token for a
         // disabled operator even when the disable committed during the verification.
         const fresh =
           step !== null && reserved
             ? await tx
                 .updateTable('operators')
-                .set({ totp_last_step: step, password_failures: 0, password_locked_until: null })
+                .set({ totp_last_step: step, password_failures: 0, password_locked_until: null, ...resealed })
                 .where('id', '=', reserved.id)
                 .where('status', '=', 'active')
                 .where(sql<boolean>`totp_last_step < ${step}`)
@@ -308,11 +310,19 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           reserved.id,
         );
         return { token, expiresAt };
-      }).then((result) => {
-        if (!result)
-          throw identityError('invalid_credentials', 'The email, password or code is not correct.');
-        return result;
-      });
+      }).then(
+        (result) => {
+          if (!result)
+            throw identityError('invalid_credentials', 'The email, password or code is not correct.');
+          return result;
+        },
+        async (error: unknown) => {
+          // The seed opens under no configured key: the server's fault, not a guess. The reserved slot is
+          // given back (as for a busy hasher) and the refusal recorded; the answer is a 503.
+          if (isFactorUnavailable(error) && reserved) await giveBack(ctx, reserved.id, 'secret_unreadable');
+          throw error;
+        },
+      );
     },
   };
 }

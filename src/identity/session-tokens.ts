@@ -59,5 +59,8 @@ export async function createSession(
 export const csrfTokenFor = (deps: IdentityDeps, sessionId: string) =>
   hmac(deps.keys.mac, `csrf:${sessionId}`).toString('base64url');
 
+/** Under the current key or a previous one: a page rendered before a SECRET_KEY rotation still submits. */
 export const csrfMatches = (deps: IdentityDeps, sessionId: string, given: string) =>
-  safeEqual(csrfTokenFor(deps, sessionId), given);
+  [deps.keys.mac, ...(deps.keys.previousMacs ?? [])].some((key) =>
+    safeEqual(hmac(key, `csrf:${sessionId}`).toString('base64url'), given),
+  );

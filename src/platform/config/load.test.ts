@@ -185,4 +185,17 @@ describe('consistency checks (any profile)', () => {
   it('refuses DATABASE_URL without SECRET_KEY, since nodes must share it', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres://app@db/rampart' })).toThrow(/SECRET_KEY/);
   });
+  it('takes SECRET_KEY_PREVIOUS as a list of keys, none of them the current one', () => {
+    const [current, old1, old2] = [strongKey(), strongKey(), strongKey()];
+    expect(
+      loadConfig({ SECRET_KEY: current, SECRET_KEY_PREVIOUS: `${old1}, ${old2}` }).secretKeyPrevious,
+    ).toEqual([old1, old2]);
+    expect(loadConfig({}).secretKeyPrevious).toEqual([]);
+    expect(problemsOf({ SECRET_KEY: current, SECRET_KEY_PREVIOUS: 'short' })[0]).toMatch(
+      /SECRET_KEY_PREVIOUS/,
+    );
+    expect(problemsOf({ SECRET_KEY: current, SECRET_KEY_PREVIOUS: `${old1},${current}` })[0]).toMatch(
+      /SECRET_KEY_PREVIOUS: lists the current SECRET_KEY/,
+    );
+  });
 });

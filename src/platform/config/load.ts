@@ -39,6 +39,7 @@ const numberKeys = new Set<keyof Config>([
 const booleanKeys = new Set<keyof Config>(['allowEmbeddedInProduction', 'rateLimitEnabled']);
 const listKeys = new Set<keyof Config>([
   'trustProxy',
+  'secretKeyPrevious',
   'tlsCiphers',
   'rateLimits',
   'rateLimitFailClosed',
@@ -56,6 +57,7 @@ const defaults = {
   databasePoolMax: 10,
   allowEmbeddedInProduction: false,
   trustProxy: [],
+  secretKeyPrevious: [],
   bootstrapOperatorEmail: 'admin@localhost',
   operatorTokenTtlDays: 30,
   elevationMaxMinutes: 480,
@@ -159,6 +161,9 @@ export function consistencyProblems(config: Config): string[] {
     problems.push(
       'SECRET_KEY: required with DATABASE_URL, so every node shares one key (TOTP seeds, recovery codes and CSRF tokens are bound to it)',
     );
+  }
+  if (config.secretKey && config.secretKeyPrevious.includes(config.secretKey)) {
+    problems.push('SECRET_KEY_PREVIOUS: lists the current SECRET_KEY; name only the keys it replaced');
   }
   return problems;
 }

@@ -16,6 +16,7 @@ export const configSchema = Type.Object(
     tlsCertFile: Type.Optional(Type.String({ minLength: 1 })),
     tlsKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     secretKey: Type.Optional(Type.String({ minLength: 43 })),
+    secretKeyPrevious: Type.Array(Type.String({ minLength: 43 })),
     // The bearer syntax of RFC 6750 (what the Authorization parser accepts): any other character would
     // make a token that can never authenticate.
     metricsToken: Type.Optional(
@@ -112,6 +113,11 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   secretKey: {
     env: 'SECRET_KEY',
     doc: 'At least 32 random bytes, base64url (43+ chars). Required in production.',
+  },
+  secretKeyPrevious: {
+    env: 'SECRET_KEY_PREVIOUS',
+    doc: 'Comma-separated earlier SECRET_KEYs during a rotation: sealed TOTP seeds and webhook secrets still open, recovery codes still verify (docs/audit.md, "Key rotation").',
+    default: '(none)',
   },
   metricsToken: { env: 'METRICS_TOKEN', doc: 'Bearer token for /metrics; unset = loopback callers only.' },
   bootstrapOperatorEmail: {
