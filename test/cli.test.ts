@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/main.ts';
 import { allMigrations } from '../src/migrations.ts';
@@ -360,6 +361,46 @@ describe('migrate, tenants, operators', () => {
     expect(rows.find((r) => r[2] === 'full')?.[5]).toBe('all');
     expect(listed.out).not.toMatch(/rmp_op_/);
   });
+});
+
+describe('operators disable ends elevations', () => {
+  // Review: the CLI's disable left the operator's live elevation in place, so an enable within its window
+  // gave it back (the API's disable ends them). The row is written as the database owner, as an approval
+  // would leave it: what is checked is what the CLI does to it.
+  it.runIf(engineUnderTest === 'postgres')(
+    'a CLI disable revokes the operator’s live elevation; the enable gives none back',
+    async () => {
+      expect(
+        (await rampart(['tenants', 'create', '--slug', 'elev-co', '--name', 'E', '--region', 'eu-de'])).code,
+      ).toBe(0);
+      expect((await rampart(['operators', 'create', '--email', 'elevated@example.com'])).code).toBe(0);
+      const owner = new pg.Client({ connectionString: env.DATABASE_OWNER_URL });
+      await owner.connect();
+      try {
+        const { rows } = await owner.query<{ id: string }>(
+          `INSERT INTO access_elevations (tenant_id, operator_id, role_key, reason, duration_minutes,
+             approvals_needed, approver, permissions, decide_by, status, requested_at, starts_at, expires_at)
+           SELECT t.id, o.id, 'tenant-admin', 'incident 42', 60, 1, 'operator', ARRAY['users:read'],
+             now() + interval '1 hour', 'active', now(), now(), now() + interval '1 hour'
+           FROM tenants t, operators o WHERE t.slug = 'elev-co' AND o.email = 'elevated@example.com'
+           RETURNING id`,
+        );
+        const id = rows[0]?.id;
+        expect(id).toBeDefined();
+        const disabled = await rampart(['operators', 'disable', 'elevated@example.com', '--reason', 'left']);
+        expect(disabled.code, disabled.err).toBe(0);
+        expect((await rampart(['operators', 'enable', 'elevated@example.com'])).code).toBe(0);
+        const { rows: after } = await owner.query<{ status: string; ended_by_id: string | null }>(
+          'SELECT status, ended_by_id FROM access_elevations WHERE id = $1',
+          [id],
+        );
+        expect(after[0]?.status).toBe('revoked');
+        expect(after[0]?.ended_by_id).toMatch(/^cli:/);
+      } finally {
+        await owner.end();
+      }
+    },
+  );
 });
 
 describe('keys rewrap', () => {

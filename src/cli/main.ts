@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Command, CommanderError } from 'commander';
-import { checkTokenScopes } from '../access/index.ts';
+import { type AccessTables, checkTokenScopes, createAccessService } from '../access/index.ts';
 import { registerAuditCommands } from '../audit/cli.ts';
 import { checkpointSigner, configureAuditMac, createRetentionService } from '../audit/index.ts';
 import { registerBreachedCommands } from '../identity/breached/index.ts';
@@ -10,6 +10,10 @@ import {
   createOperatorAdmin,
   createOperatorService,
   createPasswordHasher,
+  isOperatorActive,
+  isUserDisabled,
+  lockActiveTenantAdmins,
+  lockUsers,
   type OperatorAdmin,
   OperatorDisableBody,
   type OperatorService,
@@ -121,6 +125,10 @@ function withOperators<T>(config: Config, fn: (operators: OperatorService) => Pr
   );
 }
 
+/**
+ * Operator administration wired as the server wires it: a disable ends the operator's pending and live
+ * elevations (Access), so a later enable gives none of them back.
+ */
 async function withOperatorAdmin<T>(
   config: Config,
   io: CliIo,
@@ -128,11 +136,33 @@ async function withOperatorAdmin<T>(
 ): Promise<T> {
   return withDatabase(config, async (db) => {
     const bus = await openConfiguredBus(config);
+    const onBackgroundError = (error: unknown) =>
+      io.err.write(`warning: running servers were not told (${String(error)}); they notice within 30 s\n`);
+    const access = createAccessService({
+      db,
+      clock: systemClock,
+      bus,
+      elevationMaxMinutes: config.elevationMaxMinutes,
+      // Only the elevations are used here: no role is granted, so no user is looked up.
+      userExists: async () => false,
+      userDisabled: (tx, userId, lock) => isUserDisabled<AccessTables>(tx, userId, lock),
+      lockActiveTenantAdmins: (tx) => lockActiveTenantAdmins<AccessTables>(tx),
+      lockUsers: (tx, userIds) => lockUsers<AccessTables>(tx, userIds),
+      operatorActive: (tx, operatorId) => isOperatorActive(tx, operatorId),
+      onBackgroundError,
+    });
     try {
-      const onBackgroundError = (error: unknown) =>
-        io.err.write(`warning: running servers were not told (${String(error)}); they notice within 30 s\n`);
-      return await fn(createOperatorAdmin({ db, clock: systemClock, bus, onBackgroundError }));
+      return await fn(
+        createOperatorAdmin({
+          db,
+          clock: systemClock,
+          bus,
+          onBackgroundError,
+          onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
+        }),
+      );
     } finally {
+      await access.close();
       await bus.close();
     }
   });
