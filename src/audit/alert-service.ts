@@ -140,10 +140,11 @@ export function createAlertService(deps: AlertServiceDeps) {
         const next = checkSettings(input, tenantId);
         if (approval) await approval.guard(tx as SystemTx<AuditTables>);
         const before = await lockSettings(tx, tenantId);
+        const was = view(before);
         // The gate compared before this transaction: decided again here on the locked row, so a change
         // committed meanwhile never turns this into a weakening that runs unapproved.
-        const weakened = tenantId === null ? alertSettingsWeakening(view(before), next) : [];
-        if (weakened.length > 0 && !approval) {
+        const weakened = alertSettingsWeakening(was, next);
+        if (tenantId === null && weakened.length > 0 && !approval) {
           throw auditError(
             'alert_settings_changed',
             `Against the platform's alert settings now, this would weaken them (${weakened.join('; ')}), ` +
@@ -153,10 +154,7 @@ export function createAlertService(deps: AlertServiceDeps) {
         }
         // Who may change where a tenant's alerts go, or weaken its rules, is Access's to say (docs/access.md).
         if (tenantId !== null) {
-          deps.checkTenantChange?.(ctx, {
-            channels: channelsChange(view(before), next),
-            weakened: alertSettingsWeakening(view(before), next),
-          });
+          deps.checkTenantChange?.(ctx, { channels: channelsChange(was, next), weakened });
         }
         const url = next.channels.webhookUrl;
         const keepSecret = url !== null && url === before?.webhook_url && before.webhook_secret_sealed;

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { responses, strictObject, Text } from '../platform/http/schemas.ts';
 import type { ForgeryService } from './acknowledge.ts';
 import { auditError } from './errors.ts';
+import { ApprovalRequired } from './schemas.ts';
 
 const tags = ['audit'];
 /**
@@ -16,12 +17,6 @@ const Chain = Type.String({
   description: "A tenant's id (a lower-case UUID), or platform",
 });
 const Hash = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 chain hash, 64 hex digits' });
-const ApprovalRequired = strictObject({
-  status: Type.Literal('approval_required'),
-  approval: Type.Record(Type.String(), Type.Unknown(), {
-    description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
-  }),
-});
 
 /**
  * Administration of the audit chains (operators). Acknowledging a forged event lets the checkpoint job

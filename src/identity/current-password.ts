@@ -3,7 +3,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { hashing } from './credentials.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
-import { chargeAttempt, isFailedAttempt, memoryFailureBudget } from './failure-budget.ts';
+import { chargedAttempt, memoryFailureBudget } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
@@ -99,16 +99,7 @@ export function createCurrentPasswordCheck(deps: IdentityDeps) {
       current: string,
       action: CheckedFor,
     ): Promise<VerifiedPassword> {
-      const refund = await chargeAttempt(perIp, ctx);
-      try {
-        const verified = await check(tenant, ctx, userId, current, action);
-        await refund();
-        return verified;
-      } catch (error) {
-        // As at sign-in: only a wrong (or locked) answer keeps its charge to the address.
-        if (!isFailedAttempt(error)) await refund();
-        throw error;
-      }
+      return chargedAttempt(perIp, ctx, () => check(tenant, ctx, userId, current, action));
     },
     clearFailures,
   };

@@ -38,9 +38,6 @@ export async function claimMail(
 export type UnverifiedOutcome = 'refused' | 'verified' | 'disabled';
 
 export function createEmailVerification(deps: IdentityDeps, links: ReturnType<typeof createLinks>) {
-  const claim = (tx: Tx, userId: string, column: 'verification_resent_at' | 'signup_notice_at') =>
-    claimMail(deps, tx, userId, column);
-
   return {
     /**
      * A self-signed-up account whose address is not confirmed gave the right password: no session, a new
@@ -65,7 +62,7 @@ export function createEmailVerification(deps: IdentityDeps, links: ReturnType<ty
         if (user?.status !== 'active') return { kind: 'disabled' as const, sent: false };
         if (user.email_verified_at !== null) return { kind: 'verified' as const, sent: false };
         await createUserRepository(tx).update(userId, { password_failures: 0, password_lockouts: 0 });
-        const sent = await claim(tx, userId, 'verification_resent_at');
+        const sent = await claimMail(deps, tx, userId, 'verification_resent_at');
         if (sent) await links.issue(tx, tenant, userId, user.email, 'verify_email', outbox);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.signin.password',
@@ -89,7 +86,7 @@ export function createEmailVerification(deps: IdentityDeps, links: ReturnType<ty
       email: string,
       outbox: OutboundMail[],
     ) {
-      if (!(await claim(tx, userId, 'signup_notice_at'))) return;
+      if (!(await claimMail(deps, tx, userId, 'signup_notice_at'))) return;
       const pages = `${deps.publicUrl}/t/${tenant.slug}`;
       outbox.push({
         to: email,

@@ -36,24 +36,33 @@ export function memoryFailureBudget(): FailureBudget {
   };
 }
 
+/** The answer of an attempt that counts as a failed sign-in (a wrong password, or answered alike). */
+const isFailedAttempt = (error: unknown) => error instanceof AppError && error.code === 'invalid_credentials';
+
 /**
- * Charges this attempt to the caller's address (none without one): throws `throttled` when the budget
- * is used up; returns the refund for an attempt that is not a failure.
+ * Runs a password attempt charged to the caller's address (none without one): `throttled` when the
+ * budget is used up; the charge is given back unless the attempt fails as a wrong password does (not
+ * for a right one, one the overloaded hasher never evaluated, or input refused before any check).
  */
-export async function chargeAttempt(budget: FailureBudget, ctx: ActionContext): Promise<() => Promise<void>> {
+export async function chargedAttempt<R>(
+  budget: FailureBudget,
+  ctx: ActionContext,
+  attempt: () => Promise<R>,
+): Promise<R> {
   const ip = ctx.ip;
-  if (!ip) return async () => {};
+  if (!ip) return attempt();
   const charged = await budget.charge(ip);
   if (!charged.allowed) {
     throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
       retryAfterSeconds: Math.ceil(charged.msBeforeNext / 1000),
     });
   }
-  return async () => {
+  try {
+    const result = await attempt();
     await budget.refund(ip);
-  };
+    return result;
+  } catch (error) {
+    if (!isFailedAttempt(error)) await budget.refund(ip);
+    throw error;
+  }
 }
-
-/** The answer of an attempt that counts as a failed sign-in (a wrong password, or answered alike). */
-export const isFailedAttempt = (error: unknown) =>
-  error instanceof AppError && error.code === 'invalid_credentials';

@@ -5,7 +5,7 @@ import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './d
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
-import { chargeAttempt, isFailedAttempt, memoryFailureBudget } from './failure-budget.ts';
+import { chargedAttempt, memoryFailureBudget } from './failure-budget.ts';
 import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
@@ -33,6 +33,8 @@ interface Account {
   totpEnrolled: boolean;
   /** Self-signed-up and not yet confirmed: the right password gets no session (email-verification.ts). */
   mustVerifyEmail: boolean;
+  /** The tenant's identity settings the reservation read (its refusal's wording, for one). */
+  settings: IdentitySettings;
 }
 
 type Outcome =
@@ -140,6 +142,7 @@ export function createSignIn(deps: IdentityDeps) {
           passwordChangedAt: row.password_changed_at,
           totpEnrolled: Boolean(row.totp_enrolled),
           mustVerifyEmail: row.email_verification_required && row.email_verified_at === null,
+          settings,
         };
       }
       // Only for the audit trail's reason: the caller answers all three alike.
@@ -194,17 +197,7 @@ export function createSignIn(deps: IdentityDeps) {
     kind: 'cookie' | 'bearer',
     ctx: ActionContext,
   ): Promise<SignInResult> {
-    const refund = await chargeAttempt(perIp, ctx);
-    try {
-      const result = await attempt(tenant, rawEmail, rawPassword, kind, ctx);
-      await refund();
-      return result;
-    } catch (error) {
-      // Only a failed attempt keeps its charge: not a right password refused (unconfirmed address), an
-      // attempt the overloaded hasher never evaluated, or input refused before any check.
-      if (!isFailedAttempt(error)) await refund();
-      throw error;
-    }
+    return chargedAttempt(perIp, ctx, () => attempt(tenant, rawEmail, rawPassword, kind, ctx));
   };
 
   async function attempt(
@@ -252,7 +245,7 @@ export function createSignIn(deps: IdentityDeps) {
       const unverified = await verification.refuseUnverified(tenant, ctx, outcome.userId, email);
       if (unverified === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
       if (unverified === 'refused') {
-        throw wrongCredentials(await inTenant(deps, tenant, (tx) => settingsOf(tx, tenant.id)));
+        throw wrongCredentials(outcome.settings);
       }
     }
     const rehash = verdict.needsRehash ? await upgradedHash(deps, password) : null;
