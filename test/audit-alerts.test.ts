@@ -116,15 +116,19 @@ describe('a burst of failed sign-ins', () => {
       await ownerCount(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'audit.alert.raised'`),
     ).toBe(1);
 
-    // Receiver down: the attempt fails and the delivery stays queued. (The app's own delivery job may
-    // make the attempt first; either way the row records the failure.)
-    await delivery.deliverDue();
-    expect(received).toHaveLength(0);
-    expect(
-      await ownerCount(
+    // Receiver down: the attempt fails and the delivery stays queued. The app's own delivery job may
+    // make the attempt first and hold the row's lease while it does (our claim then skips the row):
+    // either way the row records the failure, so wait for that.
+    const failedWebhooks = () =>
+      ownerCount(
         `SELECT count(*)::int AS n FROM audit_alert_deliveries WHERE channel = 'webhook' AND last_error IS NOT NULL`,
-      ),
-    ).toBe(1);
+      );
+    for (let round = 0; round < 200 && (await failedWebhooks()) === 0; round++) {
+      await delivery.deliverDue();
+      if ((await failedWebhooks()) === 0) await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(received).toHaveLength(0);
+    expect(await failedWebhooks()).toBe(1);
     await receiver.start();
     await drainDeliveries();
     expect(received.map((r) => r.id)).toEqual([alert.id]);
