@@ -389,6 +389,37 @@ describe('start-up refuses an unsafe database role', () => {
   });
 });
 
+describe('transactions as the engines send them (begin held back, sent with the tenant setting)', () => {
+  const txid = sql<{ id: string }>`SELECT txid_current()::text AS id`;
+  const tenantSetting = sql<{ t: string }>`SELECT current_setting('rampart.tenant_id', true) AS t`;
+
+  it('a tenant transaction is one transaction, scoped from its first statement to its last', async () => {
+    const seen = await t.db.withTenant(tenantA, async (tx) => ({
+      first: (await txid.execute(tx)).rows[0]?.id,
+      setting: (await tenantSetting.execute(tx)).rows[0]?.t,
+      last: (await txid.execute(tx)).rows[0]?.id,
+    }));
+    expect(seen.setting).toBe(tenantA);
+    expect(seen.last).toBe(seen.first);
+    // SET LOCAL ended with it: the next transaction on the pool sees no tenant.
+    expect((await t.db.withSystem((tx) => tenantSetting.execute(tx))).rows[0]?.t ?? '').toBe('');
+  });
+
+  it('a system transaction whose first statement writes still rolls that write back', async () => {
+    await expect(
+      t.db.withSystem(async (tx) => {
+        const first = (await txid.execute(tx)).rows[0]?.id;
+        await sql`INSERT INTO tenants (slug, display_name, region) VALUES ('iso-rolled-back', 'R', 'eu-de')`.execute(
+          tx,
+        );
+        expect((await txid.execute(tx)).rows[0]?.id).toBe(first);
+        throw new Error('undo');
+      }),
+    ).rejects.toThrow('undo');
+    expect(await ownerRead(`SELECT id FROM tenants WHERE slug = 'iso-rolled-back'`)).toEqual([]);
+  });
+});
+
 async function tenantTables(): Promise<string[]> {
   const rows = await ownerRead<{ table: string }>(`
     SELECT c.relname AS table FROM pg_class c

@@ -1,8 +1,8 @@
 import { PGlite } from '@electric-sql/pglite';
 import type { PostgresPoolClient, PostgresQueryResult } from 'kysely';
 import { APP_ROLE, type Engine, type OwnerSession } from './engine.ts';
+import { heldBegin } from './held-begin.ts';
 import { createStatementCache } from './pglite-statements.ts';
-import { asTenantId, SET_TENANT_SQL } from './scope.ts';
 
 const transactionControl = new Set(['begin', 'commit', 'rollback']);
 
@@ -74,32 +74,21 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
   let appRoleActive = false;
 
   const client = (release: () => void): PostgresPoolClient => {
-    // Kysely opens a transaction with a lone `begin`, and a tenant-scoped one follows it with the tenant
-    // setting. Each statement is a round trip through PGlite's wire protocol (~0.1 ms here), so `begin` is
-    // held back and sent with the next statement when that is the tenant setting (one simple-protocol
-    // message), and transaction control goes as simple queries. Same statements, same order. Other
-    // statements run as prepared statements (pglite-statements.ts): parsed and planned once per text.
-    let beginHeld = false;
+    // Transaction control goes as simple queries, `begin` held back and sent with the tenant setting
+    // (held-begin.ts). Other statements run as prepared statements (pglite-statements.ts): parsed and
+    // planned once per text.
+    const begin = heldBegin();
     const done = (command: string) => ({ command, rowCount: 0, rows: [] });
     return {
       async query(sql: string, params: ReadonlyArray<unknown>) {
-        const control = params.length === 0 && transactionControl.has(sql);
-        if (sql === 'begin' && control) {
-          beginHeld = true;
-          return done('BEGIN');
+        const step = begin.step(sql, params);
+        if (step.kind === 'held') return done('BEGIN');
+        if (step.kind === 'combined') {
+          await statements.simple(step.text);
+          return { command: 'SELECT', rowCount: 1, rows: [{ set_config: step.tenantId }] };
         }
-        if (beginHeld) {
-          beginHeld = false;
-          const tenantId = params[0];
-          if (sql === SET_TENANT_SQL && params.length === 1 && typeof tenantId === 'string') {
-            // Checked to be a UUID (hex digits and dashes only), so it can stand in the text as a literal.
-            const literal = asTenantId(tenantId);
-            await statements.simple(`begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`);
-            return { command: 'SELECT', rowCount: 1, rows: [{ set_config: literal }] };
-          }
-          await statements.simple('begin');
-        }
-        if (control) {
+        if (step.kind === 'flush') await statements.simple('begin');
+        if (params.length === 0 && transactionControl.has(sql)) {
           await statements.simple(sql);
           return done(sql.toUpperCase());
         }
@@ -111,7 +100,7 @@ export async function openPgliteEngine(source: PgliteSource): Promise<PgliteEngi
         };
       },
       release() {
-        beginHeld = false;
+        begin.reset();
         release();
       },
     } as PostgresPoolClient;

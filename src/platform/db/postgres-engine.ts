@@ -1,5 +1,37 @@
 import pg from 'pg';
 import type { Engine, OwnerSession } from './engine.ts';
+import { heldBegin } from './held-begin.ts';
+
+/**
+ * An application connection as Kysely uses it, with `begin` held back and sent together with the tenant
+ * setting (held-begin.ts).
+ */
+function withHeldBegin(client: pg.PoolClient) {
+  const begin = heldBegin();
+  const query = async (sql: string, params?: unknown[]) => {
+    const step = begin.step(sql, params ?? []);
+    if (step.kind === 'held') return { command: 'BEGIN', rowCount: null, rows: [] };
+    if (step.kind === 'combined') {
+      const results = (await client.query(step.text)) as unknown as pg.QueryResult[];
+      return results[results.length - 1] as pg.QueryResult;
+    }
+    if (step.kind === 'flush') await client.query('begin');
+    return client.query(sql, params);
+  };
+  return {
+    query(sql: unknown, params?: unknown[]) {
+      if (typeof sql === 'string') return query(sql, params);
+      // A streaming Cursor must be returned unawaited. pg runs a client's queries in call order, so a held
+      // `begin` queued first still opens the transaction; Rampart does not stream (Kysely's stream()).
+      if (begin.takeHeld()) void client.query('begin').catch(() => {});
+      return client.query(sql as never);
+    },
+    release(error?: Error | boolean) {
+      begin.reset();
+      client.release(error);
+    },
+  };
+}
 
 export interface PostgresSource {
   /** The application role's connection string. */
@@ -18,7 +50,7 @@ export async function openPostgresEngine(source: PostgresSource): Promise<Engine
   return {
     kind: 'postgres',
     // Kysely's destroy() must not end the pool twice: the engine owns it.
-    appPool: { connect: () => app.connect() as never, end: async () => {} },
+    appPool: { connect: async () => withHeldBegin(await app.connect()) as never, end: async () => {} },
     async asOwner(fn) {
       if (!source.ownerUrl) {
         throw new Error(
