@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertSecretPurpose, createAlertDelivery } from '../src/audit/alert-delivery.ts';
+import { createAlertDelivery } from '../src/audit/alert-delivery.ts';
 import {
   type AlertSettingsView,
   createAlertEngine,
@@ -169,10 +169,9 @@ describe(`alert deliveries follow the chain's current channels (${engineUnderTes
           first_event_id, last_event_id, raised_at, last_seen_at)
         VALUES (${alertId}, ${tenantId}, 'signin.failures', 'medium', ARRAY['chain'], 'test', 'open', 1,
           ${randomUUID()}, ${randomUUID()}, ${clock.now()}, ${clock.now()})`.execute(tx);
-      await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id, secret_sealed,
+      await sql`INSERT INTO audit_alert_deliveries (alert_id, channel, destination, tenant_id,
           payload, enqueued_at, next_attempt_at)
         VALUES (${alertId}, 'webhook', 'https://hooks.example.test/old', ${tenantId},
-            ${box.seal('whsec_dGVzdC1zZWNyZXQtMDEyMzQ1Njc4OQ==', alertSecretPurpose(tenantId))},
             '{}'::jsonb, ${clock.now()}, ${clock.now()})`.execute(tx);
     });
     const sent = channels();

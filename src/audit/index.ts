@@ -29,7 +29,7 @@ export { auditMacKey, configureAuditMac, type MacKey, macKeyFrom } from './mac.t
 export { PruneRefusedError, type PruneResult, pruneAllChains, pruneChain } from './prune.ts';
 export { createReadCounter, type ReadCounter, readCountingPlugin } from './reads.ts';
 export { type AuditAction, type AuditInput, recordAuditEvent, recordAuditEvents } from './record.ts';
-export { resealAlertDeliveries, resealAlertSecret, resealSinkSecrets } from './reseal-secrets.ts';
+export { resealAlertSecret, resealSinkSecrets } from './reseal-secrets.ts';
 export {
   createRetentionService,
   RETENTION_CHANGE_DELAY_DAYS,

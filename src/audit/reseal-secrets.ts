@@ -73,30 +73,3 @@ export function resealAlertSecret(
     return count;
   });
 }
-
-/**
- * Seals the secrets copied into queued alert deliveries. The queue is visible only with no tenant set
- * (migration 0033: the delivery job's scope), so this uses the system handle as the delivery job does;
- * the count is reported, not audited (a queue row is a copy of the settings' secret, resealed above).
- */
-export function resealAlertDeliveries(deps: Deps, box: SecretBox): Promise<ResealCount> {
-  const count = noneResealed();
-  return deps.db.withSystem<AuditTables, ResealCount>(async (tx) => {
-    const { rows } = await sql<{
-      alert_id: string;
-      channel: string;
-      destination: string;
-      tenant_id: string | null;
-      secret_sealed: string;
-    }>`SELECT alert_id, channel, destination, tenant_id, secret_sealed FROM audit_alert_deliveries
-      WHERE secret_sealed IS NOT NULL AND failed_at IS NULL FOR UPDATE`.execute(tx);
-    for (const row of rows) {
-      const next = resealCounted(box, row.secret_sealed, alertSecretPurpose(row.tenant_id), count);
-      if (next === null) continue;
-      await sql`UPDATE audit_alert_deliveries SET secret_sealed = ${next}
-        WHERE alert_id = ${row.alert_id} AND channel = ${row.channel} AND destination = ${row.destination}
-          AND secret_sealed = ${row.secret_sealed}`.execute(tx);
-    }
-    return count;
-  });
-}

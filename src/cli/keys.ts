@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { resealAlertDeliveries, resealAlertSecret, resealSinkSecrets } from '../audit/index.ts';
+import { resealAlertSecret, resealSinkSecrets } from '../audit/index.ts';
 import { resealOperatorSeeds, resealTenantSeeds, type TenantRef } from '../identity/index.ts';
 import type { Config } from '../platform/config/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
@@ -55,8 +55,7 @@ export async function rewrapAll(
   const operators = await resealOperatorSeeds(deps, boxes.operatorTotp, ctx);
   await resealAlertSecret(deps, boxes.alerts, null, ctx, alerts);
   const sinks = await resealSinkSecrets(deps, boxes.sinks, ctx);
-  const queued = await resealAlertDeliveries(deps, boxes.alerts);
-  return { seeds, operators, alerts, sinks, queued };
+  return { seeds, operators, alerts, sinks };
 }
 
 /**
@@ -97,7 +96,6 @@ export function registerKeyCommands(root: Command, deps: KeysCliDeps): void {
         deps.out.write(line('operator TOTP seeds', counts.operators));
         deps.out.write(line('alert webhook secrets', counts.alerts));
         deps.out.write(line('SIEM sink secrets', counts.sinks));
-        deps.out.write(line('queued alert deliveries', counts.queued));
         return Object.values(counts).reduce((n, c) => n + c.unreadable, 0);
       });
       // Left as they are (a key that opens them may yet be added); the run fails so no one drops a key.
