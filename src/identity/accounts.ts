@@ -13,7 +13,7 @@ import {
   settingsForWrite,
   storePassword,
 } from './credentials.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { audit, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { claimMail, createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
@@ -23,7 +23,7 @@ import { revokeAllInTx } from './session-revocation.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
-export function createAccountService(deps: IdentityDeps) {
+export function createAccountService(deps: ServiceDeps) {
   const links = createLinks(deps);
   const verification = createEmailVerification(deps, links);
   const mustEmail = (raw: string) => {

@@ -7,7 +7,7 @@ import {
   storePassword,
 } from './credentials.ts';
 import { createCurrentPasswordCheck, stillVerified, wrongCurrentPassword } from './current-password.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { audit, inTenant, type ServiceDeps, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
 import { revokeAllInTx } from './session-revocation.ts';
@@ -18,7 +18,7 @@ import { createUserRepository } from './users.ts';
  * Changing the password checks the current one, which counts like a sign-in password
  * (current-password.ts). Web only (cookie sessions), as the fact sheets promise.
  */
-export function createChangePassword(deps: IdentityDeps, links: ReturnType<typeof createLinks>) {
+export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof createLinks>) {
   const current = createCurrentPasswordCheck(deps);
   const wrong = wrongCurrentPassword;
 

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
 import { hashing } from './credentials.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
+import { audit, inTenant, type ServiceDeps, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
-import { chargedAttempt, memoryFailureBudget } from './failure-budget.ts';
+import { chargedAttempt } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
@@ -29,8 +29,8 @@ export const wrongCurrentPassword = () =>
  * account's lockout (the same reservation, so concurrent guesses get no more than `threshold`
  * verifications) and against the client address's failed sign-in budget.
  */
-export function createCurrentPasswordCheck(deps: IdentityDeps) {
-  const perIp = deps.failedSignIns ?? memoryFailureBudget();
+export function createCurrentPasswordCheck(deps: ServiceDeps) {
+  const perIp = deps.failedSignIns;
 
   /** Counts the attempt before verifying; null when the account is locked (or not active). */
   const reserve = (tenant: TenantRef, userId: string) =>

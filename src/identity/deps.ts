@@ -80,6 +80,11 @@ export interface IdentityDeps {
   failedSignIns?: FailureBudget;
 }
 
+/** The dependencies as createIdentityService completes them: one failed-attempt budget for every flow. */
+export interface ServiceDeps extends IdentityDeps {
+  failedSignIns: FailureBudget;
+}
+
 export interface TenantRef {
   id: TenantId;
   slug: string;

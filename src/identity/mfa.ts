@@ -3,7 +3,7 @@ import { Secret } from 'otpauth';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
 import { platformError } from '../platform/http/errors.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { confirmPasswordUnlessFresh } from './reauth.ts';
 import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
@@ -38,7 +38,7 @@ const recoveryHash = (key: Buffer, code: string) =>
 const recoveryHashes = (deps: IdentityDeps, code: string) =>
   [deps.keys.mac, ...(deps.keys.previousMacs ?? [])].map((key) => recoveryHash(key, code));
 
-export function createMfaService(deps: IdentityDeps) {
+export function createMfaService(deps: ServiceDeps) {
   const secretAad = (tenant: TenantRef, userId: string) => `totp:${tenant.id}:${userId}`;
 
   async function issueRecoveryCodes(tx: Tx, tenant: TenantRef, userId: string): Promise<string[]> {

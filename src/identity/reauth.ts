@@ -1,6 +1,6 @@
 import type { ActionContext } from '../platform/context.ts';
 import { createCurrentPasswordCheck } from './current-password.ts';
-import type { IdentityDeps, TenantRef } from './deps.ts';
+import type { IdentityDeps, ServiceDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { ValidSession } from './session-stage.ts';
 
@@ -20,7 +20,7 @@ export const signedInRecently = (deps: Pick<IdentityDeps, 'clock'>, session: Val
  * audited as a failed `identity.mfa.enrolment_started`.
  */
 export async function confirmPasswordUnlessFresh(
-  deps: IdentityDeps,
+  deps: ServiceDeps,
   tenant: TenantRef,
   session: ValidSession,
   password: string | undefined,

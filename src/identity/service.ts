@@ -1,5 +1,5 @@
 import { createAccountService } from './accounts.ts';
-import type { IdentityDeps } from './deps.ts';
+import type { IdentityDeps, ServiceDeps } from './deps.ts';
 import { memoryFailureBudget } from './failure-budget.ts';
 import { createMfaService } from './mfa.ts';
 import { createSessionLookup } from './session-lookup.ts';
@@ -12,7 +12,7 @@ export function createIdentityService(given: IdentityDeps) {
   // One failed-attempt budget per client address for sign-in and change-password (both check a
   // password): Protect's shared limiter, or else one per process, created here so both use the same.
   const failedSignIns = given.failedSignIns ?? memoryFailureBudget();
-  const deps: IdentityDeps = { ...given, failedSignIns };
+  const deps: ServiceDeps = { ...given, failedSignIns };
   return {
     deps,
     signIn: createSignIn(deps),

@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import { audit, type IdentityDeps, inTenant, type TenantRef, type Tx } from './deps.ts';
+import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { controlCharactersError, hasControlCharacters, normaliseEmail } from './email.ts';
 import { createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
-import { chargedAttempt, memoryFailureBudget } from './failure-budget.ts';
+import { chargedAttempt } from './failure-budget.ts';
 import { createLinks } from './links.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
@@ -74,10 +74,10 @@ function settingsCache(deps: IdentityDeps) {
  * `threshold` verifications before the lock; success resets the counter. Unknown, disabled and locked
  * accounts answer exactly like a wrong password, after a dummy verification of the same cost.
  */
-export function createSignIn(deps: IdentityDeps) {
-  // Across accounts, per client address: credential stuffing spreads over many accounts. The Protect
-  // capability passes its shared limiter (Redis/PostgreSQL across nodes); per-process only without one.
-  const perIp = deps.failedSignIns ?? memoryFailureBudget();
+export function createSignIn(deps: ServiceDeps) {
+  // Across accounts, per client address: credential stuffing spreads over many accounts (createIdentityService
+  // gives every flow the same budget: Protect's shared limiter, or one per process without it).
+  const perIp = deps.failedSignIns;
   const settingsOf = settingsCache(deps);
   const verification = createEmailVerification(deps, createLinks(deps));
 
