@@ -14,6 +14,7 @@ import {
 } from './forged-events.ts';
 import { auditMacKey, checkMac, type MacKey } from './mac.ts';
 import { recordAuditEvent } from './record.ts';
+import { isCanonicalUuid } from './schemas.ts';
 import type { CheckpointSigner } from './signer.ts';
 import { bytes, chainFilter, inChain, readHead, trustedKeysIn } from './store.ts';
 import type { AuditTables } from './tables.ts';
@@ -52,12 +53,6 @@ export interface AcknowledgementView {
 }
 
 const MAX_REASON = 1000;
-/**
- * A UUID as PostgreSQL prints it. The chain is stored as text beside the tenant's uuid (migration 0072
- * checks they agree) and ids are compared as text: an upper-case or `urn:uuid:` form, which the JSON
- * schema `uuid` format lets through, would fail that check (a 500) instead of a 400 (code review).
- */
-const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function refuse(detail: string): never {
   throw auditError('bad_acknowledgement', detail);
@@ -65,10 +60,10 @@ function refuse(detail: string): never {
 
 /** The input as the route's schema takes it, checked again: an approved request runs with its params. */
 function checkInput(input: AcknowledgeInput): string {
-  if (input.tenantId !== null && !CANONICAL_UUID.test(input.tenantId)) {
+  if (input.tenantId !== null && !isCanonicalUuid(input.tenantId)) {
     refuse('chain must be platform or a tenant id as a lower-case UUID (as rampart audit verify prints it).');
   }
-  if (!CANONICAL_UUID.test(input.eventId)) {
+  if (!isCanonicalUuid(input.eventId)) {
     refuse('eventId must be a lower-case UUID, as rampart audit verify prints it.');
   }
   if (!Number.isSafeInteger(input.seq) || input.seq < 1) {

@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
+import { isCanonicalUuid } from './schemas.ts';
 import { chainFilter, inChain, newestTrustedCheckpoint, readCheckpoints, readHead } from './store.ts';
 import { partitionCheckpoints } from './walk.ts';
 
@@ -23,8 +24,6 @@ export interface ExpectedPoint {
   text: string;
 }
 
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /** Parses one expected point; throws an error saying what to fix. */
 export function parseExpectedPoint(raw: string): ExpectedPoint {
   const text = raw.trim();
@@ -32,7 +31,7 @@ export function parseExpectedPoint(raw: string): ExpectedPoint {
   const problem =
     rest.length > 0 || hash === ''
       ? 'it is not <chain>:<seq>:<hash>'
-      : chain !== 'platform' && !uuid.test(chain)
+      : chain !== 'platform' && !isCanonicalUuid(chain)
         ? 'the chain is neither "platform" nor a tenant id (uuid)'
         : !/^[1-9]\d{0,17}$/.test(seq)
           ? 'the seq is not a positive whole number'

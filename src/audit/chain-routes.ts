@@ -3,17 +3,16 @@ import { Type } from '@sinclair/typebox';
 import { responses, strictObject, Text } from '../platform/http/schemas.ts';
 import type { ForgeryService } from './acknowledge.ts';
 import { auditError } from './errors.ts';
-import { ApprovalRequired } from './schemas.ts';
+import { ApprovalRequired, CANONICAL_UUID } from './schemas.ts';
 
 const tags = ['audit'];
-/**
- * Lower-case canonical UUIDs only: the `uuid` format also takes upper case and `urn:uuid:`, which the
- * service would compare as text and store beside a uuid column (a 500 rather than a 400; code review).
- */
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const EventId = Type.String({ pattern: `^${UUID}$`, description: 'The event id, a lower-case UUID' });
+/** Lower-case canonical UUIDs only (schemas.ts, CANONICAL_UUID). */
+const EventId = Type.String({
+  pattern: `^${CANONICAL_UUID}$`,
+  description: 'The event id, a lower-case UUID',
+});
 const Chain = Type.String({
-  pattern: `^(platform|${UUID})$`,
+  pattern: `^(platform|${CANONICAL_UUID})$`,
   description: "A tenant's id (a lower-case UUID), or platform",
 });
 const Hash = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 chain hash, 64 hex digits' });

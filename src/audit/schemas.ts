@@ -1,6 +1,15 @@
 import { Type } from '@sinclair/typebox';
 import { strictObject, Timestamp } from '../platform/http/schemas.ts';
 
+/**
+ * A UUID as PostgreSQL prints it (lower case, no braces or `urn:uuid:`). Chains and event ids are compared
+ * as text, so the wider JSON-schema `uuid` format would let through forms that never match (or fail a
+ * check constraint: a 500 rather than a 400).
+ */
+export const CANONICAL_UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+export const isCanonicalUuid = (value: string) => canonicalUuid.test(value);
+const canonicalUuid = new RegExp(`^${CANONICAL_UUID}$`);
+
 /** The longest time range one search or export may cover. */
 export const MAX_RANGE_DAYS = 400;
 
