@@ -61,7 +61,7 @@ export function wireActionServices({
     clock,
     bus: invalidation,
     onBackgroundError,
-    onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
+    endElevations: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
   });
   const alerts = createAlertService({
     db,

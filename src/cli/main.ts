@@ -158,7 +158,7 @@ async function withOperatorAdmin<T>(
           clock: systemClock,
           bus,
           onBackgroundError,
-          onDisabled: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
+          endElevations: (ctx, operatorId) => access.elevations.endAllOf(ctx, operatorId),
         }),
       );
     } finally {

@@ -64,7 +64,7 @@ export function createOperatorStatus({
         return { id: target.id, email: target.email, status: 'disabled' as const, revoked };
       });
       await publish([operatorKey(operatorId)]);
-      await deps.onDisabled?.(ctx, operatorId).catch((error: unknown) => deps.onBackgroundError?.(error));
+      await deps.endElevations?.(ctx, operatorId).catch((error: unknown) => deps.onBackgroundError?.(error));
       return result;
     },
 
@@ -85,14 +85,18 @@ export function createOperatorStatus({
      * Enables a disabled operator; their revoked credentials stay revoked (they sign in anew). Through
      * the API only as an approved platform action (access's four-eyes), whose `guard` runs first here
      * (it locks the approver's row FOR SHARE; disabling locks active operators, never a disabled target
-     * before them, so the two cannot deadlock); the CLI enables directly.
+     * before them, so the two cannot deadlock); the CLI enables directly. Elevations the disable did not
+     * end (its run after the commit failed) are ended first; the enable fails if that fails.
      */
-    enable: (
+    async enable(
       ctx: ActionContext,
       operatorId: string,
       guard?: (tx: OperatorTx) => Promise<void>,
-    ): Promise<OperatorSummary> =>
-      system(async (tx) => {
+    ): Promise<OperatorSummary> {
+      // Only while disabled: a refused enable of an active operator must not take their elevations.
+      const disabled = await system(async (tx) => (await lockOperator(tx, operatorId)).status === 'disabled');
+      if (disabled) await deps.endElevations?.(ctx, operatorId);
+      return system(async (tx) => {
         await guard?.(tx);
         const target = await lockOperator(tx, operatorId);
         if (target.status !== 'disabled') {
@@ -101,7 +105,8 @@ export function createOperatorStatus({
         await tx.updateTable('operators').set({ status: 'active' }).where('id', '=', operatorId).execute();
         await audit(tx, ctx, 'identity.operator.enabled', { type: 'operator', id: operatorId });
         return { id: target.id, email: target.email, status: 'active' as const };
-      }),
+      });
+    },
 
     /** Clears a password lockout, including a count left at the threshold without a lock. */
     unlock: (ctx: ActionContext, operatorId: string): Promise<OperatorSummary> =>

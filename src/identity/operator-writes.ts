@@ -14,11 +14,12 @@ export interface OperatorAdminDeps {
   /** A publish that failed after the commit: the change stands; other nodes notice within 30 s. */
   onBackgroundError?: (error: unknown) => void;
   /**
-   * Runs after an operator's disable committed: Access ends their pending and live elevations (a
-   * disabled operator holds nothing anyway; this keeps a later enable from bringing them back). A failure
-   * is reported through onBackgroundError; the disable stands.
+   * Access ends the operator's pending and live elevations: after their disable committed (a disabled
+   * operator holds nothing anyway; this keeps a later enable from bringing them back; a failure there is
+   * reported through onBackgroundError and the disable stands), and again before an enable of them, which
+   * fails if it fails: an elevation that run left behind is not given back.
    */
-  onDisabled?: (ctx: ActionContext, operatorId: string) => Promise<unknown>;
+  endElevations?: (ctx: ActionContext, operatorId: string) => Promise<unknown>;
 }
 
 export interface OperatorSummary {
