@@ -85,6 +85,12 @@ export function timeRange(input: SearchInput, now: Date): { from: Date; to: Date
   // slightly ahead) is included.
   const to = input.to ? new Date(input.to) : new Date(now.getTime() + 60_000);
   const from = input.from ? new Date(input.from) : new Date(to.getTime() - 30 * DAY_MS);
+  if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) {
+    throw auditError(
+      'bad_filter',
+      '`from` and `to` must be RFC 3339 times (a leap second, :60, is not accepted).',
+    );
+  }
   if (from.getTime() >= to.getTime()) throw auditError('bad_filter', '`from` must be before `to`.');
   if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY_MS) {
     throw auditError(
