@@ -368,3 +368,27 @@ describe('read.mass', () => {
     expect(alerts[0]?.summary).toContain('5 for actor');
   });
 });
+
+describe('a settings change event', () => {
+  // Review: raising thresholds a thousandfold was recorded as nothing at all on the tenant path, and a
+  // webhook URL's query (where some SIEMs take their key) went in clear to every sink.
+  it('records what it weakens and the webhook without its query', async () => {
+    const url = '/api/v1/t/acme/audit/alert-settings';
+    const current = (await t.app.inject({ url, headers: admin.headers })).json();
+    current.rules['export.mass'] = { ...current.rules['export.mass'], threshold: 1_000_000 };
+    current.channels = {
+      ...current.channels,
+      webhookUrl: 'https://hooks.acme.test/intake?api-key=0123456789abcdef0123456789abcdef',
+    };
+    const saved = await t.app.inject({ method: 'PUT', url, headers: admin.headers, payload: current });
+    expect(saved.statusCode, saved.body).toBe(200);
+    const events = await t.app.inject({
+      url: '/api/v1/t/acme/audit/events?action=audit.alert_settings.updated&limit=1',
+      headers: admin.headers,
+    });
+    const { details } = events.json().items[0];
+    expect(details.weakened).toMatch(/export\.mass/);
+    expect(details.webhookUrl).toBe('https://hooks.acme.test/intake (query left out)');
+    expect(JSON.stringify(details)).not.toContain('0123456789abcdef');
+  });
+});

@@ -7,6 +7,7 @@ import { alertSecretPurpose } from './alert-delivery.ts';
 import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView } from './alert-engine.ts';
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
 import { alertSettingsWeakening } from './alert-weakening.ts';
+import { auditableUrl } from './details.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
 import { checkSinkUrl, type SinkApproval } from './sink-input.ts';
@@ -186,11 +187,13 @@ export function createAlertService(deps: AlertServiceDeps) {
               ? `${next.workingHours.days.join('')} ${next.workingHours.start}-${next.workingHours.end} ${next.workingHours.timeZone}`
               : null,
             emails: next.channels.emails.length,
-            webhookUrl: url,
+            webhookUrl: url === null ? null : auditableUrl(url),
             newWebhookSigner: secret !== null,
+            // What this change weakens, on every path: a threshold raised a thousandfold switches a
+            // rule off in all but name, and the event is the only record of it.
+            weakened: weakened.join('; ') || null,
             ...(approval
               ? {
-                  weakened: weakened.join('; '),
                   approval: approval.approvalId,
                   approvedBy: approval.approvedBy,
                 }

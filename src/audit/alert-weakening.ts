@@ -1,5 +1,9 @@
 import { type RuleId, type WorkingHours, withinLocalHours } from './alert-rules.ts';
 import type { AlertSettingsView } from './alert-service.ts';
+import { auditableUrl } from './details.ts';
+
+/** A webhook as the weakening lines name it: they go into audit details and approval summaries. */
+const shown = (url: string | null) => (url === null ? 'none' : auditableUrl(url));
 
 /**
  * Which way a rule setting makes alerts rarer. A higher threshold needs more matches, a longer look-back
@@ -69,9 +73,7 @@ export function alertSettingsWeakening(before: AlertSettingsView, next: AlertSet
   const removed = before.channels.emails.filter((e) => !next.channels.emails.includes(e)).length;
   if (added + removed > 0) found.push(`alert emails: ${added} added, ${removed} removed`);
   if (before.channels.webhookUrl !== next.channels.webhookUrl) {
-    found.push(
-      `alert webhook ${before.channels.webhookUrl ?? 'none'} → ${next.channels.webhookUrl ?? 'none'}`,
-    );
+    found.push(`alert webhook ${shown(before.channels.webhookUrl)} → ${shown(next.channels.webhookUrl)}`);
   }
   return found;
 }

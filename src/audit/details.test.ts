@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkDetails, REDACTED } from './details.ts';
+import { auditableUrl, checkDetails, REDACTED } from './details.ts';
 
 describe('audit details', () => {
   it('keeps a flat map of short facts as it is', () => {
@@ -46,5 +46,14 @@ describe('audit details', () => {
   it('refuses a secret-named key every time, not only the first', () => {
     for (let i = 0; i < 3; i++) expect(() => checkDetails({ totpSeed: 'x' })).toThrow(/looks like a secret/);
     expect(checkDetails({ factor: 'totp' })).toEqual({ factor: 'totp' });
+  });
+
+  it('keeps a URL without its query, fragment or user info (they may hold a credential)', () => {
+    expect(auditableUrl('https://user:pw@siem.example.com:8443/hook?token=abc#x')).toBe(
+      'https://siem.example.com:8443/hook (query left out)',
+    );
+    expect(auditableUrl('syslog+tls://logs.example.com:6514')).toBe('syslog+tls://logs.example.com:6514');
+    expect(auditableUrl('https://hooks.example.com/rampart')).toBe('https://hooks.example.com/rampart');
+    expect(auditableUrl('not a url')).toBe('[not a URL]');
   });
 });

@@ -64,6 +64,22 @@ function looksRandom(run: string): boolean {
 
 export const REDACTED = '[redacted: looked like a secret]';
 
+/**
+ * A URL as audit details keep it: scheme, host, port and path. The query and fragment are left out, and
+ * any user info: they may carry a credential (`?dd-api-key=…`, `user:pass@`) that the secret check above
+ * does not recognise, and details go to every SIEM sink.
+ */
+export function auditableUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '[not a URL]';
+  }
+  const left = parsed.search || parsed.hash ? ' (query left out)' : '';
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}${left}`;
+}
+
 export function looksLikeSecret(value: string): boolean {
   if (value.length < SHORTEST_OTHER_SECRET && !value.includes('$')) return false;
   if (secretValue.test(value)) return true;

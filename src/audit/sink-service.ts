@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
 import type { SecretBox } from '../platform/crypto/keys.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
+import { auditableUrl } from './details.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
 import { checkSinkInput, type SinkApproval, type SinkInput } from './sink-input.ts';
@@ -50,7 +51,7 @@ export function createSinkService({
           target: { type: 'audit_sink', id },
           details: {
             kind,
-            url,
+            url: auditableUrl(url),
             privateCa: input.caPem !== undefined,
             approval: approval.approvalId,
             approvedBy: approval.approvedBy,
