@@ -45,7 +45,13 @@ async function alertsOf(tenant: string | null) {
   const url = tenant === null ? '/api/v1/audit/alerts' : '/api/v1/t/acme/audit/alerts';
   const res = await t.app.inject({ url, headers: tenant === null ? t.asOperator : admin.headers });
   expect(res.statusCode, res.body).toBe(200);
-  return res.json().items as { rule: string; keys: string[]; occurrences: number; summary: string }[];
+  return res.json().items as {
+    id: string;
+    rule: string;
+    keys: string[];
+    occurrences: number;
+    summary: string;
+  }[];
 }
 
 const ofRule = async (tenant: string | null, rule: string) =>
@@ -366,6 +372,29 @@ describe('read.mass', () => {
     const alerts = await readersAlerts();
     expect(alerts).toHaveLength(1);
     expect(alerts[0]?.summary).toContain('5 for actor');
+  });
+});
+
+describe('acknowledging', () => {
+  // Review: an admin acknowledged the export.mass alert about their own exports, and later exports then
+  // only added to it: no new alert, nothing delivered.
+  it('an alert about the caller’s own actions is for someone else to acknowledge', async () => {
+    const exported = { action: 'audit.trail.exported', outcome: 'success' } as const;
+    await record(tenantId, ctx({ type: 'user', id: admin.userId }), exported, 5);
+    await evaluate(tenantId);
+    const about = (await ofRule(tenantId, 'export.mass')).find((a) =>
+      a.keys.includes(`actor:user:${admin.userId}`),
+    );
+    expect(about).toBeDefined();
+    const id = about?.id;
+    const url = `/api/v1/t/acme/audit/alerts/${id}/acknowledge`;
+    const own = await t.app.inject({ method: 'POST', url, headers: admin.headers, payload: {} });
+    expect(own.statusCode, own.body).toBe(403);
+    expect(own.json().code).toBe('alert_about_yourself');
+    const other = await tenantAdmin(t, 'acme', 'second-admin@acme.test', clock);
+    const ack = await t.app.inject({ method: 'POST', url, headers: other.headers, payload: {} });
+    expect(ack.statusCode, ack.body).toBe(200);
+    expect(ack.json().acknowledgedBy).toBe(`user:${other.userId}`);
   });
 });
 

@@ -239,6 +239,14 @@ export function createAlertService(deps: AlertServiceDeps) {
             ? auditError('alert_acknowledged', 'This alert has been acknowledged already.')
             : auditError('alert_not_found', 'There is no alert with that id here.');
         }
+        // An alert keyed on the caller's own actions (a mass export, a burst of refusals) is for someone
+        // else to close: acknowledged by its subject, later matches would add to it unseen.
+        if (row.keys.includes(`actor:${actor}`)) {
+          throw auditError(
+            'alert_about_yourself',
+            'This alert is about your own actions; another person with alerts:write must acknowledge it.',
+          );
+        }
         if (tenantId !== null) deps.checkTenantAcknowledgement?.(ctx, { rule: row.rule });
         await recordAuditEvent(tx, clock, ctx, {
           tenantId,

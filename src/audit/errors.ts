@@ -15,6 +15,7 @@ export const auditError = defineErrors({
   alert_settings_changed: { status: 409, title: 'Alert settings changed meanwhile; this now needs approval' },
   alert_not_found: { status: 404, title: 'No such alert' },
   alert_acknowledged: { status: 409, title: 'Alert already acknowledged' },
+  alert_about_yourself: { status: 403, title: 'An alert about your own actions' },
   bad_acknowledgement: { status: 400, title: 'Invalid acknowledgement' },
   forged_event_not_found: { status: 404, title: 'No such event in the chain' },
   acknowledgement_mismatch: { status: 409, title: 'Not the event named' },
