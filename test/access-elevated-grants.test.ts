@@ -254,6 +254,29 @@ describe('lasting access asked for by an elevated operator', () => {
     expect(byAdmin.statusCode, byAdmin.body).toBe(200);
   });
 
+  // Review: an allowlist of the operator's own address answered 200 and shut the tenant's admins out of
+  // every administration route, their revocation of that very elevation included.
+  it("may read the tenant's network policy, not change it; a tenant admin may", async () => {
+    expect((await call(alice, 'GET', '/protect/policy')).statusCode).toBe(200);
+    const before = await databaseState(t);
+    for (const policy of [
+      { adminAllowCidrs: ['127.0.0.1/32'], corsOrigins: [] },
+      { adminAllowCidrs: [], corsOrigins: ['https://ops.example'] },
+    ]) {
+      const refused = await call(alice, 'PUT', '/protect/policy', policy);
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().code).toBe('network_policy_tenant_only');
+    }
+    expect((await databaseState(t)).tables.protect_tenant_policy).toEqual(
+      before.tables.protect_tenant_policy,
+    );
+    const byAdmin = await call(ada, 'PUT', '/protect/policy', {
+      adminAllowCidrs: [],
+      corsOrigins: ['https://app.lasting-co.example'],
+    });
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200);
+  });
+
   // elevation.used reports what operators did under elevations: the tenant's people mark it handled (review).
   it("may not acknowledge the tenant's elevation.used alert; a tenant admin may", async () => {
     const tenant = await t.app.services.tenancy.get(slug);

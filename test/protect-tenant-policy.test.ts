@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { tenantAdmin } from './access-helpers.ts';
+import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession } from './identity-helpers.ts';
 
 let t: TestApp;
@@ -117,5 +118,33 @@ describe('tenant network policy', () => {
       (await t.app.inject({ method: 'PUT', url, payload: { adminAllowCidrs: [], corsOrigins: [] } }))
         .statusCode,
     ).toBe(401);
+  });
+});
+
+describe('changing the policy', () => {
+  // Review: an admin whose second factor was older than 5 minutes was refused other security settings
+  // (step_up_required) but could clear the admin allowlist or add an origin.
+  it('needs a recent second factor, as other security settings do', async () => {
+    const clock = fakeClock(new Date());
+    const app = await buildTestApp({ clock });
+    try {
+      await seedTenant(app, 'gamma');
+      const ada = await tenantAdmin(app, 'gamma', 'ada@gamma.test', clock);
+      const change = () =>
+        app.app.inject({
+          method: 'PUT',
+          url: '/api/v1/t/gamma/protect/policy',
+          headers: ada.headers,
+          payload: { adminAllowCidrs: [], corsOrigins: ['https://evil.example'] },
+        });
+      clock.advance(6 * 60_000);
+      const stale = await change();
+      expect(stale.statusCode, stale.body).toBe(403);
+      expect(stale.json().code).toBe('step_up_required');
+      const read = await app.app.inject({ url: '/api/v1/t/gamma/protect/policy', headers: ada.headers });
+      expect(read.json().corsOrigins).toEqual([]);
+    } finally {
+      await app.close();
+    }
   });
 });

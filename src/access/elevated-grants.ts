@@ -57,6 +57,21 @@ export function refuseOperatorAlertChange(ctx: ActionContext, change: AlertSetti
 }
 
 /**
+ * Protect's check of a change to a tenant's network policy (admin address allowlist, CORS origins). An
+ * operator (only under an elevation does one reach it) may not make one: an allowlist of the operator's
+ * own address would shut the tenant's people out of administration, their revocation of that very
+ * elevation included, and outlive it; an origin would let a site of the operator's choosing call the API.
+ */
+export function refuseOperatorNetworkPolicyChange(ctx: ActionContext): void {
+  if (ctx.actor.type !== 'operator') return;
+  throw accessError(
+    'network_policy_tenant_only',
+    "Under an elevation you may read this tenant's network policy, not change it: the address allowlist " +
+      'and CORS origins outlive the elevation. Ask an administrator of the tenant to change them.',
+  );
+}
+
+/**
  * Audit's check of acknowledging one of a tenant's alerts, run with the alert's row locked. An
  * `elevation.used` alert reports what operators did under elevations: an operator (only under an
  * elevation does one reach a tenant's alerts) does not mark it handled, the tenant's own people do, as

@@ -43,6 +43,7 @@ export const accessError = defineErrors({
   },
   alert_channels_tenant_only: { status: 403, title: 'Only the tenant sets where its alerts go' },
   alert_weakening_tenant_only: { status: 403, title: 'Only the tenant weakens its alert rules' },
+  network_policy_tenant_only: { status: 403, title: 'Only the tenant sets its network policy' },
   alert_acknowledgement_tenant_only: {
     status: 403,
     title: "Only the tenant acknowledges alerts about operators' elevations",

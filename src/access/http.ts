@@ -5,6 +5,7 @@ import { bearerToken } from '../platform/http/access.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { routeConfig } from '../platform/http/route-config.ts';
 import { permissionDef } from './catalogue.ts';
+import { refuseOperatorNetworkPolicyChange } from './elevated-grants.ts';
 import { DECISION_STEP_UP_MS, hasRecentOperatorFactor, type OperatorFactor } from './elevation-view.ts';
 import { accessError } from './errors.ts';
 import type { AccessService } from './service.ts';
@@ -22,6 +23,18 @@ declare module 'fastify' {
 export const STEP_UP_MESSAGE =
   'Confirm with your second factor within the last 5 minutes first (operators: sign in again with ' +
   'password and authenticator code).';
+
+/**
+ * The check before a tenant's network policy changes (Protect's route): never an operator, even
+ * elevated (refuseOperatorNetworkPolicyChange), and a recent second factor, as for other security
+ * settings: a stolen session must not widen the admin allowlist or add an origin.
+ */
+export const networkPolicyChangeCheck =
+  (needsStepUp: (request: FastifyRequest) => boolean) =>
+  (request: FastifyRequest): void => {
+    refuseOperatorNetworkPolicyChange(actionContext(request));
+    if (needsStepUp(request)) throw accessError('step_up_required', STEP_UP_MESSAGE);
+  };
 
 /**
  * Whether an operator must confirm a second factor before deciding or running a critical action: only a

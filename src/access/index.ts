@@ -13,6 +13,7 @@ export {
 export {
   authorizer,
   fourEyesGate,
+  networkPolicyChangeCheck,
   operatorAuthenticator,
   operatorNeedsStepUp,
   tenantAuthenticator,

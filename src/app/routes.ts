@@ -1,4 +1,4 @@
-import { accessOperatorRoutes, accessTenantRoutes } from '../access/index.ts';
+import { accessOperatorRoutes, accessTenantRoutes, networkPolicyChangeCheck } from '../access/index.ts';
 import {
   alertRoutes,
   auditChainRoutes,
@@ -65,7 +65,10 @@ export async function registerRoutes(
   });
   await app.register(accessOperatorRoutes, { access, resolveTenant, clock });
   await app.register(identityApiRoutes, { identity, resolveTenant });
-  await app.register(tenantPolicyRoutes, { policies: tenantPolicies });
+  await app.register(tenantPolicyRoutes, {
+    policies: tenantPolicies,
+    beforeChange: networkPolicyChangeCheck(needsStepUp),
+  });
   await app.register(wafRoutes, { protection });
   await app.register(identityOperatorRoutes, {
     identity,

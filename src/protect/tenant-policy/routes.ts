@@ -19,10 +19,14 @@ function tenantIdOf(request: FastifyRequest): string {
  * The tenant's network policy. Reading it needs `roles:read`; changing it is an access setting
  * (`access:configure`): who may administer from where, and which browser origins may call the API.
  */
-export const tenantPolicyRoutes: FastifyPluginAsyncTypebox<{ policies: TenantPolicyService }> = async (
-  app,
-  { policies },
-) => {
+export const tenantPolicyRoutes: FastifyPluginAsyncTypebox<{
+  policies: TenantPolicyService;
+  /**
+   * Run before a change, may refuse it (Access: a recent second factor, as for every security setting;
+   * no operator, not even elevated: the policy outlives an elevation).
+   */
+  beforeChange: (request: FastifyRequest) => void;
+}> = async (app, { policies, beforeChange }) => {
   app.get(
     '/api/v1/t/:tenant/protect/policy',
     {
@@ -52,6 +56,9 @@ export const tenantPolicyRoutes: FastifyPluginAsyncTypebox<{ policies: TenantPol
         response: responses({ 200: TenantPolicy }),
       },
     },
-    async (request) => policies.update(tenantIdOf(request), actionContext(request), request.body),
+    async (request) => {
+      beforeChange(request);
+      return policies.update(tenantIdOf(request), actionContext(request), request.body);
+    },
   );
 };
