@@ -45,6 +45,26 @@ afterAll(async () => {
   await guarded?.app.close();
 });
 
+describe('rate-limit classes', () => {
+  // Review: the hosted reset, invitation and enrolment-confirm forms fell into the `public` class
+  // (600 a minute per address, no per-account limit) where the API's own forms were `signin`.
+  it('every POST whose body carries a password, a code or a link token is limited like a sign-in', () => {
+    const secretFields = ['password', 'currentPassword', 'newPassword', 'code', 'token'];
+    const takesSecret = (route: RouteOptions) => {
+      const body = (route.schema as { body?: { properties?: Record<string, unknown> } } | undefined)?.body;
+      return secretFields.some((field) => body?.properties?.[field] !== undefined);
+    };
+    const posts = appRoutes.filter((r) => r.method === 'POST' && takesSecret(r));
+    expect(posts.map((r) => r.url)).toEqual(
+      expect.arrayContaining(['/api/v1/t/:tenant/auth/signin', '/t/:tenant/reset', '/t/:tenant/invite']),
+    );
+    const other = posts
+      .filter((r) => (r.config as { rateLimit?: unknown } | undefined)?.rateLimit !== 'signin')
+      .map((r) => `${r.url}: ${String((r.config as { rateLimit?: unknown }).rateLimit)}`);
+    expect(other).toEqual([]);
+  });
+});
+
 describe('access rules', () => {
   it('every registered route declares config.access', () => {
     const routes = appRoutes.filter((r) => r.method !== 'HEAD');
