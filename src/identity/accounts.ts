@@ -335,6 +335,7 @@ export function createAccountService(deps: ServiceDeps) {
           password_lockouts: 0,
           mfa_failures: 0,
           mfa_locked_until: null,
+          mfa_lockouts: 0,
         });
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.user.unlocked',

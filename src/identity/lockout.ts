@@ -18,13 +18,30 @@ export const attemptAllowed = (now: Date, threshold: number) =>
 
 // "Until an admin unlocks" is a lock time far in the future: one code path for both lockout modes.
 const ADMIN_LOCK = new Date('9999-12-31T00:00:00Z');
-const MAX_LOCK_SECONDS = 24 * 3600;
+export const MAX_LOCK_SECONDS = 24 * 3600;
+
+/**
+ * The end of a lock that doubles with each earlier one: `baseSeconds × 2^lockouts`, at most 24 hours.
+ * `lockouts` names the row's column counting them (reset by a success or an unlock); read in the
+ * UPDATE that also increments it, it is the count before this lock. The exponent is capped so that
+ * `power` can never overflow (the cap is reached long before).
+ */
+export const doublingLockUntil = (
+  now: Date,
+  baseSeconds: number,
+  lockouts: 'password_lockouts' | 'mfa_lockouts',
+) =>
+  sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${baseSeconds} * power(2, LEAST(${sql.ref(lockouts)}, 30)), ${MAX_LOCK_SECONDS}))`;
+
+/** The seconds of the `lockouts`-th lock (0 the first) of doublingLockUntil, for audit details. */
+export const doublingLockSeconds = (baseSeconds: number, lockouts: number) =>
+  Math.min(baseSeconds * 2 ** Math.min(lockouts, 30), MAX_LOCK_SECONDS);
 
 /** The lock a user gets on reaching the threshold: admin mode for good, else a wait doubling per lockout. */
 const lockUntil = (settings: IdentitySettings, now: Date) =>
   settings.lockout_mode === 'admin'
     ? sql<Date>`${ADMIN_LOCK}::timestamptz`
-    : sql<Date>`${now}::timestamptz + make_interval(secs => LEAST(${settings.lockout_base_seconds} * power(2, password_lockouts), ${MAX_LOCK_SECONDS}))`;
+    : doublingLockUntil(now, settings.lockout_base_seconds, 'password_lockouts');
 
 /**
  * Locks tenant users whose failure count reached the threshold; returns their ids. With a user id

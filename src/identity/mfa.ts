@@ -5,6 +5,7 @@ import { hmac } from '../platform/crypto/keys.ts';
 import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
+import { doublingLockSeconds, doublingLockUntil } from './lockout.ts';
 import { confirmPasswordUnlessFresh } from './reauth.ts';
 import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
 import { sessionsChanged } from './session-cache.ts';
@@ -16,7 +17,12 @@ import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 
 const RECOVERY_CODES = 10;
 const MFA_THRESHOLD = 5;
-const MFA_LOCK_MS = 15 * 60_000;
+/**
+ * The first second-factor lock; each further one without a right code in between doubles it (15 min,
+ * 30, 60, … at most 24 h, users.mfa_lockouts): a fixed lock after which the count started afresh let
+ * whoever held the password guess codes without end, 480 a day.
+ */
+const MFA_LOCK_SECONDS = 15 * 60;
 /** Codes checked against one pending enrolment's secret; the last wrong one discards it. */
 const ENROL_TRIES = 5;
 
@@ -247,17 +253,26 @@ export function createMfaService(deps: ServiceDeps) {
           // The lock is set with the count, in this transaction: set later, in one of its own, a lost write
           // would leave a count at the threshold with no lock, which refuses every code for good. A count
           // found so (a refused attempt, `user` undefined) becomes the ordinary lock too. Exactly one of
-          // several failures finishing together sets it (the row lock serialises them).
+          // several failures finishing together sets it (the row lock serialises them). Each lock doubles
+          // the one before it (mfa_lockouts, read before its increment), until a right code.
           const locked = await tx
             .updateTable('users')
-            .set({ mfa_locked_until: new Date(now.getTime() + MFA_LOCK_MS) })
+            .set({
+              mfa_locked_until: doublingLockUntil(now, MFA_LOCK_SECONDS, 'mfa_lockouts'),
+              mfa_lockouts: sql`mfa_lockouts + 1`,
+            })
             .where('id', '=', session.userId)
             .where('mfa_failures', '>=', MFA_THRESHOLD)
             .where('mfa_locked_until', 'is', null)
+            .returning('mfa_lockouts')
             .executeTakeFirst();
-          return { ok: false as const, lockNow: locked.numUpdatedRows > 0n };
+          return { ok: false as const, lockouts: locked?.mfa_lockouts ?? null };
         }
-        await tx.updateTable('users').set({ mfa_failures: 0 }).where('id', '=', session.userId).execute();
+        await tx
+          .updateTable('users')
+          .set({ mfa_failures: 0, mfa_lockouts: 0 })
+          .where('id', '=', session.userId)
+          .execute();
         const rotated = await rotate(tx, tenant, session, ctx);
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.signin.second_factor',
@@ -275,7 +290,14 @@ export function createMfaService(deps: ServiceDeps) {
               action: 'identity.signin.second_factor',
               outcome: 'failure',
               target: { type: 'user', id: session.userId },
-              details: { locked: result.lockNow },
+              details:
+                result.lockouts === null
+                  ? { locked: false }
+                  : {
+                      locked: true,
+                      lockouts: result.lockouts,
+                      lockSeconds: doublingLockSeconds(MFA_LOCK_SECONDS, result.lockouts - 1),
+                    },
             });
           });
           throw identityError('invalid_code', 'That code is not valid (or was already used).');

@@ -8,7 +8,7 @@ import { hashing } from './credentials.ts';
 import type { BreachedScreen } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
-import { attemptAllowed, countAttempt } from './lockout.ts';
+import { attemptAllowed, countAttempt, doublingLockSeconds, doublingLockUntil } from './lockout.ts';
 import { acceptOperatorPassword } from './operator-password.ts';
 import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
 import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
@@ -18,7 +18,12 @@ import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
 const SETUP_TTL_MS = 24 * 3_600_000;
 const SESSION_TTL_MS = 8 * 3_600_000;
 const THRESHOLD = 5;
-const LOCK_MS = 15 * 60_000;
+/**
+ * The first lock; each further one without a successful sign-in in between doubles it (15 min, 30, 60,
+ * … at most 24 h, operators.password_lockouts): a fixed lock after which the count started afresh let
+ * whoever held the password guess codes without end, 480 a day.
+ */
+const LOCK_SECONDS = 15 * 60;
 
 export interface OperatorAuthDeps {
   db: Database;
@@ -68,13 +73,14 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
     outcome: 'success' | 'failure',
     id: string | null,
     reason?: string,
+    more?: Record<string, number>,
   ) =>
     recordAuditEvent<IdentityTables>(tx, deps.clock, ctx, {
       tenantId: null,
       action,
       outcome,
       ...(id ? { target: { type: 'operator', id } } : {}),
-      ...(reason ? { details: { reason } } : {}),
+      ...(reason ? { details: { reason, ...more } } : {}),
     });
 
   async function setupOperator(tx: Tx, token: string) {
@@ -160,18 +166,27 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
    * Sets the lock once the count reached the threshold, exactly once however many failures finish
    * together. Also run when no attempt was reserved: a count left at the threshold without a lock (a
    * process that died between reservation and verdict) would otherwise refuse every attempt forever;
-   * this turns it into an ordinary lock that ends after LOCK_MS.
+   * this turns it into an ordinary lock that ends. Each lock doubles the one before it (password_lockouts,
+   * read before its increment), until a successful sign-in or an unlock.
    */
   async function lockAtThreshold(tx: Tx, ctx: ActionContext, email: string, now: Date) {
     const locked = await tx
       .updateTable('operators')
-      .set({ password_locked_until: new Date(now.getTime() + LOCK_MS) })
+      .set({
+        password_locked_until: doublingLockUntil(now, LOCK_SECONDS, 'password_lockouts'),
+        password_lockouts: sql`password_lockouts + 1`,
+      })
       .where('email', '=', email)
       .where('password_failures', '>=', THRESHOLD)
       .where('password_locked_until', 'is', null)
-      .returning('id')
+      .returning(['id', 'password_lockouts'])
       .executeTakeFirst();
-    if (locked) await audit(tx, ctx, 'identity.operator.locked', 'success', locked.id, 'password_failures');
+    if (locked) {
+      await audit(tx, ctx, 'identity.operator.locked', 'success', locked.id, 'password_failures', {
+        lockouts: locked.password_lockouts,
+        lockSeconds: doublingLockSeconds(LOCK_SECONDS, locked.password_lockouts - 1),
+      });
+    }
   }
 
   return {
@@ -271,7 +286,13 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
           step !== null && reserved
             ? await tx
                 .updateTable('operators')
-                .set({ totp_last_step: step, password_failures: 0, password_locked_until: null, ...resealed })
+                .set({
+                  totp_last_step: step,
+                  password_failures: 0,
+                  password_locked_until: null,
+                  password_lockouts: 0,
+                  ...resealed,
+                })
                 .where('id', '=', reserved.id)
                 .where('status', '=', 'active')
                 .where(sql<boolean>`totp_last_step < ${step}`)

@@ -108,13 +108,13 @@ export function createOperatorStatus({
       });
     },
 
-    /** Clears a password lockout, including a count left at the threshold without a lock. */
+    /** Clears a sign-in lockout (and its escalation), including a count left at the threshold without a lock. */
     unlock: (ctx: ActionContext, operatorId: string): Promise<OperatorSummary> =>
       system(async (tx) => {
         const target = await lockOperator(tx, operatorId);
         await tx
           .updateTable('operators')
-          .set({ password_failures: 0, password_locked_until: null })
+          .set({ password_failures: 0, password_locked_until: null, password_lockouts: 0 })
           .where('id', '=', operatorId)
           .execute();
         await audit(tx, ctx, 'identity.operator.unlocked', { type: 'operator', id: operatorId });

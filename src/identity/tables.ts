@@ -12,6 +12,8 @@ export interface OperatorsTable {
   totp_last_step: Generated<string | number>;
   password_failures: Generated<number>;
   password_locked_until: Generated<Date | null>;
+  /** Locks since the last successful sign-in or unlock; each one doubles the next (migration 0081). */
+  password_lockouts: Generated<number>;
 }
 
 export interface OperatorTokensTable {
@@ -80,6 +82,8 @@ export interface UsersTable {
   password_lockouts: Generated<number>;
   mfa_failures: Generated<number>;
   mfa_locked_until: Date | null;
+  /** Second-factor locks since the last right code or unlock; each one doubles the next (migration 0081). */
+  mfa_lockouts: Generated<number>;
   created_at: Generated<Date>;
 }
 
