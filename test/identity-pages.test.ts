@@ -141,6 +141,28 @@ describe('hosted pages', () => {
     expect((await t.app.inject({ url: page('/account'), headers: cookies })).statusCode).toBe(303);
   });
 
+  // Review: a sibling subdomain may plant its own session under the same name and a longer path, which
+  // browsers send first; the page then showed the planter's account to the victim (login CSRF).
+  it('treats a request carrying the session cookie twice as carrying none', async () => {
+    const mine = sessionCookie(await postForm(page('/signin'), { email: member, password: strongPassword }));
+    const alone = await t.app.inject({
+      url: page('/account'),
+      headers: { cookie: `rampart_session=${mine}` },
+    });
+    expect(alone.statusCode).toBe(200);
+    const planted = sessionCookie(
+      await postForm(page('/signin'), { email: `admin@${slug}.test`, password: strongPassword }),
+    );
+    for (const cookie of [
+      `rampart_session=${planted}; rampart_session=${mine}`,
+      `other=1; rampart_session=${mine};rampart_session=${planted}`,
+    ]) {
+      const twice = await t.app.inject({ url: page('/account'), headers: { cookie } });
+      expect(twice.statusCode).toBe(303);
+      expect(twice.headers.location).toBe(page('/signin'));
+    }
+  });
+
   it('keeps a session that still needs its second factor on the code page', async () => {
     const signIn = await postForm(page('/signin'), { email: `admin@${slug}.test`, password: strongPassword });
     expect(signIn.headers.location).toBe(page('/signin/code'));

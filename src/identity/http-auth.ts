@@ -46,6 +46,12 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function requestCookie(request: FastifyRequest, name: string): string | undefined {
   const header = request.headers.cookie;
   request.cookies ??= header ? request.server.parseCookie(header) : {};
+  // Sent twice, the name is refused altogether: `__Secure-` does not forbid `Domain=`, so a sibling
+  // subdomain can plant its own session under a longer path, which browsers send first and the parser
+  // keeps (login CSRF: the victim would work in the planter's account).
+  if (header && header.split(';').filter((pair) => pair.trimStart().startsWith(`${name}=`)).length > 1) {
+    return undefined;
+  }
   return request.cookies[name];
 }
 
