@@ -508,8 +508,14 @@ describe('password maximum age', () => {
       payload: { currentPassword: strongPassword, newPassword: 'Renewed-Harbour-Signal-42' },
     });
     expect(changed.statusCode).toBe(200);
-    // The session that changed it goes on; the password is young again.
-    const after = await t.app.inject({ url: api(slug, '/me/session'), headers: cookie });
+    // The session that changed it goes on, under the new token its cookie now holds; the password is
+    // young again.
+    const renewed = changed.cookies.find((c) => c.name === 'rampart_session')?.value;
+    expect(renewed).toBeDefined();
+    const after = await t.app.inject({
+      url: api(slug, '/me/session'),
+      headers: { cookie: `rampart_session=${renewed}` },
+    });
     expect(after.statusCode).toBe(200);
     expect(after.json().stage).toBe('active');
   });

@@ -10,7 +10,7 @@ import {
   tenantApi,
   userRoute,
 } from './api-route-config.ts';
-import { signedIn } from './http-auth.ts';
+import { secureCookiesFor, setSessionCookie, signedIn } from './http-auth.ts';
 import * as S from './schemas.ts';
 
 /** Account flows: change password, sign-up, invitation, email verification, password reset. */
@@ -33,15 +33,18 @@ export const accountRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = asyn
         response: responses({ 200: S.Accepted }),
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { tenant, session } = signedIn(request);
-      await identity.accounts.changePassword(
+      const { token } = await identity.accounts.changePassword(
         tenant,
         actionContext(request),
         session,
         request.body.currentPassword,
         request.body.newPassword,
       );
+      // A cookie session (the only kind allowed here) goes on under a new token, set as its cookie.
+      const secure = secureCookiesFor(identity.deps.publicUrl);
+      setSessionCookie(reply, token, secure, `/t/${tenant.slug}`);
       return accepted;
     },
   );

@@ -1,4 +1,5 @@
 import type { ActionContext } from '../platform/context.ts';
+import { platformError } from '../platform/http/errors.ts';
 import {
   readPasswordSubject,
   screenNewPassword,
@@ -10,8 +11,10 @@ import { createCurrentPasswordCheck, stillVerified, wrongCurrentPassword } from 
 import { audit, inTenant, type ServiceDeps, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
-import { revokeAllInTx } from './session-revocation.ts';
+import { revokeAllInTx, revokeSessionInTx } from './session-revocation.ts';
 import type { ValidSession } from './session-stage.ts';
+import { createSession } from './session-tokens.ts';
+import { loadSettings } from './settings.ts';
 import { createUserRepository } from './users.ts';
 
 /**
@@ -45,7 +48,7 @@ export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof
     session: ValidSession,
     currentPassword: string,
     next: string,
-  ): Promise<void> {
+  ): Promise<{ token: string }> {
     if (session.kind !== 'cookie')
       throw identityError('web_only', 'Passwords are changed on the web only, signed in with a browser.');
     const verified = await current.verify(
@@ -56,7 +59,7 @@ export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof
       'identity.password.changed',
     );
     try {
-      await settingPassword({
+      return await settingPassword({
         read: () =>
           inTenant(deps, tenant, async (tx) => {
             const user = await createUserRepository(tx).byId(session.userId);
@@ -78,13 +81,31 @@ export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof
             if (user?.status !== 'active') throw wrong();
             if (!stillVerified(verified, user.password_changed_at)) throw new PasswordChangedMeanwhile();
             await storePassword(deps, tx, user, newHash);
-            // Other sessions end; this one stays.
-            await revokeAllInTx(deps, tx, user.id, session.id);
+            // Every session ends, this one too: it goes on under a new token (same sign-in time, expiry
+            // and second factor), so a copy of the old cookie, the likely reason for the change, is dead.
+            const carried = await revokeSessionInTx(deps, tx, session.id);
+            if (!carried) throw platformError('unauthenticated', 'This session has ended; sign in again.');
+            await revokeAllInTx(deps, tx, user.id);
+            const rotated = await createSession(
+              deps,
+              tx,
+              await loadSettings(tx, tenant.id),
+              {
+                tenantId: tenant.id,
+                userId: user.id,
+                stage: 'active',
+                kind: session.kind,
+                mfaAt: session.mfaAt,
+                carried,
+              },
+              ctx,
+            );
             await audit(deps, tx, tenant, ctx, {
               action: 'identity.password.changed',
               outcome: 'success',
               target: { type: 'user', id: user.id },
             });
+            return { token: rotated.token };
           }),
       });
     } catch (error) {

@@ -97,13 +97,15 @@ ${submit('Change password')}`,
       try {
         if (newPassword !== confirmPassword)
           throw pageError('passwords_differ', 'The two new passwords differ; type the same one twice.');
-        await identity.accounts.changePassword(
+        const { token } = await identity.accounts.changePassword(
           tenant,
           actionContext(request),
           session,
           currentPassword,
           newPassword,
         );
+        // The session goes on under a new token (change-password.ts): the old cookie is dead.
+        cookies.set(reply, tenant.slug, token);
         return seeOther(reply, `${pathsFor(tenant.slug).account}?notice=password`);
       } catch (error) {
         const failure = formFailure(reply, error);

@@ -44,7 +44,7 @@ export const notices = {
     'message, then sign in.',
   verified: 'Your email address is confirmed. You can sign in now.',
   sent: 'If an account uses this address, we sent it a link to reset the password. The link works once, for one hour.',
-  password: 'Your password was changed. Your other sessions were ended.',
+  password: 'Your password was changed. Your other sessions were ended, and this one renewed.',
   revoked: 'The session was ended.',
 } as const;
 export type NoticeKey = keyof typeof notices;
