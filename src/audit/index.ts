@@ -34,6 +34,7 @@ export {
   createRetentionService,
   RETENTION_CHANGE_DELAY_DAYS,
   type RetentionService,
+  retentionDefaultsWriter,
   retentionInForce,
 } from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';
