@@ -136,7 +136,12 @@ describe('a chain without an own retention is pruned by the database’s default
     expect(await directPrune(tenantId)).toBe(5);
     expect(await ages(tenantId)).toEqual([150, 150, 150, 150, 150, 0, 0]);
     expect(await directPrune(tenantId)).toBe(0);
-    expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toBeNull();
+    // Nothing recorded that pruning: verify names it (the server's job appends audit.trail.pruned).
+    expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toMatchObject({
+      kind: 'deleted',
+      seq: 5,
+      message: expect.stringMatching(/no audit.trail.pruned event/),
+    });
 
     // The server's job with the same default finds nothing more.
     const job = await serverPrune(tenantId, 400);
@@ -149,7 +154,7 @@ describe('a chain without an own retention is pruned by the database’s default
     expect(await directPrune(null)).toBe(5);
     expect(await ages(null)).toEqual([150, 150, 150, 150, 150, 0, 0]);
     expect(await directPrune(null)).toBe(0);
-    expect((await verifyAuditChain(t.db, null, { keys })).broken).toBeNull();
+    expect((await verifyAuditChain(t.db, null, { keys })).broken).toMatchObject({ kind: 'deleted', seq: 5 });
   });
 
   it('the server’s job prunes a default tenant and an own setting as before', async () => {
@@ -160,6 +165,7 @@ describe('a chain without an own retention is pruned by the database’s default
     expect(job.events).toBe(5);
     expect(await ages(onDefault)).toEqual([150, 150, 150, 150, 150, 0, 0]);
     expect(await prunedEvents(onDefault)).toHaveLength(1);
+    expect((await verifyAuditChain(t.db, onDefault, { keys })).broken).toBeNull();
 
     // An own setting of 100 days (older than 30 days, so in force) prunes past the default.
     const own = randomUUID();
@@ -182,6 +188,7 @@ describe('a chain without an own retention is pruned by the database’s default
     expect(ownJob.failures).toEqual([]);
     expect(ownJob.events).toBe(10);
     expect(await ages(own)).toEqual([0, 0]);
+    expect((await verifyAuditChain(t.db, own, { keys })).broken).toBeNull();
   });
 
   it('an app role’s first own setting of 30 days waits 30 days like any shortening of the default', async () => {
