@@ -15,6 +15,7 @@ import {
   createCheckpoint,
   createRetentionService,
   pruneAllChains,
+  readRetentionDefaults,
   recordAuditEvent,
   trustedKeys,
   verifyAuditChain,
@@ -245,6 +246,8 @@ describe('the defaults follow the configuration of whoever migrates', () => {
         o.query('SELECT tenant_days, platform_days FROM audit_retention_defaults'),
       );
       expect(defaults).toEqual([{ tenant_days: 100, platform_days: 120 }]);
+      // What a node compares its configuration with at start (server.ts warns when they differ).
+      expect(await readRetentionDefaults(t.db)).toEqual({ tenantDays: 100, platformDays: 120 });
       const again = await serverPrune(tenantId, 100, 120);
       expect(again.failures).toEqual([]);
       expect(await ages(tenantId)).toEqual([0, 0]);

@@ -34,6 +34,7 @@ export {
   createRetentionService,
   RETENTION_CHANGE_DELAY_DAYS,
   type RetentionService,
+  readRetentionDefaults,
   retentionDefaultsWriter,
   retentionInForce,
 } from './retention.ts';

@@ -75,6 +75,19 @@ export function retentionDefaultsWriter(defaults: {
   };
 }
 
+/** The default retentions the database enforces (migration 0082; written by the last migration run). */
+export async function readRetentionDefaults(
+  db: Database,
+): Promise<{ tenantDays: number; platformDays: number }> {
+  const { rows } = await db.withSystem((tx) =>
+    sql<{ tenant_days: number; platform_days: number }>`SELECT tenant_days, platform_days
+      FROM audit_retention_defaults`.execute(tx),
+  );
+  const row = rows[0];
+  if (!row) throw new Error('audit_retention_defaults has no row: run rampart migrate');
+  return { tenantDays: row.tenant_days, platformDays: row.platform_days };
+}
+
 /** The longest of the setting and the one it replaced while the change is younger than the delay. */
 export function retentionInForce(row: StoredRetention, at: Date): number {
   const recent =
