@@ -1,3 +1,4 @@
+import { retentionDefaultsWriter } from './audit/index.ts';
 import {
   createBreachedPasswordChecker,
   createPwnedRangeClient,
@@ -28,6 +29,17 @@ export async function openEngine(config: Config): Promise<Engine> {
 }
 
 /**
+ * What the schema owner writes from the configuration after migrating (the database enforces it; the app
+ * role cannot change it): the audit retention defaults (migration 0082).
+ */
+export function ownerSettingsFrom(config: Config) {
+  return retentionDefaultsWriter({
+    tenantDays: config.auditRetentionDays,
+    platformDays: config.auditPlatformRetentionDays,
+  });
+}
+
+/**
  * Opens the configured database. The embedded engine always migrates (it is its own owner); on
  * PostgreSQL, migrations run at start only when DATABASE_OWNER_URL is given, else `rampart migrate` does it.
  */
@@ -40,6 +52,7 @@ export async function openConfiguredDatabase(
     return await openDatabase(engine, {
       migrations: allMigrations,
       migrate: !config.databaseUrl || Boolean(config.databaseOwnerUrl),
+      ownerSettings: ownerSettingsFrom(config),
       ...(onMigrationApplied ? { onMigrationApplied } : {}),
     });
   } catch (error) {

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
-import { configureAuditMac } from './audit/index.ts';
+import { configureAuditMac, readRetentionDefaults } from './audit/index.ts';
 import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
@@ -36,6 +36,9 @@ export async function startServer(
   const breached = await openBreachedScreen(config, protection.outbound);
   const app = await buildApp({ config, db, bus, breached, protection });
   log = (error) => app.log.warn({ err: error }, 'invalidation bus connection problem');
+  await warnOnRetentionDefaults(config, db, app).catch((error: unknown) =>
+    app.log.warn({ err: error }, 'could not read the audit retention defaults'),
+  );
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
@@ -59,6 +62,25 @@ export async function startServer(
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   if (issued) announceFirstOperator(config, out, url, issued);
   return { app, url, stop };
+}
+
+/**
+ * The database prunes by the default retentions the last migration run wrote (docs/audit.md,
+ * "Retention"): a node started without owner access whose configuration says otherwise is told so.
+ */
+async function warnOnRetentionDefaults(config: Config, db: Database, app: FastifyInstance) {
+  const known = await readRetentionDefaults(db);
+  const configured = {
+    tenantDays: config.auditRetentionDays,
+    platformDays: config.auditPlatformRetentionDays,
+  };
+  if (known.tenantDays !== configured.tenantDays || known.platformDays !== configured.platformDays) {
+    app.log.warn(
+      { database: known, configured },
+      'the database enforces other audit retention defaults than AUDIT_RETENTION_DAYS / ' +
+        'AUDIT_PLATFORM_RETENTION_DAYS: pruning keeps to the longer; run rampart migrate to write these',
+    );
+  }
 }
 
 /**

@@ -34,6 +34,8 @@ export {
   createRetentionService,
   RETENTION_CHANGE_DELAY_DAYS,
   type RetentionService,
+  readRetentionDefaults,
+  retentionDefaultsWriter,
   retentionInForce,
 } from './retention.ts';
 export { auditRetentionRoutes } from './retention-routes.ts';

@@ -1,6 +1,12 @@
 import { sql } from 'kysely';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import { type AnyTenantTx, asTenantId, type Database, type TxGuard } from '../platform/db/index.ts';
+import {
+  type AnyTenantTx,
+  asTenantId,
+  type Database,
+  type OwnerSettings,
+  type TxGuard,
+} from '../platform/db/index.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
 import type { AuditTables } from './tables.ts';
@@ -45,6 +51,42 @@ interface StoredRetention {
 }
 
 const clampDays = (days: number) => Math.min(MAX_RETENTION_DAYS, Math.max(MIN_RETENTION_DAYS, days));
+
+/**
+ * Writes the server's default retentions where the database enforces them (migration 0082), as the
+ * schema owner after every migration run: audit_prune_chain and the alert-pruning floor clamp a chain
+ * without an own setting to them, so the app role cannot prune a default tenant or the platform chain
+ * sooner, whatever a node's configuration says. A changed configuration applies at the next migration run.
+ */
+export function retentionDefaultsWriter(defaults: {
+  tenantDays: number;
+  platformDays: number;
+}): OwnerSettings {
+  return async (owner) => {
+    await owner.query(
+      `INSERT INTO audit_retention_defaults (only_row, tenant_days, platform_days, updated_at)
+         VALUES (true, $1, $2, now())
+       ON CONFLICT (only_row) DO UPDATE SET tenant_days = excluded.tenant_days,
+         platform_days = excluded.platform_days, updated_at = excluded.updated_at
+       WHERE (audit_retention_defaults.tenant_days, audit_retention_defaults.platform_days)
+         IS DISTINCT FROM (excluded.tenant_days, excluded.platform_days)`,
+      [clampDays(defaults.tenantDays), clampDays(defaults.platformDays)],
+    );
+  };
+}
+
+/** The default retentions the database enforces (migration 0082; written by the last migration run). */
+export async function readRetentionDefaults(
+  db: Database,
+): Promise<{ tenantDays: number; platformDays: number }> {
+  const { rows } = await db.withSystem((tx) =>
+    sql<{ tenant_days: number; platform_days: number }>`SELECT tenant_days, platform_days
+      FROM audit_retention_defaults`.execute(tx),
+  );
+  const row = rows[0];
+  if (!row) throw new Error('audit_retention_defaults has no row: run rampart migrate');
+  return { tenantDays: row.tenant_days, platformDays: row.platform_days };
+}
 
 /** The longest of the setting and the one it replaced while the change is younger than the delay. */
 export function retentionInForce(row: StoredRetention, at: Date): number {
@@ -148,8 +190,8 @@ export function createRetentionService(deps: RetentionDeps) {
               'request was checked). Nothing was changed; send the request again to ask for approval.',
           );
         }
-        // previous_days on a first own setting: the default that applied (the database cannot know it);
-        // on an update the database's trigger keeps the history itself (migration 0055).
+        // previous_days on a first own setting: the default that applied (the database keeps its own
+        // default if that is longer, migration 0082); on an update its trigger keeps the history (0055).
         await sql`INSERT INTO audit_retention (tenant_id, days, updated_at, previous_days)
           VALUES (${tenantId}, ${days}, ${clock.now()}, ${clampDays(deps.defaultDays)})
           ON CONFLICT (tenant_id) DO UPDATE SET days = excluded.days, updated_at = excluded.updated_at`.execute(

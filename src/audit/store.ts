@@ -292,6 +292,26 @@ export async function eventsInPrunedRange(
 }
 
 /**
+ * The position of the chain's `audit.trail.pruned` event that moved `pruned_through` where it is (its
+ * `throughSeq`), between `pruned_through` and the head; null when there is none. The pruning job appends
+ * it in the transaction that deletes the prefix, so a pruned chain without one was pruned by someone else.
+ */
+export async function prunedRecordSeq(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  prunedThrough: number,
+  headSeq: number,
+): Promise<number | null> {
+  if (prunedThrough <= 0) return null;
+  const { rows } = await sql<{ seq: string }>`SELECT chain_seq::text AS seq FROM audit_events
+    WHERE ${chainFilter(tenantId)} AND action = 'audit.trail.pruned'
+      AND chain_seq > ${prunedThrough} AND chain_seq <= ${headSeq}
+      AND details ->> 'throughSeq' = ${String(prunedThrough)}
+    ORDER BY chain_seq LIMIT 1`.execute(tx);
+  return rows[0] ? Number(rows[0].seq) : null;
+}
+
+/**
  * Records the public key this node signs with (migration 0060), once: after a SECRET_KEY rotation the
  * server still knows the keys of the checkpoints signed before it. Racing nodes insert the same row.
  */

@@ -8,7 +8,14 @@ import {
   readAcknowledgements,
 } from './forged-events.ts';
 import { checkMac, type MacKey } from './mac.ts';
-import { eventsInPrunedRange, inChain, readCheckpoints, readHead, unchainedEvents } from './store.ts';
+import {
+  eventsInPrunedRange,
+  inChain,
+  prunedRecordSeq,
+  readCheckpoints,
+  readHead,
+  unchainedEvents,
+} from './store.ts';
 import {
   type ChainBreak,
   type ChainState,
@@ -82,6 +89,7 @@ export async function verifyAuditChain(
     checkpoints: rows,
     unchained,
     prunedRange,
+    prunedRecord,
     acks,
   } = await inChain(db, tenantId, async (tx) => {
     const head = await readHead(tx, tenantId);
@@ -90,6 +98,7 @@ export async function verifyAuditChain(
       checkpoints: await readCheckpoints(tx, tenantId),
       unchained: await unchainedEvents(tx, tenantId),
       prunedRange: await eventsInPrunedRange(tx, tenantId, head.prunedThrough),
+      prunedRecord: await prunedRecordSeq(tx, tenantId, head.prunedThrough, head.seq),
       acks: options.macKey ? await readAcknowledgements(tx, tenantId) : [],
     };
   });
@@ -167,6 +176,17 @@ export async function verifyAuditChain(
   );
   options.onProgress?.(walked.events, total);
   if (walked.broken) return report(walked.events, walked.broken);
+  // A pruned prefix is accounted for by the audit.trail.pruned event the pruning job appended with it
+  // (walked above, so its hash, links and, with the MAC key, its MAC hold). Without one the prefix was
+  // deleted by a direct call of audit_prune_chain, which the app role may make (docs/audit.md).
+  if (head.prunedThrough > 0 && prunedRecord === null) {
+    return report(walked.events, {
+      kind: 'deleted',
+      seq: head.prunedThrough,
+      eventId: null,
+      message: `the chain was pruned up to seq ${head.prunedThrough} but no audit.trail.pruned event records it`,
+    });
+  }
   if (unchained.count > head.legacyEvents) {
     return report(walked.events, {
       kind: 'inserted',

@@ -29,7 +29,7 @@ import { resolveRootKey } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
 import { registerProtectCommands } from '../protect/index.ts';
-import { openConfiguredBus, openConfiguredDatabase, openEngine } from '../runtime.ts';
+import { openConfiguredBus, openConfiguredDatabase, openEngine, ownerSettingsFrom } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
 import { CreateTenantBody, createTenancyService, SuspendBody } from '../tenancy/index.ts';
 import { registerKeyCommands } from './keys.ts';
@@ -210,7 +210,12 @@ function program(io: CliIo): Command {
       const cfg = config();
       const engine = await openEngine(cfg);
       try {
-        const report = await migrate(engine, allMigrations, (name) => print(`applied ${name}`));
+        const report = await migrate(
+          engine,
+          allMigrations,
+          (name) => print(`applied ${name}`),
+          ownerSettingsFrom(cfg),
+        );
         print(`${report.applied.length} applied, ${report.alreadyApplied} already in place`);
       } finally {
         await engine.close();

@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Engine } from './engine.ts';
-import { type Migration, migrate } from './migrator.ts';
+import { type Migration, migrate, type OwnerSettings } from './migrator.ts';
 import { readRoleFacts, roleProblems, UnsafeRoleError } from './role-check.ts';
 import { createScopes, type Scoped } from './scope.ts';
 
@@ -18,6 +18,8 @@ export interface OpenOptions {
   /** Apply pending migrations first (needs owner access). */
   migrate: boolean;
   onMigrationApplied?: (name: string) => void;
+  /** Written as the owner after migrating (only when `migrate`): see `migrate`. */
+  ownerSettings?: OwnerSettings;
 }
 
 /**
@@ -25,8 +27,9 @@ export interface OpenOptions {
  * role is safe (not superuser, no BYPASSRLS, owns nothing) and the schema is current.
  */
 export async function openDatabase(engine: Engine, options: OpenOptions): Promise<Database> {
-  if (options.migrate) await migrate(engine, options.migrations, options.onMigrationApplied);
-  else if (engine.kind === 'pglite') await engine.asOwner(async () => {}); // switch to the app role
+  if (options.migrate) {
+    await migrate(engine, options.migrations, options.onMigrationApplied, options.ownerSettings);
+  } else if (engine.kind === 'pglite') await engine.asOwner(async () => {}); // switch to the app role
   const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: engine.appPool }) });
   try {
     const problems = roleProblems(await readRoleFacts(db));

@@ -1,6 +1,6 @@
 export { type Database, type OpenOptions, openDatabase } from './database.ts';
 export { APP_ROLE, type Engine, type EngineKind, type OwnerSession, type PoolStats } from './engine.ts';
-export { type Migration, migrate, orderMigrations, readMigrations } from './migrator.ts';
+export { type Migration, migrate, type OwnerSettings, orderMigrations, readMigrations } from './migrator.ts';
 export { openPgliteEngine, type PgliteEngine, type PgliteSource } from './pglite-engine.ts';
 export { openPostgresEngine, type PostgresSource } from './postgres-engine.ts';
 export { readRoleFacts, roleProblems, UnsafeRoleError } from './role-check.ts';

@@ -46,14 +46,22 @@ export interface MigrationReport {
 }
 
 /**
+ * Runs as the schema owner after every migration run (pending migrations or none), in its own
+ * transaction under the migration lock: writes what the database must know from the configuration and
+ * the app role must not change (the audit retention defaults, migration 0082).
+ */
+export type OwnerSettings = (owner: OwnerSession) => Promise<void>;
+
+/**
  * Applies pending migrations as the schema owner, one transaction each, holding a session-level
- * advisory lock so nodes starting together take turns instead of racing.
+ * advisory lock so nodes starting together take turns instead of racing; then writes `settings`.
  * Forward-only: an applied migration whose file changed is an error, never re-run.
  */
 export async function migrate(
   engine: Engine,
   migrations: Migration[],
   onApplied: (name: string) => void = () => {},
+  settings?: OwnerSettings,
 ): Promise<MigrationReport> {
   return engine.asOwner(async (owner) => {
     await owner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
@@ -74,6 +82,7 @@ export async function migrate(
         await applyOne(owner, migration);
         onApplied(migration.name);
       }
+      if (settings) await inTransaction(owner, 'owner settings', () => settings(owner));
       return { applied: pending.map((m) => m.name), alreadyApplied: applied.size };
     } finally {
       await owner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
@@ -88,17 +97,23 @@ async function appliedChecksums(owner: OwnerSession): Promise<Map<string, string
   return new Map(rows.map((r) => [r.name, r.checksum]));
 }
 
-async function applyOne(owner: OwnerSession, migration: Migration): Promise<void> {
+async function inTransaction(owner: OwnerSession, what: string, fn: () => Promise<void>): Promise<void> {
   await owner.exec('BEGIN');
   try {
+    await fn();
+    await owner.exec('COMMIT');
+  } catch (error) {
+    await owner.exec('ROLLBACK');
+    throw new Error(`${what} failed: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function applyOne(owner: OwnerSession, migration: Migration): Promise<void> {
+  return inTransaction(owner, `migration ${migration.name}`, async () => {
     await owner.exec(migration.sql);
     await owner.query('INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)', [
       migration.name,
       migration.checksum,
     ]);
-    await owner.exec('COMMIT');
-  } catch (error) {
-    await owner.exec('ROLLBACK');
-    throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
-  }
+  });
 }
