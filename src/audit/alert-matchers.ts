@@ -244,6 +244,15 @@ async function matchNewLocation(ctx: MatchContext, e: RuleEvent): Promise<Match 
   };
 }
 
+/** Refusals of the checkpoint job about the chain itself, not a MAC (checkpoint.ts, RefusalReason). */
+const spanReasons = new Set([
+  'event_missing',
+  'event_modified',
+  'link_broken',
+  'head_mismatch',
+  'start_missing',
+]);
+
 function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
   const { rules } = ctx;
   if (rules['elevation.used'].enabled && e.actorElevationId) {
@@ -279,7 +288,9 @@ function matchEvent(ctx: MatchContext, e: RuleEvent): Match | null {
       rule: 'protect.incident',
       keys: [`chain:${e.targetId}`],
       events: [e],
-      summary: `Audit chain ${e.targetId} is not being signed: the event at seq ${String(e.details.seq)} has no matching MAC (forged; run rampart audit verify).`,
+      summary: spanReasons.has(String(e.details.reason))
+        ? `Audit chain ${e.targetId} is not being signed: at seq ${String(e.details.seq)} its events do not lead to its head (${String(e.details.reason)}; run rampart audit verify).`
+        : `Audit chain ${e.targetId} is not being signed: the event at seq ${String(e.details.seq)} has no matching MAC (forged; run rampart audit verify).`,
     };
   }
   if (rules['protect.incident'].enabled && e.action === 'protect.ratelimit.store_unavailable') {

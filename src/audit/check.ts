@@ -1,8 +1,8 @@
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
 import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
-import { chainPages, type FollowedHead } from './store.ts';
-import type { AuditEventsTable } from './tables.ts';
+import { chainFilter, chainPages, type FollowedHead } from './store.ts';
+import type { AuditEventsTable, AuditTables } from './tables.ts';
 import type { CheckedEvent } from './walk.ts';
 
 /**
@@ -106,6 +106,22 @@ export async function* checkedEvents(
   for await (const rows of pages) {
     yield rows.map(checkRow);
   }
+}
+
+/**
+ * The chain's events at positions after < seq <= upTo, checked the same way, in a transaction the caller
+ * holds (the checkpoint job, under its per-chain lock): one bounded range of positions.
+ */
+export async function checkedRange(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  after: number,
+  upTo: number,
+): Promise<CheckedEvent[]> {
+  const { rows } = await sql<CheckRow>`SELECT ${checkColumns} FROM audit_events
+    WHERE ${chainFilter(tenantId)} AND chain_seq > ${after} AND chain_seq <= ${upTo}
+    ORDER BY chain_seq`.execute(tx);
+  return rows.map(checkRow);
 }
 
 /** The same rows read the same way without checking them: the bench's baseline. */

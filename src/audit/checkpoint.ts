@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
+import { checkedRange } from './check.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
 import {
   acknowledgementOf,
@@ -12,8 +13,6 @@ import {
 import { auditMacKey, checkMac } from './mac.ts';
 import type { CheckpointSigner } from './signer.ts';
 import {
-  bytes,
-  chainFilter,
   type HeadRow,
   inChain,
   newestTrustedCheckpoint,
@@ -23,76 +22,170 @@ import {
   trustedKeysIn,
 } from './store.ts';
 import type { AuditTables } from './tables.ts';
-import { type StoredCheckpoint, signatureProblem } from './walk.ts';
+import { genesis, type StoredCheckpoint, signatureProblem } from './walk.ts';
 
-export type RefusalReason = 'mac_mismatch' | 'mac_other_key' | 'acknowledged_chain_broken';
+export type RefusalReason =
+  | 'mac_mismatch'
+  | 'mac_other_key'
+  | 'acknowledged_chain_broken'
+  | 'event_missing'
+  | 'event_modified'
+  | 'link_broken'
+  | 'head_mismatch'
+  | 'start_missing';
 
-const refusalText: Record<RefusalReason, string> = {
-  mac_mismatch: 'is forged: MAC does not match',
-  mac_other_key: 'has a MAC under another key (written before a SECRET_KEY change and not yet signed?)',
-  acknowledged_chain_broken:
-    'is acknowledged as forged, but an acknowledgement covers a bad MAC only and the chain is broken there',
+const refusalText: Record<RefusalReason, (seq: number) => string> = {
+  mac_mismatch: (seq) => `event at seq ${seq} is forged: MAC does not match`,
+  mac_other_key: (seq) =>
+    `event at seq ${seq} has a MAC under another key (written before a SECRET_KEY change and not yet signed?)`,
+  acknowledged_chain_broken: (seq) =>
+    `event at seq ${seq} is acknowledged as forged, but an acknowledgement covers a bad MAC only and the chain is broken there`,
+  event_missing: (seq) =>
+    `there is no event at seq ${seq}, below the chain head: the head was moved past the events`,
+  event_modified: (seq) => `event at seq ${seq} no longer matches its own hash`,
+  link_broken: (seq) => `event at seq ${seq} does not link to what precedes it`,
+  head_mismatch: (seq) =>
+    `the chain head (seq ${seq}) is not where the events since the last checkpoint lead`,
+  start_missing: (seq) =>
+    `the chain was pruned up to seq ${seq} but no trusted signed checkpoint is there to start from`,
 };
 
-/** The checkpoint job will not sign over an event whose MAC does not match (it was not written by a node). */
+/**
+ * The checkpoint job will not sign a head it cannot prove from the last trusted checkpoint: an event
+ * whose MAC does not match (it was not written by a node), or events since that checkpoint that do not
+ * lead to the head (missing, modified or unlinked, or a head moved on its own).
+ */
 export class CheckpointRefusedError extends Error {
   constructor(
     readonly chain: string,
     readonly seq: number,
-    readonly eventId: string,
+    /** The event at `seq`, where there is one (none when it is missing or the head is at fault). */
+    readonly eventId: string | null,
     readonly reason: RefusalReason,
     detail?: string,
   ) {
-    super(
-      `refusing to sign chain ${chain}: event at seq ${seq} ${refusalText[reason]}${detail ? ` (${detail})` : ''}`,
-    );
+    super(`refusing to sign chain ${chain}: ${refusalText[reason](seq)}${detail ? ` (${detail})` : ''}`);
     this.name = 'CheckpointRefusedError';
   }
 }
 
+/** Positions read per statement while proving a span (a bounded range, as verify reads them). */
+const SPAN_PAGE = 5000;
+
+const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
 /**
- * Before signing the head: every event since the newest checkpoint this key signed (or the pruning
- * point, or the first position that carries MACs) must carry a MAC that matches under this process's
- * key. One query and one HMAC per event, over the events of one checkpoint interval.
+ * Before signing the head: proves it from the chain's newest trusted checkpoint (or genesis). The app
+ * role may move the head (`seq`, `head_hash`) on its own, so the head is never taken on its word:
  *
- * The one exception is an event an operator acknowledged as forged (forged-events.ts): an
+ * - every position after the checkpoint up to the head holds an event (no gap);
+ * - each event's content hashes to its stored hash, and it links to the event before it (the first to
+ *   the checkpoint's head hash, or to genesis);
+ * - the last one's hash is the head's hash (with no event since the checkpoint, the head is the
+ *   checkpoint's own position and hash);
+ * - each event from the chain's `mac_from_seq` on carries a MAC that matches under this process's key.
+ *
+ * So what is signed is the hash of events nodes wrote, in order. The events are read as verify reads
+ * them (check.ts: text, no Date or Buffer per row), a bounded range of positions per statement: the
+ * cost is one checkpoint interval, never the whole chain. A pruned chain whose newest trusted checkpoint
+ * is below its pruning point (the start is gone) is not signed.
+ *
+ * The one exception to the MACs is an event an operator acknowledged as forged (forged-events.ts): an
  * acknowledgement whose own MAC verifies under this key and that names the event's position, id and
  * hash, and only while the event is consistent with the chain (its hash and both its links hold). The
  * acknowledgements are read only when a MAC does not match, so an intact chain costs nothing more.
  */
-async function checkMacsSinceLastCheckpoint(
+async function proveSinceLastCheckpoint(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
   head: HeadRow,
   keys: Map<string, KeyObject>,
 ) {
-  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
-  const from = Math.max(last?.seq ?? 0, head.prunedThrough, head.macFromSeq - 1);
-  if (from >= head.seq) return;
-  const key = auditMacKey();
   const chain = tenantId ?? 'platform';
-  const { rows } = await sql<{ seq: string; id: string; hash: Uint8Array | null; mac: Uint8Array | null }>`
-    SELECT chain_seq::text AS seq, id::text AS id, hash, mac FROM audit_events
-    WHERE ${chainFilter(tenantId)} AND chain_seq > ${from} AND chain_seq <= ${head.seq}
-    ORDER BY chain_seq`.execute(tx);
+  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
+  const start = last ? { seq: last.seq, hash: last.headHash } : genesis;
+  if (head.prunedThrough > start.seq) {
+    throw new CheckpointRefusedError(chain, head.prunedThrough, null, 'start_missing');
+  }
+  const headHash = hexOf(head.hash);
+  if (head.seq <= start.seq) {
+    if (head.seq === start.seq && hexOf(start.hash) === headHash) return;
+    throw new CheckpointRefusedError(
+      chain,
+      head.seq,
+      null,
+      'head_mismatch',
+      head.seq < start.seq
+        ? `the head is behind the signed checkpoint at seq ${start.seq}`
+        : `the signed checkpoint at seq ${start.seq} has another hash`,
+    );
+  }
+  const key = auditMacKey();
   let acks: ForgeryAcknowledgement[] | null = null;
-  for (const row of rows) {
-    const hash = bytes(row.hash);
-    const verdict = checkMac(key, hash, row.mac ? bytes(row.mac) : null);
-    if (verdict === 'ok') continue;
-    const seq = Number(row.seq);
-    acks ??= await readAcknowledgements(tx, tenantId, { after: from, upTo: head.seq });
-    const event = { seq, id: row.id, hash: Buffer.from(hash).toString('hex') };
-    if (!acknowledgementOf(acks, key, event)) {
-      throw new CheckpointRefusedError(
-        chain,
-        seq,
-        row.id,
-        verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
-      );
+  let expectedSeq = start.seq + 1;
+  let expectedPrev = hexOf(start.hash);
+  let lastId: string | null = null;
+  const linkedTo = start.seq === 0 ? 'genesis' : `the signed checkpoint at seq ${start.seq}`;
+  for (let after = start.seq; after < head.seq; after += SPAN_PAGE) {
+    const upTo = Math.min(after + SPAN_PAGE, head.seq);
+    for (const event of await checkedRange(tx, tenantId, after, upTo)) {
+      if (event.seq !== expectedSeq) {
+        throw new CheckpointRefusedError(
+          chain,
+          expectedSeq,
+          null,
+          'event_missing',
+          `head at seq ${head.seq}`,
+        );
+      }
+      if (event.seq >= head.macFromSeq) {
+        const verdict = checkMac(
+          key,
+          Buffer.from(event.hash, 'hex'),
+          event.mac ? Buffer.from(event.mac, 'hex') : null,
+        );
+        if (verdict !== 'ok') {
+          acks ??= await readAcknowledgements(tx, tenantId, { after: start.seq, upTo: head.seq });
+          if (!acknowledgementOf(acks, key, event)) {
+            throw new CheckpointRefusedError(
+              chain,
+              event.seq,
+              event.id,
+              verdict === 'bad' ? 'mac_mismatch' : 'mac_other_key',
+            );
+          }
+          const broken = await chainInconsistency(tx, tenantId, event.seq, head, keys);
+          if (broken) {
+            throw new CheckpointRefusedError(chain, event.seq, event.id, 'acknowledged_chain_broken', broken);
+          }
+        }
+      }
+      if (!event.intact) throw new CheckpointRefusedError(chain, event.seq, event.id, 'event_modified');
+      if (event.prevHash !== expectedPrev) {
+        throw new CheckpointRefusedError(
+          chain,
+          event.seq,
+          event.id,
+          'link_broken',
+          event.seq === start.seq + 1 ? `expected a link to ${linkedTo}` : undefined,
+        );
+      }
+      expectedSeq = event.seq + 1;
+      expectedPrev = event.hash;
+      lastId = event.id;
     }
-    const broken = await chainInconsistency(tx, tenantId, seq, head, keys);
-    if (broken) throw new CheckpointRefusedError(chain, seq, row.id, 'acknowledged_chain_broken', broken);
+    if (expectedSeq <= upTo) {
+      throw new CheckpointRefusedError(chain, expectedSeq, null, 'event_missing', `head at seq ${head.seq}`);
+    }
+  }
+  if (expectedPrev !== headHash) {
+    throw new CheckpointRefusedError(
+      chain,
+      head.seq,
+      lastId,
+      'head_mismatch',
+      `the event at seq ${head.seq} has another hash`,
+    );
   }
 }
 
@@ -103,8 +196,9 @@ async function checkMacsSinceLastCheckpoint(
  * anyone else wrote there (a forged one) does not count, and the server writes its own beside it
  * (several rows may share a position, migration 0058). Nodes take turns per chain (an advisory lock,
  * held to the end of the transaction), so they still write one genuine row per position. Refuses
- * (CheckpointRefusedError) when an event it would sign over has no matching MAC (migration 0059)
- * and no operator acknowledged it as forged (migration 0072).
+ * (CheckpointRefusedError) when the events since the newest trusted checkpoint do not lead to the head
+ * (proveSinceLastCheckpoint), or one of them has no matching MAC (migration 0059) and no operator
+ * acknowledged it as forged (migration 0072).
  */
 export async function createCheckpoint(
   db: Database,
@@ -123,7 +217,7 @@ export async function createCheckpoint(
     const there = await readCheckpoints(tx, tenantId, head.seq);
     if (there.some((c) => signatureProblem(c, own) === null)) return null;
     await recordSigningKey(tx, signer);
-    await checkMacsSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
+    await proveSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
     const signature = signer.sign(body);
     await sql`

@@ -43,13 +43,18 @@ export async function evaluateAllChains(deps: Pick<AuditJobDeps, 'alerts' | 'ten
   return raised;
 }
 
-/** Refusals already audited by this process (chain:seq): one event per forged event, not one per run. */
+/**
+ * Refusals already audited by this process (chain:seq:reason): one event per forged event or break, not
+ * one per run. The reason is part of it: a head moved past a missing event, then that event written
+ * with a bad MAC, are two findings at one position.
+ */
 const reportedRefusals = new Set<string>();
 
 /**
  * Signs the head of every chain that moved since its last checkpoint. Safe on many nodes at once. A
- * chain with an event whose MAC does not match is not signed (CheckpointRefusedError): the refusal is
- * audited once per event on the platform chain (`audit.checkpoint.refused`, which raises a
+ * chain with an event whose MAC does not match, or whose events since its last checkpoint do not lead to
+ * its head, is not signed (CheckpointRefusedError): the refusal is audited once per event (or break) on
+ * the platform chain (`audit.checkpoint.refused`, which raises a
  * `protect.incident` alert) and returned for the log; the other chains go on.
  */
 export async function checkpointAllChains(
@@ -63,7 +68,7 @@ export async function checkpointAllChains(
     } catch (error) {
       if (!(error instanceof CheckpointRefusedError)) throw error;
       refused.push(error);
-      const key = `${error.chain}:${error.seq}`;
+      const key = `${error.chain}:${error.seq}:${error.reason}`;
       if (reportedRefusals.has(key)) return;
       await deps.db.withSystem((tx) =>
         recordAuditEvent(tx, deps.clock, systemContext('audit-checkpoint'), {
@@ -112,8 +117,8 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
     if (signed > 0) app.log.info({ signed }, 'audit checkpoints signed');
     for (const r of refused) {
       app.log.error(
-        { chain: r.chain, seq: r.seq, eventId: r.eventId, reason: r.reason },
-        'audit checkpoint refused: an event MAC does not match and no valid acknowledgement covers it (audited; run rampart audit verify)',
+        { chain: r.chain, seq: r.seq, eventId: r.eventId, reason: r.reason, detail: r.message },
+        'audit checkpoint refused: an event MAC does not match and no valid acknowledgement covers it, or the events do not lead to the chain head (audited; run rampart audit verify)',
       );
     }
   });

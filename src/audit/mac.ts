@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { deriveKey } from '../platform/crypto/keys.ts';
+import { checkpointSigner } from './signer.ts';
 
 /**
  * Event MACs (docs/audit.md, "Event MACs"): each event stores `mac = keyId || HMAC-SHA256(K, hash)`,
@@ -18,6 +19,12 @@ export interface MacKey {
    * (`audit-forgery-ack`), so no acknowledgement can pass for an event MAC or the other way round.
    */
   ackKey: Buffer;
+  /**
+   * The id of the checkpoint key derived from the same root (signer.ts). A checkpoint it signed vouches
+   * for MACs under this key only: the job that holds both refuses a MAC under any other key, so an event
+   * whose MAC names another key is genuine only where a checkpoint of another key covers it (verify.ts).
+   */
+  checkpointKeyId: string;
 }
 
 const KEY_ID_BYTES = 8;
@@ -25,7 +32,12 @@ const KEY_ID_BYTES = 8;
 export function macKeyFrom(rootKey: Buffer): MacKey {
   const key = deriveKey(rootKey, 'audit-event-mac');
   const id = createHmac('sha256', key).update('rampart:audit-mac-key-id').digest().subarray(0, KEY_ID_BYTES);
-  return { id: id.toString('hex'), key, ackKey: deriveKey(rootKey, 'audit-forgery-ack') };
+  return {
+    id: id.toString('hex'),
+    key,
+    ackKey: deriveKey(rootKey, 'audit-forgery-ack'),
+    checkpointKeyId: checkpointSigner(rootKey).keyId,
+  };
 }
 
 /**

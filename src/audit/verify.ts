@@ -22,6 +22,7 @@ import {
   type CheckedEvent,
   genesis,
   partitionCheckpoints,
+  type StoredCheckpoint,
   walkChain,
 } from './walk.ts';
 
@@ -161,10 +162,15 @@ export async function verifyAuditChain(
     keys: options.keys,
   };
   if (macKey) {
-    const signedThrough = checkpoints.reduce((max, c) => Math.max(max, c.seq), 0);
-    state.macs = macChecker(macKey, head.macFromSeq, signedThrough, acks, (found) => {
-      if (forgedEvents.length < FORGED_LISTED) forgedEvents.push(found);
-    });
+    state.macs = macChecker(
+      macKey,
+      head.macFromSeq,
+      vouchedByAnotherKey(checkpoints, macKey),
+      acks,
+      (found) => {
+        if (forgedEvents.length < FORGED_LISTED) forgedEvents.push(found);
+      },
+    );
   }
   const follow = (moved: { seq: number; hash: Uint8Array }) => {
     state.head = moved;
@@ -199,17 +205,45 @@ export async function verifyAuditChain(
 }
 
 /**
+ * Whether the event at a position is vouched for by a checkpoint of a key other than the one paired with
+ * `macKey` (the same root's checkpoint key): the first position at or after it that holds trusted
+ * checkpoints holds one of another key. That key's job checked the event's MAC, with its own MAC key,
+ * before signing. A checkpoint of the paired key vouches for nothing under another MAC key: its job
+ * refuses those (`mac_other_key`), so an event under a made-up key id that such a checkpoint covers got
+ * there without the job's check (a head moved onto it before it was written). Binary search: it runs only
+ * for events whose MAC is not under `macKey`.
+ */
+function vouchedByAnotherKey(checkpoints: readonly StoredCheckpoint[], macKey: MacKey) {
+  const sorted = [...checkpoints].sort((a, b) => a.seq - b.seq);
+  return (seq: number): boolean => {
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((sorted[mid] as StoredCheckpoint).seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    const first = sorted[lo]?.seq;
+    if (first === undefined) return false;
+    for (let i = lo; i < sorted.length && (sorted[i] as StoredCheckpoint).seq === first; i += 1) {
+      if ((sorted[i] as StoredCheckpoint).keyId !== macKey.checkpointKeyId) return true;
+    }
+    return false;
+  };
+}
+
+/**
  * The MAC check of one event (walk.ts): events before `macFromSeq` predate MACs; one made under another
- * key is accepted when a signed checkpoint covers it (the checkpoint job checked it before signing, with
- * the key of the day); anything else that does not match is forged. A forged event an operator
- * acknowledged (an acknowledgement whose MAC verifies, naming its position, id and hash; one under an
- * older key where a signed checkpoint covers the event) does not break the chain but is still reported
- * (`found`); the walk checks its hash and links like every other event's.
+ * key is accepted when the first signed checkpoint covering it is of another key than the one paired
+ * with `key` (`vouched`: that key's job checked it before signing, with the key of the day); anything
+ * else that does not match is forged. A forged event an operator acknowledged (an acknowledgement whose
+ * MAC verifies, naming its position, id and hash; one under an older key where `vouched`) does not break
+ * the chain but is still reported (`found`); the walk checks its hash and links like every other event's.
  */
 function macChecker(
   key: MacKey,
   macFromSeq: number,
-  signedThrough: number,
+  vouched: (seq: number) => boolean,
   acks: readonly ForgeryAcknowledgement[],
   found: (event: ForgedEvent) => void,
 ) {
@@ -217,8 +251,10 @@ function macChecker(
     if (event.seq < macFromSeq || event.mac === undefined) return null;
     const mac = event.mac === '' ? null : Buffer.from(event.mac, 'hex');
     const verdict = checkMac(key, Buffer.from(event.hash, 'hex'), mac);
-    if (verdict === 'ok' || (verdict === 'other-key' && event.seq <= signedThrough)) return null;
-    const acknowledgement = acknowledgementOf(acks, key, event, event.seq <= signedThrough);
+    if (verdict === 'ok') return null;
+    const byAnotherKey = vouched(event.seq);
+    if (verdict === 'other-key' && byAnotherKey) return null;
+    const acknowledgement = acknowledgementOf(acks, key, event, byAnotherKey);
     found({ seq: event.seq, eventId: event.id, hash: event.hash, acknowledgement });
     if (acknowledgement) return null;
     return {
@@ -228,7 +264,7 @@ function macChecker(
       message:
         verdict === 'bad'
           ? `event at seq ${event.seq} is forged: MAC does not match`
-          : `event at seq ${event.seq} is forged: its MAC is under another key and no signed checkpoint covers it`,
+          : `event at seq ${event.seq} is forged: its MAC is under another key and no checkpoint signed with another key covers it`,
     };
   };
 }
