@@ -69,7 +69,9 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
     const decides =
       type !== null && id !== null && (await lockedHoldings(tx, { type, id })).has('approvals:decide');
     if (!decides) return 'approverLost';
-    if (!recorded) return null;
+    // Recorded with no basis, yet the action has one now: asked before its state was pinned (a grant of
+    // a custom role before the security review), so the approver saw no state it could run on.
+    if (!recorded) return (await stateNow()) === null ? null : 'stateChanged';
     const now = early === undefined ? await stateNow() : early;
     return now && safeEqual(now, recorded) ? null : 'stateChanged';
   }

@@ -127,10 +127,12 @@ export function createRoleDefinitions(deps: RolesDeps, change: RoleChange) {
 
     /**
      * A custom role's name and permissions as stored (what an approved change would overwrite), read in
-     * the caller's transaction and locked until it commits.
+     * the caller's transaction and locked until it commits: FOR UPDATE for a change of the role, FOR SHARE
+     * for a grant of it (which needs it unchanged, and takes it FOR SHARE again: two approved grants of
+     * one role whose approvers hold it would each wait for the other to upgrade its lock).
      */
-    async lockedState(tx: Tx, key: string) {
-      const row = await customRole(tx, key, true);
+    async lockedState(tx: Tx, key: string, lock: true | 'share' = true) {
+      const row = await customRole(tx, key, lock);
       return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
     },
 
