@@ -13,7 +13,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { member, operatorSession, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
-import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
+import { CHAIN_HEAD_LOCK, rowHolder } from './race-helpers.ts';
 
 const slug = 'pinned-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -131,5 +132,50 @@ describe('the person a grant is for does not approve it', () => {
     expect(self.json().code).toBe('beneficiary_approval');
     // It is still pending: someone else may approve it.
     expect((await approve(bea, approval.id)).statusCode).toBe(200);
+  });
+});
+
+describe.runIf(engineUnderTest === 'postgres')('a grant racing the deletion of its role (PostgreSQL)', () => {
+  it('leaves no assignment behind, and a role created again with the key is held by nobody', async () => {
+    expect((await createRole(ada, 'desk', ['users:read'])).statusCode).toBe(201);
+    const lock = await rowHolder(t);
+    let grant: ReturnType<typeof call> | undefined;
+    let removal: ReturnType<typeof call> | undefined;
+    try {
+      await lock.hold(CHAIN_HEAD_LOCK, [tenantId]);
+      // The grant inserts its assignment (the role's row FOR SHARE) and waits to append its event.
+      grant = call(ada, 'PUT', `/access/users/${sam.userId}/roles/desk`);
+      await lock.waiting(1);
+      // The deletion reads the holders (the grant's is not committed) and waits for the grant.
+      removal = call(ada, 'DELETE', '/access/roles/desk');
+      await lock.waiting(2);
+    } finally {
+      await lock.release();
+    }
+    const [granted, removed] = await Promise.all([grant, removal]);
+    await lock.close();
+    expect(granted?.statusCode, granted?.body).toBe(200);
+    expect(removed?.statusCode, removed?.body).toBe(204);
+    expect(await rolesOf(sam.userId)).not.toContain('desk');
+    expect((await createRole(ada, 'desk', ['users:read', 'approvals:decide'])).statusCode).toBe(201);
+    expect(await t.app.services.access.decide(tenantId, sam.userId, 'approvals:decide')).toBe(false);
+  });
+
+  it('an assignment left behind by an earlier role of the key is removed when the key is created', async () => {
+    // As a deletion before this fix left it: the assignment without its role.
+    const lock = await rowHolder(t);
+    try {
+      await lock.run('INSERT INTO access_assignments (tenant_id, user_id, role_key) VALUES ($1, $2, $3)', [
+        tenantId,
+        sam.userId,
+        'ghost',
+      ]);
+    } finally {
+      await lock.close();
+    }
+    expect(await rolesOf(sam.userId)).toContain('ghost');
+    expect((await createRole(ada, 'ghost', ['users:read', 'approvals:decide'])).statusCode).toBe(201);
+    expect(await rolesOf(sam.userId)).not.toContain('ghost');
+    expect(await t.app.services.access.decide(tenantId, sam.userId, 'approvals:decide')).toBe(false);
   });
 });
