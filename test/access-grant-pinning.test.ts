@@ -135,6 +135,50 @@ describe('the person a grant is for does not approve it', () => {
   });
 });
 
+describe('input that answered 500', () => {
+  it('deeply nested parameters on execute are different parameters (409), not a crash', async () => {
+    const settings = (await call(ada, 'GET', '/access/settings')).json();
+    const asked = await call(ada, 'PUT', '/access/settings', {
+      ...settings,
+      approvalTtlMinutes: settings.approvalTtlMinutes + 10,
+    });
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { id } = asked.json().approval;
+    expect((await approve(bea, id)).statusCode).toBe(200);
+    const depth = 100_000;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: api(`/access/approvals/${id}/execute`),
+      headers: { ...ada.headers, 'content-type': 'application/json' },
+      payload: `{"params":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+    });
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(409);
+    expect(res.json().code).toBe('params_changed');
+  });
+
+  it('a custom role named constructor has its own threshold (none), not Object.prototype’s', async () => {
+    expect((await createRole(ada, 'constructor', ['users:read'])).statusCode).toBe(201);
+    const asked = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/access/elevations',
+      headers: bob.headers,
+      payload: { tenant: slug, role: 'constructor', reason: 'Ticket 2: support', durationMinutes: 60 },
+    });
+    expect(asked.statusCode, asked.body).toBe(201);
+    expect(asked.json().approvalsNeeded).toBe(1);
+    // Its threshold raised, then taken off: a reduction, which needs approval.
+    const settings = (await call(ada, 'GET', '/access/settings')).json();
+    const up = await call(ada, 'PUT', '/access/settings', {
+      ...settings,
+      elevationThresholds: { constructor: 3 },
+    });
+    expect(up.statusCode, up.body).toBe(200);
+    const down = await call(ada, 'PUT', '/access/settings', { ...settings, elevationThresholds: {} });
+    expect(down.statusCode, down.body).toBe(202);
+    expect(down.json().approval.summary).toContain('3 approvals for constructor');
+  });
+});
+
 describe.runIf(engineUnderTest === 'postgres')('a grant racing the deletion of its role (PostgreSQL)', () => {
   it('leaves no assignment behind, and a role created again with the key is held by nobody', async () => {
     expect((await createRole(ada, 'desk', ['users:read'])).statusCode).toBe(201);
