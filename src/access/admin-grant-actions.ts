@@ -2,7 +2,7 @@ import type { IdentityService, UserRole } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { CriticalActions } from './critical.ts';
-import { ENABLE_GATE, elevatedGrant } from './elevated-grants.ts';
+import { ENABLE_GATE, elevatedGrant, grantBasis, grantBeneficiary } from './elevated-grants.ts';
 import type { RoleService } from './roles.ts';
 
 /**
@@ -48,11 +48,12 @@ export function wireAdminGrantActions(
         guard,
       );
     },
-    // A role change writes the whole role: it runs only on the role the approver saw.
-    basis: async (tx, _tenant, params) => {
-      const p = params as GrantParams;
-      return p.via === 'role' ? roles.lockedState(tx, p.role) : undefined;
-    },
+    // A role change writes the whole role, and a grant gives the role as it is when it runs: either runs
+    // only on the role the approver saw (security review: a custom role widened, or deleted and created
+    // again with more, after its grant was approved, gave the more). Built-in roles are fixed.
+    basis: (tx, _tenant, params) => grantBasis(roles, tx, params as GrantParams),
+    // A grant's or an enable's user does not approve it.
+    beneficiary: (params) => grantBeneficiary(params as GrantParams),
   });
 
   // Any role that gives an administrator power, built in or custom. A grant the route would refuse (to
@@ -60,11 +61,15 @@ export function wireAdminGrantActions(
   // approval.
   critical.gate('access.assign', async (request, tenant) => {
     const { userId, role } = request.params as { userId: string; role: string };
-    const permissions = await roles.planAssignment(tenant.id, actionContext(request), userId, role);
+    const plan = await roles.planAssignment(tenant.id, actionContext(request), userId, role);
+    const { permissions } = plan;
+    // The role as the summary names it: the approved grant runs only while the role is still that.
+    const seen = plan.state === undefined ? {} : { seen: plan.state };
     const byOperator = elevatedGrant(
       request,
       { via: 'assign', userId, role },
       `Grant the role ${role} (${permissions.join(', ') || 'no permissions'}) to user ${userId}`,
+      plan.state,
     );
     if (byOperator.length > 0) return byOperator;
     const powers = adminPowersIn(permissions);
@@ -77,6 +82,7 @@ export function wireAdminGrantActions(
           role === 'tenant-admin'
             ? `Grant tenant-admin to user ${userId}`
             : `Grant the role ${role} (administrator powers: ${powers.join(', ')}) to user ${userId}`,
+        ...seen,
       },
     ];
   });

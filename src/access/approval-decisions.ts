@@ -3,6 +3,7 @@ import { lockedRequest, minutes, refuseExpired } from './approval-requests.ts';
 import { personOf, type Row, recordDecision } from './approval-view.ts';
 import type { ApprovalParts } from './approvals.ts';
 import { audit } from './audit.ts';
+import type { JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
 import { loadAccessSettings } from './settings.ts';
 import { inTenant, type Tx } from './tables.ts';
@@ -38,6 +39,14 @@ export function createApprovalDecisions(parts: ApprovalParts) {
         const row = await lockedRequest(tx, id);
         if (by.type !== 'user' && critical.isAlwaysRequired(row.action))
           return refuseOperator(tx, tenantId, ctx, row);
+        // The person a grant is for is no second pair of eyes on it.
+        const beneficiary = critical.action(row.action)?.beneficiary?.(row.params as JsonValue);
+        if (decision === 'approve' && by.type === 'user' && beneficiary === by.id) {
+          throw accessError(
+            'beneficiary_approval',
+            'This request gives you access (a role, or your account enabled): someone else must approve it.',
+          );
+        }
         return recordDecision(tx, row, by, decision, {
           now: clock.now(),
           lifetimeMs: async () => minutes((await loadAccessSettings(tx, critical)).approvalTtlMinutes),

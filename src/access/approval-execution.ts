@@ -1,9 +1,8 @@
 import type { TenantRef } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import { safeEqual } from '../platform/crypto/tokens.ts';
 import { type AnyTenantTx, isTransientConflict, type TxGuard } from '../platform/db/index.ts';
 import { lockedRequest, refuseExpired } from './approval-requests.ts';
-import { paramsHash, type StandingLoss, StandingLost } from './approval-standing.ts';
+import { type StandingLoss, StandingLost, sameParams } from './approval-standing.ts';
 import { personOf, type Row, samePerson, toView } from './approval-view.ts';
 import type { ApprovalParts } from './approvals.ts';
 import { audit } from './audit.ts';
@@ -77,7 +76,7 @@ export function createApprovalExecution(parts: ApprovalParts) {
     }
     const now = clock.now();
     if (row.expires_at <= now) return { expired: row };
-    if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
+    if (!sameParams(params, row.params_hash)) {
       await audit(clock, tx, tenant.id, ctx, {
         action: 'access.approval.params_refused',
         outcome: 'denied',

@@ -18,6 +18,29 @@ export function canonicalJson(value: JsonValue): string {
 
 export const paramsHash = (params: JsonValue) => createHash('sha256').update(canonicalJson(params)).digest();
 
+/** Deeper than any approved parameters are (a few levels): sent parameters nested deeper match none. */
+export const MAX_PARAMS_DEPTH = 64;
+
+/** Whether a value nests arrays and objects no deeper than `max` levels, walked without recursion. */
+export function withinDepth(value: unknown, max = MAX_PARAMS_DEPTH): boolean {
+  const pending: Array<[unknown, number]> = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth >= max) return false;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return true;
+}
+
+/**
+ * Whether parameters sent to run a request are the approved ones. Security review: deeply nested
+ * parameters overflowed the recursive `canonicalJson` and the run answered 500; they are refused as
+ * different (`params_changed`), which they are.
+ */
+export const sameParams = (sent: JsonValue, approvedHash: Uint8Array) =>
+  withinDepth(sent) && safeEqual(paramsHash(sent), Buffer.from(approvedHash));
+
 /** Why an approved request may not run now: its approver lost `approvals:decide`, or the state changed. */
 export type StandingLoss = 'approverLost' | 'stateChanged';
 
@@ -69,7 +92,9 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
     const decides =
       type !== null && id !== null && (await lockedHoldings(tx, { type, id })).has('approvals:decide');
     if (!decides) return 'approverLost';
-    if (!recorded) return null;
+    // Recorded with no basis, yet the action has one now: asked before its state was pinned (a grant of
+    // a custom role before the security review), so the approver saw no state it could run on.
+    if (!recorded) return (await stateNow()) === null ? null : 'stateChanged';
     const now = early === undefined ? await stateNow() : early;
     return now && safeEqual(now, recorded) ? null : 'stateChanged';
   }

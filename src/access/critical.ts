@@ -78,6 +78,11 @@ export interface CriticalActionDef {
    * and how the approved request is then used, as told to the person who tries it without approval.
    */
   runsOn?: { ask: string; run: string };
+  /**
+   * The tenant user these parameters give access to (a role granted to them, their account enabled), if
+   * any: they may not approve the request (security review: the person a grant was for approved it).
+   */
+  beneficiary?: (params: JsonValue) => string | undefined;
 }
 
 /** What a request is, when it is a critical action: its key, exact parameters and a line for approvers. */

@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { IdentityService, UserRole } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import { builtinRoles } from './catalogue.ts';
+import { builtinRoles, isBuiltinRole } from './catalogue.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
 import type { RoleService } from './roles.ts';
+import type { Tx } from './tables.ts';
 
 /**
  * Lasting access asked for by an operator under an elevation (security review: an elevated operator
@@ -111,6 +112,25 @@ export function elevatedGrant(
   ];
 }
 
+/**
+ * The state an approved grant or role change runs on (`basis`): the custom role as stored, locked (null
+ * once it is gone); nothing for a built-in role, an invitation or an enable.
+ */
+export async function grantBasis(
+  roles: RoleService,
+  tx: Tx,
+  p: { via: string; role?: string },
+): Promise<JsonValue | undefined> {
+  if (p.via === 'role' && p.role !== undefined) return roles.lockedState(tx, p.role);
+  if (p.via !== 'assign') return undefined;
+  const role = p.role ?? 'tenant-admin';
+  return isBuiltinRole(role) ? undefined : roles.lockedState(tx, role, 'share');
+}
+
+/** The user a grant (via assign) or an enable gives access to: the one who may not approve it. */
+export const grantBeneficiary = (p: { via: string; userId?: string }) =>
+  p.via === 'assign' || p.via === 'enable' ? p.userId : undefined;
+
 export function wireElevatedGrants(
   critical: CriticalActions,
   deps: { identity: IdentityService; roles: RoleService },
@@ -142,10 +162,10 @@ export function wireElevatedGrants(
           return identity.userStatus.enable(tenant, ctx, p.userId, guard);
       }
     },
-    // A role change writes the whole role: it runs only on the role the approver saw.
-    basis: async (tx, _tenant, params) => {
-      const p = params as ElevatedGrantParams;
-      return p.via === 'role' ? roles.lockedState(tx, p.role) : undefined;
-    },
+    // A role change writes the whole role, and a grant gives the role as it is when it runs: either runs
+    // only on the role the approver saw (`grantBasis`).
+    basis: (tx, _tenant, params) => grantBasis(roles, tx, params as ElevatedGrantParams),
+    // A grant's or an enable's user does not approve it.
+    beneficiary: (params) => grantBeneficiary(params as ElevatedGrantParams),
   });
 }

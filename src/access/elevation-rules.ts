@@ -8,9 +8,16 @@ export const PENDING_MAX_MINUTES = 1440;
 export const pendingMinutes = (settings: AccessSettings) =>
   Math.min(settings.approvalTtlMinutes, PENDING_MAX_MINUTES);
 
+/**
+ * A role's own entry in a thresholds map; undefined when it has none. Own keys only (security review: a
+ * custom role named `constructor` read Object.prototype's, and its threshold was NaN).
+ */
+export const ownThreshold = (thresholds: Record<string, number>, roleKey: string) =>
+  Object.hasOwn(thresholds, roleKey) ? thresholds[roleKey] : undefined;
+
 /** Approvals a role's elevation needs under these settings (1 to 5). */
 export const thresholdFor = (settings: AccessSettings, roleKey: string) =>
-  Math.min(5, Math.max(1, settings.elevationThresholds[roleKey] ?? 1));
+  Math.min(5, Math.max(1, ownThreshold(settings.elevationThresholds, roleKey) ?? 1));
 
 /**
  * Approvals a pending request needs under these settings: the higher of the number recorded on it and its

@@ -13,6 +13,7 @@ export const accessError = defineErrors({
   elevation_expired: { status: 409, title: 'The elevation request lapsed undecided' },
   elevation_role_changed: { status: 409, title: 'The requested role was changed or deleted' },
   self_approval: { status: 403, title: 'You cannot approve your own request' },
+  beneficiary_approval: { status: 403, title: 'You cannot approve access given to yourself' },
   already_approved: { status: 409, title: 'You have already approved this request' },
   wrong_approver: { status: 403, title: 'This request is approved by someone else' },
   step_up_required: { status: 403, title: 'Confirm with your second factor' },

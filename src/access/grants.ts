@@ -80,10 +80,14 @@ export async function roleHeld(tx: Tx, key: string, now: Date): Promise<boolean>
   return elevated !== undefined;
 }
 
-/** A custom role's name and stored permissions (locked when the caller changes it); null when there is none. */
-export async function customRole(tx: Tx, key: string, lock: boolean) {
+/**
+ * A custom role's name and stored permissions (locked FOR UPDATE when the caller changes it, FOR SHARE
+ * when it only needs it unchanged until it commits); null when there is none.
+ */
+export async function customRole(tx: Tx, key: string, lock: boolean | 'share') {
   const query = tx.selectFrom('access_roles').select(['name', 'permissions']).where('key', '=', key);
-  return (await (lock ? query.forUpdate() : query).executeTakeFirst()) ?? null;
+  const locked = lock === 'share' ? query.forShare() : lock ? query.forUpdate() : query;
+  return (await locked.executeTakeFirst()) ?? null;
 }
 
 /**

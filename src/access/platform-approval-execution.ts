@@ -1,7 +1,7 @@
 import type { ActionContext } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import { isTransientConflict, type SystemTx } from '../platform/db/index.ts';
-import { paramsHash } from './approval-standing.ts';
+import { sameParams } from './approval-standing.ts';
 import { personOf, type Row, samePerson, toView } from './approval-view.ts';
 import type { JsonValue, PlatformGuard } from './critical.ts';
 import { accessError } from './errors.ts';
@@ -114,7 +114,7 @@ export function createPlatformApprovalExecution(parts: PlatformApprovalParts) {
       throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
     }
     if (row.expires_at <= clock.now()) return { expired: row };
-    if (!safeEqual(paramsHash(params), Buffer.from(row.params_hash))) {
+    if (!sameParams(params, row.params_hash)) {
       await audit(tx, ctx, {
         action: 'access.approval.params_refused',
         outcome: 'denied',

@@ -1,9 +1,9 @@
 import type { ActionContext } from '../platform/context.ts';
 import type { TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
-import { adminPowersIn } from './catalogue.ts';
+import { adminPowersIn, isBuiltinRole } from './catalogue.ts';
 import { accessError } from './errors.ts';
-import { checkAssignment, refuseSelfAssignment } from './grants.ts';
+import { checkAssignment, customRole, refuseSelfAssignment } from './grants.ts';
 import { refuseOperatorGrant, refuseUnapprovedAdminGrant } from './role-checks.ts';
 import type { LockActiveTenantAdmins, RoleChange, RolesDeps } from './roles.ts';
 import { inTenant, type Tx } from './tables.ts';
@@ -40,11 +40,19 @@ export function createRoleAssignments(deps: RolesDeps, change: RoleChange) {
 
     /**
      * The checks `assign` makes, without granting anything (for the four-eyes gate, so a grant that would
-     * be refused is refused now rather than put up for approval); the role's permissions.
+     * be refused is refused now rather than put up for approval); the role's permissions, and for a custom
+     * role its state as `lockedState` shows it (what the summary is written on, the approval's basis).
+     * The role's row is held FOR SHARE while both are read, so they are one version of it.
      */
     async planAssignment(tenantId: string, ctx: ActionContext, userId: string, roleKey: string) {
       const held = await holdings(tenantId, ctx.actor);
-      return inTenant(db, tenantId, (tx) => checkAssignment(tx, held, ctx, userId, roleKey));
+      return inTenant(db, tenantId, async (tx) => {
+        const permissions = await checkAssignment(tx, held, ctx, userId, roleKey, true);
+        if (isBuiltinRole(roleKey)) return { permissions, state: undefined };
+        const row = await customRole(tx, roleKey, false);
+        const state = row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
+        return { permissions, state };
+      });
     },
 
     /**

@@ -27,8 +27,12 @@ export interface RoleInput {
  * that appears between two reads (a concurrent grant) is locked after the others, the rare case the
  * retry in `change` (roles.ts) covers.
  */
-async function lockHolders(tx: Tx, lockUsers: LockUsers, key: string): Promise<string[]> {
-  const locked = new Set<string>();
+async function lockHolders(
+  tx: Tx,
+  lockUsers: LockUsers,
+  key: string,
+  locked = new Set<string>(),
+): Promise<string[]> {
   for (;;) {
     const rows = await tx
       .selectFrom('access_assignments')
@@ -80,6 +84,15 @@ export function createRoleDefinitions(deps: RolesDeps, change: RoleChange) {
       const permissions = checkPermissions(input.permissions);
       refuseUnheld(await holdings(tenantId, ctx.actor), permissions, `The role "${key}"`);
       return change(tenantId, async (tx) => {
+        // Assignments left by an earlier role of this key (one granted while it was being deleted, before
+        // `remove` deleted the role first) would give the new role to their users at once, unasked:
+        // removed first, their user rows locked before Access's rows (lock order, docs/access.md).
+        const leftover = await lockHolders(tx, lockUsers, key);
+        const cleared =
+          leftover.length === 0
+            ? 0n
+            : (await tx.deleteFrom('access_assignments').where('role_key', '=', key).executeTakeFirst())
+                .numDeletedRows;
         const now = clock.now();
         const inserted = await tx
           .insertInto('access_roles')
@@ -100,7 +113,10 @@ export function createRoleDefinitions(deps: RolesDeps, change: RoleChange) {
           action: 'access.role.created',
           outcome: 'success',
           target: { type: 'role', id: key },
-          details: { permissions: permissions.join(' ') },
+          details: {
+            permissions: permissions.join(' '),
+            ...(cleared > 0n ? { leftoverAssignmentsRemoved: Number(cleared) } : {}),
+          },
         });
         return { key, name: input.name, builtin: false, permissions };
       });
@@ -127,10 +143,12 @@ export function createRoleDefinitions(deps: RolesDeps, change: RoleChange) {
 
     /**
      * A custom role's name and permissions as stored (what an approved change would overwrite), read in
-     * the caller's transaction and locked until it commits.
+     * the caller's transaction and locked until it commits: FOR UPDATE for a change of the role, FOR SHARE
+     * for a grant of it (which needs it unchanged, and takes it FOR SHARE again: two approved grants of
+     * one role whose approvers hold it would each wait for the other to upgrade its lock).
      */
-    async lockedState(tx: Tx, key: string) {
-      const row = await customRole(tx, key, true);
+    async lockedState(tx: Tx, key: string, lock: true | 'share' = true) {
+      const row = await customRole(tx, key, lock);
       return row ? { name: row.name, permissions: [...row.permissions].sort() } : null;
     },
 
@@ -181,14 +199,21 @@ export function createRoleDefinitions(deps: RolesDeps, change: RoleChange) {
         if (isBuiltinRole(key))
           throw accessError('builtin_role', `"${key}" is built in and cannot be deleted.`);
         // Lock order (docs/access.md): the holders' user rows, ascending, before any of Access's rows.
-        await lockHolders(tx, lockUsers, key);
+        const locked = new Set(await lockHolders(tx, lockUsers, key));
+        // The role's row next: a grant in flight holds it FOR SHARE with its assignment not yet committed
+        // (invisible to the read above), so this waits for the grant's commit, and grants after it find
+        // no role. Security review: the assignments were deleted before the role, the racing grant's
+        // survived, and a role created later with this key was held by its user at once.
+        const deleted = await tx.deleteFrom('access_roles').where('key', '=', key).executeTakeFirst();
+        if (deleted.numDeletedRows === 0n)
+          throw accessError('role_not_found', `There is no custom role "${key}".`);
+        // Then the holders again, in a new statement that sees such a grant: its user is locked now, after
+        // the role (the rare out-of-order case the retry in `change` covers), before its assignment goes.
+        await lockHolders(tx, lockUsers, key, locked);
         const removed = await tx
           .deleteFrom('access_assignments')
           .where('role_key', '=', key)
           .executeTakeFirst();
-        const deleted = await tx.deleteFrom('access_roles').where('key', '=', key).executeTakeFirst();
-        if (deleted.numDeletedRows === 0n)
-          throw accessError('role_not_found', `There is no custom role "${key}".`);
         await audit(clock, tx, tenantId, ctx, {
           action: 'access.role.deleted',
           outcome: 'success',

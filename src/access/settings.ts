@@ -2,6 +2,7 @@ import type { ActionContext, Clock } from '../platform/context.ts';
 import type { Database, TxGuard } from '../platform/db/index.ts';
 import { audit } from './audit.ts';
 import type { CriticalActions } from './critical.ts';
+import { ownThreshold } from './elevation-rules.ts';
 import { accessError } from './errors.ts';
 import { inTenant, type Tx } from './tables.ts';
 
@@ -63,7 +64,8 @@ export function weakenedApprovals(current: AccessSettings, next: AccessSettings)
     weakened.push('tenant approval of elevations');
   }
   for (const [role, needed] of Object.entries(current.elevationThresholds)) {
-    if ((next.elevationThresholds[role] ?? 1) < needed) weakened.push(`${needed} approvals for ${role}`);
+    if ((ownThreshold(next.elevationThresholds, role) ?? 1) < needed)
+      weakened.push(`${needed} approvals for ${role}`);
   }
   // A longer TTL keeps approvals (and requests waiting for one) usable for longer.
   if (next.approvalTtlMinutes > current.approvalTtlMinutes) {
