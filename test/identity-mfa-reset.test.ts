@@ -10,7 +10,14 @@ import { isPrivileged } from '../src/audit/alert-rules.ts';
 import type { AuditTables } from '../src/audit/index.ts';
 import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { databaseState, member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
+import {
+  databaseState,
+  member,
+  operatorSession,
+  type Person,
+  tenantAdmin,
+  withSecondFactor,
+} from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { changeSettingsAsApproved, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';
 
@@ -120,26 +127,29 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     await changeSettingsAsApproved(t, slug, (s) => {
       s.mfaRequired = 'all';
     });
-    clock.advance(30_000);
-    const stepped = await t.app.inject({
-      method: 'POST',
-      url: api('/auth/second-factor'),
-      headers: admin.headers,
-      payload: { code: totpCode(admin.secret, clock.now().getTime()) },
-    });
-    expect(stepped.statusCode, stepped.body).toBe(200);
-    admin = { ...admin, headers: { authorization: `Bearer ${stepped.json().token}` } };
-    expect((await resetMfa(admin.headers, kim.userId)).statusCode).toBe(200);
-    const again = await signIn(kim.email);
-    expect(again.json().stage).toBe('enrol');
-    const headers = { authorization: `Bearer ${again.json().token}` };
-    // Only enrolment is open to that session, and it enrols a new authenticator.
-    expect((await me(headers)).json().code).toBe('step_up_required');
-    const enrol = await t.app.inject({ method: 'POST', url: api('/me/mfa/totp'), headers });
-    expect(enrol.statusCode, enrol.body).toBe(200);
-    await changeSettingsAsApproved(t, slug, (s) => {
-      s.mfaRequired = 'off';
-    });
+    try {
+      clock.advance(30_000);
+      const stepped = await t.app.inject({
+        method: 'POST',
+        url: api('/auth/second-factor'),
+        headers: admin.headers,
+        payload: { code: totpCode(admin.secret, clock.now().getTime()) },
+      });
+      expect(stepped.statusCode, stepped.body).toBe(200);
+      admin = { ...admin, headers: { authorization: `Bearer ${stepped.json().token}` } };
+      expect((await resetMfa(admin.headers, kim.userId)).statusCode).toBe(200);
+      const again = await signIn(kim.email);
+      expect(again.json().stage).toBe('enrol');
+      const headers = { authorization: `Bearer ${again.json().token}` };
+      // Only enrolment is open to that session, and it enrols a new authenticator.
+      expect((await me(headers)).json().code).toBe('step_up_required');
+      const enrol = await t.app.inject({ method: 'POST', url: api('/me/mfa/totp'), headers });
+      expect(enrol.statusCode, enrol.body).toBe(200);
+    } finally {
+      await changeSettingsAsApproved(t, slug, (s) => {
+        s.mfaRequired = 'off';
+      });
+    }
   });
 
   it('needs users:write: a member gets 403 and nothing changes', async () => {
@@ -185,6 +195,48 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     expect(await factorRows(admin.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     expect((await me(admin.headers)).statusCode).toBe(200);
     expect(await events('identity.mfa.reset')).toHaveLength(resets);
+  });
+});
+
+describe(`an elevated operator resets a user's second factor (${engineUnderTest})`, () => {
+  it('needs a sign-in token at most 5 minutes old, and is audited under the elevation', async () => {
+    const alice = await operatorSession(t, `alice@ops-${slug}.test`, clock);
+    const bob = await operatorSession(t, `bob@ops-${slug}.test`, clock);
+    const asked = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/access/elevations',
+      headers: alice.headers,
+      payload: { tenant: slug, role: 'tenant-admin', reason: 'Ticket 4711: lost phone', durationMinutes: 60 },
+    });
+    expect(asked.statusCode, asked.body).toBe(201);
+    const approved = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/access/elevations/${asked.json().id}/approve`,
+      headers: bob.headers,
+    });
+    expect(approved.json().status).toBe('active');
+    const ray = await enrolledMember(`ray@${slug}.test`);
+
+    clock.advance(6 * 60_000);
+    const stale = await resetMfa(alice.headers, ray.userId);
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().code).toBe('step_up_required');
+    expect(await factorRows(ray.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+
+    const fresh = await resetMfa(await alice.signInAgain(), ray.userId);
+    expect(fresh.statusCode, fresh.body).toBe(200);
+    expect(await factorRows(ray.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    const mine = await t.db.withTenant<AuditTables, { actor_elevation_id: string | null }[]>(
+      asTenantId(tenantId),
+      (tx) =>
+        tx
+          .selectFrom('audit_events')
+          .select(['actor_elevation_id'])
+          .where('action', '=', 'identity.mfa.reset')
+          .where('target_id', '=', ray.userId)
+          .execute(),
+    );
+    expect(mine).toEqual([{ actor_elevation_id: asked.json().id }]);
   });
 });
 
