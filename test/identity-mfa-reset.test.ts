@@ -20,6 +20,7 @@ import {
 } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { changeSettingsAsApproved, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';
+import { rowHolder } from './race-helpers.ts';
 
 const slug = 'mfareset-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -195,6 +196,32 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     expect(await factorRows(admin.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     expect((await me(admin.headers)).statusCode).toBe(200);
     expect(await events('identity.mfa.reset')).toHaveLength(resets);
+  });
+});
+
+// A confirmation holds the pending row, then takes the user's row (its session rotation); the reset takes
+// the user's row, then deletes the confirmed authenticator only. Were it to wait for the pending row, the
+// two would deadlock (PostgreSQL only: PGlite runs one transaction at a time).
+describe.skipIf(engineUnderTest !== 'postgres')('a reset racing an enrolment confirmation', () => {
+  it('answers 409 at once, without waiting for the pending row the confirmation holds', async () => {
+    const una = await member(t, slug, admin, `una@${slug}.test`);
+    const begin = await t.app.inject({ method: 'POST', url: api('/me/mfa/totp'), headers: una.headers });
+    expect(begin.statusCode, begin.body).toBe(200);
+    const holder = await rowHolder(t);
+    try {
+      await holder.hold(
+        'UPDATE user_totp SET enrol_failures = enrol_failures + 1 WHERE user_id = $1 AND confirmed_at IS NULL',
+        [una.userId],
+      );
+      const answer = await Promise.race([
+        resetMfa(admin.headers, una.userId),
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 5_000)),
+      ]);
+      expect(answer?.statusCode).toBe(409);
+      expect(answer?.json().code).toBe('mfa_not_enrolled');
+    } finally {
+      await holder.close();
+    }
   });
 });
 
