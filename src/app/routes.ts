@@ -64,7 +64,7 @@ export async function registerRoutes(
     needsStepUp,
   });
   await app.register(accessOperatorRoutes, { access, resolveTenant, clock });
-  await app.register(identityApiRoutes, { identity, resolveTenant });
+  await app.register(identityApiRoutes, { identity, resolveTenant, needsStepUp });
   await app.register(tenantPolicyRoutes, {
     policies: tenantPolicies,
     beforeChange: networkPolicyChangeCheck(needsStepUp),

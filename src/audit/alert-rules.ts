@@ -158,6 +158,7 @@ const privilegedPrefixes = [
   'identity.user.unlocked',
   'identity.user.disabled',
   'identity.user.enabled',
+  'identity.mfa.reset',
   'identity.session.revoked_all',
   'identity.operator.created',
   'protect.tenant_policy.',

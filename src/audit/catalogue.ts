@@ -76,6 +76,8 @@ defineAuditActions('identity', {
     'A pending TOTP enrolment was discarded after too many wrong codes (it must be started again)',
   'identity.mfa.enrolled': 'TOTP was enrolled',
   'identity.mfa.recovery_regenerated': 'New recovery codes were issued',
+  'identity.mfa.reset':
+    "An administrator reset a user's second factor: authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved)",
   'identity.mfa.seeds_resealed':
     "Users' TOTP seeds were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count",
 });

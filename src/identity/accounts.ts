@@ -19,6 +19,7 @@ import { claimMail, createEmailVerification } from './email-verification.ts';
 import { identityError } from './errors.ts';
 import { createLinks } from './links.ts';
 import { withMail } from './outgoing-mail.ts';
+import { securityNotice } from './security-notices.ts';
 import { revokeAllInTx } from './session-revocation.ts';
 import type { UserRole } from './tables.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
@@ -105,7 +106,7 @@ export function createAccountService(deps: ServiceDeps) {
     token: string,
     purpose: 'invite' | 'reset_password',
     password: string,
-    finish: (tx: Tx, user: UserRow) => Promise<void>,
+    finish: (tx: Tx, user: UserRow, outbox: OutboundMail[]) => Promise<void>,
   ) =>
     links.redeeming(tenant, ctx, token, purpose, () =>
       settingPassword({
@@ -116,13 +117,13 @@ export function createAccountService(deps: ServiceDeps) {
           }),
         screen: ({ subject }) => screenNewPassword(deps, subject, password),
         write: ({ user: read, subject }, hash) =>
-          inTenant(deps, tenant, async (tx) => {
+          withMail(deps, tenant, async (tx, outbox) => {
             await settingsForWrite(tx, subject);
             const user = await links.consume(tx, token, purpose);
             if (user.id !== read.id || user.status !== read.status) throw new ScreeningStale();
             assertPasswordUnchanged(subject, user);
             await storePassword(deps, tx, user, hash);
-            await finish(tx, user);
+            await finish(tx, user, outbox);
           }),
       }),
     );
@@ -301,7 +302,7 @@ export function createAccountService(deps: ServiceDeps) {
 
     /** Sets a new password from a reset link; unlocks the account and ends every session. */
     resetPassword: (tenant: TenantRef, ctx: ActionContext, token: string, password: string) =>
-      redeemWithPassword(tenant, ctx, token, 'reset_password', password, async (tx, user) => {
+      redeemWithPassword(tenant, ctx, token, 'reset_password', password, async (tx, user, outbox) => {
         // The reset link reached the address, which proves it as a verification link would.
         await createUserRepository(tx).update(user.id, {
           password_lockouts: 0,
@@ -320,6 +321,7 @@ export function createAccountService(deps: ServiceDeps) {
             details: { sessionsEnded: ended, unlocked: true },
           },
         );
+        outbox.push(securityNotice('password_changed', tenant, user.email, deps.clock.now()));
       }),
 
     /** Web only (cookie sessions); a wrong current password counts like a wrong sign-in password. */

@@ -15,4 +15,9 @@ export interface IdentityApiOptions {
   identity: IdentityService;
   /** The tenant named by the request's `:tenant` slug. */
   tenantOf: (request: FastifyRequest) => Promise<TenantRef>;
+  /**
+   * Whether the caller must confirm a second factor before a sensitive change (the request pipeline's
+   * answer: a user's, when they have an authenticator; an elevated operator's, always).
+   */
+  needsStepUp: (request: FastifyRequest) => boolean;
 }

@@ -11,6 +11,8 @@ import { createCurrentPasswordCheck, stillVerified, wrongCurrentPassword } from 
 import { audit, inTenant, type ServiceDeps, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { createLinks } from './links.ts';
+import { withMail } from './outgoing-mail.ts';
+import { securityNotice } from './security-notices.ts';
 import { revokeAllInTx, revokeSessionInTx } from './session-revocation.ts';
 import type { ValidSession } from './session-stage.ts';
 import { createSession } from './session-tokens.ts';
@@ -73,7 +75,7 @@ export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof
           }),
         screen: (subject) => screenNewPassword(deps, subject, next),
         write: (subject, newHash) =>
-          inTenant(deps, tenant, async (tx) => {
+          withMail(deps, tenant, async (tx, outbox) => {
             await settingsForWrite(tx, subject);
             // Reset links go first: a disable takes the links' row locks before the user's, and so do we.
             await links.voidLinks(tx, session.userId, 'reset_password');
@@ -105,6 +107,7 @@ export function createChangePassword(deps: ServiceDeps, links: ReturnType<typeof
               outcome: 'success',
               target: { type: 'user', id: user.id },
             });
+            outbox.push(securityNotice('password_changed', tenant, user.email, deps.clock.now()));
             return { token: rotated.token };
           }),
       });

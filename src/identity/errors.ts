@@ -13,6 +13,7 @@ export const identityError = defineErrors({
     title: 'Something changed while the request was checked; it now needs approval',
   },
   cannot_disable_self: { status: 409, title: 'You cannot disable your own account' },
+  cannot_reset_own_mfa: { status: 409, title: 'You cannot reset your own second factor' },
   last_tenant_admin: { status: 409, title: 'Last tenant administrator' },
   tenant_has_admin: { status: 409, title: 'The tenant already has an administrator' },
   session_not_found: { status: 404, title: 'No such session' },

@@ -6,14 +6,17 @@ import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { doublingLockSeconds, doublingLockUntil } from './lockout.ts';
+import { withMail } from './outgoing-mail.ts';
 import { confirmPasswordUnlessFresh } from './reauth.ts';
 import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
+import { securityNotice } from './security-notices.ts';
 import { sessionsChanged } from './session-cache.ts';
-import { revokeSessionInTx } from './session-revocation.ts';
+import { revokeAllInTx, revokeSessionInTx } from './session-revocation.ts';
 import type { ValidSession } from './session-stage.ts';
 import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
+import { createUserRepository } from './users.ts';
 
 const RECOVERY_CODES = 10;
 const MFA_THRESHOLD = 5;
@@ -164,7 +167,7 @@ export function createMfaService(deps: ServiceDeps) {
      * most ENROL_TRIES codes are ever checked against one secret; the last wrong one discards it.
      */
     confirmEnrol: (tenant: TenantRef, session: ValidSession, code: string, ctx: ActionContext) =>
-      inTenant(deps, tenant, async (tx) => {
+      withMail(deps, tenant, async (tx, outbox) => {
         const row = await tx
           .updateTable('user_totp')
           .set({ enrol_failures: sql`enrol_failures + 1` })
@@ -205,6 +208,9 @@ export function createMfaService(deps: ServiceDeps) {
           outcome: 'success',
           target: { type: 'user', id: session.userId },
         });
+        // The owner is told (security review: a phisher with the password enrolled their own authenticator
+        // unnoticed, and the owner was then stuck at the second-factor step).
+        outbox.push(securityNotice('mfa_enrolled', tenant, session.email, deps.clock.now()));
         return { recoveryCodes, ...rotated };
       }).then(async (result) => {
         if (typeof result !== 'string') return result;
@@ -315,6 +321,58 @@ export function createMfaService(deps: ServiceDeps) {
         });
         return codes;
       }),
+
+    /**
+     * An administrator's reset of a user's second factor (Keycloak's "remove credential"): for a user who
+     * lost their authenticator and recovery codes, or whose account got an authenticator that is not
+     * theirs. Removes the confirmed authenticator and every recovery code, clears the second-factor
+     * lockout, ends every session of the user (every node forgets them after the commit) and mails the
+     * user a notice, in one transaction with its audit. Their next sign-in needs the password only, or
+     * leads to enrolment when the tenant requires 2FA of them. Not on oneself: an administrator's own
+     * factor is theirs to keep (another administrator resets it). The route asks the caller for a recent
+     * second factor (step-up) first.
+     */
+    async reset(tenant: TenantRef, ctx: ActionContext, userId: string) {
+      if (ctx.actor.type === 'user' && ctx.actor.id === userId) {
+        throw identityError(
+          'cannot_reset_own_mfa',
+          'You cannot reset your own second factor; ask another administrator to do it.',
+        );
+      }
+      return withMail(deps, tenant, async (tx, outbox) => {
+        // The user's row first, as a sign-in's second step (verify) and every revocation take it: the
+        // confirmed authenticator's row is then locked by nobody else that waits for the user's row. A
+        // pending enrolment (locked by its confirmation, which takes the user's row next) is not matched,
+        // so not waited for: it is no authenticator, and an enrolment confirming meanwhile is either seen
+        // here once committed or answered 409 (send it again).
+        const user = await createUserRepository(tx).lockById(userId);
+        if (!user) throw identityError('user_not_found', 'No user has this id in this tenant.');
+        const removed = await tx
+          .deleteFrom('user_totp')
+          .where('user_id', '=', userId)
+          .where('confirmed_at', 'is not', null)
+          .returning('user_id')
+          .executeTakeFirst();
+        if (!removed) {
+          throw identityError('mfa_not_enrolled', 'This user has no authenticator to reset.');
+        }
+        const codes = await tx.deleteFrom('recovery_codes').where('user_id', '=', userId).executeTakeFirst();
+        await tx
+          .updateTable('users')
+          .set({ mfa_failures: 0, mfa_locked_until: null, mfa_lockouts: 0 })
+          .where('id', '=', userId)
+          .execute();
+        const sessionsEnded = await revokeAllInTx(deps, tx, userId);
+        await audit(deps, tx, tenant, ctx, {
+          action: 'identity.mfa.reset',
+          outcome: 'success',
+          target: { type: 'user', id: userId },
+          details: { sessionsEnded, recoveryRemoved: Number(codes.numDeletedRows) },
+        });
+        outbox.push(securityNotice('mfa_reset', tenant, user.email, deps.clock.now()));
+        return { sessionsEnded };
+      });
+    },
 
     status: (tenant: TenantRef, userId: string) =>
       inTenant(deps, tenant, async (tx) => {

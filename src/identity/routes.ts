@@ -12,9 +12,10 @@ import { userAdminRoutes } from './user-admin-routes.ts';
 export const identityApiRoutes: FastifyPluginAsyncTypebox<{
   identity: IdentityService;
   resolveTenant: TenantResolver;
-}> = async (app, { identity, resolveTenant }) => {
+  needsStepUp: (request: FastifyRequest) => boolean;
+}> = async (app, { identity, resolveTenant, needsStepUp }) => {
   const tenantOf = (request: FastifyRequest) => resolveTenant(tenantSlugOf(request));
-  const options = { identity, tenantOf };
+  const options = { identity, tenantOf, needsStepUp };
   await app.register(settingsRoutes, options);
   await app.register(sessionRoutes, options);
   await app.register(mfaRoutes, options);

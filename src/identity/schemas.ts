@@ -51,6 +51,8 @@ export const PublicUser = strictObject(
   },
   { $id: 'User' },
 );
+/** What an administrator's reset of a user's second factor did. */
+export const MfaResetReply = strictObject({ sessionsEnded: Type.Integer() });
 export const UserPage = strictObject({
   items: Type.Array(Type.Ref('User')),
   nextCursor: Type.Union([Type.String(), Type.Null()]),

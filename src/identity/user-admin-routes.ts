@@ -4,6 +4,7 @@ import { actionContext } from '../platform/http/context.ts';
 import { platformError } from '../platform/http/errors.ts';
 import { responses } from '../platform/http/schemas.ts';
 import { type IdentityApiOptions, tags, tenantApi } from './api-route-config.ts';
+import { identityError } from './errors.ts';
 import * as S from './schemas.ts';
 
 const cursorOf = (email: string) => Buffer.from(email).toString('base64url');
@@ -24,10 +25,13 @@ const afterOf = (cursor: string | undefined) => {
   return email;
 };
 
-/** A tenant's administration of its users: list, invite, unlock, disable, enable, end sessions. */
+/**
+ * A tenant's administration of its users: list, invite, unlock, disable, enable, end sessions, reset the
+ * second factor.
+ */
 export const userAdminRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = async (
   app,
-  { identity, tenantOf },
+  { identity, tenantOf, needsStepUp },
 ) => {
   app.get(
     `${tenantApi}/users`,
@@ -156,5 +160,32 @@ export const userAdminRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = as
         actionContext(request),
       ),
     }),
+  );
+
+  app.delete(
+    `${tenantApi}/users/:id/mfa`,
+    {
+      config: { access: 'tenant', permission: 'users:write' },
+      schema: {
+        tags,
+        summary:
+          "Reset a user's second factor: authenticator and recovery codes removed, every session ended, the user mailed (needs your second factor within 5 minutes; not on yourself)",
+        params: S.UserParams,
+        response: responses({ 200: S.MfaResetReply }),
+      },
+    },
+    async (request) => {
+      const tenant = await tenantOf(request);
+      // It takes a factor off an account: like deciding an approval, it needs the caller's own recent
+      // second factor, so a stolen administrator session alone cannot strip one.
+      if (needsStepUp(request)) {
+        throw identityError(
+          'step_up_required',
+          'Confirm with your second factor within the last 5 minutes first (operators: sign in again with ' +
+            'password and authenticator code).',
+        );
+      }
+      return identity.mfa.reset(tenant, actionContext(request), request.params.id);
+    },
   );
 };
