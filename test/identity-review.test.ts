@@ -1,6 +1,7 @@
 /** Regressions from the identity security review: each block names the defect it pins down. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
+import { LINK_SCREENINGS } from '../src/identity/links.ts';
 import { HasherBusyError } from '../src/identity/passwords/index.ts';
 import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
@@ -314,5 +315,29 @@ describe('identity review regressions', () => {
       expect.objectContaining({ target_id: user.id, details: { reason: 'threshold_lowered' } }),
     );
     expect((await signIn('stale@review-co.test', strongPassword)).statusCode).toBe(401);
+  });
+});
+
+describe('a link that sets a password', () => {
+  // Review: a reset link was only looked at until a password was accepted, so replaying it with the
+  // current password (refused by the history rule after up to 25 argon2 verifications each) kept the
+  // hasher full for as long as one liked.
+  it('screens at most LINK_SCREENINGS new passwords, then is refused', async () => {
+    const { user } = await inviteAndAccept(t, slug, admin, 'replay@review-co.test');
+    expect((await post(api('/password/forgot'), { email: 'replay@review-co.test' })).statusCode).toBe(202);
+    const { token } = await linkFromOutbox(t, 'replay@review-co.test');
+    for (let i = 0; i < LINK_SCREENINGS; i++) {
+      const reused = await post(api('/password/reset'), { token, password: strongPassword });
+      expect(reused.statusCode, reused.body).toBe(422);
+    }
+    const fresh = await post(api('/password/reset'), { token, password: 'Brand-New-Secret-77' });
+    expect(fresh.statusCode).toBe(400);
+    expect(fresh.json().code).toBe('token_invalid');
+    expect(await events('identity.link.refused')).toContainEqual(
+      expect.objectContaining({
+        target_id: user.id,
+        details: { purpose: 'reset_password', reason: 'too_many_attempts' },
+      }),
+    );
   });
 });

@@ -8,6 +8,12 @@ import type { UserTokensTable } from './tables.ts';
 import { createUserRepository } from './users.ts';
 
 export type Purpose = UserTokensTable['purpose'];
+/**
+ * New passwords a link that sets one (invitation, reset) screens at most: enough for a person's tries
+ * against the policy, too few to keep the hasher busy by replaying one link (migration 0083).
+ */
+export const LINK_SCREENINGS = 10;
+
 const lifetimeMs: Record<Purpose, number> = {
   invite: 7 * 86_400_000,
   verify_email: 2 * 86_400_000,
@@ -86,22 +92,27 @@ export function createLinks(deps: IdentityDeps) {
     },
 
     /**
-     * The user a link token is valid for, without using it up (nothing locked): what a redemption reads
-     * before the slow work it does outside any transaction. `consume` decides later, exactly once.
+     * The user a link token is valid for, without using it up: what a redemption reads before the slow
+     * work it does outside any transaction. `consume` decides later, exactly once. Each look counts one
+     * screening of a new password, before the screening runs (a burst of them gets no more than the
+     * bound): a link refuses to screen more than LINK_SCREENINGS passwords.
      */
     async peek(tx: Tx, token: string, purpose: Purpose) {
-      const found = await tx
-        .selectFrom('user_tokens as t')
-        .innerJoin('users as u', 'u.id', 't.user_id')
-        .selectAll('u')
-        .where('t.token_hash', '=', hashToken(token))
-        .where('t.purpose', '=', purpose)
-        .where('t.used_at', 'is', null)
-        .where('t.expires_at', '>', deps.clock.now())
-        .where('u.status', '!=', 'disabled')
+      const now = deps.clock.now();
+      const counted = await tx
+        .updateTable('user_tokens')
+        .set((eb) => ({ screenings: eb('screenings', '+', 1) }))
+        .where('token_hash', '=', hashToken(token))
+        .where('purpose', '=', purpose)
+        .where('used_at', 'is', null)
+        .where('expires_at', '>', now)
+        .where('screenings', '<', LINK_SCREENINGS)
+        .returning('user_id')
         .executeTakeFirst();
-      if (!found) throw invalid();
-      return found;
+      if (!counted) throw invalid();
+      const user = await createUserRepository(tx).byId(counted.user_id);
+      if (!user || user.status === 'disabled') throw invalid();
+      return user;
     },
 
     /**
@@ -156,7 +167,7 @@ export function createLinks(deps: IdentityDeps) {
             const known = await tx
               .selectFrom('user_tokens as t')
               .innerJoin('users as u', 'u.id', 't.user_id')
-              .select(['t.user_id', 't.used_at', 't.expires_at', 'u.status'])
+              .select(['t.user_id', 't.used_at', 't.expires_at', 't.screenings', 'u.status'])
               .where('t.token_hash', '=', hashToken(token))
               .where('t.purpose', '=', purpose)
               .executeTakeFirst();
@@ -168,7 +179,9 @@ export function createLinks(deps: IdentityDeps) {
                   ? 'expired'
                   : known.status === 'disabled'
                     ? 'user_disabled'
-                    : 'used';
+                    : known.screenings >= LINK_SCREENINGS
+                      ? 'too_many_attempts'
+                      : 'used';
             await audit(deps, tx, tenant, ctx, {
               action: 'identity.link.refused',
               outcome: 'failure',

@@ -103,6 +103,8 @@ export interface UserTokensTable {
   expires_at: Date;
   used_at: Date | null;
   created_at: Generated<Date>;
+  /** New passwords screened against this link (migration 0083): refused after LINK_SCREENINGS. */
+  screenings: Generated<number>;
 }
 
 export interface SessionsTable {
