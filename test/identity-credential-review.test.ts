@@ -247,7 +247,8 @@ describe('identity credential review regressions', () => {
   it('limits starting an enrolment like a sign-in', () => {
     expect(deriveClass('POST', `/api/v1/t/${slug}/me/mfa/totp`)).toBe('signin');
     expect(deriveClass('POST', `/t/${slug}/mfa/enrol/start`)).toBe('signin');
-    expect(deriveClass('POST', `/api/v1/t/${slug}/me/mfa/totp/confirm`)).toBe('api');
+    // Its confirmation takes a code: limited like a sign-in too (test/routes.test.ts checks every such form).
+    expect(deriveClass('POST', `/api/v1/t/${slug}/me/mfa/totp/confirm`)).toBe('signin');
   });
 
   // Defect: starting an enrolment read the row unlocked and then deleted it whatever its state, so a

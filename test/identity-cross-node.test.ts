@@ -63,9 +63,10 @@ async function node(bus: InvalidationBus) {
 }
 
 /** Resolves when `bus` (node B's) has received the next message on `topic`. */
-function arrival(bus: InvalidationBus, topic: string): Promise<string> {
+function arrival(bus: InvalidationBus, topic: string, wanted?: string): Promise<string> {
   return new Promise((resolve) => {
     const off = bus.subscribe(topic, (key) => {
+      if (wanted !== undefined && key !== wanted) return;
       off();
       resolve(key);
     });
@@ -233,7 +234,7 @@ describe(`two nodes on one ${engineUnderTest} database`, () => {
     expect((await me(b, second)).statusCode).toBe(401);
   });
 
-  it('a password change through A ends the user’s other sessions on B and keeps the current one', async () => {
+  it('a password change through A ends the user’s sessions on B; the current one goes on under its new token', async () => {
     const email = 'pw@two-nodes.test';
     const other = await memberToken(email);
     const { identity } = a.app.services;
@@ -245,8 +246,8 @@ describe(`two nodes on one ${engineUnderTest} database`, () => {
     expect((await me(b, other)).statusCode).toBe(200);
     const session = await identity.sessions.validate(tenant, current);
     if (!session) throw new Error('current session not valid');
-    const told = arrival(busB, SESSIONS_TOPIC);
-    await identity.accounts.changePassword(
+    const told = arrival(busB, SESSIONS_TOPIC, `user:${session.userId}`);
+    const { token: renewed } = await identity.accounts.changePassword(
       tenant,
       { ...ctx, actor: { type: 'user', id: session.userId } },
       session,
@@ -255,7 +256,8 @@ describe(`two nodes on one ${engineUnderTest} database`, () => {
     );
     expect(await told).toBe(`user:${session.userId}`);
     expect((await me(b, other)).statusCode).toBe(401);
-    expect((await me(b, current, 'cookie')).statusCode).toBe(200);
+    expect((await me(b, current, 'cookie')).statusCode).toBe(401);
+    expect((await me(b, renewed, 'cookie')).statusCode).toBe(200);
   });
 
   it('a tenant suspended through A is refused by B at its next request, and served again once resumed', async () => {
