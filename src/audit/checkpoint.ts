@@ -87,7 +87,8 @@ const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
  *
  * So what is signed is the hash of events nodes wrote, in order. The events are read as verify reads
  * them (check.ts: text, no Date or Buffer per row), a bounded range of positions per statement: the
- * cost is one checkpoint interval, never the whole chain. A pruned chain whose newest trusted checkpoint
+ * cost is what was appended since the newest trusted checkpoint; only a chain with none (its first
+ * signature, or every checkpoint under keys no longer trusted) is walked from its start. A pruned chain whose newest trusted checkpoint
  * is below its pruning point (the start is gone) is not signed.
  *
  * The one exception to the MACs is an event an operator acknowledged as forged (forged-events.ts): an

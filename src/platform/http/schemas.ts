@@ -49,10 +49,11 @@ export function Text(
 
 export const Uuid = Type.String({ format: 'uuid' });
 /**
- * An RFC 3339 time. The `date-time` format admits a leap second (`23:59:60Z`), which JavaScript's Date
- * cannot represent (an invalid date, then a 500 where it is used): the pattern refuses second 60.
+ * An RFC 3339 time. The `date-time` format admits a leap second (`23:59:60Z`) and an hours-only offset
+ * (`+01`), neither of which JavaScript's Date reads (an invalid date, then a 500 where it is used): the
+ * pattern refuses second 60 and asks for `Z`, `+hh:mm` or `+hhmm`.
  */
 export const Timestamp = Type.String({
   format: 'date-time',
-  pattern: ':[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$',
+  pattern: ':[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})$',
 });
