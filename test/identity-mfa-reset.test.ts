@@ -199,6 +199,39 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
   });
 });
 
+// Review: users:write alone reset a tenant-admin's factor, and whoever held that admin's password then
+// enrolled their own: the powers changed hands without a second person, where an enable needs one.
+describe("an administrator's second factor", () => {
+  it("is reset only with another person's approval, which the administrator may not give", async () => {
+    const asker = await tenantAdmin(t, slug, `asker@${slug}.test`, clock);
+    const target = await tenantAdmin(t, slug, `target@${slug}.test`, clock);
+    const approver = await tenantAdmin(t, slug, `approver@${slug}.test`, clock);
+    const asked = await resetMfa(asker.headers, target.userId);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval.action).toBe('access.grant-tenant-admin');
+    expect(approval.summary).toMatch(/^Reset the second factor of target@/);
+    expect(await factorRows(target.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    const decide = (who: Person) =>
+      t.app.inject({
+        method: 'POST',
+        url: api(`/access/approvals/${approval.id}/approve`),
+        headers: who.headers,
+      });
+    expect((await decide(target)).statusCode).toBe(403);
+    expect((await decide(approver)).statusCode).toBe(200);
+    const run = await t.app.inject({
+      method: 'POST',
+      url: api(`/access/approvals/${approval.id}/execute`),
+      headers: asker.headers,
+      payload: { params: { via: 'mfa-reset', userId: target.userId } },
+    });
+    expect(run.statusCode, run.body).toBe(200);
+    expect(await factorRows(target.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    expect((await me(target.headers)).statusCode).toBe(401);
+  });
+});
+
 // A confirmation holds the pending row, then takes the user's row (its session rotation); the reset takes
 // the user's row, then deletes the confirmed authenticator only. Were it to wait for the pending row, the
 // two would deadlock (PostgreSQL only: PGlite runs one transaction at a time).

@@ -2,20 +2,28 @@ import type { IdentityService, UserRole } from '../identity/index.ts';
 import { actionContext } from '../platform/http/context.ts';
 import { adminPowersIn, builtinRoles } from './catalogue.ts';
 import type { CriticalActions } from './critical.ts';
-import { ENABLE_GATE, elevatedGrant, grantBasis, grantBeneficiary } from './elevated-grants.ts';
+import {
+  ENABLE_GATE,
+  elevatedGrant,
+  grantBasis,
+  grantBeneficiary,
+  MFA_RESET_GATE,
+} from './elevated-grants.ts';
 import type { RoleService } from './roles.ts';
 
 /**
  * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
  * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, adding one to a
- * custom role someone holds (the whole new role, as PUT would write it), or enabling again a disabled
- * user whose roles give one.
+ * custom role someone holds (the whole new role, as PUT would write it), enabling again a disabled
+ * user whose roles give one, or resetting the second factor of a user whose roles give one (whoever
+ * holds their password then enrols a factor of their own: a takeover of those powers).
  */
 type GrantParams =
   | { via: 'assign'; userId: string; role?: string }
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
   | { via: 'role'; role: string; name: string; permissions: string[] }
-  | { via: 'enable'; userId: string };
+  | { via: 'enable'; userId: string }
+  | { via: 'mfa-reset'; userId: string };
 
 /**
  * Granting administrator powers (`access.grant-tenant-admin`): what runs once it is approved, and the
@@ -40,6 +48,7 @@ export function wireAdminGrantActions(
         return roles.update(tenant.id, ctx, p.role, { name: p.name, permissions: p.permissions }, guard);
       }
       if (p.via === 'enable') return identity.userStatus.enable(tenant, ctx, p.userId, guard);
+      if (p.via === 'mfa-reset') return identity.mfa.reset(tenant, ctx, p.userId, guard);
       await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
       return identity.accounts.invite(
         tenant,
@@ -158,6 +167,27 @@ export function wireAdminGrantActions(
         action: 'access.grant-tenant-admin',
         params: { via: 'enable', userId: id },
         summary: `Enable user ${id} again, whose roles give administrator powers (${powers.join(', ')})`,
+      },
+    ];
+  });
+
+  // Resetting the second factor of a user whose roles give administrator powers hands those powers to
+  // whoever holds the user's password (they enrol next): a second person approves it, as an enable
+  // (review). Oneself, an unknown user or one without an authenticator are the route's to refuse.
+  critical.gate(MFA_RESET_GATE, async (request, tenant) => {
+    const { id } = request.params as { id: string };
+    const ctx = actionContext(request);
+    if (ctx.actor.type === 'user' && ctx.actor.id === id) return [];
+    const user = await identity.accounts.get(tenant, id);
+    const powers = await roles.adminPowersOf(tenant.id, id);
+    if (powers.length === 0) return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'mfa-reset', userId: id },
+        summary:
+          `Reset the second factor of ${user.email}, whose roles give administrator powers ` +
+          `(${powers.join(', ')}): whoever holds their password enrols a new one`,
       },
     ];
   });

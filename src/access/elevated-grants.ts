@@ -16,6 +16,8 @@ import type { Tx } from './tables.ts';
 export const ELEVATED_GRANT = 'access.elevated-grant';
 /** The gate on enabling a user (`config.fourEyes`, admin-grant-actions.ts): an elevated operator's enable, or one giving back administrator powers. */
 export const ENABLE_GATE = 'identity.enable';
+/** The four-eyes gate of resetting a user's second factor (admin-grant-actions.ts). */
+export const MFA_RESET_GATE = 'identity.mfa-reset';
 
 /** How lasting access is given: a role granted, permissions added to a role, a user invited or enabled. */
 type ElevatedGrantParams =
@@ -127,9 +129,9 @@ export async function grantBasis(
   return isBuiltinRole(role) ? undefined : roles.lockedState(tx, role, 'share');
 }
 
-/** The user a grant (via assign) or an enable gives access to: the one who may not approve it. */
+/** The user a grant (via assign), an enable or a second-factor reset is about: the one who may not approve it. */
 export const grantBeneficiary = (p: { via: string; userId?: string }) =>
-  p.via === 'assign' || p.via === 'enable' ? p.userId : undefined;
+  p.via === 'assign' || p.via === 'enable' || p.via === 'mfa-reset' ? p.userId : undefined;
 
 export function wireElevatedGrants(
   critical: CriticalActions,

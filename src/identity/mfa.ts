@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { Secret } from 'otpauth';
 import type { ActionContext } from '../platform/context.ts';
 import { hmac } from '../platform/crypto/keys.ts';
+import type { TxGuard } from '../platform/db/index.ts';
 import { platformError } from '../platform/http/errors.ts';
 import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
@@ -332,7 +333,7 @@ export function createMfaService(deps: ServiceDeps) {
      * factor is theirs to keep (another administrator resets it). The route asks the caller for a recent
      * second factor (step-up) first.
      */
-    async reset(tenant: TenantRef, ctx: ActionContext, userId: string) {
+    async reset(tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) {
       if (ctx.actor.type === 'user' && ctx.actor.id === userId) {
         throw identityError(
           'cannot_reset_own_mfa',
@@ -340,6 +341,8 @@ export function createMfaService(deps: ServiceDeps) {
         );
       }
       return withMail(deps, tenant, async (tx, outbox) => {
+        // An approved run (four-eyes: the user's roles give administrator powers) re-checks the approval.
+        await guard?.(tx);
         // The user's row first, as a sign-in's second step (verify) and every revocation take it: the
         // confirmed authenticator's row is then locked by nobody else that waits for the user's row. A
         // pending enrolment (locked by its confirmation, which takes the user's row next) is not matched,
@@ -347,6 +350,18 @@ export function createMfaService(deps: ServiceDeps) {
         // here once committed or answered 409 (send it again).
         const user = await createUserRepository(tx).lockById(userId);
         if (!user) throw identityError('user_not_found', 'No user has this id in this tenant.');
+        // The gate asked for approval when it read administrator powers; one granted since is seen here
+        // (Access's rows read FOR SHARE until this commits), as for an enable.
+        if (!guard && ctx.actor.type !== 'system' && deps.adminPowersToApprove) {
+          const powers = await deps.adminPowersToApprove(tx, userId);
+          if (powers.length > 0) {
+            throw identityError(
+              'approval_now_required',
+              `This user's roles give administrator powers (${powers.join(', ')}): resetting their second ` +
+                "factor needs a second person's approval. Send the request again to ask for it.",
+            );
+          }
+        }
         const removed = await tx
           .deleteFrom('user_totp')
           .where('user_id', '=', userId)

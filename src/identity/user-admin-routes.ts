@@ -165,7 +165,7 @@ export const userAdminRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = as
   app.delete(
     `${tenantApi}/users/:id/mfa`,
     {
-      config: { access: 'tenant', permission: 'users:write' },
+      config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.mfa-reset' },
       schema: {
         tags,
         summary:
