@@ -366,4 +366,25 @@ describe('lasting access asked for by an elevated operator', () => {
     expect(run.json().code).toBe('approval_expired');
     expect(await rolesOf(pat.userId)).toEqual(['member', 'staff']);
   });
+
+  // Review: a tenant that revoked the elevation after approving a request made under it could not stop
+  // the operator, who ran it under a new elevation (which another operator may approve).
+  it('an approved request runs only under the elevation it was asked under', async () => {
+    const dee = await tenantAdmin(t, slug, 'dee@lasting-co.test', clock);
+    alice.headers = await alice.signInAgain();
+    const invite = { email: 'later@elsewhere.test', displayName: 'Later', role: 'staff' };
+    const approval = expectAsked(await call(alice, 'POST', '/users', invite));
+    expect((await decide(dee, approval.id)).statusCode).toBe(200);
+    const first = elevationOf[alice.operatorId];
+    const revoked = await call(dee, 'POST', `/access/elevations/${first}/revoke`);
+    expect(revoked.statusCode, revoked.body).toBe(200);
+    bob.headers = await bob.signInAgain();
+    await elevate(alice, bob);
+    expect(elevationOf[alice.operatorId]).not.toBe(first);
+    alice.headers = await alice.signInAgain();
+    const run = await execute(alice, approval.id, approval.params);
+    expect(run.statusCode, run.body).toBe(409);
+    expect(run.json().code).toBe('approval_elevation_ended');
+    expect(await userByEmail(invite.email)).toBeUndefined();
+  });
 });

@@ -184,6 +184,26 @@ describe('four-eyes', () => {
     expect((await putSettings(ada, weaker)).statusCode).toBe(200);
   });
 
+  // Review: once approved, a request could not be stopped for the rest of the approval's lifetime.
+  it('an approval not yet run can be withdrawn by rejecting it; then it does not run', async () => {
+    const asker = await tenantAdmin(t, slug, 'asker@eyes-co.test', clock);
+    const approver = await tenantAdmin(t, slug, 'approver@eyes-co.test', clock);
+    const current = await settings();
+    const weaker = { ...current, mfaRequired: 'off' };
+    const asked = await putSettings(asker, weaker);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const id = asked.json().approval.id;
+    expect((await decide(approver, id, 'approve')).statusCode).toBe(200);
+    expect((await decide(asker, id, 'reject')).json().code).toBe('self_approval');
+    const withdrawn = await decide(approver, id, 'reject');
+    expect(withdrawn.statusCode, withdrawn.body).toBe(200);
+    expect(withdrawn.json().status).toBe('rejected');
+    const run = await execute(asker, id, weaker);
+    expect(run.statusCode).toBe(409);
+    expect(run.json().code).toBe('approval_not_approved');
+    expect((await settings()).mfaRequired).toBe(current.mfaRequired);
+  });
+
   it('deciding on and running a critical action need a recent second factor', async () => {
     const current = await settings();
     const asked = await putSettings(ada, { ...current, mfaRequired: 'off' });

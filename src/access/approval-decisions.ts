@@ -44,7 +44,8 @@ export function createApprovalDecisions(parts: ApprovalParts) {
         if (decision === 'approve' && by.type === 'user' && beneficiary === by.id) {
           throw accessError(
             'beneficiary_approval',
-            'This request gives you access (a role, or your account enabled): someone else must approve it.',
+            'This request is about your own access (a role, your account enabled, your second factor reset): ' +
+              'someone else must approve it.',
           );
         }
         return recordDecision(tx, row, by, decision, {

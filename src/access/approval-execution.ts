@@ -67,6 +67,17 @@ export function createApprovalExecution(parts: ApprovalParts) {
     if (!samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
       throw accessError('not_requester', 'Only the person who asked for this action runs it.');
     }
+    // Asked for under an elevation, it runs under that elevation only: revoked or expired, the elevation
+    // takes the approval with it (review: the operator ran it later under a new elevation, which another
+    // operator may approve, after the tenant had revoked the first).
+    const elevationId = ctx.actor.type === 'operator' ? (ctx.actor.elevationId ?? null) : null;
+    if (row.requested_elevation_id !== null && row.requested_elevation_id !== elevationId) {
+      throw accessError(
+        'approval_elevation_ended',
+        'This request was made under an elevation that has ended (or is not the one you act under now): ' +
+          'ask for it again under your current elevation.',
+      );
+    }
     if (row.status !== 'approved') {
       throw accessError('approval_not_approved', `This request is ${row.status}; it cannot run.`);
     }

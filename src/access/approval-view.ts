@@ -76,7 +76,10 @@ export async function recordDecision(
   if (samePerson(by, { type: row.requested_by_type, id: row.requested_by_id })) {
     throw accessError('self_approval', options.selfApproval);
   }
-  if (row.status !== 'pending') {
+  // An approved request not yet run may still be rejected: the approval is withdrawn (review: nobody could
+  // stop a request once approved, for the rest of the approval's lifetime).
+  const withdrawing = decision === 'reject' && row.status === 'approved';
+  if (row.status !== 'pending' && !withdrawing) {
     throw accessError('approval_not_pending', `This request is ${row.status} already.`);
   }
   if (row.expires_at <= now) return { expired: row };
@@ -98,7 +101,11 @@ export async function recordDecision(
     action: approved ? 'access.approval.approved' : 'access.approval.rejected',
     outcome: 'success',
     target: { type: 'approval', id: row.id },
-    details: { action: row.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
+    details: {
+      action: row.action,
+      paramsDigest: Buffer.from(row.params_hash).toString('hex'),
+      ...(withdrawing ? { withdrawn: true } : {}),
+    },
   });
   return { view: toView(updated, now) };
 }

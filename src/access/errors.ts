@@ -25,6 +25,7 @@ export const accessError = defineErrors({
   approval_expired: { status: 409, title: 'The request or its approval has expired' },
   params_changed: { status: 409, title: 'The parameters differ from the approved ones' },
   not_requester: { status: 403, title: 'Only the requester runs an approved action' },
+  approval_elevation_ended: { status: 409, title: 'The elevation the request was made under has ended' },
   unknown_action: { status: 422, title: 'Unknown critical action' },
   approval_required: { status: 403, title: 'This needs a second person\u2019s approval first' },
   approval_other_action: { status: 409, title: 'The approval is for another action' },
