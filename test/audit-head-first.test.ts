@@ -12,7 +12,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type ChainedEvent,
   CheckpointRefusedError,
   chainHash,
   checkpointAllChains,
@@ -25,7 +24,7 @@ import {
 } from '../src/audit/index.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
-import { appendEvents } from './audit-helpers.ts';
+import { appendEvents, outsideEvent } from './audit-helpers.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -94,22 +93,7 @@ const moveHead = (tenantId: string, seq: number, hash: Buffer) =>
 async function fakeAfterHead(tenantId: string) {
   const head = await readHead(tenantId);
   clock.advance(1000);
-  const event: ChainedEvent = {
-    id: randomUUID(),
-    tenantId,
-    occurredAt: clock.now(),
-    actorType: 'user',
-    actorId: 'someone-else',
-    actorElevationId: null,
-    action: 'tenancy.tenant.suspended',
-    targetType: 'tenant',
-    targetId: tenantId,
-    outcome: 'success',
-    ip: null,
-    userAgent: null,
-    requestId: null,
-    details: { n: 99 },
-  };
+  const event = outsideEvent(randomUUID(), tenantId, clock.now(), 'someone-else');
   return { event, seq: head.seq + 1, prev: head.hash, hash: chainHash(head.hash, event) };
 }
 

@@ -7,6 +7,26 @@ import { recordAuditEvent } from '../src/audit/record.ts';
 import type { ActionContext, Clock } from '../src/platform/context.ts';
 import { asTenantId, type Database, type Engine } from '../src/platform/db/index.ts';
 
+/** An event as someone writing the table directly would make it: no service recorded it. */
+export function outsideEvent(id: string, tenantId: string, occurredAt: Date, actorId: string): ChainedEvent {
+  return {
+    id,
+    tenantId,
+    occurredAt,
+    actorType: 'user',
+    actorId,
+    actorElevationId: null,
+    action: 'tenancy.tenant.suspended',
+    targetType: 'tenant',
+    targetId: tenantId,
+    outcome: 'success',
+    ip: null,
+    userAgent: null,
+    requestId: null,
+    details: { n: 99 },
+  };
+}
+
 /**
  * As the table owner (the app role may do the same): one event appended after the chain's head and the
  * head moved onto it. `mac`: the MAC it carries (none by default). `brokenHash`: its stored hash is not
@@ -33,22 +53,7 @@ export async function appendForged(
     );
     if (!head) throw new Error('no head');
     clock.advance(1000);
-    const event: ChainedEvent = {
-      id,
-      tenantId,
-      occurredAt: clock.now(),
-      actorType: 'user',
-      actorId: 'u-1',
-      actorElevationId: null,
-      action: 'tenancy.tenant.suspended',
-      targetType: 'tenant',
-      targetId: tenantId,
-      outcome: 'success',
-      ip: null,
-      userAgent: null,
-      requestId: null,
-      details: { n: 99 },
-    };
+    const event = outsideEvent(id, tenantId, clock.now(), 'u-1');
     const prev = linkTo ?? Buffer.from(head.head_hash);
     stored = brokenHash ? randomBytes(32) : chainHash(prev, event);
     seq = Number(head.seq) + 1;
