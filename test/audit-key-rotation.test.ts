@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  checkpointLag,
   checkpointSigner,
   configureAuditMac,
   createCheckpoint,
@@ -126,8 +127,17 @@ describe('rotating SECRET_KEY between two instances on one database', () => {
         message: `checkpoint at seq 6 is signed by key ${before.signer.keyId} after key ${after.signer.keyId} took over at seq 5`,
       },
     ]);
+    // Nor is it where the job starts proving, or what the lag counts from (review): the newest trusted
+    // checkpoint is still the new key's at seq 5, and seq 6 is unsigned.
+    const keys = await loadTrustedKeys(t.db, after.signer);
+    expect(await checkpointLag(t.db, tenantId, keys)).toMatchObject({
+      newest: { seq: 5 },
+      headSeq: 6,
+      unsigned: 1,
+    });
     // The new instance signs that position itself.
     expect(await createCheckpoint(t.db, after.signer, clock, tenantId)).toMatchObject({ seq: 6 });
+    expect(await checkpointLag(t.db, tenantId, keys)).toMatchObject({ newest: { seq: 6 }, unsigned: 0 });
   });
 
   it('a key recorded after the server key (not one it signed with) is not trusted', async () => {

@@ -233,13 +233,31 @@ const toCheckpoint = (r: AuditCheckpointsTable): StoredCheckpoint => ({
 
 /**
  * The chain's newest checkpoint that a trusted key signed, read newest first a page at a time (rows
- * nobody trusted signed are passed over: they are not "the newest checkpoint").
+ * nobody trusted signed are passed over: they are not "the newest checkpoint"). As in verify
+ * (partitionCheckpoints, walk.ts), a recorded older key counts only up to where a key recorded after it
+ * first signed in this chain: whoever kept an old secret cannot choose where the job starts proving.
  */
 export async function newestTrustedCheckpoint(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
-  keys: Map<string, KeyObject>,
+  keys: TrustedKeys,
 ): Promise<StoredCheckpoint | null> {
+  const takeovers = new Map<string, number | null>();
+  const trusted = async (cp: StoredCheckpoint) => {
+    if (signatureProblem(cp, keys) !== null) return false;
+    const later = keys.successors?.get(cp.keyId);
+    if (!later) return true;
+    let takeover = takeovers.get(cp.keyId);
+    if (takeover === undefined) {
+      takeover = null;
+      for (const id of later) {
+        const first = await firstSignedBy(tx, tenantId, id, keys);
+        if (first !== null && (takeover === null || first < takeover)) takeover = first;
+      }
+      takeovers.set(cp.keyId, takeover);
+    }
+    return takeover === null || cp.seq <= takeover;
+  };
   let below: number | null = null;
   for (;;) {
     const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
@@ -249,15 +267,37 @@ export async function newestTrustedCheckpoint(
         tx,
       );
     const page: StoredCheckpoint[] = rows.map(toCheckpoint);
-    const found = page.find((c) => signatureProblem(c, keys) === null);
-    if (found) return found;
+    for (const cp of page) if (await trusted(cp)) return cp;
     const last: StoredCheckpoint | undefined = page.at(-1);
     if (!last || rows.length < 100) return null;
     // The page may have cut the rows of its last position short: read that position whole.
-    const rest = await readCheckpoints(tx, tenantId, last.seq);
-    const atLast = rest.find((c) => signatureProblem(c, keys) === null);
-    if (atLast) return atLast;
+    for (const cp of await readCheckpoints(tx, tenantId, last.seq)) if (await trusted(cp)) return cp;
     below = last.seq;
+  }
+}
+
+/** The position of the chain's first checkpoint that key `keyId` validly signed, or null. */
+async function firstSignedBy(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  keyId: string,
+  keys: Map<string, KeyObject>,
+): Promise<number | null> {
+  let above = -1;
+  for (;;) {
+    const { rows } =
+      await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} AND key_id = ${keyId} AND seq > ${above}
+      ORDER BY audit_checkpoints.seq LIMIT 100`.execute(tx);
+    const page = rows.map(toCheckpoint);
+    const signed = page.find((cp) => signatureProblem(cp, keys) === null);
+    if (signed) return signed.seq;
+    const last = page.at(-1);
+    if (!last || rows.length < 100) return null;
+    // The page may have cut the rows of its last position short: read that position whole.
+    const atLast = await readCheckpoints(tx, tenantId, last.seq);
+    if (atLast.some((cp) => cp.keyId === keyId && signatureProblem(cp, keys) === null)) return last.seq;
+    above = last.seq;
   }
 }
 
