@@ -265,6 +265,26 @@ describe('the defaults follow the configuration of whoever migrates', () => {
   });
 });
 
+describe('what a node says a default tenant keeps', () => {
+  it('the longer of its configuration and the database’s default; a setting below it is a shortening', async () => {
+    const tenantId = randomUUID();
+    // The database says 400 (the last migration run); this node's configuration says 100.
+    const retention = createRetentionService({ db: t.db, clock, defaultDays: 100, platformDays: 100 });
+    expect(await retention.get(tenantId)).toEqual({ days: 400, isDefault: true });
+    expect(await retention.daysFor(tenantId)).toBe(400);
+    await retention.set(tenantId, ctx, 200);
+    expect(await retention.get(tenantId)).toEqual({ days: 200, isDefault: false });
+    const { rows } = await inChain(t.db, tenantId, (tx) =>
+      sql<{ details: Record<string, unknown> }>`SELECT details FROM audit_events
+        WHERE action = 'audit.retention.updated'`.execute(tx),
+    );
+    // Recorded as what it is: 400 days shortened to 200, which pruning uses 30 days later.
+    expect(rows).toEqual([
+      { details: { days: 200, previousDays: 400, prunesByItFrom: expect.any(String) } },
+    ]);
+  });
+});
+
 describe('alerts of a chain without an own retention', () => {
   async function alert(tenantId: string | null, acknowledgedDaysAgo: number): Promise<string> {
     const id = randomUUID();

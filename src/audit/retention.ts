@@ -115,18 +115,29 @@ async function lockRetention(tx: AnyTenantTx, tenantId: string) {
 export function createRetentionService(deps: RetentionDeps) {
   const { db, clock } = deps;
 
+  /**
+   * The default a tenant without an own setting has: the longer of this node's AUDIT_RETENTION_DAYS and
+   * the database's (migration 0082, written by whoever migrated), which pruning is clamped to.
+   */
+  const defaultIn = async (tx: AnyTenantTx, tenantId: string) => {
+    const { rows } = await sql<{ days: number }>`
+      SELECT audit_default_retention(${tenantId}::uuid) AS days`.execute(tx);
+    return Math.max(deps.defaultDays, rows[0]?.days ?? 0);
+  };
+
   const stored = (tenantId: string) =>
-    db.withTenant<AuditTables, StoredRetention | undefined>(asTenantId(tenantId), async (tx) => {
-      const { rows } = await sql<StoredRetention>`SELECT days, previous_days, changed_at
-        FROM audit_retention`.execute(tx);
-      return rows[0];
-    });
+    db.withTenant<AuditTables, { row: StoredRetention | undefined; defaultDays: number }>(
+      asTenantId(tenantId),
+      async (tx) => {
+        const { rows } = await sql<StoredRetention>`SELECT days, previous_days, changed_at
+          FROM audit_retention`.execute(tx);
+        return { row: rows[0], defaultDays: rows[0] ? deps.defaultDays : await defaultIn(tx, tenantId) };
+      },
+    );
 
   async function get(tenantId: string): Promise<RetentionView> {
-    const row = await stored(tenantId);
-    return row === undefined
-      ? { days: deps.defaultDays, isDefault: true }
-      : { days: row.days, isDefault: false };
+    const { row, defaultDays } = await stored(tenantId);
+    return row === undefined ? { days: defaultDays, isDefault: true } : { days: row.days, isDefault: false };
   }
 
   return {
@@ -139,7 +150,7 @@ export function createRetentionService(deps: RetentionDeps) {
     async lockedIn(tx: AnyTenantTx, tenantId: string): Promise<RetentionView> {
       const row = await lockRetention(tx, tenantId);
       return row === undefined
-        ? { days: deps.defaultDays, isDefault: true }
+        ? { days: await defaultIn(tx, tenantId), isDefault: true }
         : { days: row.days, isDefault: false };
     },
 
@@ -149,8 +160,8 @@ export function createRetentionService(deps: RetentionDeps) {
      */
     async daysFor(tenantId: string | null): Promise<number> {
       if (tenantId === null) return deps.platformDays;
-      const row = await stored(tenantId);
-      return row === undefined ? deps.defaultDays : retentionInForce(row, clock.now());
+      const { row, defaultDays } = await stored(tenantId);
+      return row === undefined ? defaultDays : retentionInForce(row, clock.now());
     },
 
     /**
@@ -174,7 +185,8 @@ export function createRetentionService(deps: RetentionDeps) {
       await db.withTenant<AuditTables, void>(asTenantId(tenantId), async (tx) => {
         await options.guard?.(tx);
         const row = await lockRetention(tx, tenantId);
-        const previous = row?.days ?? deps.defaultDays;
+        const defaultDays = row ? deps.defaultDays : await defaultIn(tx, tenantId);
+        const previous = row?.days ?? defaultDays;
         // Whether approval is needed is read here, under the locks, not before the transaction: a rule
         // added to the four-eyes list meanwhile is seen (or waits for this write), never bypassed.
         const needsApproval =
@@ -193,11 +205,11 @@ export function createRetentionService(deps: RetentionDeps) {
         // previous_days on a first own setting: the default that applied (the database keeps its own
         // default if that is longer, migration 0082); on an update its trigger keeps the history (0055).
         await sql`INSERT INTO audit_retention (tenant_id, days, updated_at, previous_days)
-          VALUES (${tenantId}, ${days}, ${clock.now()}, ${clampDays(deps.defaultDays)})
+          VALUES (${tenantId}, ${days}, ${clock.now()}, ${clampDays(defaultDays)})
           ON CONFLICT (tenant_id) DO UPDATE SET days = excluded.days, updated_at = excluded.updated_at`.execute(
           tx,
         );
-        const shortened = days < (row ? retentionInForce(row, clock.now()) : deps.defaultDays);
+        const shortened = days < (row ? retentionInForce(row, clock.now()) : defaultDays);
         await recordAuditEvent<AuditTables>(tx, clock, ctx, {
           tenantId,
           action: 'audit.retention.updated',
