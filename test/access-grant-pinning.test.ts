@@ -6,7 +6,8 @@
  *   to the role's state (its basis): 409 state_changed;
  * - MEDIUM (PostgreSQL): a grant racing a role's deletion left its assignment behind, and a role created
  *   later with that key was held by its user at once;
- * - LOW: the person a grant was for could approve it;
+ * - LOW: the person a grant was for could approve it, and so could a holder of a role widened with
+ *   administrator powers;
  * - LOW: deeply nested parameters on execute answered 500;
  * - LOW: a custom role named `constructor` read Object.prototype's entry in the elevation thresholds.
  * Runs on both engines (the race on PostgreSQL only).
@@ -132,6 +133,23 @@ describe('the person a grant is for does not approve it', () => {
     expect(self.json().code).toBe('beneficiary_approval');
     // It is still pending: someone else may approve it.
     expect((await approve(bea, approval.id)).statusCode).toBe(200);
+  });
+
+  it('a holder of a role is refused on the administrator powers added to it', async () => {
+    // pat holds approver (the test above): adding roles:assign to it grants pat that power.
+    const widened = await call(ada, 'PUT', '/access/roles/approver', {
+      name: 'approver',
+      permissions: ['approvals:decide', 'roles:assign'],
+    });
+    expect(widened.statusCode, widened.body).toBe(202);
+    const { approval } = widened.json();
+    expect(approval.params).toMatchObject({ via: 'role', role: 'approver' });
+    const holder = await approve(pat, approval.id);
+    expect(holder.statusCode, holder.body).toBe(403);
+    expect(holder.json().code).toBe('beneficiary_approval');
+    expect((await approve(bea, approval.id)).statusCode).toBe(200);
+    expect((await execute(ada, approval.id, approval.params)).statusCode).toBe(200);
+    expect(await t.app.services.access.decide(tenantId, pat.userId, 'roles:assign')).toBe(true);
   });
 });
 

@@ -61,8 +61,8 @@ export function wireAdminGrantActions(
     // only on the role the approver saw (security review: a custom role widened, or deleted and created
     // again with more, after its grant was approved, gave the more). Built-in roles are fixed.
     basis: (tx, _tenant, params) => grantBasis(roles, tx, params as GrantParams),
-    // A grant's or an enable's user does not approve it.
-    beneficiary: (params) => grantBeneficiary(params as GrantParams),
+    // A grant's or an enable's user, or a holder of the role a change widens, does not approve it.
+    beneficiary: (tx, params, userId) => grantBeneficiary(tx, params as GrantParams, userId),
   });
 
   // Any role that gives an administrator power, built in or custom. A grant the route would refuse (to

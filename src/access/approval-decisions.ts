@@ -40,8 +40,13 @@ export function createApprovalDecisions(parts: ApprovalParts) {
         if (by.type !== 'user' && critical.isAlwaysRequired(row.action))
           return refuseOperator(tx, tenantId, ctx, row);
         // The person a grant is for is no second pair of eyes on it.
-        const beneficiary = critical.action(row.action)?.beneficiary?.(row.params as JsonValue);
-        if (decision === 'approve' && by.type === 'user' && beneficiary === by.id) {
+        const benefits = critical.action(row.action)?.beneficiary;
+        if (
+          decision === 'approve' &&
+          by.type === 'user' &&
+          benefits &&
+          (await benefits(tx, row.params as JsonValue, by.id))
+        ) {
           throw accessError(
             'beneficiary_approval',
             'This request is about your own access (a role, your account enabled, your second factor reset): ' +

@@ -79,10 +79,11 @@ export interface CriticalActionDef {
    */
   runsOn?: { ask: string; run: string };
   /**
-   * The tenant user these parameters give access to (a role granted to them, their account enabled), if
-   * any: they may not approve the request (security review: the person a grant was for approved it).
+   * Whether these parameters give `userId` access (a role granted to them, their account enabled, a role
+   * they hold widened), read in the deciding transaction: they may not approve the request (security
+   * review: the person a grant was for approved it).
    */
-  beneficiary?: (params: JsonValue) => string | undefined;
+  beneficiary?: (tx: Tx, params: JsonValue, userId: string) => Promise<boolean>;
 }
 
 /** What a request is, when it is a critical action: its key, exact parameters and a line for approvers. */

@@ -129,9 +129,26 @@ export async function grantBasis(
   return isBuiltinRole(role) ? undefined : roles.lockedState(tx, role, 'share');
 }
 
-/** The user a grant (via assign), an enable or a second-factor reset is about: the one who may not approve it. */
-export const grantBeneficiary = (p: { via: string; userId?: string }) =>
-  p.via === 'assign' || p.via === 'enable' || p.via === 'mfa-reset' ? p.userId : undefined;
+/**
+ * Whether a grant gives `userId` access, so that they may not approve it: the user of an assignment, an
+ * enable or a second-factor reset, and every holder of a role that a change widens (review: a holder
+ * approved the administrator powers added to their own role).
+ */
+export async function grantBeneficiary(
+  tx: Tx,
+  p: { via: string; userId?: string; role?: string },
+  userId: string,
+): Promise<boolean> {
+  if (p.via === 'assign' || p.via === 'enable' || p.via === 'mfa-reset') return p.userId === userId;
+  if (p.via !== 'role' || p.role === undefined) return false;
+  const held = await tx
+    .selectFrom('access_assignments')
+    .select('user_id')
+    .where('role_key', '=', p.role)
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  return held !== undefined;
+}
 
 export function wireElevatedGrants(
   critical: CriticalActions,
@@ -167,7 +184,7 @@ export function wireElevatedGrants(
     // A role change writes the whole role, and a grant gives the role as it is when it runs: either runs
     // only on the role the approver saw (`grantBasis`).
     basis: (tx, _tenant, params) => grantBasis(roles, tx, params as ElevatedGrantParams),
-    // A grant's or an enable's user does not approve it.
-    beneficiary: (params) => grantBeneficiary(params as ElevatedGrantParams),
+    // A grant's or an enable's user, or a holder of the role a change widens, does not approve it.
+    beneficiary: (tx, params, userId) => grantBeneficiary(tx, params as ElevatedGrantParams, userId),
   });
 }
