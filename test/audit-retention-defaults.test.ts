@@ -279,9 +279,7 @@ describe('what a node says a default tenant keeps', () => {
         WHERE action = 'audit.retention.updated'`.execute(tx),
     );
     // Recorded as what it is: 400 days shortened to 200, which pruning uses 30 days later.
-    expect(rows).toEqual([
-      { details: { days: 200, previousDays: 400, prunesByItFrom: expect.any(String) } },
-    ]);
+    expect(rows).toEqual([{ details: { days: 200, previousDays: 400, prunesByItFrom: expect.any(String) } }]);
   });
 });
 
