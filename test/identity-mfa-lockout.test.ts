@@ -5,7 +5,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
-import { createOperatorAdmin } from '../src/identity/index.ts';
+import { createOperatorAdmin, toTenantRef } from '../src/identity/index.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId, type TenantTx } from '../src/platform/db/index.ts';
@@ -77,6 +77,13 @@ describe('a user’s second-factor lock doubles with each lockout', () => {
     return { id: user.id, lockOut, right };
   }
 
+  /** The user's locks as the administrators' user view shows them. */
+  const shown = async (userId: string) => {
+    const tenant = toTenantRef(await t.app.services.tenancy.get(slug));
+    const { locked, secondFactorLocked } = await t.app.services.identity.accounts.get(tenant, userId);
+    return { locked, secondFactorLocked };
+  };
+
   const lockEvents = (userId: string) =>
     inTenant((tx) =>
       tx
@@ -93,9 +100,12 @@ describe('a user’s second-factor lock doubles with each lockout', () => {
   it('locks 15 minutes, then 30, then 60: a right code inside a later lock is refused', async () => {
     const user = await enrolledUser('twice@mfa-lock-co.test');
     await user.lockOut();
+    // What an administrator sees: the second factor locked, the password not.
+    expect(await shown(user.id)).toEqual({ locked: false, secondFactorLocked: true });
     minutes(14);
     expect((await user.right()).json().code).toBe('invalid_code');
     minutes(2); // the first lock (15 minutes) is over
+    expect(await shown(user.id)).toEqual({ locked: false, secondFactorLocked: false });
     await user.lockOut();
     minutes(16);
     // Regression: the second lock lasted 15 minutes too, and this code was accepted.

@@ -17,10 +17,9 @@ import type { ValidSession } from './session-stage.ts';
 import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
-import { createUserRepository } from './users.ts';
+import { createUserRepository, MFA_THRESHOLD } from './users.ts';
 
 const RECOVERY_CODES = 10;
-const MFA_THRESHOLD = 5;
 /**
  * The first second-factor lock; each further one without a right code in between doubles it (15 min,
  * 30, 60, … at most 24 h, users.mfa_lockouts): a fixed lock after which the count started afresh let

@@ -12,7 +12,10 @@ export interface PublicUser {
   role: UserRole;
   status: 'invited' | 'active' | 'disabled';
   emailVerified: boolean;
+  /** The password is locked (wrong passwords). */
   locked: boolean;
+  /** The second factor is locked (wrong codes): separate from the password lock, lifted the same way. */
+  secondFactorLocked: boolean;
   createdAt: string;
 }
 
@@ -24,12 +27,22 @@ export const toPublicUser = (u: UserRow, now: Date): PublicUser => ({
   status: u.status,
   emailVerified: u.email_verified_at !== null,
   locked: isPasswordLocked(u, now),
+  secondFactorLocked: isSecondFactorLocked(u, now),
   createdAt: u.created_at.toISOString(),
 });
 
 /** Locked when a lock time lies ahead, or (admin mode) the threshold was reached and no admin unlocked. */
 export function isPasswordLocked(u: UserRow, now: Date): boolean {
   return u.password_locked_until !== null && u.password_locked_until > now;
+}
+
+/** Wrong second-factor codes in a row that lock the second factor (mfa.ts). */
+export const MFA_THRESHOLD = 5;
+
+/** As mfa.ts's verify decides: a lock time ahead, or the threshold reached with the lock not yet set. */
+export function isSecondFactorLocked(u: UserRow, now: Date): boolean {
+  if (u.mfa_locked_until !== null) return u.mfa_locked_until > now;
+  return u.mfa_failures >= MFA_THRESHOLD;
 }
 
 export function createUserRepository(tx: Tx) {
