@@ -78,6 +78,8 @@ defineAuditActions('identity', {
   'identity.mfa.recovery_regenerated': 'New recovery codes were issued',
   'identity.mfa.reset':
     "An administrator reset a user's second factor: authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved)",
+  'identity.mfa.removed':
+    'A user removed their own authenticator (step-up and password): authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved)',
   'identity.mfa.seeds_resealed':
     "Users' TOTP seeds were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count",
 });

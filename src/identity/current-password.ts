@@ -18,7 +18,10 @@ export const stillVerified = (verified: VerifiedPassword, changedAt: Date | null
   (verified.changedAt?.getTime() ?? null) === (changedAt?.getTime() ?? null);
 
 /** The audited action a wrong current password is recorded under. */
-type CheckedFor = 'identity.password.changed' | 'identity.mfa.enrolment_started';
+export type CheckedFor =
+  | 'identity.password.changed'
+  | 'identity.mfa.enrolment_started'
+  | 'identity.mfa.removed';
 
 export const wrongCurrentPassword = () =>
   identityError('invalid_credentials', 'The current password is not correct.');

@@ -6,6 +6,7 @@ import { type IdentityApiOptions, tags, tenantApi, userRoute } from './api-route
 import { identityError } from './errors.ts';
 import { signedIn } from './http-auth.ts';
 import * as S from './schemas.ts';
+import { removeOwnAuthenticator } from './mfa-removal.ts';
 import { hasRecentSecondFactor } from './session-stage.ts';
 
 /** The signed-in user's second factor: TOTP enrolment and recovery codes. */
@@ -51,6 +52,26 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = async (a
         actionContext(request),
       );
       return { recoveryCodes: result.recoveryCodes, token: result.token };
+    },
+  );
+
+  app.post(
+    `${tenantApi}/me/mfa/totp/remove`,
+    {
+      config: userRoute,
+      schema: {
+        tags,
+        summary:
+          'Remove your authenticator and recovery codes, to replace them: needs a second factor within 5 minutes, and currentPassword when signed in more than 5 minutes ago; ends every session',
+        params: S.TenantParams,
+        body: Type.Union([S.EnrolStartBody, Type.Null()]),
+        response: responses({ 200: S.MfaResetReply }),
+      },
+    },
+    async (request) => {
+      const { tenant, session } = signedIn(request);
+      const password = request.body?.currentPassword;
+      return removeOwnAuthenticator(identity.deps, tenant, session, actionContext(request), password);
     },
   );
 

@@ -1,5 +1,5 @@
 import type { ActionContext } from '../platform/context.ts';
-import { createCurrentPasswordCheck } from './current-password.ts';
+import { type CheckedFor, createCurrentPasswordCheck } from './current-password.ts';
 import type { IdentityDeps, ServiceDeps, TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
 import type { ValidSession } from './session-stage.ts';
@@ -25,6 +25,7 @@ export async function confirmPasswordUnlessFresh(
   session: ValidSession,
   password: string | undefined,
   ctx: ActionContext,
+  action: CheckedFor = 'identity.mfa.enrolment_started',
 ): Promise<void> {
   if (signedInRecently(deps, session)) return;
   if (password === undefined) {
@@ -34,6 +35,6 @@ export async function confirmPasswordUnlessFresh(
     );
   }
   const current = createCurrentPasswordCheck(deps);
-  await current.verify(tenant, ctx, session.userId, password, 'identity.mfa.enrolment_started');
+  await current.verify(tenant, ctx, session.userId, password, action);
   await current.clearFailures(tenant, session.userId, 'all');
 }

@@ -3,11 +3,11 @@ import type { TenantRef } from './deps.ts';
 
 /**
  * Changes to how a user signs in that the user is told of by mail: an authenticator confirmed on the
- * account, the authenticator reset by an administrator, the password changed or reset. Someone who got
+ * account, removed by the user or reset by an administrator, the password changed or reset. Someone who got
  * in with a phished password and enrolled their own authenticator, or an administrator's reset the user
  * did not ask for, then does not go unnoticed.
  */
-export type SecurityNotice = 'mfa_enrolled' | 'mfa_reset' | 'password_changed';
+export type SecurityNotice = 'mfa_enrolled' | 'mfa_removed' | 'mfa_reset' | 'password_changed';
 
 const notices: Record<SecurityNotice, { subject: string; what: string; ifNotYou: string }> = {
   mfa_enrolled: {
@@ -15,6 +15,12 @@ const notices: Record<SecurityNotice, { subject: string; what: string; ifNotYou:
     what: 'An authenticator app (two-factor sign-in) was set up on your account. From now on, signing in asks for a code from it.',
     ifNotYou:
       'If you did not set it up, someone else may know your password: ask an administrator of your organisation to reset your authenticator and end your sessions, then change your password.',
+  },
+  mfa_removed: {
+    subject: 'The authenticator was removed from your account',
+    what: 'The authenticator app (two-factor sign-in) and the recovery codes were removed from your account, and all your sessions were ended. If your organisation requires two-factor sign-in, you will be asked to set up an authenticator again the next time you sign in.',
+    ifNotYou:
+      'If you did not remove it, someone else may know your password and have had your authenticator: use "Forgot password" on the sign-in page to set a new one, and tell an administrator of your organisation.',
   },
   mfa_reset: {
     subject: 'Your authenticator was reset by an administrator',
