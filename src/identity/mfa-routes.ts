@@ -5,8 +5,8 @@ import { responses } from '../platform/http/schemas.ts';
 import { type IdentityApiOptions, tags, tenantApi, userRoute } from './api-route-config.ts';
 import { identityError } from './errors.ts';
 import { signedIn } from './http-auth.ts';
-import * as S from './schemas.ts';
 import { removeOwnAuthenticator } from './mfa-removal.ts';
+import * as S from './schemas.ts';
 import { hasRecentSecondFactor } from './session-stage.ts';
 
 /** The signed-in user's second factor: TOTP enrolment and recovery codes. */
