@@ -1,7 +1,8 @@
 // The second-factor lock escalates (security review, 2026-11-27): after 5 wrong codes a user's second
 // factor (and an operator's sign-in) was locked for a fixed 15 minutes and the count then started afresh,
 // so whoever held the password could guess codes without end, 480 a day. Each lock now doubles the one
-// before it (15 min, 30, 60, … at most 24 h) until a right code or an unlock (migration 0081).
+// before it (15 min, 30, 60, … at most 24 h) until a right code or a second-factor reset (migration 0081;
+// an administrator's unlock lifts the password lock only, security review).
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
@@ -139,7 +140,7 @@ describe('a user’s second-factor lock doubles with each lockout', () => {
     expect((await user.right()).statusCode).toBe(200);
   });
 
-  it('an administrator’s unlock resets the escalation', async () => {
+  it('an administrator’s unlock lifts the password lock only; the second-factor reset ends the lock', async () => {
     const user = await enrolledUser('unlock@mfa-lock-co.test');
     await user.lockOut();
     minutes(16);
@@ -147,11 +148,18 @@ describe('a user’s second-factor lock doubles with each lockout', () => {
     minutes(16);
     expect((await user.right()).json().code).toBe('invalid_code'); // the second lock: 30 minutes
     const tenant = { id: asTenantId((await t.app.services.tenancy.get(slug)).id), slug };
+    // Security review: any users:write holder's unlock gave whoever had the password 5 more codes, as
+    // often as they liked. The unlock leaves the second factor's lock and its escalation alone.
     await t.app.services.identity.accounts.unlock(tenant, systemContext('test'), user.id);
-    // No right code in between (it would reset the count itself): the unlock alone did.
+    expect(await shown(user.id)).toEqual({ locked: false, secondFactorLocked: true });
+    expect((await user.right()).json().code).toBe('invalid_code');
+    minutes(15); // the second lock is over; the next is the third, 60 minutes
     await user.lockOut();
-    minutes(16);
-    expect((await user.right()).statusCode).toBe(200);
+    minutes(31);
+    expect((await user.right()).json().code).toBe('invalid_code');
+    // The administrator's reset removes the authenticator and ends the lock and its escalation.
+    await t.app.services.identity.mfa.reset(tenant, systemContext('test'), user.id);
+    expect(await shown(user.id)).toEqual({ locked: false, secondFactorLocked: false });
   });
 });
 

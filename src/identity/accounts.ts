@@ -327,6 +327,12 @@ export function createAccountService(deps: ServiceDeps) {
     /** Web only (cookie sessions); a wrong current password counts like a wrong sign-in password. */
     changePassword: createChangePassword(deps, links),
 
+    /**
+     * Lifts the password lock (and its escalation). Not the second factor's (security review): that lock
+     * holds back whoever has the password, and any users:write holder could otherwise give them 5 more
+     * codes per call, as often as they liked. It ends by itself, with a right code, or with the
+     * administrator's second-factor reset (step-up; four-eyes for administrators; the user enrols anew).
+     */
     unlock: (tenant: TenantRef, ctx: ActionContext, userId: string) =>
       inTenant(deps, tenant, async (tx) => {
         const user = await createUserRepository(tx).byId(userId);
@@ -335,9 +341,6 @@ export function createAccountService(deps: ServiceDeps) {
           password_failures: 0,
           password_locked_until: null,
           password_lockouts: 0,
-          mfa_failures: 0,
-          mfa_locked_until: null,
-          mfa_lockouts: 0,
         });
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.user.unlocked',

@@ -93,7 +93,8 @@ export const userAdminRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = as
       config: { access: 'tenant', permission: 'users:write' },
       schema: {
         tags,
-        summary: 'Unlock a locked account',
+        summary:
+          'Lift the password lock (not the second factor’s: it ends by itself, with a right code, or with the second-factor reset)',
         params: S.UserParams,
         response: responses({ 200: Type.Ref('User') }),
       },
