@@ -243,8 +243,20 @@ describe('operator lockout cannot become permanent', () => {
         tx,
       ),
     );
-    const res = await call('POST', `/api/v1/operators/${op.id}/unlock`, t.asOperator);
-    expect(res.statusCode).toBe(200);
+    // A platform four-eyes action (security review: password and code count together, so one operator's
+    // unlocks, as many as they liked, gave whoever held another's password 5 more codes each): alone, one
+    // operator only asks.
+    const alone = await call('POST', `/api/v1/operators/${op.id}/unlock`, t.asOperator);
+    expect(alone.statusCode, alone.body).toBe(202);
+    expect(alone.json().approval).toMatchObject({ action: 'identity.operator.unlock', status: 'pending' });
+    expect((await op.signIn()).statusCode).toBe(401);
+    const unlocked = await runPlatformAction(
+      t,
+      clock,
+      { method: 'POST', url: `/api/v1/operators/${op.id}/unlock` },
+      { operatorId: op.id },
+    );
+    expect(unlocked.result).toMatchObject({ id: op.id, status: 'active' });
     expect((await op.signIn()).statusCode).toBe(200);
     expect((await auditActions(op.id)).map((e) => e.action)).toContain('identity.operator.unlocked');
   });

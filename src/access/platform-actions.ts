@@ -17,6 +17,9 @@ export const SINKS_GATE = 'audit.sinks';
 /** Bringing back an operator the platform removed (their own sign-in, anew: a person who can approve). */
 export const ENABLE_OPERATOR = 'identity.operator.enable';
 export const OPERATORS_GATE = 'identity.operators';
+/** Lifting an operator's sign-in lock (their password and code count together: the lock guards the code). */
+export const UNLOCK_OPERATOR = 'identity.operator.unlock';
+export const OPERATOR_UNLOCK_GATE = 'identity.operator-unlock';
 /** Weakening the platform's anomaly alerting (rules, working hours, where alerts go). */
 export const WEAKEN_PLATFORM_ALERTS = 'audit.platform-alerts.weaken';
 export const ALERT_SETTINGS_GATE = 'audit.alert-settings';
@@ -116,6 +119,33 @@ export function wirePlatformActions(
         action: ENABLE_OPERATOR,
         params: { operatorId: id },
         summary: `Enable the disabled operator ${target.email}`,
+      },
+    ];
+  });
+
+  critical.define({
+    key: UNLOCK_OPERATOR,
+    description:
+      "Lift an operator's sign-in lock (wrong passwords and wrong codes count together: whoever holds the " +
+      'password gets more codes)',
+    onByDefault: true,
+    scope: 'platform',
+    executePlatform: async ({ ctx, params, guard }) =>
+      (await operators.unlock(
+        ctx,
+        (params as { operatorId: string }).operatorId,
+        guard,
+      )) as unknown as Record<string, JsonValue>,
+  });
+  // An unknown operator is refused (404) before anything is asked for.
+  critical.platformGate(OPERATOR_UNLOCK_GATE, async (request) => {
+    const { id } = request.params as { id: string };
+    const target = await operators.planUnlock(id);
+    return [
+      {
+        action: UNLOCK_OPERATOR,
+        params: { operatorId: id },
+        summary: `Lift the sign-in lock of the operator ${target.email}`,
       },
     ];
   });

@@ -197,14 +197,23 @@ export const operatorAdminRoutes: FastifyPluginAsyncTypebox<{ admin: OperatorAdm
   app.post(
     '/api/v1/operators/:id/unlock',
     {
-      config: { access: 'operator', permission: 'operators:write' },
+      // Four-eyes between two operators, always: password and code count together, so one operator's
+      // unlock, as often as they liked, gave whoever held another's password 5 more codes each time.
+      config: { access: 'operator', permission: 'operators:write', fourEyes: 'identity.operator-unlock' },
       schema: {
         tags,
-        summary: "Clear an operator's sign-in lockout",
+        summary:
+          "Ask to lift an operator's sign-in lock (202: another operator approves, then you run it; the CLI unlocks directly)",
         params: IdParams,
-        response: responses({ 200: OperatorSummary }),
+        response: responses({ 202: ApprovalRequired }),
       },
     },
-    async (request) => admin.unlock(actionContext(request), request.params.id),
+    async () => {
+      // Reached only if the gate let an unlock through, which it never does: refuse, never unlock here.
+      throw operatorAdminError(
+        'approval_required',
+        'Lifting an operator\u2019s sign-in lock needs another operator\u2019s approval.',
+      );
+    },
   );
 };

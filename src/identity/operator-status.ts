@@ -108,9 +108,27 @@ export function createOperatorStatus({
       });
     },
 
-    /** Clears a sign-in lockout (and its escalation), including a count left at the threshold without a lock. */
-    unlock: (ctx: ActionContext, operatorId: string): Promise<OperatorSummary> =>
+    /** The operator an unlock is asked for (404 for an unknown id), before anything is asked. */
+    planUnlock: (operatorId: string): Promise<OperatorSummary> =>
       system(async (tx) => {
+        const target = await lockOperator(tx, operatorId);
+        return { id: target.id, email: target.email, status: target.status };
+      }),
+
+    /**
+     * Clears a sign-in lockout (and its escalation), including a count left at the threshold without a
+     * lock. An operator's password and code come in one request and count together, so the lock holds
+     * back whoever has the password from guessing codes: through the API an unlock is an approved
+     * platform action (security review: one operators:write holder, an API token included, could unlock
+     * as often as they liked, 5 more codes each time), whose `guard` runs first; the CLI unlocks directly.
+     */
+    unlock: (
+      ctx: ActionContext,
+      operatorId: string,
+      guard?: (tx: OperatorTx) => Promise<void>,
+    ): Promise<OperatorSummary> =>
+      system(async (tx) => {
+        await guard?.(tx);
         const target = await lockOperator(tx, operatorId);
         await tx
           .updateTable('operators')
