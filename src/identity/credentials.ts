@@ -19,13 +19,16 @@ export async function hashing<R>(work: () => Promise<R>): Promise<R> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof HasherBusyError) {
-      throw identityError('busy', 'The server is checking many passwords right now; try again shortly.', {
-        retryAfterSeconds: error.retryAfterSeconds,
-      });
-    }
-    throw error;
+    throw hasherAnswer(error);
   }
+}
+
+/** A hasher's error as the caller's answer: 503 `busy` with the wait when it was at capacity, else as is. */
+export function hasherAnswer(error: unknown): unknown {
+  if (!(error instanceof HasherBusyError)) return error;
+  return identityError('busy', 'The server is checking many passwords right now; try again shortly.', {
+    retryAfterSeconds: error.retryAfterSeconds,
+  });
 }
 
 /**

@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
-import { hashing } from './credentials.ts';
-import { audit, inTenant, type ServiceDeps, type TenantRef } from './deps.ts';
+import { hasherAnswer } from './credentials.ts';
+import { audit, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { chargedAttempt } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
-import { UnsupportedHashFormatError } from './passwords/index.ts';
+import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
 
 /** The password that was verified: when it was set (null: never changed since the account was made). */
@@ -78,15 +78,65 @@ export function createCurrentPasswordCheck(deps: ServiceDeps) {
     throw wrongCurrentPassword();
   }
 
-  /** The current password was right: the attempt counts no more (`one`: only this attempt's count). */
+  /** The attempt counts no more (`one`: only this attempt's count). */
+  const uncount = (tx: Tx, userId: string, delta: 'all' | 'one') =>
+    tx
+      .updateTable('users')
+      .set({ password_failures: delta === 'all' ? 0 : sql`GREATEST(password_failures - 1, 0)` })
+      .where('id', '=', userId)
+      .execute();
+
+  /** The current password was right: the attempt counts no more. */
   const clearFailures = (tenant: TenantRef, userId: string, delta: 'all' | 'one') =>
-    inTenant(deps, tenant, (tx) =>
-      tx
-        .updateTable('users')
-        .set({ password_failures: delta === 'all' ? 0 : sql`GREATEST(password_failures - 1, 0)` })
-        .where('id', '=', userId)
-        .execute(),
-    );
+    inTenant(deps, tenant, (tx) => uncount(tx, userId, delta));
+
+  /**
+   * An attempt refused before any verdict: the address's budget used up (`throttled`), or the hasher at
+   * capacity (`busy`) or failing (`error`), whose reserved slot (`reserved`) is given back. Still an
+   * attempt at the password, audited like a wrong one, in its own short transaction.
+   */
+  const refused = (
+    tenant: TenantRef,
+    ctx: ActionContext,
+    userId: string,
+    action: CheckedFor,
+    reason: 'throttled' | 'busy' | 'error',
+    reserved = false,
+  ) =>
+    inTenant(deps, tenant, async (tx) => {
+      if (reserved) await uncount(tx, userId, 'one');
+      const target = { type: 'user', id: userId };
+      await audit(deps, tx, tenant, ctx, { action, outcome: 'failure', target, details: { reason } });
+    });
+
+  /** The hasher never evaluated the attempt (busy: 503): not counted against the user, but audited. */
+  async function unevaluated(
+    tenant: TenantRef,
+    ctx: ActionContext,
+    userId: string,
+    action: CheckedFor,
+    reserved: boolean,
+    error: unknown,
+  ): Promise<never> {
+    await refused(tenant, ctx, userId, action, error instanceof HasherBusyError ? 'busy' : 'error', reserved);
+    throw hasherAnswer(error);
+  }
+
+  /** The dummy verification of an attempt with no hash to verify (locked, or unusable). */
+  async function runDummy(
+    tenant: TenantRef,
+    ctx: ActionContext,
+    userId: string,
+    action: CheckedFor,
+    reserved: boolean,
+    password: string,
+  ) {
+    try {
+      await deps.hasher.verifyDummy(password);
+    } catch (error) {
+      await unevaluated(tenant, ctx, userId, action, reserved, error);
+    }
+  }
 
   return {
     /**
@@ -102,7 +152,12 @@ export function createCurrentPasswordCheck(deps: ServiceDeps) {
       current: string,
       action: CheckedFor,
     ): Promise<VerifiedPassword> {
-      return chargedAttempt(perIp, ctx, () => check(tenant, ctx, userId, current, action));
+      return chargedAttempt(
+        perIp,
+        ctx,
+        () => check(tenant, ctx, userId, current, action),
+        () => refused(tenant, ctx, userId, action, 'throttled'),
+      );
     },
     clearFailures,
   };
@@ -118,21 +173,19 @@ export function createCurrentPasswordCheck(deps: ServiceDeps) {
     const password = current;
     const reserved = await reserve(tenant, userId);
     if (reserved === null) {
-      await hashing(() => deps.hasher.verifyDummy(password));
+      await runDummy(tenant, ctx, userId, action, false, password);
       return fail(tenant, ctx, userId, action, 'locked');
     }
     let ok: boolean;
     try {
-      ok = (await hashing(() => deps.hasher.verify(reserved.hash, password))).ok;
+      ok = (await deps.hasher.verify(reserved.hash, password)).ok;
     } catch (error) {
-      // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
-      if (error instanceof UnsupportedHashFormatError) {
-        await hashing(() => deps.hasher.verifyDummy(password));
-        return fail(tenant, ctx, userId, action, 'unusable_hash');
-      }
       // Not evaluated (overload): the attempt must not count against the user.
-      await clearFailures(tenant, userId, 'one');
-      throw error;
+      if (!(error instanceof UnsupportedHashFormatError))
+        return unevaluated(tenant, ctx, userId, action, true, error);
+      // A stored hash nobody can verify (damaged): refused like a wrong password, never a 500.
+      await runDummy(tenant, ctx, userId, action, true, password);
+      return fail(tenant, ctx, userId, action, 'unusable_hash');
     }
     if (!ok) return fail(tenant, ctx, userId, action, 'wrong_current');
     return { changedAt: reserved.changedAt };

@@ -41,18 +41,22 @@ const isFailedAttempt = (error: unknown) => error instanceof AppError && error.c
 
 /**
  * Runs a password attempt charged to the caller's address (none without one): `throttled` when the
- * budget is used up; the charge is given back unless the attempt fails as a wrong password does (not
- * for a right one, one the overloaded hasher never evaluated, or input refused before any check).
+ * budget is used up, once `recordThrottled` has audited the refusal (every attempt leaves an event: past
+ * the budget a credential-stuffing run goes on trying accounts, and the trail must still name them); the
+ * charge is given back unless the attempt fails as a wrong password does (not for a right one, one the
+ * overloaded hasher never evaluated, or input refused before any check).
  */
 export async function chargedAttempt<R>(
   budget: FailureBudget,
   ctx: ActionContext,
   attempt: () => Promise<R>,
+  recordThrottled: () => Promise<void>,
 ): Promise<R> {
   const ip = ctx.ip;
   if (!ip) return attempt();
   const charged = await budget.charge(ip);
   if (!charged.allowed) {
+    await recordThrottled();
     throw identityError('throttled', 'Too many failed sign-ins from your network; try again later.', {
       retryAfterSeconds: Math.ceil(charged.msBeforeNext / 1000),
     });

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { createInvalidatedCache } from '../platform/bus/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
@@ -14,6 +13,12 @@ import { SESSIONS_TOPIC } from './session-cache.ts';
 import { type SessionStage, secondFactorRequired } from './session-stage.ts';
 import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
+import {
+  auditThrottledSignIn,
+  failedSignIn,
+  refuseUnevaluated,
+  type Unevaluated,
+} from './sign-in-refusals.ts';
 import type { UserRole } from './tables.ts';
 
 export interface SignInResult {
@@ -171,12 +176,7 @@ export function createSignIn(deps: ServiceDeps) {
         userId !== null &&
         reason === 'wrong_password' &&
         (await lockOverThreshold(tx, settings, deps.clock.now(), userId)).length > 0;
-      await audit(deps, tx, tenant, ctx, {
-        action: 'identity.signin.password',
-        outcome: 'failure',
-        ...(userId ? { target: { type: 'user', id: userId } } : {}),
-        details: { email, reason },
-      });
+      await audit(deps, tx, tenant, ctx, failedSignIn(email, reason, userId));
       if (locked && userId) {
         await audit(deps, tx, tenant, ctx, {
           action: 'identity.user.locked',
@@ -197,44 +197,56 @@ export function createSignIn(deps: ServiceDeps) {
     kind: 'cookie' | 'bearer',
     ctx: ActionContext,
   ): Promise<SignInResult> {
-    return chargedAttempt(perIp, ctx, () => attempt(tenant, rawEmail, rawPassword, kind, ctx));
+    // Input refused before any check is no attempt: answered before the budget is charged, so that the
+    // event of a throttled attempt names an address fit for the trail.
+    if (hasControlCharacters(rawEmail)) throw controlCharactersError();
+    const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
+    return chargedAttempt(
+      perIp,
+      ctx,
+      () => attempt(tenant, email, rawPassword, kind, ctx),
+      () => auditThrottledSignIn(deps, tenant, ctx, email),
+    );
   };
+
+  /** The dummy verification of an attempt with no hash to verify; a hasher that cannot run it refuses it. */
+  async function runDummy(tenant: TenantRef, ctx: ActionContext, password: string, attempt: Unevaluated) {
+    try {
+      await deps.hasher.verifyDummy(password);
+    } catch (error) {
+      await refuseUnevaluated(deps, tenant, ctx, attempt, error);
+    }
+  }
 
   async function attempt(
     tenant: TenantRef,
-    rawEmail: string,
+    email: string,
     rawPassword: string,
     kind: 'cookie' | 'bearer',
     ctx: ActionContext,
   ): Promise<SignInResult> {
-    if (hasControlCharacters(rawEmail)) throw controlCharactersError();
     // As received: the hasher tries the forms each stored hash may have been made from (an imported
     // hash of a system that did not normalise is of the password as typed; its own hashes are NFKC).
     const password = rawPassword;
-    const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
     const outcome = await reserve(tenant, email, ctx);
     if (outcome.kind !== 'verify') {
-      await runDummy(deps, password);
+      const userId = outcome.kind === 'disabled' ? outcome.userId : null;
+      await runDummy(tenant, ctx, password, { email, userId, reserved: false });
       if (outcome.kind === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
       return fail(tenant, ctx, email, outcome.kind === 'locked' ? 'locked' : 'unknown_user', null);
     }
+    const reserved: Unevaluated = { email, userId: outcome.userId, reserved: true };
     let verdict: Awaited<ReturnType<IdentityDeps['hasher']['verify']>>;
     try {
       verdict = await deps.hasher.verify(outcome.hash, password);
     } catch (error) {
-      if (error instanceof UnsupportedHashFormatError) {
-        // A stored hash nobody can verify (damaged or tampered with): refused like a wrong password,
-        // after a dummy verification so it takes as long, and named in the audit trail as a data error.
-        await runDummy(deps, password);
-        return fail(tenant, ctx, email, 'unusable_hash', outcome.userId);
+      if (!(error instanceof UnsupportedHashFormatError)) {
+        return refuseUnevaluated(deps, tenant, ctx, reserved, error);
       }
-      await giveBackSlot(deps, tenant, outcome.userId);
-      if (error instanceof HasherBusyError) {
-        throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
-          retryAfterSeconds: error.retryAfterSeconds,
-        });
-      }
-      throw error;
+      // A stored hash nobody can verify (damaged or tampered with): refused like a wrong password,
+      // after a dummy verification so it takes as long, and named in the audit trail as a data error.
+      await runDummy(tenant, ctx, password, reserved);
+      return fail(tenant, ctx, email, 'unusable_hash', outcome.userId);
     }
     if (!verdict.ok) {
       return fail(tenant, ctx, email, 'wrong_password', outcome.userId);
@@ -253,19 +265,6 @@ export function createSignIn(deps: ServiceDeps) {
     // Disabled, or given another password, between the reservation and now: no session, and the same
     // answer as a wrong password.
     return typeof result === 'string' ? fail(tenant, ctx, email, result, outcome.userId) : result;
-  }
-}
-
-async function runDummy(deps: IdentityDeps, password: string) {
-  try {
-    await deps.hasher.verifyDummy(password);
-  } catch (error) {
-    if (error instanceof HasherBusyError) {
-      throw identityError('busy', 'The server is handling many sign-ins; try again shortly.', {
-        retryAfterSeconds: error.retryAfterSeconds,
-      });
-    }
-    throw error;
   }
 }
 
@@ -298,17 +297,6 @@ async function upgradedHash(deps: IdentityDeps, password: string): Promise<strin
     if (error instanceof HasherBusyError) return null;
     throw error;
   }
-}
-
-/** An attempt the server could not evaluate (overload) must not count against the user. */
-async function giveBackSlot(deps: IdentityDeps, tenant: TenantRef, userId: string) {
-  await inTenant(deps, tenant, (tx) =>
-    tx
-      .updateTable('users')
-      .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
-      .where('id', '=', userId)
-      .execute(),
-  );
 }
 
 async function succeed(
