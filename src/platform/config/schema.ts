@@ -222,7 +222,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   ipBlocklists: {
     env: 'IP_BLOCKLISTS',
-    doc: 'Files or https URLs of CIDR blocklists (FireHOL netset, Spamhaus DROP), comma-separated.',
+    doc: 'Files or https URLs of CIDR blocklists (FireHOL netset, Spamhaus DROP), comma-separated; only global unicast clients are matched (never private, loopback, ... nor /healthz, /readyz).',
     default: '(none)',
   },
   ipBlocklistRefreshSeconds: {
