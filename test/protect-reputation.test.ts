@@ -15,19 +15,20 @@ import { parseBlockList } from '../src/protect/reputation/parse.ts';
 import { openBreachedScreen } from '../src/runtime.ts';
 import { createTestDatabase, type TestDatabase, testConfig } from './helpers.ts';
 
+// Global unicast addresses throughout: documentation and private ranges are never matched (non-global.ts).
 const fireholNetset = `#
 # firehol_level1 (excerpt)
 # Maintainer      : FireHOL
 #
 0.0.0.0/8
-192.0.2.0/24
-198.51.100.7
-2001:db8:bad::/48
+45.9.148.0/24
+5.188.10.7
+2a0d:5600:bad::/48
 not-an-address
 `;
 const spamhausDrop = `; Spamhaus DROP List 2026/11/26 - (c) 2026 The Spamhaus Project SLR
 ; Last-Modified: Thu, 26 Nov 2026 08:11:34 GMT
-203.0.113.0/25 ; SBL123456
+1.10.16.0/25 ; SBL123456
 `;
 
 describe('block list formats', () => {
@@ -35,13 +36,13 @@ describe('block list formats', () => {
     const firehol = parseBlockList(fireholNetset);
     expect(firehol.cidrs.map(([a, b]) => `${a.toString()}/${b}`)).toEqual([
       '0.0.0.0/8',
-      '192.0.2.0/24',
-      '198.51.100.7/32',
-      '2001:db8:bad::/48',
+      '45.9.148.0/24',
+      '5.188.10.7/32',
+      '2a0d:5600:bad::/48',
     ]);
     expect(firehol.rejected).toBe(1);
     expect(parseBlockList(spamhausDrop)).toEqual({
-      cidrs: [ipaddr.parseCIDR('203.0.113.0/25')],
+      cidrs: [ipaddr.parseCIDR('1.10.16.0/25')],
       rejected: 0,
     });
   });
@@ -119,18 +120,21 @@ describe('block lists in front of every route', () => {
 
   it('refuses listed addresses (file and URL lists, IPv4 and IPv6) with 403 problem+json; others pass', async () => {
     for (const address of [
-      '192.0.2.44',
-      '198.51.100.7',
-      '2001:db8:bad::1',
-      '203.0.113.9',
-      '::ffff:192.0.2.1',
+      '45.9.148.44',
+      '5.188.10.7',
+      '2a0d:5600:bad::1',
+      '1.10.16.9',
+      '::ffff:45.9.148.1',
     ]) {
-      const res = await app.inject({ url: '/healthz', remoteAddress: address });
+      const res = await app.inject({ url: '/api/v1/tenants', remoteAddress: address });
       expect(res.statusCode, address).toBe(403);
       expect(res.json()).toMatchObject({ code: 'address_blocked' });
     }
-    for (const address of ['198.51.100.8', '203.0.113.128', '2001:db8:bae::1', '127.0.0.1']) {
-      expect((await app.inject({ url: '/healthz', remoteAddress: address })).statusCode, address).toBe(200);
+    for (const address of ['5.188.10.8', '1.10.16.128', '2a0d:5600:bae::1', '127.0.0.1']) {
+      // Not refused: the route itself asks for credentials.
+      expect((await app.inject({ url: '/api/v1/tenants', remoteAddress: address })).statusCode, address).toBe(
+        401,
+      );
     }
     const metrics = await app.inject({ url: '/metrics' });
     expect(metrics.body).toMatch(/rampart_ip_blocked_total\{list=".*firehol_level1.netset"\} 4/);
@@ -138,25 +142,25 @@ describe('block lists in front of every route', () => {
   });
 
   it('samples blocks into the audit trail: one event per address in ten minutes', async () => {
-    for (let i = 0; i < 3; i++) await app.inject({ url: '/healthz', remoteAddress: '192.0.2.200' });
+    for (let i = 0; i < 3; i++) await app.inject({ url: '/api/v1/tenants', remoteAddress: '45.9.148.200' });
     await vi.waitFor(async () => {
       const rows = await database.db.withSystem<AuditTables, { details: unknown }[]>((tx) =>
         tx.selectFrom('audit_events').select('details').where('action', '=', 'protect.ip.blocked').execute(),
       );
       const details = rows.map((r) => (typeof r.details === 'string' ? JSON.parse(r.details) : r.details));
-      expect(details.filter((d) => d.address === '192.0.2.200')).toHaveLength(1);
-      expect(details).toEqual(expect.arrayContaining([expect.objectContaining({ address: '203.0.113.9' })]));
+      expect(details.filter((d) => d.address === '45.9.148.200')).toHaveLength(1);
+      expect(details).toEqual(expect.arrayContaining([expect.objectContaining({ address: '1.10.16.9' })]));
     });
   });
 
   it('takes a changed list at the next refresh, and keeps the last good one when a source fails', async () => {
-    writeFileSync(file, '10.9.8.0/24\n');
+    writeFileSync(file, '91.92.93.0/24\n');
     await protection.blockLists.refresh();
-    expect((await app.inject({ url: '/healthz', remoteAddress: '10.9.8.7' })).statusCode).toBe(403);
-    expect((await app.inject({ url: '/healthz', remoteAddress: '192.0.2.44' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/api/v1/tenants', remoteAddress: '91.92.93.7' })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/api/v1/tenants', remoteAddress: '45.9.148.44' })).statusCode).toBe(401);
     feed.close();
     await protection.blockLists.refresh();
-    expect((await app.inject({ url: '/healthz', remoteAddress: '203.0.113.9' })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/api/v1/tenants', remoteAddress: '1.10.16.9' })).statusCode).toBe(403);
     expect(protection.blockLists.state().find((s) => s.source.startsWith('http'))?.error).toBeTruthy();
   });
 });

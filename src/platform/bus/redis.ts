@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { openRedis } from '../redis.ts';
+import { openRedis, REDIS_KEEPALIVE_MS } from '../redis.ts';
 import { LocalDispatch } from './local.ts';
 import type { InvalidationBus } from './types.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
@@ -34,7 +34,8 @@ function whenReady(redis: Redis): Promise<void> {
  * Redis pub/sub on one channel. A subscribed connection can run no other command, so the subscriber is
  * a dedicated connection and publishing uses a second one. ioredis reconnects by itself; we subscribe
  * again ourselves (not autoResubscribe) so the reset handlers run only once the subscription is back,
- * and they run when the connection is lost as well.
+ * and they run when the connection is lost as well. The publisher is an openRedis connection: a publish
+ * to a Redis that stopped answering fails after REDIS_COMMAND_TIMEOUT_MS instead of hanging its caller.
  */
 export async function openRedisBus(options: RedisBusOptions): Promise<InvalidationBus> {
   const node = randomUUID();
@@ -45,6 +46,9 @@ export async function openRedisBus(options: RedisBusOptions): Promise<Invalidati
     autoResubscribe: false,
     maxRetriesPerRequest: null,
     connectTimeout: 2_000,
+    // No command timeout here: a subscribed connection waits for messages, not for replies. Keepalive
+    // notices a vanished peer, so 'close' resets the caches and the subscription is made again.
+    keepAlive: REDIS_KEEPALIVE_MS,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
   });
   subscriber.on('error', () => {});

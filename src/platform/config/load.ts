@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
-import { type Config, configSchema, envNames } from './schema.ts';
+import { type Config, configSchema, envNames, rateLimitRouteClasses } from './schema.ts';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -141,7 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   merged.publicUrl ??= `http://${merged.host}:${merged.port}`;
   const problems = [...Value.Errors(configSchema, merged)].map((e) => describe(e.path, e.message));
-  problems.push(...proxyProblems(merged.trustProxy));
+  problems.push(...proxyProblems(merged.trustProxy), ...failClosedProblems(merged.rateLimitFailClosed));
   if (problems.length > 0) throw new ConfigError(problems);
   const config = merged as Config;
   const unsafe = [...consistencyProblems(config), ...productionProblems(config)];
@@ -180,15 +180,42 @@ function isProxyEntry(entry: string): boolean {
   return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
 }
 
-// Checked here because Fastify would otherwise fail later with "invalid IP address: yes", naming no setting.
+/** A CIDR with prefix 0 (0.0.0.0/0, ::/0): every address. */
+const trustsEveryone = (entry: string) => /\/0+$/.test(entry);
+
+// Checked here because Fastify would otherwise fail later with "invalid IP address: yes" (or, for a /0,
+// "invalid range on address"), naming no setting.
 function proxyProblems(value: unknown): string[] {
   if (!Array.isArray(value)) return [];
-  const bad = value.filter((entry): entry is string => typeof entry === 'string' && !isProxyEntry(entry));
+  const entries = value.filter((entry): entry is string => typeof entry === 'string');
+  const bad = entries.filter((entry) => !isProxyEntry(entry));
+  const everyone = entries.filter((entry) => isProxyEntry(entry) && trustsEveryone(entry));
+  const problems: string[] = [];
+  if (bad.length > 0)
+    problems.push(
+      `TRUST_PROXY (trustProxy): ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an address, a CIDR ` +
+        'or one of loopback, linklocal, uniquelocal',
+    );
+  if (everyone.length > 0)
+    problems.push(
+      `TRUST_PROXY (trustProxy): ${everyone.map((e) => JSON.stringify(e)).join(', ')} would trust every ` +
+        'address, so any client could choose its own address with X-Forwarded-For (for rate limits, block ' +
+        "lists and the audit trail); list your reverse proxies' own addresses or CIDRs",
+    );
+  return problems;
+}
+
+// Checked here because a misspelt class ("sigin") was accepted and did nothing: sign-in then failed open
+// while the counter store was down, the brute-force window the setting exists to close.
+function failClosedProblems(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  const classes: readonly string[] = rateLimitRouteClasses;
+  const bad = value.filter((entry): entry is string => typeof entry === 'string' && !classes.includes(entry));
   return bad.length === 0
     ? []
     : [
-        `TRUST_PROXY (trustProxy): ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an address, a CIDR ` +
-          'or one of loopback, linklocal, uniquelocal',
+        `RATE_LIMIT_FAIL_CLOSED (rateLimitFailClosed): ${bad.map((b) => JSON.stringify(b)).join(', ')} is not ` +
+          `a rate-limit route class; name some of ${classes.join(', ')} (default signin,token)`,
       ];
 }
 

@@ -1,5 +1,12 @@
 import { type Static, Type } from '@sinclair/typebox';
 
+/**
+ * The rate-limit route classes (src/protect/rate-limit/policy.ts takes its list from here). Named in the
+ * configuration's module because RATE_LIMIT_FAIL_CLOSED is checked before any capability loads, and
+ * platform/ imports no capability.
+ */
+export const rateLimitRouteClasses = ['signin', 'token', 'api', 'public'] as const;
+
 /** Every setting Rampart reads, with the environment variable that sets it. */
 export const configSchema = Type.Object(
   {
@@ -46,7 +53,8 @@ export const configSchema = Type.Object(
     rateLimitEnabled: Type.Boolean(),
     rateLimitStore: Type.Union(['auto', 'memory', 'redis', 'postgres'].map((s) => Type.Literal(s))),
     rateLimits: Type.Array(Type.String({ pattern: '^[a-z]+\\.[a-z]+=\\d+/\\d+$' })),
-    rateLimitFailClosed: Type.Array(Type.String({ pattern: '^[a-z]+$' })),
+    // Each entry is checked against rateLimitRouteClasses in load.ts (a message naming the classes).
+    rateLimitFailClosed: Type.Array(Type.String({ minLength: 1 })),
     outboundAllowHosts: Type.Array(Type.String({ minLength: 1 })),
     outboundAllowPrivate: Type.Array(Type.String({ minLength: 1 })),
     outboundTenantAllowPrivate: Type.Array(Type.String({ minLength: 1 })),
@@ -105,7 +113,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   trustProxy: {
     env: 'TRUST_PROXY',
-    doc: 'Comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For is believed.',
+    doc: 'Comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For is believed (a /0 prefix, trusting everyone, is refused).',
     default: '(none)',
   },
   tlsCertFile: { env: 'TLS_CERT_FILE', doc: 'PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.' },
@@ -191,7 +199,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   rateLimitFailClosed: {
     env: 'RATE_LIMIT_FAIL_CLOSED',
-    doc: 'Route classes refused (503) while the shared counter store is unreachable; the others are let through.',
+    doc: 'Route classes (`signin`, `token`, `api`, `public`) refused (503) while the shared counter store is unreachable or does not answer; the others are let through.',
     default: 'signin,token',
   },
   outboundAllowHosts: {
@@ -222,7 +230,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   ipBlocklists: {
     env: 'IP_BLOCKLISTS',
-    doc: 'Files or https URLs of CIDR blocklists (FireHOL netset, Spamhaus DROP), comma-separated.',
+    doc: 'Files or https URLs of CIDR blocklists (FireHOL netset, Spamhaus DROP), comma-separated; only global unicast clients are matched (never private, loopback, ... nor /healthz, /readyz).',
     default: '(none)',
   },
   ipBlocklistRefreshSeconds: {

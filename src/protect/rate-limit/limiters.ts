@@ -39,6 +39,32 @@ export interface RateLimitersOptions {
   /** Classes refused (503) while the shared store is unreachable. */
   failClosed: ReadonlySet<string>;
   onStoreFailure: (failure: StoreFailure) => void;
+  /** How long a call to the shared store may take before it counts as failed (default STORE_DEADLINE_MS). */
+  storeDeadlineMs?: number;
+}
+
+/**
+ * The longest a request waits for the shared counter store. A store that stops answering (a stalled
+ * PostgreSQL, a Redis whose command timeout did not apply) is then treated like one that is down, so the
+ * class's fail mode decides (503 or the per-node count) instead of the request hanging. Above Redis's own
+ * command timeout (platform/redis.ts), so that one reports first; the late answer is dropped.
+ */
+export const STORE_DEADLINE_MS = 2_000;
+
+export class StoreDeadlineError extends Error {
+  constructor(ms: number) {
+    super(`the rate-limit store did not answer within ${ms} ms`);
+    this.name = 'StoreDeadlineError';
+  }
+}
+
+/** Settles as `promise` does, or rejects with StoreDeadlineError after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreDeadlineError(ms)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -66,6 +92,10 @@ function unavailable() {
 
 /** One limiter per (class, scope) on the shared store, each with a per-node twin for failing open. */
 export function createRateLimiters(options: RateLimitersOptions) {
+  const deadlineMs = options.storeDeadlineMs ?? STORE_DEADLINE_MS;
+  // The memory store answers synchronously: no timer on that hot path.
+  const shared = <T>(call: Promise<T>): Promise<T> =>
+    options.store === 'memory' ? call : within(call, deadlineMs);
   const pairs = new Map<string, Pair>();
   const pairFor = (name: string, limit: Limit): Pair => ({
     shared: options.factory(name, limit),
@@ -95,7 +125,7 @@ export function createRateLimiters(options: RateLimitersOptions) {
     const pair = pairs.get(`${routeClass}-${scope}`);
     if (!pair) return null;
     try {
-      return decisionOf(pair, await pair.shared.consume(key), true);
+      return decisionOf(pair, await shared(pair.shared.consume(key)), true);
     } catch (error) {
       // rate-limiter-flexible rejects with the result when the points are used up, with an Error when the store fails.
       if (error instanceof RateLimiterRes) return decisionOf(pair, error, false);
@@ -120,7 +150,7 @@ export function createRateLimiters(options: RateLimitersOptions) {
     async get(ip: string) {
       const key = addressKey(ip);
       try {
-        return await failures.shared.get(key);
+        return await shared(failures.shared.get(key));
       } catch (error) {
         failed('signin', error);
         return failures.local.get(key);
@@ -128,25 +158,25 @@ export function createRateLimiters(options: RateLimitersOptions) {
     },
     async charge(ip: string) {
       const key = addressKey(ip);
-      const taken = async (limiter: RateLimiterAbstract) => {
+      const taken = async (consumed: Promise<RateLimiterRes>) => {
         try {
-          return { allowed: true, msBeforeNext: (await limiter.consume(key, 1)).msBeforeNext };
+          return { allowed: true, msBeforeNext: (await consumed).msBeforeNext };
         } catch (error) {
           if (error instanceof RateLimiterRes) return { allowed: false, msBeforeNext: error.msBeforeNext };
           throw error;
         }
       };
       try {
-        return await taken(failures.shared);
+        return await taken(shared(failures.shared.consume(key, 1)));
       } catch (error) {
         failed('signin', error);
-        return taken(failures.local);
+        return taken(failures.local.consume(key, 1));
       }
     },
     async refund(ip: string) {
       const key = addressKey(ip);
       try {
-        return await failures.shared.reward(key, 1);
+        return await shared(failures.shared.reward(key, 1));
       } catch (error) {
         // The attempt is answered already; only the counting is degraded.
         options.onStoreFailure({ store: options.store, routeClass: 'signin', failClosed: false, error });

@@ -3,7 +3,11 @@
  * make per window. Routes declare `config: { rateLimit: 'signin' }` (or `false` for none); a route
  * that declares nothing gets a class derived from its method and URL, so every route is limited.
  */
-export const routeClasses = ['signin', 'token', 'api', 'public'] as const;
+import { rateLimitRouteClasses } from '../../platform/config/index.ts';
+
+// The list lives with the configuration, which checks RATE_LIMIT_FAIL_CLOSED against it before any
+// capability loads (platform/ imports no capability).
+export const routeClasses = rateLimitRouteClasses;
 export type RouteClass = (typeof routeClasses)[number];
 
 /** ip: the client address; account: the signed-in actor, or the account named in a sign-in; tenant: the :tenant of the URL. */

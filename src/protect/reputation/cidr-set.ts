@@ -8,6 +8,8 @@ import ipaddr from 'ipaddr.js';
  */
 export interface CidrSet {
   has(address: string): boolean;
+  /** True when every address of the range is in the set. */
+  covers(cidr: [ipaddr.IPv4 | ipaddr.IPv6, number]): boolean;
   /** Ranges after merging, per family. */
   readonly size: { v4: number; v6: number };
 }
@@ -69,18 +71,18 @@ export function buildCidrSet(cidrs: Iterable<[ipaddr.IPv4 | ipaddr.IPv6, number]
   const startLo = BigUint64Array.from(merged6, (r) => r[0] & MASK64);
   const ends6 = merged6.map((r) => r[1]);
 
-  const has4 = (value: number): boolean => {
+  /** The last interval starting at or before value, or -1. */
+  const at4 = (value: number): number => {
     let lo = 0;
     let hi = starts4.length - 1;
-    // The last interval starting at or before value.
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       if ((starts4[mid] as number) <= value) lo = mid + 1;
       else hi = mid - 1;
     }
-    return hi >= 0 && value <= (ends4[hi] as number);
+    return hi;
   };
-  const has6 = (value: bigint): boolean => {
+  const at6 = (value: bigint): number => {
     const vHi = value >> 64n;
     const vLo = value & MASK64;
     let lo = 0;
@@ -91,7 +93,16 @@ export function buildCidrSet(cidrs: Iterable<[ipaddr.IPv4 | ipaddr.IPv6, number]
       if (sHi < vHi || (sHi === vHi && (startLo[mid] as bigint) <= vLo)) lo = mid + 1;
       else hi = mid - 1;
     }
-    return hi >= 0 && value <= (ends6[hi] as bigint);
+    return hi;
+  };
+  // Merged intervals are disjoint and not adjacent, so a range inside the set lies inside one of them.
+  const covers4 = ([start, end]: [number, number]) => {
+    const i = at4(start);
+    return i >= 0 && end <= (ends4[i] as number);
+  };
+  const covers6 = ([start, end]: [bigint, bigint]) => {
+    const i = at6(start);
+    return i >= 0 && end <= (ends6[i] as bigint);
   };
 
   return {
@@ -103,8 +114,16 @@ export function buildCidrSet(cidrs: Iterable<[ipaddr.IPv4 | ipaddr.IPv6, number]
       } catch {
         return false;
       }
-      if (parsed.kind() === 'ipv4') return has4(v4Range([parsed as ipaddr.IPv4, 32])[0]);
-      return has6(v6Value(parsed as ipaddr.IPv6));
+      if (parsed.kind() === 'ipv4') return covers4(v4Range([parsed as ipaddr.IPv4, 32]));
+      const value = v6Value(parsed as ipaddr.IPv6);
+      return covers6([value, value]);
+    },
+    covers([address, bits]) {
+      if (address.kind() === 'ipv4') return covers4(v4Range([address as ipaddr.IPv4, bits]));
+      const v6address = address as ipaddr.IPv6;
+      if (v6address.isIPv4MappedAddress() && bits >= 96)
+        return covers4(v4Range([v6address.toIPv4Address(), bits - 96]));
+      return covers6(v6Range([v6address, bits]));
     },
   };
 }

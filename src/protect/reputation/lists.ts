@@ -1,18 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import type { OutboundClient } from '../outbound/index.ts';
 import { buildCidrSet, type CidrSet } from './cidr-set.ts';
+import { isNonGlobalAddress, isNonGlobalRange } from './non-global.ts';
 import { parseBlockList } from './parse.ts';
 
 export interface ListState {
   source: string;
   ranges: number;
   rejectedLines: number;
+  /** Entries wholly outside global unicast (bogons): loaded, but no client address ever matches them. */
+  neverMatching: number;
   loadedAt: Date | null;
   error: string | null;
 }
 
 export interface BlockLists {
-  /** The source of the first list that holds the address, or null. */
+  /**
+   * The source of the first list that holds the address, or null. An address outside global unicast
+   * (loopback, private, link-local, CGNAT...: non-global.ts) is never matched: it is a health probe, the
+   * trusted proxy or an internal caller, and lists of bogons would refuse them all.
+   */
   match(address: string): string | null;
   refresh(): Promise<void>;
   state(): ListState[];
@@ -36,7 +43,10 @@ const isUrl = (source: string) => /^https?:\/\//.test(source);
 export function createBlockLists(sources: string[], deps: BlockListDeps): BlockLists {
   const sets = new Map<string, CidrSet>();
   const states = new Map<string, ListState>(
-    sources.map((source) => [source, { source, ranges: 0, rejectedLines: 0, loadedAt: null, error: null }]),
+    sources.map((source) => [
+      source,
+      { source, ranges: 0, rejectedLines: 0, neverMatching: 0, loadedAt: null, error: null },
+    ]),
   );
   let timer: NodeJS.Timeout | null = null;
 
@@ -48,14 +58,30 @@ export function createBlockLists(sources: string[], deps: BlockListDeps): BlockL
         : await readFile(source, 'utf8');
       const parsed = parseBlockList(text);
       const set = buildCidrSet(parsed.cidrs);
+      const neverMatching = parsed.cidrs.filter(isNonGlobalRange);
       sets.set(source, set);
       Object.assign(state, {
         ranges: set.size.v4 + set.size.v6,
         rejectedLines: parsed.rejected,
+        neverMatching: neverMatching.length,
         loadedAt: deps.clock.now(),
         error: null,
       });
-      deps.log.info({ source, ranges: state.ranges, rejectedLines: parsed.rejected }, 'IP block list loaded');
+      deps.log.info(
+        { source, ranges: state.ranges, rejectedLines: parsed.rejected, neverMatching: neverMatching.length },
+        'IP block list loaded',
+      );
+      if (neverMatching.length > 0) {
+        // Said once per load, so whoever reads the list's numbers knows these entries do nothing here.
+        deps.log.info(
+          {
+            source,
+            neverMatching: neverMatching.length,
+            examples: neverMatching.slice(0, 5).map(([address, bits]) => `${address.toString()}/${bits}`),
+          },
+          'IP block list entries outside global unicast (bogons) are never matched: such clients are probes, proxies or internal callers',
+        );
+      }
     } catch (error) {
       state.error = (error as Error).message;
       deps.log.warn(
@@ -67,6 +93,7 @@ export function createBlockLists(sources: string[], deps: BlockListDeps): BlockL
 
   return {
     match(address) {
+      if (isNonGlobalAddress(address)) return null;
       for (const [source, set] of sets) if (set.has(address)) return source;
       return null;
     },

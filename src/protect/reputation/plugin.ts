@@ -5,6 +5,12 @@ import { protectError } from '../errors.ts';
 import type { Protection } from '../protection.ts';
 
 /**
+ * Health probes are answered whatever the caller's address: a load balancer or orchestrator that is
+ * refused takes the node out of service, and the answers carry no data.
+ */
+const probes = new Set(['/healthz', '/readyz']);
+
+/**
  * Refuses requests from addresses on the configured block lists, first thing (before rate limits,
  * parsing or authentication). Counted per list; sampled into the audit trail.
  */
@@ -26,7 +32,18 @@ export const blockListPlugin = fp<{ protection: Protection }>(
           this.set({ list: state.source.split('?')[0] ?? '' }, state.ranges);
       },
     });
+    new Gauge({
+      name: 'rampart_ip_blocklist_never_matching',
+      help: 'Entries per block list wholly outside global unicast (bogons), which no client address matches',
+      labelNames: ['list'],
+      registers: [app.metrics],
+      collect() {
+        for (const state of protection.blockLists.state())
+          this.set({ list: state.source.split('?')[0] ?? '' }, state.neverMatching);
+      },
+    });
     app.addHook('onRequest', async (request) => {
+      if (probes.has(request.routeOptions.url ?? '')) return;
       const list = protection.blockLists.match(request.ip);
       if (!list) return;
       blocked.inc({ list: list.split('?')[0] ?? '' });
