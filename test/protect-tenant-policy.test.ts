@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
+import { createInProcessBus } from '../src/platform/bus/index.ts';
+import { systemClock, systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
+import { createTenantPolicyService } from '../src/protect/tenant-policy/service.ts';
 import { tenantAdmin } from './access-helpers.ts';
 import { buildTestApp, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 import { adminSession } from './identity-helpers.ts';
@@ -145,6 +148,30 @@ describe('changing the policy', () => {
       expect(read.json().corsOrigins).toEqual([]);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('a change whose invalidation cannot be published', () => {
+  it('stands and is answered as made; the failed publish is reported, not thrown', async () => {
+    const reported: unknown[] = [];
+    const bus = createInProcessBus();
+    const policies = createTenantPolicyService({
+      db: t.db,
+      clock: systemClock,
+      bus: { ...bus, publish: () => Promise.reject(new Error('redis stalled')) },
+      onBackgroundError: (error) => reported.push(error),
+    });
+    try {
+      const tenantId = (await t.app.services.tenancy.get('beta')).id;
+      const policy = { adminAllowCidrs: [], corsOrigins: ['https://app.beta.example'] };
+      // Before, the rejected publish became the caller's 500 after the change had committed.
+      await expect(policies.update(tenantId, systemContext('test'), policy)).resolves.toEqual(policy);
+      expect((await policies.get(tenantId)).corsOrigins).toEqual(['https://app.beta.example']);
+      expect(reported).toHaveLength(1);
+    } finally {
+      policies.close();
+      await bus.close();
     }
   });
 });

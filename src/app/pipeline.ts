@@ -59,7 +59,12 @@ export async function registerRequestPipeline(app: App, core: AppCore) {
   await app.register(metricsPlugin, { poolStats: () => db.engine.stats(), engine: db.engine.kind });
   registerMailMetrics(app.metrics, dispatcher);
   await app.register(protectPlugin, { config, protection });
-  const tenantPolicies = createTenantPolicyService({ db, clock, bus: invalidation });
+  const tenantPolicies = createTenantPolicyService({
+    db,
+    clock,
+    bus: invalidation,
+    onBackgroundError: (error) => app.log.error({ err: error }, 'tenant policy: could not publish an invalidation'),
+  });
   app.addHook('onClose', async () => tenantPolicies.close());
   await app.register(tenantPolicyPlugin, { policies: tenantPolicies, resolveTenant });
   const users = userAuthenticator(identity, resolveTenant, config.publicUrl);

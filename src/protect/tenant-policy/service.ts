@@ -88,7 +88,13 @@ function validate(input: TenantPolicy, callerIp: string): TenantPolicy {
 }
 
 /** Per-tenant network policy: admin address allowlist and CORS origins; cached on every node, invalidated through the bus. */
-export function createTenantPolicyService(deps: { db: Database; clock: Clock; bus: InvalidationBus }) {
+export function createTenantPolicyService(deps: {
+  db: Database;
+  clock: Clock;
+  bus: InvalidationBus;
+  /** A publish that failed after its change committed (the update itself succeeded). */
+  onBackgroundError?: (error: unknown) => void;
+}) {
   const cache = createInvalidatedCache<LoadedPolicy>({
     bus: deps.bus,
     topic: TOPIC,
@@ -138,7 +144,9 @@ export function createTenantPolicyService(deps: { db: Database; clock: Clock; bu
         },
       });
     });
-    await deps.bus.publish(TOPIC, tenantId);
+    // After the commit: every node drops its copy (the cache's TTL bounds a lost message). A failed
+    // publish is reported, not answered: the change stands, and a 500 would say it did not.
+    await deps.bus.publish(TOPIC, tenantId).catch((error: unknown) => deps.onBackgroundError?.(error));
     return policy;
   }
 
