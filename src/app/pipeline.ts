@@ -63,7 +63,8 @@ export async function registerRequestPipeline(app: App, core: AppCore) {
     db,
     clock,
     bus: invalidation,
-    onBackgroundError: (error) => app.log.error({ err: error }, 'tenant policy: could not publish an invalidation'),
+    onBackgroundError: (error) =>
+      app.log.error({ err: error }, 'tenant policy: could not publish an invalidation'),
   });
   app.addHook('onClose', async () => tenantPolicies.close());
   await app.register(tenantPolicyPlugin, { policies: tenantPolicies, resolveTenant });
