@@ -8,6 +8,7 @@ import type { BreachedScreen } from './identity/index.ts';
 import { allMigrations } from './migrations.ts';
 import { type InvalidationBus, openInvalidationBus } from './platform/bus/index.ts';
 import type { Config } from './platform/config/index.ts';
+import { ensurePrivateDataDir } from './platform/data-dir.ts';
 import {
   type Database,
   type Engine,
@@ -25,6 +26,7 @@ export async function openEngine(config: Config): Promise<Engine> {
       poolMax: config.databasePoolMax,
     });
   }
+  ensurePrivateDataDir(config.dataDir);
   return openPgliteEngine({ dataDir: config.dataDir });
 }
 

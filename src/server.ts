@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
@@ -7,6 +7,7 @@ import { createOperatorService } from './identity/index.ts';
 import type { Config } from './platform/config/index.ts';
 import { systemClock } from './platform/context.ts';
 import { resolveRootKey } from './platform/crypto/keys.ts';
+import { ensurePrivateDataDir } from './platform/data-dir.ts';
 import type { Database } from './platform/db/index.ts';
 import { createProtection } from './protect/index.ts';
 import { openBreachedScreen, openConfiguredBus, openConfiguredDatabase } from './runtime.ts';
@@ -106,7 +107,7 @@ function announceFirstOperator(
   // Named by the time: a file left by an earlier first run (a database started over) is never reused.
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = join(config.dataDir, `${FIRST_OPERATOR_PREFIX}${stamp}.txt`);
-  mkdirSync(config.dataDir, { recursive: true });
+  ensurePrivateDataDir(config.dataDir);
   writeFileSync(file, `Rampart first run: created operator ${issued.email}.\n${secrets}`, {
     mode: 0o600,
     flag: 'wx',

@@ -94,7 +94,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   dataDir: {
     env: 'DATA_DIR',
-    doc: 'Embedded database directory; `memory://` keeps it in memory.',
+    doc: 'Embedded database directory, made private (mode 0700) at every start; `memory://` keeps it in memory.',
     default: './data',
   },
   databaseUrl: {

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDataDir } from '../data-dir.ts';
 
 let memoryRootKey: Buffer | null = null;
 
@@ -17,9 +18,9 @@ export function resolveRootKey(secretKey: string | undefined, dataDir: string): 
     memoryRootKey ??= randomBytes(32);
     return memoryRootKey;
   }
+  ensurePrivateDataDir(dataDir);
   const path = join(dataDir, '.secret-key');
   if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64url');
-  mkdirSync(dataDir, { recursive: true });
   const key = randomBytes(32);
   writeFileSync(path, key.toString('base64url'), { mode: 0o600 });
   chmodSync(path, 0o600);
