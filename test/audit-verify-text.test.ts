@@ -1,14 +1,15 @@
 /**
  * Verification reads every hashed field as text that PostgreSQL writes (src/audit/check.ts): the time
- * through to_char, the position, hashes, ids and address packed into one comma-separated column. These
- * tests pin down that this text is what the writer hashed, on both engines, for any content, and that
- * a time moved to another era is still caught.
+ * through to_char, and either the position, hashes, ids and address packed into one comma-separated
+ * column (PostgreSQL) or every field in one JSON array per event, a page's arrays in one JSON text
+ * (PGlite). These tests pin down that this text is what the writer hashed, on both engines, for any
+ * content, that both forms check every event alike, and that a time moved to another era is caught.
  */
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isoTime } from '../src/audit/check.ts';
+import { checkedEvents, isoTime, type ReadForm } from '../src/audit/check.ts';
 import { checkpointSigner, recordAuditEvents, trustedKeys, verifyAuditChain } from '../src/audit/index.ts';
 import type { ActionContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -68,6 +69,75 @@ describe('the text verification reads', () => {
     const report = await verifyAuditChain(t.db, tenantId, { keys });
     expect(report.broken).toBeNull();
     expect(report.events).toBe(samples.length);
+  });
+
+  // The two read forms (check.ts) must agree on every event, tampered ones included: a difference in
+  // how one of them decodes a field would make it pass or fail events the other does not.
+  it('reads the same checked events in both forms, tampered rows included', async () => {
+    const tenantId = randomUUID();
+    const samples = fc.sample(
+      fc.record({
+        actorId: fc.option(text, { nil: null }),
+        userAgent: fc.option(text, { nil: null }),
+        details: fc.dictionary(fc.constantFrom('a', 'b', 'note', 'n', 'zz'), detailValue, { maxKeys: 4 }),
+      }),
+      { numRuns: 30, seed: 20261127 },
+    );
+    for (const s of samples) {
+      clock.advance(1);
+      const ctx = {
+        actor: { type: 'user', id: s.actorId },
+        ip: '2001:db8::7',
+        userAgent: s.userAgent,
+        requestId: null,
+      };
+      const event = { tenantId, action: 'tenancy.tenant.suspended' as const, outcome: 'success' as const };
+      await t.db.withTenant(asTenantId(tenantId), (tx) =>
+        recordAuditEvents(tx, clock, ctx as ActionContext, [{ ...event, details: s.details }]),
+      );
+    }
+    // Each as [SET clause, its $3 if it has one], on every third event from seq 2.
+    const nested =
+      '{"z": {"b": [1, 2.50, "\u00e9", {"y": true}], "a": null}, "\u20ac": 1e300, "": -0.0, "é": 1E-7, "n": 12345678901234567890}';
+    const tamper: [string, string?][] = [
+      ['details = $3::jsonb', nested],
+      ['details = $3::jsonb', JSON.stringify({ k: 'x,y"\\\n\u{1f600}\u2028' })],
+      ['mac = NULL'],
+      ['actor_id = $3, user_agent = NULL', ',,"\\\t'],
+      ["occurred_at = occurred_at - interval '3000 years'"],
+      ["occurred_at = 'infinity'"],
+      ['prev_hash = hash'],
+      ["ip = '10.1.2.3/8'"],
+    ];
+    await t.engine.asOwner(async (o) => {
+      await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+      try {
+        for (const [i, [set, value]] of tamper.entries()) {
+          const where = [tenantId, 3 * i + 2];
+          await o.query(
+            `UPDATE audit_events SET ${set} WHERE tenant_id = $1 AND chain_seq = $2`,
+            value === undefined ? where : [...where, value],
+          );
+        }
+      } finally {
+        await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+      }
+    });
+    const read = async (form: ReadForm) => {
+      const events = [];
+      const followed: number[] = [];
+      // Read from a head behind the real one: the rows beyond it come through the statement that reads
+      // the head again.
+      for await (const page of checkedEvents(t.db, tenantId, 0, 10, (h) => followed.push(h.seq), form)) {
+        events.push(...page);
+      }
+      return { events, followed };
+    };
+    const json = await read('json');
+    expect(json.followed).toEqual([samples.length]);
+    expect(json.events).toHaveLength(samples.length);
+    expect(json.events.filter((e) => !e.intact).map((e) => e.seq)).toEqual([2, 5, 11, 14, 17, 20, 23]);
+    expect(await read('columns')).toEqual(json);
   });
 
   it('writes any time as Date.toISOString() does, eras and five-digit years included', async () => {

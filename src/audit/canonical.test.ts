@@ -100,6 +100,31 @@ describe('canonicalEvent', () => {
     // Seconds on a quiet machine; a loaded one (CI beside other jobs) may need far more.
   }, 120_000);
 
+  // canonical.ts remembers the last details' keys (sorted and quoted) and the last value of several
+  // fields: runs of events whose keys come from a few (some off the fast path), in any order and
+  // number, so that consecutive events often share all, the first or none of them, must each match.
+  it('matches canonicalize over runs of events that share details keys and fields', () => {
+    const pool = ['a', 'B', 'é', '\ud83d\ude00', '\ud800', '"', 'zz', ''];
+    const run = fc.array(
+      fc.tuple(
+        fc.shuffledSubarray(pool, { maxLength: 4 }),
+        fc.array(flatValue, { minLength: 4, maxLength: 4 }),
+        event,
+      ),
+      { minLength: 2, maxLength: 12 },
+    );
+    fc.assert(
+      fc.property(run, (items) => {
+        for (const [keys, values, e] of items) {
+          const details = Object.fromEntries(keys.map((key, i) => [key, values[i]]));
+          const withDetails = { ...e, details };
+          expect(fast(withDetails)).toEqual(reference(withDetails));
+        }
+      }),
+      { numRuns: 3_000 },
+    );
+  }, 120_000);
+
   it('matches canonicalize on a typical event (a check that the property above can fail)', () => {
     const e: ChainedEvent = {
       id: '0b7f6c1e-7c1d-4c59-9d55-2f3a1e0c9b11',

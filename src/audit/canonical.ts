@@ -91,17 +91,32 @@ function field(value: unknown): string | undefined {
   return quoted(value) ?? undefined;
 }
 
+/**
+ * The last details' keys in the order Object.keys gave them, and the same keys sorted, each with its
+ * JSON name (null when off the fast path). Consecutive events mostly carry the same keys in the same
+ * order (one kind of action after another): then sorting and quoting them again is skipped.
+ */
+let lastKeys: string[] = [];
+let lastSorted: { key: string; name: string | null }[] = [];
+
+function sortedKeys(keys: string[]): { key: string; name: string | null }[] {
+  if (keys.length === lastKeys.length && keys.every((key, i) => key === lastKeys[i])) return lastSorted;
+  // Default sort compares UTF-16 code units, the order RFC 8785 prescribes (and canonicalize uses).
+  const sorted = [...keys].sort().map((key) => ({ key, name: quoted(key) }));
+  lastKeys = keys;
+  lastSorted = sorted;
+  return sorted;
+}
+
 /** A flat details map (strings, finite numbers, booleans, null) with keys sorted by UTF-16 code units. */
 function flatDetails(details: unknown): string | null {
   if (typeof details !== 'object' || details === null || Array.isArray(details)) return null;
   if (typeof (details as { toJSON?: unknown }).toJSON === 'function') return null;
   const record = details as Record<string, unknown>;
   const parts: string[] = [];
-  // Default sort compares UTF-16 code units, the order RFC 8785 prescribes (and canonicalize uses).
-  for (const key of Object.keys(record).sort()) {
-    const value = record[key];
-    const name = quoted(key);
+  for (const { key, name } of sortedKeys(Object.keys(record))) {
     if (name === null) return null;
+    const value = record[key];
     let text: string | null;
     if (typeof value === 'string') text = quoted(value);
     else if (typeof value === 'number') text = Number.isFinite(value) ? JSON.stringify(value) : null;

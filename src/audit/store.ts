@@ -104,7 +104,8 @@ export interface FollowedHead {
 
 /**
  * A chain's rows after `afterSeq`, in sequence order, page by page (one short transaction each), as
- * `columns` reads them (`seq` is the position as text). Up to `headSeq` each page is a bounded range of
+ * `columns` reads them (`seq` is the position as text): a select list, one row per event, or JsonRows,
+ * one JSON text per page. Up to `headSeq` each page is a bounded range of
  * positions (`after < seq <= after + pageSize`): its cost does not depend on the planner's row
  * estimates (without statistics on a freshly loaded table it sorted every remaining event for each
  * page) nor on the length of the chain. Past the head, rows that should not exist are still read, so
@@ -118,34 +119,49 @@ export interface FollowedHead {
 export async function* chainPages<Row extends { seq: string }>(
   db: Database,
   tenantId: string | null,
-  columns: RawBuilder<unknown>,
+  columns: RawBuilder<unknown> | JsonRows<Row>,
   afterSeq: number,
   headSeq = afterSeq,
   pageSize = 5000,
   follow?: (head: FollowedHead) => void,
 ): AsyncGenerator<Row[]> {
+  const rowsAfter = (after: RawBuilder<unknown>, bound: RawBuilder<unknown>) => {
+    const where = sql`${chainFilter(tenantId)} AND chain_seq > ${after} ${bound}`;
+    return 'json' in columns
+      ? sql`(SELECT pg_catalog.json_agg(e.fields ORDER BY e.n)::text FROM (SELECT ${columns.json} AS fields,
+          chain_seq AS n FROM audit_events WHERE ${where} ORDER BY chain_seq LIMIT ${pageSize}) AS e) AS page`
+      : sql`${columns} FROM audit_events WHERE ${where} ORDER BY chain_seq LIMIT ${pageSize}`;
+  };
+  const decode = (rows: unknown[]): Row[] => {
+    if (!('json' in columns)) return rows as Row[];
+    const text = (rows[0] as { page: string | null } | undefined)?.page;
+    return text ? columns.decode(JSON.parse(text) as unknown[]) : [];
+  };
   const page = (after: number, upTo: number | null) =>
     inChain(db, tenantId, async (tx) => {
       const bound = upTo === null ? sql`` : sql`AND chain_seq <= ${upTo}`;
-      const { rows } = await sql<Row>`SELECT ${columns} FROM audit_events
-        WHERE ${chainFilter(tenantId)} AND chain_seq > ${after} ${bound}
-        ORDER BY chain_seq LIMIT ${pageSize}`.execute(tx);
-      return rows;
+      const { rows } = await sql<Row>`SELECT ${rowsAfter(sql`${after}`, bound)}`.execute(tx);
+      return decode(rows);
     });
   // The head and the first rows beyond it (and beyond `after`) in one statement, hence one snapshot:
   // an append commits its events and its head together, so no committed event lies beyond this head.
   const beyondHead = (after: number) =>
     inChain(db, tenantId, async (tx) => {
+      const past = sql`greatest(${after}::bigint, coalesce(h.seq, 0))`;
+      // JSON pages: one row whose page is a subquery on the head; else the rows, joined laterally.
+      const [selected, lateral] =
+        'json' in columns
+          ? [rowsAfter(past, sql``), sql``]
+          : [sql`e.*`, sql`LEFT JOIN LATERAL (SELECT ${rowsAfter(past, sql``)}) e ON true`];
       const { rows } = await sql<Row & { head_seq: string | null; head_hash: Uint8Array | null }>`
-        SELECT h.seq::text AS head_seq, h.head_hash, e.*
+        SELECT h.seq::text AS head_seq, h.head_hash, ${selected}
         FROM (SELECT 1) AS one
         LEFT JOIN audit_chain_heads h ON h.chain = ${tenantId ?? 'platform'}
-        LEFT JOIN LATERAL (SELECT ${columns} FROM audit_events
-          WHERE ${chainFilter(tenantId)} AND chain_seq > greatest(${after}::bigint, coalesce(h.seq, 0))
-          ORDER BY chain_seq LIMIT ${pageSize}) e ON true`.execute(tx);
+        ${lateral}`.execute(tx);
       const first = rows[0];
       const head =
         first?.head_seq == null ? null : { seq: Number(first.head_seq), hash: bytes(first.head_hash) };
+      if ('json' in columns) return { head, rows: decode(rows) };
       const events: Row[] = [];
       for (const { head_seq: _seq, head_hash: _hash, ...row } of rows) {
         if (row.seq !== null) events.push(row as unknown as Row);
@@ -190,6 +206,16 @@ export async function* chainPages<Row extends { seq: string }>(
     if (!last || rows.length < pageSize) return;
     after = Number(last.seq);
   }
+}
+
+/**
+ * A page read as one JSON text (chainPages): each event's fields as one json value (`json`), the page's
+ * values aggregated in position order, then parsed and turned into rows at once (`decode`). Per event
+ * the driver then decodes nothing: on PGlite, each field it decodes costs a copy and a UTF-8 decode.
+ */
+export interface JsonRows<Row> {
+  json: RawBuilder<unknown>;
+  decode: (values: unknown[]) => Row[];
 }
 
 /** A chain's events after `afterSeq` in full, in sequence order (export, search-shaped readers). */
