@@ -308,6 +308,23 @@ describe('what the app role cannot do', () => {
     });
     expect(result).toBe('15');
     expect(await seqs(tenantId)).toEqual([16, 17, 18, 19, 20, 21, 22, 23]);
+    // No audit.trail.pruned event accounts for that prefix: verify names it, and so does the offline
+    // bundle's verify (it starts at the signed checkpoint at 15, which alone proved nothing of 1-15).
+    expect((await verifyAuditChain(t.db, tenantId, { keys })).broken).toMatchObject({
+      kind: 'deleted',
+      seq: 15,
+    });
+    const file = join(mkdtempSync(join(tmpdir(), 'rampart-retention-')), 'chain.jsonl');
+    const lines: string[] = [];
+    await writeBundle(t.db, tenantId, keys, (line) => {
+      lines.push(line);
+    });
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    expect((await verifyBundle(file, keys)).broken).toMatchObject({
+      kind: 'deleted',
+      seq: 15,
+      message: expect.stringContaining('no audit.trail.pruned event'),
+    });
 
     // The tenant's stored retention is a floor too: with 400 days kept, a 31-day cutoff prunes nothing.
     const kept = await chainWithHistory();

@@ -321,6 +321,18 @@ export async function verifyBundle(
     };
     return false;
   };
+  // A bundle that starts after the chain's beginning was pruned there: the audit.trail.pruned event the
+  // pruning job appended (walked with the others, so its hash and links hold) must account for it, as
+  // verify requires in the database (a prefix deleted by a direct call of the prune function has none).
+  let prunedRecord = false;
+  const check = (o: EventLine): CheckedEvent => {
+    if (
+      o.action === 'audit.trail.pruned' &&
+      String((o.details as { throughSeq?: unknown } | null)?.throughSeq) === String(start.seq)
+    )
+      prunedRecord = true;
+    return checkLine(o);
+  };
   /** The events from the current batch of lines on, a page per batch; false once the stream ends. */
   const eventsOf = (page: CheckedEvent[]): boolean => {
     for (; lines.at < lines.batch.length; lines.at += 1) {
@@ -329,14 +341,14 @@ export async function verifyBundle(
       const o = JSON.parse(line) as Line;
       if (o.type !== 'event') throw new Error(`unexpected ${JSON.stringify(o.type)} line among the events`);
       if (!own(o as unknown as EventLine)) return false;
-      page.push(checkLine(o as unknown as EventLine));
+      page.push(check(o as unknown as EventLine));
     }
     return true;
   };
   async function* events(): AsyncGenerator<CheckedEvent[]> {
     if (!firstEvent) return;
     if (!own(firstEvent)) return;
-    let page: CheckedEvent[] = [checkLine(firstEvent)];
+    let page: CheckedEvent[] = [check(firstEvent)];
     while (eventsOf(page)) {
       yield page;
       page = [];
@@ -358,6 +370,18 @@ export async function verifyBundle(
     return result(walked, stray, lastSigned);
   }
   if (walked.broken) return result(walked, walked.broken, lastSigned);
+  if (state.start.seq > 0 && !prunedRecord) {
+    return result(
+      walked,
+      {
+        kind: 'deleted',
+        seq: state.start.seq,
+        eventId: null,
+        message: `the chain was pruned up to seq ${state.start.seq} but no audit.trail.pruned event in the bundle records it`,
+      },
+      lastSigned,
+    );
+  }
   const tail = walked.lastSeq - (lastSigned?.seq ?? state.start.seq);
   if (tail > 0 && !options.allowUnsignedTail) {
     const since = lastSigned
