@@ -164,7 +164,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   smtpUrl: {
     env: 'SMTP_URL',
-    doc: 'Outgoing mail server (smtp://user:pass@host:587, STARTTLS required, or smtps://...; `?requireTLS=false` for a relay without TLS); unset = development outbox.',
+    doc: 'Outgoing mail server (smtp://user:pass@host:587, STARTTLS required, or smtps://...; `?requireTLS=false`: a relay without TLS, on loopback only in production); unset = dev outbox.',
   },
   mailFrom: { env: 'MAIL_FROM', doc: 'Sender of outgoing mail.', default: 'Rampart <no-reply@localhost>' },
   redisUrl: {
