@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
+import { jsonSyntaxErrorAt } from './json-error.ts';
 import { type Config, configSchema, envNames, rateLimitRouteClasses } from './schema.ts';
 import { smtpUrlProblems } from './smtp-url.ts';
 
@@ -119,14 +120,19 @@ function readFile(path: string): Record<string, unknown> {
   } catch (error) {
     throw new ConfigError([`RAMPART_CONFIG: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`]);
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
-      throw new Error('not an object');
-    return parsed as Record<string, unknown>;
+    parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`RAMPART_CONFIG: ${path} is not a JSON object (${(error as Error).message})`]);
+    // The place only: V8's message can quote the file, and the file holds the secret key.
+    const { line, column } = jsonSyntaxErrorAt(text, error);
+    throw new ConfigError([
+      `RAMPART_CONFIG: ${path} is not a JSON object (JSON syntax error at line ${line}, column ${column})`,
+    ]);
   }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError([`RAMPART_CONFIG: ${path} is not a JSON object`]);
+  return parsed as Record<string, unknown>;
 }
 
 /**
