@@ -28,6 +28,7 @@ import { type ActionContext, systemClock } from '../platform/context.ts';
 import { resolveRootKey } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
+import { withoutUrlSecrets } from '../platform/url-secrets.ts';
 import { registerProtectCommands } from '../protect/index.ts';
 import { openConfiguredBus, openConfiguredDatabase, openEngine, ownerSettingsFrom } from '../runtime.ts';
 import { handleSignals, startServer } from '../server.ts';
@@ -50,26 +51,6 @@ const maskedSettings = new Set([
 ]);
 
 const isEmptyList = (value: unknown) => Array.isArray(value) && value.length === 0;
-
-/**
- * A setting's value with what a URL may carry of a secret masked: its user and password (a Redis or
- * proxy URL's credentials) and its query values (an API key of a block-list feed), in a string or in
- * a list of them. Whatever does not parse as a URL with a scheme is shown as it is.
- */
-export function withoutUrlSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(withoutUrlSecrets);
-  if (typeof value !== 'string' || !/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return value;
-  }
-  if (url.username) url.username = '(masked)';
-  if (url.password) url.password = '(masked)';
-  for (const key of [...url.searchParams.keys()]) url.searchParams.set(key, '(masked)');
-  return url.toString();
-}
 
 const cliContext = (): ActionContext => ({
   actor: { type: 'system', id: `cli:${userInfo().username}` },

@@ -80,7 +80,8 @@ export function createOutboxMailer(db: Database, from: string, folder: string | 
  * with `?requireTLS=false`. Certificates are verified (Node's default; nodemailer leaves it on).
  * Timeouts far below nodemailer's defaults (2 minutes to connect, 10 of silence): a server that does not
  * answer must not hold the dispatcher's queue, or shutdown, for minutes. Query parameters in SMTP_URL
- * (`?connectionTimeout=…`, `?requireTLS=false`) override them.
+ * (`?connectionTimeout=…`, `?requireTLS=false`) override them; the production profile takes only a few,
+ * none of them turning TLS off except to a relay on loopback (src/platform/config/smtp-url.ts).
  */
 export function createSmtpMailer(url: string, from: string): Mailer {
   const transport = nodemailer.createTransport({

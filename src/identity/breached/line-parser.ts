@@ -29,6 +29,8 @@ export class HashLineParser {
   accepted = 0;
   skipped = 0;
   private readonly hexLength: number;
+  /** HASH:COUNT with the longest count, and a CR before the line feed. */
+  private readonly maxLineLength: number;
 
   constructor(
     private readonly source: BreachedSource,
@@ -36,18 +38,25 @@ export class HashLineParser {
     private readonly sink: KeySink,
   ) {
     this.hexLength = source.kind === 'range' ? 35 : 40;
+    this.maxLineLength = this.hexLength + 1 + MAX_COUNT_DIGITS + 1;
   }
 
-  /** Feed the next chunk; a line split across chunks is carried over. */
+  /**
+   * Feed the next chunk; a line split across chunks is carried over. The carry never grows beyond the
+   * longest valid line (a file that is one long line was otherwise held, and copied chunk after chunk,
+   * in memory before it was refused): a longer line is refused as soon as it is seen.
+   */
   push(chunk: Buffer): void {
     let start = 0;
     if (this.carry) {
       const nl = chunk.indexOf(LF);
+      const length = this.carry.length + (nl < 0 ? chunk.length : nl);
+      if (length > this.maxLineLength) this.failTooLong(this.carry);
+      const joined = Buffer.concat([this.carry, nl < 0 ? chunk : chunk.subarray(0, nl)]);
       if (nl < 0) {
-        this.carry = Buffer.concat([this.carry, chunk]);
+        this.carry = joined;
         return;
       }
-      const joined = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
       this.carry = null;
       this.parseLine(joined, 0, joined.length);
       start = nl + 1;
@@ -58,6 +67,7 @@ export class HashLineParser {
       this.parseLine(chunk, start, nl);
       start = nl + 1;
     }
+    if (chunk.length - start > this.maxLineLength) this.failTooLong(chunk.subarray(start));
     if (start < chunk.length) this.carry = Buffer.from(chunk.subarray(start));
   }
 
@@ -103,12 +113,25 @@ export class HashLineParser {
     this.sink(hi, lo);
   }
 
-  private fail(buf: Buffer, start: number, end: number): never {
-    const shown = buf.toString('latin1', start, Math.min(end, start + 60));
-    const want = this.source.kind === 'range' ? 'SUFFIX:COUNT (35 hex digits)' : 'HASH:COUNT (40 hex digits)';
+  /** The line that begins with `start` (not yet counted) is longer than any valid one. */
+  private failTooLong(start: Buffer): never {
+    this.line++;
+    const shown = start.toString('latin1', 0, Math.min(start.length, 60));
     throw new BreachedImportError(
       'malformed_line',
-      `${this.source.path}:${this.line}: expected ${want}, got "${shown}"`,
+      `${this.source.path}:${this.line}: expected ${this.expected()}, got a line longer than ${this.maxLineLength} bytes starting "${shown}"`,
+    );
+  }
+
+  private expected(): string {
+    return this.source.kind === 'range' ? 'SUFFIX:COUNT (35 hex digits)' : 'HASH:COUNT (40 hex digits)';
+  }
+
+  private fail(buf: Buffer, start: number, end: number): never {
+    const shown = buf.toString('latin1', start, Math.min(end, start + 60));
+    throw new BreachedImportError(
+      'malformed_line',
+      `${this.source.path}:${this.line}: expected ${this.expected()}, got "${shown}"`,
     );
   }
 }

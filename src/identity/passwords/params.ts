@@ -1,3 +1,5 @@
+import { argon2Limits } from '../../platform/config/index.ts';
+
 /** Argon2id cost parameters, in the units the PHC string uses (m in KiB). */
 export interface Argon2Params {
   memoryKiB: number;
@@ -20,12 +22,13 @@ export const defaultArgon2Params: Argon2Params = Object.freeze({
  * Upper bounds on the cost of an imported hash. A stored hash dictates how much memory and time
  * its verification takes, so an import file with m=4 GiB or bcrypt cost 31 would turn each
  * sign-in attempt into a denial of service. Real deployments stay well below these
- * (libsodium's "sensitive" profile is m=1 GiB; bcrypt rarely exceeds cost 14).
+ * (libsodium's "sensitive" profile is m=1 GiB; bcrypt rarely exceeds cost 14). The argon2 bounds are
+ * the configuration's (ARGON2_* is checked against them at load), so what it accepts the hasher takes.
  */
 export const importLimits = Object.freeze({
-  argon2MaxMemoryKiB: 1_048_576,
-  argon2MaxIterations: 32,
-  argon2MaxParallelism: 16,
+  argon2MaxMemoryKiB: argon2Limits.maxMemoryKiB,
+  argon2MaxIterations: argon2Limits.maxIterations,
+  argon2MaxParallelism: argon2Limits.maxParallelism,
   bcryptMaxCost: 16,
 });
 

@@ -1,2 +1,2 @@
 export { ConfigError, loadConfig, productionProblems } from './load.ts';
-export { type Config, configSchema, envNames, rateLimitRouteClasses } from './schema.ts';
+export { argon2Limits, type Config, configSchema, envNames, rateLimitRouteClasses } from './schema.ts';

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
+import { jsonSyntaxErrorAt } from './json-error.ts';
 import { type Config, configSchema, envNames, rateLimitRouteClasses } from './schema.ts';
+import { smtpUrlProblems } from './smtp-url.ts';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -118,14 +120,19 @@ function readFile(path: string): Record<string, unknown> {
   } catch (error) {
     throw new ConfigError([`RAMPART_CONFIG: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`]);
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
-      throw new Error('not an object');
-    return parsed as Record<string, unknown>;
+    parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`RAMPART_CONFIG: ${path} is not a JSON object (${(error as Error).message})`]);
+    // The place only: V8's message can quote the file, and the file holds the secret key.
+    const { line, column } = jsonSyntaxErrorAt(text, error);
+    throw new ConfigError([
+      `RAMPART_CONFIG: ${path} is not a JSON object (JSON syntax error at line ${line}, column ${column})`,
+    ]);
   }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError([`RAMPART_CONFIG: ${path} is not a JSON object`]);
+  return parsed as Record<string, unknown>;
 }
 
 /**
@@ -228,30 +235,6 @@ function describe(path: string, message: string): string {
 
 const weakSecret = /^(changeme|secret|password|default|x+|0+)$/i;
 
-/**
- * What in SMTP_URL's query would send mail (and the SMTP password) unprotected off this machine:
- * nodemailer reads `requireTLS`, `ignoreTLS` and `tls.*` from the URL and lets them override ours.
- * A relay on loopback may go without TLS. Never echoes the URL: it holds the password.
- */
-function smtpTlsProblem(raw: string): string | null {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    return null; // the schema already names a malformed URL
-  }
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
-  const query = url.searchParams;
-  const off = (name: string) => /^(false|0)$/i.test(query.get(name) ?? '');
-  const weakened = [
-    url.protocol === 'smtp:' && off('requireTLS') && 'requireTLS=false',
-    /^(true|1)$/i.test(query.get('ignoreTLS') ?? '') && 'ignoreTLS=true',
-    off('tls.rejectUnauthorized') && 'tls.rejectUnauthorized=false',
-  ].filter(Boolean);
-  if (weakened.length === 0 || (loopback && !off('tls.rejectUnauthorized'))) return null;
-  return `SMTP_URL: production sends mail over verified TLS off this machine; remove ${weakened.join(', ')} (only a relay on loopback may go without TLS)`;
-}
-
 /** The production profile refuses settings that would make the deployment insecure. */
 export function productionProblems(config: Config): string[] {
   if (config.profile !== 'production') return [];
@@ -276,8 +259,7 @@ export function productionProblems(config: Config): string[] {
       'SMTP_URL: production sends real mail (invitations, resets); the development outbox is not for it',
     );
   }
-  const smtpTls = config.smtpUrl ? smtpTlsProblem(config.smtpUrl) : null;
-  if (smtpTls) problems.push(smtpTls);
+  if (config.smtpUrl) problems.push(...smtpUrlProblems(config.smtpUrl));
   if (!config.databaseUrl && !config.allowEmbeddedInProduction) {
     problems.push(
       'DATABASE_URL: production runs on PostgreSQL; set ALLOW_EMBEDDED_IN_PRODUCTION=true to accept the embedded database',

@@ -7,6 +7,14 @@ import { type Static, Type } from '@sinclair/typebox';
  */
 export const rateLimitRouteClasses = ['signin', 'token', 'api', 'public'] as const;
 
+/**
+ * The highest argon2id costs Rampart hashes and verifies with (src/identity/passwords/params.ts takes
+ * them from here, also as the ceiling on an imported hash's). Named in the configuration's module so
+ * ARGON2_* is held to the same bounds at load, by name, as the hasher: `config check` passed 4 GiB and
+ * 64 passes, and `start` then failed in the hasher without naming the variable.
+ */
+export const argon2Limits = Object.freeze({ maxMemoryKiB: 1_048_576, maxIterations: 32, maxParallelism: 16 });
+
 /** Every setting Rampart reads, with the environment variable that sets it. */
 export const configSchema = Type.Object(
   {
@@ -37,9 +45,9 @@ export const configSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     ),
     shutdownGraceMs: Type.Integer({ minimum: 0, maximum: 120_000 }),
-    argon2MemoryKiB: Type.Integer({ minimum: 1024, maximum: 4 * 1024 * 1024 }),
-    argon2Iterations: Type.Integer({ minimum: 1, maximum: 64 }),
-    argon2Parallelism: Type.Integer({ minimum: 1, maximum: 16 }),
+    argon2MemoryKiB: Type.Integer({ minimum: 1024, maximum: argon2Limits.maxMemoryKiB }),
+    argon2Iterations: Type.Integer({ minimum: 1, maximum: argon2Limits.maxIterations }),
+    argon2Parallelism: Type.Integer({ minimum: 1, maximum: argon2Limits.maxParallelism }),
     breachedFilterFile: Type.Optional(Type.String({ minLength: 1 })),
     breachedOnline: Type.Union([Type.Literal('off'), Type.Literal('fail-open'), Type.Literal('fail-closed')]),
     breachedRangeUrl: Type.String({ pattern: '^https?://' }),
@@ -145,9 +153,13 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   bodyLimitBytes: { env: 'BODY_LIMIT_BYTES', doc: 'Largest accepted request body.', default: '1048576' },
   logLevel: { env: 'LOG_LEVEL', doc: 'pino log level.', default: 'info' },
-  argon2MemoryKiB: { env: 'ARGON2_MEMORY_KIB', doc: 'argon2id memory per hash (KiB).', default: '19456' },
-  argon2Iterations: { env: 'ARGON2_ITERATIONS', doc: 'argon2id passes.', default: '2' },
-  argon2Parallelism: { env: 'ARGON2_PARALLELISM', doc: 'argon2id lanes.', default: '1' },
+  argon2MemoryKiB: {
+    env: 'ARGON2_MEMORY_KIB',
+    doc: 'argon2id memory per hash (KiB, 1024 to 1048576: 1 GiB).',
+    default: '19456',
+  },
+  argon2Iterations: { env: 'ARGON2_ITERATIONS', doc: 'argon2id passes (1 to 32).', default: '2' },
+  argon2Parallelism: { env: 'ARGON2_PARALLELISM', doc: 'argon2id lanes (1 to 16).', default: '1' },
   breachedFilterFile: {
     env: 'BREACHED_FILTER_FILE',
     doc: 'Filter built by `rampart breached import`; loaded at start.',
@@ -164,7 +176,7 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   },
   smtpUrl: {
     env: 'SMTP_URL',
-    doc: 'Outgoing mail server (smtp://user:pass@host:587, STARTTLS required, or smtps://...; `?requireTLS=false` for a relay without TLS); unset = development outbox.',
+    doc: 'Outgoing mail server (smtp://user:pass@host:587, STARTTLS required, or smtps://...; `?requireTLS=false`: a relay without TLS, on loopback only in production); unset = dev outbox.',
   },
   mailFrom: { env: 'MAIL_FROM', doc: 'Sender of outgoing mail.', default: 'Rampart <no-reply@localhost>' },
   redisUrl: {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { withoutUrlSecrets } from '../../platform/url-secrets.ts';
 import type { OutboundClient } from '../outbound/index.ts';
 import { buildCidrSet, type CidrSet } from './cidr-set.ts';
 import { isNonGlobalAddress, isNonGlobalRange } from './non-global.ts';
@@ -52,6 +53,9 @@ export function createBlockLists(sources: string[], deps: BlockListDeps): BlockL
 
   async function load(source: string) {
     const state = states.get(source) as ListState;
+    // Feeds put access keys in the query (and a URL may carry a user and password): logged masked, at
+    // start and on every refresh.
+    const shown = withoutUrlSecrets(source);
     try {
       const text = isUrl(source)
         ? await (await deps.outbound.request('ip-list', source)).text()
@@ -68,14 +72,19 @@ export function createBlockLists(sources: string[], deps: BlockListDeps): BlockL
         error: null,
       });
       deps.log.info(
-        { source, ranges: state.ranges, rejectedLines: parsed.rejected, neverMatching: neverMatching.length },
+        {
+          source: shown,
+          ranges: state.ranges,
+          rejectedLines: parsed.rejected,
+          neverMatching: neverMatching.length,
+        },
         'IP block list loaded',
       );
       if (neverMatching.length > 0) {
         // Said once per load, so whoever reads the list's numbers knows these entries do nothing here.
         deps.log.info(
           {
-            source,
+            source: shown,
             neverMatching: neverMatching.length,
             examples: neverMatching.slice(0, 5).map(([address, bits]) => `${address.toString()}/${bits}`),
           },
@@ -83,9 +92,17 @@ export function createBlockLists(sources: string[], deps: BlockListDeps): BlockL
         );
       }
     } catch (error) {
-      state.error = (error as Error).message;
+      state.error = error instanceof Error ? error.message : String(error);
+      // The error's message and type only: an error object can carry the URL whole (Node's invalid-URL
+      // error keeps it as `input`, which the log serializer would print).
+      const { name, code } = error as { name?: unknown; code?: unknown };
+      const err = {
+        type: typeof name === 'string' ? name : typeof error,
+        ...(typeof code === 'string' ? { code } : {}),
+        message: state.error.replaceAll(source, shown),
+      };
       deps.log.warn(
-        { source, err: error },
+        { source: shown, error: err },
         'IP block list could not be loaded; keeping the previous version',
       );
     }
