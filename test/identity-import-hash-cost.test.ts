@@ -6,7 +6,8 @@
  * more than 8× the configured argon2id (or over 4 lanes, or bcrypt above cost 13) with a reason naming
  * the limit, and sign-in refuses such a hash already stored (imported by an older version) like an
  * unusable one: a dummy verification at the usual cost, `401 invalid_credentials`, audited
- * `reason: "unusable_hash"`; the hash itself is never run.
+ * `reason: "unusable_hash"`; the hash itself is never run. Its user resets the password: the reuse check
+ * skips a kept hash nobody can verify instead of failing the reset on it.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { toTenantRef } from '../src/identity/index.ts';
 import type { TenantIdentityTables } from '../src/identity/tables.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { buildTestApp, seedTenant, type TestApp } from './helpers.ts';
+import { linkFromOutbox } from './identity-helpers.ts';
 
 let t: TestApp;
 const slug = 'import-cost';
@@ -61,37 +63,41 @@ describe('users import', () => {
   });
 });
 
-describe('sign-in against a stored hash above the bounds', () => {
-  it('is refused like an unusable hash, after a dummy verification, even with the right password', async () => {
+/** A user whose stored hash an older version imported: over the lane bound, cheap enough to run in a test. */
+async function olderImport(email: string) {
+  const stored = await argon2.hash('right-password-1', {
+    type: argon2.argon2id,
+    memoryCost: 64,
+    timeCost: 1,
+    parallelism: 5,
+  });
+  const tenant = toTenantRef(await t.app.services.tenancy.get(slug));
+  await t.db.withTenant<TenantIdentityTables, void>(tenant.id, async (tx) => {
+    await tx
+      .insertInto('users')
+      .values({
+        tenant_id: tenant.id,
+        email,
+        display_name: '',
+        role: 'member',
+        status: 'active',
+        password_hash: stored,
+      })
+      .execute();
+  });
+  return tenant;
+}
+
+const signIn = (email: string, password: string) =>
+  t.app.inject({ method: 'POST', url: `/api/v1/t/${slug}/auth/signin`, payload: { email, password } });
+
+describe('a stored hash above the bounds', () => {
+  it('is refused at sign-in like an unusable hash, after a dummy verification, even with the right password', async () => {
     const email = 'older-import@import-cost.test';
-    // As an older version would have imported it: over the lane bound, cheap enough to run in a test.
-    const stored = await argon2.hash('right-password-1', {
-      type: argon2.argon2id,
-      memoryCost: 64,
-      timeCost: 1,
-      parallelism: 5,
-    });
-    const tenant = toTenantRef(await t.app.services.tenancy.get(slug));
-    await t.db.withTenant<TenantIdentityTables, void>(tenant.id, async (tx) => {
-      await tx
-        .insertInto('users')
-        .values({
-          tenant_id: tenant.id,
-          email,
-          display_name: '',
-          role: 'member',
-          status: 'active',
-          password_hash: stored,
-        })
-        .execute();
-    });
+    const tenant = await olderImport(email);
     const hasher = t.app.services.identity.deps.hasher;
     const before = hasher.stats();
-    const res = await t.app.inject({
-      method: 'POST',
-      url: `/api/v1/t/${slug}/auth/signin`,
-      payload: { email, password: 'right-password-1' },
-    });
+    const res = await signIn(email, 'right-password-1');
     expect(res.statusCode).toBe(401);
     expect(res.json()).toMatchObject({ code: 'invalid_credentials' });
     const after = hasher.stats();
@@ -106,5 +112,24 @@ describe('sign-in against a stored hash above the bounds', () => {
         .execute(),
     );
     expect(reasons.map((r) => (r.details as { reason: string }).reason)).toContain('unusable_hash');
+  });
+
+  it('does not stop its user from resetting the password (the reuse check skips it)', async () => {
+    const email = 'reset-older@import-cost.test';
+    await olderImport(email);
+    const forgot = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/${slug}/password/forgot`,
+      payload: { email },
+    });
+    expect(forgot.statusCode).toBeLessThan(300);
+    const { token } = await linkFromOutbox(t, email);
+    const reset = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/t/${slug}/password/reset`,
+      payload: { token, password: 'Quiet-Harbour-Lantern-77' },
+    });
+    expect(reset.statusCode, reset.body).toBeLessThan(300);
+    expect((await signIn(email, 'Quiet-Harbour-Lantern-77')).statusCode).toBe(200);
   });
 });
