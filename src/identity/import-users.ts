@@ -87,6 +87,10 @@ const skippableCsvErrors = new Set([
  */
 async function* csvRows(stream: NodeJS.ReadableStream): AsyncGenerator<ReadRow> {
   const skipped: ReadRow[] = [];
+  // The last line of the last record read or skipped (the header's at first): an error that stops the
+  // reading is reported at the line after it, where the unreadable record starts, not where the parser
+  // gave up (an unclosed quote is only noticed at the end of the file).
+  let lastLine = 1;
   const parser = stream.pipe(
     parse({
       columns: true,
@@ -97,8 +101,10 @@ async function* csvRows(stream: NodeJS.ReadableStream): AsyncGenerator<ReadRow> 
       skip_records_with_error: true,
       on_skip: (error) => {
         // Thrown from here, the error ends the parse (csv-parse turns it into a stream error).
-        if (error === undefined || !skippableCsvErrors.has(error.code)) throw error;
-        skipped.push([`not a valid CSV record (${csvReason(error)})`, lineOf(error)]);
+        if (error === undefined) return undefined;
+        if (!skippableCsvErrors.has(error.code)) throw error;
+        lastLine = lineOf(error, lastLine);
+        skipped.push([`not a valid CSV record (${csvReason(error)})`, lastLine]);
         return undefined;
       },
     }),
@@ -109,19 +115,20 @@ async function* csvRows(stream: NodeJS.ReadableStream): AsyncGenerator<ReadRow> 
       info: { lines: number };
     }>) {
       yield* skipped.splice(0);
+      lastLine = info.lines;
       yield [record, info.lines];
     }
     yield* skipped.splice(0);
   } catch (error) {
     if (!(error instanceof CsvError)) throw error;
     yield* skipped.splice(0);
-    yield [`${csvReason(error)}; the rest of the file was not read`, lineOf(error)];
+    yield [`${csvReason(error)}; the rest of the file was not read`, lastLine + 1];
   }
 }
 
 /** The line csv-parse was on when it failed (its errors carry the parser's info). */
-function lineOf(error: CsvError): number {
-  return typeof error.lines === 'number' ? error.lines : 0;
+function lineOf(error: CsvError, fallback: number): number {
+  return typeof error.lines === 'number' ? error.lines : fallback;
 }
 
 function csvReason(error: CsvError): string {
