@@ -53,7 +53,7 @@ defineAuditActions('identity', {
   'identity.user.invitation_accepted': 'An invited user set a password',
   'identity.user.signup': 'A user signed up (self-service)',
   'identity.user.email_verified': "A user's email address was verified",
-  'identity.user.imported': 'Users were imported with their existing password hashes',
+  'identity.user.imported': 'A user was imported with an existing password hash',
   'identity.user.locked': 'An account was locked after consecutive failures',
   'identity.user.unlocked': 'An account was unlocked',
   'identity.user.disabled': 'A user was disabled (sessions ended, no permission held), with the reason',

@@ -1,6 +1,6 @@
 import type { IdentityDeps, Tx } from './deps.ts';
 import { identityError } from './errors.ts';
-import { HasherBusyError, normalisePassword } from './passwords/index.ts';
+import { HasherBusyError, normalisePassword, UnsupportedHashFormatError } from './passwords/index.ts';
 import {
   checkPasswordRules,
   type IdentitySettings,
@@ -113,9 +113,23 @@ export async function screenNewPassword(
 
 async function inHistory(deps: Pick<IdentityDeps, 'hasher'>, hashes: string[], password: string) {
   for (const hash of hashes) {
-    if ((await hashing(() => deps.hasher.verify(hash, password))).ok) return true;
+    if (await reuses(deps, hash, password)) return true;
   }
   return false;
+}
+
+/**
+ * Whether the password is the one of a kept hash. A hash nobody can verify (damaged, or costlier than the
+ * bound of passwords/cost-bound.ts, as an older import could store) matches no password: its user cannot
+ * sign in with it, and the reset that replaces it must not fail on it.
+ */
+async function reuses(deps: Pick<IdentityDeps, 'hasher'>, hash: string, password: string): Promise<boolean> {
+  try {
+    return (await hashing(() => deps.hasher.verify(hash, password))).ok;
+  } catch (error) {
+    if (error instanceof UnsupportedHashFormatError) return false;
+    throw error;
+  }
 }
 
 /**

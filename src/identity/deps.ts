@@ -1,4 +1,4 @@
-import { type AuditInput, recordAuditEvent } from '../audit/index.ts';
+import { type AuditInput, recordAuditEvent, recordAuditEvents } from '../audit/index.ts';
 import type { MailDispatcher } from '../mail/index.ts';
 import type { InvalidationBus } from '../platform/bus/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
@@ -128,3 +128,18 @@ export const audit = (
   ctx: ActionContext,
   event: AuditInput,
 ) => recordAuditEvent<TenantIdentityTables>(tx, deps.clock, ctx, { ...event, tenantId: tenant.id });
+
+/** Audits several tenant events in the caller's transaction, in one append (one INSERT): bulk paths. */
+export const auditMany = (
+  deps: Pick<IdentityDeps, 'clock'>,
+  tx: Tx,
+  tenant: TenantRef,
+  ctx: ActionContext,
+  events: AuditInput[],
+) =>
+  recordAuditEvents<TenantIdentityTables>(
+    tx,
+    deps.clock,
+    ctx,
+    events.map((event) => ({ ...event, tenantId: tenant.id })),
+  );

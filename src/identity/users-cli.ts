@@ -40,7 +40,8 @@ export function registerUserCommands(root: Command, deps: UsersCliDeps): void {
     .command('import <file>')
     .description(
       'import users with existing password hashes from JSON Lines (.jsonl) or CSV (.csv, header row); ' +
-        'fields: email, displayName, role (member|staff|tenant-admin), passwordHash (argon2, bcrypt, salted SHA-256)',
+        'fields: email, displayName, role (member|staff|tenant-admin), passwordHash (argon2, bcrypt, salted SHA-256); ' +
+        'privileged: a tenant-admin row creates an administrator with the given hash (each imported user is audited)',
     )
     .requiredOption('--tenant <slug>', 'tenant to import into')
     .action(async (file: string, opts: { tenant: string }) => {
@@ -51,11 +52,16 @@ export function registerUserCommands(root: Command, deps: UsersCliDeps): void {
       const summary = await deps.withTenantDb(opts.tenant, async (db, tenant) => {
         bar.start(100, 0, { imported: 0, rejected: 0 });
         try {
-          return await importUsers({ db, clock: deps.clock }, tenant, deps.context(), file, (p) =>
-            bar.update(p.bytesTotal === 0 ? 100 : Math.floor((p.bytesRead / p.bytesTotal) * 100), {
-              imported: p.imported,
-              rejected: p.rejected,
-            }),
+          return await importUsers(
+            { db, clock: deps.clock, hasher: deps.hasher() },
+            tenant,
+            deps.context(),
+            file,
+            (p) =>
+              bar.update(p.bytesTotal === 0 ? 100 : Math.floor((p.bytesRead / p.bytesTotal) * 100), {
+                imported: p.imported,
+                rejected: p.rejected,
+              }),
           );
         } finally {
           bar.stop();

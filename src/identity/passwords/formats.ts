@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { importLimits } from './params.ts';
+import { type Argon2Params, importLimits } from './params.ts';
 
 export type HashFormat = 'argon2id' | 'argon2i' | 'argon2d' | 'bcrypt' | 'sha256-salted' | 'rampart-wrap';
 
@@ -30,7 +30,7 @@ export type LegacyDescriptor =
   | { scheme: 'bcrypt'; minor: 'a' | 'b'; cost: number; salt: string };
 
 export type ParsedHash =
-  | { kind: 'argon2'; format: 'argon2id' | 'argon2i' | 'argon2d' }
+  | { kind: 'argon2'; format: 'argon2id' | 'argon2i' | 'argon2d'; params: Argon2Params }
   | { kind: 'bcrypt'; format: 'bcrypt'; cost: number }
   | {
       kind: 'sha256-salted';
@@ -41,7 +41,14 @@ export type ParsedHash =
       /** Whether the salt goes before the password in the digested message. */
       saltFirst: boolean;
     }
-  | { kind: 'wrapped'; format: 'rampart-wrap'; legacy: LegacyDescriptor; argon2: string };
+  | {
+      kind: 'wrapped';
+      format: 'rampart-wrap';
+      legacy: LegacyDescriptor;
+      argon2: string;
+      /** The cost parameters of the argon2id part. */
+      argon2Params: Argon2Params;
+    };
 
 // Long enough for any legitimate hash; bounds the work spent on a hostile import row.
 const maxStoredLength = 512;
@@ -89,7 +96,11 @@ function parseArgon2(stored: string): ParsedHash | null {
   // Reference-implementation minimums: 8-byte salt, 4-byte tag.
   const wellFormed = isUnpaddedBase64(salt, 8) && isUnpaddedBase64(hash, 4);
   if (!withinLimits || !wellFormed) return null;
-  return { kind: 'argon2', format: variant as 'argon2id' | 'argon2i' | 'argon2d' };
+  return {
+    kind: 'argon2',
+    format: variant as 'argon2id' | 'argon2i' | 'argon2d',
+    params: { memoryKiB, iterations, parallelism },
+  };
 }
 
 /** m, t and p exactly once each, as decimal integers; `data` (associated data) optionally. */
@@ -146,10 +157,12 @@ function parseWrapped(stored: string): ParsedHash | null {
   const match = wrappedPattern.exec(stored);
   if (match === null) return null;
   const [, scheme, descriptor, argon2 = ''] = match;
-  if (parseArgon2(argon2)?.format !== 'argon2id') return null;
+  const inner = parseArgon2(argon2);
+  if (inner?.kind !== 'argon2' || inner.format !== 'argon2id') return null;
   const legacy =
     scheme === 'sha256' ? sha256Descriptor(descriptor ?? '') : bcryptDescriptor(descriptor ?? '');
-  return legacy === null ? null : { kind: 'wrapped', format: 'rampart-wrap', legacy, argon2 };
+  if (legacy === null) return null;
+  return { kind: 'wrapped', format: 'rampart-wrap', legacy, argon2, argon2Params: inner.params };
 }
 
 function sha256Descriptor(text: string): LegacyDescriptor | null {

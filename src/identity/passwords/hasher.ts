@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import argon2 from 'argon2';
+import { excessiveCost } from './cost-bound.ts';
 import { type ParsedHash, parseHash } from './formats.ts';
 import { verifyBcrypt, verifySha256 } from './legacy.ts';
 import { createConcurrencyLimiter } from './limiter.ts';
@@ -34,6 +35,8 @@ export interface PasswordHasherStats {
 }
 
 export interface PasswordHasher {
+  /** The configured argon2id parameters: new hashes use them, and stored ones are bounded by them (cost-bound.ts). */
+  readonly params: Readonly<Argon2Params>;
   hash(password: string): Promise<string>;
   verify(stored: string, password: string): Promise<VerifyResult>;
   verifyDummy(password: string): Promise<void>;
@@ -127,6 +130,8 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
   }
 
   return {
+    params: Object.freeze({ ...params }),
+
     hash(password) {
       return limiter.run(() => {
         counters.hashes += 1;
@@ -137,6 +142,10 @@ export function createPasswordHasher(options: PasswordHasherOptions): PasswordHa
     verify(stored, password) {
       const parsed = parseHash(stored);
       if (parsed === null) return Promise.reject(new UnsupportedHashFormatError());
+      // A hash costing far more than a sign-in (imported before the bounds, or written into the table) is
+      // refused before it takes a slot: run, it would hold one for seconds per wrong password. Callers
+      // answer it as any unusable hash, after a dummy verification of the usual cost.
+      if (excessiveCost(parsed, params) !== null) return Promise.reject(new UnsupportedHashFormatError());
       return limiter.run(async () => {
         counters.verifications += 1;
         if (parsed.kind === 'argon2') return verifyArgon2(stored, password);

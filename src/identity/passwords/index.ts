@@ -1,4 +1,5 @@
-export { type HashFormat, hashFormat, parseHash, type Sha256Layout } from './formats.ts';
+export { excessiveCost, hashCostBounds } from './cost-bound.ts';
+export { type HashFormat, hashFormat, type ParsedHash, parseHash, type Sha256Layout } from './formats.ts';
 export {
   createPasswordHasher,
   type PasswordHasher,

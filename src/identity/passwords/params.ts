@@ -19,11 +19,10 @@ export const defaultArgon2Params: Argon2Params = Object.freeze({
 });
 
 /**
- * Upper bounds on the cost of an imported hash. A stored hash dictates how much memory and time
- * its verification takes, so an import file with m=4 GiB or bcrypt cost 31 would turn each
- * sign-in attempt into a denial of service. Real deployments stay well below these
- * (libsodium's "sensitive" profile is m=1 GiB; bcrypt rarely exceeds cost 14). The argon2 bounds are
- * the configuration's (ARGON2_* is checked against them at load), so what it accepts the hasher takes.
+ * Absolute bounds on the argon2 parameters Rampart parses or is configured with: beyond them a hash is no
+ * accepted format at all. The argon2 bounds are the configuration's (ARGON2_* is checked against them at
+ * load), so what it accepts the hasher takes. They are far above what a sign-in may cost; what an
+ * imported or stored hash may cost relative to the configured parameters is bounded in cost-bound.ts.
  */
 export const importLimits = Object.freeze({
   argon2MaxMemoryKiB: argon2Limits.maxMemoryKiB,
