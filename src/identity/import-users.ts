@@ -1,4 +1,5 @@
 import { createReadStream, statSync } from 'node:fs';
+import { finished } from 'node:stream/promises';
 import { CsvError, parse } from 'csv-parse';
 import type { ActionContext } from '../platform/context.ts';
 import { cappedLines } from './capped-lines.ts';
@@ -84,46 +85,59 @@ const skippableCsvErrors = new Set([
  * too few, a stray quote) is a rejected row; an error after which it cannot tell where the next record
  * starts (an unclosed quote, a record over the size cap) ends the reading with a rejection saying so,
  * so the import still ends with its summary instead of an exception after earlier batches committed.
+ * The parser is fed one chunk of the file at a time and hands over each record as it parses it
+ * (`on_record`), into a queue drained before the next chunk is read: bounded by a chunk, and a record
+ * parsed before an error is never lost. (Read through the parser's stream, up to a stream buffer of
+ * records already parsed was dropped when the error arrived first, depending on timing: CI saw 685 of 700.)
  */
-async function* csvRows(stream: NodeJS.ReadableStream): AsyncGenerator<ReadRow> {
-  const skipped: ReadRow[] = [];
+export async function* csvRows(stream: AsyncIterable<Buffer>): AsyncGenerator<ReadRow> {
+  const queue: ReadRow[] = [];
   // The last line of the last record read or skipped (the header's at first): an error that stops the
   // reading is reported at the line after it, where the unreadable record starts, not where the parser
   // gave up (an unclosed quote is only noticed at the end of the file).
   let lastLine = 1;
-  const parser = stream.pipe(
-    parse({
-      columns: true,
-      skip_empty_lines: true,
-      trim: true,
-      info: true,
-      max_record_size: maxRecordBytes,
-      skip_records_with_error: true,
-      on_skip: (error) => {
-        // Thrown from here, the error ends the parse (csv-parse turns it into a stream error).
-        if (error === undefined) return undefined;
-        if (!skippableCsvErrors.has(error.code)) throw error;
-        lastLine = lineOf(error, lastLine);
-        skipped.push([`not a valid CSV record (${csvReason(error)})`, lastLine]);
-        return undefined;
-      },
-    }),
-  );
-  try {
-    for await (const { record, info } of parser as AsyncIterable<{
-      record: ImportRow;
-      info: { lines: number };
-    }>) {
-      yield* skipped.splice(0);
+  let failure: unknown = null;
+  const parser = parse({
+    columns: true,
+    skip_empty_lines: true,
+    trim: true,
+    max_record_size: maxRecordBytes,
+    skip_records_with_error: true,
+    on_record: (record: ImportRow, info) => {
       lastLine = info.lines;
-      yield [record, info.lines];
-    }
-    yield* skipped.splice(0);
-  } catch (error) {
-    if (!(error instanceof CsvError)) throw error;
-    yield* skipped.splice(0);
-    yield [`${csvReason(error)}; the rest of the file was not read`, lastLine + 1];
+      queue.push([record, info.lines]);
+      return null; // taken here: nothing goes through the parser's stream buffer
+    },
+    on_skip: (error) => {
+      // Thrown from here, the error ends the parse (csv-parse turns it into a stream error).
+      if (error === undefined) return undefined;
+      if (!skippableCsvErrors.has(error.code)) throw error;
+      lastLine = lineOf(error, lastLine);
+      queue.push([`not a valid CSV record (${csvReason(error)})`, lastLine]);
+      return undefined;
+    },
+  });
+  parser.on('error', (error) => {
+    failure ??= error;
+  });
+  // Flowing, so that the end is reached (nothing is pushed through it but the end itself).
+  parser.resume();
+  for await (const chunk of stream) {
+    if (failure) break;
+    // Parsed synchronously: the chunk's records are in the queue when write returns.
+    parser.write(chunk);
+    yield* queue.splice(0);
   }
+  if (!failure) {
+    parser.end();
+    await finished(parser).catch((error: unknown) => {
+      failure ??= error;
+    });
+  }
+  yield* queue.splice(0);
+  if (failure === null) return;
+  if (!(failure instanceof CsvError)) throw failure;
+  yield [`${csvReason(failure)}; the rest of the file was not read`, lastLine + 1];
 }
 
 /** The line csv-parse was on when it failed (its errors carry the parser's info). */
@@ -166,7 +180,8 @@ async function* jsonLinesRows(stream: AsyncIterable<Buffer>): AsyncGenerator<Rea
 function rowsOf(path: string, onBytes: (n: number) => void): AsyncGenerator<ReadRow> {
   const stream = createReadStream(path);
   stream.on('data', (chunk) => onBytes(chunk.length));
-  return /\.csv$/i.test(path) ? csvRows(stream) : jsonLinesRows(stream as AsyncIterable<Buffer>);
+  const chunks = stream as AsyncIterable<Buffer>;
+  return /\.csv$/i.test(path) ? csvRows(chunks) : jsonLinesRows(chunks);
 }
 
 /** Inserts one batch in one transaction, with one audit event per user created; returns the emails inserted. */
