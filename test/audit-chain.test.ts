@@ -171,6 +171,12 @@ describe('tampering as the table owner', () => {
     expect((await verify(tenantId)).broken).toMatchObject({ kind: 'modified', seq: 3, eventId: ids[2] });
   });
 
+  it('details with no canonical form (a number beyond a double) name the modified event, not an error', async () => {
+    const { tenantId, ids } = await newChain();
+    await tamper([`UPDATE audit_events SET details = '{"n": 1e400}' WHERE id = $1`, [ids[3]]]);
+    expect((await verify(tenantId)).broken).toMatchObject({ kind: 'modified', seq: 4, eventId: ids[3] });
+  });
+
   it('deleting an event names its position', async () => {
     const { tenantId, ids } = await newChain();
     await tamper([`DELETE FROM audit_events WHERE id = $1`, [ids[4]]]);

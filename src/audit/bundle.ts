@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { Database } from '../platform/db/index.ts';
-import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
+import { canonicalEventOrNull, chainHashHex, type EventFields } from './canonical.ts';
 import { chainEvents, inChain, readCheckpoints, readHead } from './store.ts';
 import {
   type ChainBreak,
@@ -132,7 +132,8 @@ function checkLine(o: EventLine): CheckedEvent {
     requestId: o.requestId,
     details: o.details,
   };
-  const intact = chainHashHex(prevHash, canonicalEventAt(event, at)) === hash;
+  const text = canonicalEventOrNull(event, at);
+  const intact = text !== null && chainHashHex(prevHash, text) === hash;
   return { seq: Number(o.seq), id: o.id, prevHash, hash, intact };
 }
 

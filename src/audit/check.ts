@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../platform/db/index.ts';
-import { canonicalEventAt, chainHashHex, type EventFields } from './canonical.ts';
+import { canonicalEventOrNull, chainHashHex, type EventFields } from './canonical.ts';
 import { chainFilter, chainPages, type FollowedHead, type JsonRows } from './store.ts';
 import type { AuditEventsTable, AuditTables } from './tables.ts';
 import type { CheckedEvent } from './walk.ts';
@@ -120,7 +120,8 @@ const orNull = (text: string | undefined) => (text ? text : null);
 /** Whether the event's own hash holds: SHA-256(prev_hash || canonical JSON) is the hash it stores. */
 function holds(prevHash: string, hash: string, atText: string | null, event: EventFields): boolean {
   const at = isoTime(atText);
-  return at !== null && chainHashHex(prevHash, canonicalEventAt(event, at)) === hash;
+  const text = at === null ? null : canonicalEventOrNull(event, at);
+  return text !== null && chainHashHex(prevHash, text) === hash;
 }
 
 function checkRow(row: CheckRow): CheckedEvent {
