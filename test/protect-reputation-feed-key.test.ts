@@ -1,7 +1,7 @@
 /**
  * Block-list feed URLs in the log. Regression (security review, low): IP_BLOCKLISTS feeds carry their
- * access key in the query (or a user and password in the URL), and metrics labels, audit events and
- * `config check` all left it out, but "IP block list loaded" logged the URL whole at info, at start and
+ * access key in the query (or a user and password in the URL): `config check` left it out and metric
+ * labels and audit events cut the query (not the user and password, now also cut), but "IP block list loaded" logged the URL whole at info, at start and
  * on every refresh, and a failed load logged it too. The log now shows the URL with those masked.
  */
 import { Writable } from 'node:stream';
@@ -9,7 +9,7 @@ import pino from 'pino';
 import { expect, it } from 'vitest';
 import { loggerOptions } from '../src/platform/log.ts';
 import type { OutboundClient } from '../src/protect/outbound/index.ts';
-import { createBlockLists } from '../src/protect/reputation/lists.ts';
+import { createBlockLists, listName } from '../src/protect/reputation/lists.ts';
 
 const feed = 'https://feeder:FEED-PASS-42@feeds.example.com/drop.txt?apikey=FEED-KEY-0123456789&format=net';
 
@@ -64,4 +64,10 @@ it('logs a failed load without the URL, even where the error carries it', async 
     message: `cannot fetch ${line.source}`,
   });
   for (const secret of secrets) expect(log.text).not.toContain(secret);
+});
+
+it('names a feed in metric labels and audit details without its query, user or password', () => {
+  // Before, only the query was cut there: a feed given as https://user:password@… kept both.
+  expect(listName(feed)).toBe('https://feeds.example.com/drop.txt');
+  expect(listName('/etc/rampart/blocklist.netset')).toBe('/etc/rampart/blocklist.netset');
 });

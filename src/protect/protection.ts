@@ -15,7 +15,7 @@ import {
 import { createRateLimiters, type RateLimiters, type StoreFailure } from './rate-limit/limiters.ts';
 import { applyOverrides, defaultLimits } from './rate-limit/policy.ts';
 import { limiterFactory, type StoreKind, storeKindFor } from './rate-limit/store.ts';
-import { type BlockLists, createBlockLists } from './reputation/lists.ts';
+import { type BlockLists, createBlockLists, listName } from './reputation/lists.ts';
 
 export interface ProtectLog {
   info(obj: object, msg: string): void;
@@ -194,10 +194,10 @@ export function createProtection({ config, db, clock, resolve, ...deps }: Protec
     void auditSystem(action, { address, ...details });
   };
   const recordBlocked = (address: string, list: string) => {
-    // A list named by URL is shown without its query string (feeds put access keys there).
-    const listName = /^https?:/.test(list) ? (list.split('?')[0] ?? list) : list;
-    countBlock('iplist', listName);
-    sampleBlocked(address, 'protect.ip.blocked', { list: listName });
+    // A list named by URL is shown without its query string (feeds put access keys there) or credentials.
+    const name = listName(list);
+    countBlock('iplist', name);
+    sampleBlocked(address, 'protect.ip.blocked', { list: name });
   };
   const recordWafBlocked = (source: string, address: string, ruleId: string) => {
     countBlock('waf', source);

@@ -5,6 +5,20 @@ import { buildCidrSet, type CidrSet } from './cidr-set.ts';
 import { isNonGlobalAddress, isNonGlobalRange } from './non-global.ts';
 import { parseBlockList } from './parse.ts';
 
+/**
+ * A list's name where it is counted or recorded (metric labels, audit details): a feed URL without its
+ * query (feeds put access keys there) and without a user and password; a file path as it is.
+ */
+export function listName(source: string): string {
+  if (!/^https?:\/\//i.test(source)) return source;
+  try {
+    const url = new URL(source);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return source.split('?')[0] ?? source;
+  }
+}
+
 export interface ListState {
   source: string;
   ranges: number;

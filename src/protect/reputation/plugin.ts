@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { Counter, Gauge } from 'prom-client';
 import { protectError } from '../errors.ts';
 import type { Protection } from '../protection.ts';
+import { listName } from './lists.ts';
 
 /**
  * Health probes are answered whatever the caller's address: a load balancer or orchestrator that is
@@ -29,7 +30,7 @@ export const blockListPlugin = fp<{ protection: Protection }>(
       registers: [app.metrics],
       collect() {
         for (const state of protection.blockLists.state())
-          this.set({ list: state.source.split('?')[0] ?? '' }, state.ranges);
+          this.set({ list: listName(state.source) }, state.ranges);
       },
     });
     new Gauge({
@@ -39,14 +40,14 @@ export const blockListPlugin = fp<{ protection: Protection }>(
       registers: [app.metrics],
       collect() {
         for (const state of protection.blockLists.state())
-          this.set({ list: state.source.split('?')[0] ?? '' }, state.neverMatching);
+          this.set({ list: listName(state.source) }, state.neverMatching);
       },
     });
     app.addHook('onRequest', async (request) => {
       if (probes.has(request.routeOptions.url ?? '')) return;
       const list = protection.blockLists.match(request.ip);
       if (!list) return;
-      blocked.inc({ list: list.split('?')[0] ?? '' });
+      blocked.inc({ list: listName(list) });
       protection.recordBlocked(request.ip, list);
       // This runs before the access hook names the caller; the error path expects an actor.
       request.actor ??= { type: 'anonymous', id: null };
