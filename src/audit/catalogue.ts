@@ -58,7 +58,8 @@ defineAuditActions('identity', {
   'identity.user.unlocked': 'An account was unlocked',
   'identity.user.disabled': 'A user was disabled (sessions ended, no permission held), with the reason',
   'identity.user.enabled': 'A disabled user was enabled again',
-  'identity.password.changed': 'A user changed their password',
+  'identity.password.changed':
+    'A user changed their password; as a failure, a refused attempt (reason: wrong_current, locked, throttled, busy…)',
   'identity.password.reset_requested': 'A password reset link was asked for',
   'identity.password.reset': 'A password was reset with a link',
   'identity.password.hashes_wrapped':
@@ -70,7 +71,8 @@ defineAuditActions('identity', {
   'identity.settings.updated': "The tenant's identity settings (policy, lockout, sessions, 2FA) changed",
   'identity.session.revoked': 'A session was ended',
   'identity.session.revoked_all': "All of a user's sessions were ended",
-  'identity.mfa.enrolment_started': 'TOTP enrolment began',
+  'identity.mfa.enrolment_started':
+    'TOTP enrolment began; as a failure, its current-password check refused (reason: wrong_current, locked, throttled, busy…)',
   'identity.mfa.enrolment_failed': 'A TOTP enrolment code was wrong',
   'identity.mfa.enrolment_discarded':
     'A pending TOTP enrolment was discarded after too many wrong codes (it must be started again)',
@@ -79,7 +81,7 @@ defineAuditActions('identity', {
   'identity.mfa.reset':
     "An administrator reset a user's second factor: authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved)",
   'identity.mfa.removed':
-    'A user removed their own authenticator (step-up and password): authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved)',
+    'A user removed their own authenticator (step-up and password): authenticator and recovery codes removed, every session ended (details: sessionsEnded, recoveryRemoved); as a failure, its current-password check refused (reason)',
   'identity.mfa.seeds_resealed':
     "Users' TOTP seeds were sealed under the current SECRET_KEY (`rampart keys rewrap`), with the count",
 });
