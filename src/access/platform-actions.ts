@@ -8,7 +8,8 @@ import type {
   SinkService,
 } from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
-import type { CriticalActions, JsonValue } from './critical.ts';
+import type { ActionContext } from '../platform/context.ts';
+import type { CriticalActions, JsonValue, PlatformGuard } from './critical.ts';
 
 /** The platform four-eyes key of connecting a SIEM sink (adding one; any later change of where one sends). */
 export const CONNECT_SINK = 'audit.sink.connect';
@@ -97,57 +98,55 @@ export function wirePlatformActions(
     ];
   });
 
-  // An enabled operator can approve: enabling an account one controls alone would make one person two.
-  critical.define({
-    key: ENABLE_OPERATOR,
-    description: 'Enable a disabled operator (who may then approve platform actions and elevations)',
-    onByDefault: true,
-    scope: 'platform',
-    executePlatform: async ({ ctx, params, guard }) =>
-      (await operators.enable(
-        ctx,
-        (params as { operatorId: string }).operatorId,
-        guard,
-      )) as unknown as Record<string, JsonValue>,
-  });
-  // Unknown or not disabled is refused (404/409) before anything is asked for.
-  critical.platformGate(OPERATORS_GATE, async (request) => {
-    const { id } = request.params as { id: string };
-    const target = await operators.planEnable(id);
-    return [
-      {
-        action: ENABLE_OPERATOR,
-        params: { operatorId: id },
-        summary: `Enable the disabled operator ${target.email}`,
-      },
-    ];
-  });
+  /** A change of one operator's status (params `{ operatorId }`), asked for on its route's gate. */
+  const operatorAction = (spec: {
+    key: string;
+    gate: string;
+    description: string;
+    /** The operator it is for, refused (404/409) before anything is asked for. */
+    plan: (operatorId: string) => Promise<{ email: string }>;
+    run: (ctx: ActionContext, operatorId: string, guard: PlatformGuard) => Promise<unknown>;
+    summary: (email: string) => string;
+  }) => {
+    critical.define({
+      key: spec.key,
+      description: spec.description,
+      onByDefault: true,
+      scope: 'platform',
+      executePlatform: async ({ ctx, params, guard }) =>
+        (await spec.run(ctx, (params as { operatorId: string }).operatorId, guard)) as Record<
+          string,
+          JsonValue
+        >,
+    });
+    critical.platformGate(spec.gate, async (request) => {
+      const { id } = request.params as { id: string };
+      const target = await spec.plan(id);
+      return [{ action: spec.key, params: { operatorId: id }, summary: spec.summary(target.email) }];
+    });
+  };
 
-  critical.define({
+  // An enabled operator can approve: enabling an account one controls alone would make one person two.
+  // Unknown or not disabled is refused first.
+  operatorAction({
+    key: ENABLE_OPERATOR,
+    gate: OPERATORS_GATE,
+    description: 'Enable a disabled operator (who may then approve platform actions and elevations)',
+    plan: (id) => operators.planEnable(id),
+    run: (ctx, id, guard) => operators.enable(ctx, id, guard),
+    summary: (email) => `Enable the disabled operator ${email}`,
+  });
+  // Password and code count together: unlocks without a second person would give whoever holds an
+  // operator's password more codes each time. An unknown operator is refused first.
+  operatorAction({
     key: UNLOCK_OPERATOR,
+    gate: OPERATOR_UNLOCK_GATE,
     description:
       "Lift an operator's sign-in lock (wrong passwords and wrong codes count together: whoever holds the " +
       'password gets more codes)',
-    onByDefault: true,
-    scope: 'platform',
-    executePlatform: async ({ ctx, params, guard }) =>
-      (await operators.unlock(
-        ctx,
-        (params as { operatorId: string }).operatorId,
-        guard,
-      )) as unknown as Record<string, JsonValue>,
-  });
-  // An unknown operator is refused (404) before anything is asked for.
-  critical.platformGate(OPERATOR_UNLOCK_GATE, async (request) => {
-    const { id } = request.params as { id: string };
-    const target = await operators.planUnlock(id);
-    return [
-      {
-        action: UNLOCK_OPERATOR,
-        params: { operatorId: id },
-        summary: `Lift the sign-in lock of the operator ${target.email}`,
-      },
-    ];
+    plan: (id) => operators.planUnlock(id),
+    run: (ctx, id, guard) => operators.unlock(ctx, id, guard),
+    summary: (email) => `Lift the sign-in lock of the operator ${email}`,
   });
 
   critical.define({
