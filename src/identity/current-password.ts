@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import type { ActionContext } from '../platform/context.ts';
 import { hasherAnswer } from './credentials.ts';
 import { audit, inTenant, type ServiceDeps, type TenantRef, type Tx } from './deps.ts';
 import { identityError } from './errors.ts';
 import { chargedAttempt } from './failure-budget.ts';
-import { attemptAllowed, countAttempt, lockOverThreshold } from './lockout.ts';
+import { attemptAllowed, attemptGivenBack, countAttempt, lockOverThreshold } from './lockout.ts';
 import { HasherBusyError, UnsupportedHashFormatError } from './passwords/index.ts';
 import { loadSettings } from './settings.ts';
 
@@ -82,7 +81,7 @@ export function createCurrentPasswordCheck(deps: ServiceDeps) {
   const uncount = (tx: Tx, userId: string, delta: 'all' | 'one') =>
     tx
       .updateTable('users')
-      .set({ password_failures: delta === 'all' ? 0 : sql`GREATEST(password_failures - 1, 0)` })
+      .set(delta === 'all' ? { password_failures: 0 } : attemptGivenBack())
       .where('id', '=', userId)
       .execute();
 

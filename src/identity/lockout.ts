@@ -13,6 +13,11 @@ export const countAttempt = (now: Date) => ({
   password_locked_until: sql<Date | null>`CASE WHEN password_locked_until <= ${now} THEN NULL ELSE password_locked_until END`,
 });
 
+/** A counted attempt given back (the hasher never evaluated it): the column update countAttempt undoes. */
+export const attemptGivenBack = () => ({
+  password_failures: sql<number>`GREATEST(password_failures - 1, 0)`,
+});
+
 export const attemptAllowed = (now: Date, threshold: number) =>
   sql<boolean>`((password_locked_until IS NULL AND password_failures < ${threshold}) OR password_locked_until <= ${now})`;
 

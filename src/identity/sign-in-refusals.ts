@@ -1,8 +1,8 @@
-import { sql } from 'kysely';
 import type { AuditInput } from '../audit/index.ts';
 import type { ActionContext } from '../platform/context.ts';
 import { audit, type IdentityDeps, inTenant, type TenantRef } from './deps.ts';
 import { identityError } from './errors.ts';
+import { attemptGivenBack } from './lockout.ts';
 import { HasherBusyError } from './passwords/index.ts';
 
 /**
@@ -66,11 +66,7 @@ export async function refuseUnevaluated(
   const busy = error instanceof HasherBusyError;
   await inTenant(deps, tenant, async (tx) => {
     if (attempt.reserved && attempt.userId) {
-      await tx
-        .updateTable('users')
-        .set({ password_failures: sql`GREATEST(password_failures - 1, 0)` })
-        .where('id', '=', attempt.userId)
-        .execute();
+      await tx.updateTable('users').set(attemptGivenBack()).where('id', '=', attempt.userId).execute();
     }
     await audit(deps, tx, tenant, ctx, failedSignIn(attempt.email, busy ? 'busy' : 'error', attempt.userId));
   });
