@@ -130,3 +130,15 @@ export async function inviteAndAccept(
   });
   return { user: invited.json() as { id: string }, accepted };
 }
+
+/** A user's authenticator and recovery-code rows, as the owner sees them (no row-level security). */
+export const factorRows = (t: TestApp, userId: string) =>
+  t.database.engine.asOwner(async (o) => {
+    const [totp] = (await o.query('SELECT count(*)::int AS n FROM user_totp WHERE user_id = $1', [
+      userId,
+    ])) as { n: number }[];
+    const [codes] = (await o.query('SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1', [
+      userId,
+    ])) as { n: number }[];
+    return { totp: totp?.n, recoveryCodes: codes?.n };
+  });

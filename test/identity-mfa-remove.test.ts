@@ -10,7 +10,7 @@ import type { AuditTables } from '../src/audit/index.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
 import { member, type Person, tenantAdmin, withSecondFactor } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { changeSettingsAsApproved, strongPassword, totpCode } from './identity-helpers.ts';
+import { changeSettingsAsApproved, factorRows, strongPassword, totpCode } from './identity-helpers.ts';
 
 const slug = 'mfaremove-co';
 const api = (path: string) => `/api/v1/t/${slug}${path}`;
@@ -44,16 +44,6 @@ const events = (action: string) =>
         .orderBy('chain_seq')
         .execute(),
   );
-const factorRows = (userId: string) =>
-  t.database.engine.asOwner(async (o) => {
-    const [totp] = (await o.query('SELECT count(*)::int AS n FROM user_totp WHERE user_id = $1', [
-      userId,
-    ])) as { n: number }[];
-    const [codes] = (await o.query('SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1', [
-      userId,
-    ])) as { n: number }[];
-    return { totp: totp?.n, recoveryCodes: codes?.n };
-  });
 /** A second factor now: the session's token after step-up. */
 async function stepUp(person: { headers: Record<string, string>; secret: string }) {
   clock.advance(30_000);
@@ -76,7 +66,7 @@ describe(`a user removes their own authenticator (${engineUnderTest})`, () => {
 
   it('needs a recent second factor and the password; removes factor and codes, ends every session; audited and mailed', async () => {
     const pat = await withSecondFactor(t, slug, await member(t, slug, admin, `pat@${slug}.test`), clock);
-    expect(await factorRows(pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     clock.advance(6 * 60_000);
 
     // The session alone, its second factor older than 5 minutes: refused, nothing changed.
@@ -92,7 +82,7 @@ describe(`a user removes their own authenticator (${engineUnderTest})`, () => {
     const wrong = await remove(headers, 'Not-The-Password-99');
     expect(wrong.statusCode, wrong.body).toBe(401);
     expect(wrong.json().code).toBe('invalid_credentials');
-    expect(await factorRows(pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     expect(await events('identity.mfa.removed')).toEqual([
       { outcome: 'failure', target_id: pat.userId, details: { reason: 'wrong_current' } },
     ]);
@@ -100,7 +90,7 @@ describe(`a user removes their own authenticator (${engineUnderTest})`, () => {
     const done = await remove(headers, strongPassword);
     expect(done.statusCode, done.body).toBe(200);
     expect(done.json()).toEqual({ sessionsEnded: 1 });
-    expect(await factorRows(pat.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    expect(await factorRows(t, pat.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
     expect((await me(headers)).statusCode).toBe(401);
     expect((await events('identity.mfa.removed')).at(-1)).toEqual({
       outcome: 'success',

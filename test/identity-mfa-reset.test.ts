@@ -19,7 +19,13 @@ import {
   withSecondFactor,
 } from './access-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
-import { changeSettingsAsApproved, linkFromOutbox, strongPassword, totpCode } from './identity-helpers.ts';
+import {
+  changeSettingsAsApproved,
+  factorRows,
+  linkFromOutbox,
+  strongPassword,
+  totpCode,
+} from './identity-helpers.ts';
 import { rowHolder } from './race-helpers.ts';
 
 const slug = 'mfareset-co';
@@ -55,17 +61,6 @@ const events = (action: string) =>
         .orderBy('occurred_at')
         .execute(),
   );
-/** The user's authenticator and recovery-code rows, as the owner sees them (no row-level security). */
-const factorRows = (userId: string) =>
-  t.database.engine.asOwner(async (o) => {
-    const totp = (await o.query('SELECT count(*)::int AS n FROM user_totp WHERE user_id = $1', [userId])) as {
-      n: number;
-    }[];
-    const codes = (await o.query('SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1', [
-      userId,
-    ])) as { n: number }[];
-    return { totp: totp[0]?.n, recoveryCodes: codes[0]?.n };
-  });
 /** A member who enrolled an authenticator, with a second bearer session that used it too. */
 async function enrolledMember(email: string) {
   const person = await withSecondFactor(t, slug, await member(t, slug, admin, email), clock);
@@ -92,12 +87,12 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     const enrolNotice = (await mailsTo(pat.email)).filter((m) => /authenticator was added/.test(m.subject));
     expect(enrolNotice).toHaveLength(1);
     expect(enrolNotice[0]?.text).not.toMatch(/https?:\/\//);
-    expect(await factorRows(pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, pat.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
 
     const reset = await resetMfa(admin.headers, pat.userId);
     expect(reset.statusCode, reset.body).toBe(200);
     expect(reset.json()).toEqual({ sessionsEnded: 2 });
-    expect(await factorRows(pat.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    expect(await factorRows(t, pat.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
     expect((await me(pat.headers)).statusCode).toBe(401);
     expect((await me(pat.other)).statusCode).toBe(401);
 
@@ -173,7 +168,7 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     expect(stale.statusCode).toBe(403);
     expect(stale.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(stale.json().code).toBe('step_up_required');
-    expect(await factorRows(lee.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, lee.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     expect((await me(lee.headers)).statusCode).toBe(200);
 
     const stepped = await t.app.inject({
@@ -193,7 +188,7 @@ describe(`an administrator resets a user's second factor (${engineUnderTest})`, 
     const self = await resetMfa(admin.headers, admin.userId);
     expect(self.statusCode).toBe(409);
     expect(self.json().code).toBe('cannot_reset_own_mfa');
-    expect(await factorRows(admin.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, admin.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     expect((await me(admin.headers)).statusCode).toBe(200);
     expect(await events('identity.mfa.reset')).toHaveLength(resets);
   });
@@ -211,7 +206,7 @@ describe("an administrator's second factor", () => {
     const { approval } = asked.json();
     expect(approval.action).toBe('access.grant-tenant-admin');
     expect(approval.summary).toMatch(/^Reset the second factor of target@/);
-    expect(await factorRows(target.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, target.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
     const decide = (who: Person) =>
       t.app.inject({
         method: 'POST',
@@ -227,7 +222,7 @@ describe("an administrator's second factor", () => {
       payload: { params: { via: 'mfa-reset', userId: target.userId } },
     });
     expect(run.statusCode, run.body).toBe(200);
-    expect(await factorRows(target.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    expect(await factorRows(t, target.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
     expect((await me(target.headers)).statusCode).toBe(401);
   });
 });
@@ -281,11 +276,11 @@ describe(`an elevated operator resets a user's second factor (${engineUnderTest}
     const stale = await resetMfa(alice.headers, ray.userId);
     expect(stale.statusCode).toBe(403);
     expect(stale.json().code).toBe('step_up_required');
-    expect(await factorRows(ray.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
+    expect(await factorRows(t, ray.userId)).toEqual({ totp: 1, recoveryCodes: 10 });
 
     const fresh = await resetMfa(await alice.signInAgain(), ray.userId);
     expect(fresh.statusCode, fresh.body).toBe(200);
-    expect(await factorRows(ray.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
+    expect(await factorRows(t, ray.userId)).toEqual({ totp: 0, recoveryCodes: 0 });
     const mine = await t.db.withTenant<AuditTables, { actor_elevation_id: string | null }[]>(
       asTenantId(tenantId),
       (tx) =>

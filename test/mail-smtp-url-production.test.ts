@@ -6,34 +6,20 @@
  * offered none. Production now reads the URL with nodemailer's own parser and takes only a short list of
  * query settings; development takes any.
  */
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSmtpMailer } from '../src/mail/index.ts';
 import { ConfigError, loadConfig } from '../src/platform/config/index.ts';
+import { plaintextAuthServer } from './mail-helpers.ts';
 
 const password = 'S3cret-smtp-pass';
 
 // A server that offers no STARTTLS but takes a password in plain text: what a stripped EHLO looks like.
-const passwordsSeen: string[] = [];
-const plaintextAuth = new SMTPServer({
-  disabledCommands: ['STARTTLS'],
-  allowInsecureAuth: true,
-  logger: false,
-  onAuth(auth, _session, done) {
-    passwordsSeen.push(String(auth.password));
-    done(null, { user: auth.username });
-  },
-  onData(stream, _session, done) {
-    stream.resume();
-    stream.on('end', () => done());
-  },
-});
+const plaintextAuth = plaintextAuthServer();
 beforeAll(async () => {
-  await new Promise<void>((resolve) => plaintextAuth.listen(0, '127.0.0.1', resolve));
+  await plaintextAuth.listen();
 });
 afterAll(async () => {
-  await new Promise<void>((resolve) => plaintextAuth.close(() => resolve()));
+  await plaintextAuth.close();
 });
 
 const production = (smtpUrl: string) => ({
@@ -61,14 +47,13 @@ describe('SMTP_URL in production', () => {
     '?%s: the mailer would authenticate in plain text, so production refuses it by name',
     async (query) => {
       // What nodemailer does with it: no STARTTLS offered, and the password goes out anyway.
-      const { port } = plaintextAuth.server.address() as AddressInfo;
       const mailer = createSmtpMailer(
-        `smtp://rampart:${password}@127.0.0.1:${port}?${query}`,
+        `smtp://rampart:${password}@127.0.0.1:${plaintextAuth.port()}?${query}`,
         'Rampart <no-reply@rampart.test>',
       );
-      passwordsSeen.length = 0;
+      plaintextAuth.passwordsSeen.length = 0;
       await mailer.send({ to: 'someone@example.test', subject: 'Reset', text: 'link' });
-      expect(passwordsSeen).toEqual([password]);
+      expect(plaintextAuth.passwordsSeen).toEqual([password]);
 
       // A relay off this machine (on loopback a relay may go without TLS, as the mailer above did).
       const problems = problemsOf(`smtp://rampart:${password}@mail.example.com:587?${query}`);

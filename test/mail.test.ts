@@ -6,6 +6,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOutboxMailer, createSmtpMailer } from '../src/mail/index.ts';
 import { createTestDatabase, type TestDatabase } from './helpers.ts';
+import { plaintextAuthServer } from './mail-helpers.ts';
 
 let database: TestDatabase;
 const received: string[] = [];
@@ -25,29 +26,16 @@ const smtp = new SMTPServer({
 });
 
 // A server that offers no STARTTLS but takes a password in plain text: what a stripped EHLO looks like.
-const passwordsSeen: string[] = [];
-const plaintextAuth = new SMTPServer({
-  disabledCommands: ['STARTTLS'],
-  allowInsecureAuth: true,
-  logger: false,
-  onAuth(auth, _session, done) {
-    passwordsSeen.push(String(auth.password));
-    done(null, { user: auth.username });
-  },
-  onData(stream, _session, done) {
-    stream.resume();
-    stream.on('end', () => done());
-  },
-});
+const plaintextAuth = plaintextAuthServer();
 
 beforeAll(async () => {
   database = await createTestDatabase();
   await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  await new Promise<void>((resolve) => plaintextAuth.listen(0, '127.0.0.1', resolve));
+  await plaintextAuth.listen();
 });
 afterAll(async () => {
   await new Promise<void>((resolve) => smtp.close(() => resolve()));
-  await new Promise<void>((resolve) => plaintextAuth.close(() => resolve()));
+  await plaintextAuth.close();
   await database?.close();
 });
 
@@ -73,15 +61,14 @@ describe('mail', () => {
   // Regression: STARTTLS was used only when offered, so a server (or an attacker on the path stripping
   // STARTTLS from its EHLO answer) that offered none got the SMTP password and the mail in plain text.
   it('refuses to send, or authenticate, over smtp:// without STARTTLS', async () => {
-    const { port } = plaintextAuth.server.address() as AddressInfo;
     const mailer = createSmtpMailer(
-      `smtp://rampart:smtp-password@127.0.0.1:${port}`,
+      `smtp://rampart:smtp-password@127.0.0.1:${plaintextAuth.port()}`,
       'Rampart <no-reply@rampart.test>',
     );
     await expect(
       mailer.send({ to: 'someone@example.test', subject: 'Reset', text: 'https://x.test/reset?token=ghi' }),
     ).rejects.toThrow();
-    expect(passwordsSeen).toEqual([]);
+    expect(plaintextAuth.passwordsSeen).toEqual([]);
   });
 
   it('keeps development mail in the outbox table and as .eml files', async () => {
