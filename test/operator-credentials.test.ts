@@ -271,6 +271,7 @@ describe('operator lockout cannot become permanent', () => {
       totpBox: createSecretBox(deriveKey(Buffer.alloc(32, 1), 'operator-totp')),
       publicUrl: 'http://localhost',
       breached: t.app.services.identity.deps.breached,
+      failedSignIns: t.app.services.identity.deps.failedSignIns,
     });
     for (let i = 0; i < 6; i++) {
       const error = await busySignIn
@@ -285,6 +286,49 @@ describe('operator lockout cannot become permanent', () => {
     expect(row.rows[0]?.f).toBe(0);
     const events = await auditActions(op.id);
     expect(events.filter((e) => (e.details as { reason?: string })?.reason === 'busy')).toHaveLength(6);
+    expect((await op.signIn()).statusCode).toBe(200);
+  });
+});
+
+describe('operator sign-in from one address', () => {
+  // Security review: the per-operator lock stopped guesses at one operator, but nothing limited one
+  // address trying many operators (or many addresses for one): tenant sign-in charged the address's
+  // failure budget, operator sign-in did not.
+  it('is charged to the address failure budget: past it, 429 throttled, audited, right answers too', async () => {
+    const op = await enrolled('budget@ops.test');
+    const ip = `198.18.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+    const from = (payload: object) =>
+      t.app.inject({ method: 'POST', url: '/api/v1/operator/signin', payload, remoteAddress: ip });
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        from({ email: `nobody-${i}@ops.test`, password: 'not-the-password', code: '000000' }),
+      ),
+    );
+    const codes = answers.map((a) => a.json().code as string);
+    expect(codes.filter((c) => c === 'invalid_credentials')).toHaveLength(50);
+    expect(codes.filter((c) => c === 'throttled')).toHaveLength(10);
+    const refused = answers.find((a) => a.json().code === 'throttled');
+    expect(refused?.statusCode).toBe(429);
+    expect(refused?.headers['retry-after']).toBeDefined();
+    // The right password and code from that address wait too, and the refusal names the operator.
+    clock.advance(30_000);
+    const right = await from({
+      email: 'budget@ops.test',
+      password,
+      code: totpCode(op.secret, clock.now().getTime()),
+    });
+    expect(right.json().code).toBe('throttled');
+    const events = await auditActions(op.id);
+    expect(events.at(-1)).toMatchObject({
+      action: 'identity.operator.signin',
+      details: { reason: 'throttled' },
+    });
+    const throttled = await t.db.withSystem((tx) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_events
+        WHERE action = 'identity.operator.signin' AND details->>'reason' = 'throttled'`.execute(tx),
+    );
+    expect(throttled.rows[0]?.n).toBe(11);
+    // Another address is not held back by this one's failures.
     expect((await op.signIn()).statusCode).toBe(200);
   });
 });
@@ -314,6 +358,7 @@ describe('operator password policy (fixed for the platform)', () => {
       totpBox: createSecretBox(deriveKey(Buffer.alloc(32, 1), 'operator-totp')),
       publicUrl: 'http://localhost',
       breached: { check: async (p) => ({ breached: p === 'Velvet-Orbit-Canyon-8812', source: 'offline' }) },
+      failedSignIns: t.app.services.identity.deps.failedSignIns,
     });
     const issued = await t.app.services.operators.create(systemContext('test'), 'breach@policy.test', 'Op');
     const token = new URL(issued.setupLink).searchParams.get('token') ?? '';

@@ -81,6 +81,7 @@ export async function registerRoutes(
       totpBox: createSecretBox(deriveKeys(rootKeys, 'operator-totp')),
       publicUrl: config.publicUrl,
       breached,
+      failedSignIns: identity.deps.failedSignIns,
     }),
   });
   await app.register(operatorAdminRoutes, {

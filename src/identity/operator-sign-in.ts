@@ -8,6 +8,7 @@ import { hashing } from './credentials.ts';
 import type { BreachedScreen } from './deps.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
+import { chargedAttempt, type FailureBudget } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, doublingLockSeconds, doublingLockUntil } from './lockout.ts';
 import { acceptOperatorPassword } from './operator-password.ts';
 import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
@@ -32,6 +33,8 @@ export interface OperatorAuthDeps {
   totpBox: SecretBox;
   publicUrl: string;
   breached: BreachedScreen;
+  /** Failed sign-ins per client address, across accounts: the budget tenant sign-in is charged to. */
+  failedSignIns: FailureBudget;
 }
 
 type Tx = SystemTx<IdentityTables>;
@@ -163,6 +166,16 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
   }
 
   /**
+   * The per-address failure budget was used up (429 `throttled`): recorded like any failed attempt, the
+   * operator the address names (if any) as target, for the trail only (the answer is the same).
+   */
+  const auditThrottled = (ctx: ActionContext, email: string) =>
+    system(async (tx) => {
+      const row = await tx.selectFrom('operators').select('id').where('email', '=', email).executeTakeFirst();
+      await audit(tx, ctx, 'identity.operator.signin', 'failure', row?.id ?? null, 'throttled');
+    });
+
+  /**
    * Sets the lock once the count reached the threshold, exactly once however many failures finish
    * together. Also run when no attempt was reserved: a count left at the threshold without a lock (a
    * process that died between reservation and verdict) would otherwise refuse every attempt forever;
@@ -250,102 +263,120 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
         await audit(tx, ctx, 'identity.operator.setup_completed', 'success', setup.operator_id);
       }),
 
-    /** Password and TOTP code together; returns an 8-hour operator session token. */
-    async signIn(
+    /**
+     * Password and TOTP code together; returns an 8-hour operator session token. Each attempt is charged
+     * to the caller's address first (as a tenant sign-in is): the per-operator lock stops guessing one
+     * operator's password, this stops one address from trying many.
+     */
+    signIn(
       ctx: ActionContext,
       rawEmail: string,
       password: string,
       code: string,
     ): Promise<{ token: string; expiresAt: Date }> {
       const email = normaliseEmail(rawEmail) ?? '';
-      const now = deps.clock.now();
-      // Reserve an attempt atomically, as for tenant users: concurrent guesses cannot exceed the threshold.
-      const reserved = await system((tx) =>
-        tx
-          .updateTable('operators')
-          .set(countAttempt(now))
-          .where('email', '=', email)
-          .where('status', '=', 'active')
-          .where('totp_confirmed_at', 'is not', null)
-          .where(attemptAllowed(now, THRESHOLD))
-          .returning(['id', 'password_hash', 'totp_ciphertext'])
-          .executeTakeFirst(),
-      );
-      const passwordOk = await checkPassword(ctx, reserved, password);
-      return system(async (tx) => {
-        const seed =
-          passwordOk && reserved?.totp_ciphertext
-            ? openTotpSeed(deps.totpBox, reserved.totp_ciphertext, `operator:${reserved.id}`)
-            : null;
-        const step = seed ? totpStep(seed.plaintext, code, now) : null;
-        // A seed sealed under a previous SECRET_KEY is sealed again under the current one with the use.
-        const resealed = seed?.resealed ? { totp_ciphertext: seed.resealed } : {};
-        // The status guard waits for a disable holding the row and then sees it: no token for a
-        // disabled operator even when the disable committed during the verification.
-        const fresh =
-          step !== null && reserved
-            ? await tx
-                .updateTable('operators')
-                .set({
-                  totp_last_step: step,
-                  password_failures: 0,
-                  password_locked_until: null,
-                  password_lockouts: 0,
-                  ...resealed,
-                })
-                .where('id', '=', reserved.id)
-                .where('status', '=', 'active')
-                .where(sql<boolean>`totp_last_step < ${step}`)
-                .executeTakeFirst()
-            : null;
-        if (!reserved || !fresh || fresh.numUpdatedRows === 0n) {
-          const why = reserved
-            ? { id: reserved.id, reason: await failedAfterVerifying(tx, reserved.id, passwordOk, step) }
-            : await refusedBeforeVerifying(tx, email);
-          await lockAtThreshold(tx, ctx, email, now);
-          await audit(tx, ctx, 'identity.operator.signin', 'failure', why.id, why.reason);
-          // Thrown after the transaction body so the audit event and the counter still commit.
-          return null;
-        }
-        const { token, hash } = newToken('rmp_op');
-        const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
-        await tx
-          .insertInto('operator_tokens')
-          .values({
-            operator_id: reserved.id,
-            token_hash: hash,
-            label: 'session',
-            kind: 'session',
-            expires_at: expiresAt,
-            // The sign-in is its first use.
-            last_used_at: now,
-            revoked_at: null,
-            mfa_at: now,
-          })
-          .execute();
-        await audit(
-          tx,
-          { ...ctx, actor: { type: 'operator', id: reserved.id } },
-          'identity.operator.signin',
-          'success',
-          reserved.id,
-        );
-        return { token, expiresAt };
-      }).then(
-        (result) => {
-          if (!result)
-            throw identityError('invalid_credentials', 'The email, password or code is not correct.');
-          return result;
-        },
-        async (error: unknown) => {
-          // The seed opens under no configured key: the server's fault, not a guess. The reserved slot is
-          // given back (as for a busy hasher) and the refusal recorded; the answer is a 503.
-          if (isFactorUnavailable(error) && reserved) await giveBack(ctx, reserved.id, 'secret_unreadable');
-          throw error;
-        },
+      return chargedAttempt(
+        deps.failedSignIns,
+        ctx,
+        () => attempt(ctx, email, password, code),
+        () => auditThrottled(ctx, email),
       );
     },
   };
+
+  async function attempt(
+    ctx: ActionContext,
+    email: string,
+    password: string,
+    code: string,
+  ): Promise<{ token: string; expiresAt: Date }> {
+    const now = deps.clock.now();
+    // Reserve an attempt atomically, as for tenant users: concurrent guesses cannot exceed the threshold.
+    const reserved = await system((tx) =>
+      tx
+        .updateTable('operators')
+        .set(countAttempt(now))
+        .where('email', '=', email)
+        .where('status', '=', 'active')
+        .where('totp_confirmed_at', 'is not', null)
+        .where(attemptAllowed(now, THRESHOLD))
+        .returning(['id', 'password_hash', 'totp_ciphertext'])
+        .executeTakeFirst(),
+    );
+    const passwordOk = await checkPassword(ctx, reserved, password);
+    return system(async (tx) => {
+      const seed =
+        passwordOk && reserved?.totp_ciphertext
+          ? openTotpSeed(deps.totpBox, reserved.totp_ciphertext, `operator:${reserved.id}`)
+          : null;
+      const step = seed ? totpStep(seed.plaintext, code, now) : null;
+      // A seed sealed under a previous SECRET_KEY is sealed again under the current one with the use.
+      const resealed = seed?.resealed ? { totp_ciphertext: seed.resealed } : {};
+      // The status guard waits for a disable holding the row and then sees it: no token for a
+      // disabled operator even when the disable committed during the verification.
+      const fresh =
+        step !== null && reserved
+          ? await tx
+              .updateTable('operators')
+              .set({
+                totp_last_step: step,
+                password_failures: 0,
+                password_locked_until: null,
+                password_lockouts: 0,
+                ...resealed,
+              })
+              .where('id', '=', reserved.id)
+              .where('status', '=', 'active')
+              .where(sql<boolean>`totp_last_step < ${step}`)
+              .executeTakeFirst()
+          : null;
+      if (!reserved || !fresh || fresh.numUpdatedRows === 0n) {
+        const why = reserved
+          ? { id: reserved.id, reason: await failedAfterVerifying(tx, reserved.id, passwordOk, step) }
+          : await refusedBeforeVerifying(tx, email);
+        await lockAtThreshold(tx, ctx, email, now);
+        await audit(tx, ctx, 'identity.operator.signin', 'failure', why.id, why.reason);
+        // Thrown after the transaction body so the audit event and the counter still commit.
+        return null;
+      }
+      const { token, hash } = newToken('rmp_op');
+      const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
+      await tx
+        .insertInto('operator_tokens')
+        .values({
+          operator_id: reserved.id,
+          token_hash: hash,
+          label: 'session',
+          kind: 'session',
+          expires_at: expiresAt,
+          // The sign-in is its first use.
+          last_used_at: now,
+          revoked_at: null,
+          mfa_at: now,
+        })
+        .execute();
+      await audit(
+        tx,
+        { ...ctx, actor: { type: 'operator', id: reserved.id } },
+        'identity.operator.signin',
+        'success',
+        reserved.id,
+      );
+      return { token, expiresAt };
+    }).then(
+      (result) => {
+        if (!result)
+          throw identityError('invalid_credentials', 'The email, password or code is not correct.');
+        return result;
+      },
+      async (error: unknown) => {
+        // The seed opens under no configured key: the server's fault, not a guess. The reserved slot is
+        // given back (as for a busy hasher) and the refusal recorded; the answer is a 503.
+        if (isFactorUnavailable(error) && reserved) await giveBack(ctx, reserved.id, 'secret_unreadable');
+        throw error;
+      },
+    );
+  }
 }
 
 export type OperatorSignIn = ReturnType<typeof createOperatorSignIn>;
