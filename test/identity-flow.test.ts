@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { csrfTokenFor } from '../src/identity/session-tokens.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -99,6 +100,17 @@ describe('identity: invitation, 2FA, lockout, reset, sessions', () => {
       expect(res.json().detail).toBe(wrong.json().detail);
       expect(res.json().code).toBe('invalid_credentials');
     }
+    // The attempt at the locked account names it in the trail (the per-account alert rule counts
+    // attempts by target); the unknown address names none.
+    const failures = await t.db.withTenant(asTenantId((await t.app.services.tenancy.get(slug)).id), (tx) =>
+      sql<{ target_id: string | null; reason: string }>`SELECT target_id, details->>'reason' AS reason
+        FROM audit_events WHERE action = 'identity.signin.password' AND outcome = 'failure'
+          AND details->>'reason' IN ('locked', 'unknown_user') ORDER BY chain_seq`.execute(tx),
+    );
+    expect(failures.rows).toEqual([
+      { target_id: member.id, reason: 'locked' },
+      { target_id: null, reason: 'unknown_user' },
+    ]);
     const unlock = await t.app.inject({
       method: 'POST',
       url: api(`/users/${member.id}/unlock`),

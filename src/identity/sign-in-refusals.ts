@@ -45,7 +45,7 @@ export function auditThrottledSignIn(
 /** Whom an attempt the hasher never evaluated was for, and whether it holds a reserved slot. */
 export interface Unevaluated {
   email: string;
-  /** The target its failure would name (null: unknown or locked, as fail() names them). */
+  /** The target its failure would name (null: an unknown account, as fail() names them). */
   userId: string | null;
   /** The reservation counted it against the account (a slot to give back). */
   reserved: boolean;

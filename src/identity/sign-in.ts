@@ -43,8 +43,8 @@ interface Account {
 }
 
 type Outcome =
-  | { kind: 'unknown' | 'locked' }
-  | { kind: 'disabled'; userId: string }
+  | { kind: 'unknown' }
+  | { kind: 'disabled' | 'locked'; userId: string }
   | ({ kind: 'verify' } & Account);
 
 /**
@@ -157,9 +157,10 @@ export function createSignIn(deps: ServiceDeps) {
         .where('email', '=', email)
         .where('status', '!=', 'invited')
         .executeTakeFirst();
-      if (exists?.status === 'disabled') return { kind: 'disabled', userId: exists.id };
-      if (exists) await lockLeftOver(tx, tenant, exists.id, ctx);
-      return { kind: exists ? 'locked' : 'unknown' };
+      if (!exists) return { kind: 'unknown' };
+      if (exists.status === 'disabled') return { kind: 'disabled', userId: exists.id };
+      await lockLeftOver(tx, tenant, exists.id, ctx);
+      return { kind: 'locked', userId: exists.id };
     });
   }
 
@@ -230,10 +231,11 @@ export function createSignIn(deps: ServiceDeps) {
     const password = rawPassword;
     const outcome = await reserve(tenant, email, ctx);
     if (outcome.kind !== 'verify') {
-      const userId = outcome.kind === 'disabled' ? outcome.userId : null;
+      // A locked or disabled account is named as the target (the trail's per-account rules count the
+      // attempts at it); the caller's answer is the same as for an unknown one.
+      const userId = outcome.kind === 'unknown' ? null : outcome.userId;
       await runDummy(tenant, ctx, password, { email, userId, reserved: false });
-      if (outcome.kind === 'disabled') return fail(tenant, ctx, email, 'disabled', outcome.userId);
-      return fail(tenant, ctx, email, outcome.kind === 'locked' ? 'locked' : 'unknown_user', null);
+      return fail(tenant, ctx, email, outcome.kind === 'unknown' ? 'unknown_user' : outcome.kind, userId);
     }
     const reserved: Unevaluated = { email, userId: outcome.userId, reserved: true };
     let verdict: Awaited<ReturnType<IdentityDeps['hasher']['verify']>>;
