@@ -1,22 +1,17 @@
 import { sql } from 'kysely';
-import { recordAuditEvent } from '../audit/index.ts';
 import type { ActionContext, Clock } from '../platform/context.ts';
-import type { SecretBox } from '../platform/crypto/keys.ts';
-import { hashToken, newToken } from '../platform/crypto/tokens.ts';
-import type { Database, SystemTx } from '../platform/db/index.ts';
-import { hashing } from './credentials.ts';
-import type { BreachedScreen } from './deps.ts';
+import { newToken } from '../platform/crypto/tokens.ts';
+import type { SystemTx } from '../platform/db/index.ts';
 import { normaliseEmail } from './email.ts';
 import { identityError } from './errors.ts';
 import { chargedAttempt, type FailureBudget } from './failure-budget.ts';
 import { attemptAllowed, countAttempt, doublingLockSeconds, doublingLockUntil } from './lockout.ts';
-import { acceptOperatorPassword } from './operator-password.ts';
-import { HasherBusyError, normalisePassword, type PasswordHasher } from './passwords/index.ts';
+import { auditOperator, createOperatorSetup, type OperatorSetupDeps } from './operator-setup.ts';
+import { HasherBusyError, normalisePassword } from './passwords/index.ts';
 import { isFactorUnavailable, openTotpSeed } from './sealed-totp.ts';
 import type { IdentityTables } from './tables.ts';
-import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
+import { totpStep } from './totp.ts';
 
-const SETUP_TTL_MS = 24 * 3_600_000;
 const SESSION_TTL_MS = 8 * 3_600_000;
 const THRESHOLD = 5;
 /**
@@ -26,42 +21,13 @@ const THRESHOLD = 5;
  */
 const LOCK_SECONDS = 15 * 60;
 
-export interface OperatorAuthDeps {
-  db: Database;
-  clock: Clock;
-  hasher: PasswordHasher;
-  totpBox: SecretBox;
-  publicUrl: string;
-  breached: BreachedScreen;
+export interface OperatorAuthDeps extends OperatorSetupDeps {
   /** Failed sign-ins per client address, across accounts: the budget tenant sign-in is charged to. */
   failedSignIns: FailureBudget;
 }
 
 type Tx = SystemTx<IdentityTables>;
-
-/** A one-time set-up link (24 hours) where an operator chooses a password and enrols TOTP. */
-export async function issueOperatorSetupLink<DB>(
-  systemTx: SystemTx<DB>,
-  clock: Clock,
-  publicUrl: string,
-  operatorId: string,
-): Promise<string> {
-  const tx = systemTx as unknown as Tx;
-  const { token, hash } = newToken('rmp_setup');
-  await tx
-    .insertInto('operator_tokens')
-    .values({
-      operator_id: operatorId,
-      token_hash: hash,
-      label: 'setup',
-      kind: 'setup',
-      expires_at: new Date(clock.now().getTime() + SETUP_TTL_MS),
-      last_used_at: null,
-      revoked_at: null,
-    })
-    .execute();
-  return `${publicUrl}/operator/setup?token=${encodeURIComponent(token)}`;
-}
+type OperatorEvent = Parameters<typeof auditOperator> extends [Tx, Clock, ...infer Rest] ? Rest : never;
 
 /**
  * Interactive operator sign-in. Operators always use two factors: a password and a TOTP code in the same
@@ -69,39 +35,8 @@ export async function issueOperatorSetupLink<DB>(
  */
 export function createOperatorSignIn(deps: OperatorAuthDeps) {
   const system = <R>(fn: (tx: Tx) => Promise<R>) => deps.db.withSystem(fn);
-  const audit = (
-    tx: Tx,
-    ctx: ActionContext,
-    action: `${string}.${string}`,
-    outcome: 'success' | 'failure',
-    id: string | null,
-    reason?: string,
-    more?: Record<string, number>,
-  ) =>
-    recordAuditEvent<IdentityTables>(tx, deps.clock, ctx, {
-      tenantId: null,
-      action,
-      outcome,
-      ...(id ? { target: { type: 'operator', id } } : {}),
-      ...(reason ? { details: { reason, ...more } } : {}),
-    });
-
-  async function setupOperator(tx: Tx, token: string) {
-    const row = await tx
-      .selectFrom('operator_tokens')
-      .select(['operator_id', 'id'])
-      .where('token_hash', '=', hashToken(token))
-      .where('kind', '=', 'setup')
-      .where('revoked_at', 'is', null)
-      .where('expires_at', '>', deps.clock.now())
-      .executeTakeFirst();
-    if (!row)
-      throw identityError(
-        'token_invalid',
-        'This set-up link is invalid, used or expired; ask for a new one.',
-      );
-    return row;
-  }
+  const audit = (tx: Tx, ...event: OperatorEvent) => auditOperator(tx, deps.clock, ...event);
+  const setup = createOperatorSetup(deps);
 
   /**
    * Verifies the password of a reserved attempt; unknown, disabled and locked operators cost a dummy
@@ -203,65 +138,7 @@ export function createOperatorSignIn(deps: OperatorAuthDeps) {
   }
 
   return {
-    /**
-     * Step 1 of set-up: choose a password; returns a TOTP secret to enrol (confirmed in step 2). The link
-     * is checked in a short transaction, the password screened and hashed with none open (the screen may
-     * ask the range API over the network, the hasher may queue), and the write checks the link again.
-     */
-    async begin(ctx: ActionContext, token: string, password: string) {
-      await system((tx) => setupOperator(tx, token));
-      const normalised = await acceptOperatorPassword(deps.breached, password);
-      const passwordHash = await hashing(() => deps.hasher.hash(normalised));
-      return system(async (tx) => {
-        // Revoked (a disable, a newer link) or expired meanwhile: refused like any spent link.
-        const { operator_id: id } = await setupOperator(tx, token);
-        const secret = newTotpSecret();
-        const operator = await tx
-          .updateTable('operators')
-          .set({
-            password_hash: passwordHash,
-            totp_ciphertext: deps.totpBox.seal(secret, `operator:${id}`),
-            totp_confirmed_at: null,
-            totp_last_step: 0,
-          })
-          .where('id', '=', id)
-          .returning('email')
-          .executeTakeFirstOrThrow();
-        await audit(tx, ctx, 'identity.operator.setup_started', 'success', id);
-        return enrolmentFor(secret, operator.email, 'Rampart operators');
-      });
-    },
-
-    /** Step 2: confirm the authenticator with a first code; the set-up link is used up. */
-    confirm: (ctx: ActionContext, token: string, code: string) =>
-      system(async (tx) => {
-        const setup = await setupOperator(tx, token);
-        const operator = await tx
-          .selectFrom('operators')
-          .select(['totp_ciphertext'])
-          .where('id', '=', setup.operator_id)
-          .executeTakeFirstOrThrow();
-        const step = operator.totp_ciphertext
-          ? totpStep(
-              openTotpSeed(deps.totpBox, operator.totp_ciphertext, `operator:${setup.operator_id}`).plaintext,
-              code,
-              deps.clock.now(),
-            )
-          : null;
-        if (step === null)
-          throw identityError('invalid_code', 'That code does not match; set up again if needed.');
-        await tx
-          .updateTable('operators')
-          .set({ totp_confirmed_at: deps.clock.now(), totp_last_step: step })
-          .where('id', '=', setup.operator_id)
-          .execute();
-        await tx
-          .updateTable('operator_tokens')
-          .set({ revoked_at: deps.clock.now() })
-          .where('id', '=', setup.id)
-          .execute();
-        await audit(tx, ctx, 'identity.operator.setup_completed', 'success', setup.operator_id);
-      }),
+    ...setup,
 
     /**
      * Password and TOTP code together; returns an 8-hour operator session token. Each attempt is charged

@@ -6,7 +6,7 @@ import { hashToken, newToken } from '../platform/crypto/tokens.ts';
 import type { Database, SystemTx } from '../platform/db/index.ts';
 import { defineErrors } from '../platform/http/problem.ts';
 import { normaliseEmail } from './email.ts';
-import { issueOperatorSetupLink } from './operator-sign-in.ts';
+import { issueOperatorSetupLink } from './operator-setup.ts';
 import type { IdentityTables } from './tables.ts';
 
 export const operatorError = defineErrors({
