@@ -112,6 +112,8 @@ export function createPermissionCache(
   };
   /** The tenant's live entries, or undefined (and dropped) once the safety TTL passed. */
   const live = (tenantId: string) => {
+    // The bus not live (connection lost): a change elsewhere would go unheard, so nothing is served.
+    if (!bus.live()) return undefined;
     const entry = tenants.get(tenantId);
     if (!entry) return undefined;
     if (entry.until > nowMs()) return entry;
@@ -175,7 +177,7 @@ export function createPermissionCache(
             .execute(),
     );
     const permissions = new Set(rows.flatMap((r) => rolePermissions(r.role_key, r.permissions)));
-    if (generationOf(tenantId) === generation) storeUser(tenantId, userId, permissions);
+    if (generationOf(tenantId) === generation && bus.live()) storeUser(tenantId, userId, permissions);
     return permissions;
   }
 
@@ -207,7 +209,8 @@ export function createPermissionCache(
       permissions: elevationPermissions(r),
       expiresAt: r.expires_at?.getTime() ?? 0,
     }));
-    if (generationOf(tenantId) === generation) entryOf(tenantId).operators.set(operatorId, grants);
+    if (generationOf(tenantId) === generation && bus.live())
+      entryOf(tenantId).operators.set(operatorId, grants);
     return grants;
   }
 

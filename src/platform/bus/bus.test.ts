@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createInProcessBus, type InvalidationBus, openInvalidationBus } from './index.ts';
+import {
+  createInProcessBus,
+  createInvalidatedCache,
+  type InvalidationBus,
+  openInvalidationBus,
+} from './index.ts';
 
 const databaseUrl = process.env.DATABASE_URL;
 const redisUrl = process.env.REDIS_URL;
@@ -112,6 +117,33 @@ function crossNodeSuite(
       await vi.waitFor(() => expect(resets.count).toBe(2), { timeout: 10_000 });
       await a.publish('sessions', 'after-reconnect');
       await vi.waitFor(() => expect(onB.keys).toEqual(['after-reconnect']));
+    });
+
+    // Defect: between a lost connection and the subscription being back, caches kept serving what they
+    // read meanwhile, so a change made through another node in that window held until the safety TTL
+    // (or for good, had the new subscription hung). Now the bus says it is not live and caches are off.
+    it('is not live from a lost connection until subscribed again; a cache serves and stores nothing meanwhile', async () => {
+      const channel = `rampart_test_${fresh()}`;
+      const bName = `bus-b-${fresh()}`;
+      const b = await openNode(channel, bName);
+      const cache = createInvalidatedCache<string>({ bus: b, topic: 'c', maxEntries: 10, ttlMs: 60_000 });
+      cache.put('k', 'before', cache.mark(), 0);
+      expect(b.live()).toBe(true);
+      expect(cache.get('k', 1)).toBe('before');
+      const seen: Array<{ live: boolean; served: string | undefined }> = [];
+      b.onReset(() => {
+        // Runs when the connection is lost (not live) and again once subscribed (live).
+        cache.put('k', 'during', cache.mark(), 2);
+        seen.push({ live: b.live(), served: cache.get('k', 3) });
+      });
+      expect(await dropConnection(bName)).toBe(1);
+      await vi.waitFor(() => expect(seen).toHaveLength(2), { timeout: 10_000 });
+      expect(seen).toEqual([
+        { live: false, served: undefined },
+        { live: true, served: 'during' },
+      ]);
+      await b.close();
+      expect(b.live()).toBe(false);
     });
   });
 }

@@ -3,7 +3,9 @@ import type { InvalidationBus } from './types.ts';
 /**
  * A bounded, least-recently-used map whose entries the bus invalidates on every node. Entries also
  * expire after a safety TTL, which bounds how long a copy can outlive a change if a message is ever
- * lost without the connection dropping (a dropped connection clears the whole cache via onReset).
+ * lost without the connection dropping (a dropped connection clears the whole cache via onReset). While
+ * the bus is not live (between a lost connection and the subscription being back) it serves and stores
+ * nothing: every read goes to the database.
  */
 export interface InvalidatedCache<V> {
   get(key: string, nowMs: number): V | undefined;
@@ -43,6 +45,8 @@ export function createInvalidatedCache<V>(options: InvalidatedCacheOptions<V>): 
   let epoch = 0;
   const cache: InvalidatedCache<V> = {
     get(key, nowMs) {
+      // Not subscribed (connection lost): a change elsewhere would go unheard, so nothing is served.
+      if (!options.bus.live()) return undefined;
       const entry = entries.get(key);
       if (!entry) return undefined;
       entries.delete(key);
@@ -52,7 +56,7 @@ export function createInvalidatedCache<V>(options: InvalidatedCacheOptions<V>): 
     },
     mark: () => epoch,
     put(key, value, mark, nowMs) {
-      if (mark !== epoch) return;
+      if (mark !== epoch || !options.bus.live()) return;
       entries.delete(key);
       entries.set(key, { value, storedAt: nowMs });
       if (entries.size > options.maxEntries) {

@@ -69,6 +69,8 @@ export function createInProcessBus(onError: (error: unknown) => void = () => {})
     },
     subscribe: (topic, handler) => local.subscribe(topic, handler),
     onReset: (handler) => local.onReset(handler),
+    // One node: nothing can be missed.
+    live: () => !closed,
     async close() {
       closed = true;
     },

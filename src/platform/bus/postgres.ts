@@ -45,7 +45,14 @@ export async function openPostgresBus(options: PostgresBusOptions): Promise<Inva
   };
 
   const listen = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: options.url, application_name: options.name });
+    // Bounded like the publisher: a server that takes the connection and never answers LISTEN would
+    // leave this node not listening (its caches off) for good; a failed attempt is retried.
+    const client = new pg.Client({
+      connectionString: options.url,
+      application_name: options.name,
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 5_000,
+    });
     client.on('notification', (n) => {
       if (n.channel === options.channel) receive(n.payload);
     });
@@ -113,6 +120,7 @@ export async function openPostgresBus(options: PostgresBusOptions): Promise<Inva
     },
     subscribe: (topic, handler) => local.subscribe(topic, handler),
     onReset: (handler) => local.onReset(handler),
+    live: () => listener !== null && !closed,
     async close() {
       if (closed) return;
       closed = true;

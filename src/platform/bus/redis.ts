@@ -30,6 +30,9 @@ function whenReady(redis: Redis): Promise<void> {
   });
 }
 
+/** How long a restored connection may take to confirm the subscription before it is made again. */
+const RESUBSCRIBE_DEADLINE_MS = 5_000;
+
 /**
  * Redis pub/sub on one channel. A subscribed connection can run no other command, so the subscriber is
  * a dedicated connection and publishing uses a second one. ioredis reconnects by itself; we subscribe
@@ -68,18 +71,34 @@ export async function openRedisBus(options: RedisBusOptions): Promise<Invalidati
     subscribed = false;
     local.reset();
   });
+  // Each subscription attempt after a reconnect; an answer to an attempt given up on is ignored.
+  let attempt = 0;
+  const retrySubscription = (error: unknown) => {
+    attempt += 1;
+    options.onError(error);
+    // Drop the connection: ioredis reconnects and 'ready' tries again.
+    subscriber.disconnect(true);
+  };
   subscriber.on('ready', () => {
     if (closed || subscribed || !initialDone) return;
+    const mine = ++attempt;
+    // A Redis that takes the connection and never answers SUBSCRIBE would leave this node unsubscribed
+    // (its caches off) for good: past the deadline the connection is dropped and made again.
+    const deadline = setTimeout(() => {
+      if (mine === attempt && !closed)
+        retrySubscription(new Error('Redis did not confirm SUBSCRIBE in time'));
+    }, RESUBSCRIBE_DEADLINE_MS).unref();
     subscriber.subscribe(options.channel).then(
       () => {
+        clearTimeout(deadline);
+        if (mine !== attempt || closed) return;
         subscribed = true;
         // Subscribed again: whatever was published meanwhile is lost, so caches go.
         local.reset();
       },
       (error: unknown) => {
-        options.onError(error);
-        // Drop the connection: ioredis reconnects and 'ready' tries again.
-        subscriber.disconnect(true);
+        clearTimeout(deadline);
+        if (mine === attempt && !closed) retrySubscription(error);
       },
     );
   });
@@ -105,6 +124,7 @@ export async function openRedisBus(options: RedisBusOptions): Promise<Invalidati
     },
     subscribe: (topic, handler) => local.subscribe(topic, handler),
     onReset: (handler) => local.onReset(handler),
+    live: () => subscribed && !closed,
     async close() {
       if (closed) return;
       closed = true;

@@ -10,6 +10,12 @@ export interface InvalidationBus {
   subscribe(topic: string, handler: (key: string) => void): () => void;
   /** Runs when messages may have been missed (connection lost and restored): drop whole caches. */
   onReset(handler: () => void): () => void;
+  /**
+   * Whether messages from the other nodes reach this one now. False from a lost connection until the
+   * subscription is back (and on a closed bus): caches then serve and store nothing, so a change made
+   * through another node meanwhile takes effect here at the next request, not at the safety TTL.
+   */
+  live(): boolean;
   close(): Promise<void>;
 }
 
