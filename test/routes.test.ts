@@ -297,6 +297,53 @@ describe('X-Request-Id', () => {
   });
 });
 
+/** Every string schema in a route's params, query and body, with where it sits. */
+function stringSchemas(
+  node: unknown,
+  at: string,
+  out: Array<{ at: string; schema: Record<string, unknown> }>,
+) {
+  if (!node || typeof node !== 'object') return out;
+  const schema = node as Record<string, unknown>;
+  if (schema.type === 'string') out.push({ at, schema });
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === 'properties' && value && typeof value === 'object') {
+      for (const [name, sub] of Object.entries(value)) stringSchemas(sub, `${at}/${name}`, out);
+    } else if (Array.isArray(value)) value.forEach((sub, i) => stringSchemas(sub, `${at}[${i}]`, out));
+    else if (value && typeof value === 'object') stringSchemas(value, at, out);
+  }
+  return out;
+}
+
+describe('ids a client sends', () => {
+  // Access review (HIGH): an id pattern of the access routes took upper case; the checks around the
+  // queries compare text, so the same user in upper case got past "not yourself" and "keep an admin".
+  const upperUuid = '0B7C4F6E-9F1A-4C2B-8D3E-5A6F7B8C9D0E';
+  /** A pattern for ids (it refuses plain text) that takes one in upper case. */
+  const idPattern = (pattern: string) =>
+    new RegExp(pattern).test(upperUuid) && !new RegExp(pattern).test('x');
+  it('are never taken in upper case by a pattern of their own (the uuid format is lower case only)', () => {
+    const own: string[] = [];
+    for (const route of appRoutes) {
+      const schema = (route.schema ?? {}) as Record<string, unknown>;
+      for (const part of ['params', 'querystring', 'body'])
+        for (const { at, schema: s } of stringSchemas(schema[part], `${route.url} ${part}`, []))
+          if (typeof s.pattern === 'string' && idPattern(s.pattern)) own.push(`${at}: ${s.pattern}`);
+    }
+    expect(own).toEqual([]);
+  });
+
+  it('in upper case are refused by the uuid format with a message saying the form', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/operators/${upperUuid}/revoke-tokens`,
+      headers: t.asOperator,
+    });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json().errors[0].message).toMatch(/lower case/);
+  });
+});
+
 const sweepSlug = 'sweep-co';
 const odd = [
   'urn:uuid:0b7c4f6e-9f1a-4c2b-8d3e-5a6f7b8c9d0e',

@@ -1,11 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import { SavedAlertSettings } from '../audit/index.ts';
-import { strictObject, Text } from '../platform/http/schemas.ts';
+import { strictObject, Text, Uuid } from '../platform/http/schemas.ts';
 
 export const Slug = Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' });
-export const Uuid = Type.String({
-  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
-});
+export { Uuid };
 export const RoleKey = Type.String({ pattern: '^[a-z][a-z0-9-]{1,38}[a-z0-9]$' });
 export const PermissionName = Type.String({ pattern: '^[a-z][a-z-]*:[a-z][a-z-]*$', maxLength: 80 });
 

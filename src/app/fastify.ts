@@ -4,6 +4,7 @@ import type { Config } from '../platform/config/index.ts';
 import { frameworkErrors } from '../platform/http/error-handler.ts';
 import { requestIdFor } from '../platform/http/request-id.ts';
 import { AccessLogController, lazyChildLogger } from '../platform/http/request-log.ts';
+import { canonicalUuid } from '../platform/http/schemas.ts';
 import { buildValidator } from '../platform/http/validation.ts';
 import { logDestination, loggerOptions } from '../platform/log.ts';
 import { tlsOptions } from '../protect/index.ts';
@@ -36,6 +37,10 @@ export function createFastify(config: Config, logger: FastifyServerOptions['logg
         useDefaults: true,
         allErrors: false,
       },
+      // After ajv-formats: ids in their one canonical form (lower case), the form Rampart stores and
+      // answers. PostgreSQL matches a uuid in any case, but the JavaScript around it compares text (the
+      // last administrator, "not yourself", cache keys), so an upper-case id got past those checks.
+      onCreate: (ajv) => ajv.addFormat('uuid', canonicalUuid),
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   accessLog.attach(app.log);

@@ -23,7 +23,9 @@ function fieldErrors(error: FastifyError): FieldError[] {
         ? 'unknown field: remove it'
         : issue.keyword === 'required'
           ? 'is required'
-          : (issue.message ?? 'is invalid');
+          : issue.keyword === 'format' && params.format === 'uuid'
+            ? 'must be a UUID in lower case (8-4-4-4-12 hex digits), as Rampart returns ids'
+            : (issue.message ?? 'is invalid');
     return { pointer, message };
   });
 }

@@ -47,6 +47,8 @@ export function Text(
   return Type.String({ ...limits, pattern: `^[^${controls}\\u007f\\ud800-\\udfff]*$` });
 }
 
+/** A UUID as Rampart writes it: lower-case hex (the `uuid` format is this, see app/fastify.ts). */
+export const canonicalUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const Uuid = Type.String({ format: 'uuid' });
 /**
  * An RFC 3339 time. The `date-time` format admits a leap second (`23:59:60Z`) and an hours-only offset
