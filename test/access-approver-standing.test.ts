@@ -11,7 +11,7 @@
  * Runs on both engines; the races are real on PostgreSQL (PGlite runs one transaction at a time).
  */
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../src/audit/index.ts';
 import { systemContext } from '../src/platform/context.ts';
 import { asTenantId } from '../src/platform/db/index.ts';
@@ -515,5 +515,159 @@ describe('an approved action that keeps conflicting', () => {
     const run = await execute(ada, approval.id, approval.params);
     expect(run.statusCode, run.body).toBe(200);
     expect(await roles().userRoles(tenantId, target.userId)).toContain('tenant-admin');
+  });
+});
+
+// Review, 2026-11-28: "the person a grant is for does not approve it" (`beneficiary`) was checked when the
+// approval was recorded, never when it ran. A non-holder approved adding an administrator power to a held
+// role; the role (no such power yet, so no four-eyes) was then granted to the approver; the approved run
+// gave them the power they had approved. The basis (the role's name and permissions) is unchanged by an
+// assignment, so it was not refused as state_changed either. Now checked again with the approver's
+// standing, in the claim and in the guard: a hit is an approver who lost the right.
+describe('an approved change of a role its approver came to hold since', () => {
+  let kim: Person;
+  const desk = { name: 'Desk', permissions: ['users:read'] };
+  const widened = { name: 'Desk', permissions: ['alerts:write', 'users:read'] };
+
+  beforeAll(async () => {
+    await roles().create(tenantId, ctx, 'desk', desk);
+    await roles().create(tenantId, ctx, 'checker', { name: 'Checker', permissions: ['approvals:decide'] });
+    const holder = await member(t, slug, ada, `desk-holder@${slug}.test`);
+    await roles().assign(tenantId, ctx, holder.userId, 'desk');
+    // kim decides on approvals and holds nothing else: not a holder of desk when approving.
+    kim = await member(t, slug, ada, `kim@${slug}.test`);
+    await roles().assign(tenantId, ctx, kim.userId, 'checker');
+    kim = await withSecondFactor(t, slug, kim, clock);
+  });
+
+  const deskNow = async () =>
+    (await roles().list(tenantId))
+      .find((r) => r.key === 'desk')
+      ?.permissions.slice()
+      .sort();
+  const kimHolds = async () => [...(await t.app.services.access.cache.userPermissions(tenantId, kim.userId))];
+  const grantDesk = (who: Headers, userId: string) => call(who, 'PUT', `/access/users/${userId}/roles/desk`);
+  /** ada asks to add alerts:write to desk, kim (not a holder) approves. */
+  async function approvedWidening(): Promise<{ id: string; params: object }> {
+    const asked = await call(ada, 'PUT', '/access/roles/desk', widened);
+    expect(asked.statusCode, asked.body).toBe(202);
+    const { approval } = asked.json();
+    expect(approval.action).toBe('access.grant-tenant-admin');
+    expect((await decide(kim, approval.id)).statusCode).toBe(200);
+    return approval;
+  }
+  /** desk back as it was, kim holding it no more. */
+  async function restore() {
+    await roles().update(tenantId, ctx, 'desk', desk);
+    if ((await kimHolds()).includes('users:read')) await roles().unassign(tenantId, ctx, kim.userId, 'desk');
+  }
+  // Each test starts from there, whatever the last one did.
+  afterEach(restore);
+
+  it('refuses the run when the approver was given the role after approving: 409, pending again, audited (was: ran)', async () => {
+    const approval = await approvedWidening();
+    const lostBefore = await count('access.approval.approver_lost');
+    // desk gives no administrator power yet: granted to kim at once, no four-eyes.
+    expect((await grantDesk(ada, kim.userId)).statusCode).toBe(200);
+    const run = await execute(ada, approval.id, approval.params);
+    expectRefused(run, 409, 'approver_lost_permission');
+    expect(await deskNow()).toEqual(desk.permissions);
+    expect(await kimHolds()).not.toContain('alerts:write');
+    // Recorded as an approver who lost the right: back to pending, undecided, audited with the approver.
+    const view = await approvalOf(approval.id);
+    expect(view.status).toBe('pending');
+    expect(await count('access.approval.approver_lost')).toBe(lostBefore + 1);
+    const [event] = await t.db.withTenant<AuditTables, { details: string }[]>(asTenantId(tenantId), (tx) =>
+      tx
+        .selectFrom('audit_events')
+        .select('details')
+        .where('action', '=', 'access.approval.approver_lost')
+        .where('target_id', '=', approval.id)
+        .execute(),
+    );
+    const details = typeof event?.details === 'string' ? JSON.parse(event.details) : event?.details;
+    expect(details).toMatchObject({ action: 'access.grant-tenant-admin', approvedBy: kim.userId });
+    // kim, a holder now, may not approve it again; another person (no holder) may, and then it runs.
+    expectRefused(await decide(kim, approval.id), 403, 'beneficiary_approval');
+    expect((await decide(bea, approval.id)).statusCode).toBe(200);
+    expect((await execute(ada, approval.id, approval.params)).statusCode).toBe(200);
+    expect(await deskNow()).toEqual(widened.permissions);
+  });
+
+  it("refuses it in the action's own transaction when the role is granted after the claim (was: ran)", async () => {
+    const approval = await approvedWidening();
+    let run: Awaited<ReturnType<typeof execute>> | undefined;
+    await patched(
+      roles(),
+      'update',
+      (original) =>
+        async (...args) => {
+          // The executor is called: the claim (and its checks) committed. Now kim is given the role.
+          expect((await grantDesk(ada, kim.userId)).statusCode).toBe(200);
+          return original(...args);
+        },
+      async () => {
+        run = await execute(ada, approval.id, approval.params);
+      },
+    );
+    if (!run) throw new Error('no response');
+    expectRefused(run, 409, 'approver_lost_permission');
+    expect(await deskNow()).toEqual(desk.permissions);
+    expect(await kimHolds()).not.toContain('alerts:write');
+    expect((await approvalOf(approval.id)).status).toBe('pending');
+  });
+
+  it("a grant of the role to the approver while the action's transaction runs waits for it, then needs approval", async () => {
+    const approval = await approvedWidening();
+    let grant: ReturnType<typeof grantDesk> | undefined;
+    let waited = false;
+    let run: Awaited<ReturnType<typeof execute>> | undefined;
+    await patched(
+      roles(),
+      'update',
+      (original) => async (tenant, c, key, input, guard) =>
+        // After the guard checked (and locked) the approver's standing and the role, in the action's
+        // transaction: the grant starts, and on PostgreSQL this waits until it is blocked on those locks.
+        original(tenant, c, key, input, async (tx) => {
+          if (!guard) throw new Error('the executor passed no guard');
+          await guard(tx);
+          grant = grantDesk(ada, kim.userId);
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(tx);
+          waited = await untilSomeoneWaitsFor(rows[0]?.pid ?? 0);
+        }),
+      async () => {
+        run = await execute(ada, approval.id, approval.params);
+      },
+    );
+    if (!run || !grant) throw new Error('the action did not run its guard');
+    expect(waited).toBe(t.database.engine.kind === 'postgres');
+    expect(run.statusCode, run.body).toBe(200);
+    // The grant now gives alerts:write: asked for (PGlite: its gate ran after the commit) or refused
+    // (PostgreSQL: its gate read the role before), never done alone.
+    const granted = await grant;
+    expect([202, 403], granted.body).toContain(granted.statusCode);
+    expect(await kimHolds()).not.toContain('alerts:write');
+  });
+
+  it('race: running the approved change and granting the role to its approver at once never gives them both', async () => {
+    for (let round = 0; round < 3; round++) {
+      const approval = await approvedWidening();
+      const [run, grant] = await Promise.all([
+        execute(ada, approval.id, approval.params),
+        grantDesk(ada, kim.userId),
+      ]);
+      if (run.statusCode === 200) {
+        // The change committed first: the grant now gives an administrator power, so it is asked for
+        // (202) or, had its gate read the role before, refused (403 approval_now_required). Never both.
+        expect([202, 403], grant.body).toContain(grant.statusCode);
+        expect(await deskNow()).toEqual(widened.permissions);
+      } else {
+        expect(grant.statusCode, grant.body).toBe(200);
+        expectRefused(run, 409, 'approver_lost_permission');
+        expect(await deskNow()).toEqual(desk.permissions);
+      }
+      expect(await kimHolds()).not.toContain('alerts:write');
+      await restore();
+    }
   });
 });

@@ -48,8 +48,8 @@ export function createApprovalExecution(parts: ApprovalParts) {
    * The checks before an approved request runs, on its locked row: the same action (when the caller
    * names one), asked by this person, approved, not expired, exactly the approved parameters; then, in
    * this transaction and with what they read locked, an approver who still holds `approvals:decide` and
-   * the state it was asked against. Then the row gets `status` in the caller's transaction: a second
-   * claim finds it taken.
+   * would not benefit from the action, and the state it was asked against. Then the row gets `status`
+   * in the caller's transaction: a second claim finds it taken.
    */
   async function claim(
     tx: Tx,
@@ -115,8 +115,8 @@ export function createApprovalExecution(parts: ApprovalParts) {
       ? accessError(
           'approver_lost_permission',
           'The person who approved this no longer holds approvals:decide in this tenant (role removed, ' +
-            'account disabled, or elevation ended); nothing was run. It is pending again: have someone ' +
-            'who may decide approve it.',
+            'account disabled, or elevation ended), or would now get access from it (they were given the ' +
+            'role it widens); nothing was run. It is pending again: have someone who may decide approve it.',
         )
       : accessError(
           'state_changed',

@@ -41,7 +41,10 @@ export function withinDepth(value: unknown, max = MAX_PARAMS_DEPTH): boolean {
 export const sameParams = (sent: JsonValue, approvedHash: Uint8Array) =>
   withinDepth(sent) && safeEqual(paramsHash(sent), Buffer.from(approvedHash));
 
-/** Why an approved request may not run now: its approver lost `approvals:decide`, or the state changed. */
+/**
+ * Why an approved request may not run now: its approver lost `approvals:decide` or would now benefit from
+ * it (`approverLost`: the approval no longer counts), or the state changed.
+ */
 export type StandingLoss = 'approverLost' | 'stateChanged';
 
 /** Thrown by an approval's guard in the action's transaction (which it rolls back: nothing ran). */
@@ -58,11 +61,12 @@ type Checked = Pick<
 
 /**
  * What is checked again before an approved request runs, besides its own row (security review: an
- * approval counted after its approver lost the right to give it, and an approved settings change wrote
- * back a document that others had changed since). Both are read in the caller's transaction with the
- * rows they read locked until it commits (locked-holdings.ts; each action's `basis` locks its state), and
- * run first in the transaction that claims the request and again in the one that does the action: what
- * could take either answer away waits for that commit, or the check waits for it and sees its result.
+ * approval counted after its approver lost the right to give it, or after they came to benefit from it,
+ * and an approved settings change wrote back a document that others had changed since). Both are read
+ * in the caller's transaction with the rows they read locked until it commits (locked-holdings.ts; each
+ * action's `basis` locks its state), and run first in the transaction that claims the request and again
+ * in the one that does the action: what could take either answer away waits for that commit, or the
+ * check waits for it and sees its result.
  */
 export function createStandingCheck(deps: { critical: CriticalActions; lockedHoldings: LockedHoldings }) {
   const { critical, lockedHoldings } = deps;
@@ -79,7 +83,22 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
     return state === undefined ? null : paramsHash(JSON.parse(JSON.stringify(state)) as JsonValue);
   }
 
-  /** Whether the approval still counts and the state is still the one it was asked against. */
+  /**
+   * Whether the approving user would now get access from the action (its `beneficiary`), as checked when
+   * the approval was recorded (approval-decisions.ts). Security review: the rule was checked then only;
+   * a role widened with an administrator power was approved by a non-holder, the role (no such power
+   * yet, so no four-eyes) was then granted to the approver, and the approved run gave them the power
+   * they had approved. Such an approval no longer counts, as one whose approver lost the right.
+   */
+  async function benefits(tx: Tx, row: Checked, userId: string): Promise<boolean> {
+    const beneficiary = critical.action(row.action)?.beneficiary;
+    return beneficiary !== undefined && (await beneficiary(tx, row.params as JsonValue, userId));
+  }
+
+  /**
+   * Whether the approval still counts (its approver holds `approvals:decide` and would not benefit from
+   * the action) and the state is still the one it was asked against.
+   */
   async function check(tx: Tx, tenant: TenantRef, row: Checked): Promise<StandingLoss | null> {
     const type = row.decided_by_type;
     const id = row.decided_by_id;
@@ -92,10 +111,13 @@ export function createStandingCheck(deps: { critical: CriticalActions; lockedHol
     const decides =
       type !== null && id !== null && (await lockedHoldings(tx, { type, id })).has('approvals:decide');
     if (!decides) return 'approverLost';
+    // The state, locked, before the beneficiary is asked: a grant of a role locks it FOR SHARE until its
+    // assignment commits, so a role change's holders are read with none of them still to come.
+    const now = early === undefined ? await stateNow() : early;
+    if (type === 'user' && id !== null && (await benefits(tx, row, id))) return 'approverLost';
     // Recorded with no basis, yet the action has one now: asked before its state was pinned (a grant of
     // a custom role before the security review), so the approver saw no state it could run on.
-    if (!recorded) return (await stateNow()) === null ? null : 'stateChanged';
-    const now = early === undefined ? await stateNow() : early;
+    if (!recorded) return now === null ? null : 'stateChanged';
     return now && safeEqual(now, recorded) ? null : 'stateChanged';
   }
 

@@ -110,7 +110,7 @@ defineAuditActions('access', {
   'access.approval.executed': 'An approved critical action ran',
   'access.approval.failed': 'An approved critical action failed when run',
   'access.approval.approver_lost':
-    'An approved critical action was refused: its approver no longer holds approvals:decide (back to pending)',
+    'An approved critical action was refused: its approver no longer holds approvals:decide, or would now benefit from it (back to pending)',
   'access.approval.conflicted':
     'An approved critical action kept colliding with concurrent changes and did not run; the approval is usable again',
   'access.approval.refused':
