@@ -1,11 +1,12 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import type {
-  AcknowledgeInput,
-  AlertService,
-  AlertSettingsView,
-  ForgeryService,
-  SinkInput,
-  SinkService,
+import { X509Certificate } from 'node:crypto';
+import {
+  type AcknowledgeInput,
+  type AlertService,
+  type AlertSettingsView,
+  type ForgeryService,
+  oneCertificatePem,
+  type SinkInput,
+  type SinkService,
 } from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
@@ -43,14 +44,13 @@ const forgeryInput = ({ chain, ...named }: ForgeryParams): AcknowledgeInput => (
   ...named,
 });
 
-/** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
+/**
+ * What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params).
+ * The whole of what is trusted: a caPem that is not exactly one certificate was refused (400) first.
+ */
 function caLine(caPem: string): string {
-  try {
-    const cert = new X509Certificate(caPem);
-    return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
-  } catch {
-    return `, trusting a private CA (SHA-256 of the PEM ${createHash('sha256').update(caPem).digest('hex')})`;
-  }
+  const cert = new X509Certificate(oneCertificatePem(caPem));
+  return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
 }
 
 /**

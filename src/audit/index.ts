@@ -43,7 +43,7 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-export type { SinkApproval, SinkInput } from './sink-input.ts';
+export { oneCertificatePem, type SinkApproval, type SinkInput } from './sink-input.ts';
 export { createSinkService, type SinkService } from './sink-service.ts';
 export type { OutboundRequest, SendHttp } from './sink-transport.ts';
 export { loadTrustedKeys, recordSigningKey } from './store.ts';
