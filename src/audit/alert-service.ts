@@ -44,15 +44,23 @@ export interface AlertServiceDeps {
   checkTenantAcknowledgement?: (ctx: ActionContext, alert: { rule: string }) => void;
 }
 
-function encodeCursor(row: AlertRow): string {
+function encodeCursor(row: Pick<AlertRow, 'raised_at' | 'id'>): string {
   return Buffer.from(`${row.raised_at.toISOString()}|${row.id}`, 'utf8').toString('base64url');
 }
 
+const cursorText =
+  /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/**
+ * Only a cursor encodeCursor wrote: its exact time (years 1-9999: PGlite answers later ones with an
+ * error, a 500) and a lower-case UUID, encoded back to the same text.
+ */
 function decodeCursor(cursor: string | undefined): { at: Date; id: string } | null {
   if (cursor === undefined) return null;
-  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [, at, id] = cursorText.exec(Buffer.from(cursor, 'base64url').toString('utf8')) ?? [];
   const time = new Date(at ?? '');
-  if (rest.length > 0 || !id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(time.getTime())) {
+  const exact = at !== undefined && !at.startsWith('0000') && !Number.isNaN(time.getTime());
+  if (!exact || !id || time.toISOString() !== at || encodeCursor({ raised_at: time, id }) !== cursor) {
     throw auditError('bad_cursor', 'The cursor is not one this API returned; start again without it.');
   }
   return { at: time, id };

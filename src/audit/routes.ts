@@ -15,7 +15,6 @@ import {
   SearchQuery,
 } from './schemas.ts';
 import type { EventView } from './search.ts';
-import { checkFilters } from './search.ts';
 import type { AuditService } from './service.ts';
 import type { SinkService } from './sink-service.ts';
 
@@ -125,7 +124,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
       },
     },
     async (request) => {
-      checkFilters(request.body, new Date());
+      audit.checkFilters(request.body);
       return {
         status: 'not_required' as const,
         message: 'This tenant does not require approval for exports: download them directly.',
