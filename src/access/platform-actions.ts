@@ -3,10 +3,13 @@ import {
   type AcknowledgeInput,
   type AlertService,
   type AlertSettingsView,
+  auditableUrl,
   type ForgeryService,
   oneCertificatePem,
   type SinkInput,
   type SinkService,
+  shownSettings,
+  shownUrl,
 } from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
@@ -79,6 +82,8 @@ export function wirePlatformActions(
         approvalId,
         approvedBy,
       })) as unknown as Record<string, JsonValue>,
+    // Other operators see the webhook URL without its query (an intake's key may be there).
+    shownParams: (params) => shownSettings(params as unknown as AlertSettingsView) as unknown as JsonValue,
     // A whole document is written back: it runs only on the settings the approver saw.
     platformBasis: async (tx) => (await alerts.lockedPlatform(tx)) as unknown as JsonValue,
   });
@@ -164,6 +169,12 @@ export function wirePlatformActions(
         approvalId,
         approvedBy,
       })) as unknown as Record<string, JsonValue>,
+    // Other operators see the URL without its query (an intake's key may be there); the requester runs
+    // it with the URL as asked, which the parameter hash pins.
+    shownParams: (params) => ({
+      ...(params as Record<string, JsonValue>),
+      url: shownUrl((params as unknown as SinkInput).url),
+    }),
   });
 
   // Input no sink could be added with is refused (400 bad_sink) before anything is asked for.
@@ -175,7 +186,7 @@ export function wirePlatformActions(
         action: CONNECT_SINK,
         params: input as unknown as JsonValue,
         summary:
-          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${url}` +
+          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${auditableUrl(url)}` +
           (input.caPem === undefined ? '' : caLine(input.caPem)),
       },
     ];

@@ -6,7 +6,7 @@ import type { Database, SystemTx } from '../platform/db/index.ts';
 import { alertSecretPurpose } from './alert-delivery.ts';
 import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView } from './alert-engine.ts';
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
-import { alertSettingsWeakening } from './alert-weakening.ts';
+import { alertSettingsWeakening, keepStoredUrl, shownSettings } from './alert-weakening.ts';
 import { auditableUrl } from './details.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
@@ -119,16 +119,17 @@ export function createAlertService(deps: AlertServiceDeps) {
 
   return {
     getSettings: (tenantId: string | null) =>
-      scoped(tenantId, async (tx) => view(await readAlertSettings(tx, tenantId))),
+      scoped(tenantId, async (tx) => shownSettings(view(await readAlertSettings(tx, tenantId)))),
 
     /**
      * For the platform's four-eyes gate: the checked settings and what in them weakens the platform's
      * alerting now (none: they pass alone). Input no change could run with is refused (400) here.
+     * `next` is as sent (the webhook URL as reads show it stays so: it becomes the approval's params).
      */
     async planPlatformUpdate(input: AlertSettingsView) {
       const next = checkSettings(input, null);
       const current = view(await scoped(null, (tx) => readAlertSettings(tx, null)));
-      return { next, current, weakened: alertSettingsWeakening(current, next) };
+      return { next, current, weakened: alertSettingsWeakening(current, keepStoredUrl(next, current)) };
     },
 
     /** The platform's settings read in the caller's platform transaction, locked until it commits. */
@@ -146,10 +147,11 @@ export function createAlertService(deps: AlertServiceDeps) {
       approval?: SinkApproval,
     ) =>
       scoped(tenantId, async (tx) => {
-        const next = checkSettings(input, tenantId);
+        const checked = checkSettings(input, tenantId);
         if (approval) await approval.guard(tx as SystemTx<AuditTables>);
         const before = await lockSettings(tx, tenantId);
         const was = view(before);
+        const next = keepStoredUrl(checked, was);
         // The gate compared before this transaction: decided again here on the locked row, so a change
         // committed meanwhile never turns this into a weakening that runs unapproved.
         const weakened = alertSettingsWeakening(was, next);
@@ -208,7 +210,7 @@ export function createAlertService(deps: AlertServiceDeps) {
               : {}),
           },
         });
-        return { ...next, ...(secret ? { webhookSecret: secret } : {}) };
+        return { ...shownSettings(next), ...(secret ? { webhookSecret: secret } : {}) };
       }),
 
     list: (

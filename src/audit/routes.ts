@@ -39,7 +39,11 @@ const SinkKind = Type.Union([Type.Literal('webhook'), Type.Literal('syslog')]);
 const Sink = strictObject({
   id: Type.String({ format: 'uuid' }),
   kind: SinkKind,
-  url: Type.String(),
+  url: Type.String({
+    description:
+      'Where it sends, without query string, fragment or user info (an intake may take its key in the ' +
+      'query): as the operator asked for it, less those',
+  }),
   state: Type.Union([Type.Literal('active'), Type.Literal('draining')], {
     description: 'draining: disabled, delivering its backlog (the disable notice last), then it stops',
   }),
