@@ -1,5 +1,6 @@
 import type { RetentionService } from '../audit/index.ts';
 import type { IdentityService } from '../identity/index.ts';
+import type { Clock } from '../platform/context.ts';
 import { wireAdminGrantActions } from './admin-grant-actions.ts';
 import { wireAuditTrailActions } from './audit-trail-actions.ts';
 import type { CriticalActions } from './critical.ts';
@@ -22,6 +23,7 @@ export function wireCriticalActions(
     roles: RoleService;
     settings: AccessSettingsService;
     retention: RetentionService;
+    clock: Clock;
   },
 ) {
   wireAdminGrantActions(critical, deps);

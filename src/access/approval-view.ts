@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { AuditInput } from '../audit/index.ts';
 import type { ActionContext } from '../platform/context.ts';
-import type { JsonValue } from './critical.ts';
+import type { CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
 import type { AccessApprovalRequestsTable, AccessTables } from './tables.ts';
 
@@ -42,6 +42,12 @@ export function toView(row: Row, now: Date): ApprovalView {
     decidedAt: row.decided_at?.toISOString() ?? null,
     executedAt: row.executed_at?.toISOString() ?? null,
   };
+}
+
+/** A platform request as answered to operators: its parameters as its action shows them. */
+export function platformView(critical: CriticalActions, view: ApprovalView): ApprovalView {
+  const shown = critical.action(view.action)?.shownParams;
+  return shown ? { ...view, params: shown(view.params) } : view;
 }
 
 /** The person behind an actor: an operator (under an elevation) or a tenant user. */

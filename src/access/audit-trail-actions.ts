@@ -1,4 +1,5 @@
 import { checkAuditFilters, type RetentionService } from '../audit/index.ts';
+import type { Clock } from '../platform/context.ts';
 import type { CriticalActions, JsonValue } from './critical.ts';
 
 /** The four-eyes key of shortening the audit retention (asked of access by the retention service). */
@@ -8,8 +9,11 @@ export const SHORTEN_RETENTION = 'audit.retention.shorten';
  * The audit trail's critical actions: shortening its retention (what runs once approved) and exporting
  * it (approved, then used up by the download itself), with their gates.
  */
-export function wireAuditTrailActions(critical: CriticalActions, deps: { retention: RetentionService }) {
-  const { retention } = deps;
+export function wireAuditTrailActions(
+  critical: CriticalActions,
+  deps: { retention: RetentionService; clock: Clock },
+) {
+  const { retention, clock } = deps;
 
   critical.define({
     key: SHORTEN_RETENTION,
@@ -36,12 +40,9 @@ export function wireAuditTrailActions(critical: CriticalActions, deps: { retenti
   critical.gate('audit.export', async (request) => {
     const source = (request.method === 'POST' ? request.body : request.query) as Record<string, JsonValue>;
     const { approval: _approval, ...filters } = source ?? {};
-    // Filters no export could run with are the route's to refuse (400), not something to approve.
-    try {
-      checkAuditFilters(filters, new Date());
-    } catch {
-      return [];
-    }
+    // Filters no export could run with are refused here (400), not put up for approval; on the export's
+    // own clock, so no filters pass unapproved that the gate thought unrunnable but the export runs.
+    checkAuditFilters(filters, clock.now());
     const shown = Object.entries(filters)
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(' ');

@@ -51,6 +51,12 @@ export interface CriticalActionDef {
   scope?: 'tenant' | 'platform' | 'elevated';
   executePlatform?: (run: PlatformRun) => Promise<Record<string, JsonValue>>;
   /**
+   * What operators reading a platform request are shown of its parameters, when less than all (a URL's
+   * query may hold an intake's key). The stored parameters and their hash stay whole: the requester
+   * runs it with the parameters as asked.
+   */
+  shownParams?: (params: JsonValue) => JsonValue;
+  /**
    * The platform state a platform action would overwrite (a whole settings document), read in the
    * caller's platform transaction and locked until it commits: as `basis` for tenant actions.
    */

@@ -1,11 +1,15 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import type {
-  AcknowledgeInput,
-  AlertService,
-  AlertSettingsView,
-  ForgeryService,
-  SinkInput,
-  SinkService,
+import { X509Certificate } from 'node:crypto';
+import {
+  type AcknowledgeInput,
+  type AlertService,
+  type AlertSettingsView,
+  auditableUrl,
+  type ForgeryService,
+  oneCertificatePem,
+  type SinkInput,
+  type SinkService,
+  shownSettings,
+  shownUrl,
 } from '../audit/index.ts';
 import type { OperatorAdmin } from '../identity/index.ts';
 import type { ActionContext } from '../platform/context.ts';
@@ -43,14 +47,13 @@ const forgeryInput = ({ chain, ...named }: ForgeryParams): AcknowledgeInput => (
   ...named,
 });
 
-/** What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params). */
+/**
+ * What approvers see of a private CA: its subject and SHA-256 fingerprint (the PEM is in the params).
+ * The whole of what is trusted: a caPem that is not exactly one certificate was refused (400) first.
+ */
 function caLine(caPem: string): string {
-  try {
-    const cert = new X509Certificate(caPem);
-    return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
-  } catch {
-    return `, trusting a private CA (SHA-256 of the PEM ${createHash('sha256').update(caPem).digest('hex')})`;
-  }
+  const cert = new X509Certificate(oneCertificatePem(caPem));
+  return `, trusting the private CA "${cert.subject.replaceAll('\n', ', ')}" (SHA-256 ${cert.fingerprint256})`;
 }
 
 /**
@@ -79,6 +82,8 @@ export function wirePlatformActions(
         approvalId,
         approvedBy,
       })) as unknown as Record<string, JsonValue>,
+    // Other operators see the webhook URL without its query (an intake's key may be there).
+    shownParams: (params) => shownSettings(params as unknown as AlertSettingsView) as unknown as JsonValue,
     // A whole document is written back: it runs only on the settings the approver saw.
     platformBasis: async (tx) => (await alerts.lockedPlatform(tx)) as unknown as JsonValue,
   });
@@ -164,6 +169,12 @@ export function wirePlatformActions(
         approvalId,
         approvedBy,
       })) as unknown as Record<string, JsonValue>,
+    // Other operators see the URL without its query (an intake's key may be there); the requester runs
+    // it with the URL as asked, which the parameter hash pins.
+    shownParams: (params) => ({
+      ...(params as Record<string, JsonValue>),
+      url: shownUrl((params as unknown as SinkInput).url),
+    }),
   });
 
   // Input no sink could be added with is refused (400 bad_sink) before anything is asked for.
@@ -175,7 +186,7 @@ export function wirePlatformActions(
         action: CONNECT_SINK,
         params: input as unknown as JsonValue,
         summary:
-          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${url}` +
+          `Add a ${input.kind} SIEM sink sending every tenant's audit events to ${auditableUrl(url)}` +
           (input.caPem === undefined ? '' : caLine(input.caPem)),
       },
     ];

@@ -2,7 +2,7 @@ import type { ActionContext } from '../platform/context.ts';
 import { safeEqual } from '../platform/crypto/tokens.ts';
 import { isTransientConflict, type SystemTx } from '../platform/db/index.ts';
 import { sameParams } from './approval-standing.ts';
-import { personOf, type Row, samePerson, toView } from './approval-view.ts';
+import { personOf, platformView, type Row, samePerson, toView } from './approval-view.ts';
 import type { JsonValue, PlatformGuard } from './critical.ts';
 import { accessError } from './errors.ts';
 import {
@@ -206,7 +206,7 @@ export function createPlatformApprovalExecution(parts: PlatformApprovalParts) {
           target: { type: 'approval', id },
           details: { action: row.action, approvedBy: row.decided_by_id },
         });
-        return toView(updated, clock.now());
+        return platformView(critical, toView(updated, clock.now()));
       });
       if (failure) throw failure;
       if (!guarded) throw new Error(`platform action ${row.action} ran without its approval's guard`);

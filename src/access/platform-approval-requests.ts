@@ -1,7 +1,14 @@
 import type { ActionContext } from '../platform/context.ts';
 import type { SystemTx } from '../platform/db/index.ts';
 import { paramsHash, refuseUnseenBasis } from './approval-standing.ts';
-import { type ApprovalView, personOf, type Row, recordDecision, toView } from './approval-view.ts';
+import {
+  type ApprovalView,
+  personOf,
+  platformView,
+  type Row,
+  recordDecision,
+  toView,
+} from './approval-view.ts';
 import type { Classified, CriticalActions, JsonValue } from './critical.ts';
 import { accessError } from './errors.ts';
 import type { PlatformApprovalParts, PlatformTx } from './platform-approvals.ts';
@@ -100,7 +107,7 @@ export function createPlatformApprovalRequests(parts: PlatformApprovalParts) {
           target: { type: 'approval', id: row.id },
           details: { action: what.action, paramsDigest: Buffer.from(row.params_hash).toString('hex') },
         });
-        return toView(row, now);
+        return platformView(critical, toView(row, now));
       }),
 
     list: (status: ApprovalView['status'] | undefined) =>
@@ -113,10 +120,15 @@ export function createPlatformApprovalRequests(parts: PlatformApprovalParts) {
           .limit(200)
           .execute();
         const now = clock.now();
-        return rows.map((r) => toView(r, now)).filter((v) => status === undefined || v.status === status);
+        return rows
+          .map((r) => platformView(critical, toView(r, now)))
+          .filter((v) => status === undefined || v.status === status);
       }),
 
-    get: (id: string) => inPlatform(async (tx) => toView(await lockedPlatformRequest(tx, id), clock.now())),
+    get: (id: string) =>
+      inPlatform(async (tx) =>
+        platformView(critical, toView(await lockedPlatformRequest(tx, id), clock.now())),
+      ),
 
     /** Another operator's decision; the requester is refused. */
     async decide(ctx: ActionContext, id: string, decision: 'approve' | 'reject') {
@@ -131,7 +143,7 @@ export function createPlatformApprovalRequests(parts: PlatformApprovalParts) {
         }),
       );
       if ('expired' in outcome) return refusePlatformExpired(parts, ctx, outcome.expired);
-      return outcome.view;
+      return platformView(critical, outcome.view);
     },
   };
 }

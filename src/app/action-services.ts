@@ -49,6 +49,7 @@ export function wireActionServices({
     roles: access.roles,
     settings: access.settings,
     retention,
+    clock,
   });
   wireElevatedGrants(access.critical, { identity, roles: access.roles });
   const auditSinkBox = createSecretBox(deriveKeys(rootKeys, 'audit-sinks'));

@@ -44,7 +44,13 @@ const Channels = strictObject({
     description: 'Alert mail recipients',
   }),
   webhookUrl: Nullable(
-    Text({ minLength: 8, maxLength: 2000, description: 'https:// (http:// on loopback)' }),
+    Text({
+      minLength: 8,
+      maxLength: 2000,
+      description:
+        'https:// (http:// on loopback). Answered without its query string or fragment (a key may be ' +
+        'there); sent back so, it means the stored URL, unchanged (its signing secret too)',
+    }),
   ),
 });
 const Settings = strictObject({

@@ -6,7 +6,7 @@ import type { Database, SystemTx } from '../platform/db/index.ts';
 import { alertSecretPurpose } from './alert-delivery.ts';
 import { type AlertRow, type AlertView, parsed, readAlertSettings, toAlertView } from './alert-engine.ts';
 import { effectiveRules, type RuleSettings, timeZoneProblem, type WorkingHours } from './alert-rules.ts';
-import { alertSettingsWeakening } from './alert-weakening.ts';
+import { alertSettingsWeakening, keepStoredUrl, shownSettings } from './alert-weakening.ts';
 import { auditableUrl } from './details.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
@@ -44,15 +44,23 @@ export interface AlertServiceDeps {
   checkTenantAcknowledgement?: (ctx: ActionContext, alert: { rule: string }) => void;
 }
 
-function encodeCursor(row: AlertRow): string {
+function encodeCursor(row: Pick<AlertRow, 'raised_at' | 'id'>): string {
   return Buffer.from(`${row.raised_at.toISOString()}|${row.id}`, 'utf8').toString('base64url');
 }
 
+const cursorText =
+  /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/**
+ * Only a cursor encodeCursor wrote: its exact time (years 1-9999: PGlite answers later ones with an
+ * error, a 500) and a lower-case UUID, encoded back to the same text.
+ */
 function decodeCursor(cursor: string | undefined): { at: Date; id: string } | null {
   if (cursor === undefined) return null;
-  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [, at, id] = cursorText.exec(Buffer.from(cursor, 'base64url').toString('utf8')) ?? [];
   const time = new Date(at ?? '');
-  if (rest.length > 0 || !id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(time.getTime())) {
+  const exact = at !== undefined && !at.startsWith('0000') && !Number.isNaN(time.getTime());
+  if (!exact || !id || time.toISOString() !== at || encodeCursor({ raised_at: time, id }) !== cursor) {
     throw auditError('bad_cursor', 'The cursor is not one this API returned; start again without it.');
   }
   return { at: time, id };
@@ -111,16 +119,17 @@ export function createAlertService(deps: AlertServiceDeps) {
 
   return {
     getSettings: (tenantId: string | null) =>
-      scoped(tenantId, async (tx) => view(await readAlertSettings(tx, tenantId))),
+      scoped(tenantId, async (tx) => shownSettings(view(await readAlertSettings(tx, tenantId)))),
 
     /**
      * For the platform's four-eyes gate: the checked settings and what in them weakens the platform's
      * alerting now (none: they pass alone). Input no change could run with is refused (400) here.
+     * `next` is as sent (the webhook URL as reads show it stays so: it becomes the approval's params).
      */
     async planPlatformUpdate(input: AlertSettingsView) {
       const next = checkSettings(input, null);
       const current = view(await scoped(null, (tx) => readAlertSettings(tx, null)));
-      return { next, current, weakened: alertSettingsWeakening(current, next) };
+      return { next, current, weakened: alertSettingsWeakening(current, keepStoredUrl(next, current)) };
     },
 
     /** The platform's settings read in the caller's platform transaction, locked until it commits. */
@@ -138,10 +147,11 @@ export function createAlertService(deps: AlertServiceDeps) {
       approval?: SinkApproval,
     ) =>
       scoped(tenantId, async (tx) => {
-        const next = checkSettings(input, tenantId);
+        const checked = checkSettings(input, tenantId);
         if (approval) await approval.guard(tx as SystemTx<AuditTables>);
         const before = await lockSettings(tx, tenantId);
         const was = view(before);
+        const next = keepStoredUrl(checked, was);
         // The gate compared before this transaction: decided again here on the locked row, so a change
         // committed meanwhile never turns this into a weakening that runs unapproved.
         const weakened = alertSettingsWeakening(was, next);
@@ -200,7 +210,7 @@ export function createAlertService(deps: AlertServiceDeps) {
               : {}),
           },
         });
-        return { ...next, ...(secret ? { webhookSecret: secret } : {}) };
+        return { ...shownSettings(next), ...(secret ? { webhookSecret: secret } : {}) };
       }),
 
     list: (

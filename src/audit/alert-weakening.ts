@@ -1,6 +1,23 @@
 import { type RuleId, type WorkingHours, withinLocalHours } from './alert-rules.ts';
 import type { AlertSettingsView } from './alert-service.ts';
-import { auditableUrl } from './details.ts';
+import { auditableUrl, shownUrl } from './details.ts';
+
+/** Settings as answered to readers: the webhook URL without its query (it may hold an intake's key). */
+export const shownSettings = <T extends AlertSettingsView>(v: T): T => {
+  const url = v.channels.webhookUrl;
+  return url === null ? v : { ...v, channels: { ...v.channels, webhookUrl: shownUrl(url) } };
+};
+
+/**
+ * A webhook URL sent back as reads show it means the stored one, unchanged: a read-modify-write must
+ * not drop the query reads leave out (nor get a new signing secret).
+ */
+export function keepStoredUrl(next: AlertSettingsView, current: AlertSettingsView): AlertSettingsView {
+  const stored = current.channels.webhookUrl;
+  const sent = next.channels.webhookUrl;
+  if (stored === null || sent === null || sent === stored || sent !== shownUrl(stored)) return next;
+  return { ...next, channels: { ...next.channels, webhookUrl: stored } };
+}
 
 /** A webhook as the weakening lines name it: they go into audit details and approval summaries. */
 const shown = (url: string | null) => (url === null ? 'none' : auditableUrl(url));

@@ -62,6 +62,23 @@ function looksRandom(run: string): boolean {
   );
 }
 
+/**
+ * A URL as answered to readers (sink lists, alert settings, approval views): the URL without user info,
+ * query or fragment, which may hold an intake's key. Unlike `auditableUrl` it stays a URL.
+ */
+export function shownUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    parsed.search = '';
+    parsed.hash = '';
+    return parsed.toString();
+  } catch {
+    return '[not a URL]';
+  }
+}
+
 export const REDACTED = '[redacted: looked like a secret]';
 
 /**

@@ -10,6 +10,7 @@ export { type AlertDelivery, createAlertDelivery, type SendMail } from './alert-
 export { type AlertEngine, type AlertView, createAlertEngine } from './alert-engine.ts';
 export { alertRoutes, SavedSettings as SavedAlertSettings } from './alert-routes.ts';
 export { type AlertService, type AlertSettingsView, createAlertService } from './alert-service.ts';
+export { shownSettings } from './alert-weakening.ts';
 export {
   checkExpectedPoint,
   checkpointLag,
@@ -23,6 +24,7 @@ export { auditChainRoutes } from './chain-routes.ts';
 export { CheckpointRefusedError, createCheckpoint } from './checkpoint.ts';
 export { type CheckpointMessage, checkpointMessage } from './checkpoint-messages.ts';
 export { denialAuditor } from './denials.ts';
+export { auditableUrl, shownUrl } from './details.ts';
 export { createForwarder, type Forwarder } from './forward.ts';
 export { auditJobsPlugin, checkpointAllChains, evaluateAllChains } from './jobs.ts';
 export { auditMacKey, configureAuditMac, type MacKey, macKeyFrom } from './mac.ts';
@@ -43,7 +45,7 @@ export { auditRoutes } from './routes.ts';
 export { checkFilters as checkAuditFilters } from './search.ts';
 export { type AuditService, createAuditService } from './service.ts';
 export { type CheckpointSigner, checkpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
-export type { SinkApproval, SinkInput } from './sink-input.ts';
+export { oneCertificatePem, type SinkApproval, type SinkInput } from './sink-input.ts';
 export { createSinkService, type SinkService } from './sink-service.ts';
 export type { OutboundRequest, SendHttp } from './sink-transport.ts';
 export { loadTrustedKeys, recordSigningKey } from './store.ts';

@@ -78,6 +78,8 @@ export function decodeCursor(cursor: string | undefined): Position | null {
 }
 
 const DAY_MS = 86_400_000;
+const FIRST_MS = Date.parse('0001-01-01T00:00:00Z');
+const END_MS = Date.parse('+010000-01-01T00:00:00Z');
 
 /** The time range, defaulting to the last 30 days; refuses reversed and over-long ranges. */
 export function timeRange(input: SearchInput, now: Date): { from: Date; to: Date } {
@@ -89,6 +91,14 @@ export function timeRange(input: SearchInput, now: Date): { from: Date; to: Date
     throw auditError(
       'bad_filter',
       '`from` and `to` must be RFC 3339 times (a leap second, :60, is not accepted).',
+    );
+  }
+  // PostgreSQL takes later times (PGlite refuses them, 500); 9999-12-31T23:59:59-23:59 is in 10000 (UTC).
+  if (from.getTime() < FIRST_MS || to.getTime() > END_MS) {
+    throw auditError(
+      'bad_filter',
+      '`from` and `to` must lie between 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z (years 1-9999 in ' +
+        'UTC; with only one of them given, the other is 30 days or a minute away from it).',
     );
   }
   if (from.getTime() >= to.getTime()) throw auditError('bad_filter', '`from` must be before `to`.');

@@ -3,6 +3,7 @@ import type { AnyTenantTx, Database } from '../platform/db/index.ts';
 import { type ReadCap, spendSearchReads } from './read-cap.ts';
 import { recordAuditEvent } from './record.ts';
 import {
+  checkFilters,
   conditions,
   decodeCursor,
   type EventView,
@@ -40,6 +41,9 @@ const rangeDetails = (range: { from: Date; to: Date }) => ({
 /** Search and export of one chain's events: a tenant's (RLS-scoped) or the platform's. */
 export function createAuditService({ db, clock, readCap }: AuditServiceDeps) {
   return {
+    /** Refuses (400) filters no search or export could run with, on the clock they would run by. */
+    checkFilters: (input: SearchInput) => checkFilters(input, clock.now()),
+
     /**
      * One page of a chain's events. An operator searching a tenant's trail (only possible under an
      * approved elevation) is audited one by one, in the search's own transaction: the read counts of

@@ -23,16 +23,39 @@ export interface SinkApproval {
 
 const loopback = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
+const onePem = /^\s*-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----\s*$/;
+
+/**
+ * The private CA as stored and trusted: exactly one certificate, re-encoded. TLS trusts every certificate
+ * of a PEM, while X509Certificate (and the approver's summary) reads only the first: a second one would
+ * be trusted unseen by the approving operator.
+ */
+export function oneCertificatePem(caPem: string): string {
+  const body = onePem.exec(caPem)?.[1]?.replaceAll(/\s/g, '');
+  try {
+    // Rebuilt from its base64 alone: OpenSSL reads no indented or CRLF-split header lines.
+    const lines = body?.match(/.{1,64}/g)?.join('\n');
+    if (lines)
+      return new X509Certificate(
+        `-----BEGIN CERTIFICATE-----\n${lines}\n-----END CERTIFICATE-----\n`,
+      ).toString();
+  } catch {
+    // Refused below, as text that is not one certificate.
+  }
+  throw auditError(
+    'bad_sink',
+    'caPem must be exactly one PEM certificate (one -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- ' +
+      "block and nothing else): send only the CA certificate that signs the receiver's certificate, " +
+      'not a bundle or chain.',
+  );
+}
+
 function checkSyslogSink(raw: string, caPem: string | undefined): string {
   const parsed = parseSyslogUrl(raw);
   if (typeof parsed === 'string') throw auditError('bad_sink', parsed);
   if (caPem !== undefined) {
     if (!parsed.tls) throw auditError('bad_sink', 'A CA applies only to syslog+tls:// sinks.');
-    try {
-      new X509Certificate(caPem);
-    } catch {
-      throw auditError('bad_sink', 'caPem is not a PEM certificate.');
-    }
+    oneCertificatePem(caPem);
   }
   const host = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
   return `syslog+${parsed.tls ? 'tls' : 'tcp'}://${host.toLowerCase()}:${parsed.port}`;

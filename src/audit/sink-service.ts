@@ -6,7 +6,7 @@ import type { Database, SystemTx } from '../platform/db/index.ts';
 import { auditableUrl } from './details.ts';
 import { auditError } from './errors.ts';
 import { recordAuditEvent } from './record.ts';
-import { checkSinkInput, type SinkApproval, type SinkInput } from './sink-input.ts';
+import { checkSinkInput, oneCertificatePem, type SinkApproval, type SinkInput } from './sink-input.ts';
 import { DEFAULT_MAX_BACKLOG, sinkStatuses, stopSink } from './sink-store.ts';
 import type { AuditTables } from './tables.ts';
 
@@ -36,6 +36,8 @@ export function createSinkService({
     async create(ctx: ActionContext, input: SinkInput, approval: SinkApproval) {
       const { kind } = input;
       const url = checkSinkInput(input);
+      // Stored re-encoded: exactly the one certificate the approver's summary named (checked above).
+      const ca = input.caPem === undefined ? null : oneCertificatePem(input.caPem);
       const id = randomUUID();
       // Webhooks are signed (Standard Webhooks); syslog relies on TLS and carries no secret.
       const secret = kind === 'webhook' ? `whsec_${randomBytes(32).toString('base64')}` : null;
@@ -43,7 +45,7 @@ export function createSinkService({
         await approval.guard(tx);
         await sql`INSERT INTO audit_sinks (id, kind, url, secret_sealed, tls_ca, created_at)
           VALUES (${id}, ${kind}, ${url}, ${secret === null ? null : box.seal(secret, `audit-sink:${id}`)},
-            ${input.caPem ?? null}, ${clock.now()})`.execute(tx);
+            ${ca}, ${clock.now()})`.execute(tx);
         await recordAuditEvent<AuditTables>(tx, clock, ctx, {
           tenantId: null,
           action: 'audit.sink.created',

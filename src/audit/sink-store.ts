@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { type ActionContext, type Clock, systemContext } from '../platform/context.ts';
 import type { SystemTx } from '../platform/db/index.ts';
+import { shownUrl } from './details.ts';
 import { recordAuditEvent } from './record.ts';
 import type { SinkKind } from './sink-input.ts';
 import type { AuditTables } from './tables.ts';
@@ -65,7 +66,8 @@ export async function sinkStatuses(tx: Tx, cap: number): Promise<SinkStatus[]> {
   return rows.map((r) => ({
     id: r.id,
     kind: r.kind,
-    url: r.url,
+    // Without its query: an intake may take its key there, and `platform-audit:read` reads this list.
+    url: shownUrl(r.url),
     state: r.disabled_at === null ? 'active' : 'draining',
     createdAt: r.created_at.toISOString(),
     pending: r.pending,
