@@ -54,7 +54,7 @@ export const accountPages: FastifyPluginAsyncTypebox<PagesOptions> = async (
 <nav class="links" aria-label="Your account"><ul>
 <li><a href="${paths.password}">Change your password</a></li>
 <li><a href="${paths.sessions}">Your sessions</a></li>
-${!mfa.totp && html`<li><a href="${paths.enrol}">Set up two-step sign-in</a></li>`}
+${mfa.totp ? html`<li><a href="${paths.twoStep}">Recovery codes and authenticator</a></li>` : html`<li><a href="${paths.enrol}">Set up two-step sign-in</a></li>`}
 </ul></nav>
 ${form(paths.signOut, html`${csrfField(csrf)}${submit('Sign out', 'secondary')}`, 'inline')}`;
       const shell = { title: 'Your account', tenantName: name, notice: noticeText(request.query.notice) };

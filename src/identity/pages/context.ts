@@ -35,6 +35,7 @@ export const pathsFor = (slug: string) => {
     account: `${base}/account`,
     password: `${base}/account/password`,
     sessions: `${base}/account/sessions`,
+    twoStep: `${base}/account/two-step`,
     revoke: (id: string) => `${base}/account/sessions/${encodeURIComponent(id)}/revoke`,
     signUp: `${base}/signup`,
     invite: `${base}/invite`,

@@ -13,6 +13,11 @@ export const SignInForm = strictObject({ email: FormEmail, password: FormPasswor
 export const CsrfForm = strictObject({ _csrf: Csrf });
 export const EnrolStartForm = strictObject({ _csrf: Csrf, currentPassword: Type.Optional(FormPassword) });
 export const CodeForm = strictObject({ _csrf: Csrf, code: Type.String({ maxLength: 64 }) });
+export const RemoveAuthenticatorForm = strictObject({
+  _csrf: Csrf,
+  code: Type.String({ maxLength: 64 }),
+  currentPassword: Type.Optional(FormPassword),
+});
 export const ChangePasswordForm = strictObject({
   _csrf: Csrf,
   currentPassword: FormPassword,
@@ -46,6 +51,9 @@ export const notices = {
   sent: 'If an account uses this address, we sent it a link to reset the password. The link works once, for one hour.',
   password: 'Your password was changed. Your other sessions were ended, and this one renewed.',
   revoked: 'The session was ended.',
+  authenticator:
+    'Your authenticator was removed and every session ended. Sign in again; where your organisation ' +
+    'asks for two-step sign-in, you will set up the new one then.',
 } as const;
 export type NoticeKey = keyof typeof notices;
 export const NoticeQuery = strictObject({

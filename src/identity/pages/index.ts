@@ -14,6 +14,7 @@ import { renderPage } from './layout.ts';
 import { linkPages } from './link-pages.ts';
 import { signInPages } from './sign-in-pages.ts';
 import { signUpPages } from './sign-up-pages.ts';
+import { twoStepPages } from './two-step-pages.ts';
 
 export type { PagesOptions } from './context.ts';
 
@@ -95,6 +96,7 @@ export const identityPages: FastifyPluginAsyncTypebox<PagesOptions> = async (app
   await app.register(signInPages, options);
   await app.register(enrolPages, options);
   await app.register(accountPages, options);
+  await app.register(twoStepPages, options);
   await app.register(linkPages, options);
   await app.register(signUpPages, options);
 };

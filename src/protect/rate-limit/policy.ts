@@ -62,7 +62,7 @@ export function applyOverrides(limits: Limits, entries: string[]): string[] {
 // sign-in (a password oracle); so is every form that takes a code or a link token (routes.test.ts checks
 // every POST whose body has a password, code or token field is in this class).
 const signinPath =
-  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|reset|invite|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email|me\/password|account\/password|me\/mfa\/totp(\/confirm|\/remove)?|mfa\/enrol(\/start)?)$/;
+  /\/(auth\/signin|auth\/second-factor|signin(\/code)?|signup|password\/(forgot|reset)|forgot|reset|invite|operator\/signin|operator\/setup(\/confirm)?|invitations\/accept|email\/verify|verify-email|me\/password|account\/password|account\/two-step\/(recovery-codes|remove)|me\/mfa\/totp(\/confirm|\/remove)?|mfa\/enrol(\/start)?)$/;
 const tokenPath = /\/(token|introspect|revoke|device_authorization)$/;
 
 /**
