@@ -309,8 +309,9 @@ function stringSchemas(
   for (const [key, value] of Object.entries(schema)) {
     if (key === 'properties' && value && typeof value === 'object') {
       for (const [name, sub] of Object.entries(value)) stringSchemas(sub, `${at}/${name}`, out);
-    } else if (Array.isArray(value)) value.forEach((sub, i) => stringSchemas(sub, `${at}[${i}]`, out));
-    else if (value && typeof value === 'object') stringSchemas(value, at, out);
+    } else if (Array.isArray(value)) {
+      for (const [i, sub] of value.entries()) stringSchemas(sub, `${at}[${i}]`, out);
+    } else if (value && typeof value === 'object') stringSchemas(value, at, out);
   }
   return out;
 }
