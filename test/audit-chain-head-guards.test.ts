@@ -139,3 +139,54 @@ describe('the app role cannot block a chain', () => {
     expect(await verifyAuditChain(t.db, tenantId, { keys })).toMatchObject({ events: 100, broken: null });
   });
 });
+
+describe('columns fixed once written (migration 0084, defence in depth)', () => {
+  it("a head's mac_from_seq and legacy_events do not change, even for the table owner with triggers on", async () => {
+    const tenantId = randomUUID();
+    expect(await append(tenantId, 2)).toBe('done');
+    // The app role has no right on them at all (0034's column grants).
+    for (const column of ['mac_from_seq', 'legacy_events']) {
+      expect(
+        await outcome(
+          asApp(tenantId, (tx) =>
+            sql`UPDATE audit_chain_heads SET ${sql.ref(column)} = 100 WHERE chain = ${tenantId}`.execute(tx),
+          ),
+        ),
+      ).toMatch(/permission denied/);
+      expect(
+        await outcome(
+          t.engine.asOwner((o) =>
+            o.query(`UPDATE audit_chain_heads SET ${column} = 100 WHERE chain = $1`, [tenantId]),
+          ),
+        ),
+      ).toBe(`audit_chain_heads: mac_from_seq and legacy_events of chain ${tenantId} cannot change`);
+    }
+    // Moving the head (the append path) still works.
+    expect(await append(tenantId)).toBe('done');
+    const [head] = await t.engine.asOwner((o) =>
+      o.query<{ mac_from_seq: string; legacy_events: string }>(
+        'SELECT mac_from_seq::text, legacy_events::text FROM audit_chain_heads WHERE chain = $1',
+        [tenantId],
+      ),
+    );
+    expect(head).toEqual({ mac_from_seq: '1', legacy_events: '0' });
+  });
+
+  it("a signing key's recorded_at is the database's clock, whatever the insert says", async () => {
+    const other = checkpointSigner(Buffer.from('audit-chain-head-guards-other-root-0123456789'));
+    const der = other.publicKey.export({ format: 'der', type: 'spki' });
+    await t.engine.asOwner((o) =>
+      o.query(
+        `INSERT INTO audit_signing_keys (key_id, public_key, recorded_at) VALUES ($1, $2, '2000-01-01Z')`,
+        [other.keyId, der],
+      ),
+    );
+    const [row] = await t.engine.asOwner((o) =>
+      o.query<{ recent: boolean }>(
+        `SELECT recorded_at > now() - interval '1 hour' AS recent FROM audit_signing_keys WHERE key_id = $1`,
+        [other.keyId],
+      ),
+    );
+    expect(row).toEqual({ recent: true });
+  });
+});

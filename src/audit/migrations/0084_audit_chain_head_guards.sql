@@ -64,3 +64,35 @@ DROP FUNCTION audit_events_refuse_pruned_positions();
 CREATE TRIGGER audit_events_within_chain AFTER INSERT ON audit_events
   REFERENCING NEW TABLE AS new_events
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_misplaced_positions();
+
+-- Defence in depth (security review): columns no role changes once written.
+-- mac_from_seq (0059) and legacy_events (0030) are set when a head row is created (by the migrations or
+-- by the columns' defaults) and never change: the app role has no UPDATE right on them (0034's column
+-- grants), and this trigger keeps them fixed should a grant ever widen, for every role. The table owner
+-- can still disable it (as a tamper test simulating a legacy chain does); an attacker with the owner's
+-- rights is out of reach of any trigger.
+CREATE FUNCTION audit_chain_heads_refuse_fixed_change() RETURNS trigger
+  LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_chain_heads: mac_from_seq and legacy_events of chain % cannot change', OLD.chain
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER audit_chain_heads_fixed_columns BEFORE UPDATE ON audit_chain_heads
+  FOR EACH ROW WHEN (NEW.mac_from_seq IS DISTINCT FROM OLD.mac_from_seq
+    OR NEW.legacy_events IS DISTINCT FROM OLD.legacy_events)
+  EXECUTE FUNCTION audit_chain_heads_refuse_fixed_change();
+
+-- audit_signing_keys.recorded_at (0060) is the database's clock at insert, whatever the insert says: a
+-- key cannot be backdated to look older than the server's own key (trust follows the recording order,
+-- src/audit/store.ts trustedKeysIn). The app role may insert only key_id and public_key already; this
+-- holds for every role, should a grant widen. The table owner can disable the trigger.
+CREATE FUNCTION audit_signing_keys_stamp() RETURNS trigger
+  LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.recorded_at := clock_timestamp();
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_signing_keys_recorded_now BEFORE INSERT ON audit_signing_keys
+  FOR EACH ROW EXECUTE FUNCTION audit_signing_keys_stamp();
