@@ -135,6 +135,8 @@ async function truncate(tenantId: string, seq: number) {
   await t.engine.asOwner(async (o) => {
     await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
     await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
+    // A head never moves back (migration 0084): the owner turns that trigger off too.
+    await o.exec('ALTER TABLE audit_chain_heads DISABLE TRIGGER audit_chain_heads_no_rewind');
     try {
       await o.query('DELETE FROM audit_events WHERE tenant_id = $1 AND chain_seq > $2', [tenantId, seq]);
       await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND seq > $2', [tenantId, seq]);
@@ -146,6 +148,7 @@ async function truncate(tenantId: string, seq: number) {
     } finally {
       await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
       await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
+      await o.exec('ALTER TABLE audit_chain_heads ENABLE TRIGGER audit_chain_heads_no_rewind');
     }
   });
 }

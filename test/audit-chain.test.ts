@@ -360,11 +360,16 @@ describe('a chain appended to while verify runs', () => {
     const stray = randomUUID();
     const db = interleaved(3, async () => {
       await writeEvents(tenantId, 2);
-      await tamper([
-        `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq, prev_hash, hash)
-         VALUES ($1, $2, now(), 'system', 'tenancy.tenant.suspended', 'success', 9, $3, $3)`,
-        [stray, tenantId, Buffer.alloc(32, 1)],
-      ]);
+      // A row beyond the head is refused (migration 0084); the table owner turns that trigger off.
+      await tamper(
+        ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_within_chain'],
+        [
+          `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, action, outcome, chain_seq, prev_hash, hash)
+           VALUES ($1, $2, now(), 'system', 'tenancy.tenant.suspended', 'success', 9, $3, $3)`,
+          [stray, tenantId, Buffer.alloc(32, 1)],
+        ],
+        ['ALTER TABLE audit_events ENABLE TRIGGER audit_events_within_chain'],
+      );
     });
     const report = await verifyAuditChain(db, tenantId, { keys });
     expect(report.headSeq).toBe(7);

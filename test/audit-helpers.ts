@@ -28,8 +28,8 @@ export function outsideEvent(id: string, tenantId: string, occurredAt: Date, act
 }
 
 /**
- * As the table owner (the app role may do the same): one event appended after the chain's head and the
- * head moved onto it. `mac`: the MAC it carries (none by default). `brokenHash`: its stored hash is not
+ * As the table owner (the app role may do the same): the chain's head moved one position on, and one event
+ * written there. `mac`: the MAC it carries (none by default). `brokenHash`: its stored hash is not
  * the hash of its content (the chain still links through it). `linkTo`: the predecessor hash it claims
  * (the head's by default).
  */
@@ -57,17 +57,18 @@ export async function appendForged(
     const prev = linkTo ?? Buffer.from(head.head_hash);
     stored = brokenHash ? randomBytes(32) : chainHash(prev, event);
     seq = Number(head.seq) + 1;
+    // The head first: an event above its chain's head is refused (migration 0084), as the app does it.
+    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
+      tenantId,
+      seq,
+      stored,
+    ]);
     await o.query(
       `INSERT INTO audit_events (id, tenant_id, occurred_at, actor_type, actor_id, action, target_type, target_id,
          outcome, details, chain_seq, prev_hash, hash, mac)
        VALUES ($1, $2::uuid, $3, 'user', 'u-1', 'tenancy.tenant.suspended', 'tenant', $2::text, 'success', '{"n":99}', $4, $5, $6, $7)`,
       [id, tenantId, event.occurredAt, seq, prev, stored, mac],
     );
-    await o.query('UPDATE audit_chain_heads SET seq = $2, head_hash = $3 WHERE chain = $1', [
-      tenantId,
-      seq,
-      stored,
-    ]);
   });
   return { seq, id, hash: stored.toString('hex') };
 }

@@ -227,7 +227,7 @@ describe('the pruned prefix stays empty', () => {
     await pruneChain(t.db, clock, pruner, { tenantId, cutoff: cutoff(400), keys });
     const [low, high] = [randomUUID(), randomUUID()];
     await t.engine.asOwner(async (o) => {
-      await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_not_in_pruned_prefix');
+      await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_within_chain');
       try {
         for (const [id, seq] of [
           [high, 9],
@@ -240,7 +240,7 @@ describe('the pruned prefix stays empty', () => {
           );
         }
       } finally {
-        await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_not_in_pruned_prefix');
+        await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_within_chain');
       }
     });
     const report = await verifyAuditChain(t.db, tenantId, { keys });

@@ -108,7 +108,9 @@ export interface FollowedHead {
  * one JSON text per page. Up to `headSeq` each page is a bounded range of
  * positions (`after < seq <= after + pageSize`): its cost does not depend on the planner's row
  * estimates (without statistics on a freshly loaded table it sorted every remaining event for each
- * page) nor on the length of the chain. Past the head, rows that should not exist are still read, so
+ * page) nor on the length of the chain. After an empty page the next page starts at the next position
+ * that holds a row (one indexed lookup), so a gap costs two statements whatever its length. Past the
+ * head, rows that should not exist are still read, so
  * that verification can name them.
  *
  * With `follow`, the head is read again once the rows up to `headSeq` are read, in the same statement
@@ -175,12 +177,25 @@ export async function* chainPages<Row extends { seq: string }>(
     pending.catch(() => {});
     return pending;
   };
+  // The first position of the chain after `after`, up to `to` (one step of the position index), or `to`
+  // when there is none: where the next page starts after an empty one.
+  const nextExisting = (after: number, to: number) =>
+    inChain(db, tenantId, async (tx) => {
+      const { rows } = await sql<{ seq: string | null }>`SELECT min(chain_seq)::text AS seq FROM audit_events
+        WHERE ${chainFilter(tenantId)} AND chain_seq > ${after} AND chain_seq <= ${to}`.execute(tx);
+      const seq = rows[0]?.seq;
+      return seq == null ? to : Number(seq) - 1;
+    });
   async function* upTo(from: number, to: number): AsyncGenerator<Row[]> {
     let after = from;
     let next = after < to ? fetch(after, to) : null;
     while (next) {
       const rows = await next;
       after = Math.min(after + pageSize, to);
+      // An empty page: the next rows, if any, lie further on. A head moved far ahead of its events (the
+      // app role may move it, migration 0034) would otherwise cost one empty page per pageSize positions
+      // of the gap (10^12 positions: forever); one indexed lookup jumps over the gap whatever its length.
+      if (rows.length === 0 && after < to) after = await nextExisting(after, to);
       next = after < to ? fetch(after, to) : null;
       yield rows;
     }
