@@ -29,6 +29,10 @@ afterAll(async () => {
 });
 
 async function rampart(...args: string[]) {
+  return rampartWith(env, ...args);
+}
+
+async function rampartWith(env: Record<string, string>, ...args: string[]) {
   let out = '';
   let err = '';
   const sink = (append: (s: string) => void) =>
@@ -126,4 +130,49 @@ it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle
   const prune = await rampart('audit', 'prune', '--tenant', 'alpha');
   expect(prune.code).toBe(0);
   expect(prune.out).toMatch(/^tenant alpha: nothing to prune/m);
+}, 60_000);
+
+it('a SECRET_KEY rotation through the CLI: the new key endorses SECRET_KEY_PREVIOUS when it first signs', async () => {
+  const a = 'cli-rotation-secret-a-0123456789-0123456789-0123456789';
+  const b = 'cli-rotation-secret-b-0123456789-0123456789-0123456789';
+  const c = 'cli-rotation-secret-c-0123456789-0123456789-0123456789';
+  const own: Record<string, string> = { DATA_DIR: join(dir, 'rotation'), LOG_LEVEL: 'silent', SECRET_KEY: a };
+  let dropOwn = async () => {};
+  if (engineUnderTest === 'postgres') {
+    const pg = await createPostgresDatabase();
+    Object.assign(own, { DATABASE_URL: pg.app, DATABASE_OWNER_URL: pg.owner });
+    dropOwn = pg.drop;
+  }
+  try {
+    const run = (...args: string[]) => rampartWith(own, ...args);
+    if (engineUnderTest === 'postgres') expect((await run('migrate')).code).toBe(0);
+    expect(
+      (await run('tenants', 'create', '--slug', 'echo', '--name', 'echo', '--region', 'eu-de')).code,
+    ).toBe(0);
+    const first = await run('audit', 'checkpoint');
+    expect(first.out, first.err).toMatch(/^platform: signed seq 1$/m);
+    // B with A as SECRET_KEY_PREVIOUS (the procedure): its first checkpoint endorses A.
+    Object.assign(own, { SECRET_KEY: b, SECRET_KEY_PREVIOUS: a });
+    const bKey = await run('audit', 'public-key');
+    writeFileSync(join(dir, 'b.pem'), bKey.out.slice(bKey.out.indexOf('-----BEGIN')));
+    expect((await run('tenants', 'create', '--slug', 'fox', '--name', 'fox', '--region', 'eu-de')).code).toBe(
+      0,
+    );
+    expect((await run('audit', 'checkpoint')).out).toMatch(/^platform: signed seq 2$/m);
+    const verified = await run('audit', 'verify', '--platform');
+    expect(verified.out).toMatch(/^platform: ok, 2 events up to seq 2, 2 signed checkpoints$/m);
+    expect(verified.code).toBe(0);
+    // C started without SECRET_KEY_PREVIOUS: nothing endorses B (nor A through it)...
+    own.SECRET_KEY = c;
+    delete own.SECRET_KEY_PREVIOUS;
+    const unendorsed = await run('audit', 'verify', '--platform');
+    expect(unendorsed.code).not.toBe(0);
+    expect(unendorsed.out).toContain('unknown key');
+    // ...unless the operator gives B's public key: B is trusted, and A through B's endorsement.
+    const given = await run('audit', 'verify', '--platform', '--public-key', join(dir, 'b.pem'));
+    expect(given.out).toMatch(/^platform: ok, 2 events up to seq 2, 2 signed checkpoints$/m);
+    expect(given.code).toBe(0);
+  } finally {
+    await dropOwn();
+  }
 }, 60_000);

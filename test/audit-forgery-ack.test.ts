@@ -31,7 +31,10 @@ import { appendEvents, appendForged, auditCli } from './audit-helpers.ts';
 import { buildTestApp, engineUnderTest, fakeClock, seedTenant, type TestApp } from './helpers.ts';
 
 const clock = fakeClock(new Date());
-const signer = checkpointSigner(Buffer.from('audit-forgery-ack-test-root-key-0123456789'));
+// The app's SECRET_KEY: the suite signs checkpoints with the app's own key (an older key would need the
+// app's endorsement, migration 0089).
+const secretKey = 'audit-forgery-ack-test-root-key-0123456789-secret';
+const signer = checkpointSigner(Buffer.from(secretKey));
 const keys = trustedKeys([signer.publicKey]);
 const ctx: ActionContext = { actor: { type: 'user', id: 'u-1' }, ip: null, userAgent: null, requestId: null };
 let t: TestApp;
@@ -43,7 +46,7 @@ let ben: Operator;
 beforeAll(async () => {
   // The app's periodic jobs stay still: this suite signs checkpoints itself.
   vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
-  t = await buildTestApp({ clock });
+  t = await buildTestApp({ clock, env: { SECRET_KEY: secretKey } });
   ann = await operatorSession(t, 'ann@ops.test', clock);
   ben = await operatorSession(t, 'ben@ops.test', clock);
 });

@@ -53,7 +53,8 @@ export function wireActionServices({
   });
   wireElevatedGrants(access.critical, { identity, roles: access.roles });
   const auditSinkBox = createSecretBox(deriveKeys(rootKeys, 'audit-sinks'));
-  const auditSigner = checkpointSigner(rootKey);
+  // Recording its key, it endorses the keys of SECRET_KEY_PREVIOUS (their checkpoints stay trusted).
+  const auditSigner = checkpointSigner(rootKey, rootKeys.slice(1));
   const alertBox = createSecretBox(deriveKeys(rootKeys, 'audit-alerts'));
   // Adding a SIEM sink is a platform four-eyes action: only an approved request's execution adds one.
   const sinks = createSinkService({ db, clock, box: auditSinkBox, maxBacklog: config.auditSinkMaxBacklog });

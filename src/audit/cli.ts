@@ -96,7 +96,7 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
 
   const keysFrom = (files: string[], own?: KeyObject) =>
     trustedKeys([...(own ? [own] : []), ...files.map((f) => publicKeyFromPem(readFileSync(f, 'utf8')))]);
-  /** The server's key, the keys it recorded before a rotation (migration 0060), and any given as PEM. */
+  /** The server's key, the older keys it endorsed at a rotation (migrations 0060, 0089), and any given as PEM. */
   const serverKeys = (db: Database, files: string[]) =>
     loadTrustedKeys(
       db,

@@ -171,7 +171,7 @@ export interface PruneAllDeps {
   db: Database;
   clock: Clock;
   keys: Map<string, KeyObject>;
-  /** Read before each run instead of `keys`: the server's key and those it recorded (key rotation). */
+  /** Read before each run instead of `keys`: the server's key and the older ones it endorsed (key rotation). */
   loadKeys?: () => Promise<Map<string, KeyObject>>;
   /** Days the chain keeps its events (retention.ts). */
   daysFor(tenantId: string | null): Promise<number>;

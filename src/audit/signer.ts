@@ -9,6 +9,13 @@ export interface CheckpointSigner {
   keyId: string;
   publicKey: KeyObject;
   sign(body: CheckpointBody): Buffer;
+  /** This key's signature over endorsementText(this key, `key`): "`key` is one I signed before" (rotation). */
+  endorse(key: KeyObject): Buffer;
+  /**
+   * The signers of SECRET_KEY_PREVIOUS: recording this key (store.ts recordSigningKey) endorses each of
+   * them, so the checkpoints they signed stay trusted after the rotation (docs/audit.md, "Key rotation").
+   */
+  previous?: readonly CheckpointSigner[];
 }
 
 /** The key id: the first 16 hex digits of SHA-256 over the public key's SubjectPublicKeyInfo DER. */
@@ -23,7 +30,10 @@ export function keyIdOf(publicKey: KeyObject): string {
  * The checkpoint key is derived from the root key (HKDF, purpose-bound), so it is never stored and is
  * the same on every node; only its public half leaves the server (`rampart audit public-key`).
  */
-export function checkpointSigner(rootKey: Buffer): CheckpointSigner {
+export function checkpointSigner(
+  rootKey: Buffer,
+  previousRootKeys: readonly Buffer[] = [],
+): CheckpointSigner {
   const seed = deriveKey(rootKey, 'audit-checkpoint-ed25519');
   const privateKey = createPrivateKey({
     key: Buffer.concat([ed25519Pkcs8Header, seed]),
@@ -31,11 +41,39 @@ export function checkpointSigner(rootKey: Buffer): CheckpointSigner {
     type: 'pkcs8',
   });
   const publicKey = createPublicKey(privateKey);
+  const keyId = keyIdOf(publicKey);
   return {
-    keyId: keyIdOf(publicKey),
+    keyId,
     publicKey,
     sign: (body) => sign(null, Buffer.from(canonicalCheckpoint(body), 'utf8'), privateKey),
+    endorse: (key) => sign(null, Buffer.from(endorsementText(keyId, spkiOf(key)), 'utf8'), privateKey),
+    previous: previousRootKeys.map((root) => checkpointSigner(root)).filter((p) => p.keyId !== keyId),
   };
+}
+
+const spkiOf = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' });
+
+/**
+ * What an endorsement signs (migration 0089): the endorser's key id, the endorsed key's id and the SHA-256
+ * of the endorsed key's SubjectPublicKeyInfo DER, so the signature names exactly one key.
+ */
+export function endorsementText(endorserKeyId: string, endorsedSpki: Uint8Array): string {
+  const hash = createHash('sha256').update(endorsedSpki).digest('hex');
+  return `rampart audit key endorsement v1\nendorser ${endorserKeyId}\nkey ${hash.slice(0, 16)}\nspki-sha256 ${hash}\n`;
+}
+
+/** Whether `signature` is the endorser's endorsement of the key whose SPKI DER is `endorsedSpki`. */
+export function verifyEndorsement(
+  endorser: KeyObject,
+  endorsedSpki: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  return verify(
+    null,
+    Buffer.from(endorsementText(keyIdOf(endorser), endorsedSpki), 'utf8'),
+    endorser,
+    signature,
+  );
 }
 
 export function verifyCheckpointSignature(publicKey: KeyObject, body: CheckpointBody, signature: Uint8Array) {

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { asTenantId, type Database, type SystemTx, type TenantTx } from '../platform/db/index.ts';
-import { type CheckpointSigner, keyIdOf } from './signer.ts';
+import { type CheckpointSigner, keyIdOf, verifyEndorsement } from './signer.ts';
 import type { AuditCheckpointsTable, AuditEventsTable, AuditTables } from './tables.ts';
 import { type StoredCheckpoint, type StoredEvent, signatureProblem, type TrustedKeys } from './walk.ts';
 
@@ -395,18 +395,32 @@ export async function prunedRecordSeq(
 /**
  * Records the public key this node signs with (migration 0060), once: after a SECRET_KEY rotation the
  * server still knows the keys of the checkpoints signed before it. Racing nodes insert the same row.
+ * With it, this key's endorsement of each previous key (SECRET_KEY_PREVIOUS, `signer.previous`; migration
+ * 0089), recorded or not: only an endorsed older key is trusted (trustedKeysIn). Ed25519 is deterministic,
+ * so the rows are the same every time and on every node.
  */
 export async function recordSigningKey(tx: Kysely<AuditTables>, signer: CheckpointSigner) {
   const der = signer.publicKey.export({ format: 'der', type: 'spki' });
   await sql`INSERT INTO audit_signing_keys (key_id, public_key) VALUES (${signer.keyId}, ${der})
     ON CONFLICT DO NOTHING`.execute(tx);
+  const previous = (signer.previous ?? []).filter((p) => p.keyId !== signer.keyId);
+  if (previous.length === 0) return;
+  const rows = previous.map(
+    (p) =>
+      sql`(${signer.keyId}, ${p.keyId}, ${p.publicKey.export({ format: 'der', type: 'spki' })}, ${signer.endorse(p.publicKey)})`,
+  );
+  await sql`INSERT INTO audit_key_endorsements (endorser_key_id, key_id, public_key, signature)
+    VALUES ${sql.join(rows)} ON CONFLICT DO NOTHING`.execute(tx);
 }
 
 /**
- * The keys checkpoints are verified with: the current one, the ones recorded before it (each trusted up
- * to where a later one took over, walk.ts), and any the operator gives (trusted everywhere). Rows
- * recorded after the current key (a key this server never signed with, or one added by someone with
- * database access) are not trusted.
+ * The keys checkpoints are verified with: the current one, any the operator gives (both trusted
+ * everywhere), and the older keys a trusted key endorsed (migration 0089), directly or along a line of
+ * endorsements (the current key endorsed K1, K1 endorsed K0...). Each older key is trusted up to where,
+ * in a chain, a key that endorsed it (directly or not) or one recorded after it took over (walk.ts).
+ * A recorded key no trusted key endorsed (one added by someone with database access, whatever its
+ * recorded_at, or one the server never signed with) is not trusted: its checkpoints are reported as
+ * signed by an unknown key.
  */
 export function loadTrustedKeys(
   db: Database,
@@ -416,27 +430,69 @@ export function loadTrustedKeys(
   return db.withSystem<AuditTables, TrustedKeys>((tx) => trustedKeysIn(tx, current, extra));
 }
 
-/** loadTrustedKeys in a transaction the caller holds (the table has no tenant: any scope reads it). */
+/** loadTrustedKeys in a transaction the caller holds (the tables have no tenant: any scope reads them). */
 export async function trustedKeysIn(
   tx: Kysely<AuditTables>,
   current: CheckpointSigner,
   extra: KeyObject[] = [],
 ): Promise<TrustedKeys> {
-  const { rows } = await sql<{ key_id: string; public_key: Uint8Array }>`
-    SELECT key_id, public_key FROM audit_signing_keys ORDER BY recorded_at, key_id`.execute(tx);
+  const { rows: recorded } = await sql<{ key_id: string }>`
+    SELECT key_id FROM audit_signing_keys ORDER BY recorded_at, key_id`.execute(tx);
+  const { rows: endorsements } = await sql<{
+    endorser_key_id: string;
+    key_id: string;
+    public_key: Uint8Array;
+    signature: Uint8Array;
+  }>`SELECT endorser_key_id, key_id, public_key, signature FROM audit_key_endorsements
+    ORDER BY created_at, endorser_key_id, key_id`.execute(tx);
   const keys: TrustedKeys = new Map();
   for (const k of extra) keys.set(keyIdOf(k), k);
-  const at = rows.findIndex((r) => r.key_id === current.keyId);
-  const older = at === -1 ? rows : rows.slice(0, at);
-  const successors = new Map<string, string[]>();
-  older.forEach((row, i) => {
-    if (row.key_id === current.keyId || keys.has(row.key_id)) return;
-    const key = createPublicKey({ key: Buffer.from(row.public_key), format: 'der', type: 'spki' });
-    if (keyIdOf(key) !== row.key_id) return;
-    keys.set(row.key_id, key);
-    successors.set(row.key_id, [...older.slice(i + 1).map((r) => r.key_id), current.keyId]);
-  });
   keys.set(current.keyId, current.publicKey);
+  // From the keys trusted everywhere, along valid endorsements: each endorsed key and who endorsed it.
+  const endorsed = new Map<string, KeyObject>();
+  const endorsers = new Map<string, Set<string>>();
+  const queue = [...keys.entries()];
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    const [endorserId, endorser] = next;
+    for (const e of endorsements) {
+      if (e.endorser_key_id !== endorserId || e.key_id === endorserId || keys.has(e.key_id)) continue;
+      const known = endorsed.get(e.key_id);
+      if (known && endorsers.get(e.key_id)?.has(endorserId)) continue;
+      let key: KeyObject;
+      try {
+        key = createPublicKey({ key: Buffer.from(e.public_key), format: 'der', type: 'spki' });
+      } catch {
+        continue;
+      }
+      if (keyIdOf(key) !== e.key_id || !verifyEndorsement(endorser, e.public_key, e.signature)) continue;
+      endorsers.set(e.key_id, (endorsers.get(e.key_id) ?? new Set()).add(endorserId));
+      if (!known) {
+        endorsed.set(e.key_id, key);
+        queue.push([e.key_id, key]);
+      }
+    }
+  }
+  // An endorsed key counts up to where a later key took over: one that endorsed it (directly or along
+  // the line) or an endorsed one recorded after it, and the current key.
+  const order = recorded.map((r) => r.key_id);
+  const successors = new Map<string, string[]>();
+  for (const [id, key] of endorsed) {
+    const later = new Set<string>();
+    const up = [...(endorsers.get(id) ?? [])];
+    for (let e = up.shift(); e; e = up.shift()) {
+      if (later.has(e) || e === id) continue;
+      later.add(e);
+      up.push(...(endorsers.get(e) ?? []));
+    }
+    const at = order.indexOf(id);
+    if (at !== -1) {
+      for (const other of order.slice(at + 1))
+        if (other !== id && (endorsed.has(other) || keys.has(other))) later.add(other);
+    }
+    later.add(current.keyId);
+    keys.set(id, key);
+    successors.set(id, [...later]);
+  }
   keys.successors = successors;
   return keys;
 }

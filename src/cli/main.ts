@@ -25,7 +25,7 @@ import { registerUserCommands } from '../identity/users-cli.ts';
 import { allMigrations } from '../migrations.ts';
 import { type Config, ConfigError, envNames, loadConfig } from '../platform/config/index.ts';
 import { type ActionContext, systemClock } from '../platform/context.ts';
-import { resolveRootKey } from '../platform/crypto/keys.ts';
+import { resolveRootKey, resolveRootKeys } from '../platform/crypto/keys.ts';
 import { type Database, migrate, UnsafeRoleError } from '../platform/db/index.ts';
 import { AppError } from '../platform/http/problem.ts';
 import { withoutUrlSecrets } from '../platform/url-secrets.ts';
@@ -453,7 +453,8 @@ function program(io: CliIo): Command {
       }).daysFor(tenantId),
     signer: () => {
       const cfg = config();
-      return checkpointSigner(resolveRootKey(cfg.secretKey, cfg.dataDir));
+      const [current, ...previous] = resolveRootKeys(cfg.secretKey, cfg.secretKeyPrevious, cfg.dataDir);
+      return checkpointSigner(current as Buffer, previous);
     },
   });
   return root;
