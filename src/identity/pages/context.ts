@@ -2,10 +2,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../platform/http/problem.ts';
 import type { TenantRef } from '../deps.ts';
 import { requestCookie, secureCookiesFor, sessionCookieName, setSessionCookie } from '../http-auth.ts';
+import { signedInRecently } from '../reauth.ts';
 import type { IdentityService } from '../service.ts';
 import type { SessionStage, ValidSession } from '../session-stage.ts';
 import { csrfTokenFor } from '../session-tokens.ts';
-import type { FormError } from './layout.ts';
+import { type FormError, field } from './layout.ts';
 
 export interface PageTenant {
   ref: TenantRef;
@@ -105,3 +106,19 @@ export function formFailure(reply: FastifyReply, error: unknown): FormError {
     ? { message: 'The password does not meet the policy:', details: rules }
     : { message: error.detail };
 }
+
+/**
+ * The current-password field of a form that asks for the password again once the sign-in is more than
+ * 5 minutes old (reauth.ts): nothing for a fresh sign-in.
+ */
+export const reauthPasswordField = (identity: IdentityService, session: ValidSession, error?: FormError) =>
+  !signedInRecently(identity.deps, session) &&
+  field({
+    name: 'currentPassword',
+    label: 'Current password',
+    type: 'password',
+    autocomplete: 'current-password',
+    maxLength: 1024,
+    invalid: Boolean(error),
+    hint: 'You signed in a while ago: confirm it is you.',
+  });

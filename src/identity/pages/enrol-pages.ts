@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actionContext } from '../../platform/http/context.ts';
 import { signedIn } from '../http-auth.ts';
-import { signedInRecently } from '../reauth.ts';
 import type { ValidSession } from '../session-stage.ts';
 import {
   cookieJar,
@@ -10,6 +9,7 @@ import {
   type PagesOptions,
   type Paths,
   pathsFor,
+  reauthPasswordField,
   sendHtml,
 } from './context.ts';
 import { CodeForm, EnrolStartForm, TenantParams } from './forms.ts';
@@ -41,28 +41,16 @@ ${field({ name: 'code', label: 'Code from the app', autocomplete: 'one-time-code
 ${submit('Confirm')}`,
     );
 
-  // Starting asks for the password again once the sign-in is more than 5 minutes old (reauth.ts).
-  const passwordField = (session: ValidSession, error?: FormError) =>
-    !signedInRecently(identity.deps, session) &&
-    field({
-      name: 'currentPassword',
-      label: 'Current password',
-      type: 'password',
-      autocomplete: 'current-password',
-      invalid: Boolean(error),
-      hint: 'You signed in a while ago: confirm it is you.',
-    });
-
   const startForm = (paths: Paths, session: ValidSession, label: string, error?: FormError) =>
     form(
       paths.enrolStart,
-      html`${csrfField(csrfFor(identity, session))}${passwordField(session, error)}${submit(label)}`,
+      html`${csrfField(csrfFor(identity, session))}${reauthPasswordField(identity, session, error)}${submit(label)}`,
     );
 
   const restart = (paths: Paths, session: ValidSession, label: string) =>
     form(
       paths.enrolStart,
-      html`${csrfField(csrfFor(identity, session))}${passwordField(session)}${submit(label, 'secondary')}`,
+      html`${csrfField(csrfFor(identity, session))}${reauthPasswordField(identity, session)}${submit(label, 'secondary')}`,
       'inline',
     );
 

@@ -5,7 +5,6 @@ import { actionContext } from '../../platform/http/context.ts';
 import type { TenantRef } from '../deps.ts';
 import { signedIn } from '../http-auth.ts';
 import { removeOwnAuthenticator } from '../mfa-removal.ts';
-import { signedInRecently } from '../reauth.ts';
 import type { ValidSession } from '../session-stage.ts';
 import {
   cookieJar,
@@ -13,6 +12,7 @@ import {
   formFailure,
   type PagesOptions,
   pathsFor,
+  reauthPasswordField,
   seeOther,
   sendHtml,
 } from './context.ts';
@@ -64,17 +64,7 @@ ${form(`${paths.twoStep}/recovery-codes`, html`${csrfField(csrf)}${codeField()}$
 <p>To move to a new phone, remove it here and set up the new one at your next sign-in. Your recovery codes stop working and every session of yours ends, this one too.</p>
 ${form(
   `${paths.twoStep}/remove`,
-  html`${csrfField(csrf)}${codeField()}${
-    !signedInRecently(identity.deps, session) &&
-    field({
-      name: 'currentPassword',
-      label: 'Current password',
-      type: 'password',
-      autocomplete: 'current-password',
-      maxLength: 1024,
-      hint: 'You signed in a while ago: confirm it is you.',
-    })
-  }${submit('Remove authenticator', 'danger')}`,
+  html`${csrfField(csrf)}${codeField()}${reauthPasswordField(identity, session)}${submit('Remove authenticator', 'danger')}`,
 )}`;
     return renderPage(
       { title: TITLE, tenantName: name, error },
@@ -83,16 +73,30 @@ ${form(
   };
 
   /**
-   * Checks the code as a step-up (counted like any second-factor attempt) and returns the session it
-   * rotated to, whose cookie the answer carries.
+   * A form that takes a second factor with it: the code is checked as a step-up (counted like any
+   * second-factor attempt), which rotates the session (the answer carries the new cookie), and `act`
+   * runs under the new one. A refusal, of the code or of the act, gives the page back with the error.
    */
-  async function steppedUp(request: FastifyRequest, reply: FastifyReply, ctx: ActionContext, code: string) {
+  async function withStepUp(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    code: string,
+    act: (current: ValidSession, ctx: ActionContext) => Promise<unknown>,
+  ) {
     const { tenant, session } = signedIn(request);
-    const { token } = await identity.mfa.verify(tenant, session, code.replace(/\s+/g, ''), ctx);
-    cookies.set(reply, tenant.slug, token);
-    const fresh = await identity.sessions.validate(tenant, token);
-    if (!fresh) throw new Error('the session a second factor just rotated to does not validate');
-    return fresh;
+    const ctx = actionContext(request);
+    let current = session;
+    try {
+      const { token } = await identity.mfa.verify(tenant, session, code.replace(/\s+/g, ''), ctx);
+      cookies.set(reply, tenant.slug, token);
+      const fresh = await identity.sessions.validate(tenant, token);
+      if (!fresh) throw new Error('the session a second factor just rotated to does not validate');
+      current = fresh;
+      return await act(current, ctx);
+    } catch (error) {
+      const failure = formFailure(reply, error);
+      return sendHtml(reply, reply.statusCode, await page(tenant, current, failure));
+    }
   }
 
   app.get(
@@ -107,41 +111,27 @@ ${form(
   app.post(
     '/t/:tenant/account/two-step/recovery-codes',
     { config: active, schema: { hide: true, params: TenantParams, body: CodeForm } },
-    async (request, reply) => {
-      const { tenant, session } = signedIn(request);
-      const ctx = actionContext(request);
-      let current = session;
-      try {
-        current = await steppedUp(request, reply, ctx, request.body.code);
+    (request, reply) =>
+      withStepUp(request, reply, request.body.code, async (current, ctx) => {
+        const { tenant } = signedIn(request);
         const codes = await identity.mfa.regenerateRecoveryCodes(tenant, current, ctx);
         const shown = html`<p role="status">Your new recovery codes. Keep them somewhere safe: each signs you in once. They are shown only now, and the old ones no longer work.</p>
 <ul id="recovery-codes" class="codes">${codes.map((c) => html`<li><code>${c}</code></li>`)}</ul>`;
         return sendHtml(reply, 200, await page(tenant, current, undefined, shown));
-      } catch (error) {
-        const failure = formFailure(reply, error);
-        return sendHtml(reply, reply.statusCode, await page(tenant, current, failure));
-      }
-    },
+      }),
   );
 
   app.post(
     '/t/:tenant/account/two-step/remove',
     { config: active, schema: { hide: true, params: TenantParams, body: RemoveAuthenticatorForm } },
-    async (request, reply) => {
-      const { tenant, session } = signedIn(request);
-      const ctx = actionContext(request);
-      let current = session;
-      try {
-        current = await steppedUp(request, reply, ctx, request.body.code);
+    (request, reply) =>
+      withStepUp(request, reply, request.body.code, async (current, ctx) => {
+        const { tenant } = signedIn(request);
         const password = request.body.currentPassword || undefined;
         await removeOwnAuthenticator(identity.deps, tenant, current, ctx, password);
         // Every session of the user ended, this one too.
         cookies.clear(reply, tenant.slug);
         return seeOther(reply, `${pathsFor(tenant.slug).signIn}?notice=authenticator`);
-      } catch (error) {
-        const failure = formFailure(reply, error);
-        return sendHtml(reply, reply.statusCode, await page(tenant, current, failure));
-      }
-    },
+      }),
   );
 };
