@@ -7,8 +7,9 @@
  * PGlite and PostgreSQL.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_EVENTS_PER_APPEND } from '../src/audit/chain.ts';
 import {
   chainHash,
   checkpointSigner,
@@ -98,6 +99,48 @@ describe('the app role cannot block a chain', () => {
     expect(await append(tenantId)).toBe('done');
     expect((await headOf(tenantId))?.seq).toBe(4);
     expect(await verifyAuditChain(t.db, tenantId, { keys })).toMatchObject({ events: 4, broken: null });
+  });
+
+  it('a head cannot leap to where the next append overflows (migration 0086), and appends go on', async () => {
+    const tenantId = randomUUID();
+    expect(await append(tenantId, 2)).toBe('done');
+    const moveBy = (by: RawBuilder<unknown>) =>
+      outcome(
+        asApp(tenantId, (tx) =>
+          sql`UPDATE audit_chain_heads SET seq = ${by} WHERE chain = ${tenantId}`.execute(tx),
+        ),
+      );
+    // To the bigint maximum: before, every next append failed with "bigint out of range".
+    expect(await moveBy(sql`9223372036854775807`)).toBe(
+      `audit_chain_heads: the head of chain ${tenantId} cannot move more than 10000 positions at once (from seq 2 to 9223372036854775807)`,
+    );
+    expect(await moveBy(sql`seq + 10001`)).toMatch(/cannot move more than 10000 positions at once/);
+    expect((await headOf(tenantId))?.seq).toBe(2);
+    expect(await append(tenantId)).toBe('done');
+    expect(await verifyAuditChain(t.db, tenantId, { keys })).toMatchObject({ events: 3, broken: null });
+    // A step of 10,000 is still taken (a gap verify reports), and appends go on after it.
+    expect(await moveBy(sql`seq + 10000`)).toBe('done');
+    expect(await append(tenantId)).toBe('done');
+    expect((await headOf(tenantId))?.seq).toBe(10_004);
+  });
+
+  it('one append writes at most MAX_EVENTS_PER_APPEND events, with an error that says so', async () => {
+    const tenantId = randomUUID();
+    const events = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        tenantId,
+        action: 'tenancy.tenant.suspended' as const,
+        outcome: 'success' as const,
+        details: { n: i },
+      }));
+    expect(
+      await outcome(
+        t.db.withTenant(asTenantId(tenantId), (tx) =>
+          recordAuditEvents(tx, clock, ctx, events(MAX_EVENTS_PER_APPEND + 1)),
+        ),
+      ),
+    ).toBe(`one append writes at most ${MAX_EVENTS_PER_APPEND} events, not ${MAX_EVENTS_PER_APPEND + 1}`);
+    expect(await headOf(tenantId)).toBeNull();
   });
 
   it('an event of a chain with no head is refused, and the first append creates it', async () => {

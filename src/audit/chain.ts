@@ -154,6 +154,13 @@ async function appendIfHeadIs(
 }
 
 /**
+ * The most events one append writes (the largest, a user-import batch, writes 500). The database refuses
+ * a head moved more than 10,000 positions at once (migration 0086), so that whoever holds the app role's
+ * credentials cannot move a head to where the next append overflows.
+ */
+export const MAX_EVENTS_PER_APPEND = 2_000;
+
+/**
  * Appends events of one chain. Usually from the head this process left (appendIfHeadIs);
  * else, or when that guess is stale, the locking path: lock and advance the head (learning where it is),
  * hash each event onto the previous, insert. Either way the head's row lock is held until the caller's
@@ -164,6 +171,8 @@ export async function appendToChain<DB>(
   tenantId: string | null,
   events: ChainedEvent[],
 ): Promise<void> {
+  if (events.length > MAX_EVENTS_PER_APPEND)
+    throw new Error(`one append writes at most ${MAX_EVENTS_PER_APPEND} events, not ${events.length}`);
   const db = tx as unknown as Kysely<AuditTables>;
   const chain = chainName(tenantId);
   const given = events[0]?.ip ?? null;
