@@ -24,6 +24,8 @@ export async function openEngine(config: Config): Promise<Engine> {
       url: config.databaseUrl,
       ownerUrl: config.databaseOwnerUrl,
       poolMax: config.databasePoolMax,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      idleInTransactionTimeoutMs: config.databaseIdleInTransactionTimeoutMs,
     });
   }
   ensurePrivateDataDir(config.dataDir);

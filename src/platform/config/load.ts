@@ -15,6 +15,8 @@ export class ConfigError extends Error {
 const numberKeys = new Set<keyof Config>([
   'port',
   'databasePoolMax',
+  'databaseStatementTimeoutMs',
+  'databaseIdleInTransactionTimeoutMs',
   'operatorTokenTtlDays',
   'elevationMaxMinutes',
   'bodyLimitBytes',
@@ -57,6 +59,8 @@ const defaults = {
   port: 3000,
   dataDir: './data',
   databasePoolMax: 10,
+  databaseStatementTimeoutMs: 60_000,
+  databaseIdleInTransactionTimeoutMs: 30_000,
   allowEmbeddedInProduction: false,
   trustProxy: [],
   secretKeyPrevious: [],

@@ -26,6 +26,8 @@ export const configSchema = Type.Object(
     databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
     databaseOwnerUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
     databasePoolMax: Type.Integer({ minimum: 1, maximum: 500 }),
+    databaseStatementTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    databaseIdleInTransactionTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
     allowEmbeddedInProduction: Type.Boolean(),
     trustProxy: Type.Array(Type.String({ minLength: 1 })),
     tlsCertFile: Type.Optional(Type.String({ minLength: 1 })),
@@ -114,6 +116,16 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
     doc: 'PostgreSQL URL of the schema owner; when set, migrations run at start.',
   },
   databasePoolMax: { env: 'DATABASE_POOL_MAX', doc: 'PostgreSQL connections per node.', default: '10' },
+  databaseStatementTimeoutMs: {
+    env: 'DATABASE_STATEMENT_TIMEOUT_MS',
+    doc: "PostgreSQL `statement_timeout` of the app's connections: a statement running longer is cancelled (0 = none).",
+    default: '60000',
+  },
+  databaseIdleInTransactionTimeoutMs: {
+    env: 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS',
+    doc: "PostgreSQL `idle_in_transaction_session_timeout` of the app's connections: a transaction left idle longer is ended with its connection, and its locks go (0 = none).",
+    default: '30000',
+  },
   allowEmbeddedInProduction: {
     env: 'ALLOW_EMBEDDED_IN_PRODUCTION',
     doc: 'Let the production profile run on PGlite (single node only).',

@@ -8,7 +8,17 @@ import { heldBegin } from './held-begin.ts';
  */
 function withHeldBegin(client: pg.PoolClient) {
   const begin = heldBegin();
+  // The pool listens for errors only on idle clients. A checked-out one whose server session ends between
+  // statements (the idle-in-transaction timeout, pg_terminate_backend, a restart) emits 'error' with no
+  // query to take it: unheard, that event ended the process. Heard here, it fails the next statement and
+  // the connection is thrown away at release.
+  let lost: Error | undefined;
+  const onError = (error: Error) => {
+    lost = error;
+  };
+  client.on('error', onError);
   const query = async (sql: string, params?: unknown[]) => {
+    if (lost) throw lost;
     const step = begin.step(sql, params ?? []);
     if (step.kind === 'held') return { command: 'BEGIN', rowCount: null, rows: [] };
     if (step.kind === 'combined') {
@@ -28,7 +38,8 @@ function withHeldBegin(client: pg.PoolClient) {
     },
     release(error?: Error | boolean) {
       begin.reset();
-      client.release(error);
+      client.removeListener('error', onError);
+      client.release(error || lost);
     },
   };
 }
@@ -39,10 +50,31 @@ export interface PostgresSource {
   /** The schema owner's connection string; needed only to migrate. */
   ownerUrl?: string | undefined;
   poolMax: number;
+  /**
+   * PostgreSQL `statement_timeout` for the app's connections, ms (0 or unset: none). A runaway statement
+   * is cancelled instead of holding its connection and locks.
+   */
+  statementTimeoutMs?: number;
+  /**
+   * PostgreSQL `idle_in_transaction_session_timeout`, ms (0 or unset: none). A transaction whose client
+   * stopped sending (a request stuck on something else while it holds a chain head's row lock, which every
+   * audited write of the tenant waits for) is ended by the server with its connection, and the locks go.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export async function openPostgresEngine(source: PostgresSource): Promise<Engine> {
-  const app = new pg.Pool({ connectionString: source.url, max: source.poolMax, application_name: 'rampart' });
+  // Sent as startup parameters with each connection: no statement of its own, and they hold for every
+  // transaction on it.
+  const app = new pg.Pool({
+    connectionString: source.url,
+    max: source.poolMax,
+    application_name: 'rampart',
+    ...(source.statementTimeoutMs ? { statement_timeout: source.statementTimeoutMs } : {}),
+    ...(source.idleInTransactionTimeoutMs
+      ? { idle_in_transaction_session_timeout: source.idleInTransactionTimeoutMs }
+      : {}),
+  });
   // An idle client losing its server connection must not crash the process.
   app.on('error', () => {});
   const probe = await app.connect();
