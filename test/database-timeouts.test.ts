@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/platform/config/index.ts';
 import type { Engine } from '../src/platform/db/index.ts';
+import { toAppError } from '../src/platform/http/error-handler.ts';
 import { openEngine } from '../src/runtime.ts';
 import { createPostgresDatabase, engineUnderTest, testConfig } from './helpers.ts';
 
@@ -74,7 +75,23 @@ describe.skipIf(engineUnderTest !== 'postgres')('on PostgreSQL', () => {
   it('a statement running past the timeout is cancelled', async () => {
     const client = await connect();
     try {
-      await expect(client.query('SELECT pg_sleep(5)')).rejects.toThrow(/statement timeout/);
+      const error = await client.query('SELECT pg_sleep(5)').then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(error?.message).toMatch(/statement timeout/);
+      // Answered as a 503 with Retry-After that says what happened, not as a 500.
+      const answer = toAppError(error as Error);
+      expect({
+        code: answer.code,
+        status: answer.spec.status,
+        retry: answer.extra.retryAfterSeconds,
+      }).toEqual({
+        code: 'unavailable',
+        status: 503,
+        retry: 5,
+      });
+      expect(answer.detail).toMatch(/took too long on this request and cancelled it, changing nothing/);
       // The connection itself is still good.
       expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     } finally {

@@ -8,6 +8,7 @@ export {
   type AnyTenantTx,
   asTenantId,
   enterTenant,
+  isStatementTimeout,
   isTenantId,
   isTransientConflict,
   type SystemTx,

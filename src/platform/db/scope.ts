@@ -91,6 +91,11 @@ export function isTransientConflict(error: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
+/** PostgreSQL cancelled the statement at `statement_timeout` (57014): its transaction changed nothing. */
+export function isStatementTimeout(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '57014';
+}
+
 /**
  * A tenant-scoped transaction over any capability's tables, for code run in another capability's
  * transaction (a guard, a locked read); the receiver narrows it to its own tables.

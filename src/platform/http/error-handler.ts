@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { isTransientConflict } from '../db/index.ts';
+import { isStatementTimeout, isTransientConflict } from '../db/index.ts';
 import { platformError } from './errors.ts';
 import { AppError, type FieldError, type Problem, problemType } from './problem.ts';
 
@@ -82,6 +82,16 @@ export function toAppError(error: FastifyError | AppError | Error): AppError {
       'Another change to the same records ran at the same moment and this one was rolled back, changing ' +
         'nothing; send the request again.',
       { retryAfterSeconds: 1 },
+    );
+  }
+  if (isStatementTimeout(error)) {
+    // DATABASE_STATEMENT_TIMEOUT_MS cancelled a statement and its transaction rolled back: a request over
+    // far more rows than usual, or a database under strain. Not the client's fault, and nothing changed.
+    return platformError(
+      'unavailable',
+      'The database took too long on this request and cancelled it, changing nothing; send it again ' +
+        'later, or ask for less at once (a shorter time range, a smaller page).',
+      { retryAfterSeconds: 5 },
     );
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
