@@ -2,16 +2,19 @@
  * The app's PostgreSQL connections carry a statement timeout and an idle-in-transaction timeout
  * (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS). Without them a transaction
  * whose request hung on something else kept its locks for good: one holding a chain head's row lock
- * blocked every audited write of its tenant. Configuration on every engine; the server's behaviour on
+ * blocked every audited write of its tenant. Both are set in every transaction (SET LOCAL, sent with its
+ * `begin`), which works behind PgBouncer. Configuration on every engine; the server's behaviour on
  * PostgreSQL.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allMigrations } from '../src/migrations.ts';
 import { ConfigError, loadConfig } from '../src/platform/config/index.ts';
-import type { Engine } from '../src/platform/db/index.ts';
+import { asTenantId, type Database, type Engine, openDatabase } from '../src/platform/db/index.ts';
 import { toAppError } from '../src/platform/http/error-handler.ts';
 import { openEngine } from '../src/runtime.ts';
-import { createPostgresDatabase, engineUnderTest, testConfig } from './helpers.ts';
+import { createTestDatabase, engineUnderTest, type TestDatabase, testConfig } from './helpers.ts';
 
 describe('configuration', () => {
   it('defaults to a 60 s statement timeout and a 30 s idle-in-transaction timeout', () => {
@@ -35,88 +38,92 @@ describe('configuration', () => {
 });
 
 describe.skipIf(engineUnderTest !== 'postgres')('on PostgreSQL', () => {
-  let database: Awaited<ReturnType<typeof createPostgresDatabase>>;
+  let database: TestDatabase;
   let engine: Engine;
-  const connect = () =>
-    engine.appPool.connect() as unknown as Promise<{
-      query(sql: string): Promise<{ rows: Record<string, string>[] }>;
-      release(error?: boolean): void;
-    }>;
+  let db: Database;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   beforeAll(async () => {
-    database = await createPostgresDatabase();
+    database = await createTestDatabase();
+    const urls = database.urls;
+    if (!urls) throw new Error('no PostgreSQL URLs');
+    // The server's own path from the configuration (runtime.ts), with short timeouts.
     engine = await openEngine(
       testConfig({
-        DATABASE_URL: database.owner,
+        DATABASE_URL: urls.app,
         SECRET_KEY: randomBytes(32).toString('base64url'),
         DATABASE_STATEMENT_TIMEOUT_MS: '300',
         DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '400',
       }),
     );
+    db = await openDatabase(engine, { migrations: allMigrations, migrate: false });
   });
   afterAll(async () => {
-    await engine?.close();
-    await database?.drop();
+    await db?.close();
+    await database?.close();
   });
 
-  it('every app connection carries both settings', async () => {
-    const client = await connect();
+  const settings = sql<{ statement: string; idle: string }>`
+    SELECT current_setting('statement_timeout') AS statement,
+      current_setting('idle_in_transaction_session_timeout') AS idle`;
+
+  it('every transaction carries both settings, tenant-scoped or not; nothing outlives it', async () => {
+    const inSystem = await db.withSystem((tx) => settings.execute(tx));
+    const inTenant = await db.withTenant(asTenantId(randomUUID()), (tx) => settings.execute(tx));
+    for (const { rows } of [inSystem, inTenant])
+      expect(rows).toEqual([{ statement: '300ms', idle: '400ms' }]);
+    // SET LOCAL: the connection itself keeps the server's defaults (PgBouncer may hand it to anyone).
+    const client = (await engine.appPool.connect()) as unknown as {
+      query(text: string): Promise<{ rows: { statement: string }[] }>;
+      release(): void;
+    };
     try {
-      const { rows } = await client.query(
-        `SELECT current_setting('statement_timeout') AS statement,
-          current_setting('idle_in_transaction_session_timeout') AS idle`,
-      );
-      expect(rows[0]).toEqual({ statement: '300ms', idle: '400ms' });
+      const outside = await client.query(`SELECT current_setting('statement_timeout') AS statement`);
+      expect(outside.rows[0]?.statement).not.toBe('300ms');
     } finally {
       client.release();
     }
   });
 
-  it('a statement running past the timeout is cancelled', async () => {
-    const client = await connect();
-    try {
-      const error = await client.query('SELECT pg_sleep(5)').then(
+  it('a statement running past the timeout is cancelled and answered 503, not 500', async () => {
+    const error = await db
+      .withSystem((tx) => sql`SELECT pg_sleep(5)`.execute(tx))
+      .then(
         () => null,
         (e: Error) => e,
       );
-      expect(error?.message).toMatch(/statement timeout/);
-      // Answered as a 503 with Retry-After that says what happened, not as a 500.
-      const answer = toAppError(error as Error);
-      expect({
-        code: answer.code,
-        status: answer.spec.status,
-        retry: answer.extra.retryAfterSeconds,
-      }).toEqual({
-        code: 'unavailable',
-        status: 503,
-        retry: 5,
-      });
-      expect(answer.detail).toMatch(/took too long on this request and cancelled it, changing nothing/);
-      // The connection itself is still good.
-      expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
-    } finally {
-      client.release();
-    }
+    expect(error?.message).toMatch(/statement timeout/);
+    const answer = toAppError(error as Error);
+    expect({ code: answer.code, status: answer.spec.status, retry: answer.extra.retryAfterSeconds }).toEqual({
+      code: 'unavailable',
+      status: 503,
+      retry: 5,
+    });
+    expect(answer.detail).toMatch(/took too long on this request and cancelled it, changing nothing/);
+    // The pool goes on serving.
+    expect((await db.withSystem((tx) => sql<{ one: number }>`SELECT 1 AS one`.execute(tx))).rows).toEqual([
+      { one: 1 },
+    ]);
   });
 
-  it('a transaction left idle past the timeout is ended, and its row lock goes', async () => {
-    const client = await connect();
-    const other = await connect();
-    try {
-      await client.query('CREATE TABLE IF NOT EXISTS held (id int PRIMARY KEY, n int)');
-      await client.query('INSERT INTO held VALUES (1, 0) ON CONFLICT DO NOTHING');
-      await client.query('BEGIN');
-      await client.query('UPDATE held SET n = n + 1 WHERE id = 1');
-      // The holder sends nothing more; the server ends its session, and the waiting update goes through
-      // (without the timeout it would wait until the statement timeout cancelled it).
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      expect((await other.query('UPDATE held SET n = n + 10 WHERE id = 1 RETURNING n')).rows).toEqual([
-        { n: 10 },
-      ]);
-      await expect(client.query('SELECT 1')).rejects.toThrow();
-    } finally {
-      client.release(true);
-      other.release();
-    }
+  it('a transaction left idle past the timeout is ended and its locks go; the process lives on', async () => {
+    const lock = sql`SELECT pg_advisory_xact_lock(424242)`;
+    // The holder takes the lock, then waits on something else (as a hung request would) and sends nothing.
+    const holder = db.withSystem(async (tx) => {
+      await lock.execute(tx);
+      await sleep(1_000);
+      await sql`SELECT 1`.execute(tx);
+    });
+    const held = holder.then(
+      () => 'committed',
+      (e: Error) => e.message,
+    );
+    await sleep(100);
+    // Without the timeout this waits until the holder ends (and then the statement timeout cancels it).
+    await db.withSystem((tx) => lock.execute(tx));
+    expect(await held).toMatch(/idle-in-transaction timeout|Connection terminated/);
+    expect((await db.withSystem((tx) => sql<{ one: number }>`SELECT 1 AS one`.execute(tx))).rows).toEqual([
+      { one: 1 },
+    ]);
   });
 });

@@ -16,8 +16,9 @@ export type BeginStep =
  * setting (scope.ts). Each statement is a round trip, so a connection holds the `begin` back and, when
  * the next statement is the tenant setting, sends both as one simple-protocol message: the same
  * statements in the same order, one round trip less per tenant transaction. One per connection.
+ * `opening`: what opens a transaction on this connection (`begin`, perhaps with settings after it).
  */
-export function heldBegin() {
+export function heldBegin(opening = 'begin') {
   let held = false;
   return {
     step(sql: string, params: ReadonlyArray<unknown>): BeginStep {
@@ -36,7 +37,7 @@ export function heldBegin() {
       ) {
         // Checked to be a UUID (hex digits and dashes only), so it can stand in the text as a literal.
         const literal = asTenantId(tenantId);
-        const text = `begin; SELECT set_config('rampart.tenant_id', '${literal}', true)`;
+        const text = `${opening}; SELECT set_config('rampart.tenant_id', '${literal}', true)`;
         return { kind: 'combined', text, tenantId: literal };
       }
       return { kind: 'flush' };
