@@ -118,12 +118,12 @@ export const envNames: Record<keyof Config, { env: string; doc: string; default?
   databasePoolMax: { env: 'DATABASE_POOL_MAX', doc: 'PostgreSQL connections per node.', default: '10' },
   databaseStatementTimeoutMs: {
     env: 'DATABASE_STATEMENT_TIMEOUT_MS',
-    doc: "PostgreSQL `statement_timeout` in every transaction of the app (SET LOCAL): a statement running longer is cancelled, answered 503 (0 = none).",
+    doc: 'PostgreSQL `statement_timeout` in every transaction of the app (SET LOCAL): a statement running longer is cancelled, answered 503 (0 = none).',
     default: '60000',
   },
   databaseIdleInTransactionTimeoutMs: {
     env: 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS',
-    doc: "PostgreSQL `idle_in_transaction_session_timeout` in every transaction of the app (SET LOCAL): a transaction left idle longer is ended with its connection, and its locks go (0 = none).",
+    doc: 'PostgreSQL `idle_in_transaction_session_timeout` in every transaction of the app (SET LOCAL): a transaction left idle longer is ended with its connection, and its locks go (0 = none).',
     default: '30000',
   },
   allowEmbeddedInProduction: {
