@@ -12,12 +12,15 @@ import { HasherBusyError } from './passwords/index.ts';
  * each costs one short transaction and no verification.
  */
 
-/** The failure event of a tenant sign-in: the address as normalised, the account (if named) as target. */
+/**
+ * The failure event of a tenant sign-in: the address as normalised ('' for input that is no address:
+ * recorded as null, never as typed), the account (if named) as target.
+ */
 export const failedSignIn = (email: string, reason: string, userId: string | null): AuditInput => ({
   action: 'identity.signin.password',
   outcome: 'failure',
   ...(userId ? { target: { type: 'user', id: userId } } : {}),
-  details: { email, reason },
+  details: { email: email === '' ? null : email, reason },
 });
 
 /**

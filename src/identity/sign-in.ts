@@ -201,7 +201,10 @@ export function createSignIn(deps: ServiceDeps) {
     // Input refused before any check is no attempt: answered before the budget is charged, so that the
     // event of a throttled attempt names an address fit for the trail.
     if (hasControlCharacters(rawEmail)) throw controlCharactersError();
-    const email = normaliseEmail(rawEmail) ?? rawEmail.slice(0, 254).toLowerCase();
+    // Not an address: no account has it, and the text is never written anywhere (it may be a password
+    // typed into the wrong field, which the trail would keep for every reader): '' looks up nothing and
+    // its failure records no address (failedSignIn).
+    const email = normaliseEmail(rawEmail) ?? '';
     return chargedAttempt(
       perIp,
       ctx,
