@@ -8,6 +8,7 @@ import {
   grantBasis,
   grantBeneficiary,
   MFA_RESET_GATE,
+  UNLOCK_GATE,
 } from './elevated-grants.ts';
 import type { RoleService } from './roles.ts';
 
@@ -15,15 +16,17 @@ import type { RoleService } from './roles.ts';
  * How administrator powers are granted: assigning a role that gives one (`role` absent in requests
  * recorded before custom roles counted: tenant-admin), inviting as tenant-admin, adding one to a
  * custom role someone holds (the whole new role, as PUT would write it), enabling again a disabled
- * user whose roles give one, or resetting the second factor of a user whose roles give one (whoever
- * holds their password then enrols a factor of their own: a takeover of those powers).
+ * user whose roles give one, resetting the second factor of a user whose roles give one (whoever
+ * holds their password then enrols a factor of their own: a takeover of those powers), or lifting the
+ * password lock of such a user (each unlock is `threshold` more guesses at the password of those powers).
  */
 type GrantParams =
   | { via: 'assign'; userId: string; role?: string }
   | { via: 'invite'; email: string; displayName: string; role: UserRole }
   | { via: 'role'; role: string; name: string; permissions: string[] }
   | { via: 'enable'; userId: string }
-  | { via: 'mfa-reset'; userId: string };
+  | { via: 'mfa-reset'; userId: string }
+  | { via: 'unlock'; userId: string };
 
 /**
  * Granting administrator powers (`access.grant-tenant-admin`): what runs once it is approved, and the
@@ -49,6 +52,7 @@ export function wireAdminGrantActions(
       }
       if (p.via === 'enable') return identity.userStatus.enable(tenant, ctx, p.userId, guard);
       if (p.via === 'mfa-reset') return identity.mfa.reset(tenant, ctx, p.userId, guard);
+      if (p.via === 'unlock') return identity.accounts.unlock(tenant, ctx, p.userId, guard);
       await roles.checkGrant(tenant.id, ctx, builtinRoles[p.role].permissions(), `Inviting as ${p.role}`);
       return identity.accounts.invite(
         tenant,
@@ -188,6 +192,26 @@ export function wireAdminGrantActions(
         summary:
           `Reset the second factor of ${user.email}, whose roles give administrator powers ` +
           `(${powers.join(', ')}): whoever holds their password enrols a new one`,
+      },
+    ];
+  });
+
+  // Lifting the password lock of a user whose roles give administrator powers: the lock is what stands
+  // between whoever guesses that password and the powers (review: a users:write helpdesk role unlocked a
+  // tenant-admin after every 5 guesses, even in the lockout mode "until an administrator unlocks"). A
+  // second person approves it; the locked user may not. An unknown user is the route's to refuse.
+  critical.gate(UNLOCK_GATE, async (request, tenant) => {
+    const { id } = request.params as { id: string };
+    const user = await identity.accounts.get(tenant, id);
+    const powers = await roles.adminPowersOf(tenant.id, id);
+    if (powers.length === 0) return [];
+    return [
+      {
+        action: 'access.grant-tenant-admin',
+        params: { via: 'unlock', userId: id },
+        summary:
+          `Lift the password lock of ${user.email}, whose roles give administrator powers ` +
+          `(${powers.join(', ')})`,
       },
     ];
   });

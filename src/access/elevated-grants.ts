@@ -18,6 +18,8 @@ export const ELEVATED_GRANT = 'access.elevated-grant';
 export const ENABLE_GATE = 'identity.enable';
 /** The four-eyes gate of resetting a user's second factor (admin-grant-actions.ts). */
 export const MFA_RESET_GATE = 'identity.mfa-reset';
+/** The four-eyes gate of lifting a user's password lock (admin-grant-actions.ts). */
+export const UNLOCK_GATE = 'identity.unlock';
 
 /** How lasting access is given: a role granted, permissions added to a role, a user invited or enabled. */
 type ElevatedGrantParams =
@@ -131,7 +133,7 @@ export async function grantBasis(
 
 /**
  * Whether a grant gives `userId` access, so that they may not approve it: the user of an assignment, an
- * enable or a second-factor reset, and every holder of a role that a change widens (review: a holder
+ * enable, a second-factor reset or an unlock, and every holder of a role that a change widens (review: a holder
  * approved the administrator powers added to their own role).
  */
 export async function grantBeneficiary(
@@ -139,7 +141,8 @@ export async function grantBeneficiary(
   p: { via: string; userId?: string; role?: string },
   userId: string,
 ): Promise<boolean> {
-  if (p.via === 'assign' || p.via === 'enable' || p.via === 'mfa-reset') return p.userId === userId;
+  if (p.via === 'assign' || p.via === 'enable' || p.via === 'mfa-reset' || p.via === 'unlock')
+    return p.userId === userId;
   if (p.via !== 'role' || p.role === undefined) return false;
   const held = await tx
     .selectFrom('access_assignments')

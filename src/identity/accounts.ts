@@ -333,10 +333,27 @@ export function createAccountService(deps: ServiceDeps) {
      * codes per call, as often as they liked. It ends by itself, with a right code, or with the
      * administrator's second-factor reset (step-up; four-eyes for administrators; the user enrols anew).
      */
-    unlock: (tenant: TenantRef, ctx: ActionContext, userId: string) =>
+    unlock: (tenant: TenantRef, ctx: ActionContext, userId: string, guard?: TxGuard) =>
       inTenant(deps, tenant, async (tx) => {
-        const user = await createUserRepository(tx).byId(userId);
+        // An approved run (four-eyes: the user's roles give administrator powers) re-checks the approval.
+        await guard?.(tx);
+        const user = await createUserRepository(tx).lockById(userId);
         if (!user) throw identityError('user_not_found', 'No user has this id in this tenant.');
+        // Security review: users:write (no administrator power) lifted a tenant-admin's lock as often as
+        // it liked, `threshold` more guesses at their password each time, even where the tenant locks
+        // until an administrator unlocks. The gate asked for approval when it read administrator powers;
+        // one granted since is seen here (Access's rows read FOR SHARE until this commits), as for an
+        // enable or a second-factor reset.
+        if (!guard && ctx.actor.type !== 'system' && deps.adminPowersToApprove) {
+          const powers = await deps.adminPowersToApprove(tx, userId);
+          if (powers.length > 0) {
+            throw identityError(
+              'approval_now_required',
+              `This user's roles give administrator powers (${powers.join(', ')}): lifting their lock ` +
+                "needs a second person's approval. Send the request again to ask for it.",
+            );
+          }
+        }
         const updated = await createUserRepository(tx).update(userId, {
           password_failures: 0,
           password_locked_until: null,

@@ -90,7 +90,9 @@ export const userAdminRoutes: FastifyPluginAsyncTypebox<IdentityApiOptions> = as
   app.post(
     `${tenantApi}/users/:id/unlock`,
     {
-      config: { access: 'tenant', permission: 'users:write' },
+      // Lifting an administrator's lock is four-eyes (admin-grant-actions.ts): users:write is no
+      // administrator power, and each unlock gave whoever guesses the password `threshold` more tries.
+      config: { access: 'tenant', permission: 'users:write', fourEyes: 'identity.unlock' },
       schema: {
         tags,
         summary:
