@@ -22,6 +22,7 @@ import { withMail } from './outgoing-mail.ts';
 import { securityNotice } from './security-notices.ts';
 import { revokeAllInTx } from './session-revocation.ts';
 import type { UserRole } from './tables.ts';
+import { refuseUnapprovedAdminChange } from './user-status.ts';
 import { createUserRepository, toPublicUser, type UserRow } from './users.ts';
 
 export function createAccountService(deps: ServiceDeps) {
@@ -342,18 +343,8 @@ export function createAccountService(deps: ServiceDeps) {
         // Security review: users:write (no administrator power) lifted a tenant-admin's lock as often as
         // it liked, `threshold` more guesses at their password each time, even where the tenant locks
         // until an administrator unlocks. The gate asked for approval when it read administrator powers;
-        // one granted since is seen here (Access's rows read FOR SHARE until this commits), as for an
-        // enable or a second-factor reset.
-        if (!guard && ctx.actor.type !== 'system' && deps.adminPowersToApprove) {
-          const powers = await deps.adminPowersToApprove(tx, userId);
-          if (powers.length > 0) {
-            throw identityError(
-              'approval_now_required',
-              `This user's roles give administrator powers (${powers.join(', ')}): lifting their lock ` +
-                "needs a second person's approval. Send the request again to ask for it.",
-            );
-          }
-        }
+        // one granted since is seen here.
+        await refuseUnapprovedAdminChange(deps, tx, ctx, userId, guard, 'lifting their lock');
         const updated = await createUserRepository(tx).update(userId, {
           password_failures: 0,
           password_locked_until: null,

@@ -17,6 +17,7 @@ import type { ValidSession } from './session-stage.ts';
 import { createSession } from './session-tokens.ts';
 import { loadSettings } from './settings.ts';
 import { enrolmentFor, newTotpSecret, totpStep } from './totp.ts';
+import { refuseUnapprovedAdminChange } from './user-status.ts';
 import { createUserRepository, MFA_THRESHOLD } from './users.ts';
 
 const RECOVERY_CODES = 10;
@@ -351,16 +352,7 @@ export function createMfaService(deps: ServiceDeps) {
         if (!user) throw identityError('user_not_found', 'No user has this id in this tenant.');
         // The gate asked for approval when it read administrator powers; one granted since is seen here
         // (Access's rows read FOR SHARE until this commits), as for an enable.
-        if (!guard && ctx.actor.type !== 'system' && deps.adminPowersToApprove) {
-          const powers = await deps.adminPowersToApprove(tx, userId);
-          if (powers.length > 0) {
-            throw identityError(
-              'approval_now_required',
-              `This user's roles give administrator powers (${powers.join(', ')}): resetting their second ` +
-                "factor needs a second person's approval. Send the request again to ask for it.",
-            );
-          }
-        }
+        await refuseUnapprovedAdminChange(deps, tx, ctx, userId, guard, 'resetting their second factor');
         const removed = await tx
           .deleteFrom('user_totp')
           .where('user_id', '=', userId)

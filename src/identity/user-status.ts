@@ -90,25 +90,29 @@ export async function isUserDisabled<DB>(tx: Kysely<DB>, userId: string, lock = 
 }
 
 /**
- * Security review: users:write re-enabled a disabled tenant-admin alone, giving back administrator powers
- * that granting needs a second person for. The four-eyes gate decides before the write, so an unapproved
- * enable by a person decides again here, with the user's row locked (a grant to them waits) and Access's
- * rows read FOR SHARE: a role that gained a power meanwhile cannot slip through. The platform's own calls
- * (system actor) and approved runs (which pass their guard) are not gated.
+ * What is four-eyes for a user whose roles give administrator powers, since it hands those powers on
+ * (security reviews): enabling them again (users:write re-enabled a disabled tenant-admin alone),
+ * resetting their second factor (whoever holds the password enrols next) and lifting their password lock
+ * (each unlock is `threshold` more guesses at it). The four-eyes gate decides before the write, so an
+ * unapproved write by a person decides again here, with the user's row locked (a grant to them waits)
+ * and Access's rows read FOR SHARE: a role that gained a power meanwhile cannot slip through. The
+ * platform's own calls (system actor) and approved runs (which pass their guard) are not gated.
+ * `doing`: what the write does, as the refusal says it ("enabling them again").
  */
-async function refuseUnapprovedAdminEnable(
-  deps: IdentityDeps,
+export async function refuseUnapprovedAdminChange(
+  deps: Pick<IdentityDeps, 'adminPowersToApprove'>,
   tx: Tx,
   ctx: ActionContext,
   userId: string,
   guard: TxGuard | undefined,
+  doing: string,
 ): Promise<void> {
   if (guard || ctx.actor.type === 'system' || !deps.adminPowersToApprove) return;
   const powers = await deps.adminPowersToApprove(tx, userId);
   if (powers.length === 0) return;
   throw identityError(
     'approval_now_required',
-    `This user's roles give administrator powers (${powers.join(', ')}): enabling them again needs a ` +
+    `This user's roles give administrator powers (${powers.join(', ')}): ${doing} needs a ` +
       "second person's approval. Send the request again to ask for it.",
   );
 }
@@ -195,7 +199,7 @@ export function createUserStatusService(deps: IdentityDeps) {
             `This user is ${user.status}, not disabled; nothing to enable.`,
           );
         }
-        await refuseUnapprovedAdminEnable(deps, tx, ctx, userId, guard);
+        await refuseUnapprovedAdminChange(deps, tx, ctx, userId, guard, 'enabling them again');
         await givesNothingUnheld?.(tx, userId);
         const status = user.password_hash === null ? 'invited' : 'active';
         const updated = await repo.update(userId, { status });
