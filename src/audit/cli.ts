@@ -16,6 +16,7 @@ import { recordAuditEvent } from './record.ts';
 import { type CheckpointSigner, publicKeyFromPem, trustedKeys } from './signer.ts';
 import { inChain, listChains, loadTrustedKeys } from './store.ts';
 import { type ChainReport, verifyAuditChain } from './verify.ts';
+import { auditVolume, volumeLines } from './volume.ts';
 import type { ChainBreak } from './walk.ts';
 
 export interface ChainRef {
@@ -70,7 +71,7 @@ function describeBreak(label: string, b: ChainBreak): string {
   return `${label}: BROKEN, ${b.kind}${where}${id}: ${b.message}`;
 }
 
-/** `rampart audit verify|checkpoint|prune|public-key|export|verify-file`. */
+/** `rampart audit verify|checkpoint|prune|public-key|volume|export|verify-file`. */
 export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
   const print = (line: string) => deps.out.write(`${line}\n`);
   const audit = root.command('audit').description('the audit trail: verify, checkpoint, export');
@@ -241,6 +242,31 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
       const signer = deps.signer();
       print(`key id ${signer.keyId}`);
       deps.out.write(String(signer.publicKey.export({ format: 'pem', type: 'spki' })));
+    });
+
+  audit
+    .command('volume')
+    .description('events per day (or hour) of one chain, by outcome, as bars')
+    .option('--tenant <slug>', 'the tenant (default: the platform chain)')
+    .option('--hourly', 'one bar per hour (default: per day)')
+    .option('--from <time>', 'start (RFC 3339; default: 30 days, or 48 hours, before --to)')
+    .option('--to <time>', 'end (RFC 3339; default: now)')
+    .action(async (opts: { tenant?: string; hourly?: boolean; from?: string; to?: string }) => {
+      const { label, volume } = await deps.withDatabase(async (db) => {
+        const [chain] = await chains(db, opts.tenant, true);
+        const input = {
+          bucket: opts.hourly ? ('hour' as const) : ('day' as const),
+          from: opts.from,
+          to: opts.to,
+        };
+        return {
+          label: chain?.label ?? 'platform',
+          volume: await auditVolume(db, chain?.id ?? null, input, deps.clock.now()),
+        };
+      });
+      const total = volume.points.reduce((sum, p) => sum + p.total, 0);
+      print(`${label}: ${total} events by ${volume.bucket}, ${volume.from} to ${volume.to}`);
+      for (const line of volumeLines(volume)) print(line);
     });
 
   audit

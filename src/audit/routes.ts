@@ -13,10 +13,13 @@ import {
   ExportFilters,
   ExportQuery,
   SearchQuery,
+  VolumePage,
+  VolumeQuery,
 } from './schemas.ts';
 import type { EventView } from './search.ts';
 import type { AuditService } from './service.ts';
 import type { SinkService } from './sink-service.ts';
+import { volumeSvg } from './volume.ts';
 
 const tags = ['audit'];
 const JsonLines = Type.String({ description: 'JSON Lines (application/x-ndjson): one AuditEvent per line' });
@@ -186,6 +189,49 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService; sinks
         },
       },
       async () => auditActions(),
+    );
+  }
+
+  // Audit volume, as numbers and as a picture (volume.ts): counts by outcome, no event read out.
+  const Svg = Type.String({ description: 'image/svg+xml: a bar chart, one bar per hour or day' });
+  for (const [base, access, permission] of [
+    ['/api/v1/audit/volume', 'operator', 'platform-audit:read'],
+    ['/api/v1/t/:tenant/audit/volume', 'tenant', 'audit:read'],
+  ] as const) {
+    const chainOf = (request: Parameters<typeof tenantIdOf>[0]) =>
+      access === 'tenant' ? tenantIdOf(request) : null;
+    app.get(
+      base,
+      {
+        config: { access, permission },
+        schema: {
+          tags,
+          summary: 'Events per hour or day, by outcome',
+          ...(access === 'tenant' ? { params: TenantParams } : {}),
+          querystring: VolumeQuery,
+          response: responses({ 200: VolumePage }),
+        },
+      },
+      async (request) => audit.volume(chainOf(request), request.query),
+    );
+    app.get(
+      `${base}.svg`,
+      {
+        config: { access, permission },
+        schema: {
+          tags,
+          summary: 'Events per hour or day, by outcome, as an SVG bar chart',
+          ...(access === 'tenant' ? { params: TenantParams } : {}),
+          querystring: VolumeQuery,
+          response: responses({ 200: Svg }),
+        },
+      },
+      async (request, reply) => {
+        const volume = await audit.volume(chainOf(request), request.query);
+        const label =
+          access === 'tenant' ? `Tenant ${(request.params as { tenant: string }).tenant}` : 'Platform';
+        return reply.type('image/svg+xml; charset=utf-8').send(volumeSvg(volume, label));
+      },
     );
   }
 

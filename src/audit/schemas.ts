@@ -104,3 +104,31 @@ export const ApprovalRequired = strictObject({
     description: 'The platform approval request (as GET /api/v1/access/platform-approvals/:id)',
   }),
 });
+
+export const VolumeQuery = strictObject({
+  bucket: Type.Optional(
+    Type.Union([Type.Literal('hour'), Type.Literal('day')], {
+      description: 'Bar width: an hour (at most 168 of them) or a day (at most 400); default day',
+    }),
+  ),
+  from: Type.Optional({
+    ...Timestamp,
+    description: 'Start, rounded down to its hour or day (default: 48 hours or 30 days before `to`)',
+  }),
+  to: Type.Optional({ ...Timestamp, description: 'End, rounded up to its hour or day (default: now)' }),
+});
+
+export const VolumePage = strictObject({
+  bucket: Type.Union([Type.Literal('hour'), Type.Literal('day')]),
+  from: Type.String({ format: 'date-time' }),
+  to: Type.String({ format: 'date-time' }),
+  points: Type.Array(
+    strictObject({
+      start: Type.String({ format: 'date-time', description: 'Start of the hour or day (UTC)' }),
+      total: Type.Integer(),
+      failure: Type.Integer(),
+      denied: Type.Integer(),
+    }),
+    { description: 'Every bucket of the range, oldest first, zeros included' },
+  ),
+});

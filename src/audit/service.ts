@@ -15,6 +15,7 @@ import {
   toView,
 } from './search.ts';
 import { inChain } from './store.ts';
+import { auditVolume, type VolumeInput } from './volume.ts';
 
 export interface AuditServiceDeps {
   db: Database;
@@ -41,6 +42,9 @@ const rangeDetails = (range: { from: Date; to: Date }) => ({
 /** Search and export of one chain's events: a tenant's (RLS-scoped) or the platform's. */
 export function createAuditService({ db, clock, readCap }: AuditServiceDeps) {
   return {
+    /** Events per hour or day of one chain, by outcome (volume.ts): counts only, no event is read out. */
+    volume: (tenantId: string | null, input: VolumeInput) => auditVolume(db, tenantId, input, clock.now()),
+
     /** Refuses (400) filters no search or export could run with, on the clock they would run by. */
     checkFilters: (input: SearchInput) => checkFilters(input, clock.now()),
 
