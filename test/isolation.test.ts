@@ -13,8 +13,10 @@
  *   issues role SQL and every query is parameterised; the test below pins that gap so it stays visible.
  */
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/index.ts';
 import { allMigrations } from '../src/migrations.ts';
@@ -315,6 +317,10 @@ describe('start-up refuses an unsafe database role', () => {
     bypassRls: false,
     memberOfApp: true,
     ownedTables: 0,
+    ownsDatabaseOrSchema: false,
+    createRole: false,
+    replication: false,
+    serverRoles: [],
   };
 
   it('roleProblems names each reason', () => {
@@ -323,6 +329,14 @@ describe('start-up refuses an unsafe database role', () => {
     expect(roleProblems({ ...safe, bypassRls: true }).join()).toMatch(/BYPASSRLS/);
     expect(roleProblems({ ...safe, ownedTables: 3 }).join()).toMatch(/owns/);
     expect(roleProblems({ ...safe, memberOfApp: false }).join()).toMatch(/not a member of rampart_app/);
+    expect(roleProblems({ ...safe, ownsDatabaseOrSchema: true }).join()).toMatch(
+      /owns \(or can act as the owner of\) the database or its public schema/,
+    );
+    expect(roleProblems({ ...safe, createRole: true }).join()).toMatch(/CREATEROLE/);
+    expect(roleProblems({ ...safe, replication: true }).join()).toMatch(/REPLICATION/);
+    expect(roleProblems({ ...safe, serverRoles: ['pg_execute_server_program'] }).join()).toMatch(
+      /member of pg_execute_server_program: it could run programs/,
+    );
   });
 
   it.runIf(engineUnderTest === 'pglite')(
@@ -339,6 +353,19 @@ describe('start-up refuses an unsafe database role', () => {
             'ALTER TABLE tenant_settings OWNER TO postgres',
             /owns/,
           ],
+          // Security review: a schema's owner may replace what the owner's SECURITY DEFINER functions call.
+          [
+            'ALTER SCHEMA public OWNER TO rampart_app',
+            'ALTER SCHEMA public OWNER TO pg_database_owner',
+            /public schema/,
+          ],
+          ['ALTER ROLE rampart_app CREATEROLE', 'ALTER ROLE rampart_app NOCREATEROLE', /CREATEROLE/],
+          ['ALTER ROLE rampart_app REPLICATION', 'ALTER ROLE rampart_app NOREPLICATION', /REPLICATION/],
+          [
+            'GRANT pg_execute_server_program TO rampart_app',
+            'REVOKE pg_execute_server_program FROM rampart_app',
+            /pg_execute_server_program/,
+          ],
         ] as const) {
           await engine.asOwner((o) => o.exec(grant));
           const opened = openDatabase(engine, { migrations: allMigrations, migrate: false });
@@ -350,6 +377,51 @@ describe('start-up refuses an unsafe database role', () => {
         await db.ping();
       } finally {
         await engine.close();
+      }
+    },
+  );
+
+  // Security review: a database created `OWNER <node login>` gives that login the public schema
+  // (PostgreSQL 15+); it passed the check, then replaced a function the owner's SECURITY DEFINER
+  // audit_prune_chain calls and ran its own code with the owner's rights.
+  it.runIf(engineUnderTest === 'postgres')(
+    'PostgreSQL refuses a login role that owns the database',
+    async () => {
+      const adminUrl = process.env.DATABASE_URL ?? '';
+      const suffix = randomBytes(5).toString('hex');
+      const role = `rampart_t_dbo_${suffix}`;
+      const name = `rampart_t_dbo_${suffix}`;
+      const at = (user?: string) => {
+        const u = new URL(adminUrl);
+        u.pathname = `/${name}`;
+        if (user) {
+          u.username = user;
+          u.password = '';
+        }
+        return u.toString();
+      };
+      const admin = async (text: string) => {
+        const c = new pg.Client({ connectionString: adminUrl });
+        await c.connect();
+        try {
+          await c.query(text);
+        } finally {
+          await c.end();
+        }
+      };
+      await admin(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE rampart_app`);
+      await admin(`CREATE DATABASE ${name} OWNER ${role}`);
+      const engine = await openPostgresEngine({ url: at(role), ownerUrl: at(), poolMax: 2 });
+      try {
+        const opened = openDatabase(engine, { migrations: allMigrations, migrate: true });
+        await expect(opened).rejects.toBeInstanceOf(UnsafeRoleError);
+        await expect(opened).rejects.toThrow(
+          /owns \(or can act as the owner of\) the database or its public schema/,
+        );
+      } finally {
+        await engine.close();
+        await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await admin(`DROP ROLE IF EXISTS ${role}`);
       }
     },
   );
