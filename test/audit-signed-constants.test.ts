@@ -62,6 +62,18 @@ async function setHead(tenantId: string, column: 'mac_from_seq' | 'legacy_events
   });
 }
 
+/** As the table owner: the chain's events without MACs, as events written before migration 0059 are. */
+async function dropMacs(tenantId: string) {
+  await t.engine.asOwner(async (o) => {
+    await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+    try {
+      await o.query('UPDATE audit_events SET mac = NULL WHERE tenant_id = $1', [tenantId]);
+    } finally {
+      await o.exec('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+    }
+  });
+}
+
 /** As the table owner: a row without a chain position, after dropping the NOT VALID check of 0030. */
 async function insertUnchained(tenantId: string): Promise<string> {
   const id = randomUUID();
@@ -172,6 +184,7 @@ describe('checkpoints signed before migration 0085', () => {
     const tenantId = randomUUID();
     await write(tenantId, 3);
     // As an upgraded chain: MACs required after its head at migration 0059, legacy events before 0030.
+    await dropMacs(tenantId);
     await setHead(tenantId, 'mac_from_seq', 4);
     await setHead(tenantId, 'legacy_events', 2);
     clock.advance(1000);
@@ -269,5 +282,34 @@ describe('an untouched chain', () => {
         message: 'checkpoint at seq 3 has an invalid signature',
       });
     }
+  });
+});
+
+describe('the table owner deletes the checkpoints that carry the constants', () => {
+  it('verify still sees a raised mac_from_seq below an event a node MACed', async () => {
+    const tenantId = randomUUID();
+    await write(tenantId, 3);
+    await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
+    await write(tenantId, 2); // written since migration 0059: MACed
+    await createCheckpoint(t.db, signer, clock, tenantId);
+    await t.engine.asOwner(async (o) => {
+      await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
+      try {
+        await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND mac_from_seq IS NOT NULL', [
+          tenantId,
+        ]);
+      } finally {
+        await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
+      }
+    });
+    await setHead(tenantId, 'mac_from_seq', 1000);
+    await appendForged(t.engine, clock, tenantId);
+    // Only the older-format checkpoint is left, so the head row is taken (docs/audit.md: the residual).
+    expect((await verify(tenantId)).broken).toMatchObject({
+      kind: 'modified',
+      seq: 1,
+      message:
+        "event at seq 1 carries a node's MAC but lies below the chain's mac_from_seq (1000): mac_from_seq was raised",
+    });
   });
 });

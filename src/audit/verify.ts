@@ -239,6 +239,25 @@ function vouchedByAnotherKey(checkpoints: readonly StoredCheckpoint[], macKey: M
 }
 
 /**
+ * An event below `macFromSeq` that carries a MAC matching under `key`: only nodes make those, and they
+ * made them from migration 0059 on, at positions from the chain's `mac_from_seq`. So `macFromSeq` was
+ * raised. The signed constants catch that on a chain signed since migration 0085; this also catches it
+ * where the head row is taken (checkpoints only of the older format, or those carrying constants deleted
+ * by the table owner) as long as the chain holds one event written since migration 0059. Events below
+ * it normally have no MAC at all, so this costs nothing on them.
+ */
+function macBelowStart(key: MacKey, macFromSeq: number, event: CheckedEvent): ChainBreak | null {
+  if (event.mac === '' || event.mac === undefined) return null;
+  if (checkMac(key, Buffer.from(event.hash, 'hex'), Buffer.from(event.mac, 'hex')) !== 'ok') return null;
+  return {
+    kind: 'modified',
+    seq: event.seq,
+    eventId: event.id,
+    message: `event at seq ${event.seq} carries a node's MAC but lies below the chain's mac_from_seq (${macFromSeq}): mac_from_seq was raised`,
+  };
+}
+
+/**
  * The MAC check of one event (walk.ts): events before `macFromSeq` predate MACs; one made under another
  * key is accepted when the first signed checkpoint covering it is of another key than the one paired
  * with `key` (`vouched`: that key's job checked it before signing, with the key of the day); anything
@@ -254,7 +273,8 @@ function macChecker(
   found: (event: ForgedEvent) => void,
 ) {
   return (event: CheckedEvent): ChainBreak | null => {
-    if (event.seq < macFromSeq || event.mac === undefined) return null;
+    if (event.mac === undefined) return null;
+    if (event.seq < macFromSeq) return macBelowStart(key, macFromSeq, event);
     const mac = event.mac === '' ? null : Buffer.from(event.mac, 'hex');
     const verdict = checkMac(key, Buffer.from(event.hash, 'hex'), mac);
     if (verdict === 'ok') return null;
