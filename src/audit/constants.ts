@@ -56,8 +56,9 @@ function headDiffers(head: HeadRow, signed: ChainConstants, by: string): ChainBr
  * - a chain without any trusted checkpoint was created after migration 0059 (or signed by no trusted key
  *   at all), so its head row must hold the defaults (else a `modified` break); the defaults are used.
  *
- * `carrying`: the trusted checkpoints that carry constants (verify passes all of them, the checkpoint
- * job its newest); `anyTrusted`: whether the chain has a trusted checkpoint at all.
+ * `carrying`: trusted checkpoints; those without constants are passed over (verify passes all of them,
+ * the checkpoint job the newest one carrying constants); `anyTrusted`: whether the chain has a trusted
+ * checkpoint at all.
  */
 export function resolveConstants(
   carrying: readonly StoredCheckpoint[],
