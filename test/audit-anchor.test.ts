@@ -184,13 +184,17 @@ describe('checkpoints go to the SIEM sinks', () => {
         head: await hashAt(tenantId, 3),
         at: cp?.signedAt.toISOString(),
         keyId: signer.keyId,
+        macFromSeq: 1,
+        legacyEvents: 0,
       });
-      // What the SIEM holds verifies with the public key alone.
+      // What the SIEM holds verifies with the public key alone (the chain constants are signed too,
+      // migration 0085).
       const body = {
         tenantId,
         seq: message.seq,
         headHash: Buffer.from(message.head, 'hex'),
         signedAt: new Date(message.at),
+        constants: { macFromSeq: Number(message.macFromSeq), legacyEvents: Number(message.legacyEvents) },
       };
       expect(verifyCheckpointSignature(signer.publicKey, body, Buffer.from(message.signature, 'hex'))).toBe(
         true,

@@ -17,7 +17,7 @@ import {
   verifyAuditChain,
 } from '../src/audit/index.ts';
 import type { ActionContext } from '../src/platform/context.ts';
-import { appendEvents, appendForged } from './audit-helpers.ts';
+import { appendEvents, appendForged, signOldFormatCheckpoint } from './audit-helpers.ts';
 import { createTestDatabase, fakeClock, type TestDatabase } from './helpers.ts';
 
 let t: TestDatabase;
@@ -107,7 +107,10 @@ describe('events from before MACs (migration 0059)', () => {
     const tenantId = randomUUID();
     await write(tenantId, 3);
     // As the migration leaves a chain that existed: its events without MACs, MACs required after its head.
-    // mac_from_seq is fixed once the head exists (migration 0084): the owner turns that trigger off.
+    // mac_from_seq is fixed once the head exists (migration 0084): the owner turns that trigger off. Such a
+    // chain had been signed before (in the format before migration 0085): a chain without any checkpoint
+    // must have the default mac_from_seq (test/audit-signed-constants.test.ts).
+    await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
     await t.engine.asOwner(async (o) => {
       await o.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
       await o.exec('ALTER TABLE audit_chain_heads DISABLE TRIGGER audit_chain_heads_fixed_columns');

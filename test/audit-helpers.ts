@@ -121,3 +121,34 @@ export async function appendEvents(
     );
   }
 }
+
+/**
+ * A checkpoint of the chain's current head as the code before migration 0085 signed it: no chain
+ * constants in the signed JSON, NULL in their columns (a chain signed before the upgrade).
+ */
+export async function signOldFormatCheckpoint(
+  engine: Pick<Engine, 'asOwner'>,
+  signer: {
+    keyId: string;
+    sign(body: { tenantId: string | null; seq: number; headHash: Uint8Array; signedAt: Date }): Buffer;
+  },
+  clock: Clock,
+  tenantId: string,
+): Promise<{ seq: number }> {
+  let seq = 0;
+  await engine.asOwner(async (o) => {
+    const [head] = await o.query<{ seq: string; head_hash: Uint8Array }>(
+      'SELECT seq::text AS seq, head_hash FROM audit_chain_heads WHERE chain = $1',
+      [tenantId],
+    );
+    if (!head) throw new Error('no head');
+    seq = Number(head.seq);
+    const body = { tenantId, seq, headHash: Buffer.from(head.head_hash), signedAt: clock.now() };
+    await o.query(
+      `INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [tenantId, seq, body.headHash, body.signedAt, signer.keyId, signer.sign(body)],
+    );
+  });
+  return { seq };
+}

@@ -1,7 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { Database } from '../platform/db/index.ts';
-import { canonicalEventOrNull, chainHashHex, type EventFields } from './canonical.ts';
+import { type ChainConstants, canonicalEventOrNull, chainHashHex, type EventFields } from './canonical.ts';
+import { signedConstants } from './constants.ts';
 import { chainEvents, inChain, readCheckpoints, readHead } from './store.ts';
 import {
   type ChainBreak,
@@ -51,6 +52,8 @@ const checkpointLine = (c: StoredCheckpoint) =>
     at: c.signedAt.toISOString(),
     keyId: c.keyId,
     signature: hex(c.signature),
+    // Only on checkpoints that sign them (migration 0085): older lines stay as they were.
+    ...(c.constants ? { macFromSeq: c.constants.macFromSeq, legacyEvents: c.constants.legacyEvents } : {}),
   });
 
 /**
@@ -190,10 +193,21 @@ export interface BundleResult extends WalkResult {
   lastSigned: { seq: number; at: Date } | null;
   /** Events after `lastSigned` (all of them when there is none): no signature covers them. */
   unsigned: number;
+  /** The chain constants its signed checkpoints carry (migration 0085), null when none does. */
+  constants: ChainConstants | null;
 }
 
 const ZERO_HASH = '0'.repeat(64);
 const hexText = /^[0-9a-f]{64}$/;
+
+/**
+ * A checkpoint line's chain constants, or null when it carries none (signed before migration 0085).
+ * Whatever it says is checked by the signature: a value added, removed or changed makes it fail.
+ */
+function lineConstants(o: Line): StoredCheckpoint['constants'] {
+  if (o.macFromSeq === undefined && o.legacyEvents === undefined) return null;
+  return { macFromSeq: Number(o.macFromSeq), legacyEvents: Number(o.legacyEvents) };
+}
 
 /** The header's start and head, or what is wrong with them. */
 function readPosition(value: unknown, what: string): { seq: number; hash: string } {
@@ -281,6 +295,7 @@ export async function verifyBundle(
         signedAt: new Date(String(o.at)),
         keyId: String(o.keyId),
         signature: unhex(o.signature),
+        constants: lineConstants(o),
       });
     } else if (o.type === 'event') {
       firstEvent = o as unknown as EventLine;
@@ -298,6 +313,7 @@ export async function verifyBundle(
     broken,
     lastSigned,
     unsigned: walked.lastSeq - (lastSigned?.seq ?? state.start.seq),
+    constants: signedConstants(checkpoints).constants,
   });
   const notWalked: WalkResult = {
     events: 0,
@@ -306,8 +322,13 @@ export async function verifyBundle(
     broken: null,
   };
   // Signatures first: the start may rest only on a checkpoint that verifies.
+  // Signed checkpoints that carry the chain constants must agree (as in verify; a bundle has no head row
+  // to compare them with, and no MACs or unchained events they would apply to).
   const refused =
-    foreignCheckpoint(chainName, checkpoints) ?? checkSignatures(state) ?? startBreak(start, checkpoints);
+    foreignCheckpoint(chainName, checkpoints) ??
+    checkSignatures(state) ??
+    signedConstants(checkpoints).problem ??
+    startBreak(start, checkpoints);
   if (refused) return result(notWalked, refused, null);
 
   // An event of another chain ends the stream; the walk then stops before it and the break names it.

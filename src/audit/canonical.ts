@@ -244,15 +244,34 @@ export function chainHashHex(prevHex: string, text: string): string {
   return createHash('sha256').update(Buffer.from(prevHex, 'hex')).update(text, 'utf8').digest('hex');
 }
 
+/**
+ * A chain's constants (audit_chain_heads): `macFromSeq`, the first position whose event must carry a MAC
+ * (migration 0059), and `legacyEvents`, how many events from before chaining the chain may hold without
+ * a position (migration 0030). The tamper evidence relies on both, and the table owner can change the
+ * head row, so every checkpoint signed since migration 0085 carries them (docs/audit.md).
+ */
+export interface ChainConstants {
+  macFromSeq: number;
+  legacyEvents: number;
+}
+
 /** What a checkpoint signs: RFC 8785 canonical JSON of these fields (hash in lowercase hex). */
 export interface CheckpointBody {
   tenantId: string | null;
   seq: number;
   headHash: Uint8Array;
   signedAt: Date;
+  /** Absent or null on checkpoints signed before migration 0085: they verify as they were signed. */
+  constants?: ChainConstants | null;
 }
 
+/**
+ * The signed text. A checkpoint without constants keeps exactly the form it was signed in; one with
+ * them adds `macFromSeq` and `legacyEvents`, so neither can be removed, added or changed without the
+ * signature failing.
+ */
 export function canonicalCheckpoint(body: CheckpointBody): string {
+  const { constants } = body;
   const text = canonicalize({
     v: HASH_VERSION,
     chain: body.tenantId ?? 'platform',
@@ -260,6 +279,7 @@ export function canonicalCheckpoint(body: CheckpointBody): string {
     count: body.seq,
     head: Buffer.from(body.headHash).toString('hex'),
     at: body.signedAt.toISOString(),
+    ...(constants ? { macFromSeq: constants.macFromSeq, legacyEvents: constants.legacyEvents } : {}),
   });
   if (text === undefined) throw new Error('checkpoint has no canonical form');
   return text;

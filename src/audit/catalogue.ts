@@ -124,7 +124,7 @@ defineAuditActions('audit', {
     "An operator (under an elevation) searched a tenant's audit trail, with the filters",
   'audit.trail.pruned': 'Events older than the retention were deleted up to a signed checkpoint',
   'audit.checkpoint.refused':
-    'The checkpoint job refused to sign a chain: an event since its last checkpoint has no matching MAC (forged), or the events since it do not lead to the head (missing, modified or unlinked event, or a head moved on its own)',
+    'The checkpoint job refused to sign a chain: an event since its last checkpoint has no matching MAC (forged), or the events since it do not lead to the head (missing, modified or unlinked event, or a head moved on its own), or the head row holds other chain constants (mac_from_seq, legacy_events) than its signed checkpoints',
   'audit.chain.forgery_acknowledged':
     'An operator acknowledged a forged event (bad or missing MAC) of a chain, with the reason, once another operator approved (the approval named): the checkpoint job signs over it again',
   'audit.forged_event.acknowledged':

@@ -22,6 +22,9 @@ export interface CheckpointMessage {
   keyId: string;
   /** Ed25519 over the checkpoint's RFC 8785 JSON, lowercase hex. */
   signature: string;
+  /** The chain constants it signs (migration 0085); absent on checkpoints signed before. */
+  macFromSeq?: number;
+  legacyEvents?: number;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -35,6 +38,7 @@ export const checkpointMessage = (id: string, c: StoredCheckpoint): CheckpointMe
   at: c.signedAt.toISOString(),
   keyId: c.keyId,
   signature: hex(c.signature),
+  ...(c.constants ? { macFromSeq: c.constants.macFromSeq, legacyEvents: c.constants.legacyEvents } : {}),
 });
 
 /**

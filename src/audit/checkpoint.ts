@@ -2,8 +2,10 @@ import type { KeyObject } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Clock } from '../platform/context.ts';
 import type { Database } from '../platform/db/index.ts';
+import type { ChainConstants } from './canonical.ts';
 import { checkedRange } from './check.ts';
 import { queueCheckpointForSinks } from './checkpoint-messages.ts';
+import { resolveConstants } from './constants.ts';
 import {
   acknowledgementOf,
   chainInconsistency,
@@ -32,7 +34,8 @@ export type RefusalReason =
   | 'event_modified'
   | 'link_broken'
   | 'head_mismatch'
-  | 'start_missing';
+  | 'start_missing'
+  | 'constants_changed';
 
 const refusalText: Record<RefusalReason, (seq: number) => string> = {
   mac_mismatch: (seq) => `event at seq ${seq} is forged: MAC does not match`,
@@ -48,6 +51,8 @@ const refusalText: Record<RefusalReason, (seq: number) => string> = {
     `the chain head (seq ${seq}) is not where the events since the last checkpoint lead`,
   start_missing: (seq) =>
     `the chain was pruned up to seq ${seq} but no trusted signed checkpoint is there to start from`,
+  constants_changed: (seq) =>
+    `the chain head (seq ${seq}) holds other constants (mac_from_seq, legacy_events) than its signed checkpoints`,
 };
 
 /**
@@ -83,7 +88,8 @@ const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
  *   the checkpoint's head hash, or to genesis);
  * - the last one's hash is the head's hash (with no event since the checkpoint, the head is the
  *   checkpoint's own position and hash);
- * - each event from the chain's `mac_from_seq` on carries a MAC that matches under this process's key.
+ * - each event from the chain's `mac_from_seq` on (as its signed checkpoints carry it, chainConstants)
+ *   carries a MAC that matches under this process's key.
  *
  * So what is signed is the hash of events nodes wrote, in order. The events are read as verify reads
  * them (check.ts: text, no Date or Buffer per row), a bounded range of positions per statement: the
@@ -101,9 +107,10 @@ async function proveSinceLastCheckpoint(
   tenantId: string | null,
   head: HeadRow,
   keys: Map<string, KeyObject>,
+  last: StoredCheckpoint | null,
+  constants: ChainConstants,
 ) {
   const chain = tenantId ?? 'platform';
-  const last = await newestTrustedCheckpoint(tx, tenantId, keys);
   const start = last ? { seq: last.seq, hash: last.headHash } : genesis;
   if (head.prunedThrough > start.seq) {
     throw new CheckpointRefusedError(chain, head.prunedThrough, null, 'start_missing');
@@ -139,7 +146,7 @@ async function proveSinceLastCheckpoint(
           `head at seq ${head.seq}`,
         );
       }
-      if (event.seq >= head.macFromSeq) {
+      if (event.seq >= constants.macFromSeq) {
         const verdict = checkMac(
           key,
           Buffer.from(event.hash, 'hex'),
@@ -191,6 +198,37 @@ async function proveSinceLastCheckpoint(
 }
 
 /**
+ * The constants to check the events with and to sign (resolveConstants, constants.ts): those the newest
+ * trusted checkpoint carrying them signed; the head row's while the chain has only checkpoints from
+ * before migration 0085; the defaults for a chain with none. A head row that differs from them was
+ * changed by the table owner (raised mac_from_seq lets MAC-less events through): refused. Only the
+ * newest carrying checkpoint is read (verify checks that all of them agree): the server signs the values
+ * it resolved, so its checkpoints disagree only if a head row was changed before the first of them.
+ */
+async function chainConstants(
+  tx: Kysely<AuditTables>,
+  tenantId: string | null,
+  head: HeadRow,
+  keys: Map<string, KeyObject>,
+  last: StoredCheckpoint | null,
+): Promise<ChainConstants> {
+  const carrying = last?.constants
+    ? last
+    : last && (await newestTrustedCheckpoint(tx, tenantId, keys, { withConstants: true }));
+  const { constants, problem } = resolveConstants(carrying ? [carrying] : [], last !== null, head);
+  if (problem) {
+    throw new CheckpointRefusedError(
+      tenantId ?? 'platform',
+      head.seq,
+      null,
+      'constants_changed',
+      problem.message,
+    );
+  }
+  return constants;
+}
+
+/**
  * Signs the chain's current head unless it is already checkpointed. Reads the head without locking it:
  * seq and hash change together in the writer's transaction, so a committed head is always consistent.
  * "Already checkpointed" means a row at that position whose signature verifies under this key: a row
@@ -215,17 +253,23 @@ export async function createCheckpoint(
     const head = await readHead(tx, tenantId);
     if (head.seq === 0) return null;
     const own = new Map([[signer.keyId, signer.publicKey]]);
+    // A checkpoint of this key without constants (signed before migration 0085) does not count: one
+    // carrying them is signed at the same position beside it (several rows may share one, migration
+    // 0058), so a quiet chain's constants are signed at the first run after the upgrade too.
     const there = await readCheckpoints(tx, tenantId, head.seq);
-    if (there.some((c) => signatureProblem(c, own) === null)) return null;
+    if (there.some((c) => c.constants !== null && signatureProblem(c, own) === null)) return null;
     await recordSigningKey(tx, signer);
-    await proveSinceLastCheckpoint(tx, tenantId, head, await trustedKeysIn(tx, signer));
-    const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now() };
+    const keys = await trustedKeysIn(tx, signer);
+    const last = await newestTrustedCheckpoint(tx, tenantId, keys);
+    const constants = await chainConstants(tx, tenantId, head, keys, last);
+    await proveSinceLastCheckpoint(tx, tenantId, head, keys, last, constants);
+    const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now(), constants };
     const signature = signer.sign(body);
     await sql`
-      INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature)
-      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature})`.execute(
-      tx,
-    );
+      INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signed_at, key_id, signature, mac_from_seq,
+        legacy_events)
+      VALUES (${tenantId}, ${head.seq}, ${Buffer.from(head.hash)}, ${body.signedAt}, ${signer.keyId}, ${signature},
+        ${constants.macFromSeq}, ${constants.legacyEvents})`.execute(tx);
     const checkpoint = { ...body, keyId: signer.keyId, signature };
     // Also to the SIEM, in this transaction: a high-water mark the database cannot take back.
     await queueCheckpointForSinks(tx, checkpoint);

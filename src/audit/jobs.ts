@@ -118,7 +118,7 @@ export const auditJobsPlugin = fp(async (app: FastifyInstance, deps: AuditJobDep
     for (const r of refused) {
       app.log.error(
         { chain: r.chain, seq: r.seq, eventId: r.eventId, reason: r.reason, detail: r.message },
-        'audit checkpoint refused: an event MAC does not match and no valid acknowledgement covers it, or the events do not lead to the chain head (audited; run rampart audit verify)',
+        'audit checkpoint refused: an event MAC does not match and no valid acknowledgement covers it, the events do not lead to the chain head, or the head row holds other constants than the signed checkpoints (audited; run rampart audit verify)',
       );
     }
   });

@@ -245,6 +245,10 @@ export async function* chainEvents(
   }
 }
 
+/** A checkpoint row as toCheckpoint reads it (positions and constants as text). */
+const checkpointColumns = sql`tenant_id, seq::text, head_hash, signed_at, key_id, signature,
+  mac_from_seq::text, legacy_events::text`;
+
 /**
  * The chain's checkpoint rows in position order (all of them, or those at `seq`), signatures unchecked.
  * Ordered by the column: a bare `seq` would name the text output column and sort 10 before 5.
@@ -255,11 +259,10 @@ export async function readCheckpoints(
   seq?: number,
 ): Promise<StoredCheckpoint[]> {
   const at = seq === undefined ? sql`` : sql`AND seq = ${seq}`;
-  const { rows } =
-    await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+  const { rows } = await sql<AuditCheckpointsTable>`SELECT ${checkpointColumns}
      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${at} ORDER BY audit_checkpoints.seq, signed_at`.execute(
-      tx,
-    );
+    tx,
+  );
   return rows.map(toCheckpoint);
 }
 
@@ -270,10 +273,16 @@ const toCheckpoint = (r: AuditCheckpointsTable): StoredCheckpoint => ({
   signedAt: new Date(r.signed_at),
   keyId: r.key_id,
   signature: bytes(r.signature),
+  // Both or neither (migration 0085's check); either way the signature decides whether they count.
+  constants:
+    r.mac_from_seq === null || r.legacy_events === null
+      ? null
+      : { macFromSeq: Number(r.mac_from_seq), legacyEvents: Number(r.legacy_events) },
 });
 
 /**
- * The chain's newest checkpoint that a trusted key signed, read newest first a page at a time (rows
+ * The chain's newest checkpoint that a trusted key signed (`withConstants`: the newest of those that
+ * carry the chain constants, migration 0085), read newest first a page at a time (rows
  * nobody trusted signed are passed over: they are not "the newest checkpoint"). As in verify
  * (partitionCheckpoints, walk.ts), a recorded older key counts only up to where a key recorded after it
  * first signed in this chain: whoever kept an old secret cannot choose where the job starts proving.
@@ -282,6 +291,7 @@ export async function newestTrustedCheckpoint(
   tx: Kysely<AuditTables>,
   tenantId: string | null,
   keys: TrustedKeys,
+  { withConstants = false }: { withConstants?: boolean } = {},
 ): Promise<StoredCheckpoint | null> {
   const takeovers = new Map<string, number | null>();
   const trusted = async (cp: StoredCheckpoint) => {
@@ -302,17 +312,21 @@ export async function newestTrustedCheckpoint(
   let below: number | null = null;
   for (;;) {
     const bound: RawBuilder<unknown> = below === null ? sql`` : sql`AND seq < ${below}`;
-    const { rows } =
-      await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
-      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ORDER BY audit_checkpoints.seq DESC LIMIT 100`.execute(
-        tx,
-      );
+    // Only rows that carry constants, when asked: a row whose columns were filled in or emptied by
+    // someone else fails its signature below, like any forged row.
+    const carrying = withConstants ? sql`AND mac_from_seq IS NOT NULL` : sql``;
+    const { rows } = await sql<AuditCheckpointsTable>`SELECT ${checkpointColumns}
+      FROM audit_checkpoints WHERE ${chainFilter(tenantId)} ${bound} ${carrying} ORDER BY audit_checkpoints.seq DESC LIMIT 100`.execute(
+      tx,
+    );
     const page: StoredCheckpoint[] = rows.map(toCheckpoint);
     for (const cp of page) if (await trusted(cp)) return cp;
     const last: StoredCheckpoint | undefined = page.at(-1);
     if (!last || rows.length < 100) return null;
     // The page may have cut the rows of its last position short: read that position whole.
-    for (const cp of await readCheckpoints(tx, tenantId, last.seq)) if (await trusted(cp)) return cp;
+    for (const cp of await readCheckpoints(tx, tenantId, last.seq)) {
+      if ((!withConstants || cp.constants) && (await trusted(cp))) return cp;
+    }
     below = last.seq;
   }
 }
@@ -326,8 +340,7 @@ async function firstSignedBy(
 ): Promise<number | null> {
   let above = -1;
   for (;;) {
-    const { rows } =
-      await sql<AuditCheckpointsTable>`SELECT tenant_id, seq::text, head_hash, signed_at, key_id, signature
+    const { rows } = await sql<AuditCheckpointsTable>`SELECT ${checkpointColumns}
       FROM audit_checkpoints WHERE ${chainFilter(tenantId)} AND key_id = ${keyId} AND seq > ${above}
       ORDER BY audit_checkpoints.seq LIMIT 100`.execute(tx);
     const page = rows.map(toCheckpoint);

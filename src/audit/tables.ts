@@ -38,6 +38,9 @@ export interface AuditCheckpointsTable {
   signed_at: Date;
   key_id: string;
   signature: Uint8Array;
+  /** Migration 0085: the chain constants the signature covers; NULL (both) on older checkpoints. */
+  mac_from_seq: string | null;
+  legacy_events: string | null;
 }
 
 export interface AuditTables {

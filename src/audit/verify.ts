@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Database } from '../platform/db/index.ts';
 import { checkedEvents } from './check.ts';
+import { resolveConstants } from './constants.ts';
 import {
   acknowledgementOf,
   checkAcknowledgement,
@@ -33,7 +34,7 @@ export interface ChainReport {
   checkpoints: number;
   /** The head verified: as read at the start, or as read again at the end if events were appended. */
   headSeq: number;
-  /** Events written before the chain existed (migration 0030); they are not covered. */
+  /** Events written before the chain existed (migration 0030), as its signed checkpoints say; not covered. */
   legacyEvents: number;
   broken: ChainBreak | null;
   /**
@@ -118,13 +119,17 @@ export async function verifyAuditChain(
         )
     : [];
   const { trusted: checkpoints, forged } = partitionCheckpoints(rows, options.keys);
+  // mac_from_seq and legacy_events as the trusted checkpoints sign them (migration 0085), never the head
+  // row's word alone: the table owner can change it. A head row that differs is reported (after the walk,
+  // which uses the signed values, so the events it let in are still named).
+  const { constants, problem: constantsBreak } = resolveConstants(checkpoints, checkpoints.length > 0, head);
   let headSeq = head.seq;
   const report = (events: number, broken: ChainBreak | null): ChainReport => ({
     chain: tenantId ?? 'platform',
     events,
     checkpoints: checkpoints.length,
     headSeq,
-    legacyEvents: head.legacyEvents,
+    legacyEvents: constants.legacyEvents,
     broken,
     forged,
     forgedEvents,
@@ -164,7 +169,7 @@ export async function verifyAuditChain(
   if (macKey) {
     state.macs = macChecker(
       macKey,
-      head.macFromSeq,
+      constants.macFromSeq,
       vouchedByAnotherKey(checkpoints, macKey),
       acks,
       (found) => {
@@ -181,6 +186,7 @@ export async function verifyAuditChain(
     options.onProgress?.(done, total),
   );
   options.onProgress?.(walked.events, total);
+  if (constantsBreak) return report(walked.events, constantsBreak);
   if (walked.broken) return report(walked.events, walked.broken);
   // A pruned prefix is accounted for by the audit.trail.pruned event the pruning job appended with it
   // (walked above, so its hash, links and, with the MAC key, its MAC hold). Without one the prefix was
@@ -193,12 +199,12 @@ export async function verifyAuditChain(
       message: `the chain was pruned up to seq ${head.prunedThrough} but no audit.trail.pruned event records it`,
     });
   }
-  if (unchained.count > head.legacyEvents) {
+  if (unchained.count > constants.legacyEvents) {
     return report(walked.events, {
       kind: 'inserted',
       seq: null,
       eventId: unchained.newest,
-      message: `${unchained.count - head.legacyEvents} event(s) were inserted outside the chain (newest: ${unchained.newest})`,
+      message: `${unchained.count - constants.legacyEvents} event(s) were inserted outside the chain (newest: ${unchained.newest})`,
     });
   }
   return report(walked.events, null);
@@ -233,6 +239,25 @@ function vouchedByAnotherKey(checkpoints: readonly StoredCheckpoint[], macKey: M
 }
 
 /**
+ * An event below `macFromSeq` that carries a MAC matching under `key`: only nodes make those, and they
+ * made them from migration 0059 on, at positions from the chain's `mac_from_seq`. So `macFromSeq` was
+ * raised. The signed constants catch that on a chain signed since migration 0085; this also catches it
+ * where the head row is taken (checkpoints only of the older format, or those carrying constants deleted
+ * by the table owner) as long as the chain holds one event written since migration 0059. Events below
+ * it normally have no MAC at all, so this costs nothing on them.
+ */
+function macBelowStart(key: MacKey, macFromSeq: number, event: CheckedEvent): ChainBreak | null {
+  if (event.mac === '' || event.mac === undefined) return null;
+  if (checkMac(key, Buffer.from(event.hash, 'hex'), Buffer.from(event.mac, 'hex')) !== 'ok') return null;
+  return {
+    kind: 'modified',
+    seq: event.seq,
+    eventId: event.id,
+    message: `event at seq ${event.seq} carries a node's MAC but lies below the chain's mac_from_seq (${macFromSeq}): mac_from_seq was raised`,
+  };
+}
+
+/**
  * The MAC check of one event (walk.ts): events before `macFromSeq` predate MACs; one made under another
  * key is accepted when the first signed checkpoint covering it is of another key than the one paired
  * with `key` (`vouched`: that key's job checked it before signing, with the key of the day); anything
@@ -248,7 +273,8 @@ function macChecker(
   found: (event: ForgedEvent) => void,
 ) {
   return (event: CheckedEvent): ChainBreak | null => {
-    if (event.seq < macFromSeq || event.mac === undefined) return null;
+    if (event.mac === undefined) return null;
+    if (event.seq < macFromSeq) return macBelowStart(key, macFromSeq, event);
     const mac = event.mac === '' ? null : Buffer.from(event.mac, 'hex');
     const verdict = checkMac(key, Buffer.from(event.hash, 'hex'), mac);
     if (verdict === 'ok') return null;

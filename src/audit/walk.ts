@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { type ChainedEvent, GENESIS_HASH } from './canonical.ts';
+import { type ChainConstants, type ChainedEvent, GENESIS_HASH } from './canonical.ts';
 import { verifyCheckpointSignature } from './signer.ts';
 
 export interface StoredEvent extends ChainedEvent {
@@ -15,6 +15,8 @@ export interface StoredCheckpoint {
   signedAt: Date;
   keyId: string;
   signature: Uint8Array;
+  /** The chain constants it signs (migration 0085); null on checkpoints signed before. */
+  constants: ChainConstants | null;
 }
 
 /**
