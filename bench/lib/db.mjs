@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { allMigrations } from '../../dist/migrations.js';
+import { loadConfig } from '../../dist/platform/config/index.js';
 import { openDatabase, openPgliteEngine, openPostgresEngine } from '../../dist/platform/db/index.js';
 
 // The same login role the test suites use: a member of rampart_app and nothing more.
@@ -56,7 +57,16 @@ export async function openBenchDatabase(engineKind, pgUrl) {
   }
   const database = await createPostgresDatabase(pgUrl);
   try {
-    const engine = await openPostgresEngine({ url: database.app, ownerUrl: database.owner, poolMax: 10 });
+    // The server's default timeouts (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS):
+    // each transaction sends them with its begin, as in production, so that cost is measured too.
+    const defaults = loadConfig({ DATA_DIR: 'memory://' });
+    const engine = await openPostgresEngine({
+      url: database.app,
+      ownerUrl: database.owner,
+      poolMax: 10,
+      statementTimeoutMs: defaults.databaseStatementTimeoutMs,
+      idleInTransactionTimeoutMs: defaults.databaseIdleInTransactionTimeoutMs,
+    });
     const db = await openDatabase(engine, { migrations: allMigrations, migrate: true });
     return {
       db,
