@@ -180,7 +180,7 @@ describe('checkpoints signed before migration 0085', () => {
     );
   });
 
-  it('verify; the next job run signs the head row constants at the same seq, with no new events', async () => {
+  it('a head row with other values is refused until an operator adopts them, then signed', async () => {
     const tenantId = randomUUID();
     await write(tenantId, 3);
     // As an upgraded chain: MACs required after its head at migration 0059, legacy events before 0030.
@@ -189,10 +189,16 @@ describe('checkpoints signed before migration 0085', () => {
     await setHead(tenantId, 'legacy_events', 2);
     clock.advance(1000);
     await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
-    expect(await verify(tenantId)).toMatchObject({ broken: null, checkpoints: 1, legacyEvents: 2 });
+    // Not trusted by itself (review: the owner could delete the checkpoints carrying constants and have
+    // a raised head row trusted again): verify names the column and the way out, the job refuses.
+    expect((await verify(tenantId)).broken).toMatchObject({
+      kind: 'modified',
+      message: expect.stringMatching(/mac_from_seq is 4 but .*rampart audit checkpoint --adopt-constants/),
+    });
+    await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toThrow(/--adopt-constants/);
 
-    // No new events: signed anyway, carrying the head row's constants (the transition ends here).
-    const signed = await createCheckpoint(t.db, signer, clock, tenantId);
+    // An operator adopts them once (no new events: signed anyway, carrying the head row's constants).
+    const signed = await createCheckpoint(t.db, signer, clock, tenantId, true);
     expect(signed).toMatchObject({ seq: 3, constants: { macFromSeq: 4, legacyEvents: 2 } });
     const stored = await t.engine.asOwner((o) =>
       o.query<{ mac_from_seq: string | null; legacy_events: string | null }>(
@@ -304,12 +310,37 @@ describe('the table owner deletes the checkpoints that carry the constants', () 
     });
     await setHead(tenantId, 'mac_from_seq', 1000);
     await appendForged(t.engine, clock, tenantId);
-    // Only the older-format checkpoint is left, so the head row is taken (docs/audit.md: the residual).
+    // Only the older-format checkpoint is left: the head row is not trusted for it.
     expect((await verify(tenantId)).broken).toMatchObject({
       kind: 'modified',
-      seq: 1,
-      message:
-        "event at seq 1 carries a node's MAC but lies below the chain's mac_from_seq (1000): mac_from_seq was raised",
+      message: expect.stringMatching(
+        /mac_from_seq is 1000 but a chain whose signed checkpoints carry no constants/,
+      ),
     });
+    await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toThrow(/mac_from_seq/);
+  });
+
+  it('nor with every MAC taken away first: the job refuses to sign, verify reports it (review)', async () => {
+    const tenantId = randomUUID();
+    await write(tenantId, 3);
+    await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
+    await write(tenantId, 2);
+    await createCheckpoint(t.db, signer, clock, tenantId);
+    await t.engine.asOwner(async (o) => {
+      await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
+      try {
+        await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND mac_from_seq IS NOT NULL', [
+          tenantId,
+        ]);
+      } finally {
+        await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
+      }
+    });
+    await setHead(tenantId, 'mac_from_seq', 1000);
+    await dropMacs(tenantId);
+    await appendForged(t.engine, clock, tenantId);
+    // Before: the job signed macFromSeq 1000 over the forged event and verify then reported nothing.
+    await expect(createCheckpoint(t.db, signer, clock, tenantId)).rejects.toThrow(/mac_from_seq is 1000/);
+    expect((await verify(tenantId)).broken).toMatchObject({ kind: 'modified' });
   });
 });

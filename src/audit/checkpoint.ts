@@ -199,8 +199,8 @@ async function proveSinceLastCheckpoint(
 
 /**
  * The constants to check the events with and to sign (resolveConstants, constants.ts): those the newest
- * trusted checkpoint carrying them signed; the head row's while the chain has only checkpoints from
- * before migration 0085; the defaults for a chain with none. A head row that differs from them was
+ * trusted checkpoint carrying them signed; the defaults for a chain with none (the head row's only when an
+ * operator adopts them, `adopt`). A head row that differs from them was
  * changed by the table owner (raised mac_from_seq lets MAC-less events through): refused. Only the
  * newest carrying checkpoint is read (verify checks that all of them agree): the server signs the values
  * it resolved, so its checkpoints disagree only if a head row was changed before the first of them.
@@ -211,11 +211,12 @@ async function chainConstants(
   head: HeadRow,
   keys: Map<string, KeyObject>,
   last: StoredCheckpoint | null,
+  adopt: boolean,
 ): Promise<ChainConstants> {
   const carrying = last?.constants
     ? last
     : last && (await newestTrustedCheckpoint(tx, tenantId, keys, { withConstants: true }));
-  const { constants, problem } = resolveConstants(carrying ? [carrying] : [], last !== null, head);
+  const { constants, problem } = resolveConstants(carrying ? [carrying] : [], last !== null, head, adopt);
   if (problem) {
     throw new CheckpointRefusedError(
       tenantId ?? 'platform',
@@ -244,6 +245,8 @@ export async function createCheckpoint(
   signer: CheckpointSigner,
   clock: Clock,
   tenantId: string | null,
+  /** `rampart audit checkpoint --adopt-constants`: an operator's one-time trust in the head row (constants.ts). */
+  adoptConstants = false,
 ): Promise<StoredCheckpoint | null> {
   return inChain(db, tenantId, async (tx) => {
     const chain = tenantId ?? 'platform';
@@ -261,7 +264,7 @@ export async function createCheckpoint(
     await recordSigningKey(tx, signer);
     const keys = await trustedKeysIn(tx, signer);
     const last = await newestTrustedCheckpoint(tx, tenantId, keys);
-    const constants = await chainConstants(tx, tenantId, head, keys, last);
+    const constants = await chainConstants(tx, tenantId, head, keys, last, adoptConstants);
     await proveSinceLastCheckpoint(tx, tenantId, head, keys, last, constants);
     const body = { tenantId, seq: head.seq, headHash: head.hash, signedAt: clock.now(), constants };
     const signature = signer.sign(body);

@@ -176,13 +176,18 @@ export function registerAuditCommands(root: Command, deps: AuditCliDeps): void {
     .command('checkpoint')
     .description('sign the current head of each chain (the server also does this periodically)')
     .option('--tenant <slug>', 'only this tenant')
-    .action(async (opts: { tenant?: string }) => {
+    .option(
+      '--adopt-constants',
+      "once after upgrading to migration 0085: sign the head rows' mac_from_seq and legacy_events of chains " +
+        'that existed at migration 0059 (trusted as they are now)',
+    )
+    .action(async (opts: { tenant?: string; adoptConstants?: boolean }) => {
       const signer = deps.signer();
       const refused = await deps.withDatabase(async (db) => {
         let refusals = 0;
         for (const chain of await chains(db, opts.tenant, false)) {
           try {
-            const cp = await createCheckpoint(db, signer, deps.clock, chain.id);
+            const cp = await createCheckpoint(db, signer, deps.clock, chain.id, opts.adoptConstants === true);
             print(cp ? `${chain.label}: signed seq ${cp.seq}` : `${chain.label}: nothing new to sign`);
           } catch (error) {
             if (!(error instanceof CheckpointRefusedError)) throw error;

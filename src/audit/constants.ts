@@ -51,10 +51,12 @@ function headDiffers(head: HeadRow, signed: ChainConstants, by: string): ChainBr
  * - checkpoints that carry constants (signed since migration 0085) must all agree (else a `checkpoint`
  *   break), and the head row must hold the same values (else a `modified` break naming the column);
  *   the signed values are used either way;
- * - a chain with trusted checkpoints, none of which carries them (signed before the upgrade), uses its
- *   head row: trust on first use, until the checkpoint job's next run signs them;
- * - a chain without any trusted checkpoint was created after migration 0059 (or signed by no trusted key
- *   at all), so its head row must hold the defaults (else a `modified` break); the defaults are used.
+ * - a chain none of whose trusted checkpoints carries them must hold the defaults in its head row (else a
+ *   `modified` break): every chain created after migration 0059 does. A chain signed before the upgrade
+ *   whose head row holds other values (it existed at migration 0059 or 0030) takes them only when an
+ *   operator adopts them (`adopt`: `rampart audit checkpoint --adopt-constants`, once after upgrading),
+ *   never by itself: the owner could otherwise delete the checkpoints carrying constants, raise the
+ *   column and have the job trust it again (review of 2026-11-28).
  *
  * `carrying`: trusted checkpoints; those without constants are passed over (verify passes all of them,
  * the checkpoint job the newest one carrying constants); `anyTrusted`: whether the chain has a trusted
@@ -64,6 +66,7 @@ export function resolveConstants(
   carrying: readonly StoredCheckpoint[],
   anyTrusted: boolean,
   head: HeadRow,
+  adopt = false,
 ): ResolvedConstants {
   const signed = signedConstants(carrying);
   if (signed.constants) {
@@ -73,12 +76,19 @@ export function resolveConstants(
       problem: signed.problem ?? headDiffers(head, constants, 'its signed checkpoints say'),
     };
   }
-  if (anyTrusted) {
+  if (anyTrusted && adopt) {
     return { constants: { macFromSeq: head.macFromSeq, legacyEvents: head.legacyEvents }, problem: null };
   }
   return {
     constants: DEFAULT_CONSTANTS,
-    problem: headDiffers(head, DEFAULT_CONSTANTS, 'a chain without a signed checkpoint must have'),
+    problem: headDiffers(
+      head,
+      DEFAULT_CONSTANTS,
+      anyTrusted
+        ? 'a chain whose signed checkpoints carry no constants must have (after upgrading a chain that ' +
+            'existed at migration 0059, adopt its values once: rampart audit checkpoint --adopt-constants)'
+        : 'a chain without a signed checkpoint must have',
+    ),
   };
 }
 
