@@ -2,9 +2,8 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runCli } from '../src/cli/main.ts';
+import { runRampart } from './cli-helpers.ts';
 import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'rampart-audit-cli-'));
@@ -32,18 +31,8 @@ async function rampart(...args: string[]) {
   return rampartWith(env, ...args);
 }
 
-async function rampartWith(env: Record<string, string>, ...args: string[]) {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const code = await runCli(args, { out: sink((s) => (out += s)), err: sink((s) => (err += s)), env });
-  return { code, out, err };
+function rampartWith(env: Record<string, string>, ...args: string[]) {
+  return runRampart(env, args);
 }
 
 it('verifies, signs, exports a bundle and verifies it offline; a doctored bundle fails', async () => {

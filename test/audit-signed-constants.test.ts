@@ -291,6 +291,19 @@ describe('an untouched chain', () => {
   });
 });
 
+/** As the owner, triggers off: every checkpoint of the chain that carries constants deleted. */
+const deleteCarryingCheckpoints = (tenantId: string) =>
+  t.engine.asOwner(async (o) => {
+    await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
+    try {
+      await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND mac_from_seq IS NOT NULL', [
+        tenantId,
+      ]);
+    } finally {
+      await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
+    }
+  });
+
 describe('the table owner deletes the checkpoints that carry the constants', () => {
   it('verify still sees a raised mac_from_seq below an event a node MACed', async () => {
     const tenantId = randomUUID();
@@ -298,16 +311,7 @@ describe('the table owner deletes the checkpoints that carry the constants', () 
     await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
     await write(tenantId, 2); // written since migration 0059: MACed
     await createCheckpoint(t.db, signer, clock, tenantId);
-    await t.engine.asOwner(async (o) => {
-      await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
-      try {
-        await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND mac_from_seq IS NOT NULL', [
-          tenantId,
-        ]);
-      } finally {
-        await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
-      }
-    });
+    await deleteCarryingCheckpoints(tenantId);
     await setHead(tenantId, 'mac_from_seq', 1000);
     await appendForged(t.engine, clock, tenantId);
     // Only the older-format checkpoint is left: the head row is not trusted for it.
@@ -326,16 +330,7 @@ describe('the table owner deletes the checkpoints that carry the constants', () 
     await signOldFormatCheckpoint(t.engine, signer, clock, tenantId);
     await write(tenantId, 2);
     await createCheckpoint(t.db, signer, clock, tenantId);
-    await t.engine.asOwner(async (o) => {
-      await o.exec('ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only');
-      try {
-        await o.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND mac_from_seq IS NOT NULL', [
-          tenantId,
-        ]);
-      } finally {
-        await o.exec('ALTER TABLE audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only');
-      }
-    });
+    await deleteCarryingCheckpoints(tenantId);
     await setHead(tenantId, 'mac_from_seq', 1000);
     await dropMacs(tenantId);
     await appendForged(t.engine, clock, tenantId);

@@ -6,12 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/index.ts';
-import { runCli } from '../src/cli/main.ts';
 import { asTenantId, type SystemTx, type TenantTx } from '../src/platform/db/index.ts';
 import { member, type Person, tenantAdmin } from './access-helpers.ts';
+import { runRampart } from './cli-helpers.ts';
 import {
   buildTestApp,
   createPostgresDatabase,
@@ -179,19 +178,7 @@ describe('rampart audit volume', () => {
       });
       drop = pg.drop;
     }
-    const rampart = async (...args: string[]) => {
-      let out = '';
-      let err = '';
-      const sink = (append: (s: string) => void) =>
-        new Writable({
-          write(chunk, _encoding, done) {
-            append(String(chunk));
-            done();
-          },
-        });
-      const code = await runCli(args, { out: sink((s) => (out += s)), err: sink((s) => (err += s)), env });
-      return { code, out, err };
-    };
+    const rampart = (...args: string[]) => runRampart(env, args);
     try {
       if (engineUnderTest === 'postgres') expect((await rampart('migrate')).code).toBe(0);
       const created = await rampart(

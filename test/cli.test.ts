@@ -6,11 +6,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/main.ts';
 import { allMigrations } from '../src/migrations.ts';
+import { runRampart } from './cli-helpers.ts';
 import { createPostgresDatabase, engineUnderTest } from './helpers.ts';
 
 let env: Record<string, string>;
@@ -37,27 +36,8 @@ afterAll(async () => {
 });
 
 /** Runs one command line; returns its exit code and what it wrote. */
-async function rampart(line: string[], extraEnv: Record<string, string> = {}) {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const code = await runCli(line, {
-    out: sink((s) => {
-      out += s;
-    }),
-    err: sink((s) => {
-      err += s;
-    }),
-    env: { ...env, ...extraEnv },
-  });
-  return { code, out, err };
-}
+const rampart = (line: string[], extraEnv: Record<string, string> = {}) =>
+  runRampart({ ...env, ...extraEnv }, line);
 
 describe('--help', () => {
   it.each([
